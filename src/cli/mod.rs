@@ -1,0 +1,409 @@
+//! The `honua` command line: argument parsing with clap and the offline commands (validate, diff,
+//! plan, render). Output for people is tables and short sentences; `--format json` is for scripts.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{load_single_file, ConfigRepo, EnvName};
+use crate::diagnostic::count_errors;
+use crate::diff::{diff_environment, ChangeSet};
+use crate::plan::{self, render};
+use crate::validate::{self, report};
+
+/// Exit status when the command itself could not run (bad path, unreadable repository).
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "honua",
+    version,
+    about = "GitOps for Honua geospatial servers: validate, diff and plan configuration changes",
+    long_about = "GitOps for Honua geospatial servers.\n\n\
+        A config repository holds environments/common/base-metadata.yaml, environments/<env>/metadata.yaml \
+        (+ datasources.yaml, config.yaml) and .gitops/deployment-policy.yaml. `honua validate` checks it \
+        against the Honua server's schema and rules, `honua diff` shows semantic and breaking changes between \
+        two revisions, and `honua plan` adds the policy's decision and a digest that approvals bind to.",
+    after_help = "Examples:\n  \
+        honua validate --path environments/\n  \
+        honua diff --from main --to HEAD --format markdown\n  \
+        honua plan --from-dir examples/honua-config --to-dir examples/honua-config-pr\n\n\
+        Exit status: 0 success, 1 findings (validation errors; breaking changes with --fail-on-breaking), 2 the command could not run."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate a config repository, one environment, or a single metadata file.
+    #[command(
+        after_help = "Exit status: 0 no errors (warnings allowed), 1 errors found, 2 the command could not run.\n\n\
+        Examples:\n  honua validate --path .\n  honua validate --path environments/production\n  \
+        honua validate --path environments/production/metadata.yaml --format github"
+    )]
+    Validate(ValidateArgs),
+    /// Show the semantic changes and breaking changes between two revisions, per environment.
+    #[command(
+        after_help = "Exit status: 0 (with or without changes), 1 breaking changes with --fail-on-breaking, 2 error.\n\n\
+        Examples:\n  honua diff --from main --to HEAD\n  honua diff --from-dir old/ --to-dir new/ --env production --format json"
+    )]
+    Diff(DiffArgs),
+    /// Plan a change: per environment the changes, the policy's decision (read from the FROM side) and the plan digest.
+    #[command(
+        after_help = "The policy is read from the base (--from / --from-dir): a change is never judged by the policy it brings.\n\n\
+        Examples:\n  honua plan --from main --to HEAD\n  \
+        honua plan --from-dir examples/honua-config --to-dir examples/honua-config-pr --at 2026-11-25T10:00:00Z"
+    )]
+    Plan(PlanArgs),
+    /// Print the effective metadata of one environment as the Honua server loads it (JSON).
+    Render(RenderArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// A repository root, its `environments/` directory, one environment directory, or a metadata file.
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+    /// Only this environment (and the common layer and policy).
+    #[arg(long)]
+    pub env: Option<String>,
+    #[arg(long, value_enum, default_value_t = DiagnosticFormat::Text)]
+    pub format: DiagnosticFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiagnosticFormat {
+    /// `file:line:col: error[code]: message` with the source line.
+    Text,
+    /// A JSON list of {file, line, column, severity, code, message}.
+    Json,
+    /// GitHub Actions workflow annotations.
+    Github,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
+/// Two revisions to compare: Git revisions in one repository, or two directories.
+#[derive(Args, Debug)]
+pub struct Revisions {
+    /// Base revision (branch, tag or SHA) in --repo.
+    #[arg(long, requires = "to", conflicts_with_all = ["from_dir", "to_dir"])]
+    pub from: Option<String>,
+    /// Target revision in --repo.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// The Git repository holding --from and --to.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Base as a directory (a checkout of the config repository).
+    #[arg(long, requires = "to_dir")]
+    pub from_dir: Option<PathBuf>,
+    /// Target as a directory.
+    #[arg(long, requires = "from_dir")]
+    pub to_dir: Option<PathBuf>,
+    /// Only this environment.
+    #[arg(long)]
+    pub env: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub revisions: Revisions,
+    #[arg(long, value_enum, default_value_t = ChangeFormat::Text)]
+    pub format: ChangeFormat,
+    /// Exit 1 when any environment has a breaking change.
+    #[arg(long)]
+    pub fail_on_breaking: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub revisions: Revisions,
+    #[arg(long, value_enum, default_value_t = ChangeFormat::Text)]
+    pub format: ChangeFormat,
+    /// Evaluate deployment windows and blackouts at this instant (RFC 3339), instead of now.
+    #[arg(long, value_parser = parse_instant)]
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    /// The repository root (a directory), or with --rev the Git repository.
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+    /// Render the repository as it is at this Git revision instead of the directory's files.
+    #[arg(long)]
+    pub rev: Option<String>,
+    #[arg(long)]
+    pub env: String,
+}
+
+fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{e}; write an RFC 3339 instant such as 2026-11-25T10:00:00Z"))
+}
+
+/// Runs the parsed command; errors here mean "could not run" (exit 2).
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Validate(args) => validate_command(args),
+        Command::Diff(args) => diff_command(args),
+        Command::Plan(args) => plan_command(args),
+        Command::Render(args) => render_command(args),
+    }
+}
+
+/// What `--path` designates.
+enum Target {
+    Repo { root: PathBuf, env: Option<String> },
+    File(PathBuf),
+}
+
+fn resolve_target(path: &Path, env: Option<String>) -> Result<Target> {
+    let meta = std::fs::metadata(path).with_context(|| {
+        format!(
+            "{}: cannot read this path; check that it exists",
+            path.display()
+        )
+    })?;
+    if meta.is_file() {
+        if env.is_some() {
+            bail!(
+                "--env applies to a repository; {} is a single file",
+                path.display()
+            );
+        }
+        return Ok(Target::File(path.to_path_buf()));
+    }
+    let name_of = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    if path.join("environments").is_dir() {
+        return Ok(Target::Repo {
+            root: path.to_path_buf(),
+            env,
+        });
+    }
+    if name_of(path).as_deref() == Some("environments") {
+        return Ok(Target::Repo {
+            root: parent(path),
+            env,
+        });
+    }
+    let up = parent(path);
+    if name_of(&up).as_deref() == Some("environments") {
+        let dir_env = name_of(path).unwrap_or_default();
+        if env.as_ref().is_some_and(|e| *e != dir_env) {
+            bail!(
+                "--env {} contradicts --path {}, which is environment `{dir_env}`",
+                env.unwrap_or_default(),
+                path.display()
+            );
+        }
+        return Ok(Target::Repo {
+            root: parent(&up),
+            env: Some(dir_env),
+        });
+    }
+    bail!(
+        "{}: not a config repository (no `environments/` directory here); point --path at the repository root, its environments/ directory, one environment directory, or a metadata file",
+        path.display()
+    )
+}
+
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn validate_command(args: ValidateArgs) -> Result<ExitCode> {
+    let (diagnostics, sources, prefix) = match resolve_target(&args.path, args.env)? {
+        Target::File(path) => {
+            let file = load_single_file(&path)?;
+            (
+                validate::validate_single(&file),
+                file.sources,
+                String::new(),
+            )
+        }
+        Target::Repo { root, env } => {
+            let repo = ConfigRepo::load_dir(&root)?;
+            let env = env.map(EnvName::new);
+            if let Some(e) = &env {
+                if !repo.has_environment(e.as_str()) {
+                    bail!(
+                        "environment `{e}` not found under {}/environments; known: {}",
+                        root.display(),
+                        env_list(&repo)
+                    );
+                }
+            }
+            (
+                validate::validate_repo(&repo, env.as_ref()),
+                repo.sources,
+                root.display().to_string(),
+            )
+        }
+    };
+    match args.format {
+        DiagnosticFormat::Text => {
+            print!("{}", report::text(&diagnostics, &sources, &prefix));
+            let verdict = if count_errors(&diagnostics) == 0 {
+                "valid"
+            } else {
+                "invalid"
+            };
+            println!(
+                "{}: {verdict} ({})",
+                args.path.display(),
+                report::summary(&diagnostics)
+            );
+        }
+        DiagnosticFormat::Json => println!("{}", report::json(&diagnostics, &prefix)),
+        DiagnosticFormat::Github => print!("{}", report::github(&diagnostics, &prefix)),
+    }
+    Ok(ExitCode::from(u8::from(count_errors(&diagnostics) > 0)))
+}
+
+fn env_list(repo: &ConfigRepo) -> String {
+    repo.environments()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Loads both sides of a comparison.
+fn load_pair(r: &Revisions) -> Result<(ConfigRepo, ConfigRepo)> {
+    let (from, to) = match (&r.from, &r.to, &r.from_dir, &r.to_dir) {
+        (Some(a), Some(b), None, None) => (load_rev(&r.repo, a)?, load_rev(&r.repo, b)?),
+        (None, None, Some(a), Some(b)) => (
+            ConfigRepo::load_dir(a).with_context(|| format!("reading --from-dir {}", a.display()))?,
+            ConfigRepo::load_dir(b).with_context(|| format!("reading --to-dir {}", b.display()))?,
+        ),
+        _ => bail!("give either --from REV --to REV (with --repo DIR, default .) or --from-dir DIR --to-dir DIR"),
+    };
+    if let Some(env) = &r.env {
+        if !from.has_environment(env) && !to.has_environment(env) {
+            bail!(
+                "environment `{env}` exists on neither side; known: {}",
+                env_list(&to)
+            );
+        }
+    }
+    Ok((from, to))
+}
+
+/// A Git revision; `main` falls back to `origin/main`, as CI checkouts often only have the remote branch.
+fn load_rev(repo: &Path, rev: &str) -> Result<ConfigRepo> {
+    match ConfigRepo::load_git(repo, rev) {
+        Ok(r) => Ok(r),
+        Err(first) => {
+            ConfigRepo::load_git(repo, &format!("origin/{rev}")).map_err(|_| first.into())
+        }
+    }
+}
+
+fn changesets(from: &ConfigRepo, to: &ConfigRepo, only: Option<&str>) -> Vec<ChangeSet> {
+    let names: std::collections::BTreeSet<EnvName> = from
+        .environments()
+        .chain(to.environments())
+        .cloned()
+        .collect();
+    names
+        .into_iter()
+        .filter(|e| only.is_none_or(|o| o == e.as_str()))
+        .map(|env| {
+            diff_environment(
+                &env,
+                from.effective(&env).as_ref(),
+                to.effective(&env).as_ref(),
+            )
+        })
+        .collect()
+}
+
+fn width() -> u16 {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(110)
+}
+
+fn diff_command(args: DiffArgs) -> Result<ExitCode> {
+    let (from, to) = load_pair(&args.revisions)?;
+    let sets = changesets(&from, &to, args.revisions.env.as_deref());
+    let out = match args.format {
+        ChangeFormat::Text => render::diff_text(&sets, width()),
+        ChangeFormat::Markdown => render::diff_markdown(&sets),
+        ChangeFormat::Json => render::diff_json(&sets),
+    };
+    println!("{}", out.trim_end());
+    let breaking = sets.iter().any(|s| s.summary.breaking > 0);
+    if breaking && args.format == ChangeFormat::Text {
+        println!("\nBreaking changes need an explicit acknowledgement where the policy forbids them: `/honua approve <env> --breaking`.");
+    }
+    Ok(ExitCode::from(u8::from(args.fail_on_breaking && breaking)))
+}
+
+fn plan_command(args: PlanArgs) -> Result<ExitCode> {
+    let (from, to) = load_pair(&args.revisions)?;
+    let only = args.revisions.env.map(EnvName::new);
+    let set = plan::build(&from, &to, only.as_ref(), args.at.unwrap_or_else(Utc::now));
+    let out = match args.format {
+        ChangeFormat::Text => {
+            let prefix = args
+                .revisions
+                .to_dir
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let mut text = String::new();
+            if !set.diagnostics.is_empty() {
+                text.push_str(&format!(
+                    "Validation of the target ({}):\n",
+                    report::summary(&set.diagnostics)
+                ));
+                text.push_str(&report::text(&set.diagnostics, &to.sources, &prefix));
+                text.push('\n');
+            }
+            text + &render::plan_text(&set.plans, width())
+        }
+        ChangeFormat::Markdown => render::plan_markdown(&set.plans),
+        ChangeFormat::Json => render::plan_json(&set.plans),
+    };
+    println!("{}", out.trim_end());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_command(args: RenderArgs) -> Result<ExitCode> {
+    let repo = match &args.rev {
+        Some(rev) => load_rev(&args.path, rev)?,
+        None => ConfigRepo::load_dir(&args.path)?,
+    };
+    let env = EnvName::new(args.env.clone());
+    let Some(effective) = repo.effective(&env) else {
+        bail!(
+            "environment `{}` not found; known: {}",
+            args.env,
+            env_list(&repo)
+        );
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&effective.metadata.to_json())?
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,339 @@
+//! The config repository: its files, documents with positions, dialect normalization, environment
+//! layering and the effective configuration Honua loads.
+
+pub mod dialect;
+pub mod layering;
+pub mod node;
+pub mod resource;
+pub mod source;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::diagnostic::{Diagnostic, Place};
+use node::{FileId, Loc, Node, Value};
+use source::{RepoFiles, SourceError, SourceMap, COMMON_ENV, ENVIRONMENTS_DIR};
+
+/// The name of an environment (`production`), as discovered from `environments/<name>/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct EnvName(String);
+
+impl EnvName {
+    pub fn new(name: impl Into<String>) -> Self {
+        EnvName(name.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The short form used in deployment ids: production→prod, staging→stage, development→dev.
+    pub fn short(&self) -> &str {
+        match self.0.as_str() {
+            "production" => "prod",
+            "staging" => "stage",
+            "development" => "dev",
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for EnvName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One parsed file of the repository.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub file: FileId,
+    pub root: Node,
+}
+
+#[derive(Debug, Clone, Default)]
+struct EnvironmentDocs {
+    metadata: Option<Document>,
+    datasources: Option<Document>,
+    config: Option<Document>,
+}
+
+/// A loaded config repository at one revision.
+#[derive(Debug, Clone)]
+pub struct ConfigRepo {
+    pub sources: SourceMap,
+    /// The commit SHA, or for a directory a content digest (`dir:<sha256>`) so plans stay reproducible.
+    pub revision: String,
+    common: Option<Document>,
+    environments: BTreeMap<EnvName, EnvironmentDocs>,
+    pub policy: Option<Document>,
+    /// Problems met while loading: unreadable files, syntax errors, refused links, dialect warnings.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// What Honua loads for one environment: metadata (server format, layered) and server config.
+#[derive(Debug, Clone)]
+pub struct EffectiveConfig {
+    pub environment: EnvName,
+    pub metadata: Node,
+    pub config: Option<Node>,
+}
+
+impl ConfigRepo {
+    /// Loads a checked-out repository from a directory.
+    pub fn load_dir(root: &Path) -> Result<Self, SourceError> {
+        let files = source::read_dir(root)?;
+        let revision = format!("dir:{}", content_digest(&files));
+        Ok(Self::from_files(files, revision))
+    }
+
+    /// Loads the repository as it is at `rev` in the Git repository at `repo`, without a work tree.
+    pub fn load_git(repo: &Path, rev: &str) -> Result<Self, SourceError> {
+        let (commit, files) = crate::git::read_commit(repo, rev)?;
+        Ok(Self::from_files(files, commit.sha))
+    }
+
+    /// Parses and normalizes every file; problems become diagnostics, never failures.
+    pub fn from_files(files: RepoFiles, revision: String) -> Self {
+        let mut repo = ConfigRepo {
+            sources: SourceMap::default(),
+            revision,
+            common: None,
+            environments: BTreeMap::new(),
+            policy: None,
+            diagnostics: files.problems,
+        };
+        for dir in &files.env_dirs {
+            if dir != COMMON_ENV {
+                repo.environments
+                    .entry(EnvName::new(dir.clone()))
+                    .or_default();
+            }
+        }
+        // Ambiguity (metadata.yaml and metadata.json side by side) is an error, not a silent pick.
+        let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
+        for (path, bytes) in files.files {
+            let (dir, file_name) = path
+                .rsplit_once('/')
+                .expect("repository paths have a directory");
+            let stem = file_name
+                .rsplit_once('.')
+                .map_or(file_name, |(s, _)| s)
+                .to_string();
+            if let Some(first) = seen.insert((dir.to_string(), stem.clone()), path.clone()) {
+                repo.diagnostics.push(Diagnostic::error(
+                    "file.ambiguous",
+                    Place::file(&path),
+                    format!("both `{first}` and `{path}` exist; keep one of them (Honua reads one {stem} file per directory)"),
+                ));
+                continue;
+            }
+            let Some(doc) = repo.parse_file(&path, &bytes) else {
+                continue;
+            };
+            repo.place_document(dir, &stem, &path, doc);
+        }
+        for (name, docs) in &repo.environments {
+            if docs.metadata.is_none() {
+                let dir = format!("{ENVIRONMENTS_DIR}/{name}");
+                repo.diagnostics.push(Diagnostic::error(
+                    "environment.missing_metadata",
+                    Place::file(&dir),
+                    format!("environment `{name}` has no metadata file; add `{dir}/metadata.yaml` (or .yml/.json), or remove the directory"),
+                ));
+            }
+        }
+        repo
+    }
+
+    fn parse_file(&mut self, path: &str, bytes: &[u8]) -> Option<Document> {
+        parse_document(&mut self.sources, path, bytes)
+            .map_err(|d| self.diagnostics.push(d))
+            .ok()
+    }
+
+    fn place_document(&mut self, dir: &str, stem: &str, path: &str, mut doc: Document) {
+        if dir == source::POLICY_DIR {
+            self.policy = Some(doc);
+            return;
+        }
+        let env = dir
+            .strip_prefix(&format!("{ENVIRONMENTS_DIR}/"))
+            .unwrap_or(dir);
+        if !matches!(doc.root.value, Value::Map(_) | Value::Null) {
+            self.diagnostics.push(Diagnostic::error(
+                "file.not_a_mapping",
+                Place { file: path, line: doc.root.loc.line, column: doc.root.loc.column },
+                format!("`{path}` must hold a mapping of keys (such as `catalog:`, `layers:`), not a {}", doc.root.kind()),
+            ));
+            return;
+        }
+        if stem == "metadata" || stem == "base-metadata" {
+            let warnings = dialect::normalize_metadata(&mut doc.root, &self.sources);
+            self.diagnostics.extend(warnings);
+        }
+        if env == COMMON_ENV {
+            if stem == "base-metadata" || stem == "metadata" {
+                self.common = Some(doc);
+            }
+            return;
+        }
+        let docs = self.environments.entry(EnvName::new(env)).or_default();
+        match stem {
+            "metadata" => docs.metadata = Some(doc),
+            "datasources" => docs.datasources = Some(doc),
+            "config" => docs.config = Some(doc),
+            _ => {}
+        }
+    }
+
+    /// Environments discovered from `environments/*/` (never `common`), sorted by name.
+    pub fn environments(&self) -> impl Iterator<Item = &EnvName> {
+        self.environments.keys()
+    }
+
+    pub fn has_environment(&self, env: &str) -> bool {
+        self.environments.contains_key(&EnvName::new(env))
+    }
+
+    /// The layered configuration of one environment, or `None` if the environment does not exist.
+    pub fn effective(&self, env: &EnvName) -> Option<EffectiveConfig> {
+        let docs = self.environments.get(env)?;
+        let root_loc = docs.metadata.as_ref().map(|d| d.root.loc).unwrap_or(Loc {
+            file: FileId(u32::MAX),
+            line: 0,
+            column: 0,
+        });
+        let mut metadata = match &self.common {
+            Some(common) => common.root.clone(),
+            None => Node::map(root_loc),
+        };
+        if let Some(doc) = &docs.metadata {
+            layering::merge_document(&mut metadata, doc.root.clone());
+        }
+        if matches!(metadata.value, Value::Null) {
+            metadata = Node::map(root_loc);
+        }
+        if let Some(ds) = &docs.datasources {
+            let entries = dialect::normalize_datasources(&ds.root);
+            if !entries.is_empty() {
+                let list = Node::new(ds.root.loc, Value::Seq(entries));
+                let map = metadata.as_map_mut().expect("metadata is a mapping");
+                match map.get_mut("dataSources") {
+                    Some(existing) => layering::merge_entities(existing, list),
+                    None => map.insert("dataSources", ds.root.loc, list),
+                }
+            }
+        }
+        Some(EffectiveConfig {
+            environment: env.clone(),
+            metadata,
+            config: docs.config.as_ref().map(|d| d.root.clone()),
+        })
+    }
+
+    /// Every parsed document of the repository, with its path (for checks that apply file by file).
+    pub fn documents(&self) -> impl Iterator<Item = (&str, &Document)> {
+        let env_docs = self.environments.values().flat_map(|d| {
+            [&d.metadata, &d.datasources, &d.config]
+                .into_iter()
+                .flatten()
+        });
+        self.common
+            .iter()
+            .chain(env_docs)
+            .chain(self.policy.iter())
+            .map(|d| (self.sources.path(d.file), d))
+    }
+}
+
+/// Decodes and parses one file into `sources`; a failure is returned as the diagnostic to report.
+fn parse_document(
+    sources: &mut SourceMap,
+    path: &str,
+    bytes: &[u8],
+) -> Result<Document, Diagnostic> {
+    let text = yaml::decode(bytes).map_err(|e| {
+        Diagnostic::error(
+            "file.encoding",
+            Place {
+                file: path,
+                line: e.line,
+                column: e.column,
+            },
+            e.message,
+        )
+    })?;
+    let file = sources.add(path, text);
+    let text = &sources.get(path).expect("just added").text;
+    let root = yaml::parse(text, file).map_err(|e| {
+        Diagnostic::error(
+            "yaml.syntax",
+            Place { file: path, line: e.line, column: e.column },
+            format!("cannot parse this file: {}; fix the syntax (the position is where the parser stopped)", e.message),
+        )
+    })?;
+    Ok(Document { file, root })
+}
+
+/// One metadata file validated on its own, outside a repository.
+#[derive(Debug)]
+pub struct SingleFile {
+    pub sources: SourceMap,
+    pub metadata: Option<Node>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Reads one metadata file on its own, normalized like a repository file. Its path is kept as given.
+pub fn load_single_file(path: &Path) -> Result<SingleFile, SourceError> {
+    let display = path.display().to_string();
+    let io = |source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(io)?;
+    let kind = if meta.file_type().is_symlink() {
+        source::EntryKind::Symlink(std::fs::read_link(path).ok())
+    } else {
+        source::EntryKind::File
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut admitted = RepoFiles::default();
+    let mut out = SingleFile {
+        sources: SourceMap::default(),
+        metadata: None,
+        diagnostics: Vec::new(),
+    };
+    if admitted.admit(&display, &name, kind, meta.len()) {
+        let bytes = std::fs::read(path).map_err(io)?;
+        match parse_document(&mut out.sources, &display, &bytes) {
+            Ok(mut doc) => {
+                out.diagnostics = dialect::normalize_metadata(&mut doc.root, &out.sources);
+                out.metadata = Some(doc.root);
+            }
+            Err(d) => out.diagnostics.push(d),
+        }
+    }
+    out.diagnostics.extend(admitted.problems);
+    Ok(out)
+}
+
+/// SHA-256 over the files read (path and content, in path order): a revision for directory loads.
+fn content_digest(files: &RepoFiles) -> String {
+    let mut h = Sha256::new();
+    for (path, bytes) in &files.files {
+        h.update((path.len() as u64).to_be_bytes());
+        h.update(path.as_bytes());
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    }
+    hex::encode(h.finalize())
+}

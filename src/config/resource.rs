@@ -1,0 +1,144 @@
+//! Resources: the addressable entities of an effective configuration, as diff and policy see them.
+
+use serde::Serialize;
+
+use super::node::Node;
+use super::EffectiveConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceKind {
+    Catalog,
+    Folder,
+    Datasource,
+    Service,
+    Layer,
+    Style,
+    Raster,
+    Config,
+    Policy,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Catalog => "catalog",
+            ResourceKind::Folder => "folder",
+            ResourceKind::Datasource => "datasource",
+            ResourceKind::Service => "service",
+            ResourceKind::Layer => "layer",
+            ResourceKind::Style => "style",
+            ResourceKind::Raster => "raster",
+            ResourceKind::Config => "config",
+            ResourceKind::Policy => "policy",
+        }
+    }
+
+    /// The kind of the entities held under a top-level metadata list.
+    pub fn of_list(key: &str) -> Option<ResourceKind> {
+        Some(match key {
+            "folders" => ResourceKind::Folder,
+            "dataSources" => ResourceKind::Datasource,
+            "services" => ResourceKind::Service,
+            "layers" => ResourceKind::Layer,
+            "styles" => ResourceKind::Style,
+            "rasterDatasets" => ResourceKind::Raster,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entity of an effective config.
+#[derive(Debug, Clone)]
+pub struct Resource<'a> {
+    pub kind: ResourceKind,
+    /// The id as written (matching is case-insensitive, see [`Resource::key`]).
+    pub id: String,
+    pub node: &'a Node,
+    /// For a layer: its position among its service's layers, which is its Esri FeatureServer index.
+    pub index: usize,
+}
+
+impl Resource<'_> {
+    /// The key resources are matched by across revisions.
+    pub fn key(&self) -> (ResourceKind, String) {
+        (self.kind, self.id.to_lowercase())
+    }
+
+    /// A layer's service id, when it is a layer.
+    pub fn service_id(&self) -> Option<&str> {
+        (self.kind == ResourceKind::Layer)
+            .then(|| self.node.get_str("serviceId"))
+            .flatten()
+    }
+
+    /// The name people know a resource by: layers as `service::layer`, the OGC collection id.
+    pub fn display_id(&self) -> String {
+        match self.service_id() {
+            Some(service) => format!("{service}::{}", self.id),
+            None => self.id.clone(),
+        }
+    }
+}
+
+/// Every resource of an effective config: catalog, entities of each list, the metadata `server` block
+/// and any other top-level key (unknown keys are preserved and must show up in diffs), and `config.yaml`.
+pub fn resources(cfg: &EffectiveConfig) -> Vec<Resource<'_>> {
+    let mut out = Vec::new();
+    let Some(map) = cfg.metadata.as_map() else {
+        return out;
+    };
+    let mut per_service: std::collections::HashMap<String, usize> = Default::default();
+    for (key, value) in map.iter() {
+        if key == "catalog" {
+            out.push(Resource {
+                kind: ResourceKind::Catalog,
+                id: "catalog".into(),
+                node: value,
+                index: 0,
+            });
+        } else if let Some(kind) = ResourceKind::of_list(key) {
+            for (i, item) in value.as_seq().unwrap_or_default().iter().enumerate() {
+                let Some(id) = item.get_str("id") else {
+                    continue;
+                };
+                let index = if kind == ResourceKind::Layer {
+                    let service = item.get_str("serviceId").unwrap_or_default().to_lowercase();
+                    let slot = per_service.entry(service).or_default();
+                    *slot += 1;
+                    *slot - 1
+                } else {
+                    i
+                };
+                out.push(Resource {
+                    kind,
+                    id: id.to_string(),
+                    node: item,
+                    index,
+                });
+            }
+        } else {
+            out.push(Resource {
+                kind: ResourceKind::Config,
+                id: format!("metadata.{key}"),
+                node: value,
+                index: 0,
+            });
+        }
+    }
+    if let Some(config) = &cfg.config {
+        out.push(Resource {
+            kind: ResourceKind::Config,
+            id: "config.yaml".into(),
+            node: config,
+            index: 0,
+        });
+    }
+    out
+}

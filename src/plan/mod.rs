@@ -1,0 +1,194 @@
+//! Plans: per environment, the ChangeSet between two revisions, the policy's Decision, the schedule
+//! (windows, blackouts) and a digest that approvals bind to.
+
+pub mod render;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{ConfigRepo, EnvName};
+use crate::diagnostic::{count_errors, Diagnostic};
+use crate::diff::{diff_environment, values, ChangeSet};
+use crate::policy::{decide, window, Decision, Policy, Schedule};
+use crate::validate;
+
+/// Validation of the target revision in one environment, as the plan reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ValidationSummary {
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub environment: EnvName,
+    pub from: String,
+    pub to: String,
+    pub validation: ValidationSummary,
+    #[serde(flatten)]
+    pub changes: ChangeSet,
+    pub decision: Decision,
+    pub schedule: Schedule,
+    /// `sha256:<hex>` over the canonical encoding of revisions, environment, changes and decision.
+    pub digest: String,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+}
+
+/// Everything a plan run produces: one plan per environment and the diagnostics of the target.
+#[derive(Debug, Clone)]
+pub struct PlanSet {
+    pub plans: Vec<Plan>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Plans every environment present on either side (or only `only`). The policy comes from `from`,
+/// the base: a change must never be judged by the policy it brings.
+pub fn build(
+    from: &ConfigRepo,
+    to: &ConfigRepo,
+    only: Option<&EnvName>,
+    at: DateTime<Utc>,
+) -> PlanSet {
+    let mut ignored = Vec::new();
+    let envs: Vec<String> = from.environments().map(|e| e.to_string()).collect();
+    let policy = from
+        .policy
+        .as_ref()
+        .map(|p| Policy::load(&p.root, &from.sources, &envs, &mut ignored))
+        .unwrap_or_default();
+    let policy_changed = match (&from.policy, &to.policy) {
+        (Some(a), Some(b)) => !values::same(&a.root, &b.root),
+        (None, None) => false,
+        _ => true,
+    };
+    let diagnostics = validate::validate_repo(to, only);
+    let names: BTreeSet<EnvName> = from
+        .environments()
+        .chain(to.environments())
+        .cloned()
+        .collect();
+    let plans = names
+        .into_iter()
+        .filter(|e| only.is_none_or(|o| o == e))
+        .map(|env| {
+            let changes = diff_environment(
+                &env,
+                from.effective(&env).as_ref(),
+                to.effective(&env).as_ref(),
+            );
+            let in_env = |d: &&Diagnostic| relevant_to(&d.file, &env);
+            let validation = ValidationSummary {
+                errors: count_errors(
+                    &diagnostics
+                        .iter()
+                        .filter(in_env)
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                ),
+                warnings: diagnostics
+                    .iter()
+                    .filter(in_env)
+                    .filter(|d| !d.is_error())
+                    .count(),
+            };
+            let (env_policy, known) = policy.for_env(env.as_str());
+            let decision = if changes.is_empty() && !policy_changed {
+                Decision::Auto
+            } else {
+                decide(
+                    &env_policy,
+                    known,
+                    &changes,
+                    validation.errors,
+                    policy_changed,
+                )
+            };
+            let schedule = window::schedule(
+                &env_policy.safety.deployment_windows,
+                &env_policy.safety.blackout_periods,
+                at,
+            );
+            let digest = digest(&env, &from.revision, &to.revision, &changes, &decision);
+            Plan {
+                environment: env,
+                from: from.revision.clone(),
+                to: to.revision.clone(),
+                validation,
+                changes,
+                decision,
+                schedule,
+                digest,
+            }
+        })
+        .collect();
+    PlanSet { plans, diagnostics }
+}
+
+/// Whether a diagnostic of the target concerns `env` (its own files, the common layer, the policy).
+fn relevant_to(file: &str, env: &EnvName) -> bool {
+    file.starts_with(&format!("environments/{env}/"))
+        || file == format!("environments/{env}")
+        || file.starts_with("environments/common/")
+        || file.starts_with(".gitops/")
+}
+
+/// SHA-256 over a canonical JSON encoding (object keys sorted, no whitespace) of what an approver
+/// approves. The schedule is left out: it depends on the clock, not on the change.
+pub fn digest(
+    env: &EnvName,
+    from: &str,
+    to: &str,
+    changes: &ChangeSet,
+    decision: &Decision,
+) -> String {
+    let value = serde_json::json!({
+        "format": "honua-plan/1",
+        "environment": env,
+        "from": from,
+        "to": to,
+        "changes": changes.changes,
+        "decision": decision,
+    });
+    let mut bytes = Vec::new();
+    write_canonical(&value, &mut bytes);
+    format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value as J;
+    match value {
+        J::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(serde_json::to_vec(k).expect("string encodes"));
+                out.push(b':');
+                write_canonical(&map[*k], out);
+            }
+            out.push(b'}');
+        }
+        J::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => out.extend(serde_json::to_vec(scalar).expect("scalar encodes")),
+    }
+}

@@ -1,0 +1,374 @@
+//! The deployment policy (`.gitops/deployment-policy.yaml`) and its evaluation into a [`Decision`].
+//!
+//! A policy is always read from the base of a change (the PR's base branch, the `--from` side), never
+//! from the change itself: a PR must not be able to loosen its own gate. An environment the policy does
+//! not mention gets the safe default: approval required.
+
+pub mod rules;
+pub mod window;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::config::dialect::place;
+use crate::config::node::Node;
+use crate::config::source::SourceMap;
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::diff::ChangeSet;
+
+pub use rules::ApprovalRule;
+pub use window::{Schedule, Window};
+
+/// What the policy says of a ChangeSet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", content = "reasons", rename_all = "snake_case")]
+pub enum Decision {
+    Auto,
+    NeedsApproval(Vec<String>),
+    Blocked(Vec<String>),
+}
+
+impl Decision {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Auto => "auto",
+            Decision::NeedsApproval(_) => "needs_approval",
+            Decision::Blocked(_) => "blocked",
+        }
+    }
+
+    pub fn reasons(&self) -> &[String] {
+        match self {
+            Decision::Auto => &[],
+            Decision::NeedsApproval(r) | Decision::Blocked(r) => r,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rollout {
+    #[default]
+    All,
+    OneAtATime,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Safety {
+    pub require_backup: bool,
+    /// Seconds the agent waits for health and post-validation after a reload.
+    pub health_check_timeout: u64,
+    pub rollback_on_failure: bool,
+    pub deployment_windows: Vec<Window>,
+    pub blackout_periods: Vec<window::Blackout>,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety {
+            require_backup: true,
+            health_check_timeout: 120,
+            rollback_on_failure: true,
+            deployment_windows: Vec::new(),
+            blackout_periods: Vec::new(),
+        }
+    }
+}
+
+/// The policy of one environment. Defaults are the cautious ones.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentPolicy {
+    pub auto_approve: bool,
+    pub requires_validation: bool,
+    pub allow_breaking_changes: bool,
+    pub approval_rules: Vec<ApprovalRule>,
+    pub safety: Safety,
+    /// Kept as written; delivery is the service's job.
+    pub notifications: serde_json::Value,
+    /// GitHub users or `org/team` slugs allowed to approve, besides writers of the repository.
+    pub approvers: Vec<String>,
+    pub prevent_self_approval: bool,
+    pub self_heal: bool,
+    pub rollout: Rollout,
+}
+
+impl Default for EnvironmentPolicy {
+    fn default() -> Self {
+        EnvironmentPolicy {
+            auto_approve: false,
+            requires_validation: true,
+            allow_breaking_changes: true,
+            approval_rules: Vec::new(),
+            safety: Safety::default(),
+            notifications: serde_json::Value::Null,
+            approvers: Vec::new(),
+            prevent_self_approval: false,
+            self_heal: false,
+            rollout: Rollout::All,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Policy {
+    pub environments: BTreeMap<String, EnvironmentPolicy>,
+}
+
+const ENV_KEYS: [&str; 10] = [
+    "autoApprove",
+    "requiresValidation",
+    "allowBreakingChanges",
+    "approvalRules",
+    "safety",
+    "notifications",
+    "approvers",
+    "preventSelfApproval",
+    "selfHeal",
+    "rollout",
+];
+
+impl Policy {
+    /// Reads a policy document. Problems (bad types, rules that do not parse, unknown environments)
+    /// are diagnostics with positions; a problematic entry falls back to the cautious default.
+    pub fn load(
+        doc: &Node,
+        sources: &SourceMap,
+        known_envs: &[String],
+        out: &mut Vec<Diagnostic>,
+    ) -> Policy {
+        let mut policy = Policy::default();
+        let Some(envs) = doc.get("environments").and_then(Node::as_map) else {
+            out.push(Diagnostic::error(
+                "policy.invalid",
+                place(sources, doc.loc),
+                "the deployment policy has no `environments:` mapping; add one entry per environment (see the README)",
+            ));
+            return policy;
+        };
+        for entry in &envs.entries {
+            let name = &entry.key;
+            if !known_envs.is_empty() && !known_envs.iter().any(|e| e == name) {
+                out.push(Diagnostic::error(
+                    "policy.unknown_environment",
+                    place(sources, entry.key_loc),
+                    format!(
+                        "the policy names environment `{name}`, but there is no `environments/{name}/` directory (environments: {}); fix the name or add the environment",
+                        known_envs.join(", ")
+                    ),
+                ));
+            }
+            policy
+                .environments
+                .insert(name.clone(), load_environment(&entry.value, sources, out));
+        }
+        policy
+    }
+
+    /// The policy of `env`; the cautious default when the policy does not mention it.
+    pub fn for_env(&self, env: &str) -> (EnvironmentPolicy, bool) {
+        match self.environments.get(env) {
+            Some(p) => (p.clone(), true),
+            None => (EnvironmentPolicy::default(), false),
+        }
+    }
+}
+
+fn load_environment(
+    node: &Node,
+    sources: &SourceMap,
+    out: &mut Vec<Diagnostic>,
+) -> EnvironmentPolicy {
+    let mut p = EnvironmentPolicy::default();
+    let Some(map) = node.as_map() else {
+        out.push(type_error(
+            sources,
+            node,
+            "this environment's policy",
+            "a mapping",
+        ));
+        return p;
+    };
+    for e in &map.entries {
+        if !ENV_KEYS.contains(&e.key.as_str()) {
+            out.push(Diagnostic::warning(
+                "policy.unknown_key",
+                place(sources, e.key_loc),
+                format!(
+                    "unknown policy key `{}` is ignored; known keys: {}",
+                    e.key,
+                    ENV_KEYS.join(", ")
+                ),
+            ));
+        }
+    }
+    let mut flag = |key: &str, slot: &mut bool| {
+        if let Some(n) = map.get(key) {
+            match n.as_bool() {
+                Some(b) => *slot = b,
+                None => out.push(type_error(sources, n, &format!("`{key}`"), "true or false")),
+            }
+        }
+    };
+    flag("autoApprove", &mut p.auto_approve);
+    flag("requiresValidation", &mut p.requires_validation);
+    flag("allowBreakingChanges", &mut p.allow_breaking_changes);
+    flag("preventSelfApproval", &mut p.prevent_self_approval);
+    flag("selfHeal", &mut p.self_heal);
+    if let Some(rules) = map.get("approvalRules") {
+        match rules.as_seq() {
+            Some(items) => {
+                p.approval_rules = items
+                    .iter()
+                    .filter_map(|r| ApprovalRule::load(r, sources, out))
+                    .collect()
+            }
+            None => out.push(type_error(sources, rules, "`approvalRules`", "a list")),
+        }
+    }
+    if let Some(safety) = map.get("safety") {
+        p.safety = load_safety(safety, sources, out);
+    }
+    if let Some(n) = map.get("notifications") {
+        p.notifications = n.to_json();
+    }
+    if let Some(n) = map.get("approvers") {
+        p.approvers = n
+            .as_seq()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
+    }
+    if let Some(n) = map.get("rollout") {
+        p.rollout = match n.as_str() {
+            Some("all") => Rollout::All,
+            Some("one-at-a-time") => Rollout::OneAtATime,
+            _ => {
+                out.push(type_error(
+                    sources,
+                    n,
+                    "`rollout`",
+                    "`all` or `one-at-a-time`",
+                ));
+                Rollout::All
+            }
+        };
+    }
+    p
+}
+
+fn load_safety(node: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) -> Safety {
+    let mut s = Safety::default();
+    let Some(map) = node.as_map() else {
+        out.push(type_error(sources, node, "`safety`", "a mapping"));
+        return s;
+    };
+    for (key, slot) in [
+        ("requireBackup", &mut s.require_backup),
+        ("rollbackOnFailure", &mut s.rollback_on_failure),
+    ] {
+        if let Some(n) = map.get(key) {
+            match n.as_bool() {
+                Some(b) => *slot = b,
+                None => out.push(type_error(sources, n, &format!("`{key}`"), "true or false")),
+            }
+        }
+    }
+    if let Some(n) = map.get("healthCheckTimeout") {
+        match n.as_i64() {
+            Some(secs) if secs > 0 => s.health_check_timeout = secs as u64,
+            _ => out.push(type_error(
+                sources,
+                n,
+                "`healthCheckTimeout`",
+                "a positive number of seconds",
+            )),
+        }
+    }
+    if let Some(n) = map.get("deploymentWindows") {
+        s.deployment_windows = n
+            .as_seq()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|w| Window::load(w, sources, out))
+            .collect();
+    }
+    if let Some(n) = map.get("blackoutPeriods") {
+        s.blackout_periods = n
+            .as_seq()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|b| window::Blackout::load(b, sources, out))
+            .collect();
+    }
+    s
+}
+
+pub(crate) fn type_error(
+    sources: &SourceMap,
+    node: &Node,
+    what: &str,
+    expected: &str,
+) -> Diagnostic {
+    Diagnostic::new(
+        Severity::Error,
+        "policy.invalid",
+        place(sources, node.loc),
+        format!("{what} must be {expected}, found {} `{node}`; the cautious default is used until this is fixed", node.kind()),
+    )
+}
+
+/// The decision for one environment's ChangeSet.
+///
+/// `validation_errors` are the errors of the target revision in this environment; `policy_changed`
+/// says whether the change itself edits the deployment policy (always a reason for approval).
+pub fn decide(
+    policy: &EnvironmentPolicy,
+    known: bool,
+    changes: &ChangeSet,
+    validation_errors: usize,
+    policy_changed: bool,
+) -> Decision {
+    let mut blocked = Vec::new();
+    let mut approval = Vec::new();
+    if policy.requires_validation && validation_errors > 0 {
+        blocked.push(format!("{validation_errors} validation error(s) in the new configuration; fix them (requiresValidation is on)"));
+    }
+    let breaking = changes.summary.breaking;
+    if breaking > 0 && !policy.allow_breaking_changes {
+        blocked.push(format!(
+            "{breaking} breaking change(s) and allowBreakingChanges is false: an approver must acknowledge them with `/honua approve {} --breaking`",
+            changes.environment
+        ));
+    }
+    if !known {
+        approval.push(format!(
+            "the policy has no entry for `{}`: approval is required by default",
+            changes.environment
+        ));
+    } else if !policy.auto_approve {
+        approval.push("autoApprove is false for this environment".to_string());
+    }
+    if policy_changed {
+        approval.push(
+            "this change edits .gitops/deployment-policy.yaml; policy changes always need approval"
+                .into(),
+        );
+    }
+    for rule in &policy.approval_rules {
+        if rule.matches(changes) {
+            approval.push(format!("{}: {}", rule.name, rule.reason));
+        }
+    }
+    if !blocked.is_empty() {
+        blocked.extend(approval);
+        Decision::Blocked(blocked)
+    } else if !approval.is_empty() {
+        Decision::NeedsApproval(approval)
+    } else {
+        Decision::Auto
+    }
+}

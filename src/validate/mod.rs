@@ -1,0 +1,111 @@
+//! Validation: the server's JSON schema and the semantic rules it enforces, plus ours (literal secrets,
+//! policy sanity, environments without metadata), all as located [`Diagnostic`]s.
+
+pub mod report;
+pub mod rules;
+pub mod schema;
+
+use crate::config::node::{Node, Value};
+use crate::config::source::SourceMap;
+use crate::config::{ConfigRepo, EnvName, SingleFile};
+use crate::diagnostic::{self, Diagnostic, Severity};
+use crate::policy::Policy;
+
+/// Every finding on one effective metadata document (the server's view of an environment).
+pub fn check_metadata(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
+    if !matches!(root.value, Value::Map(_)) {
+        return;
+    }
+    schema::check(root, sources, out);
+    rules::references(root, sources, out);
+    rules::bboxes(root, sources, out);
+    rules::temporal_intervals(root, sources, out);
+    rules::cors(root, sources, out);
+    rules::layer_fields(root, sources, out);
+}
+
+/// Validates a repository: load problems, each environment's effective config (or only `only`),
+/// per-file rules (unique ids, literal secrets) and the policy. Sorted and deduplicated.
+pub fn validate_repo(repo: &ConfigRepo, only: Option<&EnvName>) -> Vec<Diagnostic> {
+    let mut out = repo.diagnostics.clone();
+    for env in repo.environments().filter(|e| only.is_none_or(|o| o == *e)) {
+        let Some(effective) = repo.effective(env) else {
+            continue;
+        };
+        check_metadata(&effective.metadata, &repo.sources, &mut out);
+        if let Some(config) = &effective.config {
+            rules::cors(config, &repo.sources, &mut out);
+        }
+    }
+    for (path, doc) in repo.documents() {
+        if only.is_some_and(|env| !in_scope(path, env)) {
+            continue;
+        }
+        rules::unique_ids(&doc.root, &repo.sources, &mut out);
+        // In a repository a literal secret would be committed: an error.
+        rules::literal_secrets(&doc.root, &repo.sources, Severity::Error, &mut out);
+    }
+    if let Some(policy) = &repo.policy {
+        let envs: Vec<String> = repo.environments().map(|e| e.to_string()).collect();
+        Policy::load(&policy.root, &repo.sources, &envs, &mut out);
+    }
+    diagnostic::normalize(&mut out);
+    out
+}
+
+fn in_scope(path: &str, env: &EnvName) -> bool {
+    path.starts_with(&format!("environments/{env}/"))
+        || path.starts_with("environments/common/")
+        || path.starts_with(".gitops/")
+}
+
+/// Validates one metadata file on its own. A literal secret is only a warning here: the file may be
+/// a local copy that is never committed.
+pub fn validate_single(file: &SingleFile) -> Vec<Diagnostic> {
+    let mut out = file.diagnostics.clone();
+    if let Some(root) = &file.metadata {
+        if !matches!(root.value, Value::Map(_)) {
+            out.push(Diagnostic::error(
+                "file.not_a_mapping",
+                crate::config::dialect::place(&file.sources, root.loc),
+                format!(
+                    "a metadata file must hold a mapping (`catalog:`, `layers:` …), not a {}",
+                    root.kind()
+                ),
+            ));
+        }
+        check_metadata(root, &file.sources, &mut out);
+        rules::unique_ids(root, &file.sources, &mut out);
+        rules::literal_secrets(root, &file.sources, Severity::Warning, &mut out);
+    }
+    diagnostic::normalize(&mut out);
+    out
+}
+
+/// A JSON pointer in human form, naming list items by their id: `/layers/3/caching/ttl` →
+/// `layers[parcels].caching.ttl`.
+pub fn describe_path(root: &Node, pointer: &str) -> String {
+    let mut out = String::new();
+    let mut node = Some(root);
+    for raw in pointer.split('/').skip(1) {
+        let segment = raw.replace("~1", "/").replace("~0", "~");
+        match node.map(|n| &n.value) {
+            Some(Value::Seq(items)) => {
+                let item = segment.parse::<usize>().ok().and_then(|i| items.get(i));
+                let label = item
+                    .and_then(|i| i.get_str("id").or_else(|| i.get_str("name")))
+                    .map_or(segment.clone(), str::to_string);
+                out.push_str(&format!("[{label}]"));
+                node = item;
+            }
+            _ => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(&segment);
+                node = node.and_then(|n| n.get(&segment));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,490 @@
+//! The semantic rules the Honua server enforces beyond its schema, and ours (literal secrets).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+
+use crate::config::dialect::place;
+use crate::config::layering::ENTITY_LISTS;
+use crate::config::node::{Node, Value};
+use crate::config::source::SourceMap;
+use crate::diagnostic::{Diagnostic, Severity};
+
+use super::describe_path;
+
+/// Ids must be unique per kind, compared without case (the server's dictionaries ignore case); layer ids
+/// are unique across services. Checked per file, because layering merges equal ids on purpose.
+pub fn unique_ids(doc: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
+    for list in ENTITY_LISTS {
+        let Some(items) = doc.get(list).and_then(Node::as_seq) else {
+            continue;
+        };
+        let mut seen: HashMap<String, &Node> = HashMap::new();
+        for item in items {
+            let Some(id_node) = item.get("id") else {
+                continue;
+            };
+            let Some(id) = id_node.as_str() else { continue };
+            match seen.get(&id.to_lowercase()) {
+                Some(first) => out.push(Diagnostic::error(
+                    "duplicate_id",
+                    place(sources, id_node.loc),
+                    format!(
+                        "duplicate id: {} id `{id}` is already used at line {} (ids are compared without case{}); give this entry its own id",
+                        singular(list),
+                        first.loc.line,
+                        if list == "layers" { ", and layer ids must be unique across services" } else { "" }
+                    ),
+                )),
+                None => {
+                    seen.insert(id.to_lowercase(), id_node);
+                }
+            }
+        }
+    }
+}
+
+fn singular(list: &str) -> &'static str {
+    match list {
+        "folders" => "folder",
+        "dataSources" => "data source",
+        "services" => "service",
+        "layers" => "layer",
+        "styles" => "style",
+        _ => "raster dataset",
+    }
+}
+
+fn ids(doc: &Node, list: &str) -> Vec<String> {
+    doc.get(list)
+        .and_then(Node::as_seq)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| n.get_str("id").map(str::to_string))
+        .collect()
+}
+
+/// service→folder, service→dataSource, layer→service, layer→styles, raster→service/layer.
+pub fn references(doc: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
+    let defined: HashMap<&str, Vec<String>> =
+        ["folders", "dataSources", "services", "layers", "styles"]
+            .iter()
+            .map(|l| (*l, ids(doc, l)))
+            .collect();
+    let mut check = |owner: &str, node: &Node, target_list: &str, code: &str| {
+        let Some(id) = node.as_str() else { return };
+        let known = &defined[target_list];
+        if known.iter().any(|k| k.eq_ignore_ascii_case(id)) {
+            return;
+        }
+        let listing = if known.is_empty() {
+            format!("no {} are defined", target_list)
+        } else {
+            format!(
+                "defined: {}",
+                known
+                    .iter()
+                    .take(10)
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        out.push(Diagnostic::error(
+            code,
+            place(sources, node.loc),
+            format!(
+                "broken reference: {owner} refers to {} `{id}`, which is not defined ({listing}); define it under `{target_list}:` or fix the id",
+                singular(target_list)
+            ),
+        ));
+    };
+    for service in doc
+        .get("services")
+        .and_then(Node::as_seq)
+        .unwrap_or_default()
+    {
+        let owner = format!("service `{}`", service.get_str("id").unwrap_or("?"));
+        if let Some(n) = service.get("folderId") {
+            check(&owner, n, "folders", "reference.unknown_folder");
+        }
+        if let Some(n) = service.get("dataSourceId") {
+            check(&owner, n, "dataSources", "reference.unknown_datasource");
+        }
+    }
+    for (list, kind) in [("layers", "layer"), ("rasterDatasets", "raster dataset")] {
+        for item in doc.get(list).and_then(Node::as_seq).unwrap_or_default() {
+            let owner = format!("{kind} `{}`", item.get_str("id").unwrap_or("?"));
+            if let Some(n) = item.get("serviceId") {
+                check(&owner, n, "services", "reference.unknown_service");
+            }
+            if list == "rasterDatasets" {
+                if let Some(n) = item.get("layerId") {
+                    check(&owner, n, "layers", "reference.unknown_layer");
+                }
+            }
+            if let Some(styles) = item.get("styles") {
+                if let Some(n) = styles.get("defaultStyleId") {
+                    check(&owner, n, "styles", "reference.unknown_style");
+                }
+                for n in styles
+                    .get("styleIds")
+                    .and_then(Node::as_seq)
+                    .unwrap_or_default()
+                {
+                    check(&owner, n, "styles", "reference.unknown_style");
+                }
+            }
+        }
+    }
+}
+
+/// Every `bbox` holds 4 numbers (2D) or 6 (3D), alone or as a list of boxes.
+pub fn bboxes(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
+    walk_keys(root, "", &mut |pointer, key, node| {
+        if key != "bbox" {
+            return;
+        }
+        let Some(items) = node.as_seq() else {
+            out.push(bbox_error(
+                root,
+                sources,
+                pointer,
+                node,
+                format!("is {}, not a list of numbers", article_kind(node)),
+            ));
+            return;
+        };
+        let boxes: Vec<(String, &Node)> =
+            if items.iter().all(|i| i.as_seq().is_some()) && !items.is_empty() {
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (format!("{pointer}/{i}"), b))
+                    .collect()
+            } else {
+                vec![(pointer.to_string(), node)]
+            };
+        for (ptr, b) in boxes {
+            let coords = b.as_seq().unwrap_or_default();
+            if coords.iter().any(|c| c.as_f64().is_none()) {
+                out.push(bbox_error(
+                    root,
+                    sources,
+                    &ptr,
+                    b,
+                    "must hold only numbers".into(),
+                ));
+            } else if coords.len() != 4 && coords.len() != 6 {
+                out.push(bbox_error(
+                    root,
+                    sources,
+                    &ptr,
+                    b,
+                    format!("has {} number(s); a bounding box has 4 (minx, miny, maxx, maxy) or 6 (with min and max z)", coords.len()),
+                ));
+            } else {
+                let half = coords.len() / 2;
+                let v: Vec<f64> = coords.iter().filter_map(Node::as_f64).collect();
+                // minx > maxx is legal (a box crossing the antimeridian); other minimums above maximums are not.
+                if (1..half).any(|i| v[i] > v[i + half]) {
+                    out.push(bbox_error(root, sources, &ptr, b, "has a minimum above its maximum; order is minx, miny, [minz,] maxx, maxy, [maxz]".into()));
+                }
+            }
+        }
+    });
+}
+
+fn bbox_error(
+    root: &Node,
+    sources: &SourceMap,
+    pointer: &str,
+    node: &Node,
+    what: String,
+) -> Diagnostic {
+    Diagnostic::error(
+        "extent.bbox",
+        place(sources, node.loc),
+        format!("invalid bbox: `{}` {what}", describe_path(root, pointer)),
+    )
+}
+
+fn article_kind(node: &Node) -> String {
+    format!("a {}", node.kind())
+}
+
+/// Temporal extents: each interval is `[start, end]`, each an ISO-8601 date or date-time, `..` or null
+/// (open), and start not after end.
+pub fn temporal_intervals(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
+    walk_keys(root, "", &mut |pointer, key, node| {
+        if key != "interval" || !pointer.contains("temporal") {
+            return;
+        }
+        for (i, interval) in node.as_seq().unwrap_or_default().iter().enumerate() {
+            let Some(ends) = interval.as_seq() else {
+                continue;
+            };
+            let mut parsed = Vec::new();
+            for (j, end) in ends.iter().enumerate().take(2) {
+                match &end.value {
+                    Value::Null => parsed.push(None),
+                    Value::Str(s) if s == ".." || s.is_empty() => parsed.push(None),
+                    Value::Str(s) => match parse_instant(s) {
+                        Some(t) => parsed.push(Some(t)),
+                        None => {
+                            out.push(Diagnostic::error(
+                                "temporal.invalid_interval",
+                                place(sources, end.loc),
+                                format!(
+                                    "invalid temporal interval: {} `{s}` in `{}` is not an ISO-8601 date-time; write e.g. `2024-01-01T00:00:00Z`, or `..` for an open end",
+                                    if j == 0 { "start" } else { "end" },
+                                    describe_path(root, &format!("{pointer}/{i}"))
+                                ),
+                            ));
+                            parsed.push(None);
+                        }
+                    },
+                    _ => parsed.push(None),
+                }
+            }
+            if let [Some(start), Some(end)] = parsed[..] {
+                if start > end {
+                    out.push(Diagnostic::error(
+                        "temporal.invalid_interval",
+                        place(sources, interval.loc),
+                        format!("invalid temporal interval: `{}` starts after it ends; swap start and end", describe_path(root, &format!("{pointer}/{i}"))),
+                    ));
+                }
+            }
+        }
+    });
+}
+
+fn parse_instant(s: &str) -> Option<NaiveDateTime> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.naive_utc());
+    }
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Some(t);
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+}
+
+/// Browsers refuse credentials with a wildcard origin, and Honua refuses the combination at start.
+pub fn cors(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
+    for cors in [root.get_path(&["server", "cors"]), root.get("cors")]
+        .into_iter()
+        .flatten()
+    {
+        let Some(creds) = cors.get("allowCredentials") else {
+            continue;
+        };
+        let wildcard = cors
+            .get("allowedOrigins")
+            .and_then(Node::as_seq)
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.as_str().is_some_and(|s| s.trim() == "*"));
+        if creds.as_bool() == Some(true) && wildcard {
+            out.push(Diagnostic::error(
+                "cors.credentials_with_wildcard",
+                place(sources, creds.loc),
+                "invalid CORS config: `allowCredentials: true` with the origin `*` is refused by browsers and by Honua; list the exact origins in `allowedOrigins`, or set `allowCredentials: false`",
+            ));
+        }
+    }
+}
+
+/// A layer's field list names each field once and contains its `idField`.
+pub fn layer_fields(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
+    for layer in root
+        .get("layers")
+        .and_then(Node::as_seq)
+        .unwrap_or_default()
+    {
+        let Some(fields) = layer.get("fields").and_then(Node::as_seq) else {
+            continue;
+        };
+        let layer_id = layer.get_str("id").unwrap_or("?");
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        for field in fields {
+            let Some(name_node) = field.get("name") else {
+                continue;
+            };
+            let Some(name) = name_node.as_str() else {
+                continue;
+            };
+            if let Some(line) = seen.insert(name.to_lowercase(), name_node.loc.line) {
+                out.push(Diagnostic::error(
+                    "field.duplicate_name",
+                    place(sources, name_node.loc),
+                    format!("layer `{layer_id}` lists field `{name}` twice (first at line {line}); remove one"),
+                ));
+            }
+        }
+        if fields.is_empty() {
+            continue;
+        }
+        if let Some(id_field) = layer.get("idField") {
+            if let Some(name) = id_field.as_str() {
+                if !seen.contains_key(&name.to_lowercase()) {
+                    out.push(Diagnostic::error(
+                        "field.missing_id_field",
+                        place(sources, id_field.loc),
+                        format!("layer `{layer_id}` has `idField: {name}` but its `fields` list has no field `{name}`; add it to `fields` or fix `idField`"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+const SECRET_KEYS: [&str; 8] = [
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "privatekey",
+];
+
+/// Passwords and secrets must be `${VAR}` placeholders: a literal would be committed to Git and shipped
+/// through the service. `severity` is an error in a repository, a warning for a lone file.
+pub fn literal_secrets(
+    root: &Node,
+    sources: &SourceMap,
+    severity: Severity,
+    out: &mut Vec<Diagnostic>,
+) {
+    walk_keys(root, "", &mut |_, key, node| {
+        let Some(value) = node.as_str() else { return };
+        let lower = key.to_lowercase();
+        let finding = if lower == "connectionstring" || lower == "connection" || lower == "url" {
+            connection_string_secret(value)
+        } else if SECRET_KEYS
+            .iter()
+            .any(|k| lower.replace(['-', '_'], "").contains(&k.replace('_', "")))
+            && !is_placeholder(value)
+        {
+            (!value.is_empty()).then(|| format!("`{key}`"))
+        } else {
+            None
+        };
+        if let Some(what) = finding {
+            out.push(Diagnostic::new(
+                severity,
+                "secret.literal",
+                place(sources, node.loc),
+                format!(
+                    "a secret is written literally in {what}; it would be committed to Git and copied to every server. Use a placeholder such as `${{DB_PASSWORD}}` and give the agent that variable"
+                ),
+            ));
+        }
+    });
+}
+
+fn is_placeholder(value: &str) -> bool {
+    let v = value.trim();
+    v.starts_with("${")
+        && v.ends_with('}')
+        && v.len() > 3
+        && !v[2..v.len() - 1].contains(['{', '}'])
+}
+
+/// `Password=…;` pairs (ADO/Npgsql style) and `scheme://user:password@host` URLs.
+fn connection_string_secret(value: &str) -> Option<String> {
+    for pair in value.split(';') {
+        if let Some((k, v)) = pair.split_once('=') {
+            let k = k.trim().to_lowercase();
+            if matches!(k.as_str(), "password" | "pwd" | "passwd")
+                && !v.trim().is_empty()
+                && !is_placeholder(v)
+            {
+                return Some(format!(
+                    "the connection string's `{}=`",
+                    pair.split_once('=').map_or("", |p| p.0).trim()
+                ));
+            }
+        }
+    }
+    if let Some((_, rest)) = value.split_once("://") {
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            if let Some((_, password)) = userinfo.split_once(':') {
+                if !password.is_empty() && !is_placeholder(password) {
+                    return Some("the connection URL's password".into());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Visits every mapping entry in the tree with its JSON pointer.
+fn walk_keys<'a>(node: &'a Node, pointer: &str, visit: &mut dyn FnMut(&str, &str, &'a Node)) {
+    match &node.value {
+        Value::Map(m) => {
+            for e in &m.entries {
+                let child = format!("{pointer}/{}", e.key.replace('~', "~0").replace('/', "~1"));
+                visit(&child, &e.key, &e.value);
+                walk_keys(&e.value, &child, visit);
+            }
+        }
+        Value::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk_keys(item, &format!("{pointer}/{i}"), visit);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_literals() {
+        assert!(is_placeholder("${DB_PASSWORD}"));
+        assert!(!is_placeholder("${}"));
+        assert!(!is_placeholder("secret"));
+        assert!(
+            connection_string_secret("Host=x;Password=${DB_PASSWORD};SslMode=Require").is_none()
+        );
+        assert!(connection_string_secret("Host=x;Username=u;Password=secret").is_some());
+        assert!(connection_string_secret("Host=x;pwd=hunter2").is_some());
+        assert!(connection_string_secret("postgres://u:hunter2@db/x").is_some());
+        assert!(connection_string_secret("postgres://u:${PW}@db/x").is_none());
+        assert!(connection_string_secret("Data Source=/data/cache.db").is_none());
+    }
+
+    #[test]
+    fn iso_instants() {
+        for ok in [
+            "2024-12-31T23:59:59Z",
+            "2024-01-01",
+            "2024-01-01T00:00:00+02:00",
+            "2024-01-01T00:00:00.5Z",
+        ] {
+            assert!(parse_instant(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "not-a-valid-date",
+            "2024-13-01",
+            "01/02/2024",
+            "2024-01-01T25:00:00Z",
+        ] {
+            assert!(parse_instant(bad).is_none(), "{bad}");
+        }
+    }
+}
