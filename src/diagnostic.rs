@@ -69,11 +69,7 @@ pub struct Place<'a> {
 impl<'a> Place<'a> {
     /// The whole file (no position): used for findings such as "this file is missing".
     pub fn file(file: &'a str) -> Self {
-        Place {
-            file,
-            line: 0,
-            column: 0,
-        }
+        Place { file, line: 0, column: 0 }
     }
 }
 

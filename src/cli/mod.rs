@@ -173,33 +173,20 @@ enum Target {
 }
 
 fn resolve_target(path: &Path, env: Option<String>) -> Result<Target> {
-    let meta = std::fs::metadata(path).with_context(|| {
-        format!(
-            "{}: cannot read this path; check that it exists",
-            path.display()
-        )
-    })?;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("{}: cannot read this path; check that it exists", path.display()))?;
     if meta.is_file() {
         if env.is_some() {
-            bail!(
-                "--env applies to a repository; {} is a single file",
-                path.display()
-            );
+            bail!("--env applies to a repository; {} is a single file", path.display());
         }
         return Ok(Target::File(path.to_path_buf()));
     }
     let name_of = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
     if path.join("environments").is_dir() {
-        return Ok(Target::Repo {
-            root: path.to_path_buf(),
-            env,
-        });
+        return Ok(Target::Repo { root: path.to_path_buf(), env });
     }
     if name_of(path).as_deref() == Some("environments") {
-        return Ok(Target::Repo {
-            root: parent(path),
-            env,
-        });
+        return Ok(Target::Repo { root: parent(path), env });
     }
     let up = parent(path);
     if name_of(&up).as_deref() == Some("environments") {
@@ -211,10 +198,7 @@ fn resolve_target(path: &Path, env: Option<String>) -> Result<Target> {
                 path.display()
             );
         }
-        return Ok(Target::Repo {
-            root: parent(&up),
-            env: Some(dir_env),
-        });
+        return Ok(Target::Repo { root: parent(&up), env: Some(dir_env) });
     }
     bail!(
         "{}: not a config repository (no `environments/` directory here); point --path at the repository root, its environments/ directory, one environment directory, or a metadata file",
@@ -233,11 +217,7 @@ fn validate_command(args: ValidateArgs) -> Result<ExitCode> {
     let (diagnostics, sources, prefix) = match resolve_target(&args.path, args.env)? {
         Target::File(path) => {
             let file = load_single_file(&path)?;
-            (
-                validate::validate_single(&file),
-                file.sources,
-                String::new(),
-            )
+            (validate::validate_single(&file), file.sources, String::new())
         }
         Target::Repo { root, env } => {
             let repo = ConfigRepo::load_dir(&root)?;
@@ -251,26 +231,14 @@ fn validate_command(args: ValidateArgs) -> Result<ExitCode> {
                     );
                 }
             }
-            (
-                validate::validate_repo(&repo, env.as_ref()),
-                repo.sources,
-                root.display().to_string(),
-            )
+            (validate::validate_repo(&repo, env.as_ref()), repo.sources, root.display().to_string())
         }
     };
     match args.format {
         DiagnosticFormat::Text => {
             print!("{}", report::text(&diagnostics, &sources, &prefix));
-            let verdict = if count_errors(&diagnostics) == 0 {
-                "valid"
-            } else {
-                "invalid"
-            };
-            println!(
-                "{}: {verdict} ({})",
-                args.path.display(),
-                report::summary(&diagnostics)
-            );
+            let verdict = if count_errors(&diagnostics) == 0 { "valid" } else { "invalid" };
+            println!("{}: {verdict} ({})", args.path.display(), report::summary(&diagnostics));
         }
         DiagnosticFormat::Json => println!("{}", report::json(&diagnostics, &prefix)),
         DiagnosticFormat::Github => print!("{}", report::github(&diagnostics, &prefix)),
@@ -279,10 +247,7 @@ fn validate_command(args: ValidateArgs) -> Result<ExitCode> {
 }
 
 fn env_list(repo: &ConfigRepo) -> String {
-    repo.environments()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    repo.environments().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// Loads both sides of a comparison.
@@ -297,10 +262,7 @@ fn load_pair(r: &Revisions) -> Result<(ConfigRepo, ConfigRepo)> {
     };
     if let Some(env) = &r.env {
         if !from.has_environment(env) && !to.has_environment(env) {
-            bail!(
-                "environment `{env}` exists on neither side; known: {}",
-                env_list(&to)
-            );
+            bail!("environment `{env}` exists on neither side; known: {}", env_list(&to));
         }
     }
     Ok((from, to))
@@ -310,36 +272,21 @@ fn load_pair(r: &Revisions) -> Result<(ConfigRepo, ConfigRepo)> {
 fn load_rev(repo: &Path, rev: &str) -> Result<ConfigRepo> {
     match ConfigRepo::load_git(repo, rev) {
         Ok(r) => Ok(r),
-        Err(first) => {
-            ConfigRepo::load_git(repo, &format!("origin/{rev}")).map_err(|_| first.into())
-        }
+        Err(first) => ConfigRepo::load_git(repo, &format!("origin/{rev}")).map_err(|_| first.into()),
     }
 }
 
 fn changesets(from: &ConfigRepo, to: &ConfigRepo, only: Option<&str>) -> Vec<ChangeSet> {
-    let names: std::collections::BTreeSet<EnvName> = from
-        .environments()
-        .chain(to.environments())
-        .cloned()
-        .collect();
+    let names: std::collections::BTreeSet<EnvName> = from.environments().chain(to.environments()).cloned().collect();
     names
         .into_iter()
         .filter(|e| only.is_none_or(|o| o == e.as_str()))
-        .map(|env| {
-            diff_environment(
-                &env,
-                from.effective(&env).as_ref(),
-                to.effective(&env).as_ref(),
-            )
-        })
+        .map(|env| diff_environment(&env, from.effective(&env).as_ref(), to.effective(&env).as_ref()))
         .collect()
 }
 
 fn width() -> u16 {
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(110)
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(110)
 }
 
 fn diff_command(args: DiffArgs) -> Result<ExitCode> {
@@ -364,21 +311,15 @@ fn plan_command(args: PlanArgs) -> Result<ExitCode> {
     let set = plan::build(&from, &to, only.as_ref(), args.at.unwrap_or_else(Utc::now));
     let out = match args.format {
         ChangeFormat::Text => {
-            let prefix = args
-                .revisions
-                .to_dir
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            let mut text = String::new();
+            let prefix = args.revisions.to_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            let target =
+                args.revisions.to_dir.as_ref().map_or_else(|| to.revision.clone(), |p| p.display().to_string());
+            let mut text = format!("Validated {target}: {}\n", report::summary(&set.diagnostics));
             if !set.diagnostics.is_empty() {
-                text.push_str(&format!(
-                    "Validation of the target ({}):\n",
-                    report::summary(&set.diagnostics)
-                ));
+                text.push_str(&format!("Validation of the target ({}):\n", report::summary(&set.diagnostics)));
                 text.push_str(&report::text(&set.diagnostics, &to.sources, &prefix));
-                text.push('\n');
             }
+            text.push('\n');
             text + &render::plan_text(&set.plans, width())
         }
         ChangeFormat::Markdown => render::plan_markdown(&set.plans),
@@ -395,15 +336,8 @@ fn render_command(args: RenderArgs) -> Result<ExitCode> {
     };
     let env = EnvName::new(args.env.clone());
     let Some(effective) = repo.effective(&env) else {
-        bail!(
-            "environment `{}` not found; known: {}",
-            args.env,
-            env_list(&repo)
-        );
+        bail!("environment `{}` not found; known: {}", args.env, env_list(&repo));
     };
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&effective.metadata.to_json())?
-    );
+    println!("{}", serde_json::to_string_pretty(&effective.metadata.to_json())?);
     Ok(ExitCode::SUCCESS)
 }

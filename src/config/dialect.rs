@@ -90,23 +90,12 @@ pub fn normalize_metadata(doc: &mut Node, sources: &SourceMap) -> Vec<Diagnostic
         }
         services.push(service);
     }
-    map.insert(
-        "services",
-        services_key_loc,
-        Node::new(services_key_loc, Value::Seq(services)),
-    );
+    map.insert("services", services_key_loc, Node::new(services_key_loc, Value::Seq(services)));
     if !layers.is_empty() || map.get("layers").is_none() {
-        let existing = map
-            .remove("layers")
-            .map(|e| into_seq(e.value))
-            .unwrap_or_default();
+        let existing = map.remove("layers").map(|e| into_seq(e.value)).unwrap_or_default();
         let mut all = existing;
         all.extend(layers);
-        map.insert(
-            "layers",
-            services_key_loc,
-            Node::new(services_key_loc, Value::Seq(all)),
-        );
+        map.insert("layers", services_key_loc, Node::new(services_key_loc, Value::Seq(all)));
     }
     diagnostics
 }
@@ -136,10 +125,7 @@ fn storage(layer: &mut Map, at: Loc) -> &mut Map {
     if layer.get("storage").and_then(Node::as_map).is_none() {
         layer.insert("storage", at, Node::map(at));
     }
-    layer
-        .get_mut("storage")
-        .and_then(Node::as_map_mut)
-        .expect("inserted above")
+    layer.get_mut("storage").and_then(Node::as_map_mut).expect("inserted above")
 }
 
 fn set_if_absent(map: &mut Map, key: &str, from: &Entry) {
@@ -190,9 +176,5 @@ pub fn normalize_datasources(doc: &Node) -> Vec<Node> {
 }
 
 pub fn place(sources: &SourceMap, loc: Loc) -> Place<'_> {
-    Place {
-        file: sources.path(loc.file),
-        line: loc.line,
-        column: loc.column,
-    }
+    Place { file: sources.path(loc.file), line: loc.line, column: loc.column }
 }

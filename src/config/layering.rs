@@ -9,14 +9,7 @@ use std::collections::HashMap;
 use super::node::{Node, Value};
 
 /// Top-level keys whose value is a list of entities with an `id`.
-pub const ENTITY_LISTS: [&str; 6] = [
-    "folders",
-    "dataSources",
-    "services",
-    "layers",
-    "styles",
-    "rasterDatasets",
-];
+pub const ENTITY_LISTS: [&str; 6] = ["folders", "dataSources", "services", "layers", "styles", "rasterDatasets"];
 
 /// Merges `over` into `base`: mappings deep-merge, entity lists merge by id, anything else is replaced.
 pub fn merge_document(base: &mut Node, over: Node) {
@@ -32,12 +25,7 @@ pub fn merge_document(base: &mut Node, over: Node) {
                 }
             }
         }
-        (_, value) => {
-            *base = Node {
-                loc: over.loc,
-                value,
-            }
-        }
+        (_, value) => *base = Node { loc: over.loc, value },
     }
 }
 
@@ -52,12 +40,7 @@ pub fn deep_merge(base: &mut Node, over: Node) {
                 }
             }
         }
-        (_, value) => {
-            *base = Node {
-                loc: over.loc,
-                value,
-            }
-        }
+        (_, value) => *base = Node { loc: over.loc, value },
     }
 }
 
@@ -68,19 +51,13 @@ pub fn merge_entities(base: &mut Node, over: Node) {
         return;
     };
     let Value::Seq(items) = &mut base.value else {
-        *base = Node {
-            loc: over.loc,
-            value: Value::Seq(over_items),
-        };
+        *base = Node { loc: over.loc, value: Value::Seq(over_items) };
         return;
     };
     // Only the base's entities are matched: two entities with one id inside the overriding file both
     // survive, so validation still sees (and reports) the duplicate.
-    let index: HashMap<String, usize> = items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| Some((entity_key(n)?, i)))
-        .collect();
+    let index: HashMap<String, usize> =
+        items.iter().enumerate().filter_map(|(i, n)| Some((entity_key(n)?, i))).collect();
     for item in over_items {
         match entity_key(&item).and_then(|k| index.get(&k).copied()) {
             Some(i) => deep_merge(&mut items[i], item),
@@ -114,22 +91,14 @@ mod tests {
         .unwrap();
         merge_document(&mut base, over);
         let json = base.to_json();
-        assert_eq!(
-            json["catalog"],
-            serde_json::json!({"id": "c", "title": "Prod"})
-        );
+        assert_eq!(json["catalog"], serde_json::json!({"id": "c", "title": "Prod"}));
         let layers = json["layers"].as_array().unwrap();
         let ids: Vec<_> = layers.iter().map(|l| l["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["a", "b", "new"]);
         assert_eq!(layers[0]["crs"], serde_json::json!(["Z"]));
-        assert_eq!(
-            layers[0]["caching"],
-            serde_json::json!({"ttl": 3600, "enabled": true})
-        );
+        assert_eq!(layers[0]["caching"], serde_json::json!({"ttl": 3600, "enabled": true}));
         // The overriding value keeps the location of the file that set it.
-        let ttl = base.get("layers").unwrap().as_seq().unwrap()[0]
-            .get_path(&["caching", "ttl"])
-            .unwrap();
+        let ttl = base.get("layers").unwrap().as_seq().unwrap()[0].get_path(&["caching", "ttl"]).unwrap();
         assert_eq!(ttl.loc.file, FileId(1));
     }
 }

@@ -19,9 +19,23 @@ use node::{FileId, Loc, Node, Value};
 use source::{RepoFiles, SourceError, SourceMap, COMMON_ENV, ENVIRONMENTS_DIR};
 
 /// The name of an environment (`production`), as discovered from `environments/<name>/`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct EnvName(String);
+
+/// Environments sort in promotion order (development, test, staging, production), then by name, so
+/// every listing reads the way changes travel.
+impl Ord for EnvName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.rank(), &self.0).cmp(&(other.rank(), &other.0))
+    }
+}
+
+impl PartialOrd for EnvName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl EnvName {
     pub fn new(name: impl Into<String>) -> Self {
@@ -30,6 +44,16 @@ impl EnvName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    fn rank(&self) -> u8 {
+        match self.0.as_str() {
+            "development" | "dev" => 0,
+            "test" | "testing" | "qa" => 1,
+            "staging" | "stage" => 2,
+            "production" | "prod" => 4,
+            _ => 3,
+        }
     }
 
     /// The short form used in deployment ids: production→prod, staging→stage, development→dev.
@@ -58,6 +82,8 @@ pub struct Document {
 
 #[derive(Debug, Clone, Default)]
 struct EnvironmentDocs {
+    /// A file of this environment exists but could not be read; its effective config is not trusted.
+    unreadable: bool,
     metadata: Option<Document>,
     datasources: Option<Document>,
     config: Option<Document>,
@@ -70,6 +96,8 @@ pub struct ConfigRepo {
     /// The commit SHA, or for a directory a content digest (`dir:<sha256>`) so plans stay reproducible.
     pub revision: String,
     common: Option<Document>,
+    /// The common layer exists but could not be read: every environment is then unreadable.
+    common_unreadable: bool,
     environments: BTreeMap<EnvName, EnvironmentDocs>,
     pub policy: Option<Document>,
     /// Problems met while loading: unreadable files, syntax errors, refused links, dialect warnings.
@@ -104,27 +132,21 @@ impl ConfigRepo {
             sources: SourceMap::default(),
             revision,
             common: None,
+            common_unreadable: false,
             environments: BTreeMap::new(),
             policy: None,
             diagnostics: files.problems,
         };
         for dir in &files.env_dirs {
             if dir != COMMON_ENV {
-                repo.environments
-                    .entry(EnvName::new(dir.clone()))
-                    .or_default();
+                repo.environments.entry(EnvName::new(dir.clone())).or_default();
             }
         }
         // Ambiguity (metadata.yaml and metadata.json side by side) is an error, not a silent pick.
         let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
         for (path, bytes) in files.files {
-            let (dir, file_name) = path
-                .rsplit_once('/')
-                .expect("repository paths have a directory");
-            let stem = file_name
-                .rsplit_once('.')
-                .map_or(file_name, |(s, _)| s)
-                .to_string();
+            let (dir, file_name) = path.rsplit_once('/').expect("repository paths have a directory");
+            let stem = file_name.rsplit_once('.').map_or(file_name, |(s, _)| s).to_string();
             if let Some(first) = seen.insert((dir.to_string(), stem.clone()), path.clone()) {
                 repo.diagnostics.push(Diagnostic::error(
                     "file.ambiguous",
@@ -133,13 +155,13 @@ impl ConfigRepo {
                 ));
                 continue;
             }
-            let Some(doc) = repo.parse_file(&path, &bytes) else {
-                continue;
-            };
-            repo.place_document(dir, &stem, &path, doc);
+            match repo.parse_file(&path, &bytes) {
+                Some(doc) => repo.place_document(dir, &stem, &path, doc),
+                None => repo.mark_unreadable(dir),
+            }
         }
         for (name, docs) in &repo.environments {
-            if docs.metadata.is_none() {
+            if docs.metadata.is_none() && !docs.unreadable {
                 let dir = format!("{ENVIRONMENTS_DIR}/{name}");
                 repo.diagnostics.push(Diagnostic::error(
                     "environment.missing_metadata",
@@ -152,9 +174,21 @@ impl ConfigRepo {
     }
 
     fn parse_file(&mut self, path: &str, bytes: &[u8]) -> Option<Document> {
-        parse_document(&mut self.sources, path, bytes)
-            .map_err(|d| self.diagnostics.push(d))
-            .ok()
+        parse_document(&mut self.sources, path, bytes).map_err(|d| self.diagnostics.push(d)).ok()
+    }
+
+    fn mark_unreadable(&mut self, dir: &str) {
+        match dir.strip_prefix(&format!("{ENVIRONMENTS_DIR}/")) {
+            Some(COMMON_ENV) => self.common_unreadable = true,
+            Some(env) => self.environments.entry(EnvName::new(env)).or_default().unreadable = true,
+            None => {}
+        }
+    }
+
+    /// Whether a file of `env` (or of the common layer) exists but could not be read. Its effective
+    /// config would be partial, so it is neither validated as a whole nor deployed.
+    pub fn is_unreadable(&self, env: &EnvName) -> bool {
+        self.common_unreadable || self.environments.get(env).is_some_and(|d| d.unreadable)
     }
 
     fn place_document(&mut self, dir: &str, stem: &str, path: &str, mut doc: Document) {
@@ -162,14 +196,15 @@ impl ConfigRepo {
             self.policy = Some(doc);
             return;
         }
-        let env = dir
-            .strip_prefix(&format!("{ENVIRONMENTS_DIR}/"))
-            .unwrap_or(dir);
+        let env = dir.strip_prefix(&format!("{ENVIRONMENTS_DIR}/")).unwrap_or(dir);
         if !matches!(doc.root.value, Value::Map(_) | Value::Null) {
             self.diagnostics.push(Diagnostic::error(
                 "file.not_a_mapping",
                 Place { file: path, line: doc.root.loc.line, column: doc.root.loc.column },
-                format!("`{path}` must hold a mapping of keys (such as `catalog:`, `layers:`), not a {}", doc.root.kind()),
+                format!(
+                    "`{path}` must hold a mapping of keys (such as `catalog:`, `layers:`), not a {}",
+                    doc.root.kind()
+                ),
             ));
             return;
         }
@@ -204,11 +239,8 @@ impl ConfigRepo {
     /// The layered configuration of one environment, or `None` if the environment does not exist.
     pub fn effective(&self, env: &EnvName) -> Option<EffectiveConfig> {
         let docs = self.environments.get(env)?;
-        let root_loc = docs.metadata.as_ref().map(|d| d.root.loc).unwrap_or(Loc {
-            file: FileId(u32::MAX),
-            line: 0,
-            column: 0,
-        });
+        let root_loc =
+            docs.metadata.as_ref().map(|d| d.root.loc).unwrap_or(Loc { file: FileId(u32::MAX), line: 0, column: 0 });
         let mut metadata = match &self.common {
             Some(common) => common.root.clone(),
             None => Node::map(root_loc),
@@ -239,44 +271,34 @@ impl ConfigRepo {
 
     /// Every parsed document of the repository, with its path (for checks that apply file by file).
     pub fn documents(&self) -> impl Iterator<Item = (&str, &Document)> {
-        let env_docs = self.environments.values().flat_map(|d| {
-            [&d.metadata, &d.datasources, &d.config]
-                .into_iter()
-                .flatten()
-        });
-        self.common
-            .iter()
-            .chain(env_docs)
-            .chain(self.policy.iter())
-            .map(|d| (self.sources.path(d.file), d))
+        let env_docs =
+            self.environments.values().flat_map(|d| [&d.metadata, &d.datasources, &d.config].into_iter().flatten());
+        self.common.iter().chain(env_docs).chain(self.policy.iter()).map(|d| (self.sources.path(d.file), d))
     }
 }
 
 /// Decodes and parses one file into `sources`; a failure is returned as the diagnostic to report.
-fn parse_document(
-    sources: &mut SourceMap,
-    path: &str,
-    bytes: &[u8],
-) -> Result<Document, Diagnostic> {
+fn parse_document(sources: &mut SourceMap, path: &str, bytes: &[u8]) -> Result<Document, Diagnostic> {
     let text = yaml::decode(bytes).map_err(|e| {
-        Diagnostic::error(
-            "file.encoding",
-            Place {
-                file: path,
-                line: e.line,
-                column: e.column,
-            },
-            e.message,
-        )
+        Diagnostic::error("file.encoding", Place { file: path, line: e.line, column: e.column }, e.message)
     })?;
     let file = sources.add(path, text);
     let text = &sources.get(path).expect("just added").text;
     let root = yaml::parse(text, file).map_err(|e| {
-        Diagnostic::error(
-            "yaml.syntax",
-            Place { file: path, line: e.line, column: e.column },
-            format!("cannot parse this file: {}; fix the syntax (the position is where the parser stopped)", e.message),
-        )
+        let at = Place { file: path, line: e.line, column: e.column };
+        if e.message.contains("limit") || e.message.contains("budget") {
+            Diagnostic::error(
+                "yaml.limit",
+                at,
+                format!("this file exceeds a safety limit ({}); Honua config never needs this many aliases, nodes or nesting levels, so it is refused", e.message),
+            )
+        } else {
+            Diagnostic::error(
+                "yaml.syntax",
+                at,
+                format!("cannot parse this file: {}; fix the syntax (the position is where the parser stopped)", e.message),
+            )
+        }
     })?;
     Ok(Document { file, root })
 }
@@ -292,26 +314,16 @@ pub struct SingleFile {
 /// Reads one metadata file on its own, normalized like a repository file. Its path is kept as given.
 pub fn load_single_file(path: &Path) -> Result<SingleFile, SourceError> {
     let display = path.display().to_string();
-    let io = |source| SourceError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| SourceError::Io { path: path.to_path_buf(), source };
     let meta = std::fs::symlink_metadata(path).map_err(io)?;
     let kind = if meta.file_type().is_symlink() {
         source::EntryKind::Symlink(std::fs::read_link(path).ok())
     } else {
         source::EntryKind::File
     };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut admitted = RepoFiles::default();
-    let mut out = SingleFile {
-        sources: SourceMap::default(),
-        metadata: None,
-        diagnostics: Vec::new(),
-    };
+    let mut out = SingleFile { sources: SourceMap::default(), metadata: None, diagnostics: Vec::new() };
     if admitted.admit(&display, &name, kind, meta.len()) {
         let bytes = std::fs::read(path).map_err(io)?;
         match parse_document(&mut out.sources, &display, &bytes) {

@@ -55,10 +55,7 @@ impl Map {
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
-        self.entries
-            .iter_mut()
-            .find(|e| e.key == key)
-            .map(|e| &mut e.value)
+        self.entries.iter_mut().find(|e| e.key == key).map(|e| &mut e.value)
     }
 
     pub fn entry(&self, key: &str) -> Option<&Entry> {
@@ -70,11 +67,7 @@ impl Map {
         let key = key.into();
         match self.entries.iter_mut().find(|e| e.key == key) {
             Some(e) => e.value = value,
-            None => self.entries.push(Entry {
-                key,
-                key_loc,
-                value,
-            }),
+            None => self.entries.push(Entry { key, key_loc, value }),
         }
     }
 
@@ -208,17 +201,10 @@ impl Node {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f)
-                .map(J::Number)
-                .unwrap_or(J::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            Value::Map(m) => J::Object(
-                m.entries
-                    .iter()
-                    .map(|e| (e.key.clone(), e.value.to_json()))
-                    .collect(),
-            ),
+            Value::Map(m) => J::Object(m.entries.iter().map(|e| (e.key.clone(), e.value.to_json())).collect()),
         }
     }
 
@@ -237,11 +223,7 @@ impl Node {
             J::Object(m) => Value::Map(Map {
                 entries: m
                     .iter()
-                    .map(|(k, v)| Entry {
-                        key: k.clone(),
-                        key_loc: loc,
-                        value: Node::from_json(v, loc),
-                    })
+                    .map(|(k, v)| Entry { key: k.clone(), key_loc: loc, value: Node::from_json(v, loc) })
                     .collect(),
             }),
         };

@@ -73,9 +73,7 @@ impl Resource<'_> {
 
     /// A layer's service id, when it is a layer.
     pub fn service_id(&self) -> Option<&str> {
-        (self.kind == ResourceKind::Layer)
-            .then(|| self.node.get_str("serviceId"))
-            .flatten()
+        (self.kind == ResourceKind::Layer).then(|| self.node.get_str("serviceId")).flatten()
     }
 
     /// The name people know a resource by: layers as `service::layer`, the OGC collection id.
@@ -97,12 +95,7 @@ pub fn resources(cfg: &EffectiveConfig) -> Vec<Resource<'_>> {
     let mut per_service: std::collections::HashMap<String, usize> = Default::default();
     for (key, value) in map.iter() {
         if key == "catalog" {
-            out.push(Resource {
-                kind: ResourceKind::Catalog,
-                id: "catalog".into(),
-                node: value,
-                index: 0,
-            });
+            out.push(Resource { kind: ResourceKind::Catalog, id: "catalog".into(), node: value, index: 0 });
         } else if let Some(kind) = ResourceKind::of_list(key) {
             for (i, item) in value.as_seq().unwrap_or_default().iter().enumerate() {
                 let Some(id) = item.get_str("id") else {
@@ -116,29 +109,14 @@ pub fn resources(cfg: &EffectiveConfig) -> Vec<Resource<'_>> {
                 } else {
                     i
                 };
-                out.push(Resource {
-                    kind,
-                    id: id.to_string(),
-                    node: item,
-                    index,
-                });
+                out.push(Resource { kind, id: id.to_string(), node: item, index });
             }
         } else {
-            out.push(Resource {
-                kind: ResourceKind::Config,
-                id: format!("metadata.{key}"),
-                node: value,
-                index: 0,
-            });
+            out.push(Resource { kind: ResourceKind::Config, id: format!("metadata.{key}"), node: value, index: 0 });
         }
     }
     if let Some(config) = &cfg.config {
-        out.push(Resource {
-            kind: ResourceKind::Config,
-            id: "config.yaml".into(),
-            node: config,
-            index: 0,
-        });
+        out.push(Resource { kind: ResourceKind::Config, id: "config.yaml".into(), node: config, index: 0 });
     }
     out
 }

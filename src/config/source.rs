@@ -34,10 +34,7 @@ pub struct RepoFiles {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{0}: not a config repository: there is no `environments/` directory; point --path at the repository root, an environment directory or a metadata file")]
     NotARepository(PathBuf),
     #[error(transparent)]
@@ -50,9 +47,7 @@ pub fn is_safe_component(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
         && !name.contains(['/', '\\', '\0'])
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Whether `file_name` (inside an environment directory) is one the loader reads.
@@ -60,25 +55,16 @@ pub fn is_config_file(file_name: &str) -> bool {
     let Some((stem, ext)) = file_name.rsplit_once('.') else {
         return false;
     };
-    matches!(ext, "yaml" | "yml" | "json")
-        && matches!(
-            stem,
-            "metadata" | "datasources" | "config" | "base-metadata"
-        )
+    matches!(ext, "yaml" | "yml" | "json") && matches!(stem, "metadata" | "datasources" | "config" | "base-metadata")
 }
 
 fn is_policy_file(file_name: &str) -> bool {
-    matches!(
-        file_name,
-        "deployment-policy.yaml" | "deployment-policy.yml" | "deployment-policy.json"
-    )
+    matches!(file_name, "deployment-policy.yaml" | "deployment-policy.yml" | "deployment-policy.json")
 }
 
 impl RepoFiles {
     fn refuse_symlink(&mut self, rel: &str, target: Option<PathBuf>) {
-        let to = target
-            .map(|t| format!(" (to {})", t.display()))
-            .unwrap_or_default();
+        let to = target.map(|t| format!(" (to {})", t.display())).unwrap_or_default();
         self.problems.push(Diagnostic::error(
             "file.symlink",
             Place::file(rel),
@@ -149,8 +135,7 @@ pub fn read_dir(root: &Path) -> Result<RepoFiles, SourceError> {
     };
     let mut out = RepoFiles::default();
     let envs = root.join(ENVIRONMENTS_DIR);
-    let meta =
-        fs::symlink_metadata(&envs).map_err(|_| SourceError::NotARepository(root.to_path_buf()))?;
+    let meta = fs::symlink_metadata(&envs).map_err(|_| SourceError::NotARepository(root.to_path_buf()))?;
     if meta.file_type().is_symlink() {
         out.refuse_symlink(ENVIRONMENTS_DIR, fs::read_link(&envs).ok());
         return Ok(out);
@@ -170,12 +155,7 @@ pub fn read_dir(root: &Path) -> Result<RepoFiles, SourceError> {
             if !is_config_file(&file_name) {
                 continue;
             }
-            read_one(
-                &mut out,
-                &file.path(),
-                format!("{rel}/{file_name}"),
-                &file_name,
-            )?;
+            read_one(&mut out, &file.path(), format!("{rel}/{file_name}"), &file_name)?;
         }
     }
     let policy_dir = root.join(POLICY_DIR);
@@ -186,12 +166,7 @@ pub fn read_dir(root: &Path) -> Result<RepoFiles, SourceError> {
             for file in sorted_entries(&policy_dir).map_err(io(&policy_dir))? {
                 let file_name = file.file_name().to_string_lossy().into_owned();
                 if is_policy_file(&file_name) {
-                    read_one(
-                        &mut out,
-                        &file.path(),
-                        format!("{POLICY_DIR}/{file_name}"),
-                        &file_name,
-                    )?;
+                    read_one(&mut out, &file.path(), format!("{POLICY_DIR}/{file_name}"), &file_name)?;
                 }
             }
         }
@@ -203,10 +178,7 @@ fn read_one(out: &mut RepoFiles, path: &Path, rel: String, name: &str) -> Result
     let kind = entry_kind(path);
     let size = fs::symlink_metadata(path).map(|m| m.len()).unwrap_or(0);
     if out.admit(&rel, name, kind, size) {
-        let bytes = fs::read(path).map_err(|source| SourceError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = fs::read(path).map_err(|source| SourceError::Io { path: path.to_path_buf(), source })?;
         out.files.insert(rel, bytes);
     }
     Ok(())
@@ -241,17 +213,12 @@ pub struct SourceFile {
 
 impl SourceMap {
     pub fn add(&mut self, path: impl Into<String>, text: impl Into<String>) -> FileId {
-        self.files.push(SourceFile {
-            path: path.into(),
-            text: text.into(),
-        });
+        self.files.push(SourceFile { path: path.into(), text: text.into() });
         FileId(self.files.len() as u32 - 1)
     }
 
     pub fn path(&self, id: FileId) -> &str {
-        self.files
-            .get(id.0 as usize)
-            .map_or("<unknown>", |f| f.path.as_str())
+        self.files.get(id.0 as usize).map_or("<unknown>", |f| f.path.as_str())
     }
 
     pub fn get(&self, path: &str) -> Option<&SourceFile> {
@@ -273,16 +240,7 @@ mod tests {
 
     #[test]
     fn unsafe_components_are_refused() {
-        for bad in [
-            "",
-            ".",
-            "..",
-            "../etc",
-            "a/b",
-            "a\\b",
-            ".hidden",
-            "prod uction",
-        ] {
+        for bad in ["", ".", "..", "../etc", "a/b", "a\\b", ".hidden", "prod uction"] {
             assert!(!is_safe_component(bad), "{bad:?}");
         }
         for good in ["production", "eu-west_1", "v1.2"] {
@@ -299,19 +257,9 @@ mod tests {
         std::os::unix::fs::symlink("/etc", dir.path().join("environments/staging")).unwrap();
         let files = read_dir(dir.path()).unwrap();
         assert!(files.files.is_empty());
-        let codes: Vec<_> = files
-            .problems
-            .iter()
-            .map(|d| (d.code.as_str(), d.file.as_str()))
-            .collect();
-        assert!(
-            codes.contains(&("file.symlink", "environments/production/metadata.yaml")),
-            "{codes:?}"
-        );
-        assert!(
-            codes.contains(&("file.symlink", "environments/staging")),
-            "{codes:?}"
-        );
+        let codes: Vec<_> = files.problems.iter().map(|d| (d.code.as_str(), d.file.as_str())).collect();
+        assert!(codes.contains(&("file.symlink", "environments/production/metadata.yaml")), "{codes:?}");
+        assert!(codes.contains(&("file.symlink", "environments/staging")), "{codes:?}");
         assert!(files.problems[0].message.contains("/etc"));
     }
 }

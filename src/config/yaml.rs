@@ -41,9 +41,7 @@ pub fn decode(bytes: &[u8]) -> Result<&str, ParseError> {
         ParseError {
             line,
             column,
-            message:
-                "the file is not UTF-8 text (binary content or another encoding); save it as UTF-8"
-                    .into(),
+            message: "the file is not UTF-8 text (binary content or another encoding); save it as UTF-8".into(),
         }
     })?;
     Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
@@ -52,28 +50,15 @@ pub fn decode(bytes: &[u8]) -> Result<&str, ParseError> {
 fn line_col_of_byte(bytes: &[u8], offset: usize) -> (u32, u32) {
     let before = &bytes[..offset.min(bytes.len())];
     let line = before.iter().filter(|b| **b == b'\n').count() as u32 + 1;
-    let line_start = before
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map_or(0, |p| p + 1);
-    let column = String::from_utf8_lossy(&before[line_start..])
-        .chars()
-        .count() as u32
-        + 1;
+    let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() as u32 + 1;
     (line, column)
 }
 
 /// Parses one document. An empty file is an empty mapping's absence: `Value::Null` at 1:1.
 pub fn parse(text: &str, file: FileId) -> Result<Node, ParseError> {
     if text.trim().is_empty() {
-        return Ok(Node::new(
-            Loc {
-                file,
-                line: 1,
-                column: 1,
-            },
-            Value::Null,
-        ));
+        return Ok(Node::new(Loc { file, line: 1, column: 1 }, Value::Null));
     }
     let options = Options {
         budget: Some(Budget {
@@ -94,17 +79,10 @@ pub fn parse(text: &str, file: FileId) -> Result<Node, ParseError> {
         with_snippet: false,
         ..Options::default()
     };
-    let spanned: Spanned<Value> =
-        serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-            let (line, column) = e
-                .location()
-                .map_or((1, 1), |l| (l.line() as u32, l.column() as u32));
-            ParseError {
-                line: line.max(1),
-                column: column.max(1),
-                message: clean_message(&e.to_string()),
-            }
-        })?;
+    let spanned: Spanned<Value> = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let (line, column) = e.location().map_or((1, 1), |l| (l.line() as u32, l.column() as u32));
+        ParseError { line: line.max(1), column: column.max(1), message: clean_message(&e.to_string()) }
+    })?;
     let mut node = located(spanned);
     node.set_file(file);
     Ok(node)
@@ -122,14 +100,7 @@ fn clean_message(message: &str) -> String {
 
 fn located(spanned: Spanned<Value>) -> Node {
     let at = spanned.referenced;
-    Node {
-        loc: Loc {
-            file: FileId(0),
-            line: at.line() as u32,
-            column: at.column() as u32,
-        },
-        value: spanned.value,
-    }
+    Node { loc: Loc { file: FileId(0), line: at.line() as u32, column: at.column() as u32 }, value: spanned.value }
 }
 
 impl<'de> Deserialize<'de> for Value {
@@ -163,19 +134,13 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Int(v))
     }
     fn visit_i128<E>(self, v: i128) -> Result<Value, E> {
-        Ok(i64::try_from(v)
-            .map(Value::Int)
-            .unwrap_or(Value::Float(v as f64)))
+        Ok(i64::try_from(v).map(Value::Int).unwrap_or(Value::Float(v as f64)))
     }
     fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(i64::try_from(v)
-            .map(Value::Int)
-            .unwrap_or(Value::Float(v as f64)))
+        Ok(i64::try_from(v).map(Value::Int).unwrap_or(Value::Float(v as f64)))
     }
     fn visit_u128<E>(self, v: u128) -> Result<Value, E> {
-        Ok(i64::try_from(v)
-            .map(Value::Int)
-            .unwrap_or(Value::Float(v as f64)))
+        Ok(i64::try_from(v).map(Value::Int).unwrap_or(Value::Float(v as f64)))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
         Ok(Value::Float(v))
@@ -187,9 +152,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Str(v))
     }
     fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Value, E> {
-        Err(E::custom(
-            "binary (!!binary) values are not supported in Honua configuration",
-        ))
+        Err(E::custom("binary (!!binary) values are not supported in Honua configuration"))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
@@ -211,17 +174,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
                 Value::Bool(b) => b.to_string(),
                 Value::Null => "null".to_string(),
                 Value::Seq(_) | Value::Map(_) => {
-                    return Err(de::Error::custom(
-                        "mapping keys must be plain strings, not lists or mappings",
-                    ))
+                    return Err(de::Error::custom("mapping keys must be plain strings, not lists or mappings"))
                 }
             };
             let value = located(map.next_value::<Spanned<Value>>()?);
-            entries.push(Entry {
-                key,
-                key_loc: key_node.loc,
-                value,
-            });
+            entries.push(Entry { key, key_loc: key_node.loc, value });
         }
         Ok(Value::Map(Map { entries }))
     }
@@ -237,8 +194,7 @@ mod tests {
 
     #[test]
     fn positions_are_one_based_and_point_at_values() {
-        let n =
-            p("catalog:\n  id: demo\nlayers:\n  - id: parcels\n    caching:\n      ttl: 3600\n");
+        let n = p("catalog:\n  id: demo\nlayers:\n  - id: parcels\n    caching:\n      ttl: 3600\n");
         let layer = &n.get("layers").unwrap().as_seq().unwrap()[0];
         assert_eq!((layer.loc.line, layer.loc.column), (4, 5));
         let ttl = layer.get_path(&["caching", "ttl"]).unwrap();
@@ -303,10 +259,7 @@ mod tests {
             ));
         }
         let err = parse(&bomb, FileId(0)).unwrap_err();
-        assert!(
-            err.message.to_lowercase().contains("alias") || err.message.contains("budget"),
-            "{err}"
-        );
+        assert!(err.message.to_lowercase().contains("alias") || err.message.contains("budget"), "{err}");
     }
 
     #[test]

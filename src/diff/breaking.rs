@@ -26,11 +26,7 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     fn referenced(&self, by: ResourceKind, test: impl Fn(&Node) -> bool) -> Vec<String> {
-        self.old
-            .iter()
-            .filter(|r| r.kind == by && test(r.node))
-            .map(|r| r.display_id())
-            .collect()
+        self.old.iter().filter(|r| r.kind == by && test(r.node)).map(|r| r.display_id()).collect()
     }
 }
 
@@ -38,37 +34,44 @@ impl Context<'_> {
 pub fn removed(old: &Resource, ctx: &Context) -> Vec<Breaking> {
     let id = old.display_id();
     match old.kind {
-        ResourceKind::Service => vec![b(
-            "service.removed",
-            format!("service `{id}` is removed: its OGC, WFS and Esri endpoints return 404"),
-        )],
-        ResourceKind::Layer => vec![b(
-            "layer.removed",
-            format!("layer `{id}` is removed: clients of collection `{id}` get 404"),
-        )],
-        ResourceKind::Datasource => vec![b(
-            "datasource.removed",
-            format!("data source `{id}` is removed: services that read from it fail"),
-        )],
+        ResourceKind::Service => {
+            vec![b("service.removed", format!("service `{id}` is removed: its OGC, WFS and Esri endpoints return 404"))]
+        }
+        ResourceKind::Layer => {
+            vec![b("layer.removed", format!("layer `{id}` is removed: clients of collection `{id}` get 404"))]
+        }
+        ResourceKind::Datasource => {
+            vec![b("datasource.removed", format!("data source `{id}` is removed: services that read from it fail"))]
+        }
         ResourceKind::Style => {
-            let users = ctx.referenced(ResourceKind::Layer, |n| {
-                styles_of(n).iter().any(|s| s.eq_ignore_ascii_case(&old.id))
-            });
+            let users =
+                ctx.referenced(ResourceKind::Layer, |n| styles_of(n).iter().any(|s| s.eq_ignore_ascii_case(&old.id)));
             if users.is_empty() {
                 vec![]
             } else {
-                vec![b("style.removed", format!("style `{id}` is removed while layer(s) {} use it: map clients asking for it fail", list(&users)))]
+                vec![b(
+                    "style.removed",
+                    format!(
+                        "style `{id}` is removed while layer(s) {} use it: map clients asking for it fail",
+                        list(&users)
+                    ),
+                )]
             }
         }
         ResourceKind::Folder => {
             let users = ctx.referenced(ResourceKind::Service, |n| {
-                n.get_str("folderId")
-                    .is_some_and(|f| f.eq_ignore_ascii_case(&old.id))
+                n.get_str("folderId").is_some_and(|f| f.eq_ignore_ascii_case(&old.id))
             });
             if users.is_empty() {
                 vec![]
             } else {
-                vec![b("folder.removed", format!("folder `{id}` is removed while service(s) {} are in it: their Esri URLs change", list(&users)))]
+                vec![b(
+                    "folder.removed",
+                    format!(
+                        "folder `{id}` is removed while service(s) {} are in it: their Esri URLs change",
+                        list(&users)
+                    ),
+                )]
             }
         }
         _ => vec![],
@@ -104,10 +107,7 @@ fn service(old: &Resource, new: &Resource) -> Vec<Breaking> {
     let (o, n, id) = (old.node, new.node, &old.id);
     let mut out = Vec::new();
     let s = |node: &Node, k: &str| node.get_str(k).map(str::to_string);
-    if changed_ci(
-        s(o, "serviceType").as_deref(),
-        s(n, "serviceType").as_deref(),
-    ) {
+    if changed_ci(s(o, "serviceType").as_deref(), s(n, "serviceType").as_deref()) {
         out.push(b(
             "service.type_changed",
             format!(
@@ -127,24 +127,22 @@ fn service(old: &Resource, new: &Resource) -> Vec<Breaking> {
             ),
         ));
     }
-    if changed_ci(
-        s(o, "dataSourceId").as_deref(),
-        s(n, "dataSourceId").as_deref(),
-    ) {
-        out.push(b("service.datasource_changed", format!("service `{id}` reads from data source {} instead of {}: its layers may serve other data", show(s(n, "dataSourceId").as_deref()), show(s(o, "dataSourceId").as_deref()))));
+    if changed_ci(s(o, "dataSourceId").as_deref(), s(n, "dataSourceId").as_deref()) {
+        out.push(b(
+            "service.datasource_changed",
+            format!(
+                "service `{id}` reads from data source {} instead of {}: its layers may serve other data",
+                show(s(n, "dataSourceId").as_deref()),
+                show(s(o, "dataSourceId").as_deref())
+            ),
+        ));
     }
     let enabled = |node: &Node| node.get("enabled").and_then(Node::as_bool).unwrap_or(true);
     if enabled(o) && !enabled(n) {
-        out.push(b(
-            "service.disabled",
-            format!("service `{id}` is disabled: all its endpoints stop answering"),
-        ));
+        out.push(b("service.disabled", format!("service `{id}` is disabled: all its endpoints stop answering")));
     }
-    let collections = |node: &Node| {
-        node.get_path(&["ogc", "collectionsEnabled"])
-            .and_then(Node::as_bool)
-            .unwrap_or(false)
-    };
+    let collections =
+        |node: &Node| node.get_path(&["ogc", "collectionsEnabled"]).and_then(Node::as_bool).unwrap_or(false);
     if collections(o) && !collections(n) {
         out.push(b(
             "service.collections_disabled",
@@ -158,11 +156,7 @@ fn layer(old: &Resource, new: &Resource) -> Vec<Breaking> {
     let (o, n) = (old.node, new.node);
     let id = new.display_id();
     let mut out = Vec::new();
-    let s = |node: &Node, path: &[&str]| {
-        node.get_path(path)
-            .and_then(Node::as_str)
-            .map(str::to_string)
-    };
+    let s = |node: &Node, path: &[&str]| node.get_path(path).and_then(Node::as_str).map(str::to_string);
     if changed_ci(old.service_id(), new.service_id()) {
         out.push(b(
             "layer.service_changed",
@@ -173,18 +167,20 @@ fn layer(old: &Resource, new: &Resource) -> Vec<Breaking> {
             ),
         ));
     } else if old.index != new.index {
-        out.push(b("layer.reordered", format!("layer `{id}` moves from Esri index {} to {}: FeatureServer clients address layers by index", old.index, new.index)));
+        out.push(b(
+            "layer.reordered",
+            format!(
+                "layer `{id}` moves from Esri index {} to {}: FeatureServer clients address layers by index",
+                old.index, new.index
+            ),
+        ));
     }
     let mut text_change = |path: &[&str], code: &'static str, what: &str, consequence: &str| {
         let (a, z) = (s(o, path), s(n, path));
         if changed_ci(a.as_deref(), z.as_deref()) {
             out.push(b(
                 code,
-                format!(
-                    "layer `{id}` {what} {} -> {}: {consequence}",
-                    show(a.as_deref()),
-                    show(z.as_deref())
-                ),
+                format!("layer `{id}` {what} {} -> {}: {consequence}", show(a.as_deref()), show(z.as_deref())),
             ));
         }
     };
@@ -194,12 +190,7 @@ fn layer(old: &Resource, new: &Resource) -> Vec<Breaking> {
         "geometry type",
         "clients expecting the old geometry fail",
     );
-    text_change(
-        &["idField"],
-        "layer.id_field_changed",
-        "id field",
-        "feature ids and links change",
-    );
+    text_change(&["idField"], "layer.id_field_changed", "id field", "feature ids and links change");
     text_change(
         &["geometryField"],
         "layer.geometry_field_changed",
@@ -212,27 +203,15 @@ fn layer(old: &Resource, new: &Resource) -> Vec<Breaking> {
         "storage table",
         "features come from another table",
     );
-    text_change(
-        &["storage", "primaryKey"],
-        "layer.primary_key_changed",
-        "primary key",
-        "feature ids change",
-    );
+    text_change(&["storage", "primaryKey"], "layer.primary_key_changed", "primary key", "feature ids change");
     let removed_crs: Vec<String> = strings(o.get("crs"))
         .into_iter()
-        .filter(|c| {
-            !strings(n.get("crs"))
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(c))
-        })
+        .filter(|c| !strings(n.get("crs")).iter().any(|d| d.eq_ignore_ascii_case(c)))
         .collect();
     if !removed_crs.is_empty() {
         out.push(b(
             "layer.crs_removed",
-            format!(
-                "layer `{id}` no longer offers {}: requests in those CRS fail",
-                list(&removed_crs)
-            ),
+            format!("layer `{id}` no longer offers {}: requests in those CRS fail", list(&removed_crs)),
         ));
     }
     let int = |node: &Node, path: &[&str]| node.get_path(path).and_then(Node::as_i64);
@@ -240,17 +219,10 @@ fn layer(old: &Resource, new: &Resource) -> Vec<Breaking> {
     if srid_a.is_some() && srid_a != srid_z {
         out.push(b(
             "layer.srid_changed",
-            format!(
-                "layer `{id}` storage SRID {} -> {}: coordinates are reinterpreted",
-                opt(srid_a),
-                opt(srid_z)
-            ),
+            format!("layer `{id}` storage SRID {} -> {}: coordinates are reinterpreted", opt(srid_a), opt(srid_z)),
         ));
     }
-    let (max_a, max_z) = (
-        int(o, &["query", "maxRecordCount"]),
-        int(n, &["query", "maxRecordCount"]),
-    );
+    let (max_a, max_z) = (int(o, &["query", "maxRecordCount"]), int(n, &["query", "maxRecordCount"]));
     if let Some(z) = max_z {
         if max_a.is_none_or(|a| z < a) {
             out.push(b("layer.max_records_lowered", format!("layer `{id}` returns at most {z} records per request (was {}): clients paging with larger pages get fewer features", max_a.map_or("no limit".into(), |a| a.to_string()))));
@@ -277,12 +249,7 @@ fn layer(old: &Resource, new: &Resource) -> Vec<Breaking> {
 }
 
 fn fields(id: &str, o: &Node, n: &Node, out: &mut Vec<Breaking>) {
-    let list = |node: &Node| {
-        node.get("fields")
-            .and_then(Node::as_seq)
-            .map(<[Node]>::to_vec)
-            .unwrap_or_default()
-    };
+    let list = |node: &Node| node.get("fields").and_then(Node::as_seq).map(<[Node]>::to_vec).unwrap_or_default();
     let (old_fields, new_fields) = (list(o), list(n));
     if old_fields.is_empty() {
         return;
@@ -295,17 +262,11 @@ fn fields(id: &str, o: &Node, n: &Node, out: &mut Vec<Breaking>) {
         let Some(g) = new_fields.iter().find(|g| name(g) == name(f)) else {
             out.push(b(
                 "field.removed",
-                format!(
-                    "layer `{id}` drops field `{fname}`: clients selecting or filtering on it fail"
-                ),
+                format!("layer `{id}` drops field `{fname}`: clients selecting or filtering on it fail"),
             ));
             continue;
         };
-        let ty = |x: &Node| {
-            x.get_str("type")
-                .or_else(|| x.get_str("dataType"))
-                .map(str::to_string)
-        };
+        let ty = |x: &Node| x.get_str("type").or_else(|| x.get_str("dataType")).map(str::to_string);
         if ty(f).is_some() && changed_ci(ty(f).as_deref(), ty(g).as_deref()) {
             out.push(b(
                 "field.type_changed",
@@ -337,21 +298,12 @@ fn fields(id: &str, o: &Node, n: &Node, out: &mut Vec<Breaking>) {
 /// Style ids a layer uses (`styles.defaultStyleId`, `styles.styleIds`).
 fn styles_of(layer: &Node) -> Vec<String> {
     let mut out = strings(layer.get_path(&["styles", "styleIds"]));
-    out.extend(
-        layer
-            .get_path(&["styles", "defaultStyleId"])
-            .and_then(Node::as_str)
-            .map(str::to_string),
-    );
+    out.extend(layer.get_path(&["styles", "defaultStyleId"]).and_then(Node::as_str).map(str::to_string));
     out
 }
 
 fn strings(node: Option<&Node>) -> Vec<String> {
-    node.and_then(Node::as_seq)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|n| n.as_str().map(str::to_string))
-        .collect()
+    node.and_then(Node::as_seq).unwrap_or_default().iter().filter_map(|n| n.as_str().map(str::to_string)).collect()
 }
 
 /// Differs, ignoring case (ids and type names are case-insensitive in Honua).
@@ -372,9 +324,5 @@ fn opt(v: Option<i64>) -> String {
 }
 
 fn list(items: &[String]) -> String {
-    items
-        .iter()
-        .map(|i| format!("`{i}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
 }

@@ -74,11 +74,7 @@ impl ChangeSet {
 }
 
 /// Diffs one environment. Either side may be missing (an environment added or removed).
-pub fn diff_environment(
-    env: &EnvName,
-    old: Option<&EffectiveConfig>,
-    new: Option<&EffectiveConfig>,
-) -> ChangeSet {
+pub fn diff_environment(env: &EnvName, old: Option<&EffectiveConfig>, new: Option<&EffectiveConfig>) -> ChangeSet {
     let old_res = old.map(resources).unwrap_or_default();
     let new_res = new.map(resources).unwrap_or_default();
     let ctx = breaking::Context { old: &old_res };
@@ -110,10 +106,7 @@ pub fn diff_environment(
             }),
         }
     }
-    for o in old_res
-        .iter()
-        .filter(|o| !new_by_key.contains_key(&o.key()))
-    {
+    for o in old_res.iter().filter(|o| !new_by_key.contains_key(&o.key())) {
         changes.push(Change {
             kind: o.kind,
             id: o.display_id(),
@@ -125,19 +118,9 @@ pub fn diff_environment(
     changes.sort_by(|a, b| (a.kind, a.id.to_lowercase()).cmp(&(b.kind, b.id.to_lowercase())));
     let summary = Summary {
         added: changes.iter().filter(|c| c.action == Action::Added).count(),
-        modified: changes
-            .iter()
-            .filter(|c| c.action == Action::Modified)
-            .count(),
-        removed: changes
-            .iter()
-            .filter(|c| c.action == Action::Removed)
-            .count(),
+        modified: changes.iter().filter(|c| c.action == Action::Modified).count(),
+        removed: changes.iter().filter(|c| c.action == Action::Removed).count(),
         breaking: changes.iter().map(|c| c.breaking.len()).sum(),
     };
-    ChangeSet {
-        environment: env.clone(),
-        changes,
-        summary,
-    }
+    ChangeSet { environment: env.clone(), changes, summary }
 }

@@ -22,17 +22,10 @@ pub struct FieldChange {
 pub fn same(a: &Node, b: &Node) -> bool {
     match (&a.value, &b.value) {
         (Value::Map(x), Value::Map(y)) => {
-            x.len() == y.len()
-                && x.entries
-                    .iter()
-                    .all(|e| y.get(&e.key).is_some_and(|v| same(&e.value, v)))
+            x.len() == y.len() && x.entries.iter().all(|e| y.get(&e.key).is_some_and(|v| same(&e.value, v)))
         }
-        (Value::Seq(x), Value::Seq(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
-        }
-        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
-            a.as_f64() == b.as_f64()
-        }
+        (Value::Seq(x), Value::Seq(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => a.as_f64() == b.as_f64(),
         (x, y) => x == y,
     }
 }
@@ -64,11 +57,7 @@ pub fn diff(path: &str, old: Option<&Node>, new: Option<&Node>, out: &mut Vec<Fi
                     diff(&format!("{path}[{label}]"), None, Some(item), out);
                 }
             }
-            _ => out.push(FieldChange {
-                path: path.to_string(),
-                from: o.to_json(),
-                to: n.to_json(),
-            }),
+            _ => out.push(FieldChange { path: path.to_string(), from: o.to_json(), to: n.to_json() }),
         },
         (o, n) => out.push(FieldChange {
             path: path.to_string(),
@@ -85,10 +74,7 @@ fn keyed(items: &[Node]) -> Option<&'static str> {
     }
     ["name", "id"].into_iter().find(|key| {
         let mut seen = std::collections::HashSet::new();
-        items.iter().all(|i| {
-            i.get_str(key)
-                .is_some_and(|v| seen.insert(v.to_lowercase()))
-        })
+        items.iter().all(|i| i.get_str(key).is_some_and(|v| seen.insert(v.to_lowercase())))
     })
 }
 
@@ -110,9 +96,7 @@ mod tests {
         let (a, b) = (parse(a, FileId(0)).unwrap(), parse(b, FileId(1)).unwrap());
         let mut out = Vec::new();
         diff("", Some(&a), Some(&b), &mut out);
-        out.iter()
-            .map(|c| format!("{}: {} -> {}", c.path, c.from, c.to))
-            .collect()
+        out.iter().map(|c| format!("{}: {} -> {}", c.path, c.from, c.to)).collect()
     }
 
     #[test]

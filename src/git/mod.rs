@@ -11,19 +11,12 @@ use crate::config::source::{is_config_file, EntryKind, RepoFiles, ENVIRONMENTS_D
 pub enum GitError {
     #[error("{path}: not a Git repository ({message}); pass --repo with the repository's path")]
     Open { path: PathBuf, message: String },
-    #[error("{path}: revision `{rev}` not found ({message}); check the branch, tag or SHA (and fetch it if it is remote)")]
-    Revision {
-        path: PathBuf,
-        rev: String,
-        message: String,
-    },
+    #[error(
+        "{path}: revision `{rev}` not found ({message}); check the branch, tag or SHA (and fetch it if it is remote)"
+    )]
+    Revision { path: PathBuf, rev: String, message: String },
     #[error("{path}: could not read `{what}` at {rev}: {message}")]
-    Read {
-        path: PathBuf,
-        rev: String,
-        what: String,
-        message: String,
-    },
+    Read { path: PathBuf, rev: String, what: String, message: String },
 }
 
 /// A commit resolved from a user-given revision.
@@ -37,18 +30,13 @@ const GIT_COMMIT_MODE: i32 = 0o160000;
 
 /// Reads the known layout (`environments/*/…`, `.gitops/…`) from the tree of `rev`.
 pub fn read_commit(repo_path: &Path, rev: &str) -> Result<(ResolvedCommit, RepoFiles), GitError> {
-    let repo = Repository::open(repo_path).map_err(|e| GitError::Open {
+    let repo = Repository::open(repo_path)
+        .map_err(|e| GitError::Open { path: repo_path.to_path_buf(), message: e.message().to_string() })?;
+    let commit = repo.revparse_single(rev).and_then(|o| o.peel_to_commit()).map_err(|e| GitError::Revision {
         path: repo_path.to_path_buf(),
+        rev: rev.to_string(),
         message: e.message().to_string(),
     })?;
-    let commit = repo
-        .revparse_single(rev)
-        .and_then(|o| o.peel_to_commit())
-        .map_err(|e| GitError::Revision {
-            path: repo_path.to_path_buf(),
-            rev: rev.to_string(),
-            message: e.message().to_string(),
-        })?;
     let sha = commit.id().to_string();
     let read_err = |what: &str, e: git2::Error| GitError::Read {
         path: repo_path.to_path_buf(),
@@ -58,9 +46,7 @@ pub fn read_commit(repo_path: &Path, rev: &str) -> Result<(ResolvedCommit, RepoF
     };
     let tree = commit.tree().map_err(|e| read_err("tree", e))?;
     let mut out = RepoFiles::default();
-    if let Some(envs) = subtree(&repo, &tree, ENVIRONMENTS_DIR, &mut out)
-        .map_err(|e| read_err(ENVIRONMENTS_DIR, e))?
-    {
+    if let Some(envs) = subtree(&repo, &tree, ENVIRONMENTS_DIR, &mut out).map_err(|e| read_err(ENVIRONMENTS_DIR, e))? {
         for entry in envs.iter() {
             let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
             let rel = format!("{ENVIRONMENTS_DIR}/{name}");
@@ -72,16 +58,12 @@ pub fn read_commit(repo_path: &Path, rev: &str) -> Result<(ResolvedCommit, RepoF
             }
             out.env_dirs.push(name.clone());
             let env_tree = repo.find_tree(entry.id()).map_err(|e| read_err(&rel, e))?;
-            read_files(&repo, &env_tree, &rel, is_config_file, &mut out)
-                .map_err(|e| read_err(&rel, e))?;
+            read_files(&repo, &env_tree, &rel, is_config_file, &mut out).map_err(|e| read_err(&rel, e))?;
         }
     }
-    if let Some(policy) =
-        subtree(&repo, &tree, POLICY_DIR, &mut out).map_err(|e| read_err(POLICY_DIR, e))?
-    {
+    if let Some(policy) = subtree(&repo, &tree, POLICY_DIR, &mut out).map_err(|e| read_err(POLICY_DIR, e))? {
         let is_policy = |n: &str| n.starts_with("deployment-policy.");
-        read_files(&repo, &policy, POLICY_DIR, is_policy, &mut out)
-            .map_err(|e| read_err(POLICY_DIR, e))?;
+        read_files(&repo, &policy, POLICY_DIR, is_policy, &mut out).map_err(|e| read_err(POLICY_DIR, e))?;
     }
     Ok((ResolvedCommit { sha }, out))
 }

@@ -51,30 +51,18 @@ pub struct PlanSet {
 
 /// Plans every environment present on either side (or only `only`). The policy comes from `from`,
 /// the base: a change must never be judged by the policy it brings.
-pub fn build(
-    from: &ConfigRepo,
-    to: &ConfigRepo,
-    only: Option<&EnvName>,
-    at: DateTime<Utc>,
-) -> PlanSet {
+pub fn build(from: &ConfigRepo, to: &ConfigRepo, only: Option<&EnvName>, at: DateTime<Utc>) -> PlanSet {
     let mut ignored = Vec::new();
     let envs: Vec<String> = from.environments().map(|e| e.to_string()).collect();
-    let policy = from
-        .policy
-        .as_ref()
-        .map(|p| Policy::load(&p.root, &from.sources, &envs, &mut ignored))
-        .unwrap_or_default();
+    let policy =
+        from.policy.as_ref().map(|p| Policy::load(&p.root, &from.sources, &envs, &mut ignored)).unwrap_or_default();
     let policy_changed = match (&from.policy, &to.policy) {
         (Some(a), Some(b)) => !values::same(&a.root, &b.root),
         (None, None) => false,
         _ => true,
     };
     let diagnostics = validate::validate_repo(to, only);
-    let names: BTreeSet<EnvName> = from
-        .environments()
-        .chain(to.environments())
-        .cloned()
-        .collect();
+    let names: BTreeSet<EnvName> = from.environments().chain(to.environments()).cloned().collect();
     let plans = names
         .into_iter()
         .filter(|e| only.is_none_or(|o| o == e))
@@ -100,7 +88,12 @@ pub fn build(
                     .count(),
             };
             let (env_policy, known) = policy.for_env(env.as_str());
-            let decision = if changes.is_empty() && !policy_changed {
+            let decision = if to.is_unreadable(&env) || from.is_unreadable(&env) {
+                let side = if to.is_unreadable(&env) { "target" } else { "base" };
+                Decision::Blocked(vec![format!(
+                    "files of `{env}` could not be read on the {side} side; fix them (see the validation findings) before this can be planned"
+                )])
+            } else if changes.is_empty() && !policy_changed {
                 Decision::Auto
             } else {
                 decide(
@@ -142,13 +135,7 @@ fn relevant_to(file: &str, env: &EnvName) -> bool {
 
 /// SHA-256 over a canonical JSON encoding (object keys sorted, no whitespace) of what an approver
 /// approves. The schedule is left out: it depends on the clock, not on the change.
-pub fn digest(
-    env: &EnvName,
-    from: &str,
-    to: &str,
-    changes: &ChangeSet,
-    decision: &Decision,
-) -> String {
+pub fn digest(env: &EnvName, from: &str, to: &str, changes: &ChangeSet, decision: &Decision) -> String {
     let value = serde_json::json!({
         "format": "honua-plan/1",
         "environment": env,

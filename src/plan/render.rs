@@ -23,10 +23,7 @@ fn short_rev(rev: &str) -> String {
 
 fn summary_line(cs: &ChangeSet) -> String {
     let s = &cs.summary;
-    format!(
-        "{} added, {} modified, {} removed, {} breaking",
-        s.added, s.modified, s.removed, s.breaking
-    )
+    format!("{} added, {} modified, {} removed, {} breaking", s.added, s.modified, s.removed, s.breaking)
 }
 
 fn value(v: &serde_json::Value) -> String {
@@ -38,17 +35,8 @@ fn value(v: &serde_json::Value) -> String {
 }
 
 fn details_lines(change: &Change) -> Vec<String> {
-    let mut lines: Vec<String> = change
-        .breaking
-        .iter()
-        .map(|b| format!("BREAKING {}: {}", b.code, b.reason))
-        .collect();
-    lines.extend(
-        change
-            .fields
-            .iter()
-            .map(|f| format!("{}: {} -> {}", f.path, value(&f.from), value(&f.to))),
-    );
+    let mut lines: Vec<String> = change.breaking.iter().map(|b| format!("BREAKING {}: {}", b.code, b.reason)).collect();
+    lines.extend(change.fields.iter().map(|f| format!("{}: {} -> {}", f.path, value(&f.from), value(&f.to))));
     lines
 }
 
@@ -102,10 +90,7 @@ pub fn diff_json(sets: &[ChangeSet]) -> String {
 }
 
 fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('\n', " ")
+    s.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;").replace('\n', " ")
 }
 
 fn md_rows(changes: &[&Change]) -> String {
@@ -120,31 +105,17 @@ fn md_rows(changes: &[&Change]) -> String {
                 Action::Modified => "✏️",
             }
         };
-        let mut cells: Vec<String> = c
-            .breaking
-            .iter()
-            .map(|b| format!("**`{}`** {}", b.code, md_escape(&b.reason)))
-            .collect();
+        let mut cells: Vec<String> =
+            c.breaking.iter().map(|b| format!("**`{}`** {}", b.code, md_escape(&b.reason))).collect();
         cells.extend(c.fields.iter().map(|f| {
-            format!(
-                "`{}`: `{}` → `{}`",
-                md_escape(&f.path),
-                md_escape(&value(&f.from)),
-                md_escape(&value(&f.to))
-            )
+            format!("`{}`: `{}` → `{}`", md_escape(&f.path), md_escape(&value(&f.from)), md_escape(&value(&f.to)))
         }));
         if cells.is_empty() {
             cells.push(c.action.as_str().to_string());
         } else if c.action != Action::Modified {
             cells.insert(0, c.action.as_str().to_string());
         }
-        let _ = writeln!(
-            out,
-            "| {mark} | {} | `{}` | {} |",
-            c.kind,
-            md_escape(&c.id),
-            cells.join("<br>")
-        );
+        let _ = writeln!(out, "| {mark} | {} | `{}` | {} |", c.kind, md_escape(&c.id), cells.join("<br>"));
     }
     out
 }
@@ -160,8 +131,7 @@ pub fn changes_markdown(cs: &ChangeSet) -> String {
         out.push_str(&md_rows(&sorted));
         return out;
     }
-    let (breaking, rest): (Vec<&Change>, Vec<&Change>) =
-        sorted.into_iter().partition(|c| !c.breaking.is_empty());
+    let (breaking, rest): (Vec<&Change>, Vec<&Change>) = sorted.into_iter().partition(|c| !c.breaking.is_empty());
     if !breaking.is_empty() {
         out.push_str(&md_rows(&breaking));
         out.push('\n');
@@ -196,34 +166,18 @@ fn schedule_text(p: &Plan) -> Option<String> {
     if p.schedule.allowed_now || !p.has_changes() {
         return None;
     }
-    let next = p
-        .schedule
-        .next_allowed
-        .map_or("no opening in the next 400 days".into(), |t| {
-            format!("may start {}", t.format("%a %Y-%m-%d %H:%M UTC"))
-        });
-    Some(format!(
-        "waits: {}; {next}",
-        p.schedule.reason.clone().unwrap_or_default()
-    ))
+    let next = p.schedule.next_allowed.map_or("no opening in the next 400 days".into(), |t| {
+        format!("may start {}", t.format("%a %Y-%m-%d %H:%M UTC"))
+    });
+    Some(format!("waits: {}; {next}", p.schedule.reason.clone().unwrap_or_default()))
 }
 
 /// `honua plan --format text`.
 pub fn plan_text(plans: &[Plan], width: u16) -> String {
     let mut out = String::new();
     for p in plans {
-        let _ = writeln!(
-            out,
-            "== {} ==  {} -> {}",
-            p.environment,
-            short_rev(&p.from),
-            short_rev(&p.to)
-        );
-        let _ = writeln!(
-            out,
-            "validation: {} error(s), {} warning(s)",
-            p.validation.errors, p.validation.warnings
-        );
+        let _ = writeln!(out, "== {} ==  {} -> {}", p.environment, short_rev(&p.from), short_rev(&p.to));
+        let _ = writeln!(out, "validation: {} error(s), {} warning(s)", p.validation.errors, p.validation.warnings);
         if p.has_changes() {
             let _ = writeln!(out, "changes:    {}", summary_line(&p.changes));
             let _ = writeln!(out, "{}", table(&p.changes, width));
@@ -233,11 +187,7 @@ pub fn plan_text(plans: &[Plan], width: u16) -> String {
         let _ = writeln!(
             out,
             "decision:   {}",
-            if p.has_changes() {
-                decision_text(&p.decision)
-            } else {
-                "nothing to deploy"
-            }
+            if p.has_changes() { decision_text(&p.decision) } else { "nothing to deploy" }
         );
         for r in p.decision.reasons() {
             let _ = writeln!(out, "  - {r}");
@@ -260,11 +210,7 @@ pub fn plan_markdown(plans: &[Plan]) -> String {
             (Decision::NeedsApproval(_), _) => "🟡",
             (Decision::Blocked(_), _) => "⛔",
         };
-        let state = if p.has_changes() {
-            decision_text(&p.decision)
-        } else {
-            "no changes"
-        };
+        let state = if p.has_changes() { decision_text(&p.decision) } else { "no changes" };
         let _ = writeln!(out, "### {icon} {} — {state}\n", p.environment);
         if !p.decision.reasons().is_empty() {
             for r in p.decision.reasons() {

@@ -133,12 +133,7 @@ const ENV_KEYS: [&str; 10] = [
 impl Policy {
     /// Reads a policy document. Problems (bad types, rules that do not parse, unknown environments)
     /// are diagnostics with positions; a problematic entry falls back to the cautious default.
-    pub fn load(
-        doc: &Node,
-        sources: &SourceMap,
-        known_envs: &[String],
-        out: &mut Vec<Diagnostic>,
-    ) -> Policy {
+    pub fn load(doc: &Node, sources: &SourceMap, known_envs: &[String], out: &mut Vec<Diagnostic>) -> Policy {
         let mut policy = Policy::default();
         let Some(envs) = doc.get("environments").and_then(Node::as_map) else {
             out.push(Diagnostic::error(
@@ -160,9 +155,7 @@ impl Policy {
                     ),
                 ));
             }
-            policy
-                .environments
-                .insert(name.clone(), load_environment(&entry.value, sources, out));
+            policy.environments.insert(name.clone(), load_environment(&entry.value, sources, out));
         }
         policy
     }
@@ -176,19 +169,10 @@ impl Policy {
     }
 }
 
-fn load_environment(
-    node: &Node,
-    sources: &SourceMap,
-    out: &mut Vec<Diagnostic>,
-) -> EnvironmentPolicy {
+fn load_environment(node: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) -> EnvironmentPolicy {
     let mut p = EnvironmentPolicy::default();
     let Some(map) = node.as_map() else {
-        out.push(type_error(
-            sources,
-            node,
-            "this environment's policy",
-            "a mapping",
-        ));
+        out.push(type_error(sources, node, "this environment's policy", "a mapping"));
         return p;
     };
     for e in &map.entries {
@@ -196,11 +180,7 @@ fn load_environment(
             out.push(Diagnostic::warning(
                 "policy.unknown_key",
                 place(sources, e.key_loc),
-                format!(
-                    "unknown policy key `{}` is ignored; known keys: {}",
-                    e.key,
-                    ENV_KEYS.join(", ")
-                ),
+                format!("unknown policy key `{}` is ignored; known keys: {}", e.key, ENV_KEYS.join(", ")),
             ));
         }
     }
@@ -220,10 +200,7 @@ fn load_environment(
     if let Some(rules) = map.get("approvalRules") {
         match rules.as_seq() {
             Some(items) => {
-                p.approval_rules = items
-                    .iter()
-                    .filter_map(|r| ApprovalRule::load(r, sources, out))
-                    .collect()
+                p.approval_rules = items.iter().filter_map(|r| ApprovalRule::load(r, sources, out)).collect()
             }
             None => out.push(type_error(sources, rules, "`approvalRules`", "a list")),
         }
@@ -235,24 +212,14 @@ fn load_environment(
         p.notifications = n.to_json();
     }
     if let Some(n) = map.get("approvers") {
-        p.approvers = n
-            .as_seq()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect();
+        p.approvers = n.as_seq().unwrap_or_default().iter().filter_map(|a| a.as_str().map(str::to_string)).collect();
     }
     if let Some(n) = map.get("rollout") {
         p.rollout = match n.as_str() {
             Some("all") => Rollout::All,
             Some("one-at-a-time") => Rollout::OneAtATime,
             _ => {
-                out.push(type_error(
-                    sources,
-                    n,
-                    "`rollout`",
-                    "`all` or `one-at-a-time`",
-                ));
+                out.push(type_error(sources, n, "`rollout`", "`all` or `one-at-a-time`"));
                 Rollout::All
             }
         };
@@ -266,10 +233,7 @@ fn load_safety(node: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) -> S
         out.push(type_error(sources, node, "`safety`", "a mapping"));
         return s;
     };
-    for (key, slot) in [
-        ("requireBackup", &mut s.require_backup),
-        ("rollbackOnFailure", &mut s.rollback_on_failure),
-    ] {
+    for (key, slot) in [("requireBackup", &mut s.require_backup), ("rollbackOnFailure", &mut s.rollback_on_failure)] {
         if let Some(n) = map.get(key) {
             match n.as_bool() {
                 Some(b) => *slot = b,
@@ -280,44 +244,29 @@ fn load_safety(node: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) -> S
     if let Some(n) = map.get("healthCheckTimeout") {
         match n.as_i64() {
             Some(secs) if secs > 0 => s.health_check_timeout = secs as u64,
-            _ => out.push(type_error(
-                sources,
-                n,
-                "`healthCheckTimeout`",
-                "a positive number of seconds",
-            )),
+            _ => out.push(type_error(sources, n, "`healthCheckTimeout`", "a positive number of seconds")),
         }
     }
     if let Some(n) = map.get("deploymentWindows") {
-        s.deployment_windows = n
-            .as_seq()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|w| Window::load(w, sources, out))
-            .collect();
+        s.deployment_windows =
+            n.as_seq().unwrap_or_default().iter().filter_map(|w| Window::load(w, sources, out)).collect();
     }
     if let Some(n) = map.get("blackoutPeriods") {
-        s.blackout_periods = n
-            .as_seq()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|b| window::Blackout::load(b, sources, out))
-            .collect();
+        s.blackout_periods =
+            n.as_seq().unwrap_or_default().iter().filter_map(|b| window::Blackout::load(b, sources, out)).collect();
     }
     s
 }
 
-pub(crate) fn type_error(
-    sources: &SourceMap,
-    node: &Node,
-    what: &str,
-    expected: &str,
-) -> Diagnostic {
+pub(crate) fn type_error(sources: &SourceMap, node: &Node, what: &str, expected: &str) -> Diagnostic {
     Diagnostic::new(
         Severity::Error,
         "policy.invalid",
         place(sources, node.loc),
-        format!("{what} must be {expected}, found {} `{node}`; the cautious default is used until this is fixed", node.kind()),
+        format!(
+            "{what} must be {expected}, found {} `{node}`; the cautious default is used until this is fixed",
+            node.kind()
+        ),
     )
 }
 
@@ -335,7 +284,9 @@ pub fn decide(
     let mut blocked = Vec::new();
     let mut approval = Vec::new();
     if policy.requires_validation && validation_errors > 0 {
-        blocked.push(format!("{validation_errors} validation error(s) in the new configuration; fix them (requiresValidation is on)"));
+        blocked.push(format!(
+            "{validation_errors} validation error(s) in the new configuration; fix them (requiresValidation is on)"
+        ));
     }
     let breaking = changes.summary.breaking;
     if breaking > 0 && !policy.allow_breaking_changes {
@@ -345,18 +296,13 @@ pub fn decide(
         ));
     }
     if !known {
-        approval.push(format!(
-            "the policy has no entry for `{}`: approval is required by default",
-            changes.environment
-        ));
+        approval
+            .push(format!("the policy has no entry for `{}`: approval is required by default", changes.environment));
     } else if !policy.auto_approve {
         approval.push("autoApprove is false for this environment".to_string());
     }
     if policy_changed {
-        approval.push(
-            "this change edits .gitops/deployment-policy.yaml; policy changes always need approval"
-                .into(),
-        );
+        approval.push("this change edits .gitops/deployment-policy.yaml; policy changes always need approval".into());
     }
     for rule in &policy.approval_rules {
         if rule.matches(changes) {

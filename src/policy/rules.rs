@@ -4,9 +4,7 @@
 //! `resourcesRemoved` (integers), `breakingChanges` (boolean). Per-change variables: `type`, `action`, `id`;
 //! a condition that uses them matches when any change matches.
 
-use evalexpr::{
-    ContextWithMutableVariables, DefaultNumericTypes, HashMapContext, Node as Expr, Value as EV,
-};
+use evalexpr::{ContextWithMutableVariables, DefaultNumericTypes, HashMapContext, Node as Expr, Value as EV};
 use serde::Serialize;
 
 use crate::config::dialect::place;
@@ -15,12 +13,7 @@ use crate::config::source::SourceMap;
 use crate::diagnostic::Diagnostic;
 use crate::diff::{Change, ChangeSet};
 
-const AGGREGATES: [&str; 4] = [
-    "resourcesAdded",
-    "resourcesModified",
-    "resourcesRemoved",
-    "breakingChanges",
-];
+const AGGREGATES: [&str; 4] = ["resourcesAdded", "resourcesModified", "resourcesRemoved", "breakingChanges"];
 const PER_CHANGE: [&str; 3] = ["type", "action", "id"];
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,39 +28,17 @@ pub struct ApprovalRule {
 }
 
 impl ApprovalRule {
-    pub fn load(
-        node: &Node,
-        sources: &SourceMap,
-        out: &mut Vec<Diagnostic>,
-    ) -> Option<ApprovalRule> {
+    pub fn load(node: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) -> Option<ApprovalRule> {
         let Some(map) = node.as_map() else {
-            out.push(super::type_error(
-                sources,
-                node,
-                "an approval rule",
-                "a mapping",
-            ));
+            out.push(super::type_error(sources, node, "an approval rule", "a mapping"));
             return None;
         };
         let (name, condition, reason, at) = if let Some(cond) = map.get("condition") {
-            let Some(text) = cond
-                .as_str()
-                .map(str::to_string)
-                .or_else(|| scalar_text(cond))
-            else {
-                out.push(super::type_error(
-                    sources,
-                    cond,
-                    "`condition`",
-                    "an expression string",
-                ));
+            let Some(text) = cond.as_str().map(str::to_string).or_else(|| scalar_text(cond)) else {
+                out.push(super::type_error(sources, cond, "`condition`", "an expression string"));
                 return None;
             };
-            let name = map
-                .get("name")
-                .and_then(Node::as_str)
-                .unwrap_or("rule")
-                .to_string();
+            let name = map.get("name").and_then(Node::as_str).unwrap_or("rule").to_string();
             let reason = map
                 .get("reason")
                 .and_then(Node::as_str)
@@ -90,7 +61,10 @@ impl ApprovalRule {
                 out.push(Diagnostic::error(
                     "policy.condition_invalid",
                     place(sources, entry.key_loc),
-                    format!("unknown approval rule `{key}`; use one of {} or the `{{name, condition, reason}}` form", AGGREGATES.join(", ")),
+                    format!(
+                        "unknown approval rule `{key}`; use one of {} or the `{{name, condition, reason}}` form",
+                        AGGREGATES.join(", ")
+                    ),
                 ));
                 return None;
             }
@@ -115,20 +89,12 @@ impl ApprovalRule {
             (key.to_string(), text, reason, &entry.value)
         };
         match compile(&condition) {
-            Ok((expr, per_change)) => Some(ApprovalRule {
-                name,
-                condition,
-                reason,
-                expr,
-                per_change,
-            }),
+            Ok((expr, per_change)) => Some(ApprovalRule { name, condition, reason, expr, per_change }),
             Err(message) => {
                 out.push(Diagnostic::error(
                     "policy.condition_invalid",
                     place(sources, at.loc),
-                    format!(
-                        "approval rule `{name}`: condition `{condition}` does not parse: {message}"
-                    ),
+                    format!("approval rule `{name}`: condition `{condition}` does not parse: {message}"),
                 ));
                 None
             }
@@ -166,8 +132,7 @@ fn render_short(node: &Node) -> String {
 /// Parses and type-checks a condition against sample values, so a condition that could never evaluate
 /// (unknown variable, `"a" > 1`) is reported when the policy is loaded, not when a deployment waits.
 fn compile(text: &str) -> Result<(Expr<DefaultNumericTypes>, bool), String> {
-    let expr =
-        evalexpr::build_operator_tree::<DefaultNumericTypes>(text).map_err(|e| e.to_string())?;
+    let expr = evalexpr::build_operator_tree::<DefaultNumericTypes>(text).map_err(|e| e.to_string())?;
     let mut per_change = false;
     for var in expr.iter_variable_identifiers() {
         if PER_CHANGE.contains(&var) {
@@ -181,38 +146,25 @@ fn compile(text: &str) -> Result<(Expr<DefaultNumericTypes>, bool), String> {
         }
     }
     let mut ctx = aggregate_context(&ChangeSet::default());
-    ctx.set_value("type".into(), EV::from("layer"))
-        .expect("mutable context");
-    ctx.set_value("action".into(), EV::from("modified"))
-        .expect("mutable context");
-    ctx.set_value("id".into(), EV::from("x"))
-        .expect("mutable context");
-    expr.eval_boolean_with_context(&ctx)
-        .map_err(|e| format!("it does not evaluate to true or false: {e}"))?;
+    ctx.set_value("type".into(), EV::from("layer")).expect("mutable context");
+    ctx.set_value("action".into(), EV::from("modified")).expect("mutable context");
+    ctx.set_value("id".into(), EV::from("x")).expect("mutable context");
+    expr.eval_boolean_with_context(&ctx).map_err(|e| format!("it does not evaluate to true or false: {e}"))?;
     Ok((expr, per_change))
 }
 
 fn aggregate_context(changes: &ChangeSet) -> HashMapContext<DefaultNumericTypes> {
     let mut ctx = HashMapContext::<DefaultNumericTypes>::new();
     let s = &changes.summary;
-    for (k, v) in [
-        ("resourcesAdded", s.added),
-        ("resourcesModified", s.modified),
-        ("resourcesRemoved", s.removed),
-    ] {
-        ctx.set_value(k.into(), EV::from_int(v as i64))
-            .expect("mutable context");
+    for (k, v) in [("resourcesAdded", s.added), ("resourcesModified", s.modified), ("resourcesRemoved", s.removed)] {
+        ctx.set_value(k.into(), EV::from_int(v as i64)).expect("mutable context");
     }
-    ctx.set_value("breakingChanges".into(), EV::from(s.breaking > 0))
-        .expect("mutable context");
+    ctx.set_value("breakingChanges".into(), EV::from(s.breaking > 0)).expect("mutable context");
     ctx
 }
 
 fn set_change(ctx: &mut HashMapContext<DefaultNumericTypes>, change: &Change) {
-    ctx.set_value("type".into(), EV::from(change.kind.as_str()))
-        .expect("mutable context");
-    ctx.set_value("action".into(), EV::from(change.action.as_str()))
-        .expect("mutable context");
-    ctx.set_value("id".into(), EV::from(change.id.as_str()))
-        .expect("mutable context");
+    ctx.set_value("type".into(), EV::from(change.kind.as_str())).expect("mutable context");
+    ctx.set_value("action".into(), EV::from(change.action.as_str())).expect("mutable context");
+    ctx.set_value("id".into(), EV::from(change.id.as_str())).expect("mutable context");
 }

@@ -53,16 +53,10 @@ fn date(node: Option<&Node>) -> Option<NaiveDate> {
 
 impl Window {
     pub fn load(node: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) -> Option<Window> {
-        let day = node
-            .get_str("dayOfWeek")
-            .and_then(|d| d.parse::<Weekday>().ok());
+        let day = node.get_str("dayOfWeek").and_then(|d| d.parse::<Weekday>().ok());
         match (day, time(node.get("startTime")), time(node.get("endTime"))) {
             (Some(day_of_week), Some(start_time), Some(end_time)) if start_time < end_time => {
-                Some(Window {
-                    day_of_week,
-                    start_time,
-                    end_time,
-                })
+                Some(Window { day_of_week, start_time, end_time })
             }
             _ => {
                 out.push(super::type_error(
@@ -112,15 +106,10 @@ impl Blackout {
 /// Evaluates windows and blackouts at `at`. No windows means any time outside blackouts.
 pub fn schedule(windows: &[Window], blackouts: &[Blackout], at: DateTime<Utc>) -> Schedule {
     let allowed = |t: DateTime<Utc>| {
-        !blackouts.iter().any(|b| b.contains(t))
-            && (windows.is_empty() || windows.iter().any(|w| w.contains(t)))
+        !blackouts.iter().any(|b| b.contains(t)) && (windows.is_empty() || windows.iter().any(|w| w.contains(t)))
     };
     if allowed(at) {
-        return Schedule {
-            allowed_now: true,
-            reason: None,
-            next_allowed: None,
-        };
+        return Schedule { allowed_now: true, reason: None, next_allowed: None };
     }
     let reason = match blackouts.iter().find(|b| b.contains(at)) {
         Some(b) => format!(
@@ -128,11 +117,7 @@ pub fn schedule(windows: &[Window], blackouts: &[Blackout], at: DateTime<Utc>) -
             b.name,
             b.start_date,
             b.end_date,
-            if b.reason.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", b.reason)
-            }
+            if b.reason.is_empty() { String::new() } else { format!(": {}", b.reason) }
         ),
         None => "outside the deployment windows".to_string(),
     };
@@ -143,10 +128,7 @@ pub fn schedule(windows: &[Window], blackouts: &[Blackout], at: DateTime<Utc>) -
         let day = start_day + Duration::days(offset);
         let mut candidates: Vec<DateTime<Utc>> = vec![day.and_time(NaiveTime::MIN).and_utc()];
         candidates.extend(
-            windows
-                .iter()
-                .filter(|w| w.day_of_week == day.weekday())
-                .map(|w| day.and_time(w.start_time).and_utc()),
+            windows.iter().filter(|w| w.day_of_week == day.weekday()).map(|w| day.and_time(w.start_time).and_utc()),
         );
         candidates.sort();
         for c in candidates {
@@ -156,11 +138,7 @@ pub fn schedule(windows: &[Window], blackouts: &[Blackout], at: DateTime<Utc>) -
             }
         }
     }
-    Schedule {
-        allowed_now: false,
-        reason: Some(reason),
-        next_allowed: next,
-    }
+    Schedule { allowed_now: false, reason: Some(reason), next_allowed: next }
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub fn check_metadata(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic
 pub fn validate_repo(repo: &ConfigRepo, only: Option<&EnvName>) -> Vec<Diagnostic> {
     let mut out = repo.diagnostics.clone();
     for env in repo.environments().filter(|e| only.is_none_or(|o| o == *e)) {
+        if repo.is_unreadable(env) {
+            continue;
+        }
         let Some(effective) = repo.effective(env) else {
             continue;
         };
@@ -68,10 +71,7 @@ pub fn validate_single(file: &SingleFile) -> Vec<Diagnostic> {
             out.push(Diagnostic::error(
                 "file.not_a_mapping",
                 crate::config::dialect::place(&file.sources, root.loc),
-                format!(
-                    "a metadata file must hold a mapping (`catalog:`, `layers:` …), not a {}",
-                    root.kind()
-                ),
+                format!("a metadata file must hold a mapping (`catalog:`, `layers:` …), not a {}", root.kind()),
             ));
         }
         check_metadata(root, &file.sources, &mut out);

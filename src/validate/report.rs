@@ -15,11 +15,7 @@ pub fn text(diagnostics: &[Diagnostic], sources: &SourceMap, prefix: &str) -> St
             let _ = writeln!(out, "{file}: {}[{}]: {}", d.severity, d.code, d.message);
             continue;
         }
-        let _ = writeln!(
-            out,
-            "{file}:{}:{}: {}[{}]: {}",
-            d.line, d.column, d.severity, d.code, d.message
-        );
+        let _ = writeln!(out, "{file}:{}:{}: {}[{}]: {}", d.line, d.column, d.severity, d.code, d.message);
         if let Some(line) = sources.line(&d.file, d.line) {
             let gutter = d.line.to_string().len();
             let shown: String = line.chars().take(160).collect();
@@ -39,13 +35,8 @@ pub fn text(diagnostics: &[Diagnostic], sources: &SourceMap, prefix: &str) -> St
 
 /// A list of `{file, line, column, severity, code, message}`.
 pub fn json(diagnostics: &[Diagnostic], prefix: &str) -> String {
-    let list: Vec<Diagnostic> = diagnostics
-        .iter()
-        .map(|d| Diagnostic {
-            file: display_path(prefix, &d.file),
-            ..d.clone()
-        })
-        .collect();
+    let list: Vec<Diagnostic> =
+        diagnostics.iter().map(|d| Diagnostic { file: display_path(prefix, &d.file), ..d.clone() }).collect();
     serde_json::to_string_pretty(&list).expect("diagnostics serialize")
 }
 
@@ -57,11 +48,7 @@ pub fn github(diagnostics: &[Diagnostic], prefix: &str) -> String {
         let file = escape_property(&display_path(prefix, &d.file));
         let title = escape_property(&d.code);
         if d.line == 0 {
-            let _ = writeln!(
-                out,
-                "::{level} file={file},title={title}::{}",
-                escape_data(&d.message)
-            );
+            let _ = writeln!(out, "::{level} file={file},title={title}::{}", escape_data(&d.message));
         } else {
             let _ = writeln!(
                 out,
@@ -79,13 +66,7 @@ pub fn github(diagnostics: &[Diagnostic], prefix: &str) -> String {
 pub fn summary(diagnostics: &[Diagnostic]) -> String {
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
-    format!(
-        "{} error{}, {} warning{}",
-        errors,
-        plural(errors),
-        warnings,
-        plural(warnings)
-    )
+    format!("{} error{}, {} warning{}", errors, plural(errors), warnings, plural(warnings))
 }
 
 fn plural(n: usize) -> &'static str {
@@ -108,9 +89,7 @@ pub fn display_path(prefix: &str, file: &str) -> String {
 }
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {
@@ -125,17 +104,10 @@ mod tests {
     #[test]
     fn text_shows_the_line_and_a_caret() {
         let mut sources = SourceMap::default();
-        sources.add(
-            "environments/production/metadata.yaml",
-            "layers:\n  - id: parcels\n    geometryType: 7\n",
-        );
+        sources.add("environments/production/metadata.yaml", "layers:\n  - id: parcels\n    geometryType: 7\n");
         let d = Diagnostic::error(
             "schema.type",
-            Place {
-                file: "environments/production/metadata.yaml",
-                line: 3,
-                column: 19,
-            },
+            Place { file: "environments/production/metadata.yaml", line: 3, column: 19 },
             "must be a string",
         );
         let out = text(&[d], &sources, "repo");
@@ -147,18 +119,7 @@ mod tests {
 
     #[test]
     fn github_annotations_escape_properties() {
-        let d = Diagnostic::error(
-            "a,b",
-            Place {
-                file: "x:y.yaml",
-                line: 2,
-                column: 3,
-            },
-            "50%\nnext",
-        );
-        assert_eq!(
-            github(&[d], ""),
-            "::error file=x%3Ay.yaml,line=2,col=3,title=a%2Cb::50%25%0Anext\n"
-        );
+        let d = Diagnostic::error("a,b", Place { file: "x:y.yaml", line: 2, column: 3 }, "50%\nnext");
+        assert_eq!(github(&[d], ""), "::error file=x%3Ay.yaml,line=2,col=3,title=a%2Cb::50%25%0Anext\n");
     }
 }

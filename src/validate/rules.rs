@@ -67,10 +67,7 @@ fn ids(doc: &Node, list: &str) -> Vec<String> {
 /// service→folder, service→dataSource, layer→service, layer→styles, raster→service/layer.
 pub fn references(doc: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
     let defined: HashMap<&str, Vec<String>> =
-        ["folders", "dataSources", "services", "layers", "styles"]
-            .iter()
-            .map(|l| (*l, ids(doc, l)))
-            .collect();
+        ["folders", "dataSources", "services", "layers", "styles"].iter().map(|l| (*l, ids(doc, l))).collect();
     let mut check = |owner: &str, node: &Node, target_list: &str, code: &str| {
         let Some(id) = node.as_str() else { return };
         let known = &defined[target_list];
@@ -80,15 +77,7 @@ pub fn references(doc: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
         let listing = if known.is_empty() {
             format!("no {} are defined", target_list)
         } else {
-            format!(
-                "defined: {}",
-                known
-                    .iter()
-                    .take(10)
-                    .map(|k| format!("`{k}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("defined: {}", known.iter().take(10).map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
         };
         out.push(Diagnostic::error(
             code,
@@ -99,11 +88,7 @@ pub fn references(doc: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
             ),
         ));
     };
-    for service in doc
-        .get("services")
-        .and_then(Node::as_seq)
-        .unwrap_or_default()
-    {
+    for service in doc.get("services").and_then(Node::as_seq).unwrap_or_default() {
         let owner = format!("service `{}`", service.get_str("id").unwrap_or("?"));
         if let Some(n) = service.get("folderId") {
             check(&owner, n, "folders", "reference.unknown_folder");
@@ -127,11 +112,7 @@ pub fn references(doc: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
                 if let Some(n) = styles.get("defaultStyleId") {
                     check(&owner, n, "styles", "reference.unknown_style");
                 }
-                for n in styles
-                    .get("styleIds")
-                    .and_then(Node::as_seq)
-                    .unwrap_or_default()
-                {
+                for n in styles.get("styleIds").and_then(Node::as_seq).unwrap_or_default() {
                     check(&owner, n, "styles", "reference.unknown_style");
                 }
             }
@@ -155,53 +136,45 @@ pub fn bboxes(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
             ));
             return;
         };
-        let boxes: Vec<(String, &Node)> =
-            if items.iter().all(|i| i.as_seq().is_some()) && !items.is_empty() {
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| (format!("{pointer}/{i}"), b))
-                    .collect()
-            } else {
-                vec![(pointer.to_string(), node)]
-            };
+        let boxes: Vec<(String, &Node)> = if items.iter().all(|i| i.as_seq().is_some()) && !items.is_empty() {
+            items.iter().enumerate().map(|(i, b)| (format!("{pointer}/{i}"), b)).collect()
+        } else {
+            vec![(pointer.to_string(), node)]
+        };
         for (ptr, b) in boxes {
             let coords = b.as_seq().unwrap_or_default();
             if coords.iter().any(|c| c.as_f64().is_none()) {
-                out.push(bbox_error(
-                    root,
-                    sources,
-                    &ptr,
-                    b,
-                    "must hold only numbers".into(),
-                ));
+                out.push(bbox_error(root, sources, &ptr, b, "must hold only numbers".into()));
             } else if coords.len() != 4 && coords.len() != 6 {
                 out.push(bbox_error(
                     root,
                     sources,
                     &ptr,
                     b,
-                    format!("has {} number(s); a bounding box has 4 (minx, miny, maxx, maxy) or 6 (with min and max z)", coords.len()),
+                    format!(
+                        "has {} number(s); a bounding box has 4 (minx, miny, maxx, maxy) or 6 (with min and max z)",
+                        coords.len()
+                    ),
                 ));
             } else {
                 let half = coords.len() / 2;
                 let v: Vec<f64> = coords.iter().filter_map(Node::as_f64).collect();
                 // minx > maxx is legal (a box crossing the antimeridian); other minimums above maximums are not.
                 if (1..half).any(|i| v[i] > v[i + half]) {
-                    out.push(bbox_error(root, sources, &ptr, b, "has a minimum above its maximum; order is minx, miny, [minz,] maxx, maxy, [maxz]".into()));
+                    out.push(bbox_error(
+                        root,
+                        sources,
+                        &ptr,
+                        b,
+                        "has a minimum above its maximum; order is minx, miny, [minz,] maxx, maxy, [maxz]".into(),
+                    ));
                 }
             }
         }
     });
 }
 
-fn bbox_error(
-    root: &Node,
-    sources: &SourceMap,
-    pointer: &str,
-    node: &Node,
-    what: String,
-) -> Diagnostic {
+fn bbox_error(root: &Node, sources: &SourceMap, pointer: &str, node: &Node, what: String) -> Diagnostic {
     Diagnostic::error(
         "extent.bbox",
         place(sources, node.loc),
@@ -252,7 +225,10 @@ pub fn temporal_intervals(root: &Node, sources: &SourceMap, out: &mut Vec<Diagno
                     out.push(Diagnostic::error(
                         "temporal.invalid_interval",
                         place(sources, interval.loc),
-                        format!("invalid temporal interval: `{}` starts after it ends; swap start and end", describe_path(root, &format!("{pointer}/{i}"))),
+                        format!(
+                            "invalid temporal interval: `{}` starts after it ends; swap start and end",
+                            describe_path(root, &format!("{pointer}/{i}"))
+                        ),
                     ));
                 }
             }
@@ -264,26 +240,17 @@ fn parse_instant(s: &str) -> Option<NaiveDateTime> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.naive_utc());
     }
-    for f in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-    ] {
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t);
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0))
 }
 
 /// Browsers refuse credentials with a wildcard origin, and Honua refuses the combination at start.
 pub fn cors(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
-    for cors in [root.get_path(&["server", "cors"]), root.get("cors")]
-        .into_iter()
-        .flatten()
-    {
+    for cors in [root.get_path(&["server", "cors"]), root.get("cors")].into_iter().flatten() {
         let Some(creds) = cors.get("allowCredentials") else {
             continue;
         };
@@ -305,11 +272,7 @@ pub fn cors(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
 
 /// A layer's field list names each field once and contains its `idField`.
 pub fn layer_fields(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
-    for layer in root
-        .get("layers")
-        .and_then(Node::as_seq)
-        .unwrap_or_default()
-    {
+    for layer in root.get("layers").and_then(Node::as_seq).unwrap_or_default() {
         let Some(fields) = layer.get("fields").and_then(Node::as_seq) else {
             continue;
         };
@@ -347,33 +310,17 @@ pub fn layer_fields(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>)
     }
 }
 
-const SECRET_KEYS: [&str; 8] = [
-    "password",
-    "passwd",
-    "pwd",
-    "secret",
-    "token",
-    "apikey",
-    "api_key",
-    "privatekey",
-];
+const SECRET_KEYS: [&str; 8] = ["password", "passwd", "pwd", "secret", "token", "apikey", "api_key", "privatekey"];
 
 /// Passwords and secrets must be `${VAR}` placeholders: a literal would be committed to Git and shipped
 /// through the service. `severity` is an error in a repository, a warning for a lone file.
-pub fn literal_secrets(
-    root: &Node,
-    sources: &SourceMap,
-    severity: Severity,
-    out: &mut Vec<Diagnostic>,
-) {
+pub fn literal_secrets(root: &Node, sources: &SourceMap, severity: Severity, out: &mut Vec<Diagnostic>) {
     walk_keys(root, "", &mut |_, key, node| {
         let Some(value) = node.as_str() else { return };
         let lower = key.to_lowercase();
         let finding = if lower == "connectionstring" || lower == "connection" || lower == "url" {
             connection_string_secret(value)
-        } else if SECRET_KEYS
-            .iter()
-            .any(|k| lower.replace(['-', '_'], "").contains(&k.replace('_', "")))
+        } else if SECRET_KEYS.iter().any(|k| lower.replace(['-', '_'], "").contains(&k.replace('_', "")))
             && !is_placeholder(value)
         {
             (!value.is_empty()).then(|| format!("`{key}`"))
@@ -395,10 +342,7 @@ pub fn literal_secrets(
 
 fn is_placeholder(value: &str) -> bool {
     let v = value.trim();
-    v.starts_with("${")
-        && v.ends_with('}')
-        && v.len() > 3
-        && !v[2..v.len() - 1].contains(['{', '}'])
+    v.starts_with("${") && v.ends_with('}') && v.len() > 3 && !v[2..v.len() - 1].contains(['{', '}'])
 }
 
 /// `Password=…;` pairs (ADO/Npgsql style) and `scheme://user:password@host` URLs.
@@ -406,14 +350,8 @@ fn connection_string_secret(value: &str) -> Option<String> {
     for pair in value.split(';') {
         if let Some((k, v)) = pair.split_once('=') {
             let k = k.trim().to_lowercase();
-            if matches!(k.as_str(), "password" | "pwd" | "passwd")
-                && !v.trim().is_empty()
-                && !is_placeholder(v)
-            {
-                return Some(format!(
-                    "the connection string's `{}=`",
-                    pair.split_once('=').map_or("", |p| p.0).trim()
-                ));
+            if matches!(k.as_str(), "password" | "pwd" | "passwd") && !v.trim().is_empty() && !is_placeholder(v) {
+                return Some(format!("the connection string's `{}=`", pair.split_once('=').map_or("", |p| p.0).trim()));
             }
         }
     }
@@ -458,9 +396,7 @@ mod tests {
         assert!(is_placeholder("${DB_PASSWORD}"));
         assert!(!is_placeholder("${}"));
         assert!(!is_placeholder("secret"));
-        assert!(
-            connection_string_secret("Host=x;Password=${DB_PASSWORD};SslMode=Require").is_none()
-        );
+        assert!(connection_string_secret("Host=x;Password=${DB_PASSWORD};SslMode=Require").is_none());
         assert!(connection_string_secret("Host=x;Username=u;Password=secret").is_some());
         assert!(connection_string_secret("Host=x;pwd=hunter2").is_some());
         assert!(connection_string_secret("postgres://u:hunter2@db/x").is_some());
@@ -470,20 +406,10 @@ mod tests {
 
     #[test]
     fn iso_instants() {
-        for ok in [
-            "2024-12-31T23:59:59Z",
-            "2024-01-01",
-            "2024-01-01T00:00:00+02:00",
-            "2024-01-01T00:00:00.5Z",
-        ] {
+        for ok in ["2024-12-31T23:59:59Z", "2024-01-01", "2024-01-01T00:00:00+02:00", "2024-01-01T00:00:00.5Z"] {
             assert!(parse_instant(ok).is_some(), "{ok}");
         }
-        for bad in [
-            "not-a-valid-date",
-            "2024-13-01",
-            "01/02/2024",
-            "2024-01-01T25:00:00Z",
-        ] {
+        for bad in ["not-a-valid-date", "2024-13-01", "01/02/2024", "2024-01-01T25:00:00Z"] {
             assert!(parse_instant(bad).is_none(), "{bad}");
         }
     }

@@ -18,26 +18,16 @@ use super::describe_path;
 use crate::config::dialect::place;
 
 pub const SCHEMA_JSON: &str = include_str!("metadata-schema.json");
-const MISPLACED_DEFS: [&str; 5] = [
-    "iso19115Metadata",
-    "iso19115Contact",
-    "iso19115ContactInfo",
-    "stacMetadata",
-    "stacAsset",
-];
+const MISPLACED_DEFS: [&str; 5] =
+    ["iso19115Metadata", "iso19115Contact", "iso19115ContactInfo", "stacMetadata", "stacAsset"];
 
 fn validator() -> &'static Validator {
     static VALIDATOR: OnceLock<Validator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
         let mut schema: Json = serde_json::from_str(SCHEMA_JSON).expect("embedded schema is JSON");
         let moved: Vec<(String, Json)> = {
-            let props = schema["properties"]
-                .as_object_mut()
-                .expect("schema has properties");
-            MISPLACED_DEFS
-                .iter()
-                .filter_map(|k| props.remove(*k).map(|v| (k.to_string(), v)))
-                .collect()
+            let props = schema["properties"].as_object_mut().expect("schema has properties");
+            MISPLACED_DEFS.iter().filter_map(|k| props.remove(*k).map(|v| (k.to_string(), v))).collect()
         };
         let defs = schema["$defs"].as_object_mut().expect("schema has $defs");
         defs.extend(moved);
@@ -57,83 +47,41 @@ pub fn check(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
         }
         let node = root.deepest_at_pointer(&pointer);
         let path = describe_path(root, &pointer);
-        let (code, message) = describe(
-            &path,
-            error.kind(),
-            &error.instance().clone().into_owned(),
-            &pointer,
-        );
+        let (code, message) = describe(&path, error.kind(), &error.instance().clone().into_owned(), &pointer);
         out.push(Diagnostic::error(code, place(sources, node.loc), message));
     }
 }
 
-fn describe(
-    path: &str,
-    kind: &ValidationErrorKind,
-    instance: &Json,
-    pointer: &str,
-) -> (&'static str, String) {
-    let at = if path.is_empty() {
-        "the metadata document".to_string()
-    } else {
-        format!("`{path}`")
-    };
+fn describe(path: &str, kind: &ValidationErrorKind, instance: &Json, pointer: &str) -> (&'static str, String) {
+    let at = if path.is_empty() { "the metadata document".to_string() } else { format!("`{path}`") };
     match kind {
         ValidationErrorKind::Required { property } => {
             let prop = property.as_str().unwrap_or_default();
             let owner = owner_name(path, pointer);
-            (
-                "schema.required",
-                format!(
-                    "{owner} is missing required key `{prop}`{}",
-                    required_hint(pointer, prop)
-                ),
-            )
+            ("schema.required", format!("{owner} is missing required key `{prop}`{}", required_hint(pointer, prop)))
         }
         ValidationErrorKind::Type { kind } => {
             let expected = match kind {
                 TypeKind::Single(t) => t.to_string(),
-                TypeKind::Multiple(ts) => ts
-                    .iter()
-                    .map(|t| t.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" or "),
+                TypeKind::Multiple(ts) => ts.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" or "),
             };
-            (
-                "schema.type",
-                format!(
-                    "{at} must be {}, found {}",
-                    article(&expected),
-                    json_kind(instance)
-                ),
-            )
+            ("schema.type", format!("{at} must be {}, found {}", article(&expected), json_kind(instance)))
         }
-        ValidationErrorKind::Enum { options } => (
-            "schema.enum",
-            format!("{at} must be one of {options}, found {instance}"),
-        ),
+        ValidationErrorKind::Enum { options } => {
+            ("schema.enum", format!("{at} must be one of {options}, found {instance}"))
+        }
         ValidationErrorKind::MinItems { limit } => (
             "schema.min_items",
-            format!(
-                "{at} needs at least {limit} item(s), found {}",
-                instance.as_array().map_or(0, Vec::len)
-            ),
+            format!("{at} needs at least {limit} item(s), found {}", instance.as_array().map_or(0, Vec::len)),
         ),
-        ValidationErrorKind::MinLength { .. } => {
-            ("schema.min_length", format!("{at} must not be empty"))
+        ValidationErrorKind::MinLength { .. } => ("schema.min_length", format!("{at} must not be empty")),
+        ValidationErrorKind::Minimum { limit } => {
+            ("schema.minimum", format!("{at} must be at least {limit}, found {instance}"))
         }
-        ValidationErrorKind::Minimum { limit } => (
-            "schema.minimum",
-            format!("{at} must be at least {limit}, found {instance}"),
-        ),
-        ValidationErrorKind::FalseSchema | ValidationErrorKind::AdditionalItems { .. } => (
-            "schema.unexpected",
-            format!("{at} is not allowed here (a temporal interval is exactly [start, end])"),
-        ),
-        other => (
-            "schema.invalid",
-            format!("{at}: {}", other_message(other, instance)),
-        ),
+        ValidationErrorKind::FalseSchema | ValidationErrorKind::AdditionalItems { .. } => {
+            ("schema.unexpected", format!("{at} is not allowed here (a temporal interval is exactly [start, end])"))
+        }
+        other => ("schema.invalid", format!("{at}: {}", other_message(other, instance))),
     }
 }
 
@@ -162,19 +110,12 @@ fn owner_name(path: &str, pointer: &str) -> String {
         _ => "",
     };
     if segments.len() == 2 && !kind.is_empty() {
-        if let Some(id) = path
-            .split_once('[')
-            .and_then(|(_, rest)| rest.split_once(']'))
-            .map(|(id, _)| id)
-        {
+        if let Some(id) = path.split_once('[').and_then(|(_, rest)| rest.split_once(']')).map(|(id, _)| id) {
             if id.parse::<usize>().is_err() {
                 return format!("{kind} `{id}`");
             }
         }
-        return format!(
-            "{kind} #{}",
-            segments[1].parse::<usize>().map_or(0, |i| i + 1)
-        );
+        return format!("{kind} #{}", segments[1].parse::<usize>().map_or(0, |i| i + 1));
     }
     format!("`{path}`")
 }
@@ -184,19 +125,13 @@ fn required_hint(pointer: &str, prop: &str) -> &'static str {
         (Some("layers"), "geometryType") => {
             " (the Honua server needs it to serve the layer, e.g. `geometryType: Polygon`)"
         }
-        (Some("layers"), "idField") => {
-            " (the column that identifies features, e.g. `idField: parcel_id`)"
-        }
+        (Some("layers"), "idField") => " (the column that identifies features, e.g. `idField: parcel_id`)",
         (Some("layers"), "geometryField") => " (the geometry column, e.g. `geometryField: geom`)",
         (Some("services"), "folderId") => " (add a `folders:` entry and reference its id)",
-        (Some("services"), "dataSourceId") => {
-            " (reference an entry of `dataSources:` or `datasources.yaml`)"
-        }
+        (Some("services"), "dataSourceId") => " (reference an entry of `dataSources:` or `datasources.yaml`)",
         (Some("services"), "serviceType") => " (e.g. `serviceType: feature`)",
         (None, "catalog") => " (e.g. `catalog: {id: my-catalog, title: …}`)",
-        (None, "folders" | "dataSources" | "services" | "layers") => {
-            " (an empty list `[]` is allowed)"
-        }
+        (None, "folders" | "dataSources" | "services" | "layers") => " (an empty list `[]` is allowed)",
         _ => "",
     }
 }

@@ -1,0 +1,113 @@
+//! Malformed and hostile input: clear errors, never a panic, bounded time and memory.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+
+use honua_gitops::config::ConfigRepo;
+use honua_gitops::validate::validate_repo;
+use proptest::prelude::*;
+
+const VALID: &str = "catalog: {id: c}\nfolders: [{id: f}]\ndataSources: [{id: d, provider: postgis, connectionString: \"Host=x\"}]\nservices: [{id: s, folderId: f, serviceType: feature, dataSourceId: d}]\nlayers:\n  - id: l\n    serviceId: s\n    geometryType: Point\n    idField: id\n    geometryField: geom\n";
+
+fn findings(content: &[u8]) -> Vec<(String, u32, u32, String)> {
+    let mut rf = honua_gitops::config::source::RepoFiles::default();
+    rf.env_dirs.push("production".into());
+    rf.files.insert("environments/production/metadata.yaml".into(), content.to_vec());
+    let repo = ConfigRepo::from_files(rf, "t".into());
+    validate_repo(&repo, None).into_iter().map(|d| (d.code, d.line, d.column, d.message)).collect()
+}
+
+#[test]
+fn truncated_yaml_is_a_syntax_error_with_a_position() {
+    let f = findings(b"catalog:\n  id: c\nlayers:\n  - id: [unterminated\n");
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].0, "yaml.syntax");
+    assert!(f[0].1 >= 4, "{f:?}");
+}
+
+#[test]
+fn wrong_types_are_schema_errors_at_the_value() {
+    let f = findings(VALID.replace("geometryType: Point", "geometryType: [Point]").as_bytes());
+    let e = f.iter().find(|x| x.0 == "schema.type").expect("type error");
+    assert_eq!((e.1, e.2), (8, 19), "{f:?}");
+    assert!(e.3.contains("must be a string, found a list"), "{}", e.3);
+}
+
+#[test]
+fn an_alias_bomb_is_refused_quickly() {
+    let mut bomb = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        bomb.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+    }
+    let f = findings(bomb.as_bytes());
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].0, "yaml.limit");
+    assert!(f[0].3.contains("safety limit"), "{f:?}");
+}
+
+#[test]
+fn binary_garbage_is_refused_as_not_text() {
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let f = findings(&garbage);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].0, "file.encoding");
+}
+
+#[test]
+fn a_50_mb_file_and_a_symlink_to_etc_passwd_are_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let prod = dir.path().join("environments/production");
+    let staging = dir.path().join("environments/staging");
+    fs::create_dir_all(&prod).unwrap();
+    fs::create_dir_all(&staging).unwrap();
+    let big = fs::File::create(prod.join("metadata.yaml")).unwrap();
+    big.set_len(50 * 1024 * 1024).unwrap();
+    symlink("/etc/passwd", staging.join("metadata.yaml")).unwrap();
+    let repo = ConfigRepo::load_dir(dir.path()).unwrap();
+    let d = validate_repo(&repo, None);
+    let codes: Vec<(&str, &str)> = d.iter().map(|d| (d.code.as_str(), d.file.as_str())).collect();
+    assert!(codes.contains(&("file.too_large", "environments/production/metadata.yaml")), "{codes:?}");
+    assert!(codes.contains(&("file.symlink", "environments/staging/metadata.yaml")), "{codes:?}");
+    assert!(!repo.sources.get("environments/staging/metadata.yaml").is_some_and(|f| f.text.contains("root:")));
+
+    let out = common::honua(&["validate", "--path", dir.path().to_str().unwrap()]);
+    assert_eq!(common::code(&out), 1);
+    assert!(common::stdout(&out).contains("symbolic link"));
+}
+
+#[test]
+fn a_missing_path_is_exit_2_with_a_sentence() {
+    let out = common::honua(&["validate", "--path", "/nonexistent/honua"]);
+    assert_eq!(common::code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read this path"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::honua(&["validate", "--path", dir.path().to_str().unwrap()]);
+    assert_eq!(common::code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a config repository"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    /// Arbitrary bytes never panic the loader or the validator.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = findings(&bytes);
+    }
+
+    /// A valid document with a slice cut out or a byte replaced never panics, and every finding has
+    /// a position inside the file.
+    #[test]
+    fn mutated_documents_never_panic(cut in 0..VALID.len(), len in 0..40usize, byte in any::<u8>(), at in 0..VALID.len()) {
+        let mut doc = VALID.as_bytes().to_vec();
+        doc.drain(cut..(cut + len).min(doc.len()));
+        if at < doc.len() { doc[at] = byte; }
+        let lines = doc.split(|b| *b == b'\n').count() as u32;
+        for (code, line, _, _) in findings(&doc) {
+            prop_assert!(line <= lines + 1, "{code} at line {line} of {lines}");
+        }
+    }
+}
