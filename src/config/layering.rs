@@ -94,7 +94,7 @@ mod tests {
         assert_eq!(json["catalog"], serde_json::json!({"id": "c", "title": "Prod"}));
         let layers = json["layers"].as_array().unwrap();
         let ids: Vec<_> = layers.iter().map(|l| l["id"].as_str().unwrap()).collect();
-        assert_eq!(ids, ["a", "b", "new"]);
+        assert_eq!(ids, ["A", "b", "new"], "matched without case; the environment's spelling wins");
         assert_eq!(layers[0]["crs"], serde_json::json!(["Z"]));
         assert_eq!(layers[0]["caching"], serde_json::json!({"ttl": 3600, "enabled": true}));
         // The overriding value keeps the location of the file that set it.

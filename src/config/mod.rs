@@ -6,6 +6,8 @@ pub mod layering;
 pub mod node;
 pub mod resource;
 pub mod source;
+#[doc(hidden)]
+pub mod synthetic;
 pub mod yaml;
 
 use std::collections::BTreeMap;

@@ -115,7 +115,7 @@ pub fn diff_environment(env: &EnvName, old: Option<&EffectiveConfig>, new: Optio
             breaking: breaking::removed(o, &ctx),
         });
     }
-    changes.sort_by(|a, b| (a.kind, a.id.to_lowercase()).cmp(&(b.kind, b.id.to_lowercase())));
+    changes.sort_by_key(|c| (c.kind, c.id.to_lowercase()));
     let summary = Summary {
         added: changes.iter().filter(|c| c.action == Action::Added).count(),
         modified: changes.iter().filter(|c| c.action == Action::Modified).count(),

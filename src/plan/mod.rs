@@ -61,17 +61,21 @@ pub fn build(from: &ConfigRepo, to: &ConfigRepo, only: Option<&EnvName>, at: Dat
         (None, None) => false,
         _ => true,
     };
-    let diagnostics = validate::validate_repo(to, only);
     let names: BTreeSet<EnvName> = from.environments().chain(to.environments()).cloned().collect();
+    let names: Vec<EnvName> = names.into_iter().filter(|e| only.is_none_or(|o| o == e)).collect();
+    // Validation of the target and the diffs are independent: run them side by side.
+    let (diagnostics, changesets) = std::thread::scope(|s| {
+        let validation = s.spawn(|| validate::validate_repo(to, only));
+        let changesets: Vec<ChangeSet> = names
+            .iter()
+            .map(|env| diff_environment(env, from.effective(env).as_ref(), to.effective(env).as_ref()))
+            .collect();
+        (validation.join().expect("validation thread"), changesets)
+    });
     let plans = names
         .into_iter()
-        .filter(|e| only.is_none_or(|o| o == e))
-        .map(|env| {
-            let changes = diff_environment(
-                &env,
-                from.effective(&env).as_ref(),
-                to.effective(&env).as_ref(),
-            );
+        .zip(changesets)
+        .map(|(env, changes)| {
             let in_env = |d: &&Diagnostic| relevant_to(&d.file, &env);
             let validation = ValidationSummary {
                 errors: count_errors(

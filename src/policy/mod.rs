@@ -306,7 +306,7 @@ pub fn decide(
     }
     for rule in &policy.approval_rules {
         if rule.matches(changes) {
-            approval.push(format!("{}: {}", rule.name, rule.reason));
+            approval.push(rule.label.clone());
         }
     }
     if !blocked.is_empty() {

@@ -21,6 +21,9 @@ pub struct ApprovalRule {
     pub name: String,
     pub condition: String,
     pub reason: String,
+    /// What a plan shows when the rule matches: `name: reason`, or the reason alone for the short form.
+    #[serde(skip)]
+    pub label: String,
     #[serde(skip)]
     expr: Expr<DefaultNumericTypes>,
     #[serde(skip)]
@@ -85,11 +88,14 @@ impl ApprovalRule {
                     return None;
                 }
             };
-            let reason = format!("{key}: {} matched", render_short(&entry.value));
+            let reason = format!("approval rule `{key}: {}` matched", render_short(&entry.value));
             (key.to_string(), text, reason, &entry.value)
         };
         match compile(&condition) {
-            Ok((expr, per_change)) => Some(ApprovalRule { name, condition, reason, expr, per_change }),
+            Ok((expr, per_change)) => {
+                let label = if map.get("condition").is_some() { format!("{name}: {reason}") } else { reason.clone() };
+                Some(ApprovalRule { name, condition, reason, label, expr, per_change })
+            }
             Err(message) => {
                 out.push(Diagnostic::error(
                     "policy.condition_invalid",

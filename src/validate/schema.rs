@@ -47,7 +47,7 @@ pub fn check(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
         }
         let node = root.deepest_at_pointer(&pointer);
         let path = describe_path(root, &pointer);
-        let (code, message) = describe(&path, error.kind(), &error.instance().clone().into_owned(), &pointer);
+        let (code, message) = describe(&path, error.kind(), &error.instance().clone(), &pointer);
         out.push(Diagnostic::error(code, place(sources, node.loc), message));
     }
 }

@@ -1,0 +1,35 @@
+//! Validate and diff at 100, 1,000 and 10,000 layers (fields, CRS lists and storage on each).
+//! Each iteration parses from bytes, as a PR check does. Figures: BENCHMARKS.md.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
+use honua_gitops::config::{synthetic, ConfigRepo, EnvName};
+use honua_gitops::diff::diff_environment;
+use honua_gitops::validate::validate_repo;
+
+fn bench(c: &mut Criterion) {
+    let env = EnvName::new("production");
+    let mut group = c.benchmark_group("core");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    for layers in [100usize, 1_000, 10_000] {
+        let base = synthetic::generate(layers, false);
+        let changed = synthetic::generate(layers, true);
+        group.bench_with_input(BenchmarkId::new("validate", layers), &changed, |b, files| {
+            b.iter(|| {
+                let repo = ConfigRepo::from_files(files.clone(), "head".into());
+                assert!(validate_repo(&repo, None).is_empty());
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("diff", layers), &(&base, &changed), |b, (base, changed)| {
+            b.iter(|| {
+                let from = ConfigRepo::from_files((*base).clone(), "base".into());
+                let to = ConfigRepo::from_files((*changed).clone(), "head".into());
+                let cs = diff_environment(&env, from.effective(&env).as_ref(), to.effective(&env).as_ref());
+                assert_eq!(cs.summary.added, 1);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

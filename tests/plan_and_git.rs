@@ -1,0 +1,279 @@
+//! Plans from real Git repositories and directories: the README example, digests, the base branch's
+//! policy, windows, exit codes.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use git2::{Repository, Signature};
+use honua_gitops::config::{ConfigRepo, EnvName};
+use honua_gitops::plan::{self, Plan};
+use honua_gitops::policy::Decision;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Commits the whole work tree of `repo` on `branch`, replacing its content with `tree`.
+fn commit_tree(repo: &Repository, tree_dir: &Path, message: &str) -> git2::Oid {
+    let workdir = repo.workdir().unwrap();
+    for entry in fs::read_dir(workdir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != ".git" {
+            let p = entry.path();
+            if p.is_dir() {
+                fs::remove_dir_all(p).unwrap()
+            } else {
+                fs::remove_file(p).unwrap()
+            }
+        }
+    }
+    copy_tree(tree_dir, workdir);
+    let mut index = repo.index().unwrap();
+    index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None).unwrap();
+    index.update_all(["*"].iter(), None).unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = Signature::now("Test", "test@example.org").unwrap();
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).unwrap()
+}
+
+/// A Git repository with `main` = the example and HEAD (branch `pr`) = the PR head.
+fn example_git_repo() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(dir.path()).unwrap();
+    let base = commit_tree(&repo, &common::examples().join("honua-config"), "base");
+    let base_commit = repo.find_commit(base).unwrap();
+    repo.branch("main-base", &base_commit, true).unwrap();
+    let head =
+        commit_tree(&repo, &common::examples().join("honua-config-pr"), "PR: bike lanes, parcels TTL, drop owner_name");
+    (dir, base.to_string(), head.to_string())
+}
+
+fn plan_for<'a>(plans: &'a [Plan], env: &str) -> &'a Plan {
+    plans.iter().find(|p| p.environment.as_str() == env).unwrap()
+}
+
+#[test]
+fn the_readme_example_plans_as_documented() {
+    let from = ConfigRepo::load_dir(&common::examples().join("honua-config")).unwrap();
+    let to = ConfigRepo::load_dir(&common::examples().join("honua-config-pr")).unwrap();
+    let set = plan::build(&from, &to, None, at("2026-11-25T10:00:00Z"));
+    assert!(set.diagnostics.is_empty(), "{:#?}", set.diagnostics);
+    let envs: Vec<&str> = set.plans.iter().map(|p| p.environment.as_str()).collect();
+    assert_eq!(envs, ["development", "staging", "production"]);
+    for env in ["development", "staging"] {
+        assert_eq!(plan_for(&set.plans, env).decision, Decision::Auto, "{env}");
+    }
+    let prod = plan_for(&set.plans, "production");
+    let Decision::Blocked(reasons) = &prod.decision else { panic!("{:?}", prod.decision) };
+    assert!(reasons[0].contains("--breaking"), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("breaking-changes:")), "{reasons:?}");
+    let parcels = prod.changes.changes.iter().find(|c| c.id == "cadastre::parcels").unwrap();
+    assert!(parcels.fields.iter().any(|f| f.path == "caching.ttl" && f.from == 3600 && f.to == 7200));
+    assert_eq!(parcels.breaking[0].code, "field.removed");
+    assert!(prod.changes.changes.iter().any(|c| c.id == "transportation::bike_lanes" && c.breaking.is_empty()));
+    assert!(prod.schedule.allowed_now, "Wednesday 10:00 UTC is inside the window");
+}
+
+#[test]
+fn digests_are_stable_and_change_with_the_plan() {
+    let from = ConfigRepo::load_dir(&common::examples().join("honua-config")).unwrap();
+    let to = ConfigRepo::load_dir(&common::examples().join("honua-config-pr")).unwrap();
+    let a = plan::build(&from, &to, None, at("2026-11-25T10:00:00Z"));
+    let b = plan::build(&from, &to, None, at("2026-11-28T23:00:00Z"));
+    let digests = |s: &plan::PlanSet| s.plans.iter().map(|p| p.digest.clone()).collect::<Vec<_>>();
+    assert_eq!(digests(&a), digests(&b), "the clock does not change a plan");
+    // Pinned: the canonical encoding must not drift between versions or machines.
+    assert_eq!(
+        plan_for(&a.plans, "production").digest,
+        "sha256:81b18a63b36b1dd9a958ae17f6ba67555463b9b78c5237c8a811dd72ef332e5c"
+    );
+    let mut changed = plan_for(&a.plans, "production").changes.clone();
+    changed.changes[0].fields[0].to = serde_json::json!(7201);
+    let p = plan_for(&a.plans, "production");
+    assert_ne!(plan::digest(&p.environment, &p.from, &p.to, &changed, &p.decision), p.digest);
+    assert_ne!(plan::digest(&p.environment, &p.from, "other", &p.changes, &p.decision), p.digest);
+    assert_ne!(plan::digest(&EnvName::new("staging"), &p.from, &p.to, &p.changes, &p.decision), p.digest);
+}
+
+#[test]
+fn diff_and_plan_read_git_commits_without_a_checkout() {
+    let (dir, base, head) = example_git_repo();
+    let repo = dir.path().to_str().unwrap();
+    let out = common::honua(&["diff", "--repo", repo, "--from", "main-base", "--to", "HEAD", "--env", "production"]);
+    assert_eq!(common::code(&out), 0);
+    let text = common::stdout(&out);
+    assert!(text.contains("caching.ttl: 3600 -> 7200"), "{text}");
+    assert!(text.contains("field.removed"), "{text}");
+
+    let out = common::honua(&["diff", "--repo", repo, "--from", &base, "--to", &head, "--fail-on-breaking"]);
+    assert_eq!(common::code(&out), 1, "breaking changes with --fail-on-breaking");
+
+    let out = common::honua(&["diff", "--repo", repo, "--from", &base, "--to", &head, "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let prod = json["environments"].as_array().unwrap().iter().find(|e| e["environment"] == "production").unwrap();
+    assert_eq!(prod["summary"], serde_json::json!({"added": 1, "modified": 1, "removed": 0, "breaking": 1}));
+    let change = prod["changes"].as_array().unwrap().iter().find(|c| c["id"] == "cadastre::parcels").unwrap();
+    assert_eq!(change["type"], "layer");
+    assert_eq!(change["action"], "modified");
+    assert_eq!(change["breaking"][0]["code"], "field.removed");
+    assert!(change["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == &serde_json::json!({"path": "caching.ttl", "from": 3600, "to": 7200})));
+
+    let out = common::honua(&[
+        "plan",
+        "--repo",
+        repo,
+        "--from",
+        &base,
+        "--to",
+        &head,
+        "--format",
+        "json",
+        "--at",
+        "2026-11-25T10:00:00Z",
+    ]);
+    assert_eq!(common::code(&out), 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let prod = json["plans"].as_array().unwrap().iter().find(|p| p["environment"] == "production").unwrap();
+    assert_eq!(prod["from"], base.as_str());
+    assert_eq!(prod["to"], head.as_str());
+    assert_eq!(prod["decision"]["decision"], "blocked");
+    assert!(prod["digest"].as_str().unwrap().starts_with("sha256:"));
+
+    let out = common::honua(&["diff", "--repo", repo, "--from", "no-such-branch", "--to", "HEAD"]);
+    assert_eq!(common::code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-branch"));
+}
+
+#[test]
+fn a_symlink_committed_to_git_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(dir.path()).unwrap();
+    let env = dir.path().join("environments/production");
+    fs::create_dir_all(&env).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", env.join("metadata.yaml")).unwrap();
+    let mut index = repo.index().unwrap();
+    index.add_path(Path::new("environments/production/metadata.yaml")).unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = Signature::now("T", "t@example.org").unwrap();
+    repo.commit(Some("HEAD"), &sig, &sig, "evil", &tree, &[]).unwrap();
+    let loaded = ConfigRepo::load_git(dir.path(), "HEAD").unwrap();
+    assert!(
+        loaded.diagnostics.iter().any(|d| d.code == "file.symlink" && d.message.contains("/etc/passwd")),
+        "{:#?}",
+        loaded.diagnostics
+    );
+    assert!(loaded.sources.get("environments/production/metadata.yaml").is_none());
+}
+
+const POLICY_STRICT: &str = "environments:\n  production:\n    autoApprove: false\n    allowBreakingChanges: false\n";
+const POLICY_LOOSE: &str = "environments:\n  production:\n    autoApprove: true\n    allowBreakingChanges: true\n";
+const META: &str = "catalog: {id: c}\nfolders: []\ndataSources: []\nservices: []\nlayers: []\n";
+
+#[test]
+fn a_change_is_judged_by_the_base_policy_not_the_one_it_brings() {
+    let from = common::repo(&[
+        ("environments/production/metadata.yaml", META),
+        (".gitops/deployment-policy.yaml", POLICY_STRICT),
+    ]);
+    let to = common::repo(&[
+        ("environments/production/metadata.yaml", &META.replace("{id: c}", "{id: c, title: Loosened}")),
+        (".gitops/deployment-policy.yaml", POLICY_LOOSE),
+    ]);
+    let set = plan::build(&from, &to, None, at("2026-11-25T10:00:00Z"));
+    let Decision::NeedsApproval(reasons) = &set.plans[0].decision else { panic!("{:?}", set.plans[0].decision) };
+    assert!(reasons.iter().any(|r| r.contains("autoApprove is false")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("deployment-policy.yaml")), "{reasons:?}");
+}
+
+#[test]
+fn rule_forms_conditions_and_unknown_environments_are_checked() {
+    let policy = "environments:\n  production:\n    autoApprove: true\n    approvalRules:\n      - resourcesAdded: true\n      - name: ds\n        condition: type == \"datasource\"\n        reason: Connections need approval\n      - name: broken\n        condition: (resourcesAdded + \n  prodution:\n    autoApprove: true\n";
+    let repo =
+        common::repo(&[("environments/production/metadata.yaml", META), (".gitops/deployment-policy.yaml", policy)]);
+    let d = honua_gitops::validate::validate_repo(&repo, None);
+    let cond = d.iter().find(|d| d.code == "policy.condition_invalid").expect("bad condition reported");
+    assert_eq!((cond.file.as_str(), cond.line), (".gitops/deployment-policy.yaml", 10));
+    let unknown = d.iter().find(|d| d.code == "policy.unknown_environment").expect("typo reported");
+    assert_eq!((unknown.line, unknown.column), (11, 3));
+    assert!(unknown.message.contains("prodution"));
+
+    // With the broken rule and the typo gone, both rule forms ask for approval with their reasons.
+    let policy = policy.split("      - name: broken").next().unwrap();
+    let from =
+        common::repo(&[("environments/production/metadata.yaml", META), (".gitops/deployment-policy.yaml", policy)]);
+    assert!(honua_gitops::validate::validate_repo(&from, None).is_empty());
+    let with_ds =
+        META.replace("dataSources: []", "dataSources: [{id: db, provider: postgis, connectionString: \"Host=x\"}]");
+    let to = common::repo(&[
+        ("environments/production/metadata.yaml", &with_ds),
+        (".gitops/deployment-policy.yaml", policy),
+    ]);
+    let set = plan::build(&from, &to, None, at("2026-11-25T10:00:00Z"));
+    let Decision::NeedsApproval(reasons) = &set.plans[0].decision else { panic!("{:?}", set.plans[0].decision) };
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons[0], "approval rule `resourcesAdded: true` matched");
+    assert_eq!(reasons[1], "ds: Connections need approval");
+}
+
+#[test]
+fn an_environment_without_policy_needs_approval() {
+    let from = common::repo(&[("environments/qa/metadata.yaml", META)]);
+    let to = common::repo(&[("environments/qa/metadata.yaml", &META.replace("{id: c}", "{id: c, title: T}"))]);
+    let set = plan::build(&from, &to, None, at("2026-11-25T10:00:00Z"));
+    assert!(matches!(&set.plans[0].decision, Decision::NeedsApproval(r) if r[0].contains("no entry for `qa`")));
+}
+
+#[test]
+fn outside_a_window_the_plan_says_when_it_may_start() {
+    let from = ConfigRepo::load_dir(&common::examples().join("honua-config")).unwrap();
+    let to = ConfigRepo::load_dir(&common::examples().join("honua-config-pr")).unwrap();
+    let set = plan::build(&from, &to, Some(&EnvName::new("production")), at("2026-12-24T10:00:00Z"));
+    let s = &set.plans[0].schedule;
+    assert!(!s.allowed_now);
+    assert!(s.reason.as_deref().unwrap().contains("Holiday Season"));
+    assert_eq!(s.next_allowed, Some(at("2027-01-06T09:00:00Z")));
+}
+
+#[test]
+fn the_example_change_is_exactly_the_documented_one() {
+    // The PR tree must differ from the base only where the README says, or the demo drifts.
+    let (a, b) = (common::examples().join("honua-config"), common::examples().join("honua-config-pr"));
+    let mut differing = Vec::new();
+    fn walk(root: &Path, rel: &Path, out: &mut Vec<String>, other: &Path) {
+        for e in fs::read_dir(root.join(rel)).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &r, out, other);
+            } else if fs::read(root.join(&r)).ok() != fs::read(other.join(&r)).ok() {
+                out.push(r.display().to_string());
+            }
+        }
+    }
+    walk(&a, Path::new(""), &mut differing, &b);
+    differing.sort();
+    assert_eq!(differing, ["environments/common/base-metadata.yaml", "environments/production/metadata.yaml"]);
+}
