@@ -23,7 +23,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let from = ConfigRepo::from_files((*base).clone(), "base".into());
                 let to = ConfigRepo::from_files((*changed).clone(), "head".into());
-                let cs = diff_environment(&env, from.effective(&env).as_ref(), to.effective(&env).as_ref());
+                let cs = diff_environment(&env, from.effective(&env), to.effective(&env));
                 assert_eq!(cs.summary.added, 1);
             })
         });

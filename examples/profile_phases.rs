@@ -36,7 +36,7 @@ fn main() {
     println!("validate_repo {:?} ({} findings)", t.elapsed(), d.len());
     let base = ConfigRepo::from_files(synthetic::generate(layers, false), "y".into());
     let t = Instant::now();
-    let cs = honua_gitops::diff::diff_environment(&env, base.effective(&env).as_ref(), Some(&eff));
+    let cs = honua_gitops::diff::diff_environment(&env, base.effective(&env), Some(eff));
     println!("diff {:?} ({} changes)", t.elapsed(), cs.changes.len());
 }
 

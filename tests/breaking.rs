@@ -46,7 +46,7 @@ fn changes(edit: impl FnOnce(&mut Value)) -> ChangeSet {
     let from = common::repo(&[(file, &old.to_string())]);
     let to = common::repo(&[(file, &new.to_string())]);
     let env = EnvName::new("production");
-    diff_environment(&env, from.effective(&env).as_ref(), to.effective(&env).as_ref())
+    diff_environment(&env, from.effective(&env), to.effective(&env))
 }
 
 fn codes(cs: &ChangeSet) -> Vec<&'static str> {

@@ -289,7 +289,7 @@ fn changesets(from: &ConfigRepo, to: &ConfigRepo, only: Option<&str>) -> Vec<Cha
     names
         .into_iter()
         .filter(|e| only.is_none_or(|o| o == e.as_str()))
-        .map(|env| diff_environment(&env, from.effective(&env).as_ref(), to.effective(&env).as_ref()))
+        .map(|env| diff_environment(&env, from.effective(&env), to.effective(&env)))
         .collect()
 }
 

@@ -139,7 +139,7 @@ fn rename(map: &mut Map, from: &str, to: &str) {
         return;
     }
     if let Some(e) = map.entries.iter_mut().find(|e| e.key == from) {
-        e.key = to.to_string();
+        e.key = to.into();
     }
 }
 

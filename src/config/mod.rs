@@ -89,6 +89,8 @@ struct EnvironmentDocs {
     metadata: Option<Document>,
     datasources: Option<Document>,
     config: Option<Document>,
+    /// Built on first use and shared: validation and diff of one revision both need it.
+    effective: std::sync::OnceLock<EffectiveConfig>,
 }
 
 /// A loaded config repository at one revision.
@@ -239,8 +241,12 @@ impl ConfigRepo {
     }
 
     /// The layered configuration of one environment, or `None` if the environment does not exist.
-    pub fn effective(&self, env: &EnvName) -> Option<EffectiveConfig> {
+    pub fn effective(&self, env: &EnvName) -> Option<&EffectiveConfig> {
         let docs = self.environments.get(env)?;
+        Some(docs.effective.get_or_init(|| self.build_effective(env, docs)))
+    }
+
+    fn build_effective(&self, env: &EnvName, docs: &EnvironmentDocs) -> EffectiveConfig {
         let root_loc =
             docs.metadata.as_ref().map(|d| d.root.loc).unwrap_or(Loc { file: FileId(u32::MAX), line: 0, column: 0 });
         let mut metadata = match &self.common {
@@ -264,11 +270,7 @@ impl ConfigRepo {
                 }
             }
         }
-        Some(EffectiveConfig {
-            environment: env.clone(),
-            metadata,
-            config: docs.config.as_ref().map(|d| d.root.clone()),
-        })
+        EffectiveConfig { environment: env.clone(), metadata, config: docs.config.as_ref().map(|d| d.root.clone()) }
     }
 
     /// Every parsed document of the repository, with its path (for checks that apply file by file).

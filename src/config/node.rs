@@ -7,6 +7,10 @@
 
 use std::fmt;
 
+/// Keys and scalar text. Most are short (`id`, `EPSG:4326`, `parcel_id`) and stored inline, so a large
+/// catalogue does not cost one heap allocation per key and value.
+pub type Text = compact_str::CompactString;
+
 /// Index of a file in the [`SourceMap`](super::source::SourceMap) of one load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct FileId(pub u32);
@@ -31,7 +35,7 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
+    Str(Text),
     Seq(Vec<Node>),
     Map(Map),
 }
@@ -44,7 +48,7 @@ pub struct Map {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    pub key: String,
+    pub key: Text,
     pub key_loc: Loc,
     pub value: Node,
 }
@@ -63,7 +67,7 @@ impl Map {
     }
 
     /// Inserts or replaces `key`, keeping the position of an existing key.
-    pub fn insert(&mut self, key: impl Into<String>, key_loc: Loc, value: Node) {
+    pub fn insert(&mut self, key: impl Into<Text>, key_loc: Loc, value: Node) {
         let key = key.into();
         match self.entries.iter_mut().find(|e| e.key == key) {
             Some(e) => e.value = value,
@@ -94,7 +98,7 @@ impl Node {
         Node { loc, value }
     }
 
-    pub fn str(loc: Loc, s: impl Into<String>) -> Self {
+    pub fn str(loc: Loc, s: impl Into<Text>) -> Self {
         Node::new(loc, Value::Str(s.into()))
     }
 
@@ -202,9 +206,9 @@ impl Node {
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
             Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
-            Value::Str(s) => J::String(s.clone()),
+            Value::Str(s) => J::String(s.to_string()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            Value::Map(m) => J::Object(m.entries.iter().map(|e| (e.key.clone(), e.value.to_json())).collect()),
+            Value::Map(m) => J::Object(m.entries.iter().map(|e| (e.key.to_string(), e.value.to_json())).collect()),
         }
     }
 
@@ -218,12 +222,12 @@ impl Node {
                 Some(i) => Value::Int(i),
                 None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
             },
-            J::String(s) => Value::Str(s.clone()),
+            J::String(s) => Value::Str(s.into()),
             J::Array(items) => Value::Seq(items.iter().map(|v| Node::from_json(v, loc)).collect()),
             J::Object(m) => Value::Map(Map {
                 entries: m
                     .iter()
-                    .map(|(k, v)| Entry { key: k.clone(), key_loc: loc, value: Node::from_json(v, loc) })
+                    .map(|(k, v)| Entry { key: k.into(), key_loc: loc, value: Node::from_json(v, loc) })
                     .collect(),
             }),
         };

@@ -78,7 +78,7 @@ mod tests {
         let changed = ConfigRepo::from_files(generate(120, true), "b".into());
         assert!(crate::validate::validate_repo(&base, None).is_empty());
         let env = EnvName::new("production");
-        let cs = crate::diff::diff_environment(&env, base.effective(&env).as_ref(), changed.effective(&env).as_ref());
+        let cs = crate::diff::diff_environment(&env, base.effective(&env), changed.effective(&env));
         assert_eq!((cs.summary.added, cs.summary.modified, cs.summary.breaking), (1, 3, 1));
     }
 }

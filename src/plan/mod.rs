@@ -66,10 +66,8 @@ pub fn build(from: &ConfigRepo, to: &ConfigRepo, only: Option<&EnvName>, at: Dat
     // Validation of the target and the diffs are independent: run them side by side.
     let (diagnostics, changesets) = std::thread::scope(|s| {
         let validation = s.spawn(|| validate::validate_repo(to, only));
-        let changesets: Vec<ChangeSet> = names
-            .iter()
-            .map(|env| diff_environment(env, from.effective(env).as_ref(), to.effective(env).as_ref()))
-            .collect();
+        let changesets: Vec<ChangeSet> =
+            names.iter().map(|env| diff_environment(env, from.effective(env), to.effective(env))).collect();
         (validation.join().expect("validation thread"), changesets)
     });
     let plans = names

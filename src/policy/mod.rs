@@ -155,7 +155,7 @@ impl Policy {
                     ),
                 ));
             }
-            policy.environments.insert(name.clone(), load_environment(&entry.value, sources, out));
+            policy.environments.insert(name.to_string(), load_environment(&entry.value, sources, out));
         }
         policy
     }

@@ -130,7 +130,7 @@ fn scalar_text(node: &Node) -> Option<String> {
 
 fn render_short(node: &Node) -> String {
     match &node.value {
-        Value::Str(s) => s.clone(),
+        Value::Str(s) => s.to_string(),
         _ => node.to_string(),
     }
 }

@@ -16,12 +16,21 @@ pub fn check_metadata(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic
     if !matches!(root.value, Value::Map(_)) {
         return;
     }
-    schema::check(root, sources, out);
-    rules::references(root, sources, out);
-    rules::bboxes(root, sources, out);
-    rules::temporal_intervals(root, sources, out);
-    rules::cors(root, sources, out);
-    rules::layer_fields(root, sources, out);
+    // The schema check is the costliest single pass; it runs beside the semantic rules.
+    let schema_findings = std::thread::scope(|s| {
+        let schema = s.spawn(|| {
+            let mut found = Vec::new();
+            schema::check(root, sources, &mut found);
+            found
+        });
+        rules::references(root, sources, out);
+        rules::bboxes(root, sources, out);
+        rules::temporal_intervals(root, sources, out);
+        rules::cors(root, sources, out);
+        rules::layer_fields(root, sources, out);
+        schema.join().expect("schema thread")
+    });
+    out.extend(schema_findings);
 }
 
 /// Validates a repository: load problems, each environment's effective config (or only `only`),

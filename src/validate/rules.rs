@@ -370,17 +370,34 @@ fn connection_string_secret(value: &str) -> Option<String> {
 
 /// Visits every mapping entry in the tree with its JSON pointer.
 fn walk_keys<'a>(node: &'a Node, pointer: &str, visit: &mut dyn FnMut(&str, &str, &'a Node)) {
+    let mut buffer = String::from(pointer);
+    walk(node, &mut buffer, visit);
+}
+
+/// One pointer buffer for the whole walk: pushed and truncated, never allocated per node (these walks
+/// run over every node of 10,000-layer catalogues).
+fn walk<'a>(node: &'a Node, pointer: &mut String, visit: &mut dyn FnMut(&str, &str, &'a Node)) {
+    use std::fmt::Write;
+    let len = pointer.len();
     match &node.value {
         Value::Map(m) => {
             for e in &m.entries {
-                let child = format!("{pointer}/{}", e.key.replace('~', "~0").replace('/', "~1"));
-                visit(&child, &e.key, &e.value);
-                walk_keys(&e.value, &child, visit);
+                pointer.push('/');
+                if e.key.contains(['~', '/']) {
+                    pointer.push_str(&e.key.replace('~', "~0").replace('/', "~1"));
+                } else {
+                    pointer.push_str(&e.key);
+                }
+                visit(pointer, &e.key, &e.value);
+                walk(&e.value, pointer, visit);
+                pointer.truncate(len);
             }
         }
         Value::Seq(items) => {
             for (i, item) in items.iter().enumerate() {
-                walk_keys(item, &format!("{pointer}/{i}"), visit);
+                let _ = write!(pointer, "/{i}");
+                walk(item, pointer, visit);
+                pointer.truncate(len);
             }
         }
         _ => {}
