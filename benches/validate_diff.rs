@@ -1,6 +1,10 @@
 //! Validate and diff at 100, 1,000 and 10,000 layers (fields, CRS lists and storage on each).
 //! Each iteration parses from bytes, as a PR check does. Figures: BENCHMARKS.md.
 
+// The shipped binary uses mimalloc; measure with the same allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
 use honua_gitops::config::{synthetic, ConfigRepo, EnvName};
 use honua_gitops::diff::diff_environment;

@@ -1,6 +1,10 @@
 //! Times each phase of validating and diffing a synthetic repository (a development aid):
 //! `cargo run --release --example profile_phases -- 10000`.
 
+// The shipped binary uses mimalloc; measure with the same allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use honua_gitops::config::{node::FileId, synthetic, yaml, ConfigRepo, EnvName};
@@ -31,6 +35,21 @@ fn main() {
     let t = Instant::now();
     honua_gitops::validate::check_metadata(&eff.metadata, &repo.sources, &mut out);
     println!("all metadata checks {:?}", t.elapsed());
+    let t = Instant::now();
+    for (_, doc) in repo.documents() {
+        honua_gitops::validate::rules::unique_ids(&doc.root, &repo.sources, &mut out);
+    }
+    println!("unique ids {:?}", t.elapsed());
+    let t = Instant::now();
+    for (_, doc) in repo.documents() {
+        honua_gitops::validate::rules::literal_secrets(
+            &doc.root,
+            &repo.sources,
+            honua_gitops::diagnostic::Severity::Error,
+            &mut out,
+        );
+    }
+    println!("secrets {:?}", t.elapsed());
     let t = Instant::now();
     let d = honua_gitops::validate::validate_repo(&repo, None);
     println!("validate_repo {:?} ({} findings)", t.elapsed(), d.len());

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{load_single_file, ConfigRepo, EnvName};
 use crate::diagnostic::count_errors;
-use crate::diff::{diff_environment, ChangeSet};
+use crate::diff::diff_repositories;
 use crate::plan::{self, render};
 use crate::validate::{self, report};
 
@@ -284,22 +284,14 @@ fn load_rev(repo: &Path, rev: &str) -> Result<ConfigRepo> {
     }
 }
 
-fn changesets(from: &ConfigRepo, to: &ConfigRepo, only: Option<&str>) -> Vec<ChangeSet> {
-    let names: std::collections::BTreeSet<EnvName> = from.environments().chain(to.environments()).cloned().collect();
-    names
-        .into_iter()
-        .filter(|e| only.is_none_or(|o| o == e.as_str()))
-        .map(|env| diff_environment(&env, from.effective(&env), to.effective(&env)))
-        .collect()
-}
-
 fn width() -> u16 {
     std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(110)
 }
 
 fn diff_command(args: DiffArgs) -> Result<ExitCode> {
     let (from, to) = load_pair(&args.revisions)?;
-    let sets = changesets(&from, &to, args.revisions.env.as_deref());
+    let only = args.revisions.env.map(EnvName::new);
+    let sets = diff_repositories(&from, &to, only.as_ref());
     let out = match args.format {
         ChangeFormat::Text => render::diff_text(&sets, width()),
         ChangeFormat::Markdown => render::diff_markdown(&sets),

@@ -273,6 +273,16 @@ impl ConfigRepo {
         EffectiveConfig { environment: env.clone(), metadata, config: docs.config.as_ref().map(|d| d.root.clone()) }
     }
 
+    /// Whether a repository path (a file, or an environment directory) bears on `env`: its own files,
+    /// the common layer and the policy.
+    pub fn concerns(&self, path: &str, env: &EnvName) -> bool {
+        let own = format!("{ENVIRONMENTS_DIR}/{env}");
+        path == own
+            || path.strip_prefix(&own).is_some_and(|rest| rest.starts_with('/'))
+            || path.starts_with(&format!("{ENVIRONMENTS_DIR}/{COMMON_ENV}/"))
+            || path.starts_with(&format!("{}/", source::POLICY_DIR))
+    }
+
     /// Every parsed document of the repository, with its path (for checks that apply file by file).
     pub fn documents(&self) -> impl Iterator<Item = (&str, &Document)> {
         let env_docs =

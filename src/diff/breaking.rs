@@ -103,40 +103,32 @@ pub fn modified(old: &Resource, new: &Resource) -> Vec<Breaking> {
     }
 }
 
+/// A text attribute at `path` that changed (ignoring case), as `{subject} {what} old -> new: {consequence}`.
+fn text_changed(
+    old: &Node,
+    new: &Node,
+    path: &[&str],
+    code: &'static str,
+    subject: &str,
+    what: &str,
+    consequence: &str,
+) -> Option<Breaking> {
+    let (a, z) = (old.get_path(path).and_then(Node::as_str), new.get_path(path).and_then(Node::as_str));
+    changed_ci(a, z).then(|| b(code, format!("{subject} {what} {} -> {}: {consequence}", show(a), show(z))))
+}
+
 fn service(old: &Resource, new: &Resource) -> Vec<Breaking> {
-    let (o, n, id) = (old.node, new.node, &old.id);
-    let mut out = Vec::new();
-    let s = |node: &Node, k: &str| node.get_str(k).map(str::to_string);
-    if changed_ci(s(o, "serviceType").as_deref(), s(n, "serviceType").as_deref()) {
-        out.push(b(
-            "service.type_changed",
-            format!(
-                "service `{id}` changes type {} -> {}: its endpoints change",
-                show(s(o, "serviceType").as_deref()),
-                show(s(n, "serviceType").as_deref())
-            ),
-        ));
-    }
-    if changed_ci(s(o, "folderId").as_deref(), s(n, "folderId").as_deref()) {
-        out.push(b(
-            "service.folder_changed",
-            format!(
-                "service `{id}` moves from folder {} to {}: its Esri FeatureServer URL changes",
-                show(s(o, "folderId").as_deref()),
-                show(s(n, "folderId").as_deref())
-            ),
-        ));
-    }
-    if changed_ci(s(o, "dataSourceId").as_deref(), s(n, "dataSourceId").as_deref()) {
-        out.push(b(
-            "service.datasource_changed",
-            format!(
-                "service `{id}` reads from data source {} instead of {}: its layers may serve other data",
-                show(s(n, "dataSourceId").as_deref()),
-                show(s(o, "dataSourceId").as_deref())
-            ),
-        ));
-    }
+    let (o, n) = (old.node, new.node);
+    let id = &old.id;
+    let subject = format!("service `{id}`");
+    let mut out: Vec<Breaking> = [
+        (&["serviceType"], "service.type_changed", "type", "its endpoints change"),
+        (&["folderId"], "service.folder_changed", "folder", "its Esri FeatureServer URL changes"),
+        (&["dataSourceId"], "service.datasource_changed", "data source", "its layers may serve other data"),
+    ]
+    .into_iter()
+    .filter_map(|(path, code, what, consequence)| text_changed(o, n, path, code, &subject, what, consequence))
+    .collect();
     let enabled = |node: &Node| node.get("enabled").and_then(Node::as_bool).unwrap_or(true);
     if enabled(o) && !enabled(n) {
         out.push(b("service.disabled", format!("service `{id}` is disabled: all its endpoints stop answering")));
@@ -156,7 +148,6 @@ fn layer(old: &Resource, new: &Resource) -> Vec<Breaking> {
     let (o, n) = (old.node, new.node);
     let id = new.display_id();
     let mut out = Vec::new();
-    let s = |node: &Node, path: &[&str]| node.get_path(path).and_then(Node::as_str).map(str::to_string);
     if changed_ci(old.service_id(), new.service_id()) {
         out.push(b(
             "layer.service_changed",
@@ -175,14 +166,9 @@ fn layer(old: &Resource, new: &Resource) -> Vec<Breaking> {
             ),
         ));
     }
+    let subject = format!("layer `{id}`");
     let mut text_change = |path: &[&str], code: &'static str, what: &str, consequence: &str| {
-        let (a, z) = (s(o, path), s(n, path));
-        if changed_ci(a.as_deref(), z.as_deref()) {
-            out.push(b(
-                code,
-                format!("layer `{id}` {what} {} -> {}: {consequence}", show(a.as_deref()), show(z.as_deref())),
-            ));
-        }
+        out.extend(text_changed(o, n, path, code, &subject, what, consequence));
     };
     text_change(
         &["geometryType"],

@@ -4,12 +4,12 @@
 pub mod breaking;
 pub mod values;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
 use crate::config::resource::{resources, Resource, ResourceKind};
-use crate::config::{EffectiveConfig, EnvName};
+use crate::config::{ConfigRepo, EffectiveConfig, EnvName};
 pub use breaking::Breaking;
 pub use values::FieldChange;
 
@@ -71,6 +71,16 @@ impl ChangeSet {
         v.sort_by_key(|c| (c.breaking.is_empty(), c.kind, c.id.to_lowercase()));
         v
     }
+}
+
+/// Diffs every environment present on either side (or only `only`), in promotion order.
+pub fn diff_repositories(from: &ConfigRepo, to: &ConfigRepo, only: Option<&EnvName>) -> Vec<ChangeSet> {
+    let names: BTreeSet<&EnvName> = from.environments().chain(to.environments()).collect();
+    names
+        .into_iter()
+        .filter(|e| only.is_none_or(|o| o == *e))
+        .map(|env| diff_environment(env, from.effective(env), to.effective(env)))
+        .collect()
 }
 
 /// Diffs one environment. Either side may be missing (an environment added or removed).

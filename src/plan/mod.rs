@@ -3,15 +3,13 @@
 
 pub mod render;
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigRepo, EnvName};
 use crate::diagnostic::{count_errors, Diagnostic};
-use crate::diff::{diff_environment, values, ChangeSet};
+use crate::diff::{diff_repositories, values, ChangeSet};
 use crate::policy::{decide, window, Decision, Policy, Schedule};
 use crate::validate;
 
@@ -61,20 +59,17 @@ pub fn build(from: &ConfigRepo, to: &ConfigRepo, only: Option<&EnvName>, at: Dat
         (None, None) => false,
         _ => true,
     };
-    let names: BTreeSet<EnvName> = from.environments().chain(to.environments()).cloned().collect();
-    let names: Vec<EnvName> = names.into_iter().filter(|e| only.is_none_or(|o| o == e)).collect();
     // Validation of the target and the diffs are independent: run them side by side.
     let (diagnostics, changesets) = std::thread::scope(|s| {
         let validation = s.spawn(|| validate::validate_repo(to, only));
-        let changesets: Vec<ChangeSet> =
-            names.iter().map(|env| diff_environment(env, from.effective(env), to.effective(env))).collect();
+        let changesets = diff_repositories(from, to, only);
         (validation.join().expect("validation thread"), changesets)
     });
-    let plans = names
+    let plans = changesets
         .into_iter()
-        .zip(changesets)
-        .map(|(env, changes)| {
-            let in_env = |d: &&Diagnostic| relevant_to(&d.file, &env);
+        .map(|changes| {
+            let env = changes.environment.clone();
+            let in_env = |d: &&Diagnostic| to.concerns(&d.file, &env);
             let validation = ValidationSummary {
                 errors: count_errors(
                     &diagnostics
@@ -125,14 +120,6 @@ pub fn build(from: &ConfigRepo, to: &ConfigRepo, only: Option<&EnvName>, at: Dat
         })
         .collect();
     PlanSet { plans, diagnostics }
-}
-
-/// Whether a diagnostic of the target concerns `env` (its own files, the common layer, the policy).
-fn relevant_to(file: &str, env: &EnvName) -> bool {
-    file.starts_with(&format!("environments/{env}/"))
-        || file == format!("environments/{env}")
-        || file.starts_with("environments/common/")
-        || file.starts_with(".gitops/")
 }
 
 /// SHA-256 over a canonical JSON encoding (object keys sorted, no whitespace) of what an approver

@@ -37,38 +37,42 @@ pub fn check_metadata(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic
 /// per-file rules (unique ids, literal secrets) and the policy. Sorted and deduplicated.
 pub fn validate_repo(repo: &ConfigRepo, only: Option<&EnvName>) -> Vec<Diagnostic> {
     let mut out = repo.diagnostics.clone();
-    for env in repo.environments().filter(|e| only.is_none_or(|o| o == *e)) {
-        if repo.is_unreadable(env) {
-            continue;
+    // File-by-file rules and the per-environment checks are independent; on large catalogues they
+    // each take a core.
+    let per_file = std::thread::scope(|s| {
+        let per_file = s.spawn(|| {
+            let mut found = Vec::new();
+            for (path, doc) in repo.documents() {
+                if only.is_some_and(|env| !repo.concerns(path, env)) {
+                    continue;
+                }
+                rules::unique_ids(&doc.root, &repo.sources, &mut found);
+                // In a repository a literal secret would be committed: an error.
+                rules::literal_secrets(&doc.root, &repo.sources, Severity::Error, &mut found);
+            }
+            found
+        });
+        for env in repo.environments().filter(|e| only.is_none_or(|o| o == *e)) {
+            if repo.is_unreadable(env) {
+                continue;
+            }
+            let Some(effective) = repo.effective(env) else {
+                continue;
+            };
+            check_metadata(&effective.metadata, &repo.sources, &mut out);
+            if let Some(config) = &effective.config {
+                rules::cors(config, &repo.sources, &mut out);
+            }
         }
-        let Some(effective) = repo.effective(env) else {
-            continue;
-        };
-        check_metadata(&effective.metadata, &repo.sources, &mut out);
-        if let Some(config) = &effective.config {
-            rules::cors(config, &repo.sources, &mut out);
-        }
-    }
-    for (path, doc) in repo.documents() {
-        if only.is_some_and(|env| !in_scope(path, env)) {
-            continue;
-        }
-        rules::unique_ids(&doc.root, &repo.sources, &mut out);
-        // In a repository a literal secret would be committed: an error.
-        rules::literal_secrets(&doc.root, &repo.sources, Severity::Error, &mut out);
-    }
+        per_file.join().expect("per-file rules thread")
+    });
+    out.extend(per_file);
     if let Some(policy) = &repo.policy {
         let envs: Vec<String> = repo.environments().map(|e| e.to_string()).collect();
         Policy::load(&policy.root, &repo.sources, &envs, &mut out);
     }
     diagnostic::normalize(&mut out);
     out
-}
-
-fn in_scope(path: &str, env: &EnvName) -> bool {
-    path.starts_with(&format!("environments/{env}/"))
-        || path.starts_with("environments/common/")
-        || path.starts_with(".gitops/")
 }
 
 /// Validates one metadata file on its own. A literal secret is only a warning here: the file may be

@@ -310,20 +310,35 @@ pub fn layer_fields(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>)
     }
 }
 
-const SECRET_KEYS: [&str; 8] = ["password", "passwd", "pwd", "secret", "token", "apikey", "api_key", "privatekey"];
+/// Words that mark a key as holding a secret, compared lowercase with `-` and `_` removed.
+const SECRET_WORDS: [&[u8]; 7] = [b"password", b"passwd", b"pwd", b"secret", b"token", b"apikey", b"privatekey"];
+
+/// Whether a key names a secret (`password`, `DB_PASSWORD`, `apiKey`, `private-key`, …). Runs on every
+/// key of large catalogues, so it normalizes into a stack buffer instead of allocating.
+fn is_secret_key(key: &str) -> bool {
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    for b in key.bytes().filter(|b| !matches!(b, b'-' | b'_')) {
+        if n == buf.len() {
+            break;
+        }
+        buf[n] = b.to_ascii_lowercase();
+        n += 1;
+    }
+    let norm = &buf[..n];
+    SECRET_WORDS.iter().any(|w| norm.windows(w.len()).any(|win| win == *w))
+}
 
 /// Passwords and secrets must be `${VAR}` placeholders: a literal would be committed to Git and shipped
 /// through the service. `severity` is an error in a repository, a warning for a lone file.
 pub fn literal_secrets(root: &Node, sources: &SourceMap, severity: Severity, out: &mut Vec<Diagnostic>) {
     walk_keys(root, "", &mut |_, key, node| {
         let Some(value) = node.as_str() else { return };
-        let lower = key.to_lowercase();
-        let finding = if lower == "connectionstring" || lower == "connection" || lower == "url" {
+        let is_connection = ["connectionString", "connection", "url"].iter().any(|k| key.eq_ignore_ascii_case(k));
+        let finding = if is_connection {
             connection_string_secret(value)
-        } else if SECRET_KEYS.iter().any(|k| lower.replace(['-', '_'], "").contains(&k.replace('_', "")))
-            && !is_placeholder(value)
-        {
-            (!value.is_empty()).then(|| format!("`{key}`"))
+        } else if is_secret_key(key) && !value.is_empty() && !is_placeholder(value) {
+            Some(format!("`{key}`"))
         } else {
             None
         };
@@ -419,6 +434,16 @@ mod tests {
         assert!(connection_string_secret("postgres://u:hunter2@db/x").is_some());
         assert!(connection_string_secret("postgres://u:${PW}@db/x").is_none());
         assert!(connection_string_secret("Data Source=/data/cache.db").is_none());
+    }
+
+    #[test]
+    fn secret_keys() {
+        for k in ["password", "DB_PASSWORD", "apiKey", "api_key", "private-key", "clientSecret", "pwd", "authToken"] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in ["passage", "id", "title", "tokenizer_mode_is_long_but_fine_x", "keywords"] {
+            assert_eq!(is_secret_key(k), k.starts_with("token"), "{k}");
+        }
     }
 
     #[test]
