@@ -1,5 +1,6 @@
 //! Validate and diff at 100, 1,000 and 10,000 layers (fields, CRS lists and storage on each).
-//! Each iteration parses from bytes, as a PR check does. Figures: BENCHMARKS.md.
+//! Each iteration parses from bytes, as a PR check does; diff loads its two sides in parallel, as
+//! `honua diff` does. Figures: BENCHMARKS.md.
 
 // The shipped binary uses mimalloc; measure with the same allocator.
 #[global_allocator]
@@ -25,8 +26,12 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("diff", layers), &(&base, &changed), |b, (base, changed)| {
             b.iter(|| {
-                let from = ConfigRepo::from_files((*base).clone(), "base".into());
-                let to = ConfigRepo::from_files((*changed).clone(), "head".into());
+                // As `honua diff` does: both sides load in parallel.
+                let (from, to) = std::thread::scope(|s| {
+                    let from = s.spawn(|| ConfigRepo::from_files((*base).clone(), "base".into()));
+                    let to = ConfigRepo::from_files((*changed).clone(), "head".into());
+                    (from.join().expect("loader"), to)
+                });
                 let cs = diff_environment(&env, from.effective(&env), to.effective(&env));
                 assert_eq!(cs.summary.added, 1);
             })
