@@ -1,0 +1,4 @@
+//! GitHub: webhook verification and parsing into domain events at the edge. Only this module knows
+//! GitHub's JSON; everything after it works with [`webhook::Event`].
+
+pub mod webhook;

@@ -1,0 +1,156 @@
+//! Durable state of the service behind one [`Store`] trait, with SQLite (the embedded default, WAL) and
+//! PostgreSQL (several replicas on one database) implementations. One conformance suite runs against
+//! both (`tests/store.rs`).
+//!
+//! The job queue is what makes "answer 202 at once, never lose a delivery" hold: a delivery and its job
+//! are written in one transaction before the 202; a worker claims a job with a lease, so a worker that
+//! dies mid-job leaves it to be claimed again when the lease runs out.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+}
+
+/// A verified delivery to record.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: String,
+    pub event: String,
+    pub repository: Option<String>,
+    pub payload: Vec<u8>,
+}
+
+/// Outcome of recording a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Stored, with the id of its job.
+    New(i64),
+    /// The same delivery id was recorded before: GitHub redelivered it. Nothing new is queued.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl JobState {
+    fn parse(s: &str) -> JobState {
+        match s {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            "done" => JobState::Done,
+            _ => JobState::Failed,
+        }
+    }
+}
+
+/// A job claimed by a worker, with the delivery it processes.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub delivery_id: String,
+    pub event: String,
+    pub repository: Option<String>,
+    pub payload: Vec<u8>,
+    /// Including this one.
+    pub attempts: i32,
+}
+
+/// A job as monitoring sees it.
+#[derive(Debug, Clone)]
+pub struct JobStatus {
+    pub id: i64,
+    pub delivery_id: String,
+    pub state: JobState,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// Milliseconds since the Unix epoch, the time unit of the store.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Records a delivery and queues its job atomically; a known delivery id is [`Recorded::Duplicate`].
+    async fn record_delivery(&self, delivery: &NewDelivery, now: i64) -> Result<Recorded, StoreError>;
+
+    /// Claims the oldest ready job (queued and due, or running with an expired lease) for `worker`.
+    /// On PostgreSQL concurrent claimers skip each other's rows (`FOR UPDATE SKIP LOCKED`).
+    async fn claim_job(&self, worker: &str, lease: Duration, now: i64) -> Result<Option<Job>, StoreError>;
+
+    /// Marks a job done. Only its current holder may: a worker whose lease was taken over is refused.
+    async fn complete_job(&self, id: i64, worker: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// Records a failure: with `retry_at` the job is queued again for then, without it it is failed for
+    /// good (visible in [`Store::job`] and the queue metrics).
+    async fn fail_job(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        retry_at: Option<i64>,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    async fn job(&self, id: i64) -> Result<Option<JobStatus>, StoreError>;
+
+    /// Jobs queued or running.
+    async fn queue_depth(&self) -> Result<i64, StoreError>;
+
+    /// Database reachable and migrated (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store a URL names (`sqlite://path` creates the file; `postgres://…`) and migrates it.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
+
+/// Exponential backoff for a job that failed after `attempts` tries: 2 s, 4 s, 8 s … capped at 10 minutes;
+/// after [`MAX_ATTEMPTS`] the job fails for good.
+pub const MAX_ATTEMPTS: i32 = 8;
+
+pub fn retry_delay(attempts: i32) -> Option<Duration> {
+    (attempts < MAX_ATTEMPTS).then(|| Duration::from_secs((1u64 << attempts.clamp(1, 20)).min(600)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap_then_gives_up() {
+        assert_eq!(retry_delay(1), Some(Duration::from_secs(2)));
+        assert_eq!(retry_delay(2), Some(Duration::from_secs(4)));
+        assert!(retry_delay(7).unwrap() <= Duration::from_secs(600));
+        assert_eq!(retry_delay(MAX_ATTEMPTS), None);
+    }
+}

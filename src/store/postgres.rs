@@ -1,0 +1,167 @@
+//! PostgreSQL: for several service replicas on one database behind a load balancer. Claims take rows
+//! with `FOR UPDATE SKIP LOCKED`, so replicas share one queue without taking the same job.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use super::{Job, JobState, JobStatus, NewDelivery, Recorded, Store, StoreError};
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: i64,
+    delivery_id: String,
+    attempts: i32,
+    event: String,
+    repository: Option<String>,
+    payload: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+struct StatusRow {
+    id: i64,
+    delivery_id: String,
+    state: String,
+    attempts: i32,
+    last_error: Option<String>,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host/db`) and migrates the database.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::connect(PgConnectOptions::from_str(url)?).await
+    }
+
+    /// Connects with explicit options (tests use them to isolate each run in its own schema).
+    pub async fn connect(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new().max_connections(16).connect_with(options).await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn record_delivery(&self, d: &NewDelivery, now: i64) -> Result<Recorded, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO deliveries (id, event, repository, payload, received_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&d.id)
+        .bind(&d.event)
+        .bind(&d.repository)
+        .bind(&d.payload)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(Recorded::Duplicate);
+        }
+        let (job,): (i64,) = sqlx::query_as(
+            "INSERT INTO jobs (delivery_id, state, run_after, created_at, updated_at) VALUES ($1, 'queued', $2, $2, $2) RETURNING id",
+        )
+        .bind(&d.id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Recorded::New(job))
+    }
+
+    async fn claim_job(&self, worker: &str, lease: Duration, now: i64) -> Result<Option<Job>, StoreError> {
+        let row: Option<ClaimRow> = sqlx::query_as(
+            "WITH next AS ( \
+               SELECT id FROM jobs WHERE (state = 'queued' AND run_after <= $3) OR (state = 'running' AND locked_until < $3) \
+               ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = jobs.attempts + 1, updated_at = $3 \
+             FROM next, deliveries d WHERE jobs.id = next.id AND d.id = jobs.delivery_id \
+             RETURNING jobs.id, jobs.delivery_id, jobs.attempts, d.event, d.repository, d.payload",
+        )
+        .bind(worker)
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Job {
+            id: r.id,
+            delivery_id: r.delivery_id,
+            event: r.event,
+            repository: r.repository,
+            payload: r.payload,
+            attempts: r.attempts,
+        }))
+    }
+
+    async fn complete_job(&self, id: i64, worker: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, updated_at = $1 \
+             WHERE id = $2 AND state = 'running' AND locked_by = $3",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn fail_job(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        retry_at: Option<i64>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let state = if retry_at.is_some() { "queued" } else { "failed" };
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $1, run_after = COALESCE($2, run_after), last_error = $3, locked_by = NULL, locked_until = NULL, updated_at = $4 \
+             WHERE id = $5 AND state = 'running' AND locked_by = $6",
+        )
+        .bind(state)
+        .bind(retry_at)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<JobStatus>, StoreError> {
+        let row: Option<StatusRow> =
+            sqlx::query_as("SELECT id, delivery_id, state, attempts, last_error FROM jobs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| JobStatus {
+            id: r.id,
+            delivery_id: r.delivery_id,
+            state: JobState::parse(&r.state),
+            attempts: r.attempts,
+            last_error: r.last_error,
+        }))
+    }
+
+    async fn queue_depth(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT COUNT(*) FROM jobs").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,175 @@
+//! SQLite: the embedded default. WAL journal so readers never block the writer; `synchronous=NORMAL`,
+//! which in WAL mode survives a crash of the process (the durability that "answer 202, then work" needs)
+//! and loses at most the last transactions on a power cut.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use super::{Job, JobState, JobStatus, NewDelivery, Recorded, Store, StoreError};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: i64,
+    delivery_id: String,
+    attempts: i32,
+    event: String,
+    repository: Option<String>,
+    payload: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+struct StatusRow {
+    id: i64,
+    delivery_id: String,
+    state: String,
+    attempts: i32,
+    last_error: Option<String>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) and migrates the database at `url` (`sqlite://honua.db`).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn record_delivery(&self, d: &NewDelivery, now: i64) -> Result<Recorded, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO deliveries (id, event, repository, payload, received_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&d.id)
+        .bind(&d.event)
+        .bind(&d.repository)
+        .bind(&d.payload)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(Recorded::Duplicate);
+        }
+        let (job,): (i64,) = sqlx::query_as(
+            "INSERT INTO jobs (delivery_id, state, run_after, created_at, updated_at) VALUES (?, 'queued', ?, ?, ?) RETURNING id",
+        )
+        .bind(&d.id)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Recorded::New(job))
+    }
+
+    async fn claim_job(&self, worker: &str, lease: Duration, now: i64) -> Result<Option<Job>, StoreError> {
+        // One UPDATE statement: SQLite serializes writers, so two claimers cannot take the same row.
+        let row: Option<ClaimRow> = sqlx::query_as(
+            "UPDATE jobs SET state = 'running', locked_by = ?, locked_until = ?, attempts = attempts + 1, updated_at = ? \
+             WHERE id = (SELECT id FROM jobs WHERE (state = 'queued' AND run_after <= ?) OR (state = 'running' AND locked_until < ?) \
+                         ORDER BY id LIMIT 1) \
+             RETURNING id, delivery_id, attempts, \
+               (SELECT event FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS event, \
+               (SELECT repository FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS repository, \
+               (SELECT payload FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS payload",
+        )
+        .bind(worker)
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Job {
+            id: r.id,
+            delivery_id: r.delivery_id,
+            event: r.event,
+            repository: r.repository,
+            payload: r.payload,
+            attempts: r.attempts,
+        }))
+    }
+
+    async fn complete_job(&self, id: i64, worker: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, updated_at = ? \
+             WHERE id = ? AND state = 'running' AND locked_by = ?",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn fail_job(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        retry_at: Option<i64>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let state = if retry_at.is_some() { "queued" } else { "failed" };
+        let done = sqlx::query(
+            "UPDATE jobs SET state = ?, run_after = COALESCE(?, run_after), last_error = ?, locked_by = NULL, locked_until = NULL, updated_at = ? \
+             WHERE id = ? AND state = 'running' AND locked_by = ?",
+        )
+        .bind(state)
+        .bind(retry_at)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<JobStatus>, StoreError> {
+        let row: Option<StatusRow> =
+            sqlx::query_as("SELECT id, delivery_id, state, attempts, last_error FROM jobs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| JobStatus {
+            id: r.id,
+            delivery_id: r.delivery_id,
+            state: JobState::parse(&r.state),
+            attempts: r.attempts,
+            last_error: r.last_error,
+        }))
+    }
+
+    async fn queue_depth(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT COUNT(*) FROM jobs").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+}

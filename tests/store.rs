@@ -1,0 +1,173 @@
+//! One conformance suite for both `Store` implementations. SQLite always runs; PostgreSQL runs when
+//! `HONUA_TEST_DATABASE_URL` is set (`.ci/run` sets it), each test in a schema of its own.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use honua_gitops::store::{JobState, NewDelivery, PgStore, Recorded, SqliteStore, Store};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::Connection;
+
+pub struct TestDb {
+    pub store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+    /// PostgreSQL: the database URL and the schema to drop after the test.
+    schema: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn cleanup(self) {
+        if let Some((url, schema)) = self.schema {
+            drop(self.store);
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+pub async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("honua.db").display());
+    TestDb { store: Arc::new(SqliteStore::open(&url).await.unwrap()), _dir: Some(dir), schema: None }
+}
+
+/// A PostgreSQL store in a fresh schema, or `None` (with a notice) when no test database is configured.
+pub async fn postgres() -> Option<TestDb> {
+    let Ok(url) = std::env::var("HONUA_TEST_DATABASE_URL") else {
+        // Written to the stderr handle, not with eprintln!, so the test harness does not swallow it.
+        static NOTICE: std::sync::Once = std::sync::Once::new();
+        NOTICE.call_once(|| {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "notice: HONUA_TEST_DATABASE_URL is not set; the PostgreSQL store suite is skipped"
+            );
+        });
+        return None;
+    };
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let schema = format!(
+        "honua_test_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        chrono::Utc::now().timestamp_micros()
+    );
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("HONUA_TEST_DATABASE_URL is reachable");
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
+    let options = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+    let store = Arc::new(PgStore::connect(options).await.unwrap());
+    Some(TestDb { store, _dir: None, schema: Some((url, schema)) })
+}
+
+fn delivery(id: &str) -> NewDelivery {
+    NewDelivery {
+        id: id.into(),
+        event: "pull_request".into(),
+        repository: Some("city/gis-config".into()),
+        payload: br#"{"n":1}"#.to_vec(),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn a_delivery_is_recorded_once_and_its_job_claimed_once(s: Arc<dyn Store>) {
+    let Recorded::New(job) = s.record_delivery(&delivery("d-1"), 1_000).await.unwrap() else { panic!("new") };
+    assert_eq!(s.record_delivery(&delivery("d-1"), 2_000).await.unwrap(), Recorded::Duplicate);
+    assert_eq!(s.queue_depth().await.unwrap(), 1);
+    let claimed = s.claim_job("w1", LEASE, 3_000).await.unwrap().expect("a job");
+    assert_eq!((claimed.id, claimed.delivery_id.as_str(), claimed.attempts), (job, "d-1", 1));
+    assert_eq!(claimed.payload, br#"{"n":1}"#);
+    assert_eq!(claimed.repository.as_deref(), Some("city/gis-config"));
+    assert!(s.claim_job("w2", LEASE, 3_001).await.unwrap().is_none(), "a running job is not claimed twice");
+    assert!(s.complete_job(job, "w1", 4_000).await.unwrap());
+    assert_eq!(s.job(job).await.unwrap().unwrap().state, JobState::Done);
+    assert_eq!(s.queue_depth().await.unwrap(), 0);
+    assert!(s.claim_job("w2", LEASE, 5_000).await.unwrap().is_none());
+}
+
+async fn an_expired_lease_is_taken_over_and_the_old_holder_refused(s: Arc<dyn Store>) {
+    s.record_delivery(&delivery("d-2"), 0).await.unwrap();
+    let first = s.claim_job("dead-worker", LEASE, 1_000).await.unwrap().unwrap();
+    assert!(s.claim_job("w2", LEASE, 1_000 + 29_000).await.unwrap().is_none());
+    let again = s.claim_job("w2", LEASE, 1_000 + 31_000).await.unwrap().expect("lease expired");
+    assert_eq!((again.id, again.attempts), (first.id, 2));
+    assert!(!s.complete_job(first.id, "dead-worker", 40_000).await.unwrap(), "the old holder no longer owns it");
+    assert!(s.complete_job(first.id, "w2", 40_000).await.unwrap());
+}
+
+async fn failures_retry_later_then_fail_visibly(s: Arc<dyn Store>) {
+    s.record_delivery(&delivery("d-3"), 0).await.unwrap();
+    let job = s.claim_job("w", LEASE, 0).await.unwrap().unwrap();
+    assert!(s.fail_job(job.id, "w", "GitHub 502", Some(10_000), 1).await.unwrap());
+    assert!(s.claim_job("w", LEASE, 9_999).await.unwrap().is_none(), "not before its retry time");
+    let job = s.claim_job("w", LEASE, 10_000).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 2);
+    assert!(s.fail_job(job.id, "w", "payload no longer valid", None, 10_001).await.unwrap());
+    let status = s.job(job.id).await.unwrap().unwrap();
+    assert_eq!(status.state, JobState::Failed);
+    assert_eq!(status.last_error.as_deref(), Some("payload no longer valid"));
+    assert_eq!(s.queue_depth().await.unwrap(), 0);
+    assert!(s.claim_job("w", LEASE, 99_999_999).await.unwrap().is_none());
+}
+
+async fn concurrent_claimers_never_share_a_job(s: Arc<dyn Store>) {
+    for i in 0..40 {
+        s.record_delivery(&delivery(&format!("c-{i}")), 0).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(job) = s.claim_job(&format!("w{w}"), LEASE, 1).await.unwrap() {
+                assert!(s.complete_job(job.id, &format!("w{w}"), 2).await.unwrap());
+                mine.push(job.id);
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!((n, all.len()), (40, 40), "every job exactly once");
+}
+
+async fn readiness(s: Arc<dyn Store>) {
+    s.ping().await.unwrap();
+}
+
+macro_rules! conformance {
+    ($($name:ident),*) => {
+        mod sqlite_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let db = super::sqlite().await;
+                super::$name(db.store.clone()).await;
+                db.cleanup().await;
+            })*
+        }
+        mod postgres_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(db) = super::postgres().await {
+                    super::$name(db.store.clone()).await;
+                    db.cleanup().await;
+                }
+            })*
+        }
+    };
+}
+
+conformance!(
+    a_delivery_is_recorded_once_and_its_job_claimed_once,
+    an_expired_lease_is_taken_over_and_the_old_holder_refused,
+    failures_retry_later_then_fail_visibly,
+    concurrent_claimers_never_share_a_job,
+    readiness
+);
