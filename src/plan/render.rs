@@ -11,6 +11,19 @@ use crate::policy::Decision;
 
 use super::Plan;
 
+/// Field changes listed per row in Markdown; the rest are counted.
+const MAX_FIELDS_PER_ROW: usize = 20;
+/// Longest value shown in a Markdown cell.
+const MAX_VALUE_CHARS: usize = 200;
+
+fn clip(s: &str) -> String {
+    if s.chars().count() <= MAX_VALUE_CHARS {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(MAX_VALUE_CHARS).collect::<String>())
+    }
+}
+
 /// Beyond this many changes, Markdown folds the non-breaking ones into `<details>`.
 const FOLD_AFTER: usize = 15;
 
@@ -107,9 +120,18 @@ fn md_rows(changes: &[&Change]) -> String {
         };
         let mut cells: Vec<String> =
             c.breaking.iter().map(|b| format!("**`{}`** {}", b.code, md_escape(&b.reason))).collect();
-        cells.extend(c.fields.iter().map(|f| {
-            format!("`{}`: `{}` → `{}`", md_escape(&f.path), md_escape(&value(&f.from)), md_escape(&value(&f.to)))
+        // A row stays readable (and far below GitHub's comment limit) however many values changed.
+        cells.extend(c.fields.iter().take(MAX_FIELDS_PER_ROW).map(|f| {
+            format!(
+                "`{}`: `{}` → `{}`",
+                md_escape(&f.path),
+                md_escape(&clip(&value(&f.from))),
+                md_escape(&clip(&value(&f.to)))
+            )
         }));
+        if c.fields.len() > MAX_FIELDS_PER_ROW {
+            cells.push(format!("… and {} more (see `honua diff`)", c.fields.len() - MAX_FIELDS_PER_ROW));
+        }
         if cells.is_empty() {
             cells.push(c.action.as_str().to_string());
         } else if c.action != Action::Modified {
@@ -200,41 +222,56 @@ pub fn plan_text(plans: &[Plan], width: u16) -> String {
     out
 }
 
+/// The heading of the Markdown plan.
+pub const PLAN_HEADING: &str = "## Honua deployment plan\n\n";
+
 /// `honua plan --format markdown`: what the sticky PR comment shows.
 pub fn plan_markdown(plans: &[Plan]) -> String {
-    let mut out = String::from("## Honua deployment plan\n\n");
-    for p in plans {
-        let icon = match (&p.decision, p.has_changes()) {
-            (_, false) => "⚪",
-            (Decision::Auto, _) => "✅",
-            (Decision::NeedsApproval(_), _) => "🟡",
-            (Decision::Blocked(_), _) => "⛔",
-        };
-        let state = if p.has_changes() { decision_text(&p.decision) } else { "no changes" };
-        let _ = writeln!(out, "### {icon} {} — {state}\n", p.environment);
-        if !p.decision.reasons().is_empty() {
-            for r in p.decision.reasons() {
-                let _ = writeln!(out, "- {}", md_escape(r));
-            }
-            out.push('\n');
-        }
-        if let Some(s) = schedule_text(p) {
-            let _ = writeln!(out, "⏳ {}\n", md_escape(&s));
-        }
-        if p.has_changes() {
-            out.push_str(&changes_markdown(&p.changes));
-            out.push('\n');
-        }
-        let _ = writeln!(
-            out,
-            "<sub>validation: {} error(s), {} warning(s) · `{}` → `{}` · plan `{}`</sub>\n",
-            p.validation.errors,
-            p.validation.warnings,
-            short_rev(&p.from),
-            short_rev(&p.to),
-            &p.digest
-        );
+    let mut out = String::from(PLAN_HEADING);
+    for section in plan_sections(plans) {
+        out.push_str(&section);
     }
+    out
+}
+
+/// One self-contained Markdown section per environment (a PR comment over GitHub's size limit is
+/// split between sections first).
+pub fn plan_sections(plans: &[Plan]) -> Vec<String> {
+    plans.iter().map(plan_section).collect()
+}
+
+fn plan_section(p: &Plan) -> String {
+    let mut out = String::new();
+    let icon = match (&p.decision, p.has_changes()) {
+        (_, false) => "⚪",
+        (Decision::Auto, _) => "✅",
+        (Decision::NeedsApproval(_), _) => "🟡",
+        (Decision::Blocked(_), _) => "⛔",
+    };
+    let state = if p.has_changes() { decision_text(&p.decision) } else { "no changes" };
+    let _ = writeln!(out, "### {icon} {} — {state}\n", p.environment);
+    if !p.decision.reasons().is_empty() {
+        for r in p.decision.reasons() {
+            let _ = writeln!(out, "- {}", md_escape(r));
+        }
+        out.push('\n');
+    }
+    if let Some(s) = schedule_text(p) {
+        let _ = writeln!(out, "⏳ {}\n", md_escape(&s));
+    }
+    if p.has_changes() {
+        out.push_str(&changes_markdown(&p.changes));
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "<sub>validation: {} error(s), {} warning(s) · `{}` → `{}` · plan `{}`</sub>\n",
+        p.validation.errors,
+        p.validation.warnings,
+        short_rev(&p.from),
+        short_rev(&p.to),
+        &p.digest
+    );
     out
 }
 
