@@ -8,6 +8,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use git2::{Repository, Signature};
+
 use honua_gitops::config::{ConfigRepo, EnvName};
 use honua_gitops::plan::{self, Plan};
 use honua_gitops::policy::Decision;
@@ -16,54 +17,18 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            fs::create_dir_all(&target).unwrap();
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// Commits the whole work tree of `repo` on `branch`, replacing its content with `tree`.
-fn commit_tree(repo: &Repository, tree_dir: &Path, message: &str) -> git2::Oid {
-    let workdir = repo.workdir().unwrap();
-    for entry in fs::read_dir(workdir).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() != ".git" {
-            let p = entry.path();
-            if p.is_dir() {
-                fs::remove_dir_all(p).unwrap()
-            } else {
-                fs::remove_file(p).unwrap()
-            }
-        }
-    }
-    copy_tree(tree_dir, workdir);
-    let mut index = repo.index().unwrap();
-    index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None).unwrap();
-    index.update_all(["*"].iter(), None).unwrap();
-    index.write().unwrap();
-    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-    let sig = Signature::now("Test", "test@example.org").unwrap();
-    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
-    let parents: Vec<&git2::Commit> = parent.iter().collect();
-    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).unwrap()
-}
-
 /// A Git repository with `main` = the example and HEAD (branch `pr`) = the PR head.
 fn example_git_repo() -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::init(dir.path()).unwrap();
-    let base = commit_tree(&repo, &common::examples().join("honua-config"), "base");
+    let base = common::commit_tree(&repo, &common::examples().join("honua-config"), "base");
     let base_commit = repo.find_commit(base).unwrap();
     repo.branch("main-base", &base_commit, true).unwrap();
-    let head =
-        commit_tree(&repo, &common::examples().join("honua-config-pr"), "PR: bike lanes, parcels TTL, drop owner_name");
+    let head = common::commit_tree(
+        &repo,
+        &common::examples().join("honua-config-pr"),
+        "PR: bike lanes, parcels TTL, drop owner_name",
+    );
     (dir, base.to_string(), head.to_string())
 }
 

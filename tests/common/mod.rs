@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+
 use std::process::{Command, Output};
 
 use honua_gitops::config::source::RepoFiles;
@@ -41,4 +42,53 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn code(o: &Output) -> i32 {
     o.status.code().expect("exited")
+}
+
+/// Makes `repo`'s work tree exactly `tree_dir` and commits it on the current branch.
+pub fn commit_tree(repo: &git2::Repository, tree_dir: &Path, message: &str) -> git2::Oid {
+    let workdir = repo.workdir().expect("a repository with a work tree");
+    for entry in std::fs::read_dir(workdir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != ".git" {
+            let p = entry.path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(p).unwrap()
+            } else {
+                std::fs::remove_file(p).unwrap()
+            }
+        }
+    }
+    copy_tree(tree_dir, workdir);
+    let mut index = repo.index().unwrap();
+    index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None).unwrap();
+    index.update_all(["*"].iter(), None).unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::now("Test", "test@example.org").unwrap();
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).unwrap()
+}
+
+pub fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// `environment:decision` for each plan of a change, in promotion order.
+pub fn decisions(from: &ConfigRepo, to: &ConfigRepo) -> Vec<String> {
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    honua_gitops::plan::build(from, to, None, at)
+        .plans
+        .iter()
+        .map(|p| format!("{}:{}", p.environment, p.decision.label()))
+        .collect()
 }

@@ -1,0 +1,130 @@
+//! One bare mirror per config repository, fetched incrementally: the service reads any commit of a PR
+//! (base and head) from it without a work tree. Credentials (the App installation token) are given per
+//! fetch as `x-access-token` and never stored in the mirror's config or logged.
+
+use std::path::{Path, PathBuf};
+
+use git2::{Cred, FetchOptions, RemoteCallbacks, Repository};
+use sha2::{Digest, Sha256};
+
+use super::GitError;
+
+pub struct Mirror {
+    path: PathBuf,
+    url: String,
+    repo: Repository,
+}
+
+/// What one fetch transferred.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchStats {
+    pub received_objects: usize,
+    pub received_bytes: usize,
+}
+
+impl Mirror {
+    /// Opens the mirror of `url` under `cache_dir`, creating a bare repository on first use. The
+    /// directory name is derived from the URL (readable tail + hash), so no URL can steer it elsewhere.
+    pub fn open(cache_dir: &Path, url: &str) -> Result<Mirror, GitError> {
+        let path = cache_dir.join(mirror_dir_name(url));
+        let err = |e: git2::Error| GitError::Open { path: path.clone(), message: e.message().to_string() };
+        let repo = if path.join("HEAD").exists() {
+            Repository::open_bare(&path).map_err(err)?
+        } else {
+            Repository::init_bare(&path).map_err(err)?
+        };
+        Ok(Mirror { path, url: url.to_string(), repo })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fetches `refs` (e.g. `refs/heads/main`, `refs/pull/42/head`) into the same names locally, forced,
+    /// so rewritten PR branches follow. Only missing objects are transferred.
+    pub fn fetch(&self, refs: &[&str], token: Option<&str>) -> Result<FetchStats, GitError> {
+        let refspecs: Vec<String> = refs.iter().map(|r| format!("+{r}:{r}")).collect();
+        let mut callbacks = RemoteCallbacks::new();
+        if let Some(token) = token {
+            let token = token.to_string();
+            callbacks.credentials(move |_url, _user, _allowed| Cred::userpass_plaintext("x-access-token", &token));
+        }
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks);
+        // An anonymous remote: the URL (which may carry nothing secret, but could) is not written to config.
+        let mut remote = self.repo.remote_anonymous(&self.url).map_err(|e| self.fetch_error(refs, e))?;
+        remote.fetch(&refspecs, Some(&mut options), None).map_err(|e| self.fetch_error(refs, e))?;
+        let stats = remote.stats();
+        Ok(FetchStats { received_objects: stats.received_objects(), received_bytes: stats.received_bytes() })
+    }
+
+    fn fetch_error(&self, refs: &[&str], e: git2::Error) -> GitError {
+        GitError::Read {
+            path: self.path.clone(),
+            rev: refs.join(", "),
+            what: format!("fetch from {}", redact(&self.url)),
+            message: e.message().to_string(),
+        }
+    }
+
+    /// The commit a local ref or revision names.
+    pub fn resolve(&self, rev: &str) -> Result<String, GitError> {
+        self.repo.revparse_single(rev).and_then(|o| o.peel_to_commit()).map(|c| c.id().to_string()).map_err(|e| {
+            GitError::Revision { path: self.path.clone(), rev: rev.to_string(), message: e.message().to_string() }
+        })
+    }
+}
+
+/// `<tail>-<hash>.git`: the tail (`gis-config`) keeps the cache readable, the hash keeps names unique.
+fn mirror_dir_name(url: &str) -> String {
+    let tail: String = url
+        .trim_end_matches('/')
+        .trim_end_matches(".git")
+        .rsplit(['/', ':'])
+        .next()
+        .unwrap_or("repo")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .take(40)
+        .collect();
+    let hash = hex::encode(&Sha256::digest(url.as_bytes())[..6]);
+    format!("{}-{hash}.git", if tail.is_empty() { "repo" } else { &tail })
+}
+
+/// A URL without userinfo, for messages.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host))
+                if !rest.split('/').next().unwrap_or_default().is_empty() && rest.find('@') < rest.find('/') =>
+            {
+                format!("{scheme}://***@{host}")
+            }
+            _ => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_names_cannot_escape_the_cache() {
+        for url in
+            ["https://github.com/city/gis-config.git", "file:///tmp/../../etc", "../../x", "git@github.com:o/r.git"]
+        {
+            let name = mirror_dir_name(url);
+            assert!(!name.contains('/') && !name.contains(".."), "{url} -> {name}");
+            assert!(name.ends_with(".git"));
+        }
+        assert!(mirror_dir_name("https://github.com/city/gis-config.git").starts_with("gis-config-"));
+    }
+
+    #[test]
+    fn urls_are_redacted_in_messages() {
+        assert_eq!(redact("https://x-access-token:ghs_abc@github.com/o/r.git"), "https://***@github.com/o/r.git");
+        assert_eq!(redact("file:///tmp/r"), "file:///tmp/r");
+    }
+}
