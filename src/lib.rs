@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod controller;
 pub mod diagnostic;
 pub mod diff;
 pub mod git;

@@ -2,4 +2,5 @@
 //! GitHub's JSON; everything after it works with [`webhook::Event`].
 
 pub mod checks;
+pub mod client;
 pub mod webhook;

@@ -1,5 +1,8 @@
-//! Helpers shared by the integration tests: in-memory repositories and the real binary.
+//! Helpers shared by the integration tests: in-memory repositories, the real binary, Git fixtures and
+//! the fake GitHub.
 #![allow(dead_code)]
+
+pub mod fake_github;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,185 @@
+//! The domain side of the service: workers take jobs from the durable queue and run the handler of
+//! their event. This slice handles pull requests: fetch base and head into the mirror, validate the
+//! head, plan base → head with the BASE branch's policy, complete the `honua/validate` and
+//! `honua/diff` check runs and keep one sticky plan comment up to date.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Mutex};
+
+use crate::config::ConfigRepo;
+use crate::git::mirror::Mirror;
+use crate::github::checks::{diff_check, plan_comment, validate_check, DIFF_CHECK, VALIDATE_CHECK};
+use crate::github::client::{GithubApp, GithubError, GithubRepo};
+use crate::github::webhook::{parse_event, Event, PullRequestAction, RepoRef};
+use crate::store::{now_ms, retry_delay, Job, Store};
+
+/// How long a claimed job is ours before another worker may take it over.
+pub const JOB_LEASE: Duration = Duration::from_secs(120);
+/// How long an idle worker waits before looking at the queue again.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth retrying: GitHub or the Git remote may answer next time.
+    #[error(transparent)]
+    Github(#[from] GithubError),
+    #[error("git: {0}")]
+    Git(String),
+    /// Retrying cannot help (a payload that no longer parses, a missing installation).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+pub struct Controller {
+    pub store: Arc<dyn Store>,
+    pub github: Arc<GithubApp>,
+    /// Base of clone URLs: `owner/name` is fetched from `{git_url}/owner/name.git`.
+    pub git_url: String,
+    pub mirrors: PathBuf,
+    /// Base of the service's public URL, for the check runs' `details_url`.
+    pub public_url: Option<String>,
+    repo_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl Controller {
+    pub fn new(
+        store: Arc<dyn Store>,
+        github: Arc<GithubApp>,
+        git_url: String,
+        mirrors: PathBuf,
+        public_url: Option<String>,
+    ) -> Self {
+        Controller {
+            store,
+            github,
+            git_url: git_url.trim_end_matches('/').to_string(),
+            mirrors,
+            public_url,
+            repo_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs one worker until `shutdown` turns true; a job in progress is finished first.
+    pub async fn run_worker(self: Arc<Self>, worker: String, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.store.claim_job(&worker, JOB_LEASE, now_ms()).await {
+                Ok(Some(job)) => self.run_job(&worker, job).await,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(worker, error = %e, "could not claim a job; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn run_job(&self, worker: &str, job: Job) {
+        let repository = job.repository.clone().unwrap_or_default();
+        let started = std::time::Instant::now();
+        let outcome = self.handle(&job).await;
+        let now = now_ms();
+        let recorded = match &outcome {
+            Ok(()) => {
+                tracing::info!(delivery = %job.delivery_id, repository, event = %job.event, ms = started.elapsed().as_millis() as u64, "job done");
+                self.store.complete_job(job.id, worker, now).await
+            }
+            Err(e) => {
+                let retry_at = match e {
+                    JobError::Permanent(_) => None,
+                    _ => retry_delay(job.attempts).map(|d| now + d.as_millis() as i64),
+                };
+                tracing::warn!(delivery = %job.delivery_id, repository, event = %job.event, attempt = job.attempts, error = %e, retry = retry_at.is_some(), "job failed");
+                self.store.fail_job(job.id, worker, &e.to_string(), retry_at, now).await
+            }
+        };
+        if let Err(e) = recorded {
+            // The lease runs out and another worker takes the job again: at-least-once, never lost.
+            tracing::error!(delivery = %job.delivery_id, error = %e, "could not record the job's outcome");
+        }
+    }
+
+    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+        let event = parse_event(&job.event, &job.payload).map_err(|e| JobError::Permanent(e.to_string()))?;
+        match event {
+            Event::PullRequest { repo, number, action, head_sha, base_ref, .. } => match action {
+                PullRequestAction::Opened | PullRequestAction::Synchronize | PullRequestAction::Reopened => {
+                    self.check_pull_request(&repo, number, &head_sha, &base_ref).await
+                }
+                PullRequestAction::Closed => Ok(()),
+            },
+            // Later slices: pushes (deployments), comment commands (approvals), rerequested checks.
+            _ => Ok(()),
+        }
+    }
+
+    fn github_repo(&self, repo: &RepoRef) -> Result<GithubRepo, JobError> {
+        let installation = repo.installation.ok_or_else(|| {
+            JobError::Permanent(format!("{}: the delivery names no App installation", repo.full_name()))
+        })?;
+        Ok(self.github.repo(installation, &repo.owner, &repo.name)?)
+    }
+
+    fn details_url(&self, repo: &RepoRef, number: u64, head_sha: &str) -> Option<String> {
+        self.public_url.as_ref().map(|base| {
+            format!("{}/plans/{}/{}/{number}/{head_sha}", base.trim_end_matches('/'), repo.owner, repo.name)
+        })
+    }
+
+    /// The PR flow: both checks go `in_progress` at once, then complete with the validation of the
+    /// head and the plan base → head; the plan comment is edited in place.
+    pub async fn check_pull_request(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        head_sha: &str,
+        base_ref: &str,
+    ) -> Result<(), JobError> {
+        let gh = self.github_repo(repo)?;
+        let details = self.details_url(repo, number, head_sha);
+        let validate_id = gh.create_check_run(VALIDATE_CHECK, head_sha, details.as_deref()).await?;
+        let diff_id = gh.create_check_run(DIFF_CHECK, head_sha, details.as_deref()).await?;
+        let token = gh.git_token().await.ok();
+
+        let lock = self.repo_lock(&repo.full_name()).await;
+        let _held = lock.lock().await;
+        let url = format!("{}/{}/{}.git", self.git_url, repo.owner, repo.name);
+        let mirrors = self.mirrors.clone();
+        let (head, base_ref, head_sha) =
+            (format!("refs/pull/{number}/head"), format!("refs/heads/{base_ref}"), head_sha.to_string());
+        let (diagnostics, plans) = tokio::task::spawn_blocking(move || -> Result<_, JobError> {
+            let git = |e: crate::git::GitError| JobError::Git(e.to_string());
+            let mirror = Mirror::open(&mirrors, &url).map_err(git)?;
+            mirror.fetch(&[&base_ref, &head], token.as_deref()).map_err(git)?;
+            let base_sha = mirror.resolve(&base_ref).map_err(git)?;
+            // The policy comes from the base: `from` is the base branch as it is now.
+            let from = ConfigRepo::load_git(mirror.path(), &base_sha).map_err(|e| JobError::Git(e.to_string()))?;
+            let to = ConfigRepo::load_git(mirror.path(), &head_sha).map_err(|e| JobError::Git(e.to_string()))?;
+            let set = crate::plan::build(&from, &to, None, chrono::Utc::now());
+            Ok((set.diagnostics, set.plans))
+        })
+        .await
+        .map_err(|e| JobError::Git(format!("planning task: {e}")))??;
+
+        gh.complete_check_run(validate_id, &validate_check(&diagnostics)).await?;
+        gh.complete_check_run(diff_id, &diff_check(&plans)).await?;
+        gh.upsert_plan_comment(number, &plan_comment(&plans, details.as_deref())).await?;
+        Ok(())
+    }
+
+    /// Git work on one repository is serialized: two jobs must not fetch into one mirror at once.
+    async fn repo_lock(&self, repo: &str) -> Arc<Mutex<()>> {
+        self.repo_locks.lock().await.entry(repo.to_string()).or_default().clone()
+    }
+}

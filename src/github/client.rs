@@ -1,0 +1,207 @@
+//! The GitHub App client: one App-authenticated octocrab client (RS256 JWTs, made by octocrab with
+//! `iat` 60 s in the past and a 10-minute expiry), and one long-lived client per installation so its
+//! installation token is cached and shared by every job of that installation. [`GithubRepo`] offers
+//! the typed operations the PR flow needs; handlers never build URLs.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use octocrab::models::InstallationId;
+use octocrab::Octocrab;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::checks::{plan_comment_part, CheckOutput};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GithubError {
+    #[error("GitHub App private key: {0}; give the PEM file the App settings page generated")]
+    Key(String),
+    #[error("GitHub API URL `{url}`: {message}")]
+    ApiUrl { url: String, message: String },
+    #[error("GitHub API ({what}): {source}")]
+    Api { what: String, source: octocrab::Error },
+}
+
+fn api(what: impl Into<String>) -> impl FnOnce(octocrab::Error) -> GithubError {
+    let what = what.into();
+    move |source| GithubError::Api { what, source }
+}
+
+pub struct GithubApp {
+    app: Octocrab,
+    installations: Mutex<HashMap<u64, Octocrab>>,
+}
+
+impl GithubApp {
+    pub fn new(app_id: u64, private_key_pem: &[u8], api_url: &str) -> Result<Self, GithubError> {
+        let key =
+            jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem).map_err(|e| GithubError::Key(e.to_string()))?;
+        let app = Octocrab::builder()
+            .app(app_id.into(), key)
+            .base_uri(api_url)
+            .map_err(|e| GithubError::ApiUrl { url: api_url.to_string(), message: e.to_string() })?
+            .build()
+            .map_err(|e| GithubError::ApiUrl { url: api_url.to_string(), message: e.to_string() })?;
+        Ok(GithubApp { app, installations: Mutex::new(HashMap::new()) })
+    }
+
+    fn installation(&self, id: u64) -> Result<Octocrab, GithubError> {
+        let mut cache = self.installations.lock().expect("installation cache");
+        if let Some(client) = cache.get(&id) {
+            return Ok(client.clone());
+        }
+        let client = self.app.installation(InstallationId(id)).map_err(api("installation client"))?;
+        cache.insert(id, client.clone());
+        Ok(client)
+    }
+
+    pub fn repo(&self, installation: u64, owner: &str, name: &str) -> Result<GithubRepo, GithubError> {
+        Ok(GithubRepo { client: self.installation(installation)?, owner: owner.to_string(), name: name.to_string() })
+    }
+}
+
+/// One repository, as one installation sees it.
+pub struct GithubRepo {
+    client: Octocrab,
+    owner: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct IssueComment {
+    id: u64,
+    #[serde(default)]
+    body: Option<String>,
+    user: CommentUser,
+}
+
+#[derive(Deserialize)]
+struct CommentUser {
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+impl GithubRepo {
+    fn route(&self, rest: &str) -> String {
+        format!("/repos/{}/{}/{rest}", self.owner, self.name)
+    }
+
+    /// The installation token, for `git fetch` over HTTPS as `x-access-token` (cached by octocrab).
+    pub async fn git_token(&self) -> Result<String, GithubError> {
+        let token = self.client.installation_token().await.map_err(api("installation token"))?;
+        Ok(token.expose_secret().to_string())
+    }
+
+    /// Creates a check run on `head_sha`, already `in_progress` so the PR shows work has started.
+    pub async fn create_check_run(
+        &self,
+        name: &str,
+        head_sha: &str,
+        details_url: Option<&str>,
+    ) -> Result<u64, GithubError> {
+        let mut body = json!({
+            "name": name,
+            "head_sha": head_sha,
+            "status": "in_progress",
+            "started_at": chrono::Utc::now().to_rfc3339(),
+        });
+        if let Some(url) = details_url {
+            body["details_url"] = json!(url);
+        }
+        let created: Created = self
+            .client
+            .post(self.route("check-runs"), Some(&body))
+            .await
+            .map_err(api(format!("create check run {name}")))?;
+        Ok(created.id)
+    }
+
+    /// Completes a check run. The first 50 annotations go with the completion; GitHub appends the
+    /// annotations of each following update, 50 per request.
+    pub async fn complete_check_run(&self, id: u64, output: &CheckOutput) -> Result<(), GithubError> {
+        let route = self.route(&format!("check-runs/{id}"));
+        let mut batches = output.annotation_batches();
+        let first = batches.next().unwrap_or_default();
+        let body = json!({
+            "status": "completed",
+            "conclusion": output.conclusion,
+            "completed_at": chrono::Utc::now().to_rfc3339(),
+            "output": { "title": output.title, "summary": output.summary, "annotations": first },
+        });
+        let _: serde_json::Value =
+            self.client.patch(&route, Some(&body)).await.map_err(api(format!("complete check run {}", output.name)))?;
+        for batch in batches {
+            let body = json!({ "output": { "title": output.title, "summary": output.summary, "annotations": batch } });
+            let _: serde_json::Value = self
+                .client
+                .patch(&route, Some(&body))
+                .await
+                .map_err(api(format!("annotate check run {}", output.name)))?;
+        }
+        Ok(())
+    }
+
+    async fn our_plan_comments(&self, number: u64) -> Result<Vec<(usize, IssueComment)>, GithubError> {
+        let mut ours = Vec::new();
+        for page in 1.. {
+            let route = self.route(&format!("issues/{number}/comments?per_page=100&page={page}"));
+            let comments: Vec<IssueComment> =
+                self.client.get(route, None::<&()>).await.map_err(api("list comments"))?;
+            let last = comments.len() < 100;
+            for c in comments {
+                // Only a bot's comment with our marker is ours: a person quoting the marker is left alone.
+                if let Some((part, _)) = c.body.as_deref().and_then(plan_comment_part).filter(|_| c.user.kind == "Bot")
+                {
+                    ours.push((part, c));
+                }
+            }
+            if last {
+                break;
+            }
+        }
+        ours.sort_by_key(|(part, c)| (*part, c.id));
+        Ok(ours)
+    }
+
+    /// Makes the PR show exactly `bodies` as its plan comment(s): existing parts are edited in place
+    /// (and left alone when unchanged, to spare GitHub's content-creation limit), missing parts are
+    /// created, surplus parts deleted. Never a second copy of the plan.
+    pub async fn upsert_plan_comment(&self, number: u64, bodies: &[String]) -> Result<(), GithubError> {
+        let existing = self.our_plan_comments(number).await?;
+        let mut slots = existing.into_iter().map(|(_, c)| c).collect::<Vec<_>>().into_iter();
+        for body in bodies {
+            match slots.next() {
+                Some(c) if c.body.as_deref() == Some(body.as_str()) => {}
+                Some(c) => {
+                    let _: serde_json::Value = self
+                        .client
+                        .patch(self.route(&format!("issues/comments/{}", c.id)), Some(&json!({ "body": body })))
+                        .await
+                        .map_err(api("edit plan comment"))?;
+                }
+                None => {
+                    let _: Created = self
+                        .client
+                        .post(self.route(&format!("issues/{number}/comments")), Some(&json!({ "body": body })))
+                        .await
+                        .map_err(api("create plan comment"))?;
+                }
+            }
+        }
+        for surplus in slots {
+            self.client
+                .issues(&self.owner, &self.name)
+                .delete_comment(octocrab::models::CommentId(surplus.id))
+                .await
+                .map_err(api("delete surplus plan comment"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,291 @@
+//! A stateful fake GitHub: a real HTTP server on loopback holding check runs and comments, which the
+//! real octocrab client talks to. It enforces what GitHub enforces where it matters to us (an App JWT
+//! for installation tokens, an installation token for repository calls, at most 50 annotations per
+//! request) and signals every change so tests wait on events, not sleeps.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+pub const INSTALLATION_TOKEN: &str = "ghs_fake_installation_token";
+
+#[derive(Debug, Clone)]
+pub struct CheckRun {
+    pub id: u64,
+    pub repo: String,
+    pub name: String,
+    pub head_sha: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub annotations: Vec<Value>,
+    pub details_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Comment {
+    pub id: u64,
+    pub repo: String,
+    pub number: u64,
+    pub body: String,
+    pub author_type: String,
+    pub edits: u32,
+}
+
+#[derive(Default)]
+pub struct State_ {
+    next_id: u64,
+    pub check_runs: BTreeMap<u64, CheckRun>,
+    pub comments: BTreeMap<u64, Comment>,
+    pub token_requests: u32,
+}
+
+#[derive(Clone)]
+pub struct FakeGithub {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State_>>,
+    changed: Arc<Notify>,
+}
+
+type Shared = (Arc<Mutex<State_>>, Arc<Notify>);
+
+fn authorized(headers: &HeaderMap, expected: &str) -> bool {
+    headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with(expected))
+}
+
+async fn access_token(State((state, changed)): State<Shared>, headers: HeaderMap, Path(_id): Path<u64>) -> Response {
+    // An App JWT: three dot-separated parts.
+    let jwt_like = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t.split('.').count() == 3);
+    if !jwt_like {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"message": "A JSON web token could not be decoded"})))
+            .into_response();
+    }
+    state.lock().unwrap().token_requests += 1;
+    changed.notify_waiters();
+    let expires = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    (StatusCode::CREATED, Json(json!({"token": INSTALLATION_TOKEN, "expires_at": expires, "permissions": {}})))
+        .into_response()
+}
+
+fn repo_call_refused(headers: &HeaderMap) -> Option<Response> {
+    (!authorized(headers, &format!("Bearer {INSTALLATION_TOKEN}"))
+        && !authorized(headers, &format!("token {INSTALLATION_TOKEN}")))
+    .then(|| (StatusCode::UNAUTHORIZED, Json(json!({"message": "Bad credentials"}))).into_response())
+}
+
+fn too_many_annotations(body: &Value) -> Option<Response> {
+    let n = body["output"]["annotations"].as_array().map_or(0, Vec::len);
+    (n > 50).then(|| {
+        (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"message": "Only 50 annotations per request"}))).into_response()
+    })
+}
+
+async fn create_check_run(
+    State((state, changed)): State<Shared>,
+    headers: HeaderMap,
+    Path((o, r)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers).or_else(|| too_many_annotations(&body)) {
+        return refused;
+    }
+    let mut s = state.lock().unwrap();
+    s.next_id += 1;
+    let id = s.next_id;
+    s.check_runs.insert(
+        id,
+        CheckRun {
+            id,
+            repo: format!("{o}/{r}"),
+            name: body["name"].as_str().unwrap_or_default().to_string(),
+            head_sha: body["head_sha"].as_str().unwrap_or_default().to_string(),
+            status: body["status"].as_str().unwrap_or("queued").to_string(),
+            conclusion: None,
+            title: None,
+            summary: None,
+            annotations: Vec::new(),
+            details_url: body["details_url"].as_str().map(str::to_string),
+        },
+    );
+    drop(s);
+    changed.notify_waiters();
+    (StatusCode::CREATED, Json(json!({"id": id}))).into_response()
+}
+
+async fn update_check_run(
+    State((state, changed)): State<Shared>,
+    headers: HeaderMap,
+    Path((_o, _r, id)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers).or_else(|| too_many_annotations(&body)) {
+        return refused;
+    }
+    let mut s = state.lock().unwrap();
+    let Some(run) = s.check_runs.get_mut(&id) else { return StatusCode::NOT_FOUND.into_response() };
+    if let Some(status) = body["status"].as_str() {
+        run.status = status.to_string();
+    }
+    if let Some(c) = body["conclusion"].as_str() {
+        run.conclusion = Some(c.to_string());
+    }
+    if let Some(t) = body["output"]["title"].as_str() {
+        run.title = Some(t.to_string());
+    }
+    if let Some(t) = body["output"]["summary"].as_str() {
+        run.summary = Some(t.to_string());
+    }
+    run.annotations.extend(body["output"]["annotations"].as_array().cloned().unwrap_or_default());
+    drop(s);
+    changed.notify_waiters();
+    Json(json!({"id": id})).into_response()
+}
+
+fn comment_json(c: &Comment) -> Value {
+    let login = if c.author_type == "Bot" { "honua-gitops[bot]" } else { "someone" };
+    json!({"id": c.id, "body": c.body, "user": {"login": login, "type": c.author_type}})
+}
+
+async fn list_comments(
+    State((state, _)): State<Shared>,
+    headers: HeaderMap,
+    Path((o, r, n)): Path<(String, String, u64)>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    let per_page: usize = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
+    let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let s = state.lock().unwrap();
+    let all: Vec<Value> =
+        s.comments.values().filter(|c| c.repo == format!("{o}/{r}") && c.number == n).map(comment_json).collect();
+    Json(all.into_iter().skip((page - 1) * per_page).take(per_page).collect::<Vec<_>>()).into_response()
+}
+
+async fn create_comment(
+    State((state, changed)): State<Shared>,
+    headers: HeaderMap,
+    Path((o, r, n)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    let mut s = state.lock().unwrap();
+    s.next_id += 1;
+    let c = Comment {
+        id: s.next_id,
+        repo: format!("{o}/{r}"),
+        number: n,
+        body: body["body"].as_str().unwrap_or_default().to_string(),
+        author_type: "Bot".into(),
+        edits: 0,
+    };
+    let out = comment_json(&c);
+    s.comments.insert(c.id, c);
+    drop(s);
+    changed.notify_waiters();
+    (StatusCode::CREATED, Json(out)).into_response()
+}
+
+async fn edit_comment(
+    State((state, changed)): State<Shared>,
+    headers: HeaderMap,
+    Path((_o, _r, id)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    let mut s = state.lock().unwrap();
+    let Some(c) = s.comments.get_mut(&id) else { return StatusCode::NOT_FOUND.into_response() };
+    c.body = body["body"].as_str().unwrap_or_default().to_string();
+    c.edits += 1;
+    let out = comment_json(c);
+    drop(s);
+    changed.notify_waiters();
+    Json(out).into_response()
+}
+
+async fn delete_comment(
+    State((state, changed)): State<Shared>,
+    headers: HeaderMap,
+    Path((_o, _r, id)): Path<(String, String, u64)>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    state.lock().unwrap().comments.remove(&id);
+    changed.notify_waiters();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+impl FakeGithub {
+    pub async fn start() -> FakeGithub {
+        let state = Arc::new(Mutex::new(State_::default()));
+        let changed = Arc::new(Notify::new());
+        let app = Router::new()
+            .route("/app/installations/{id}/access_tokens", post(access_token))
+            .route("/repos/{o}/{r}/check-runs", post(create_check_run))
+            .route("/repos/{o}/{r}/check-runs/{id}", patch(update_check_run))
+            .route("/repos/{o}/{r}/issues/{n}/comments", get(list_comments).post(create_comment))
+            .route("/repos/{o}/{r}/issues/comments/{id}", patch(edit_comment).delete(delete_comment))
+            .with_state((state.clone(), changed.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeGithub { addr, state, changed }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A person's comment (not ours, even if it quotes our marker).
+    pub fn post_comment(&self, repo: &str, number: u64, body: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.next_id += 1;
+        let id = s.next_id;
+        s.comments.insert(
+            id,
+            Comment { id, repo: repo.into(), number, body: body.into(), author_type: "User".into(), edits: 0 },
+        );
+    }
+
+    pub fn check_runs(&self, head_sha: &str) -> Vec<CheckRun> {
+        self.state.lock().unwrap().check_runs.values().filter(|c| c.head_sha == head_sha).cloned().collect()
+    }
+
+    pub fn comments(&self, repo: &str, number: u64) -> Vec<Comment> {
+        self.state.lock().unwrap().comments.values().filter(|c| c.repo == repo && c.number == number).cloned().collect()
+    }
+
+    /// Waits (at most `timeout`) until `done` holds, re-checking after every change the fake records.
+    pub async fn wait_for(&self, timeout: Duration, what: &str, done: impl Fn(&FakeGithub) -> bool) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            if done(self) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("timed out waiting for: {what}");
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The PR flow end to end, on real parts: a signed webhook over HTTP into the service, the durable
+//! queue (SQLite), a worker, a bare mirror fetched over `file://`, and the fake GitHub driven through
+//! the real octocrab client.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fake_github::FakeGithub;
+use git2::Repository;
+use honua_gitops::controller::Controller;
+use honua_gitops::github::client::GithubApp;
+use honua_gitops::github::webhook::{sign, WebhookSecret};
+use honua_gitops::server::{router, AppState};
+use honua_gitops::store::{SqliteStore, Store};
+use serde_json::json;
+use tokio::sync::watch;
+
+const SECRET: &str = "pr-flow-secret";
+const REPO: &str = "city/gis-config";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A config repository "on GitHub": a Git repository at `{git_root}/city/gis-config.git`, with `main`
+/// and PR heads published as `refs/pull/N/head`, as GitHub does.
+struct Origin {
+    repo: Repository,
+    _dir: tempfile::TempDir,
+    git_root: PathBuf,
+}
+
+impl Origin {
+    fn new(base: &Path) -> Origin {
+        let dir = tempfile::tempdir().unwrap();
+        let git_root = dir.path().to_path_buf();
+        let repo = Repository::init(git_root.join("city/gis-config.git")).unwrap();
+        let main = common::commit_tree(&repo, base, "base");
+        repo.branch("main", &repo.find_commit(main).unwrap(), true).unwrap();
+        Origin { repo, _dir: dir, git_root }
+    }
+
+    /// Commits `tree` on top of main's tip (or of the PR's previous head) and publishes it as PR `number`.
+    fn push_pr(&self, number: u64, tree: &Path) -> String {
+        let sha = common::commit_tree(&self.repo, tree, &format!("PR {number}"));
+        self.repo.reference(&format!("refs/pull/{number}/head"), sha, true, "pr head").unwrap();
+        sha.to_string()
+    }
+
+    fn main_sha(&self) -> String {
+        self.repo.find_branch("main", git2::BranchType::Local).unwrap().get().target().unwrap().to_string()
+    }
+}
+
+struct Service {
+    url: String,
+    client: reqwest::Client,
+    shutdown: watch::Sender<bool>,
+    _data: tempfile::TempDir,
+}
+
+impl Service {
+    async fn start(github: &FakeGithub, origin: &Origin) -> Service {
+        let data = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&format!("sqlite://{}", data.path().join("honua.db").display())).await.unwrap());
+        let key = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-app-key.pem")).unwrap();
+        let app = Arc::new(GithubApp::new(4242, &key, &github.url()).unwrap());
+        let controller = Arc::new(Controller::new(
+            store.clone(),
+            app,
+            format!("file://{}", origin.git_root.display()),
+            data.path().join("mirrors"),
+            Some("https://honua.example.org".into()),
+        ));
+        let (shutdown, rx) = watch::channel(false);
+        tokio::spawn(controller.run_worker("w1".into(), rx));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = AppState { store, webhook_secrets: Arc::new(WebhookSecret::parse_list(SECRET)) };
+        tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+        Service { url, client: reqwest::Client::new(), shutdown, _data: data }
+    }
+
+    /// GitHub's `pull_request` delivery, signed.
+    async fn pull_request(&self, delivery: &str, action: &str, number: u64, head_sha: &str, base_sha: &str) {
+        let body = serde_json::to_vec(&json!({
+            "action": action,
+            "number": number,
+            "pull_request": {
+                "head": {"sha": head_sha, "ref": format!("feature-{number}"), "repo": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}}},
+                "base": {"sha": base_sha, "ref": "main", "repo": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}}},
+                "user": {"login": "alice", "type": "User"},
+                "merged": false
+            },
+            "repository": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}, "default_branch": "main"},
+            "installation": {"id": 7}
+        }))
+        .unwrap();
+        let resp = self
+            .client
+            .post(format!("{}/webhooks/github", self.url))
+            .header("X-GitHub-Event", "pull_request")
+            .header("X-GitHub-Delivery", delivery)
+            .header("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+fn completed(gh: &FakeGithub, sha: &str) -> bool {
+    let runs = gh.check_runs(sha);
+    runs.len() == 2 && runs.iter().all(|r| r.status == "completed")
+}
+
+fn run<'a>(runs: &'a [common::fake_github::CheckRun], name: &str) -> &'a common::fake_github::CheckRun {
+    runs.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("no {name} check run"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_pr_gives_two_checks_and_one_plan_comment_which_a_push_edits() {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin).await;
+    // Someone quotes our marker: that comment must be left alone.
+    github.post_comment(REPO, 1, "<!-- honua-gitops:plan -->\nI copied the bot's comment here");
+
+    let head = origin.push_pr(1, &common::examples().join("honua-config-pr"));
+    service.pull_request("d-open", "opened", 1, &head, &origin.main_sha()).await;
+    github
+        .wait_for(WAIT, "both checks completed on the head", |gh| {
+            completed(gh, &head) && gh.comments(REPO, 1).len() == 2
+        })
+        .await;
+
+    let runs = github.check_runs(&head);
+    let validate = run(&runs, "honua/validate");
+    assert_eq!(validate.conclusion.as_deref(), Some("success"));
+    assert_eq!(validate.title.as_deref(), Some("Configuration is valid"));
+    let diff = run(&runs, "honua/diff");
+    assert_eq!(diff.conclusion.as_deref(), Some("action_required"), "production is blocked by a breaking change");
+    assert!(diff.summary.as_deref().unwrap().contains("caching.ttl"));
+    assert!(diff.details_url.as_deref().unwrap().starts_with("https://honua.example.org/plans/city/gis-config/1/"));
+
+    let comments = github.comments(REPO, 1);
+    let ours: Vec<_> = comments.iter().filter(|c| c.author_type == "Bot").collect();
+    assert_eq!(ours.len(), 1, "one plan comment");
+    assert!(ours[0].body.contains("### ⛔ production — BLOCKED"));
+    assert!(ours[0].body.contains("`caching.ttl`: `3600` → `7200`"));
+
+    // A new push: new check runs on the new head, the same comment edited in place.
+    let fixed = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config-pr"), fixed.path());
+    let meta = fixed.path().join("environments/common/base-metadata.yaml");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    // Keep owner_name after all: the breaking change is gone.
+    let text = text.replace("      - {name: zoning_type, type: string, nullable: true}\n      - {name: area_sqft", "      - {name: owner_name, type: string, nullable: true}\n      - {name: zoning_type, type: string, nullable: true}\n      - {name: area_sqft");
+    std::fs::write(&meta, text).unwrap();
+    let head2 = origin.push_pr(1, fixed.path());
+    service.pull_request("d-sync", "synchronize", 1, &head2, &origin.main_sha()).await;
+    github
+        .wait_for(WAIT, "both checks completed on the new head", |gh| {
+            completed(gh, &head2) && gh.comments(REPO, 1).iter().any(|c| c.author_type == "Bot" && c.edits == 1)
+        })
+        .await;
+    let runs = github.check_runs(&head2);
+    assert_eq!(run(&runs, "honua/diff").conclusion.as_deref(), Some("success"), "{:?}", run(&runs, "honua/diff").title);
+    let ours: Vec<_> = github.comments(REPO, 1).into_iter().filter(|c| c.author_type == "Bot").collect();
+    assert_eq!(ours.len(), 1, "still one plan comment");
+    assert_eq!(ours[0].id, comments.iter().find(|c| c.author_type == "Bot").unwrap().id, "edited, not re-posted");
+    assert!(ours[0].body.contains("### 🟡 production — needs approval"), "{}", ours[0].body);
+    assert_eq!(github.check_runs(&head).len(), 2, "the old head's checks are untouched");
+    let human = github.comments(REPO, 1).into_iter().find(|c| c.author_type == "User").unwrap();
+    assert_eq!(human.edits, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_config_fails_validation_with_every_annotation() {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin).await;
+
+    // 60 layers lose their geometry type: 60 findings, more than one request's worth of annotations.
+    let broken = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config"), broken.path());
+    let meta = broken.path().join("environments/common/base-metadata.yaml");
+    let mut text = std::fs::read_to_string(&meta).unwrap().replace("    geometryType: ", "    geometryKind: ");
+    for i in 0..47 {
+        text.push_str(&format!(
+            "  - id: extra{i}\n    serviceId: utilities\n    idField: id\n    geometryField: geom\n"
+        ));
+    }
+    std::fs::write(&meta, text).unwrap();
+    let head = origin.push_pr(2, broken.path());
+    service.pull_request("d-broken", "opened", 2, &head, &origin.main_sha()).await;
+    github.wait_for(WAIT, "checks completed", |gh| completed(gh, &head)).await;
+
+    let runs = github.check_runs(&head);
+    let validate = run(&runs, "honua/validate");
+    assert_eq!(validate.conclusion.as_deref(), Some("failure"));
+    assert_eq!(validate.annotations.len(), 60, "all annotations arrive, 50 per request");
+    let first = validate
+        .annotations
+        .iter()
+        .find(|a| a["message"].as_str().unwrap().contains("layer `parcels` is missing required key `geometryType`"))
+        .unwrap();
+    assert_eq!(first["path"], "environments/common/base-metadata.yaml");
+    assert_eq!(first["annotation_level"], "failure");
+    assert!(first["start_line"].as_u64().unwrap() > 1);
+    assert_eq!(
+        run(&runs, "honua/diff").conclusion.as_deref(),
+        Some("action_required"),
+        "validation errors block every plan"
+    );
+}
