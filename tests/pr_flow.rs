@@ -4,53 +4,21 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::fake_github::FakeGithub;
-use git2::Repository;
+use common::{Origin, REPO};
 use honua_gitops::controller::Controller;
 use honua_gitops::github::client::GithubApp;
 use honua_gitops::github::webhook::{sign, WebhookSecret};
 use honua_gitops::server::{router, AppState};
 use honua_gitops::store::{SqliteStore, Store};
-use serde_json::json;
 use tokio::sync::watch;
 
 const SECRET: &str = "pr-flow-secret";
-const REPO: &str = "city/gis-config";
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A config repository "on GitHub": a Git repository at `{git_root}/city/gis-config.git`, with `main`
-/// and PR heads published as `refs/pull/N/head`, as GitHub does.
-struct Origin {
-    repo: Repository,
-    _dir: tempfile::TempDir,
-    git_root: PathBuf,
-}
-
-impl Origin {
-    fn new(base: &Path) -> Origin {
-        let dir = tempfile::tempdir().unwrap();
-        let git_root = dir.path().to_path_buf();
-        let repo = Repository::init(git_root.join("city/gis-config.git")).unwrap();
-        let main = common::commit_tree(&repo, base, "base");
-        repo.branch("main", &repo.find_commit(main).unwrap(), true).unwrap();
-        Origin { repo, _dir: dir, git_root }
-    }
-
-    /// Commits `tree` on top of main's tip (or of the PR's previous head) and publishes it as PR `number`.
-    fn push_pr(&self, number: u64, tree: &Path) -> String {
-        let sha = common::commit_tree(&self.repo, tree, &format!("PR {number}"));
-        self.repo.reference(&format!("refs/pull/{number}/head"), sha, true, "pr head").unwrap();
-        sha.to_string()
-    }
-
-    fn main_sha(&self) -> String {
-        self.repo.find_branch("main", git2::BranchType::Local).unwrap().get().target().unwrap().to_string()
-    }
-}
 
 struct Service {
     url: String,
@@ -84,19 +52,7 @@ impl Service {
 
     /// GitHub's `pull_request` delivery, signed.
     async fn pull_request(&self, delivery: &str, action: &str, number: u64, head_sha: &str, base_sha: &str) {
-        let body = serde_json::to_vec(&json!({
-            "action": action,
-            "number": number,
-            "pull_request": {
-                "head": {"sha": head_sha, "ref": format!("feature-{number}"), "repo": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}}},
-                "base": {"sha": base_sha, "ref": "main", "repo": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}}},
-                "user": {"login": "alice", "type": "User"},
-                "merged": false
-            },
-            "repository": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}, "default_branch": "main"},
-            "installation": {"id": 7}
-        }))
-        .unwrap();
+        let body = common::pull_request_payload(action, number, head_sha, base_sha);
         let resp = self
             .client
             .post(format!("{}/webhooks/github", self.url))

@@ -62,6 +62,22 @@ pub enum Command {
     Plan(PlanArgs),
     /// Print the effective metadata of one environment as the Honua server loads it (JSON).
     Render(RenderArgs),
+    /// Run the central service: GitHub webhooks in, check runs and the plan comment out.
+    #[command(
+        after_help = "Every setting is a flag, a HONUA_* environment variable, or a key of --config (snake_case).\n\n\
+        Example:\n  HONUA_GITHUB_APP_ID=12345 HONUA_GITHUB_PRIVATE_KEY_PATH=/etc/honua/app.pem \\\n  \
+        HONUA_GITHUB_WEBHOOK_SECRET=… honua serve --listen 0.0.0.0:8080"
+    )]
+    Serve(ServeCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeCommand {
+    /// A YAML file with the settings (flags and environment variables win over it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: crate::server::settings::ServeArgs,
 }
 
 #[derive(Args, Debug)]
@@ -163,6 +179,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Diff(args) => diff_command(args),
         Command::Plan(args) => plan_command(args),
         Command::Render(args) => render_command(args),
+        Command::Serve(args) => serve_command(args),
     }
 }
 
@@ -339,5 +356,19 @@ fn render_command(args: RenderArgs) -> Result<ExitCode> {
         bail!("environment `{}` not found; known: {}", args.env, env_list(&repo));
     };
     println!("{}", serde_json::to_string_pretty(&effective.metadata.to_json())?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve_command(args: ServeCommand) -> Result<ExitCode> {
+    let settings = crate::server::settings::Settings::resolve(args.settings, args.config.as_deref())
+        .context("honua serve cannot start")?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HONUA_LOG").unwrap_or_else(|_| "info".into()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+        .with_writer(std::io::stderr)
+        .init();
+    tracing::info!(settings = ?settings, "starting");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(crate::server::run(settings))?;
     Ok(ExitCode::SUCCESS)
 }

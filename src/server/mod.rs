@@ -12,10 +12,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::controller::Controller;
+use crate::github::client::{GithubApp, GithubError};
 use crate::github::webhook::{parse_event, verify_signature, Event, WebhookSecret};
-use crate::store::{now_ms, NewDelivery, Recorded, Store};
+use crate::store::{now_ms, NewDelivery, Recorded, Store, StoreError};
+use settings::Settings;
 
 /// GitHub caps webhook payloads at 25 MB.
+pub mod settings;
+
 pub const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
 
 #[derive(Clone)]
@@ -115,4 +120,65 @@ async fn github_webhook(State(state): State<AppState>, headers: HeaderMap, body:
             )
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("database {url}: {source}")]
+    Store { url: String, source: StoreError },
+    #[error(transparent)]
+    Github(#[from] GithubError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the service until SIGINT or SIGTERM: HTTP stops accepting, running jobs finish, then it exits.
+pub async fn run(settings: Settings) -> Result<(), ServeError> {
+    let store = crate::store::open(&settings.database_url)
+        .await
+        .map_err(|source| ServeError::Store { url: settings.database_url.clone(), source })?;
+    let github =
+        Arc::new(GithubApp::new(settings.github.app_id, &settings.github.private_key, &settings.github.api_url)?);
+    std::fs::create_dir_all(settings.data_dir.join("mirrors"))?;
+    let controller = Arc::new(Controller::new(
+        store.clone(),
+        github,
+        settings.git_url.clone(),
+        settings.data_dir.join("mirrors"),
+        settings.public_url.clone(),
+    ));
+    let (stop_workers, stop) = tokio::sync::watch::channel(false);
+    let mut workers = tokio::task::JoinSet::new();
+    // Unique per process: a replica restarted after a crash must not pass for the holder of old leases.
+    let instance = format!("{}-{}", std::process::id(), now_ms());
+    for i in 0..settings.workers {
+        workers.spawn(controller.clone().run_worker(format!("{instance}-{i}"), stop.clone()));
+    }
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| ServeError::Listen { addr: settings.listen, source })?;
+    tracing::info!(listen = %settings.listen, workers = settings.workers, "honua serve: ready");
+    let state = AppState { store, webhook_secrets: Arc::new(settings.webhook_secrets) };
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("shutting down: finishing running jobs");
+    let _ = stop_workers.send(true);
+    while workers.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

@@ -95,3 +95,56 @@ pub fn decisions(from: &ConfigRepo, to: &ConfigRepo) -> Vec<String> {
         .map(|p| format!("{}:{}", p.environment, p.decision.label()))
         .collect()
 }
+
+pub const REPO: &str = "city/gis-config";
+
+/// A config repository "on GitHub": a Git repository at `{git_root}/city/gis-config.git`, with `main`
+/// and PR heads published as `refs/pull/N/head`, as GitHub does.
+pub struct Origin {
+    pub repo: git2::Repository,
+    _dir: tempfile::TempDir,
+    pub git_root: PathBuf,
+}
+
+impl Origin {
+    pub fn new(base: &Path) -> Origin {
+        let dir = tempfile::tempdir().unwrap();
+        let git_root = dir.path().to_path_buf();
+        let repo = git2::Repository::init(git_root.join("city/gis-config.git")).unwrap();
+        let main = commit_tree(&repo, base, "base");
+        repo.branch("main", &repo.find_commit(main).unwrap(), true).unwrap();
+        Origin { repo, _dir: dir, git_root }
+    }
+
+    /// Commits `tree` on top of main's tip (or of the PR's previous head) and publishes it as PR `number`.
+    pub fn push_pr(&self, number: u64, tree: &Path) -> String {
+        let sha = commit_tree(&self.repo, tree, &format!("PR {number}"));
+        self.repo.reference(&format!("refs/pull/{number}/head"), sha, true, "pr head").unwrap();
+        sha.to_string()
+    }
+
+    pub fn main_sha(&self) -> String {
+        self.repo.find_branch("main", git2::BranchType::Local).unwrap().get().target().unwrap().to_string()
+    }
+}
+
+/// The body of GitHub's `pull_request` delivery for `REPO`, installation 7.
+pub fn pull_request_payload(action: &str, number: u64, head_sha: &str, base_sha: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "action": action,
+        "number": number,
+        "pull_request": {
+            "head": {"sha": head_sha, "ref": format!("feature-{number}"), "repo": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}}},
+            "base": {"sha": base_sha, "ref": "main", "repo": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}}},
+            "user": {"login": "alice", "type": "User"},
+            "merged": false
+        },
+        "repository": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}, "default_branch": "main"},
+        "installation": {"id": 7}
+    }))
+    .unwrap()
+}
+
+pub fn test_app_key() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-app-key.pem")
+}

@@ -1,0 +1,138 @@
+//! `honua serve` as a process: settings fail fast with a sentence, and nothing accepted is lost when
+//! the process is killed between the 202 and the work.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::fake_github::FakeGithub;
+use common::{Origin, REPO};
+use honua_gitops::github::webhook::sign;
+
+const SECRET: &str = "serve-secret";
+
+fn serve(env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_honua"));
+    cmd.arg("serve").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn fails_with(env: &[(&str, String)], needle: &str) {
+    let out = serve(env).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "expected `{needle}` in: {err}");
+}
+
+#[test]
+fn bad_settings_fail_fast_naming_the_setting() {
+    let key = common::test_app_key().display().to_string();
+    let base = |extra: &[(&'static str, &str)]| {
+        let mut env = vec![
+            ("HONUA_GITHUB_APP_ID", "1".to_string()),
+            ("HONUA_GITHUB_PRIVATE_KEY_PATH", key.clone()),
+            ("HONUA_GITHUB_WEBHOOK_SECRET", "s".to_string()),
+            ("HONUA_DATABASE_URL", "sqlite://:memory:".to_string()),
+        ];
+        for (k, v) in extra {
+            env.retain(|(name, _)| name != k);
+            env.push((k, v.to_string()));
+        }
+        env
+    };
+    fails_with(&[], "HONUA_GITHUB_APP_ID: not set");
+    fails_with(&base(&[("HONUA_GITHUB_PRIVATE_KEY_PATH", "/nonexistent/app.pem")]), "cannot read /nonexistent/app.pem");
+    fails_with(&base(&[("HONUA_GITHUB_PRIVATE_KEY_PATH", "/etc/hostname")]), "not an RSA private key");
+    fails_with(&base(&[("HONUA_GITHUB_API_URL", "not a url")]), "HONUA_GITHUB_API_URL: `not a url` is not a URL");
+    fails_with(&base(&[("HONUA_LISTEN", "everywhere")]), "HONUA_LISTEN");
+    fails_with(&base(&[("HONUA_DATABASE_URL", "mysql://x")]), "HONUA_DATABASE_URL");
+    fails_with(&base(&[("HONUA_GITHUB_WEBHOOK_SECRET", " , ")]), "HONUA_GITHUB_WEBHOOK_SECRET: not set");
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_ready(client: &reqwest::Client, url: &str) {
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{url}/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("honua serve did not become ready at {url}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_accepted_before_a_sigkill_is_processed_once_after_restart() {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let head = origin.push_pr(1, &common::examples().join("honua-config-pr"));
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let env = |workers: &str| {
+        vec![
+            ("HONUA_LISTEN", format!("127.0.0.1:{port}")),
+            ("HONUA_DATABASE_URL", format!("sqlite://{}", data.path().join("honua.db").display())),
+            ("HONUA_GITHUB_APP_ID", "4242".into()),
+            ("HONUA_GITHUB_PRIVATE_KEY_PATH", common::test_app_key().display().to_string()),
+            ("HONUA_GITHUB_WEBHOOK_SECRET", SECRET.into()),
+            ("HONUA_GITHUB_API_URL", github.url()),
+            ("HONUA_GIT_URL", format!("file://{}", origin.git_root.display())),
+            ("HONUA_DATA_DIR", data.path().display().to_string()),
+            ("HONUA_WORKERS", workers.into()),
+        ]
+    };
+    let client = reqwest::Client::new();
+    let deliver = |id: &'static str| {
+        let body = common::pull_request_payload("opened", 1, &head, &origin.main_sha());
+        client
+            .post(format!("{url}/webhooks/github"))
+            .header("X-GitHub-Event", "pull_request")
+            .header("X-GitHub-Delivery", id)
+            .header("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body))
+            .body(body)
+            .send()
+    };
+
+    // An ingest-only replica answers 202 and records the job, then dies without a chance to clean up.
+    let mut first = Running(serve(&env("0")).stderr(Stdio::null()).spawn().unwrap());
+    wait_ready(&client, &url).await;
+    let resp = deliver("crash-1").await.unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.json::<serde_json::Value>().await.unwrap()["status"], "queued");
+    first.0.kill().unwrap(); // SIGKILL
+    first.0.wait().unwrap();
+    assert!(github.check_runs(&head).is_empty(), "nothing ran before the kill");
+
+    // After a restart with workers, the job runs exactly once.
+    let _second = Running(serve(&env("1")).stderr(Stdio::null()).spawn().unwrap());
+    wait_ready(&client, &url).await;
+    github
+        .wait_for(Duration::from_secs(60), "the job to run after the restart", |gh| {
+            let runs = gh.check_runs(&head);
+            runs.len() == 2 && runs.iter().all(|r| r.status == "completed") && !gh.comments(REPO, 1).is_empty()
+        })
+        .await;
+    // GitHub redelivers the same id: recognized, nothing queued.
+    let resp = deliver("crash-1").await.unwrap();
+    assert_eq!(resp.json::<serde_json::Value>().await.unwrap()["status"], "duplicate");
+    assert_eq!(github.check_runs(&head).len(), 2, "one pair of check runs");
+    assert_eq!(github.comments(REPO, 1).len(), 1, "one comment");
+}
