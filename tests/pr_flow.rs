@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use honua_gitops::controller::Controller;
 use honua_gitops::github::client::GithubApp;
 use honua_gitops::github::webhook::{sign, WebhookSecret};
 use honua_gitops::server::{router, AppState};
-use honua_gitops::store::{SqliteStore, Store};
+use honua_gitops::store::Store;
 use tokio::sync::watch;
 
 const SECRET: &str = "pr-flow-secret";
@@ -28,11 +27,9 @@ struct Service {
 }
 
 impl Service {
-    async fn start(github: &FakeGithub, origin: &Origin) -> Service {
+    async fn start(github: &FakeGithub, origin: &Origin, store: Arc<dyn Store>) -> Service {
         let data = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&format!("sqlite://{}", data.path().join("honua.db").display())).await.unwrap());
-        let key = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-app-key.pem")).unwrap();
+        let key = std::fs::read(common::test_app_key()).unwrap();
         let app = Arc::new(GithubApp::new(4242, &key, &github.url()).unwrap());
         let controller = Arc::new(Controller::new(
             store.clone(),
@@ -82,11 +79,10 @@ fn run<'a>(runs: &'a [common::fake_github::CheckRun], name: &str) -> &'a common:
     runs.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("no {name} check run"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opening_a_pr_gives_two_checks_and_one_plan_comment_which_a_push_edits() {
+async fn opening_a_pr_gives_two_checks_and_one_plan_comment_which_a_push_edits(store: Arc<dyn Store>) {
     let github = FakeGithub::start().await;
     let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin).await;
+    let service = Service::start(&github, &origin, store).await;
     // Someone quotes our marker: that comment must be left alone.
     github.post_comment(REPO, 1, "<!-- honua-gitops:plan -->\nI copied the bot's comment here");
 
@@ -139,11 +135,10 @@ async fn opening_a_pr_gives_two_checks_and_one_plan_comment_which_a_push_edits()
     assert_eq!(human.edits, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalid_config_fails_validation_with_every_annotation() {
+async fn an_invalid_config_fails_validation_with_every_annotation(store: Arc<dyn Store>) {
     let github = FakeGithub::start().await;
     let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin).await;
+    let service = Service::start(&github, &origin, store).await;
 
     // 60 layers lose their geometry type: 60 findings, more than one request's worth of annotations.
     let broken = tempfile::tempdir().unwrap();
@@ -178,3 +173,31 @@ async fn an_invalid_config_fails_validation_with_every_annotation() {
         "validation errors block every plan"
     );
 }
+
+/// Every scenario runs on SQLite, and on PostgreSQL when `HONUA_TEST_DATABASE_URL` is set.
+macro_rules! on_both_stores {
+    ($($name:ident),*) => {
+        mod sqlite_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let db = super::common::db::sqlite().await;
+                super::$name(db.store.clone()).await;
+                db.cleanup().await;
+            })*
+        }
+        mod postgres_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(db) = super::common::db::postgres().await {
+                    super::$name(db.store.clone()).await;
+                    db.cleanup().await;
+                }
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    opening_a_pr_gives_two_checks_and_one_plan_comment_which_a_push_edits,
+    an_invalid_config_fails_validation_with_every_annotation
+);

@@ -1,65 +1,13 @@
 //! One conformance suite for both `Store` implementations. SQLite always runs; PostgreSQL runs when
 //! `HONUA_TEST_DATABASE_URL` is set (`.ci/run` sets it), each test in a schema of its own.
 
-use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use honua_gitops::store::{JobState, NewDelivery, PgStore, Recorded, SqliteStore, Store};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::Connection;
-
-pub struct TestDb {
-    pub store: Arc<dyn Store>,
-    _dir: Option<tempfile::TempDir>,
-    /// PostgreSQL: the database URL and the schema to drop after the test.
-    schema: Option<(String, String)>,
-}
-
-impl TestDb {
-    pub async fn cleanup(self) {
-        if let Some((url, schema)) = self.schema {
-            drop(self.store);
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut conn).await.unwrap();
-        }
-    }
-}
-
-pub async fn sqlite() -> TestDb {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("honua.db").display());
-    TestDb { store: Arc::new(SqliteStore::open(&url).await.unwrap()), _dir: Some(dir), schema: None }
-}
-
-/// A PostgreSQL store in a fresh schema, or `None` (with a notice) when no test database is configured.
-pub async fn postgres() -> Option<TestDb> {
-    let Ok(url) = std::env::var("HONUA_TEST_DATABASE_URL") else {
-        // Written to the stderr handle, not with eprintln!, so the test harness does not swallow it.
-        static NOTICE: std::sync::Once = std::sync::Once::new();
-        NOTICE.call_once(|| {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "notice: HONUA_TEST_DATABASE_URL is not set; the PostgreSQL store suite is skipped"
-            );
-        });
-        return None;
-    };
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let schema = format!(
-        "honua_test_{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst),
-        chrono::Utc::now().timestamp_micros()
-    );
-    let mut conn = sqlx::PgConnection::connect(&url).await.expect("HONUA_TEST_DATABASE_URL is reachable");
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
-    let options = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
-    let store = Arc::new(PgStore::connect(options).await.unwrap());
-    Some(TestDb { store, _dir: None, schema: Some((url, schema)) })
-}
+use common::db::{postgres, sqlite};
+use honua_gitops::store::{JobState, NewDelivery, Recorded, Store};
 
 fn delivery(id: &str) -> NewDelivery {
     NewDelivery {

@@ -2,6 +2,7 @@
 //! the fake GitHub.
 #![allow(dead_code)]
 
+pub mod db;
 pub mod fake_github;
 
 use std::path::{Path, PathBuf};
