@@ -38,11 +38,12 @@ impl Service {
             data.path().join("mirrors"),
             Some("https://honua.example.org".into()),
         ));
+        let jobs_queued = controller.jobs_queued.clone();
         let (shutdown, rx) = watch::channel(false);
         tokio::spawn(controller.run_worker("w1".into(), rx));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = AppState { store, webhook_secrets: Arc::new(WebhookSecret::parse_list(SECRET)) };
+        let state = AppState { store, webhook_secrets: Arc::new(WebhookSecret::parse_list(SECRET)), jobs_queued };
         tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
         Service { url, client: reqwest::Client::new(), shutdown, _data: data }
     }

@@ -83,6 +83,7 @@ async fn service() -> Service {
     let state = AppState {
         store: store.clone(),
         webhook_secrets: Arc::new(WebhookSecret::parse_list(&format!("old,{SECRET}"))),
+        jobs_queued: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -19,8 +19,9 @@ use crate::store::{now_ms, retry_delay, Job, Store};
 
 /// How long a claimed job is ours before another worker may take it over.
 pub const JOB_LEASE: Duration = Duration::from_secs(120);
-/// How long an idle worker waits before looking at the queue again.
-const IDLE_POLL: Duration = Duration::from_millis(200);
+/// How long an idle worker waits before looking at the queue again, unless woken: jobs queued by
+/// other replicas, and retries coming due, are found this way.
+const IDLE_POLL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -42,6 +43,8 @@ pub struct Controller {
     pub mirrors: PathBuf,
     /// Base of the service's public URL, for the check runs' `details_url`.
     pub public_url: Option<String>,
+    /// Signalled by the webhook route when it queues a job, so an idle worker starts at once.
+    pub jobs_queued: Arc<tokio::sync::Notify>,
     repo_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
@@ -59,6 +62,7 @@ impl Controller {
             git_url: git_url.trim_end_matches('/').to_string(),
             mirrors,
             public_url,
+            jobs_queued: Arc::new(tokio::sync::Notify::new()),
             repo_locks: Mutex::new(HashMap::new()),
         }
     }
@@ -69,10 +73,13 @@ impl Controller {
             if *shutdown.borrow() {
                 return;
             }
+            // Registered before looking at the queue, so a job queued in between is not missed.
+            let woken = self.jobs_queued.notified();
             match self.store.claim_job(&worker, JOB_LEASE, now_ms()).await {
                 Ok(Some(job)) => self.run_job(&worker, job).await,
                 Ok(None) => {
                     tokio::select! {
+                        _ = woken => {}
                         _ = tokio::time::sleep(IDLE_POLL) => {}
                         _ = shutdown.changed() => {}
                     }

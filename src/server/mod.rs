@@ -27,6 +27,8 @@ pub const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub webhook_secrets: Arc<Vec<WebhookSecret>>,
+    /// Wakes this process's workers when a job is queued (other replicas find it by polling).
+    pub jobs_queued: Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -97,6 +99,7 @@ async fn github_webhook(State(state): State<AppState>, headers: HeaderMap, body:
     };
     match state.store.record_delivery(&record, now_ms()).await {
         Ok(Recorded::New(job)) => {
+            state.jobs_queued.notify_waiters();
             tracing::info!(
                 delivery,
                 event,
@@ -149,6 +152,7 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         settings.data_dir.join("mirrors"),
         settings.public_url.clone(),
     ));
+    let jobs_queued = controller.jobs_queued.clone();
     let (stop_workers, stop) = tokio::sync::watch::channel(false);
     let mut workers = tokio::task::JoinSet::new();
     // Unique per process: a replica restarted after a crash must not pass for the holder of old leases.
@@ -160,7 +164,7 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         .await
         .map_err(|source| ServeError::Listen { addr: settings.listen, source })?;
     tracing::info!(listen = %settings.listen, workers = settings.workers, "honua serve: ready");
-    let state = AppState { store, webhook_secrets: Arc::new(settings.webhook_secrets) };
+    let state = AppState { store, webhook_secrets: Arc::new(settings.webhook_secrets), jobs_queued };
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("shutting down: finishing running jobs");
     let _ = stop_workers.send(true);
