@@ -50,11 +50,14 @@ impl Service {
 
     /// GitHub's `pull_request` delivery, signed.
     async fn pull_request(&self, delivery: &str, action: &str, number: u64, head_sha: &str, base_sha: &str) {
-        let body = common::pull_request_payload(action, number, head_sha, base_sha);
+        self.deliver("pull_request", delivery, common::pull_request_payload(action, number, head_sha, base_sha)).await;
+    }
+
+    async fn deliver(&self, event: &str, delivery: &str, body: Vec<u8>) {
         let resp = self
             .client
             .post(format!("{}/webhooks/github", self.url))
-            .header("X-GitHub-Event", "pull_request")
+            .header("X-GitHub-Event", event)
             .header("X-GitHub-Delivery", delivery)
             .header("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body))
             .body(body)
@@ -198,7 +201,28 @@ macro_rules! on_both_stores {
     };
 }
 
+async fn rerunning_the_checks_plans_the_pr_again(store: Arc<dyn Store>) {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store).await;
+    let head = origin.push_pr(3, &common::examples().join("honua-config-pr"));
+    github.open_pr(REPO, 3, &head, "main");
+    service.pull_request("d-first", "opened", 3, &head, &origin.main_sha()).await;
+    github.wait_for(WAIT, "first checks", |gh| completed(gh, &head) && !gh.comments(REPO, 3).is_empty()).await;
+
+    service.deliver("check_suite", "d-rerun", common::check_suite_rerequested(&head, 3)).await;
+    github
+        .wait_for(WAIT, "a second pair of checks on the same head", |gh| {
+            let runs = gh.check_runs(&head);
+            runs.len() == 4 && runs.iter().all(|r| r.status == "completed")
+        })
+        .await;
+    let bot: Vec<_> = github.comments(REPO, 3).into_iter().filter(|c| c.author_type == "Bot").collect();
+    assert_eq!(bot.len(), 1, "still one plan comment");
+}
+
 on_both_stores!(
     opening_a_pr_gives_two_checks_and_one_plan_comment_which_a_push_edits,
-    an_invalid_config_fails_validation_with_every_annotation
+    an_invalid_config_fails_validation_with_every_annotation,
+    rerunning_the_checks_plans_the_pr_again
 );

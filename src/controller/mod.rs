@@ -126,9 +126,26 @@ impl Controller {
                 }
                 PullRequestAction::Closed => Ok(()),
             },
-            // Later slices: pushes (deployments), comment commands (approvals), rerequested checks.
+            Event::ChecksRequested { repo, head_sha, pull_requests } => {
+                self.recheck(&repo, &head_sha, &pull_requests).await
+            }
+            // Later slices: pushes (deployments), comment commands (approvals).
             _ => Ok(()),
         }
+    }
+
+    /// "Re-run" on a check run or suite: plan again every open PR whose head is that commit.
+    async fn recheck(&self, repo: &RepoRef, head_sha: &str, pull_requests: &[u64]) -> Result<(), JobError> {
+        let gh = self.github_repo(repo)?;
+        for &number in pull_requests {
+            let pr = gh.pull_request(number).await?;
+            if pr.open && pr.head_sha == head_sha {
+                self.check_pull_request(repo, number, head_sha, &pr.base_ref).await?;
+            } else {
+                tracing::info!(repository = %repo.full_name(), number, "re-run skipped: the PR moved on or is closed");
+            }
+        }
+        Ok(())
     }
 
     fn github_repo(&self, repo: &RepoRef) -> Result<GithubRepo, JobError> {

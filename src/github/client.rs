@@ -74,6 +74,30 @@ struct Created {
     id: u64,
 }
 
+/// What the PR flow needs to know of an open pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequestHeads {
+    pub number: u64,
+    pub head_sha: String,
+    pub base_ref: String,
+    pub open: bool,
+}
+
+#[derive(Deserialize)]
+struct PullBranch {
+    sha: String,
+    #[serde(rename = "ref")]
+    git_ref: String,
+}
+
+#[derive(Deserialize)]
+struct Pull {
+    number: u64,
+    state: String,
+    head: PullBranch,
+    base: PullBranch,
+}
+
 #[derive(Deserialize)]
 struct IssueComment {
     id: u64,
@@ -97,6 +121,21 @@ impl GithubRepo {
     pub async fn git_token(&self) -> Result<String, GithubError> {
         let token = self.client.installation_token().await.map_err(api("installation token"))?;
         Ok(token.expose_secret().to_string())
+    }
+
+    /// A pull request's current head and base branch.
+    pub async fn pull_request(&self, number: u64) -> Result<PullRequestHeads, GithubError> {
+        let pull: Pull = self
+            .client
+            .get(self.route(&format!("pulls/{number}")), None::<&()>)
+            .await
+            .map_err(api(format!("pull request #{number}")))?;
+        Ok(PullRequestHeads {
+            number: pull.number,
+            head_sha: pull.head.sha,
+            base_ref: pull.base.git_ref,
+            open: pull.state == "open",
+        })
     }
 
     /// Creates a check run on `head_sha`, already `in_progress` so the PR shows work has started.

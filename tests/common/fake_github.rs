@@ -45,6 +45,8 @@ pub struct Comment {
 #[derive(Default)]
 pub struct State_ {
     next_id: u64,
+    /// Open pull requests: (repo, number) → (head sha, base ref).
+    pub pulls: BTreeMap<(String, u64), (String, String)>,
     pub check_runs: BTreeMap<u64, CheckRun>,
     pub comments: BTreeMap<u64, Comment>,
     pub token_requests: u32,
@@ -155,6 +157,21 @@ async fn update_check_run(
     Json(json!({"id": id})).into_response()
 }
 
+async fn get_pull(
+    State((state, _)): State<Shared>,
+    headers: HeaderMap,
+    Path((o, r, n)): Path<(String, String, u64)>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    let s = state.lock().unwrap();
+    match s.pulls.get(&(format!("{o}/{r}"), n)) {
+        Some((head, base)) => Json(json!({"number": n, "state": "open", "head": {"sha": head, "ref": format!("feature-{n}")}, "base": {"sha": "0".repeat(40), "ref": base}})).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response(),
+    }
+}
+
 fn comment_json(c: &Comment) -> Value {
     let login = if c.author_type == "Bot" { "honua-gitops[bot]" } else { "someone" };
     json!({"id": c.id, "body": c.body, "user": {"login": login, "type": c.author_type}})
@@ -243,6 +260,7 @@ impl FakeGithub {
             .route("/app/installations/{id}/access_tokens", post(access_token))
             .route("/repos/{o}/{r}/check-runs", post(create_check_run))
             .route("/repos/{o}/{r}/check-runs/{id}", patch(update_check_run))
+            .route("/repos/{o}/{r}/pulls/{n}", get(get_pull))
             .route("/repos/{o}/{r}/issues/{n}/comments", get(list_comments).post(create_comment))
             .route("/repos/{o}/{r}/issues/comments/{id}", patch(edit_comment).delete(delete_comment))
             .with_state((state.clone(), changed.clone()));
@@ -254,6 +272,11 @@ impl FakeGithub {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Records an open pull request, as GitHub knows it.
+    pub fn open_pr(&self, repo: &str, number: u64, head_sha: &str, base_ref: &str) {
+        self.state.lock().unwrap().pulls.insert((repo.into(), number), (head_sha.into(), base_ref.into()));
     }
 
     /// A person's comment (not ours, even if it quotes our marker).

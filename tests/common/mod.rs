@@ -146,6 +146,17 @@ pub fn pull_request_payload(action: &str, number: u64, head_sha: &str, base_sha:
     .unwrap()
 }
 
+/// The body of a `check_suite` `rerequested` delivery for `head_sha`, naming PR `number`.
+pub fn check_suite_rerequested(head_sha: &str, number: u64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "action": "rerequested",
+        "check_suite": {"head_sha": head_sha, "pull_requests": [{"number": number}]},
+        "repository": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}, "default_branch": "main"},
+        "installation": {"id": 7}
+    }))
+    .unwrap()
+}
+
 pub fn test_app_key() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-app-key.pem")
 }
