@@ -21,6 +21,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 struct Service {
     url: String,
+    controller: Arc<Controller>,
     client: reqwest::Client,
     shutdown: watch::Sender<bool>,
     _data: tempfile::TempDir,
@@ -40,12 +41,12 @@ impl Service {
         ));
         let jobs_queued = controller.jobs_queued.clone();
         let (shutdown, rx) = watch::channel(false);
-        tokio::spawn(controller.run_worker("w1".into(), rx));
+        tokio::spawn(controller.clone().run_worker("w1".into(), rx));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState { store, webhook_secrets: Arc::new(WebhookSecret::parse_list(SECRET)), jobs_queued };
         tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-        Service { url, client: reqwest::Client::new(), shutdown, _data: data }
+        Service { url, controller, client: reqwest::Client::new(), shutdown, _data: data }
     }
 
     /// GitHub's `pull_request` delivery, signed.
@@ -221,8 +222,31 @@ async fn rerunning_the_checks_plans_the_pr_again(store: Arc<dyn Store>) {
     assert_eq!(bot.len(), 1, "still one plan comment");
 }
 
+async fn a_pr_whose_webhook_never_arrived_is_caught_up_by_polling(store: Arc<dyn Store>) {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store).await;
+    let head = origin.push_pr(4, &common::examples().join("honua-config-pr"));
+    github.open_pr(REPO, 4, &head, "main");
+    // No webhook at all: one poll finds the PR and the checks follow.
+    assert_eq!(service.controller.poll_once().await.unwrap(), 1);
+    github
+        .wait_for(WAIT, "checks produced by polling", |gh| completed(gh, &head) && gh.comments(REPO, 4).len() == 1)
+        .await;
+    assert_eq!(run(&github.check_runs(&head), "honua/diff").conclusion.as_deref(), Some("action_required"));
+    // The next poll finds nothing new, and a PR whose webhook did arrive is not polled again.
+    assert_eq!(service.controller.poll_once().await.unwrap(), 0);
+    let head5 = origin.push_pr(5, &common::examples().join("honua-config-pr"));
+    github.open_pr(REPO, 5, &head5, "main");
+    service.pull_request("d-5", "opened", 5, &head5, &origin.main_sha()).await;
+    assert_eq!(service.controller.poll_once().await.unwrap(), 0);
+    github.wait_for(WAIT, "checks of the delivered PR", |gh| completed(gh, &head5)).await;
+    assert_eq!(github.check_runs(&head5).len(), 2, "planned once");
+}
+
 on_both_stores!(
     opening_a_pr_gives_two_checks_and_one_plan_comment_which_a_push_edits,
     an_invalid_config_fails_validation_with_every_annotation,
-    rerunning_the_checks_plans_the_pr_again
+    rerunning_the_checks_plans_the_pr_again,
+    a_pr_whose_webhook_never_arrived_is_caught_up_by_polling
 );

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::db::{postgres, sqlite};
-use honua_gitops::store::{JobState, NewDelivery, Recorded, Store};
+use honua_gitops::store::{JobState, NewDelivery, PrHead, Recorded, Store};
 
 fn delivery(id: &str) -> NewDelivery {
     NewDelivery {
@@ -15,7 +15,12 @@ fn delivery(id: &str) -> NewDelivery {
         event: "pull_request".into(),
         repository: Some("city/gis-config".into()),
         payload: br#"{"n":1}"#.to_vec(),
+        pr_head: None,
     }
+}
+
+fn with_head(id: &str, number: u64, sha: &str, only_if_new: bool) -> NewDelivery {
+    NewDelivery { pr_head: Some(PrHead { number, sha: sha.into(), only_if_new }), ..delivery(id) }
 }
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -86,6 +91,17 @@ async fn concurrent_claimers_never_share_a_job(s: Arc<dyn Store>) {
     assert_eq!((n, all.len()), (40, 40), "every job exactly once");
 }
 
+async fn a_polled_head_is_queued_only_if_never_seen(s: Arc<dyn Store>) {
+    // The webhook for head `a` arrived: polling must not queue it again, but a new head `b` it must.
+    assert!(matches!(s.record_delivery(&with_head("gh-1", 5, "a", false), 0).await.unwrap(), Recorded::New(_)));
+    assert_eq!(s.record_delivery(&with_head("poll:5@a", 5, "a", true), 1).await.unwrap(), Recorded::Duplicate);
+    assert!(matches!(s.record_delivery(&with_head("poll:5@b", 5, "b", true), 2).await.unwrap(), Recorded::New(_)));
+    assert_eq!(s.record_delivery(&with_head("poll:5@b-again", 5, "b", true), 3).await.unwrap(), Recorded::Duplicate);
+    // A webhook for a head already seen (reopened, redelivered by hand) is still processed.
+    assert!(matches!(s.record_delivery(&with_head("gh-2", 5, "b", false), 4).await.unwrap(), Recorded::New(_)));
+    assert_eq!(s.queue_depth().await.unwrap(), 3);
+}
+
 async fn readiness(s: Arc<dyn Store>) {
     s.ping().await.unwrap();
 }
@@ -117,5 +133,6 @@ conformance!(
     an_expired_lease_is_taken_over_and_the_old_holder_refused,
     failures_retry_later_then_fail_visibly,
     concurrent_claimers_never_share_a_job,
+    a_polled_head_is_queued_only_if_never_seen,
     readiness
 );

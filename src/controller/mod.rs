@@ -30,6 +30,8 @@ pub enum JobError {
     Github(#[from] GithubError),
     #[error("git: {0}")]
     Git(String),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// Retrying cannot help (a payload that no longer parses, a missing installation).
     #[error("{0}")]
     Permanent(String),
@@ -131,6 +133,64 @@ impl Controller {
             }
             // Later slices: pushes (deployments), comment commands (approvals).
             _ => Ok(()),
+        }
+    }
+
+    /// The polling fallback: every open PR of every repository of every installation whose head the
+    /// service has never seen (its webhook was lost, or the service was down) gets a job, exactly as
+    /// if the webhook had arrived. Returns how many were queued.
+    pub async fn poll_once(&self) -> Result<usize, JobError> {
+        let mut queued = 0;
+        for installation in self.github.installations().await? {
+            for (owner, name, default_branch) in self.github.installation_repositories(installation).await? {
+                let gh = self.github.repo(installation, &owner, &name)?;
+                for pr in gh.open_pull_requests().await? {
+                    let payload = serde_json::json!({
+                        "action": "synchronize",
+                        "number": pr.number,
+                        "pull_request": {
+                            "head": {"sha": pr.head_sha, "ref": "", "repo": {"name": name, "full_name": format!("{owner}/{name}"), "owner": {"login": owner}}},
+                            "base": {"sha": "", "ref": pr.base_ref, "repo": {"name": name, "full_name": format!("{owner}/{name}"), "owner": {"login": owner}}},
+                            "user": {"login": ""},
+                        },
+                        "repository": {"name": name, "full_name": format!("{owner}/{name}"), "owner": {"login": owner}, "default_branch": default_branch},
+                        "installation": {"id": installation},
+                    });
+                    let delivery = crate::store::NewDelivery {
+                        id: format!("poll:{owner}/{name}#{}@{}", pr.number, pr.head_sha),
+                        event: "pull_request".into(),
+                        repository: Some(format!("{owner}/{name}")),
+                        payload: serde_json::to_vec(&payload).expect("JSON encodes"),
+                        pr_head: Some(crate::store::PrHead {
+                            number: pr.number,
+                            sha: pr.head_sha.clone(),
+                            only_if_new: true,
+                        }),
+                    };
+                    let recorded = self.store.record_delivery(&delivery, now_ms()).await?;
+                    if let crate::store::Recorded::New(_) = recorded {
+                        tracing::info!(repository = %format!("{owner}/{name}"), number = pr.number, head = %pr.head_sha, "polling: queued a PR whose webhook never arrived");
+                        queued += 1;
+                    }
+                }
+            }
+        }
+        if queued > 0 {
+            self.jobs_queued.notify_waiters();
+        }
+        Ok(queued)
+    }
+
+    /// Runs [`Controller::poll_once`] every `interval` until `shutdown`.
+    pub async fn run_poller(self: Arc<Self>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.poll_once().await {
+                tracing::warn!(error = %e, "polling GitHub failed; trying again next interval");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
         }
     }
 

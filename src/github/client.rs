@@ -57,6 +57,68 @@ impl GithubApp {
         Ok(client)
     }
 
+    /// The installations of this App (as the App, with a JWT).
+    pub async fn installations(&self) -> Result<Vec<u64>, GithubError> {
+        #[derive(Deserialize)]
+        struct Installation {
+            id: u64,
+        }
+        let mut ids = Vec::new();
+        for page in 1.. {
+            let list: Vec<Installation> = self
+                .app
+                .get(format!("/app/installations?per_page=100&page={page}"), None::<&()>)
+                .await
+                .map_err(api("list installations"))?;
+            let last = list.len() < 100;
+            ids.extend(list.into_iter().map(|i| i.id));
+            if last {
+                break;
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The repositories an installation gives access to, as `(owner, name, default branch)`.
+    pub async fn installation_repositories(
+        &self,
+        installation: u64,
+    ) -> Result<Vec<(String, String, String)>, GithubError> {
+        #[derive(Deserialize)]
+        struct Page {
+            repositories: Vec<Repo>,
+        }
+        #[derive(Deserialize)]
+        struct Repo {
+            name: String,
+            owner: Owner,
+            #[serde(default)]
+            default_branch: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Owner {
+            login: String,
+        }
+        let client = self.installation(installation)?;
+        let mut out = Vec::new();
+        for page in 1.. {
+            let list: Page = client
+                .get(format!("/installation/repositories?per_page=100&page={page}"), None::<&()>)
+                .await
+                .map_err(api("list installation repositories"))?;
+            let last = list.repositories.len() < 100;
+            out.extend(
+                list.repositories
+                    .into_iter()
+                    .map(|r| (r.owner.login, r.name, r.default_branch.unwrap_or_else(|| "main".into()))),
+            );
+            if last {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     pub fn repo(&self, installation: u64, owner: &str, name: &str) -> Result<GithubRepo, GithubError> {
         Ok(GithubRepo { client: self.installation(installation)?, owner: owner.to_string(), name: name.to_string() })
     }
@@ -121,6 +183,29 @@ impl GithubRepo {
     pub async fn git_token(&self) -> Result<String, GithubError> {
         let token = self.client.installation_token().await.map_err(api("installation token"))?;
         Ok(token.expose_secret().to_string())
+    }
+
+    /// Every open pull request of the repository.
+    pub async fn open_pull_requests(&self) -> Result<Vec<PullRequestHeads>, GithubError> {
+        let mut out = Vec::new();
+        for page in 1.. {
+            let pulls: Vec<Pull> = self
+                .client
+                .get(self.route(&format!("pulls?state=open&per_page=100&page={page}")), None::<&()>)
+                .await
+                .map_err(api("list open pull requests"))?;
+            let last = pulls.len() < 100;
+            out.extend(pulls.into_iter().map(|p| PullRequestHeads {
+                number: p.number,
+                head_sha: p.head.sha,
+                base_ref: p.base.git_ref,
+                open: p.state == "open",
+            }));
+            if last {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// A pull request's current head and base branch.

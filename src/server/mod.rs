@@ -14,8 +14,8 @@ use serde_json::json;
 
 use crate::controller::Controller;
 use crate::github::client::{GithubApp, GithubError};
-use crate::github::webhook::{parse_event, verify_signature, Event, WebhookSecret};
-use crate::store::{now_ms, NewDelivery, Recorded, Store, StoreError};
+use crate::github::webhook::{parse_event, verify_signature, Event, PullRequestAction, WebhookSecret};
+use crate::store::{now_ms, NewDelivery, PrHead, Recorded, Store, StoreError};
 use settings::Settings;
 
 /// GitHub caps webhook payloads at 25 MB.
@@ -91,11 +91,18 @@ async fn github_webhook(State(state): State<AppState>, headers: HeaderMap, body:
         tracing::debug!(delivery, event = %what, "webhook ignored");
         return (StatusCode::ACCEPTED, Json(json!({ "status": "ignored", "event": what }))).into_response();
     }
+    let pr_head = match &parsed {
+        Event::PullRequest { number, head_sha, action, .. } if *action != PullRequestAction::Closed => {
+            Some(PrHead { number: *number, sha: head_sha.clone(), only_if_new: false })
+        }
+        _ => None,
+    };
     let record = NewDelivery {
         id: delivery.to_string(),
         event: event.to_string(),
         repository: parsed.repository(),
         payload: body.to_vec(),
+        pr_head,
     };
     match state.store.record_delivery(&record, now_ms()).await {
         Ok(Recorded::New(job)) => {
@@ -159,6 +166,9 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let instance = format!("{}-{}", std::process::id(), now_ms());
     for i in 0..settings.workers {
         workers.spawn(controller.clone().run_worker(format!("{instance}-{i}"), stop.clone()));
+    }
+    if let Some(interval) = settings.poll_interval {
+        workers.spawn(controller.clone().run_poller(interval, stop.clone()));
     }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// The service's public URL, linked from check runs.
     #[arg(long, env = "HONUA_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Seconds between polls of GitHub for open PRs whose webhook never arrived; 0 turns polling off.
+    #[arg(long, env = "HONUA_POLL_INTERVAL")]
+    pub poll_interval: Option<u64>,
     /// Jobs processed at once; 0 runs an ingest-only replica (webhooks are recorded, other replicas work).
     #[arg(long, env = "HONUA_WORKERS")]
     pub workers: Option<usize>,
@@ -59,6 +62,7 @@ impl ServeArgs {
             data_dir: self.data_dir.or(other.data_dir),
             public_url: self.public_url.or(other.public_url),
             workers: self.workers.or(other.workers),
+            poll_interval: self.poll_interval.or(other.poll_interval),
         }
     }
 }
@@ -73,6 +77,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub public_url: Option<String>,
     pub workers: usize,
+    /// `None`: polling off.
+    pub poll_interval: Option<std::time::Duration>,
 }
 
 pub struct GithubSettings {
@@ -92,6 +98,7 @@ impl std::fmt::Debug for Settings {
             .field("git_url", &self.git_url)
             .field("data_dir", &self.data_dir)
             .field("workers", &self.workers)
+            .field("poll_interval", &self.poll_interval)
             .finish()
     }
 }
@@ -193,6 +200,10 @@ impl Settings {
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("honua-data")),
             public_url,
             workers,
+            poll_interval: match a.poll_interval.unwrap_or(60) {
+                0 => None,
+                secs => Some(std::time::Duration::from_secs(secs)),
+            },
         })
     }
 }

@@ -34,6 +34,18 @@ pub struct NewDelivery {
     pub event: String,
     pub repository: Option<String>,
     pub payload: Vec<u8>,
+    /// The pull-request head this delivery plans, remembered with it (see [`PrHead`]).
+    pub pr_head: Option<PrHead>,
+}
+
+/// A pull request at one head commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrHead {
+    pub number: u64,
+    pub sha: String,
+    /// Record the delivery only if this head was never seen (the poller's catch-up); a webhook is
+    /// always recorded.
+    pub only_if_new: bool,
 }
 
 /// Outcome of recording a delivery.
@@ -93,7 +105,8 @@ pub fn now_ms() -> i64 {
 
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Records a delivery and queues its job atomically; a known delivery id is [`Recorded::Duplicate`].
+    /// Records a delivery and queues its job atomically; a known delivery id is [`Recorded::Duplicate`],
+    /// and so is a delivery whose `pr_head` is `only_if_new` and already seen.
     async fn record_delivery(&self, delivery: &NewDelivery, now: i64) -> Result<Recorded, StoreError>;
 
     /// Claims the oldest ready job (queued and due, or running with an expired lease) for `worker`.

@@ -68,6 +68,21 @@ impl Store for SqliteStore {
             tx.rollback().await?;
             return Ok(Recorded::Duplicate);
         }
+        if let Some(head) = &d.pr_head {
+            let new_head = sqlx::query("INSERT INTO pr_heads (repository, number, head_sha, seen_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
+                .bind(d.repository.as_deref().unwrap_or_default())
+                .bind(head.number as i64)
+                .bind(&head.sha)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if head.only_if_new && !new_head {
+                tx.rollback().await?;
+                return Ok(Recorded::Duplicate);
+            }
+        }
         let (job,): (i64,) = sqlx::query_as(
             "INSERT INTO jobs (delivery_id, state, run_after, created_at, updated_at) VALUES (?, 'queued', ?, ?, ?) RETURNING id",
         )

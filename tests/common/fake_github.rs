@@ -172,6 +172,55 @@ async fn get_pull(
     }
 }
 
+async fn list_installations(headers: HeaderMap) -> Response {
+    let jwt_like = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t.split('.').count() == 3);
+    if !jwt_like {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"message": "A JSON web token could not be decoded"})))
+            .into_response();
+    }
+    Json(json!([{"id": 7, "account": {"login": "city"}}])).into_response()
+}
+
+async fn installation_repositories(State((state, _)): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    let s = state.lock().unwrap();
+    let mut repos: Vec<String> = s.pulls.keys().map(|(repo, _)| repo.clone()).collect();
+    repos.dedup();
+    let list: Vec<Value> = repos
+        .iter()
+        .map(|r| {
+            let (owner, name) = r.split_once('/').unwrap();
+            json!({"name": name, "full_name": r, "owner": {"login": owner}, "default_branch": "main"})
+        })
+        .collect();
+    Json(json!({"total_count": list.len(), "repositories": list})).into_response()
+}
+
+async fn list_pulls(
+    State((state, _)): State<Shared>,
+    headers: HeaderMap,
+    Path((o, r)): Path<(String, String)>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    let s = state.lock().unwrap();
+    let repo = format!("{o}/{r}");
+    let list: Vec<Value> = s
+        .pulls
+        .iter()
+        .filter(|((rp, _), _)| *rp == repo)
+        .map(|((_, n), (head, base))| json!({"number": n, "state": "open", "head": {"sha": head, "ref": format!("feature-{n}")}, "base": {"sha": "0".repeat(40), "ref": base}}))
+        .collect();
+    Json(list).into_response()
+}
+
 fn comment_json(c: &Comment) -> Value {
     let login = if c.author_type == "Bot" { "honua-gitops[bot]" } else { "someone" };
     json!({"id": c.id, "body": c.body, "user": {"login": login, "type": c.author_type}})
@@ -261,6 +310,9 @@ impl FakeGithub {
             .route("/repos/{o}/{r}/check-runs", post(create_check_run))
             .route("/repos/{o}/{r}/check-runs/{id}", patch(update_check_run))
             .route("/repos/{o}/{r}/pulls/{n}", get(get_pull))
+            .route("/repos/{o}/{r}/pulls", get(list_pulls))
+            .route("/app/installations", get(list_installations))
+            .route("/installation/repositories", get(installation_repositories))
             .route("/repos/{o}/{r}/issues/{n}/comments", get(list_comments).post(create_comment))
             .route("/repos/{o}/{r}/issues/comments/{id}", patch(edit_comment).delete(delete_comment))
             .with_state((state.clone(), changed.clone()));
