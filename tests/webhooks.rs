@@ -169,6 +169,20 @@ async fn unhandled_events_are_accepted_and_ignored() {
 }
 
 #[tokio::test]
+async fn metrics_count_deliveries_by_outcome_and_show_the_queue() {
+    let s = service().await;
+    s.signed("pull_request", "m-1", &opened()).await;
+    s.signed("pull_request", "m-1", &opened()).await;
+    s.post(Some("pull_request"), Some("m-2"), Some("sha256=00".into()), opened()).await;
+    let text = s.client.get(format!("http://{}/metrics", s.addr)).send().await.unwrap().text().await.unwrap();
+    for outcome in ["queued", "duplicate", "bad_signature"] {
+        let line = format!("honua_webhook_deliveries_total{{event=\"pull_request\",outcome=\"{outcome}\"}}");
+        assert!(text.contains(&line), "{line} missing from:\n{text}");
+    }
+    assert!(text.contains("honua_queue_depth 1"), "{text}");
+}
+
+#[tokio::test]
 async fn health_and_readiness() {
     let s = service().await;
     let get = |path: &str| s.client.get(format!("http://{}{path}", s.addr)).send();

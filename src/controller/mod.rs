@@ -99,9 +99,11 @@ impl Controller {
         let started = std::time::Instant::now();
         let outcome = self.handle(&job).await;
         let now = now_ms();
+        let seconds = started.elapsed().as_secs_f64();
         let recorded = match &outcome {
             Ok(()) => {
                 tracing::info!(delivery = %job.delivery_id, repository, event = %job.event, ms = started.elapsed().as_millis() as u64, "job done");
+                crate::server::metrics::job(&job.event, "done", seconds);
                 self.store.complete_job(job.id, worker, now).await
             }
             Err(e) => {
@@ -110,6 +112,7 @@ impl Controller {
                     _ => retry_delay(job.attempts).map(|d| now + d.as_millis() as i64),
                 };
                 tracing::warn!(delivery = %job.delivery_id, repository, event = %job.event, attempt = job.attempts, error = %e, retry = retry_at.is_some(), "job failed");
+                crate::server::metrics::job(&job.event, if retry_at.is_some() { "retry" } else { "failed" }, seconds);
                 self.store.fail_job(job.id, worker, &e.to_string(), retry_at, now).await
             }
         };

@@ -19,6 +19,7 @@ use crate::store::{now_ms, NewDelivery, PrHead, Recorded, Store, StoreError};
 use settings::Settings;
 
 /// GitHub caps webhook payloads at 25 MB.
+pub mod metrics;
 pub mod settings;
 
 pub const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/github", post(github_webhook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
         // The webhook route reads the body itself with its own limit (413 past it).
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -43,6 +45,14 @@ pub fn router(state: AppState) -> Router {
 
 fn reply(status: StatusCode, error: &str, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": error, "message": message.into() }))).into_response()
+}
+
+async fn prometheus(State(state): State<AppState>) -> Response {
+    let handle = metrics::handle();
+    if let Ok(depth) = state.store.queue_depth().await {
+        ::metrics::gauge!(metrics::QUEUE_DEPTH).set(depth as f64);
+    }
+    ([("content-type", "text/plain; version=0.0.4")], handle.render()).into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -62,11 +72,15 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// Order matters: size and signature are checked before anything is parsed, and nothing is stored
 /// unless every check passed. Headers are never logged (they carry the signature).
 async fn github_webhook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let _ = metrics::handle();
+    let event_name = header(&headers, "x-github-event").unwrap_or("none").to_string();
     let Ok(body) = to_bytes(body, MAX_WEBHOOK_BYTES).await else {
+        metrics::delivery(&event_name, "too_large");
         return reply(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "webhook bodies are limited to 25 MB");
     };
     let (Some(event), Some(delivery)) = (header(&headers, "x-github-event"), header(&headers, "x-github-delivery"))
     else {
+        metrics::delivery(&event_name, "bad_request");
         return reply(StatusCode::BAD_REQUEST, "missing_headers", "X-GitHub-Event and X-GitHub-Delivery are required");
     };
     if delivery.is_empty() || delivery.len() > 128 {
@@ -74,12 +88,14 @@ async fn github_webhook(State(state): State<AppState>, headers: HeaderMap, body:
     }
     if let Err(e) = verify_signature(&state.webhook_secrets, &body, header(&headers, "x-hub-signature-256")) {
         tracing::warn!(delivery, event, reason = %e, "webhook refused");
+        metrics::delivery(event, "bad_signature");
         return reply(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string());
     }
     let parsed = match parse_event(event, &body) {
         Ok(parsed) => parsed,
         Err(e) => {
             tracing::warn!(delivery, event, error = %e, "webhook payload refused");
+            metrics::delivery(event, "bad_request");
             return reply(StatusCode::BAD_REQUEST, "malformed_payload", e.to_string());
         }
     };
@@ -89,6 +105,7 @@ async fn github_webhook(State(state): State<AppState>, headers: HeaderMap, body:
             _ => event.to_string(),
         };
         tracing::debug!(delivery, event = %what, "webhook ignored");
+        metrics::delivery(event, "ignored");
         return (StatusCode::ACCEPTED, Json(json!({ "status": "ignored", "event": what }))).into_response();
     }
     let pr_head = match &parsed {
@@ -107,6 +124,7 @@ async fn github_webhook(State(state): State<AppState>, headers: HeaderMap, body:
     match state.store.record_delivery(&record, now_ms()).await {
         Ok(Recorded::New(job)) => {
             state.jobs_queued.notify_waiters();
+            metrics::delivery(event, "queued");
             tracing::info!(
                 delivery,
                 event,
@@ -118,11 +136,13 @@ async fn github_webhook(State(state): State<AppState>, headers: HeaderMap, body:
         }
         Ok(Recorded::Duplicate) => {
             tracing::info!(delivery, event, "webhook redelivered; already recorded");
+            metrics::delivery(event, "duplicate");
             (StatusCode::ACCEPTED, Json(json!({ "status": "duplicate" }))).into_response()
         }
         Err(e) => {
             // Not accepted: GitHub shows the failure and the delivery can be redelivered.
             tracing::error!(delivery, event, error = %e, "could not record webhook");
+            metrics::delivery(event, "store_error");
             reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",

@@ -1,0 +1,45 @@
+//! Prometheus metrics at `GET /metrics`: webhook deliveries by event and outcome, jobs by event and
+//! outcome, job duration, and the queue depth (read from the store at each scrape).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const DELIVERIES: &str = "honua_webhook_deliveries_total";
+pub const JOBS: &str = "honua_jobs_total";
+pub const JOB_SECONDS: &str = "honua_job_duration_seconds";
+pub const QUEUE_DEPTH: &str = "honua_queue_depth";
+
+/// The process-wide recorder, installed on first use. If another recorder is already installed (an
+/// embedding application's), ours still renders what it records through this handle: nothing.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(JOB_SECONDS.into()),
+                &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0],
+            )
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+pub fn delivery(event: &str, outcome: &'static str) {
+    // The event label comes from a header: bounded to the names GitHub sends, so a client cannot
+    // create unbounded label values.
+    let event = if event.len() <= 40 && event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        event.to_string()
+    } else {
+        "other".into()
+    };
+    metrics::counter!(DELIVERIES, "event" => event, "outcome" => outcome).increment(1);
+}
+
+pub fn job(event: &str, outcome: &'static str, seconds: f64) {
+    metrics::counter!(JOBS, "event" => event.to_string(), "outcome" => outcome).increment(1);
+    metrics::histogram!(JOB_SECONDS, "event" => event.to_string()).record(seconds);
+}
