@@ -244,9 +244,30 @@ async fn a_pr_whose_webhook_never_arrived_is_caught_up_by_polling(store: Arc<dyn
     assert_eq!(github.check_runs(&head5).len(), 2, "planned once");
 }
 
+async fn github_errors_are_retried_without_a_second_pair_of_checks(store: Arc<dyn Store>) {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store).await;
+    // One 502: octocrab retries the request at once. Five: the job fails and is retried with backoff,
+    // and the retry reuses the check runs the first attempt created.
+    for (number, failures) in [(6, 1), (7, 5)] {
+        let tree = if number == 6 { "honua-config-pr" } else { "honua-config" };
+        let head = origin.push_pr(number, &common::examples().join(tree));
+        github.fail_check_run_updates(failures);
+        service.pull_request(&format!("d-{number}"), "opened", number, &head, &origin.main_sha()).await;
+        github
+            .wait_for(WAIT, "checks completed despite GitHub errors", |gh| {
+                completed(gh, &head) && gh.comments(REPO, number).len() == 1
+            })
+            .await;
+        assert_eq!(github.check_runs(&head).len(), 2, "PR {number}: one pair of check runs");
+    }
+}
+
 on_both_stores!(
     opening_a_pr_gives_two_checks_and_one_plan_comment_which_a_push_edits,
     an_invalid_config_fails_validation_with_every_annotation,
     rerunning_the_checks_plans_the_pr_again,
-    a_pr_whose_webhook_never_arrived_is_caught_up_by_polling
+    a_pr_whose_webhook_never_arrived_is_caught_up_by_polling,
+    github_errors_are_retried_without_a_second_pair_of_checks
 );

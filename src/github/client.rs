@@ -4,10 +4,11 @@
 //! the typed operations the PR flow needs; handlers never build URLs.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use octocrab::models::InstallationId;
-use octocrab::Octocrab;
+use octocrab::service::middleware::retry::{RateLimitMetrics, RetryConfig};
+use octocrab::{OctoBody, Octocrab};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
@@ -29,7 +30,28 @@ fn api(what: impl Into<String>) -> impl FnOnce(octocrab::Error) -> GithubError {
     move |source| GithubError::Api { what, source }
 }
 
+/// Counts GitHub's refusals that octocrab retries.
+struct RetryMetrics;
+
+impl RateLimitMetrics for RetryMetrics {
+    fn retry_after_error(&self, _req: &axum::http::Request<OctoBody>, status: axum::http::StatusCode, _left: usize) {
+        metrics::counter!("honua_github_retries_total", "status" => status.as_u16().to_string()).increment(1);
+    }
+
+    fn rate_limited(
+        &self,
+        _req: &axum::http::Request<OctoBody>,
+        status: axum::http::StatusCode,
+        _left: usize,
+        wait: u64,
+    ) {
+        tracing::warn!(status = status.as_u16(), wait_seconds = wait, "GitHub rate limit: waiting before retrying");
+        metrics::counter!("honua_github_rate_limited_total", "status" => status.as_u16().to_string()).increment(1);
+    }
+}
+
 pub struct GithubApp {
+    app_id: u64,
     app: Octocrab,
     installations: Mutex<HashMap<u64, Octocrab>>,
 }
@@ -38,13 +60,18 @@ impl GithubApp {
     pub fn new(app_id: u64, private_key_pem: &[u8], api_url: &str) -> Result<Self, GithubError> {
         let key =
             jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem).map_err(|e| GithubError::Key(e.to_string()))?;
+        // Retries 5xx at once and 403/429 after GitHub's `retry-after` / `x-ratelimit-reset` (secondary
+        // rate limits included), three times at most; each wait is counted in the metrics.
+        let retries =
+            RetryConfig::HandleRateLimits { metrics: Arc::new(RetryMetrics), max_retries: 3, min_wait_seconds: 5 };
         let app = Octocrab::builder()
+            .add_retry_config(retries)
             .app(app_id.into(), key)
             .base_uri(api_url)
             .map_err(|e| GithubError::ApiUrl { url: api_url.to_string(), message: e.to_string() })?
             .build()
             .map_err(|e| GithubError::ApiUrl { url: api_url.to_string(), message: e.to_string() })?;
-        Ok(GithubApp { app, installations: Mutex::new(HashMap::new()) })
+        Ok(GithubApp { app_id, app, installations: Mutex::new(HashMap::new()) })
     }
 
     fn installation(&self, id: u64) -> Result<Octocrab, GithubError> {
@@ -120,13 +147,19 @@ impl GithubApp {
     }
 
     pub fn repo(&self, installation: u64, owner: &str, name: &str) -> Result<GithubRepo, GithubError> {
-        Ok(GithubRepo { client: self.installation(installation)?, owner: owner.to_string(), name: name.to_string() })
+        Ok(GithubRepo {
+            client: self.installation(installation)?,
+            app_id: self.app_id,
+            owner: owner.to_string(),
+            name: name.to_string(),
+        })
     }
 }
 
 /// One repository, as one installation sees it.
 pub struct GithubRepo {
     client: Octocrab,
+    app_id: u64,
     owner: String,
     name: String,
 }
@@ -223,13 +256,40 @@ impl GithubRepo {
         })
     }
 
-    /// Creates a check run on `head_sha`, already `in_progress` so the PR shows work has started.
+    /// Creates a check run on `head_sha`, already `in_progress` so the PR shows work has started. A run
+    /// of ours with that name still in progress on that head (left by an attempt that failed midway) is
+    /// reused, so a retried job never shows a second pair of checks.
     pub async fn create_check_run(
         &self,
         name: &str,
         head_sha: &str,
         details_url: Option<&str>,
     ) -> Result<u64, GithubError> {
+        #[derive(Deserialize)]
+        struct Runs {
+            check_runs: Vec<Run>,
+        }
+        #[derive(Deserialize)]
+        struct Run {
+            id: u64,
+            status: String,
+            app: Option<RunApp>,
+        }
+        #[derive(Deserialize)]
+        struct RunApp {
+            id: u64,
+        }
+        let route =
+            self.route(&format!("commits/{head_sha}/check-runs?check_name={}&filter=latest", name.replace('/', "%2F")));
+        let existing: Runs =
+            self.client.get(route, None::<&()>).await.map_err(api(format!("list check runs {name}")))?;
+        if let Some(run) = existing
+            .check_runs
+            .iter()
+            .find(|r| r.status != "completed" && r.app.as_ref().is_some_and(|a| a.id == self.app_id))
+        {
+            return Ok(run.id);
+        }
         let mut body = json!({
             "name": name,
             "head_sha": head_sha,

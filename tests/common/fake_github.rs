@@ -50,6 +50,8 @@ pub struct State_ {
     pub check_runs: BTreeMap<u64, CheckRun>,
     pub comments: BTreeMap<u64, Comment>,
     pub token_requests: u32,
+    /// Fault injection: the next this-many check-run updates answer 502.
+    pub failing_updates: u32,
 }
 
 #[derive(Clone)]
@@ -138,6 +140,10 @@ async fn update_check_run(
         return refused;
     }
     let mut s = state.lock().unwrap();
+    if s.failing_updates > 0 {
+        s.failing_updates -= 1;
+        return (StatusCode::BAD_GATEWAY, Json(json!({"message": "Server Error"}))).into_response();
+    }
     let Some(run) = s.check_runs.get_mut(&id) else { return StatusCode::NOT_FOUND.into_response() };
     if let Some(status) = body["status"].as_str() {
         run.status = status.to_string();
@@ -219,6 +225,30 @@ async fn list_pulls(
         .map(|((_, n), (head, base))| json!({"number": n, "state": "open", "head": {"sha": head, "ref": format!("feature-{n}")}, "base": {"sha": "0".repeat(40), "ref": base}}))
         .collect();
     Json(list).into_response()
+}
+
+/// The App the fake GitHub reports as the author of check runs (the tests' App id).
+pub const APP_ID: u64 = 4242;
+
+async fn list_commit_check_runs(
+    State((state, _)): State<Shared>,
+    headers: HeaderMap,
+    Path((o, r, sha)): Path<(String, String, String)>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    let s = state.lock().unwrap();
+    let runs: Vec<Value> = s
+        .check_runs
+        .values()
+        .filter(|c| {
+            c.repo == format!("{o}/{r}") && c.head_sha == sha && q.get("check_name").is_none_or(|n| *n == c.name)
+        })
+        .map(|c| json!({"id": c.id, "name": c.name, "status": c.status, "app": {"id": APP_ID}}))
+        .collect();
+    Json(json!({"total_count": runs.len(), "check_runs": runs})).into_response()
 }
 
 fn comment_json(c: &Comment) -> Value {
@@ -311,6 +341,7 @@ impl FakeGithub {
             .route("/repos/{o}/{r}/check-runs/{id}", patch(update_check_run))
             .route("/repos/{o}/{r}/pulls/{n}", get(get_pull))
             .route("/repos/{o}/{r}/pulls", get(list_pulls))
+            .route("/repos/{o}/{r}/commits/{sha}/check-runs", get(list_commit_check_runs))
             .route("/app/installations", get(list_installations))
             .route("/installation/repositories", get(installation_repositories))
             .route("/repos/{o}/{r}/issues/{n}/comments", get(list_comments).post(create_comment))
@@ -324,6 +355,11 @@ impl FakeGithub {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The next `n` check-run updates fail with 502 (GitHub having a bad minute).
+    pub fn fail_check_run_updates(&self, n: u32) {
+        self.state.lock().unwrap().failing_updates = n;
     }
 
     /// Records an open pull request, as GitHub knows it.
