@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Mutex};
+use tracing::Instrument;
 
 use crate::config::ConfigRepo;
 use crate::git::mirror::Mirror;
@@ -78,7 +79,11 @@ impl Controller {
             // Registered before looking at the queue, so a job queued in between is not missed.
             let woken = self.jobs_queued.notified();
             match self.store.claim_job(&worker, JOB_LEASE, now_ms()).await {
-                Ok(Some(job)) => self.run_job(&worker, job).await,
+                Ok(Some(job)) => {
+                    // Every line logged while the job runs (GitHub client and Git included) names it.
+                    let span = tracing::info_span!("job", delivery = %job.delivery_id, repository = job.repository.as_deref().unwrap_or("-"));
+                    self.run_job(&worker, job).instrument(span).await
+                }
                 Ok(None) => {
                     tokio::select! {
                         _ = woken => {}

@@ -215,3 +215,52 @@ fn load_file(path: &Path) -> Result<ServeArgs, SettingsError> {
         .map_err(|e| bad("--config", format!("{}:{e}", path.display())))?;
     serde_json::from_value(node.to_json()).map_err(|e| bad("--config", format!("{}: {e}", path.display())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-app-key.pem")
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "listen: 0.0.0.0:9000\ngithub_app_id: 11\ngithub_private_key_path: {}\ngithub_webhook_secret: from-file\nworkers: 4\n",
+                key_path().display()
+            ),
+        )
+        .unwrap();
+        let given =
+            ServeArgs { workers: Some(1), github_webhook_secret: Some("new,old".into()), ..ServeArgs::default() };
+        let s = Settings::resolve(given, Some(&file)).unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.github.app_id, 11);
+        assert_eq!(s.workers, 1, "the flag wins");
+        assert_eq!(s.webhook_secrets.len(), 2, "the flag wins");
+        assert_eq!(s.database_url, "sqlite://honua.db");
+        assert_eq!(s.github.api_url, "https://api.github.com");
+        assert_eq!(s.poll_interval, Some(std::time::Duration::from_secs(60)));
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("new") && !shown.contains("BEGIN"), "secrets are not printed: {shown}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.yaml");
+        std::fs::write(&file, "listn: 0.0.0.0:9000\n").unwrap();
+        let err = Settings::resolve(ServeArgs::default(), Some(&file)).unwrap_err();
+        assert!(err.to_string().contains("unknown field `listn`"), "{err}");
+    }
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://honua:s3cret@db/honua"), "postgres://honua:***@db/honua");
+    }
+}
