@@ -10,15 +10,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fake_github::FakeGithub;
+use common::service::Service;
 use common::{Origin, REPO};
-use honua_gitops::controller::Controller;
-use honua_gitops::github::client::GithubApp;
-use honua_gitops::github::webhook::{sign, WebhookSecret};
-use honua_gitops::server::{router, AppState};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -28,40 +24,14 @@ async fn main() {
     let origin = Origin::new(&common::examples().join("honua-config"));
     let data = tempfile::tempdir().unwrap();
     let store = honua_gitops::store::open(&format!("sqlite://{}", data.path().join("h.db").display())).await.unwrap();
-    let key = std::fs::read(common::test_app_key()).unwrap();
-    let app = Arc::new(GithubApp::new(4242, &key, &github.url()).unwrap());
-    let controller = Arc::new(Controller::new(
-        store.clone(),
-        app,
-        format!("file://{}", origin.git_root.display()),
-        data.path().join("mirrors"),
-        None,
-    ));
-    let jobs_queued = controller.jobs_queued.clone();
-    let (_stop, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(controller.run_worker("bench".into(), rx));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}/webhooks/github", listener.local_addr().unwrap());
-    let state = AppState { store, webhook_secrets: Arc::new(WebhookSecret::parse_list("s")), jobs_queued };
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    let client = reqwest::Client::new();
+    let service = Service::start(&github, &origin, store).await;
 
     let mut times = Vec::new();
     for n in 1..=runs {
         let head =
             origin.push_pr(n, &common::examples().join(if n % 2 == 0 { "honua-config" } else { "honua-config-pr" }));
-        let body = common::pull_request_payload("opened", n, &head, &origin.main_sha());
         let started = Instant::now();
-        let resp = client
-            .post(&endpoint)
-            .header("X-GitHub-Event", "pull_request")
-            .header("X-GitHub-Delivery", format!("pr-{n}"))
-            .header("X-Hub-Signature-256", sign(b"s", &body))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202);
+        service.pull_request(&format!("pr-{n}"), "opened", n, &head, &origin.main_sha()).await;
         github
             .wait_for(Duration::from_secs(60), "PR feedback", |gh| {
                 let runs = gh.check_runs(&head);

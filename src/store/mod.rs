@@ -98,6 +98,51 @@ pub struct JobStatus {
     pub last_error: Option<String>,
 }
 
+/// A claimed job as both backends return it.
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: i64,
+    delivery_id: String,
+    attempts: i32,
+    event: String,
+    repository: Option<String>,
+    payload: Vec<u8>,
+}
+
+impl From<ClaimRow> for Job {
+    fn from(r: ClaimRow) -> Job {
+        Job {
+            id: r.id,
+            delivery_id: r.delivery_id,
+            event: r.event,
+            repository: r.repository,
+            payload: r.payload,
+            attempts: r.attempts,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct StatusRow {
+    id: i64,
+    delivery_id: String,
+    state: String,
+    attempts: i32,
+    last_error: Option<String>,
+}
+
+impl From<StatusRow> for JobStatus {
+    fn from(r: StatusRow) -> JobStatus {
+        JobStatus {
+            id: r.id,
+            delivery_id: r.delivery_id,
+            state: JobState::parse(&r.state),
+            attempts: r.attempts,
+            last_error: r.last_error,
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch, the time unit of the store.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

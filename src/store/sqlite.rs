@@ -9,29 +9,10 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-use super::{Job, JobState, JobStatus, NewDelivery, Recorded, Store, StoreError};
+use super::{ClaimRow, Job, JobStatus, NewDelivery, Recorded, StatusRow, Store, StoreError};
 
 pub struct SqliteStore {
     pool: SqlitePool,
-}
-
-#[derive(sqlx::FromRow)]
-struct ClaimRow {
-    id: i64,
-    delivery_id: String,
-    attempts: i32,
-    event: String,
-    repository: Option<String>,
-    payload: Vec<u8>,
-}
-
-#[derive(sqlx::FromRow)]
-struct StatusRow {
-    id: i64,
-    delivery_id: String,
-    state: String,
-    attempts: i32,
-    last_error: Option<String>,
 }
 
 impl SqliteStore {
@@ -114,14 +95,7 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| Job {
-            id: r.id,
-            delivery_id: r.delivery_id,
-            event: r.event,
-            repository: r.repository,
-            payload: r.payload,
-            attempts: r.attempts,
-        }))
+        Ok(row.map(Job::from))
     }
 
     async fn complete_job(&self, id: i64, worker: &str, now: i64) -> Result<bool, StoreError> {
@@ -167,13 +141,7 @@ impl Store for SqliteStore {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|r| JobStatus {
-            id: r.id,
-            delivery_id: r.delivery_id,
-            state: JobState::parse(&r.state),
-            attempts: r.attempts,
-            last_error: r.last_error,
-        }))
+        Ok(row.map(JobStatus::from))
     }
 
     async fn queue_depth(&self) -> Result<i64, StoreError> {

@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod fake_github;
+pub mod service;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,72 @@
+//! The service in-process, as the PR-flow tests and the PR-feedback benchmark run it: the webhook route
+//! on loopback, one worker, a SQLite or PostgreSQL store, the fake GitHub and a `file://` origin.
+
+use std::sync::Arc;
+
+use honua_gitops::controller::Controller;
+use honua_gitops::github::client::GithubApp;
+use honua_gitops::github::webhook::{sign, WebhookSecret};
+use honua_gitops::server::{router, AppState};
+use honua_gitops::store::Store;
+use tokio::sync::watch;
+
+use super::fake_github::FakeGithub;
+use super::Origin;
+
+const SECRET: &str = "pr-flow-secret";
+
+pub struct Service {
+    pub url: String,
+    pub controller: Arc<Controller>,
+    client: reqwest::Client,
+    shutdown: watch::Sender<bool>,
+    _data: tempfile::TempDir,
+}
+
+impl Service {
+    pub async fn start(github: &FakeGithub, origin: &Origin, store: Arc<dyn Store>) -> Service {
+        let data = tempfile::tempdir().unwrap();
+        let key = std::fs::read(super::test_app_key()).unwrap();
+        let app = Arc::new(GithubApp::new(super::fake_github::APP_ID, &key, &github.url()).unwrap());
+        let controller = Arc::new(Controller::new(
+            store.clone(),
+            app,
+            format!("file://{}", origin.git_root.display()),
+            data.path().join("mirrors"),
+            Some("https://honua.example.org".into()),
+        ));
+        let jobs_queued = controller.jobs_queued.clone();
+        let (shutdown, rx) = watch::channel(false);
+        tokio::spawn(controller.clone().run_worker("w1".into(), rx));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = AppState { store, webhook_secrets: Arc::new(WebhookSecret::parse_list(SECRET)), jobs_queued };
+        tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+        Service { url, controller, client: reqwest::Client::new(), shutdown, _data: data }
+    }
+
+    /// GitHub's `pull_request` delivery, signed.
+    pub async fn pull_request(&self, delivery: &str, action: &str, number: u64, head_sha: &str, base_sha: &str) {
+        self.deliver("pull_request", delivery, super::pull_request_payload(action, number, head_sha, base_sha)).await;
+    }
+
+    pub async fn deliver(&self, event: &str, delivery: &str, body: Vec<u8>) {
+        let resp = self
+            .client
+            .post(format!("{}/webhooks/github", self.url))
+            .header("X-GitHub-Event", event)
+            .header("X-GitHub-Delivery", delivery)
+            .header("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
