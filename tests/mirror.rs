@@ -54,3 +54,9 @@ fn a_missing_remote_is_a_clear_error() {
     let err = mirror.fetch(&["refs/heads/main"], None).unwrap_err().to_string();
     assert!(err.contains("fetch from file:///nonexistent/honua-config"), "{err}");
 }
+
+#[test]
+fn the_mirror_can_fetch_over_https() {
+    // github.com and GitHub Enterprise are reached over HTTPS: libgit2 must be built with it.
+    assert!(git2::Version::get().https(), "git2 was built without HTTPS support (feature `https`)");
+}
