@@ -2,6 +2,7 @@
 //! queue (SQLite), a worker, a bare mirror fetched over `file://`, and the fake GitHub driven through
 //! the real octocrab client.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -116,29 +117,6 @@ async fn an_invalid_config_fails_validation_with_every_annotation(store: Arc<dyn
         Some("action_required"),
         "validation errors block every plan"
     );
-}
-
-/// Every scenario runs on SQLite, and on PostgreSQL when `HONUA_TEST_DATABASE_URL` is set.
-macro_rules! on_both_stores {
-    ($($name:ident),*) => {
-        mod sqlite_store {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let db = super::common::db::sqlite().await;
-                super::$name(db.store.clone()).await;
-                db.cleanup().await;
-            })*
-        }
-        mod postgres_store {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if let Some(db) = super::common::db::postgres().await {
-                    super::$name(db.store.clone()).await;
-                    db.cleanup().await;
-                }
-            })*
-        }
-    };
 }
 
 async fn rerunning_the_checks_plans_the_pr_again(store: Arc<dyn Store>) {

@@ -1,12 +1,12 @@
 //! One conformance suite for both `Store` implementations. SQLite always runs; PostgreSQL runs when
 //! `HONUA_TEST_DATABASE_URL` is set (`.ci/run` sets it), each test in a schema of its own.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::db::{postgres, sqlite};
 use honua_gitops::store::{JobState, NewDelivery, PrHead, Recorded, Store};
 
 fn delivery(id: &str) -> NewDelivery {
@@ -106,29 +106,7 @@ async fn readiness(s: Arc<dyn Store>) {
     s.ping().await.unwrap();
 }
 
-macro_rules! conformance {
-    ($($name:ident),*) => {
-        mod sqlite_store {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let db = super::sqlite().await;
-                super::$name(db.store.clone()).await;
-                db.cleanup().await;
-            })*
-        }
-        mod postgres_store {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if let Some(db) = super::postgres().await {
-                    super::$name(db.store.clone()).await;
-                    db.cleanup().await;
-                }
-            })*
-        }
-    };
-}
-
-conformance!(
+on_both_stores!(
     a_delivery_is_recorded_once_and_its_job_claimed_once,
     an_expired_lease_is_taken_over_and_the_old_holder_refused,
     failures_retry_later_then_fail_visibly,

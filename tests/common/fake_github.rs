@@ -68,21 +68,26 @@ fn authorized(headers: &HeaderMap, expected: &str) -> bool {
 }
 
 async fn access_token(State((state, changed)): State<Shared>, headers: HeaderMap, Path(_id): Path<u64>) -> Response {
-    // An App JWT: three dot-separated parts.
-    let jwt_like = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t.split('.').count() == 3);
-    if !jwt_like {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"message": "A JSON web token could not be decoded"})))
-            .into_response();
+    if let Some(refused) = app_call_refused(&headers) {
+        return refused;
     }
     state.lock().unwrap().token_requests += 1;
     changed.notify_waiters();
     let expires = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     (StatusCode::CREATED, Json(json!({"token": INSTALLATION_TOKEN, "expires_at": expires, "permissions": {}})))
         .into_response()
+}
+
+/// App-level calls need an App JWT (three dot-separated parts), as GitHub requires.
+fn app_call_refused(headers: &HeaderMap) -> Option<Response> {
+    let jwt_like = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t.split('.').count() == 3);
+    (!jwt_like).then(|| {
+        (StatusCode::UNAUTHORIZED, Json(json!({"message": "A JSON web token could not be decoded"}))).into_response()
+    })
 }
 
 fn repo_call_refused(headers: &HeaderMap) -> Option<Response> {
@@ -179,14 +184,8 @@ async fn get_pull(
 }
 
 async fn list_installations(headers: HeaderMap) -> Response {
-    let jwt_like = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t.split('.').count() == 3);
-    if !jwt_like {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"message": "A JSON web token could not be decoded"})))
-            .into_response();
+    if let Some(refused) = app_call_refused(&headers) {
+        return refused;
     }
     Json(json!([{"id": 7, "account": {"login": "city"}}])).into_response()
 }

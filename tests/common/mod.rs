@@ -1,6 +1,30 @@
 //! Helpers shared by the integration tests: in-memory repositories, the real binary, Git fixtures and
 //! the fake GitHub.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
+
+/// Runs each named `async fn(Arc<dyn Store>)` as two tests: on SQLite, and on PostgreSQL when
+/// `HONUA_TEST_DATABASE_URL` is set (otherwise that half prints a notice and passes).
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let db = $crate::common::db::sqlite().await;
+                super::$name(db.store.clone()).await;
+                db.cleanup().await;
+            })*
+        }
+        mod postgres_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(db) = $crate::common::db::postgres().await {
+                    super::$name(db.store.clone()).await;
+                    db.cleanup().await;
+                }
+            })*
+        }
+    };
+}
 
 pub mod db;
 pub mod fake_github;
