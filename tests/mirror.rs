@@ -60,3 +60,35 @@ fn the_mirror_can_fetch_over_https() {
     // github.com and GitHub Enterprise are reached over HTTPS: libgit2 must be built with it.
     assert!(git2::Version::get().https(), "git2 was built without HTTPS support (feature `https`)");
 }
+
+/// Smart HTTP, as github.com serves it: Git's own `http-backend` behind a server that wants the
+/// installation token as `x-access-token` basic credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_fetches_over_smart_http_with_the_installation_token() {
+    let origin = common::Origin::new(&common::examples().join("honua-config"));
+    let head = origin.push_pr(42, &common::examples().join("honua-config-pr"));
+    let server = common::git_http::GitHttp::start(origin.git_root.clone(), "ghs_test_token").await;
+    let url = format!("{}/city/gis-config.git", server.url);
+    let cache = tempfile::tempdir().unwrap();
+
+    let (main, fetched_head, refused) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        let cache = cache.path().to_path_buf();
+        move || {
+            let mirror = Mirror::open(&cache, &url).unwrap();
+            // Without the token, and with a wrong one, the server refuses: a clear error, no secret in it.
+            let refused = mirror.fetch(&["refs/heads/main"], None).unwrap_err().to_string();
+            let wrong = mirror.fetch(&["refs/heads/main"], Some("ghs_wrong")).unwrap_err().to_string();
+            assert!(!wrong.contains("ghs_wrong"), "{wrong}");
+            let stats = mirror.fetch(&["refs/heads/main", "refs/pull/42/head"], Some("ghs_test_token")).unwrap();
+            assert!(stats.received_objects > 10, "{stats:?}");
+            (mirror.resolve("refs/heads/main").unwrap(), mirror.resolve("refs/pull/42/head").unwrap(), refused)
+        }
+    })
+    .await
+    .unwrap();
+    assert!(refused.contains(&format!("fetch from {url}")), "{refused}");
+    assert_eq!(main, origin.main_sha());
+    assert_eq!(fetched_head, head);
+    assert!(server.authorised_requests() >= 2, "the fetch went over HTTP with the token");
+}

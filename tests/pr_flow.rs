@@ -27,6 +27,8 @@ fn run<'a>(runs: &'a [common::fake_github::CheckRun], name: &str) -> &'a common:
 async fn opening_a_pr_gives_two_checks_and_one_plan_comment_which_a_push_edits(store: Arc<dyn Store>) {
     let github = FakeGithub::start().await;
     let origin = Origin::new(&common::examples().join("honua-config"));
+    // Installs the metrics recorder before the first GitHub call.
+    let _ = honua_gitops::server::metrics::handle();
     let service = Service::start(&github, &origin, store).await;
     // Someone quotes our marker: that comment must be left alone.
     github.post_comment(REPO, 1, "<!-- honua-gitops:plan -->\nI copied the bot's comment here");
@@ -76,6 +78,16 @@ async fn opening_a_pr_gives_two_checks_and_one_plan_comment_which_a_push_edits(s
     assert_eq!(ours[0].id, comments.iter().find(|c| c.author_type == "Bot").unwrap().id, "edited, not re-posted");
     assert!(ours[0].body.contains("### 🟡 production — needs approval"), "{}", ours[0].body);
     assert_eq!(github.check_runs(&head).len(), 2, "the old head's checks are untouched");
+
+    // Every GitHub call was counted by method and status, and GitHub's remaining budget recorded.
+    let metrics = honua_gitops::server::metrics::handle().render();
+    for line in [
+        "honua_github_api_calls_total{method=\"POST\",status=\"201\"}",
+        "honua_github_api_calls_total{method=\"PATCH\",status=\"200\"}",
+        "honua_github_rate_limit_remaining{resource=\"core\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
     let human = github.comments(REPO, 1).into_iter().find(|c| c.author_type == "User").unwrap();
     assert_eq!(human.edits, 0);
 }
@@ -181,7 +193,60 @@ async fn github_errors_are_retried_without_a_second_pair_of_checks(store: Arc<dy
     }
 }
 
+async fn a_burst_of_pushes_plans_only_the_newest_head(store: Arc<dyn Store>) {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start_idle(&github, &origin, store).await;
+    // Three pushes arrive before any worker is free: only the last head is worth GitHub's requests.
+    let first = origin.push_pr(8, &common::examples().join("honua-config-pr"));
+    let second = origin.push_pr(8, &common::examples().join("honua-config"));
+    let third = origin.push_pr(8, &common::examples().join("honua-config-pr"));
+    service.pull_request("d-8a", "opened", 8, &first, &origin.main_sha()).await;
+    service.pull_request("d-8b", "synchronize", 8, &second, &origin.main_sha()).await;
+    service.pull_request("d-8c", "synchronize", 8, &third, &origin.main_sha()).await;
+    service.start_worker("w1");
+    github.wait_for(WAIT, "checks on the newest head", |gh| completed(gh, &third)).await;
+    // Every job has finished once the queue is empty; the older heads got nothing.
+    for _ in 0..600 {
+        if service.controller.store.queue_depth().await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(service.controller.store.queue_depth().await.unwrap(), 0);
+    assert!(github.check_runs(&first).is_empty(), "superseded head planned");
+    assert!(github.check_runs(&second).is_empty(), "superseded head planned");
+    assert_eq!(github.comments(REPO, 8).len(), 1);
+
+    // A force-push back to an older head makes that head current again: it is planned.
+    service.pull_request("d-8d", "synchronize", 8, &first, &origin.main_sha()).await;
+    github.wait_for(WAIT, "checks on the head pushed again", |gh| completed(gh, &first)).await;
+}
+
+async fn a_pr_from_a_fork_is_checked_from_the_base_repository_alone(store: Arc<dyn Store>) {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store).await;
+    let head = origin.push_pr(9, &common::examples().join("honua-config-pr"));
+    // The head lives in a stranger's fork, which does not exist at the Git URL: the service must read
+    // the head from the base repository's `refs/pull/9/head`, never fetch from (or send the
+    // installation token to) the fork, and never run anything from it.
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&common::pull_request_payload("opened", 9, &head, &origin.main_sha())).unwrap();
+    payload["pull_request"]["head"]["repo"] = serde_json::json!({"name": "gis-config", "full_name": "mallory/gis-config", "owner": {"login": "mallory"}, "fork": true});
+    payload["pull_request"]["user"]["login"] = "mallory".into();
+    service.deliver("pull_request", "d-fork", serde_json::to_vec(&payload).unwrap()).await;
+    github
+        .wait_for(WAIT, "checks on the fork's head", |gh| completed(gh, &head) && gh.comments(REPO, 9).len() == 1)
+        .await;
+    let runs = github.check_runs(&head);
+    assert_eq!(run(&runs, "honua/validate").conclusion.as_deref(), Some("success"));
+    assert_eq!(run(&runs, "honua/diff").conclusion.as_deref(), Some("action_required"));
+}
+
 on_both_stores!(
+    a_burst_of_pushes_plans_only_the_newest_head,
+    a_pr_from_a_fork_is_checked_from_the_base_repository_alone,
     opening_a_pr_gives_two_checks_and_one_plan_comment_which_a_push_edits,
     an_invalid_config_fails_validation_with_every_annotation,
     rerunning_the_checks_plans_the_pr_again,

@@ -132,6 +132,15 @@ impl Controller {
         match event {
             Event::PullRequest { repo, number, action, head_sha, base_ref, .. } => match action {
                 PullRequestAction::Opened | PullRequestAction::Synchronize | PullRequestAction::Reopened => {
+                    // Coalescing: of a burst of pushes only the newest head is planned. The older
+                    // heads' checks would be outdated at once, and every one of them costs requests
+                    // from GitHub's content-creation budget.
+                    let latest = self.store.latest_pr_head(&repo.full_name(), number).await?;
+                    if latest.as_deref().is_some_and(|latest| latest != head_sha) {
+                        tracing::info!(repository = %repo.full_name(), number, head = %head_sha, "a newer push to the PR is queued; this head is skipped");
+                        metrics::counter!("honua_pr_heads_coalesced_total").increment(1);
+                        return Ok(());
+                    }
                     self.check_pull_request(&repo, number, &head_sha, &base_ref).await
                 }
                 PullRequestAction::Closed => Ok(()),

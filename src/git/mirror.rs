@@ -47,7 +47,16 @@ impl Mirror {
         let mut callbacks = RemoteCallbacks::new();
         if let Some(token) = token {
             let token = token.to_string();
-            callbacks.credentials(move |_url, _user, _allowed| Cred::userpass_plaintext("x-access-token", &token));
+            let mut offered = false;
+            // libgit2 asks again after every refusal: offer the token once, or a revoked token loops forever.
+            callbacks.credentials(move |_url, _user, _allowed| {
+                if std::mem::replace(&mut offered, true) {
+                    return Err(git2::Error::from_str(
+                        "the Git server refused the installation token (x-access-token); check the App's access to this repository",
+                    ));
+                }
+                Cred::userpass_plaintext("x-access-token", &token)
+            });
         }
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);

@@ -4,14 +4,20 @@
 //! the typed operations the PR flow needs; handlers never build URLs.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::Method;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use octocrab::models::InstallationId;
 use octocrab::service::middleware::retry::{RateLimitMetrics, RetryConfig};
 use octocrab::{OctoBody, Octocrab};
 use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::checks::{plan_comment_part, CheckOutput};
 
@@ -23,6 +29,8 @@ pub enum GithubError {
     ApiUrl { url: String, message: String },
     #[error("GitHub API ({what}): {source}")]
     Api { what: String, source: octocrab::Error },
+    #[error("GitHub API ({what}): unexpected response: {message}")]
+    Decode { what: String, message: String },
 }
 
 fn api(what: impl Into<String>) -> impl FnOnce(octocrab::Error) -> GithubError {
@@ -50,10 +58,100 @@ impl RateLimitMetrics for RetryMetrics {
     }
 }
 
+/// GitHub's secondary rate limits allow no more than 80 content-creating requests (POST, PATCH, PUT,
+/// DELETE) a minute and 500 an hour. Two token buckets per installation keep every window under both:
+/// 20 at once then one a second (20 + 60 ≤ 80 in any minute), and 100 at once then one every 9 s
+/// (100 + 400 ≤ 500 in any hour). A request waits for both; the waits are counted in the metrics.
+pub struct ContentLimits {
+    minute: DefaultDirectRateLimiter,
+    hour: DefaultDirectRateLimiter,
+}
+
+impl ContentLimits {
+    pub fn minute_quota() -> Quota {
+        Quota::with_period(Duration::from_secs(1)).expect("non-zero period").allow_burst(nz(20))
+    }
+
+    pub fn hour_quota() -> Quota {
+        Quota::with_period(Duration::from_secs(9)).expect("non-zero period").allow_burst(nz(100))
+    }
+
+    fn new() -> Self {
+        ContentLimits {
+            minute: RateLimiter::direct(Self::minute_quota()),
+            hour: RateLimiter::direct(Self::hour_quota()),
+        }
+    }
+
+    async fn acquire(&self) {
+        if self.minute.check().is_ok() && self.hour.check().is_ok() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        self.minute.until_ready().await;
+        self.hour.until_ready().await;
+        metrics::counter!("honua_github_content_limit_waits_total").increment(1);
+        tracing::info!(
+            waited_ms = started.elapsed().as_millis() as u64,
+            "GitHub content-creation limit: request delayed"
+        );
+    }
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("non-zero")
+}
+
+/// One GitHub API request: waits for the content-creation limit when it writes, counts the call by
+/// method and status, records the rate limit GitHub reports, and decodes the JSON answer.
+async fn call<T: DeserializeOwned>(
+    client: &Octocrab,
+    limits: Option<&ContentLimits>,
+    method: Method,
+    route: &str,
+    body: Option<&Value>,
+    what: &str,
+) -> Result<T, GithubError> {
+    if method != Method::GET {
+        if let Some(limits) = limits {
+            limits.acquire().await;
+        }
+    }
+    let sent = match method {
+        Method::GET => client._get(route).await,
+        Method::POST => client._post(route, body).await,
+        Method::PATCH => client._patch(route, body).await,
+        Method::PUT => client._put(route, body).await,
+        Method::DELETE => client._delete(route, body).await,
+        _ => unreachable!("the client sends GET, POST, PATCH, PUT and DELETE only"),
+    };
+    let status = match &sent {
+        Ok(response) => response.status().as_u16().to_string(),
+        Err(_) => "error".to_string(),
+    };
+    metrics::counter!("honua_github_api_calls_total", "method" => method.as_str().to_string(), "status" => status)
+        .increment(1);
+    let response = sent.map_err(api(what))?;
+    if let Some(left) = response
+        .headers()
+        .get("x-ratelimit-remaining")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        let resource =
+            response.headers().get("x-ratelimit-resource").and_then(|v| v.to_str().ok()).unwrap_or("core").to_string();
+        metrics::gauge!("honua_github_rate_limit_remaining", "resource" => resource).set(left);
+    }
+    let response = octocrab::map_github_error(response).await.map_err(api(what))?;
+    let text = client.body_to_string(response).await.map_err(api(what))?;
+    let text = if text.trim().is_empty() { "null" } else { text.as_str() };
+    serde_json::from_str(text).map_err(|e| GithubError::Decode { what: what.to_string(), message: e.to_string() })
+}
+
 pub struct GithubApp {
     app_id: u64,
     app: Octocrab,
-    installations: Mutex<HashMap<u64, Octocrab>>,
+    installations: Mutex<HashMap<u64, (Octocrab, Arc<ContentLimits>)>>,
 }
 
 impl GithubApp {
@@ -74,14 +172,15 @@ impl GithubApp {
         Ok(GithubApp { app_id, app, installations: Mutex::new(HashMap::new()) })
     }
 
-    fn installation(&self, id: u64) -> Result<Octocrab, GithubError> {
+    fn installation(&self, id: u64) -> Result<(Octocrab, Arc<ContentLimits>), GithubError> {
         let mut cache = self.installations.lock().expect("installation cache");
-        if let Some(client) = cache.get(&id) {
-            return Ok(client.clone());
+        if let Some(entry) = cache.get(&id) {
+            return Ok(entry.clone());
         }
         let client = self.app.installation(InstallationId(id)).map_err(api("installation client"))?;
-        cache.insert(id, client.clone());
-        Ok(client)
+        let entry = (client, Arc::new(ContentLimits::new()));
+        cache.insert(id, entry.clone());
+        Ok(entry)
     }
 
     /// The installations of this App (as the App, with a JWT).
@@ -92,11 +191,9 @@ impl GithubApp {
         }
         let mut ids = Vec::new();
         for page in 1.. {
-            let list: Vec<Installation> = self
-                .app
-                .get(format!("/app/installations?per_page=100&page={page}"), None::<&()>)
-                .await
-                .map_err(api("list installations"))?;
+            let route = format!("/app/installations?per_page=100&page={page}");
+            let list: Vec<Installation> =
+                call(&self.app, None, Method::GET, &route, None, "list installations").await?;
             let last = list.len() < 100;
             ids.extend(list.into_iter().map(|i| i.id));
             if last {
@@ -126,13 +223,11 @@ impl GithubApp {
         struct Owner {
             login: String,
         }
-        let client = self.installation(installation)?;
+        let (client, _) = self.installation(installation)?;
         let mut out = Vec::new();
         for page in 1.. {
-            let list: Page = client
-                .get(format!("/installation/repositories?per_page=100&page={page}"), None::<&()>)
-                .await
-                .map_err(api("list installation repositories"))?;
+            let route = format!("/installation/repositories?per_page=100&page={page}");
+            let list: Page = call(&client, None, Method::GET, &route, None, "list installation repositories").await?;
             let last = list.repositories.len() < 100;
             out.extend(
                 list.repositories
@@ -147,18 +242,15 @@ impl GithubApp {
     }
 
     pub fn repo(&self, installation: u64, owner: &str, name: &str) -> Result<GithubRepo, GithubError> {
-        Ok(GithubRepo {
-            client: self.installation(installation)?,
-            app_id: self.app_id,
-            owner: owner.to_string(),
-            name: name.to_string(),
-        })
+        let (client, limits) = self.installation(installation)?;
+        Ok(GithubRepo { client, limits, app_id: self.app_id, owner: owner.to_string(), name: name.to_string() })
     }
 }
 
 /// One repository, as one installation sees it.
 pub struct GithubRepo {
     client: Octocrab,
+    limits: Arc<ContentLimits>,
     app_id: u64,
     owner: String,
     name: String,
@@ -212,6 +304,20 @@ impl GithubRepo {
         format!("/repos/{}/{}/{rest}", self.owner, self.name)
     }
 
+    async fn get<T: DeserializeOwned>(&self, rest: &str, what: &str) -> Result<T, GithubError> {
+        call(&self.client, Some(&self.limits), Method::GET, &self.route(rest), None, what).await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        rest: &str,
+        body: &Value,
+        what: &str,
+    ) -> Result<T, GithubError> {
+        call(&self.client, Some(&self.limits), method, &self.route(rest), Some(body), what).await
+    }
+
     /// The installation token, for `git fetch` over HTTPS as `x-access-token` (cached by octocrab).
     pub async fn git_token(&self) -> Result<String, GithubError> {
         let token = self.client.installation_token().await.map_err(api("installation token"))?;
@@ -222,11 +328,8 @@ impl GithubRepo {
     pub async fn open_pull_requests(&self) -> Result<Vec<PullRequestHeads>, GithubError> {
         let mut out = Vec::new();
         for page in 1.. {
-            let pulls: Vec<Pull> = self
-                .client
-                .get(self.route(&format!("pulls?state=open&per_page=100&page={page}")), None::<&()>)
-                .await
-                .map_err(api("list open pull requests"))?;
+            let pulls: Vec<Pull> =
+                self.get(&format!("pulls?state=open&per_page=100&page={page}"), "list open pull requests").await?;
             let last = pulls.len() < 100;
             out.extend(pulls.into_iter().map(|p| PullRequestHeads {
                 number: p.number,
@@ -243,11 +346,7 @@ impl GithubRepo {
 
     /// A pull request's current head and base branch.
     pub async fn pull_request(&self, number: u64) -> Result<PullRequestHeads, GithubError> {
-        let pull: Pull = self
-            .client
-            .get(self.route(&format!("pulls/{number}")), None::<&()>)
-            .await
-            .map_err(api(format!("pull request #{number}")))?;
+        let pull: Pull = self.get(&format!("pulls/{number}"), &format!("pull request #{number}")).await?;
         Ok(PullRequestHeads {
             number: pull.number,
             head_sha: pull.head.sha,
@@ -279,10 +378,8 @@ impl GithubRepo {
         struct RunApp {
             id: u64,
         }
-        let route =
-            self.route(&format!("commits/{head_sha}/check-runs?check_name={}&filter=latest", name.replace('/', "%2F")));
-        let existing: Runs =
-            self.client.get(route, None::<&()>).await.map_err(api(format!("list check runs {name}")))?;
+        let route = format!("commits/{head_sha}/check-runs?check_name={}&filter=latest", name.replace('/', "%2F"));
+        let existing: Runs = self.get(&route, &format!("list check runs {name}")).await?;
         if let Some(run) = existing
             .check_runs
             .iter()
@@ -299,18 +396,15 @@ impl GithubRepo {
         if let Some(url) = details_url {
             body["details_url"] = json!(url);
         }
-        let created: Created = self
-            .client
-            .post(self.route("check-runs"), Some(&body))
-            .await
-            .map_err(api(format!("create check run {name}")))?;
+        let created: Created =
+            self.send(Method::POST, "check-runs", &body, &format!("create check run {name}")).await?;
         Ok(created.id)
     }
 
     /// Completes a check run. The first 50 annotations go with the completion; GitHub appends the
     /// annotations of each following update, 50 per request.
     pub async fn complete_check_run(&self, id: u64, output: &CheckOutput) -> Result<(), GithubError> {
-        let route = self.route(&format!("check-runs/{id}"));
+        let route = format!("check-runs/{id}");
         let mut batches = output.annotation_batches();
         let first = batches.next().unwrap_or_default();
         let body = json!({
@@ -319,15 +413,11 @@ impl GithubRepo {
             "completed_at": chrono::Utc::now().to_rfc3339(),
             "output": { "title": output.title, "summary": output.summary, "annotations": first },
         });
-        let _: serde_json::Value =
-            self.client.patch(&route, Some(&body)).await.map_err(api(format!("complete check run {}", output.name)))?;
+        let _: Value = self.send(Method::PATCH, &route, &body, &format!("complete check run {}", output.name)).await?;
         for batch in batches {
             let body = json!({ "output": { "title": output.title, "summary": output.summary, "annotations": batch } });
-            let _: serde_json::Value = self
-                .client
-                .patch(&route, Some(&body))
-                .await
-                .map_err(api(format!("annotate check run {}", output.name)))?;
+            let _: Value =
+                self.send(Method::PATCH, &route, &body, &format!("annotate check run {}", output.name)).await?;
         }
         Ok(())
     }
@@ -335,9 +425,8 @@ impl GithubRepo {
     async fn our_plan_comments(&self, number: u64) -> Result<Vec<(usize, IssueComment)>, GithubError> {
         let mut ours = Vec::new();
         for page in 1.. {
-            let route = self.route(&format!("issues/{number}/comments?per_page=100&page={page}"));
-            let comments: Vec<IssueComment> =
-                self.client.get(route, None::<&()>).await.map_err(api("list comments"))?;
+            let route = format!("issues/{number}/comments?per_page=100&page={page}");
+            let comments: Vec<IssueComment> = self.get(&route, "list comments").await?;
             let last = comments.len() < 100;
             for c in comments {
                 // Only a bot's comment with our marker is ours: a person quoting the marker is left alone.
@@ -364,28 +453,61 @@ impl GithubRepo {
             match slots.next() {
                 Some(c) if c.body.as_deref() == Some(body.as_str()) => {}
                 Some(c) => {
-                    let _: serde_json::Value = self
-                        .client
-                        .patch(self.route(&format!("issues/comments/{}", c.id)), Some(&json!({ "body": body })))
-                        .await
-                        .map_err(api("edit plan comment"))?;
+                    let route = format!("issues/comments/{}", c.id);
+                    let _: Value =
+                        self.send(Method::PATCH, &route, &json!({ "body": body }), "edit plan comment").await?;
                 }
                 None => {
-                    let _: Created = self
-                        .client
-                        .post(self.route(&format!("issues/{number}/comments")), Some(&json!({ "body": body })))
-                        .await
-                        .map_err(api("create plan comment"))?;
+                    let route = format!("issues/{number}/comments");
+                    let _: Created =
+                        self.send(Method::POST, &route, &json!({ "body": body }), "create plan comment").await?;
                 }
             }
         }
         for surplus in slots {
-            self.client
-                .issues(&self.owner, &self.name)
-                .delete_comment(octocrab::models::CommentId(surplus.id))
-                .await
-                .map_err(api("delete surplus plan comment"))?;
+            let route = format!("issues/comments/{}", surplus.id);
+            let what = "delete surplus plan comment";
+            let _: Value =
+                call(&self.client, Some(&self.limits), Method::DELETE, &self.route(&route), None, what).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    /// Greedy writers taking every request the two buckets allow, over two simulated hours: no
+    /// 60-second window may hold more than 80 requests, no hour more than 500.
+    #[test]
+    fn content_limits_keep_every_window_under_githubs_ceilings() {
+        let clock = FakeRelativeClock::default();
+        let minute = RateLimiter::direct_with_clock(ContentLimits::minute_quota(), clock.clone());
+        let hour = RateLimiter::direct_with_clock(ContentLimits::hour_quota(), clock.clone());
+        let step = Duration::from_millis(250);
+        let mut sent_at = Vec::new();
+        for tick in 0..(2 * 3600 * 4) {
+            while minute.check().is_ok() && hour.check().is_ok() {
+                sent_at.push(tick as u64 * 250);
+            }
+            clock.advance(step);
+        }
+        let most_within = |window_ms: u64| {
+            let mut most = 0;
+            let mut start = 0;
+            for end in 0..sent_at.len() {
+                while sent_at[end] - sent_at[start] >= window_ms {
+                    start += 1;
+                }
+                most = most.max(end - start + 1);
+            }
+            most
+        };
+        assert!(most_within(60_000) <= 80, "{} in a minute", most_within(60_000));
+        assert!(most_within(3_600_000) <= 500, "{} in an hour", most_within(3_600_000));
+        // And the limits do not starve: a steady writer still gets hundreds through in two hours.
+        assert!(sent_at.len() > 800, "{}", sent_at.len());
     }
 }

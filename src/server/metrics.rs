@@ -1,5 +1,8 @@
 //! Prometheus metrics at `GET /metrics`: webhook deliveries by event and outcome, jobs by event and
-//! outcome, job duration, and the queue depth (read from the store at each scrape).
+//! outcome, job duration, and the queue depth (read from the store at each scrape). The GitHub client
+//! adds `honua_github_api_calls_total{method,status}`, `honua_github_rate_limit_remaining{resource}`,
+//! `honua_github_retries_total`, `honua_github_rate_limited_total` and
+//! `honua_github_content_limit_waits_total`; the controller `honua_pr_heads_coalesced_total`.
 
 use std::sync::OnceLock;
 

@@ -174,6 +174,10 @@ pub trait Store: Send + Sync {
 
     async fn job(&self, id: i64) -> Result<Option<JobStatus>, StoreError>;
 
+    /// The head most recently queued for a pull request (a push after it supersedes it; a force-push back
+    /// to an older head makes that head the latest again).
+    async fn latest_pr_head(&self, repository: &str, number: u64) -> Result<Option<String>, StoreError>;
+
     /// Jobs queued or running.
     async fn queue_depth(&self) -> Result<i64, StoreError>;
 

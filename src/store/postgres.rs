@@ -48,7 +48,7 @@ impl Store for PgStore {
             return Ok(Recorded::Duplicate);
         }
         if let Some(head) = &d.pr_head {
-            let new_head = sqlx::query("INSERT INTO pr_heads (repository, number, head_sha, seen_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+            let new_head = sqlx::query(if head.only_if_new { "INSERT INTO pr_heads (repository, number, head_sha, seen_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING" } else { "INSERT INTO pr_heads (repository, number, head_sha, seen_at) VALUES ($1, $2, $3, $4) ON CONFLICT (repository, number, head_sha) DO UPDATE SET seen_at = excluded.seen_at" })
                 .bind(d.repository.as_deref().unwrap_or_default())
                 .bind(head.number as i64)
                 .bind(&head.sha)
@@ -134,6 +134,17 @@ impl Store for PgStore {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(row.map(JobStatus::from))
+    }
+
+    async fn latest_pr_head(&self, repository: &str, number: u64) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT head_sha FROM pr_heads WHERE repository = $1 AND number = $2 ORDER BY seen_at DESC LIMIT 1",
+        )
+        .bind(repository)
+        .bind(number as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(sha,)| sha))
     }
 
     async fn queue_depth(&self) -> Result<i64, StoreError> {

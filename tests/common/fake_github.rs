@@ -330,6 +330,17 @@ async fn delete_comment(
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// GitHub reports the caller's remaining budget on every answer; the fake counts down from 5,000.
+async fn rate_limit_headers(mut response: Response) -> Response {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-limit", "5000".parse().unwrap());
+    headers.insert("x-ratelimit-remaining", 5000u64.saturating_sub(calls).to_string().parse().unwrap());
+    headers.insert("x-ratelimit-resource", "core".parse().unwrap());
+    response
+}
+
 impl FakeGithub {
     pub async fn start() -> FakeGithub {
         let state = Arc::new(Mutex::new(State_::default()));
@@ -345,7 +356,8 @@ impl FakeGithub {
             .route("/installation/repositories", get(installation_repositories))
             .route("/repos/{o}/{r}/issues/{n}/comments", get(list_comments).post(create_comment))
             .route("/repos/{o}/{r}/issues/comments/{id}", patch(edit_comment).delete(delete_comment))
-            .with_state((state.clone(), changed.clone()));
+            .with_state((state.clone(), changed.clone()))
+            .layer(axum::middleware::map_response(rate_limit_headers));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

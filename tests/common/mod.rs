@@ -28,6 +28,7 @@ macro_rules! on_both_stores {
 
 pub mod db;
 pub mod fake_github;
+pub mod git_http;
 pub mod service;
 
 use std::path::{Path, PathBuf};

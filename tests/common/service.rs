@@ -25,6 +25,13 @@ pub struct Service {
 
 impl Service {
     pub async fn start(github: &FakeGithub, origin: &Origin, store: Arc<dyn Store>) -> Service {
+        let service = Service::start_idle(github, origin, store).await;
+        service.start_worker("w1");
+        service
+    }
+
+    /// Webhooks are accepted and queued, but no worker runs until [`Service::start_worker`].
+    pub async fn start_idle(github: &FakeGithub, origin: &Origin, store: Arc<dyn Store>) -> Service {
         let data = tempfile::tempdir().unwrap();
         let key = std::fs::read(super::test_app_key()).unwrap();
         let app = Arc::new(GithubApp::new(super::fake_github::APP_ID, &key, &github.url()).unwrap());
@@ -36,13 +43,16 @@ impl Service {
             Some("https://honua.example.org".into()),
         ));
         let jobs_queued = controller.jobs_queued.clone();
-        let (shutdown, rx) = watch::channel(false);
-        tokio::spawn(controller.clone().run_worker("w1".into(), rx));
+        let (shutdown, _) = watch::channel(false);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState { store, webhook_secrets: Arc::new(WebhookSecret::parse_list(SECRET)), jobs_queued };
         tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
         Service { url, controller, client: reqwest::Client::new(), shutdown, _data: data }
+    }
+
+    pub fn start_worker(&self, name: &str) {
+        tokio::spawn(self.controller.clone().run_worker(name.into(), self.shutdown.subscribe()));
     }
 
     /// GitHub's `pull_request` delivery, signed.
