@@ -136,3 +136,41 @@ async fn a_delivery_accepted_before_a_sigkill_is_processed_once_after_restart() 
     assert_eq!(github.check_runs(&head).len(), 2, "one pair of check runs");
     assert_eq!(github.comments(REPO, 1).len(), 1, "one comment");
 }
+
+#[tokio::test]
+async fn a_token_is_printed_once_and_stored_only_as_a_hash() {
+    use honua_gitops::store::{DeploymentStore, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("honua.db").display());
+    let create = |args: &[&str]| {
+        let mut all = vec!["token", "create", "--database-url", url.as_str()];
+        all.extend_from_slice(args);
+        common::honua(&all)
+    };
+    let out = create(&["--name", "release-bot", "--role", "approver"]);
+    assert_eq!(common::code(&out), 0, "{out:?}");
+    let token = common::stdout(&out).trim().to_string();
+    assert!(token.starts_with("honua_") && token.len() == 70, "{token}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shown once"));
+
+    let store = honua_gitops::store::SqliteStore::open(&url).await.unwrap();
+    let found = store.token(&honua_gitops::server::api::token_hash(&token)).await.unwrap().unwrap();
+    assert_eq!((found.name.as_str(), found.role), ("release-bot", Role::Approver));
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let raw = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(!raw.windows(token.len()).any(|w| w == token.as_bytes()), "the token itself is not stored");
+    }
+
+    for (args, needle) in [
+        (vec!["--name", "release-bot", "--role", "viewer"], "exists already"),
+        (vec!["--name", "edge", "--role", "agent"], "needs --environment"),
+        (vec!["--name", "x", "--role", "root"], "use viewer, approver, admin or agent"),
+        (vec!["--name", "y", "--role", "viewer", "--environment", "production"], "only for --role agent"),
+    ] {
+        let out = create(&args);
+        assert_ne!(common::code(&out), 0, "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert_eq!(common::code(&create(&["--name", "edge", "--role", "agent", "--environment", "production"])), 0);
+}

@@ -7,7 +7,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use honua_gitops::store::{JobState, NewDelivery, PrHead, Recorded, Store};
+use honua_gitops::store::{
+    ApiTokenHash, Approval, DeploymentFilter, DeploymentState, DeploymentStore, Gate, JobState, NewAudit, NewDelivery,
+    NewDeployment, PrHead, Recorded, Role, Store,
+};
 
 fn delivery(id: &str) -> NewDelivery {
     NewDelivery {
@@ -106,7 +109,137 @@ async fn readiness(s: Arc<dyn Store>) {
     s.ping().await.unwrap();
 }
 
+fn new_deployment(id: &str, env: &str, sequence: i64, state: DeploymentState) -> NewDeployment {
+    NewDeployment {
+        id: id.into(),
+        repository: "city/gis-config".into(),
+        environment: env.into(),
+        sequence,
+        commit: format!("{sequence:040}"),
+        from_commit: None,
+        plan_digest: format!("sha256:{sequence}"),
+        plan: serde_json::json!({"environment": env}),
+        state,
+        gate: Gate::Approval,
+        reasons: vec!["autoApprove is false for this environment".into()],
+        windows: Default::default(),
+        cause: "push".into(),
+        approvals: Vec::new(),
+        record: None,
+        signature: None,
+        actor: "alice".into(),
+        message: "planned".into(),
+    }
+}
+
+async fn deployments_supersede_unstarted_ones_and_transitions_are_compare_and_set(s: Arc<dyn Store>) {
+    let seq = [
+        s.next_sequence("city/gis-config", "production").await.unwrap(),
+        s.next_sequence("city/gis-config", "production").await.unwrap(),
+        s.next_sequence("city/gis-config", "staging").await.unwrap(),
+    ];
+    assert_eq!(seq, [1, 2, 1], "per environment, never handed out twice");
+
+    let awaiting = DeploymentState::AwaitingApproval;
+    assert!(s.create_deployment(&new_deployment("prod-1", "production", 1, awaiting), 10).await.unwrap().is_empty());
+    assert!(s.create_deployment(&new_deployment("stage-1", "staging", 1, awaiting), 10).await.unwrap().is_empty());
+    // A started one is never superseded; an unstarted one is.
+    assert!(s.transition("prod-1", &[awaiting], DeploymentState::Rejected, "bob", "no", 11).await.unwrap());
+    assert!(!s.transition("prod-1", &[awaiting], DeploymentState::Approved, "bob", "late", 12).await.unwrap(), "CAS");
+    assert!(s.create_deployment(&new_deployment("prod-2", "production", 2, awaiting), 20).await.unwrap().is_empty());
+    let superseded = s.create_deployment(&new_deployment("prod-3", "production", 3, awaiting), 30).await.unwrap();
+    assert_eq!(superseded, ["prod-2"]);
+    assert_eq!(s.deployment("prod-2").await.unwrap().unwrap().state, DeploymentState::Superseded);
+    assert_eq!(s.deployment("prod-1").await.unwrap().unwrap().state, DeploymentState::Rejected);
+    assert_eq!(s.deployment("stage-1").await.unwrap().unwrap().state, awaiting, "other environments untouched");
+
+    // Approval: recorded with the signed record in one step, only from the expected states.
+    let approval =
+        Approval { actor: "mike".into(), via: "api".into(), plan_digest: "sha256:3".into(), breaking: false, at: 40 };
+    assert!(s.approve("prod-3", &[awaiting], &approval, "{}", "ab", "approved by mike").await.unwrap());
+    assert!(!s.approve("prod-3", &[awaiting], &approval, "{}", "ab", "again").await.unwrap());
+    let d = s.deployment("prod-3").await.unwrap().unwrap();
+    assert_eq!(
+        (d.state, d.record.as_deref(), d.signature.as_deref()),
+        (DeploymentState::Approved, Some("{}"), Some("ab"))
+    );
+    assert_eq!(s.approvals("prod-3").await.unwrap(), [approval]);
+    assert!(s.deployment("nope").await.unwrap().is_none());
+
+    let listed = s
+        .deployments(&DeploymentFilter {
+            environment: Some("production".into()),
+            states: DeploymentState::UNSTARTED.to_vec(),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["prod-3"]);
+
+    // The audit trail of prod-2: created, decided by the policy, superseded, each with actor and time.
+    let trail: Vec<_> = s
+        .audit(0, Some("prod-2"), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.from_state, e.to_state, e.actor, e.at))
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            (None, Some("pending".into()), "alice".into(), 20),
+            (Some("pending".into()), Some("awaiting_approval".into()), "policy".into(), 20),
+            (Some("awaiting_approval".into()), Some("superseded".into()), "policy".into(), 30),
+        ]
+    );
+    let after = s.audit(0, None, 1000).await.unwrap();
+    assert!(after.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+    assert_eq!(s.audit(after[3].id, None, 1000).await.unwrap().len(), after.len() - 4, "paged by id");
+}
+
+async fn tokens_keys_and_branch_heads(s: Arc<dyn Store>) {
+    let t = ApiTokenHash { role: Role::Approver, environment: None, hash: "h1" };
+    assert!(s.create_token("release-bot", &t, 1).await.unwrap());
+    assert!(
+        !s.create_token("release-bot", &ApiTokenHash { hash: "h2", ..t.clone() }, 1).await.unwrap(),
+        "names are unique"
+    );
+    let found = s.token("h1").await.unwrap().unwrap();
+    assert_eq!((found.name.as_str(), found.role), ("release-bot", Role::Approver));
+    assert!(s.token("h2").await.unwrap().is_none());
+
+    // The first key stored wins: every replica signs with it.
+    let first = s.service_key("signing", &[1u8; 32], 1).await.unwrap();
+    let second = s.service_key("signing", &[2u8; 32], 2).await.unwrap();
+    assert_eq!((first, second), (vec![1u8; 32], vec![1u8; 32]));
+
+    assert_eq!(s.branch_head("city/gis-config", "main").await.unwrap(), None);
+    s.set_branch_head("city/gis-config", "main", "abc", 1).await.unwrap();
+    s.set_branch_head("city/gis-config", "main", "def", 2).await.unwrap();
+    assert_eq!(s.branch_head("city/gis-config", "main").await.unwrap().as_deref(), Some("def"));
+}
+
+/// The audit table refuses changes at the database level, not only in our code.
+#[tokio::test]
+async fn the_audit_log_is_append_only_in_sqlite() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("honua.db").display());
+    let store = honua_gitops::store::SqliteStore::open(&url).await.unwrap();
+    let entry =
+        NewAudit { actor: "a".into(), action: "token.create".into(), message: "m".into(), ..Default::default() };
+    store.record_audit(&entry, 1).await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let update = sqlx::query("UPDATE audit SET actor = 'mallory'").execute(&mut conn).await.unwrap_err();
+    assert!(update.to_string().contains("append-only"), "{update}");
+    let delete = sqlx::query("DELETE FROM audit").execute(&mut conn).await.unwrap_err();
+    assert!(delete.to_string().contains("append-only"), "{delete}");
+}
+
 on_both_stores!(
+    deployments_supersede_unstarted_ones_and_transitions_are_compare_and_set,
+    tokens_keys_and_branch_heads,
     a_delivery_is_recorded_once_and_its_job_claimed_once,
     an_expired_lease_is_taken_over_and_the_old_holder_refused,
     failures_retry_later_then_fail_visibly,

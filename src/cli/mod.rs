@@ -69,6 +69,36 @@ pub enum Command {
         HONUA_GITHUB_WEBHOOK_SECRET=… honua serve --listen 0.0.0.0:8080"
     )]
     Serve(ServeCommand),
+    /// Manage API tokens (stored hashed in the service's database; a token is shown once).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token and print it once.
+    #[command(after_help = "Roles: viewer (read), approver (read, approve, reject, roll back), admin (everything),
+        agent (one environment's agent routes; give --environment).
+
+        Example:
+  HONUA_DATABASE_URL=postgres://honua@db/honua honua token create --name release-bot --role approver")]
+    Create(TokenCreateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TokenCreateArgs {
+    /// A unique name; approvals and audit entries made with the token carry it.
+    #[arg(long)]
+    pub name: String,
+    /// viewer, approver, admin or agent.
+    #[arg(long)]
+    pub role: String,
+    /// The environment an agent token serves (agent role only).
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// The service's database (the same as `honua serve` uses).
+    #[arg(long, env = "HONUA_DATABASE_URL", default_value = "sqlite://honua.db")]
+    pub database_url: String,
 }
 
 #[derive(Args, Debug)]
@@ -180,6 +210,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(args) => plan_command(args),
         Command::Render(args) => render_command(args),
         Command::Serve(args) => serve_command(args),
+        Command::Token(TokenCommand::Create(args)) => token_create_command(args),
     }
 }
 
@@ -371,4 +402,42 @@ fn serve_command(args: ServeCommand) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(crate::server::run(settings))?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn token_create_command(args: TokenCreateArgs) -> Result<ExitCode> {
+    use crate::store::{ApiTokenHash, NewAudit, Role};
+    let role = Role::parse(&args.role)
+        .ok_or_else(|| anyhow::anyhow!("--role `{}`: use viewer, approver, admin or agent", args.role))?;
+    match (role, &args.environment) {
+        (Role::Agent, None) => anyhow::bail!("--role agent needs --environment: an agent token serves one environment"),
+        (Role::Agent, Some(_)) => {}
+        (_, Some(_)) => anyhow::bail!("--environment is only for --role agent"),
+        _ => {}
+    }
+    if args.name.trim().is_empty() || args.name.len() > 100 {
+        anyhow::bail!("--name: give 1 to 100 characters");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let store = crate::store::open(&args.database_url)
+            .await
+            .with_context(|| format!("cannot open the database {}", args.database_url))?;
+        let token = crate::server::api::new_token().map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+        let hash = crate::server::api::token_hash(&token);
+        let stored = ApiTokenHash { role, environment: args.environment.as_deref(), hash: &hash };
+        if !store.create_token(&args.name, &stored, crate::store::now_ms()).await? {
+            anyhow::bail!("a token named `{}` exists already; choose another --name", args.name);
+        }
+        let audit = NewAudit {
+            actor: "cli".into(),
+            action: "token.create".into(),
+            environment: args.environment.clone(),
+            message: format!("token `{}` created with the {} role", args.name, role.as_str()),
+            ..NewAudit::default()
+        };
+        store.record_audit(&audit, crate::store::now_ms()).await?;
+        eprintln!("Token `{}` ({}) created. It is shown once; keep it in a secret store:", args.name, role.as_str());
+        println!("{token}");
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -3,6 +3,8 @@
 //! head, plan base → head with the BASE branch's policy, complete the `honua/validate` and
 //! `honua/diff` check runs and keep one sticky plan comment up to date.
 
+pub mod deployments;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,9 +40,19 @@ pub enum JobError {
     Permanent(String),
 }
 
+pub use deployments::{DecisionError, DeploySource};
+
+/// The internal event of plain-Git mode: the poller saw a new head on a configured remote.
+pub const GIT_POLL_EVENT: &str = "honua.git_poll";
+
 pub struct Controller {
     pub store: Arc<dyn Store>,
-    pub github: Arc<GithubApp>,
+    /// The GitHub App; `None` in plain-Git mode (no PR features, approvals by API only).
+    pub github: Option<Arc<GithubApp>>,
+    /// Plain-Git mode: the remotes polled for their deployment branch.
+    pub repositories: Vec<DeploySource>,
+    /// Signs approved deployments (see [`deployments::service_signer`]).
+    pub signer: crate::plan::signing::Signer,
     /// Base of clone URLs: `owner/name` is fetched from `{git_url}/owner/name.git`.
     pub git_url: String,
     pub mirrors: PathBuf,
@@ -54,7 +66,8 @@ pub struct Controller {
 impl Controller {
     pub fn new(
         store: Arc<dyn Store>,
-        github: Arc<GithubApp>,
+        github: Option<Arc<GithubApp>>,
+        signer: crate::plan::signing::Signer,
         git_url: String,
         mirrors: PathBuf,
         public_url: Option<String>,
@@ -62,6 +75,8 @@ impl Controller {
         Controller {
             store,
             github,
+            repositories: Vec::new(),
+            signer,
             git_url: git_url.trim_end_matches('/').to_string(),
             mirrors,
             public_url,
@@ -128,6 +143,13 @@ impl Controller {
     }
 
     async fn handle(&self, job: &Job) -> Result<(), JobError> {
+        if job.event == GIT_POLL_EVENT {
+            let polled: PolledHead =
+                serde_json::from_slice(&job.payload).map_err(|e| JobError::Permanent(e.to_string()))?;
+            let source = DeploySource { repository: polled.repository, url: polled.url, branch: polled.branch };
+            self.deploy_commit(&source, &polled.sha, None, "poller", chrono::Utc::now()).await?;
+            return Ok(());
+        }
         let event = parse_event(&job.event, &job.payload).map_err(|e| JobError::Permanent(e.to_string()))?;
         match event {
             Event::PullRequest { repo, number, action, head_sha, base_ref, .. } => match action {
@@ -148,7 +170,21 @@ impl Controller {
             Event::ChecksRequested { repo, head_sha, pull_requests } => {
                 self.recheck(&repo, &head_sha, &pull_requests).await
             }
-            // Later slices: pushes (deployments), comment commands (approvals).
+            Event::Push { repo, git_ref, after, pusher, deleted, .. } => {
+                if deleted || git_ref != format!("refs/heads/{}", repo.default_branch) {
+                    return Ok(());
+                }
+                let gh = self.github_repo(&repo)?;
+                let source = DeploySource {
+                    repository: repo.full_name(),
+                    url: format!("{}/{}/{}.git", self.git_url, repo.owner, repo.name),
+                    branch: repo.default_branch.clone(),
+                };
+                let actor = if pusher.is_empty() { "github" } else { pusher.as_str() };
+                self.deploy_commit(&source, &after, gh.git_token().await.ok(), actor, chrono::Utc::now()).await?;
+                Ok(())
+            }
+            // Later slices: comment commands (approvals).
             _ => Ok(()),
         }
     }
@@ -157,10 +193,48 @@ impl Controller {
     /// service has never seen (its webhook was lost, or the service was down) gets a job, exactly as
     /// if the webhook had arrived. Returns how many were queued.
     pub async fn poll_once(&self) -> Result<usize, JobError> {
-        let mut queued = 0;
-        for installation in self.github.installations().await? {
-            for (owner, name, default_branch) in self.github.installation_repositories(installation).await? {
-                let gh = self.github.repo(installation, &owner, &name)?;
+        let mut queued = self.poll_git_remotes().await?;
+        let Some(github) = &self.github else {
+            if queued > 0 {
+                self.jobs_queued.notify_waiters();
+            }
+            return Ok(queued);
+        };
+        for installation in github.installations().await? {
+            for (owner, name, default_branch) in github.installation_repositories(installation).await? {
+                let gh = github.repo(installation, &owner, &name)?;
+                let full_name = format!("{owner}/{name}");
+                // The default branch: a push whose webhook was lost still becomes deployments.
+                let head = match gh.branch_head(&default_branch).await {
+                    Ok(head) => Some(head),
+                    Err(e) => {
+                        // An empty repository has no default branch yet; its PRs are still polled.
+                        tracing::warn!(repository = %full_name, branch = %default_branch, error = %e, "polling: no default-branch head");
+                        None
+                    }
+                };
+                let known = self.store.branch_head(&full_name, &default_branch).await?;
+                if let Some(head) = head.filter(|head| known.as_deref() != Some(head.as_str())) {
+                    let payload = serde_json::json!({
+                        "ref": format!("refs/heads/{default_branch}"),
+                        "before": "",
+                        "after": head,
+                        "repository": {"name": name, "full_name": full_name, "owner": {"login": owner}, "default_branch": default_branch},
+                        "installation": {"id": installation},
+                        "sender": {"login": "poller"},
+                    });
+                    let delivery = crate::store::NewDelivery {
+                        id: format!("poll:push:{full_name}@{head}"),
+                        event: "push".into(),
+                        repository: Some(full_name.clone()),
+                        payload: serde_json::to_vec(&payload).expect("JSON encodes"),
+                        pr_head: None,
+                    };
+                    if let crate::store::Recorded::New(_) = self.store.record_delivery(&delivery, now_ms()).await? {
+                        tracing::info!(repository = %full_name, head = %head, "polling: queued a default-branch head whose push was not processed");
+                        queued += 1;
+                    }
+                }
                 for pr in gh.open_pull_requests().await? {
                     let payload = serde_json::json!({
                         "action": "synchronize",
@@ -198,6 +272,36 @@ impl Controller {
         Ok(queued)
     }
 
+    /// Plain-Git mode: fetches each configured remote's branch and queues a job for a head not yet
+    /// deployed from. The delivery id names the head, so replicas polling together queue it once.
+    async fn poll_git_remotes(&self) -> Result<usize, JobError> {
+        let mut queued = 0;
+        for source in &self.repositories {
+            let (_, head) = self.fetch_branch(source, None).await?;
+            if self.store.branch_head(&source.repository, &source.branch).await?.as_deref() == Some(head.as_str()) {
+                continue;
+            }
+            let polled = PolledHead {
+                repository: source.repository.clone(),
+                url: source.url.clone(),
+                branch: source.branch.clone(),
+                sha: head.clone(),
+            };
+            let delivery = crate::store::NewDelivery {
+                id: format!("poll:git:{}@{head}", source.repository),
+                event: GIT_POLL_EVENT.into(),
+                repository: Some(source.repository.clone()),
+                payload: serde_json::to_vec(&polled).expect("JSON encodes"),
+                pr_head: None,
+            };
+            if let crate::store::Recorded::New(_) = self.store.record_delivery(&delivery, now_ms()).await? {
+                tracing::info!(repository = %source.repository, head = %head, "polling: new head on the deployment branch");
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
     /// Runs [`Controller::poll_once`] every `interval` until `shutdown`.
     pub async fn run_poller(self: Arc<Self>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
         loop {
@@ -226,10 +330,13 @@ impl Controller {
     }
 
     fn github_repo(&self, repo: &RepoRef) -> Result<GithubRepo, JobError> {
+        let github = self.github.as_ref().ok_or_else(|| {
+            JobError::Permanent(format!("{}: a GitHub event, but no GitHub App is configured", repo.full_name()))
+        })?;
         let installation = repo.installation.ok_or_else(|| {
             JobError::Permanent(format!("{}: the delivery names no App installation", repo.full_name()))
         })?;
-        Ok(self.github.repo(installation, &repo.owner, &repo.name)?)
+        Ok(github.repo(installation, &repo.owner, &repo.name)?)
     }
 
     fn details_url(&self, repo: &RepoRef, number: u64, head_sha: &str) -> Option<String> {
@@ -283,4 +390,13 @@ impl Controller {
     async fn repo_lock(&self, repo: &str) -> Arc<Mutex<()>> {
         self.repo_locks.lock().await.entry(repo.to_string()).or_default().clone()
     }
+}
+
+/// The payload of [`GIT_POLL_EVENT`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PolledHead {
+    repository: String,
+    url: String,
+    branch: String,
+    sha: String,
 }

@@ -344,6 +344,20 @@ impl GithubRepo {
         Ok(out)
     }
 
+    /// The commit a branch points at.
+    pub async fn branch_head(&self, branch: &str) -> Result<String, GithubError> {
+        #[derive(Deserialize)]
+        struct Branch {
+            commit: Commit,
+        }
+        #[derive(Deserialize)]
+        struct Commit {
+            sha: String,
+        }
+        let b: Branch = self.get(&format!("branches/{branch}"), &format!("branch {branch}")).await?;
+        Ok(b.commit.sha)
+    }
+
     /// A pull request's current head and base branch.
     pub async fn pull_request(&self, number: u64) -> Result<PullRequestHeads, GithubError> {
         let pull: Pull = self.get(&format!("pulls/{number}"), &format!("pull request #{number}")).await?;

@@ -112,6 +112,10 @@ pub enum Event {
         git_ref: String,
         before: String,
         after: String,
+        /// Who pushed (the delivery's sender), for the audit log.
+        pusher: String,
+        /// The branch was deleted: nothing to deploy.
+        deleted: bool,
     },
     /// A comment created on an issue or pull request (edits and deletions are ignored: an edit must
     /// never approve).
@@ -224,6 +228,15 @@ struct PushPayload {
     after: String,
     repository: Repository,
     installation: Option<Installation>,
+    #[serde(default)]
+    sender: Option<Sender>,
+    #[serde(default)]
+    deleted: bool,
+}
+
+#[derive(Deserialize)]
+struct Sender {
+    login: String,
 }
 
 #[derive(Deserialize)]
@@ -358,6 +371,8 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Event, PayloadError> {
                 git_ref: p.git_ref,
                 before: p.before,
                 after: p.after,
+                pusher: p.sender.map(|s| s.login).unwrap_or_default(),
+                deleted: p.deleted,
                 repo: repo_ref(p.repository, p.installation),
             })
         }

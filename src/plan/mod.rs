@@ -2,6 +2,7 @@
 //! (windows, blackouts) and a digest that approvals bind to.
 
 pub mod render;
+pub mod signing;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -32,6 +33,10 @@ pub struct Plan {
     pub schedule: Schedule,
     /// `sha256:<hex>` over the canonical encoding of revisions, environment, changes and decision.
     pub digest: String,
+    /// Blocked only by breaking changes, which an approver may acknowledge (`--breaking`); a plan
+    /// blocked by validation errors or unreadable files cannot be approved at all.
+    #[serde(skip)]
+    pub acknowledgeable: bool,
 }
 
 impl Plan {
@@ -50,11 +55,27 @@ pub struct PlanSet {
 /// Plans every environment present on either side (or only `only`). The policy comes from `from`,
 /// the base: a change must never be judged by the policy it brings.
 pub fn build(from: &ConfigRepo, to: &ConfigRepo, only: Option<&EnvName>, at: DateTime<Utc>) -> PlanSet {
+    build_with_policy(from, to, from, only, at)
+}
+
+/// [`build`] with the policy read from `policy_source`: for a deployment, the commit the environment
+/// runs; for an environment's first deployment, the merged commit itself (it reached the default
+/// branch through review under the policy it carries).
+pub fn build_with_policy(
+    from: &ConfigRepo,
+    to: &ConfigRepo,
+    policy_source: &ConfigRepo,
+    only: Option<&EnvName>,
+    at: DateTime<Utc>,
+) -> PlanSet {
     let mut ignored = Vec::new();
-    let envs: Vec<String> = from.environments().map(|e| e.to_string()).collect();
-    let policy =
-        from.policy.as_ref().map(|p| Policy::load(&p.root, &from.sources, &envs, &mut ignored)).unwrap_or_default();
-    let policy_changed = match (&from.policy, &to.policy) {
+    let envs: Vec<String> = policy_source.environments().map(|e| e.to_string()).collect();
+    let policy = policy_source
+        .policy
+        .as_ref()
+        .map(|p| Policy::load(&p.root, &policy_source.sources, &envs, &mut ignored))
+        .unwrap_or_default();
+    let policy_changed = match (&policy_source.policy, &to.policy) {
         (Some(a), Some(b)) => !values::same(&a.root, &b.root),
         (None, None) => false,
         _ => true,
@@ -106,6 +127,10 @@ pub fn build(from: &ConfigRepo, to: &ConfigRepo, only: Option<&EnvName>, at: Dat
                 &env_policy.safety.blackout_periods,
                 at,
             );
+            let closed = to.is_unreadable(&env)
+                || from.is_unreadable(&env)
+                || (env_policy.requires_validation && validation.errors > 0);
+            let acknowledgeable = matches!(decision, Decision::Blocked(_)) && !closed;
             let digest = digest(&env, &from.revision, &to.revision, &changes, &decision);
             Plan {
                 environment: env,
@@ -116,6 +141,7 @@ pub fn build(from: &ConfigRepo, to: &ConfigRepo, only: Option<&EnvName>, at: Dat
                 decision,
                 schedule,
                 digest,
+                acknowledgeable,
             }
         })
         .collect();
@@ -136,6 +162,13 @@ pub fn digest(env: &EnvName, from: &str, to: &str, changes: &ChangeSet, decision
     let mut bytes = Vec::new();
     write_canonical(&value, &mut bytes);
     format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+}
+
+/// The canonical JSON encoding (object keys sorted, no whitespace) that digests and signatures cover.
+pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    write_canonical(value, &mut bytes);
+    bytes
 }
 
 fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {

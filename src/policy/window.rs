@@ -4,23 +4,23 @@
 //! a window waits, and the schedule says when it may start.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc, Weekday};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::dialect::place;
 use crate::config::node::Node;
 use crate::config::source::SourceMap;
 use crate::diagnostic::Diagnostic;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Window {
-    #[serde(serialize_with = "ser_weekday")]
+    #[serde(serialize_with = "ser_weekday", deserialize_with = "de_weekday")]
     pub day_of_week: Weekday,
     pub start_time: NaiveTime,
     pub end_time: NaiveTime,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Blackout {
     pub name: String,
@@ -31,6 +31,27 @@ pub struct Blackout {
 
 fn ser_weekday<S: serde::Serializer>(d: &Weekday, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{d:?}"))
+}
+
+fn de_weekday<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Weekday, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| serde::de::Error::custom(format!("`{text}` is not a day of the week")))
+}
+
+/// An environment's windows and blackouts as a deployment keeps them, so whether it may start is
+/// decided when an agent asks, not when it was planned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rules {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blackouts: Vec<Blackout>,
+}
+
+impl Rules {
+    pub fn at(&self, at: DateTime<Utc>) -> Schedule {
+        schedule(&self.windows, &self.blackouts, at)
+    }
 }
 
 /// Whether a deployment may start at an instant, and if not, why and from when.

@@ -19,6 +19,7 @@ use crate::store::{now_ms, NewDelivery, PrHead, Recorded, Store, StoreError};
 use settings::Settings;
 
 /// GitHub caps webhook payloads at 25 MB.
+pub mod api;
 pub mod metrics;
 pub mod settings;
 
@@ -162,6 +163,8 @@ pub enum ServeError {
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("deployment signing key: {0}")]
+    Signing(String),
 }
 
 /// Runs the service until SIGINT or SIGTERM: HTTP stops accepting, running jobs finish, then it exits.
@@ -169,16 +172,25 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let store = crate::store::open(&settings.database_url)
         .await
         .map_err(|source| ServeError::Store { url: settings.database_url.clone(), source })?;
-    let github =
-        Arc::new(GithubApp::new(settings.github.app_id, &settings.github.private_key, &settings.github.api_url)?);
+    let github = match &settings.github {
+        Some(g) => Some(Arc::new(GithubApp::new(g.app_id, &g.private_key, &g.api_url)?)),
+        None => None,
+    };
+    let signer = crate::controller::deployments::service_signer(store.as_ref())
+        .await
+        .map_err(|e| ServeError::Signing(e.to_string()))?;
+    tracing::info!(public_key = %signer.public_key(), "deployment records are signed with this key");
     std::fs::create_dir_all(settings.data_dir.join("mirrors"))?;
-    let controller = Arc::new(Controller::new(
+    let mut controller = Controller::new(
         store.clone(),
         github,
+        signer,
         settings.git_url.clone(),
         settings.data_dir.join("mirrors"),
         settings.public_url.clone(),
-    ));
+    );
+    controller.repositories = settings.repositories.clone();
+    let controller = Arc::new(controller);
     let jobs_queued = controller.jobs_queued.clone();
     let (stop_workers, stop) = tokio::sync::watch::channel(false);
     let mut workers = tokio::task::JoinSet::new();
@@ -195,7 +207,8 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         .map_err(|source| ServeError::Listen { addr: settings.listen, source })?;
     tracing::info!(listen = %settings.listen, workers = settings.workers, "honua serve: ready");
     let state = AppState { store, webhook_secrets: Arc::new(settings.webhook_secrets), jobs_queued };
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    let app = router(state).merge(api::router(controller.clone()));
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("shutting down: finishing running jobs");
     let _ = stop_workers.send(true);
     while workers.join_next().await.is_some() {}

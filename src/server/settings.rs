@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// Jobs processed at once; 0 runs an ingest-only replica (webhooks are recorded, other replicas work).
     #[arg(long, env = "HONUA_WORKERS")]
     pub workers: Option<usize>,
+    /// Plain-Git mode (no GitHub App): remotes to poll and deploy from, comma-separated,
+    /// each `URL` or `URL#branch` (default branch `main`).
+    #[arg(long, env = "HONUA_REPOSITORIES")]
+    pub repositories: Option<String>,
 }
 
 impl ServeArgs {
@@ -63,6 +67,7 @@ impl ServeArgs {
             public_url: self.public_url.or(other.public_url),
             workers: self.workers.or(other.workers),
             poll_interval: self.poll_interval.or(other.poll_interval),
+            repositories: self.repositories.or(other.repositories),
         }
     }
 }
@@ -71,7 +76,9 @@ impl ServeArgs {
 pub struct Settings {
     pub listen: SocketAddr,
     pub database_url: String,
-    pub github: GithubSettings,
+    /// `None` in plain-Git mode.
+    pub github: Option<GithubSettings>,
+    pub repositories: Vec<crate::controller::DeploySource>,
     pub webhook_secrets: Vec<WebhookSecret>,
     pub git_url: String,
     pub data_dir: PathBuf,
@@ -92,8 +99,9 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
             .field("database_url", &redact_url(&self.database_url))
-            .field("github_app_id", &self.github.app_id)
-            .field("github_api_url", &self.github.api_url)
+            .field("github_app_id", &self.github.as_ref().map(|g| g.app_id))
+            .field("github_api_url", &self.github.as_ref().map(|g| g.api_url.as_str()))
+            .field("repositories", &self.repositories.iter().map(|r| r.repository.as_str()).collect::<Vec<_>>())
             .field("webhook_secrets", &format!("<{} secret(s)>", self.webhook_secrets.len()))
             .field("git_url", &self.git_url)
             .field("data_dir", &self.data_dir)
@@ -155,32 +163,45 @@ impl Settings {
                 format!("`{}`: use sqlite://PATH or postgres://USER@HOST/DB", redact_url(&database_url)),
             ));
         }
-        let app_id = a.github_app_id.ok_or_else(|| {
-            bad("HONUA_GITHUB_APP_ID", "not set; register a GitHub App (see deploy/) and give its id (plain-Git mode without an App is not available yet)")
-        })?;
-        let key_path = a.github_private_key_path.ok_or_else(|| {
-            bad("HONUA_GITHUB_PRIVATE_KEY_PATH", "not set; give the path of the App's private key (PEM)")
-        })?;
-        let private_key = std::fs::read(&key_path)
-            .map_err(|e| bad("HONUA_GITHUB_PRIVATE_KEY_PATH", format!("cannot read {}: {e}", key_path.display())))?;
-        if jsonwebtoken::EncodingKey::from_rsa_pem(&private_key).is_err() {
-            return Err(bad(
-                "HONUA_GITHUB_PRIVATE_KEY_PATH",
-                format!("{} is not an RSA private key in PEM form", key_path.display()),
-            ));
-        }
-        let webhook_secrets = WebhookSecret::parse_list(a.github_webhook_secret.as_deref().unwrap_or_default());
-        if webhook_secrets.is_empty() {
-            return Err(bad(
-                "HONUA_GITHUB_WEBHOOK_SECRET",
-                "not set; give the App's webhook secret (comma-separated to accept several during a rotation)",
-            ));
-        }
-        let api_url = check_url(
-            "HONUA_GITHUB_API_URL",
-            a.github_api_url.as_deref().unwrap_or("https://api.github.com"),
-            &["https", "http"],
-        )?;
+        let repositories = parse_repositories(a.repositories.as_deref().unwrap_or_default())?;
+        let (github, webhook_secrets) = match a.github_app_id {
+            Some(app_id) => {
+                let key_path = a.github_private_key_path.ok_or_else(|| {
+                    bad("HONUA_GITHUB_PRIVATE_KEY_PATH", "not set; give the path of the App's private key (PEM)")
+                })?;
+                let private_key = std::fs::read(&key_path).map_err(|e| {
+                    bad("HONUA_GITHUB_PRIVATE_KEY_PATH", format!("cannot read {}: {e}", key_path.display()))
+                })?;
+                if jsonwebtoken::EncodingKey::from_rsa_pem(&private_key).is_err() {
+                    return Err(bad(
+                        "HONUA_GITHUB_PRIVATE_KEY_PATH",
+                        format!("{} is not an RSA private key in PEM form", key_path.display()),
+                    ));
+                }
+                let webhook_secrets =
+                    WebhookSecret::parse_list(a.github_webhook_secret.as_deref().unwrap_or_default());
+                if webhook_secrets.is_empty() {
+                    return Err(bad(
+                        "HONUA_GITHUB_WEBHOOK_SECRET",
+                        "not set; give the App's webhook secret (comma-separated to accept several during a rotation)",
+                    ));
+                }
+                let api_url = check_url(
+                    "HONUA_GITHUB_API_URL",
+                    a.github_api_url.as_deref().unwrap_or("https://api.github.com"),
+                    &["https", "http"],
+                )?;
+                (Some(GithubSettings { app_id, private_key, api_url }), webhook_secrets)
+            }
+            None if repositories.is_empty() => {
+                return Err(bad(
+                    "HONUA_GITHUB_APP_ID",
+                    "not set; register a GitHub App (see deploy/) and give its id, or run in plain-Git mode with HONUA_REPOSITORIES=URL[#branch],…",
+                ))
+            }
+            // Plain-Git mode: no App, no webhooks (every delivery is refused as unsigned).
+            None => (None, Vec::new()),
+        };
         let git_url = check_url(
             "HONUA_GIT_URL",
             a.git_url.as_deref().unwrap_or("https://github.com"),
@@ -194,7 +215,8 @@ impl Settings {
         Ok(Settings {
             listen,
             database_url,
-            github: GithubSettings { app_id, private_key, api_url },
+            github,
+            repositories,
             webhook_secrets,
             git_url,
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("honua-data")),
@@ -206,6 +228,34 @@ impl Settings {
             },
         })
     }
+}
+
+/// `URL[#branch],…` → the remotes of plain-Git mode. A remote is known by its URL without credentials.
+fn parse_repositories(text: &str) -> Result<Vec<crate::controller::DeploySource>, SettingsError> {
+    let mut out = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (url, branch) = entry.split_once('#').unwrap_or((entry, "main"));
+        let mut parsed = url::Url::parse(url)
+            .map_err(|e| bad("HONUA_REPOSITORIES", format!("`{}` is not a URL ({e})", redact_url(url))))?;
+        if !["https", "http", "file"].contains(&parsed.scheme()) {
+            return Err(bad(
+                "HONUA_REPOSITORIES",
+                format!("`{}`: use an https://, http:// or file:// URL", redact_url(url)),
+            ));
+        }
+        if branch.is_empty() || branch.contains("..") || branch.starts_with('-') || branch.contains(char::is_whitespace)
+        {
+            return Err(bad("HONUA_REPOSITORIES", format!("`{branch}` is not a branch name")));
+        }
+        let _ = parsed.set_password(None);
+        let _ = parsed.set_username("");
+        out.push(crate::controller::DeploySource {
+            repository: parsed.to_string().trim_end_matches('/').to_string(),
+            url: url.to_string(),
+            branch: branch.to_string(),
+        });
+    }
+    Ok(out)
 }
 
 fn load_file(path: &Path) -> Result<ServeArgs, SettingsError> {
@@ -240,11 +290,11 @@ mod tests {
             ServeArgs { workers: Some(1), github_webhook_secret: Some("new,old".into()), ..ServeArgs::default() };
         let s = Settings::resolve(given, Some(&file)).unwrap();
         assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
-        assert_eq!(s.github.app_id, 11);
+        assert_eq!(s.github.as_ref().unwrap().app_id, 11);
         assert_eq!(s.workers, 1, "the flag wins");
         assert_eq!(s.webhook_secrets.len(), 2, "the flag wins");
         assert_eq!(s.database_url, "sqlite://honua.db");
-        assert_eq!(s.github.api_url, "https://api.github.com");
+        assert_eq!(s.github.as_ref().unwrap().api_url, "https://api.github.com");
         assert_eq!(s.poll_interval, Some(std::time::Duration::from_secs(60)));
         let shown = format!("{s:?}");
         assert!(!shown.contains("new") && !shown.contains("BEGIN"), "secrets are not printed: {shown}");
@@ -257,6 +307,27 @@ mod tests {
         std::fs::write(&file, "listn: 0.0.0.0:9000\n").unwrap();
         let err = Settings::resolve(ServeArgs::default(), Some(&file)).unwrap_err();
         assert!(err.to_string().contains("unknown field `listn`"), "{err}");
+    }
+
+    #[test]
+    fn plain_git_mode_needs_no_app_and_names_remotes_without_credentials() {
+        let given = ServeArgs {
+            repositories: Some(
+                "https://bot:t0ken@git.example.org/gis/config.git#release, file:///srv/config.git".into(),
+            ),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(given, None).unwrap();
+        assert!(s.github.is_none());
+        assert_eq!(s.repositories.len(), 2);
+        assert_eq!(s.repositories[0].repository, "https://git.example.org/gis/config.git");
+        assert_eq!(s.repositories[0].branch, "release");
+        assert_eq!(s.repositories[1].branch, "main");
+        assert!(!format!("{s:?}").contains("t0ken"));
+        let err = Settings::resolve(ServeArgs { repositories: Some("ssh://x/y".into()), ..ServeArgs::default() }, None)
+            .err()
+            .unwrap();
+        assert!(err.to_string().starts_with("HONUA_REPOSITORIES:"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! are written in one transaction before the 202; a worker claims a job with a lease, so a worker that
 //! dies mid-job leaves it to be claimed again when the lease runs out.
 
+pub mod deployments;
 mod postgres;
 mod sqlite;
 
@@ -14,6 +15,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use deployments::{
+    ApiToken, ApiTokenHash, Approval, AuditEntry, Deployment, DeploymentFilter, DeploymentState, DeploymentStore, Gate,
+    NewAudit, NewDeployment, Role,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -148,8 +153,10 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Everything the service keeps: the delivery queue here, deployments and the rest in
+/// [`DeploymentStore`].
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: DeploymentStore + Send + Sync {
     /// Records a delivery and queues its job atomically; a known delivery id is [`Recorded::Duplicate`],
     /// and so is a delivery whose `pr_head` is `only_if_new` and already seen.
     async fn record_delivery(&self, delivery: &NewDelivery, now: i64) -> Result<Recorded, StoreError>;

@@ -159,3 +159,5 @@ impl Store for PgStore {
         Ok(())
     }
 }
+
+super::deployments::impl_deployment_store!(PgStore, sqlx::Postgres, " FOR UPDATE");

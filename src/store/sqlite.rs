@@ -167,3 +167,5 @@ impl Store for SqliteStore {
         Ok(())
     }
 }
+
+super::deployments::impl_deployment_store!(SqliteStore, sqlx::Sqlite, "");

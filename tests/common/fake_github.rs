@@ -52,6 +52,8 @@ pub struct State_ {
     pub token_requests: u32,
     /// Fault injection: the next this-many check-run updates answer 502.
     pub failing_updates: u32,
+    /// Branch heads: (repo, branch) → sha.
+    pub branches: BTreeMap<(String, String), String>,
 }
 
 #[derive(Clone)]
@@ -183,6 +185,20 @@ async fn get_pull(
     }
 }
 
+async fn get_branch(
+    State((state, _)): State<Shared>,
+    headers: HeaderMap,
+    Path((o, r, b)): Path<(String, String, String)>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    match state.lock().unwrap().branches.get(&(format!("{o}/{r}"), b.clone())) {
+        Some(sha) => Json(json!({"name": b, "commit": {"sha": sha}})).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({"message": "Branch not found"}))).into_response(),
+    }
+}
+
 async fn list_installations(headers: HeaderMap) -> Response {
     if let Some(refused) = app_call_refused(&headers) {
         return refused;
@@ -195,7 +211,9 @@ async fn installation_repositories(State((state, _)): State<Shared>, headers: He
         return refused;
     }
     let s = state.lock().unwrap();
-    let mut repos: Vec<String> = s.pulls.keys().map(|(repo, _)| repo.clone()).collect();
+    let mut repos: Vec<String> =
+        s.pulls.keys().map(|(repo, _)| repo.clone()).chain(s.branches.keys().map(|(repo, _)| repo.clone())).collect();
+    repos.sort();
     repos.dedup();
     let list: Vec<Value> = repos
         .iter()
@@ -352,6 +370,7 @@ impl FakeGithub {
             .route("/repos/{o}/{r}/pulls/{n}", get(get_pull))
             .route("/repos/{o}/{r}/pulls", get(list_pulls))
             .route("/repos/{o}/{r}/commits/{sha}/check-runs", get(list_commit_check_runs))
+            .route("/repos/{o}/{r}/branches/{b}", get(get_branch))
             .route("/app/installations", get(list_installations))
             .route("/installation/repositories", get(installation_repositories))
             .route("/repos/{o}/{r}/issues/{n}/comments", get(list_comments).post(create_comment))
@@ -379,6 +398,10 @@ impl FakeGithub {
     }
 
     /// A person's comment (not ours, even if it quotes our marker).
+    pub fn set_branch(&self, repo: &str, branch: &str, sha: &str) {
+        self.state.lock().unwrap().branches.insert((repo.to_string(), branch.to_string()), sha.to_string());
+    }
+
     pub fn post_comment(&self, repo: &str, number: u64, body: &str) {
         let mut s = self.state.lock().unwrap();
         s.next_id += 1;

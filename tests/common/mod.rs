@@ -150,6 +150,17 @@ impl Origin {
         sha.to_string()
     }
 
+    /// Commits `tree` on `main` (a merge, as far as the service can tell) and returns the new head.
+    pub fn merge(&self, tree: &Path) -> String {
+        let previous = self.repo.head().ok().and_then(|h| h.name().map(str::to_string));
+        self.repo.set_head("refs/heads/main").unwrap();
+        let sha = commit_tree(&self.repo, tree, "merge");
+        if let Some(previous) = previous.filter(|p| p != "refs/heads/main") {
+            self.repo.set_head(&previous).unwrap();
+        }
+        sha.to_string()
+    }
+
     pub fn main_sha(&self) -> String {
         self.repo.find_branch("main", git2::BranchType::Local).unwrap().get().target().unwrap().to_string()
     }
@@ -168,6 +179,20 @@ pub fn pull_request_payload(action: &str, number: u64, head_sha: &str, base_sha:
         },
         "repository": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}, "default_branch": "main"},
         "installation": {"id": 7}
+    }))
+    .unwrap()
+}
+
+/// The body of GitHub's `push` delivery to `main` of `REPO`, installation 7.
+pub fn push_payload(before: &str, after: &str, pusher: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ref": "refs/heads/main",
+        "before": before,
+        "after": after,
+        "deleted": false,
+        "repository": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}, "default_branch": "main"},
+        "installation": {"id": 7},
+        "sender": {"login": pusher, "type": "User"}
     }))
     .unwrap()
 }

@@ -35,9 +35,11 @@ impl Service {
         let data = tempfile::tempdir().unwrap();
         let key = std::fs::read(super::test_app_key()).unwrap();
         let app = Arc::new(GithubApp::new(super::fake_github::APP_ID, &key, &github.url()).unwrap());
+        let signer = honua_gitops::controller::deployments::service_signer(store.as_ref()).await.unwrap();
         let controller = Arc::new(Controller::new(
             store.clone(),
-            app,
+            Some(app),
+            signer,
             format!("file://{}", origin.git_root.display()),
             data.path().join("mirrors"),
             Some("https://honua.example.org".into()),
@@ -47,7 +49,8 @@ impl Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState { store, webhook_secrets: Arc::new(WebhookSecret::parse_list(SECRET)), jobs_queued };
-        tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+        let app = router(state).merge(honua_gitops::server::api::router(controller.clone()));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Service { url, controller, client: reqwest::Client::new(), shutdown, _data: data }
     }
 

@@ -1,0 +1,459 @@
+//! Deployments: a commit on a repository's deployment branch becomes one Deployment per environment
+//! whose effective config differs from what that environment last completed. The policy decides
+//! its state; approvals are checked against the gate fixed at creation and signed; every step is
+//! in the audit log (the store writes a transition and its audit entry in one transaction).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::{Controller, JobError};
+use crate::config::source::RepoFiles;
+use crate::config::{ConfigRepo, EnvName};
+use crate::diff::{diff_environment, values};
+use crate::git::mirror::Mirror;
+use crate::plan::signing::{RecordApproval, SignedRecord, Signer, RECORD_FORMAT};
+use crate::policy::Decision;
+use crate::store::{
+    Approval, Deployment, DeploymentFilter, DeploymentState, Gate, NewAudit, NewDeployment, Store, StoreError,
+};
+
+/// Where a deployment branch lives: the repository's name in the service (`owner/name` on GitHub, the
+/// remote URL in plain-Git mode), its clone URL, and the branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploySource {
+    pub repository: String,
+    pub url: String,
+    pub branch: String,
+}
+
+/// Why an approval or rejection was refused, in words for the person who asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionError {
+    #[error("no deployment `{0}`; list them with `honua deployments ENV`")]
+    NotFound(String),
+    #[error("deployment {id} is {state}: {hint}")]
+    WrongState { id: String, state: DeploymentState, hint: &'static str },
+    #[error("deployment {id} cannot be approved: {reasons}; push a fix, which plans a new deployment")]
+    Closed { id: String, reasons: String },
+    #[error("deployment {id} has breaking changes and the policy does not allow them: approve again acknowledging them (`--breaking`)")]
+    NeedsBreaking { id: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl DecisionError {
+    /// A stable name for API errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecisionError::NotFound(_) => "not_found",
+            DecisionError::WrongState { .. } => "wrong_state",
+            DecisionError::Closed { .. } => "not_approvable",
+            DecisionError::NeedsBreaking { .. } => "breaking_not_acknowledged",
+            DecisionError::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+/// `<env-short>-<yyyymmddHHMMSS>-<sha7>`, e.g. `prod-20241004123456-abc1234`.
+pub fn deployment_id(env: &EnvName, at: DateTime<Utc>, sha: &str) -> String {
+    format!("{}-{}-{}", env.short(), at.format("%Y%m%d%H%M%S"), &sha[..sha.len().min(7)])
+}
+
+/// The signing key of the service: generated on first start and kept in the store, so every replica
+/// (and every restart) signs with the same key.
+pub async fn service_signer(store: &dyn Store) -> Result<Signer, JobError> {
+    let candidate = Signer::generate_secret().map_err(|e| JobError::Permanent(e.to_string()))?;
+    let secret = store.service_key("deployment-signing-ed25519", &candidate, crate::store::now_ms()).await?;
+    Signer::from_secret(&secret).map_err(|e| JobError::Permanent(format!("stored signing key: {e}")))
+}
+
+fn ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+fn same_policy(a: &ConfigRepo, b: &ConfigRepo) -> bool {
+    match (&a.policy, &b.policy) {
+        (Some(x), Some(y)) => values::same(&x.root, &y.root),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+async fn load(mirror: &Path, rev: &str) -> Result<Arc<ConfigRepo>, JobError> {
+    let (path, rev) = (mirror.to_path_buf(), rev.to_string());
+    tokio::task::spawn_blocking(move || ConfigRepo::load_git(&path, &rev).map(Arc::new))
+        .await
+        .map_err(|e| JobError::Git(format!("loading task: {e}")))?
+        .map_err(|e| JobError::Git(e.to_string()))
+}
+
+impl Controller {
+    /// Fetches `source`'s branch into its mirror and plans every environment of `sha`, creating the
+    /// deployments the changes call for. Safe to run twice for one commit (a retried job, a webhook
+    /// and a poll): an environment whose newest unstarted deployment already plans this config gets
+    /// nothing new.
+    pub async fn deploy_commit(
+        &self,
+        source: &DeploySource,
+        sha: &str,
+        token: Option<String>,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Deployment>, JobError> {
+        let lock = self.repo_lock(&source.repository).await;
+        let _held = lock.lock().await;
+        let (mirror, _) = self.fetch_branch(source, token).await?;
+        let to = load(&mirror, sha).await?;
+        let mut created = Vec::new();
+        for env in to.environments().cloned().collect::<Vec<_>>() {
+            if let Some(d) = self.deploy_environment(source, &mirror, &to, &env, actor, at).await? {
+                created.push(d);
+            }
+        }
+        self.store.set_branch_head(&source.repository, &source.branch, sha, ms(at)).await?;
+        Ok(created)
+    }
+
+    /// Fetches the branch into the mirror; returns the mirror's path and the branch's head.
+    pub(super) async fn fetch_branch(
+        &self,
+        source: &DeploySource,
+        token: Option<String>,
+    ) -> Result<(PathBuf, String), JobError> {
+        let (mirrors, url, branch) =
+            (self.mirrors.clone(), source.url.clone(), format!("refs/heads/{}", source.branch));
+        tokio::task::spawn_blocking(move || {
+            let git = |e: crate::git::GitError| JobError::Git(e.to_string());
+            let mirror = Mirror::open(&mirrors, &url).map_err(git)?;
+            mirror.fetch(&[&branch], token.as_deref()).map_err(git)?;
+            let head = mirror.resolve(&branch).map_err(git)?;
+            Ok((mirror.path().to_path_buf(), head))
+        })
+        .await
+        .map_err(|e| JobError::Git(format!("fetch task: {e}")))?
+    }
+
+    async fn deploy_environment(
+        &self,
+        source: &DeploySource,
+        mirror: &Path,
+        to: &Arc<ConfigRepo>,
+        env: &EnvName,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Deployment>, JobError> {
+        let filter = |states: Vec<DeploymentState>| DeploymentFilter {
+            repository: Some(source.repository.clone()),
+            environment: Some(env.to_string()),
+            states,
+            limit: 50,
+        };
+        let last = self.store.deployments(&filter(vec![DeploymentState::Completed])).await?.into_iter().next();
+        let unstarted = self.store.deployments(&filter(DeploymentState::UNSTARTED.to_vec())).await?;
+        let from = match &last {
+            Some(d) => load(mirror, &d.commit).await?,
+            None => Arc::new(ConfigRepo::from_files(RepoFiles::default(), String::new())),
+        };
+        // The policy of what runs judges the change; nothing runs yet: the merged commit's own policy.
+        let policy_source = if last.is_some() { from.clone() } else { to.clone() };
+        let unchanged = |base: &ConfigRepo| {
+            diff_environment(env, base.effective(env), to.effective(env)).is_empty() && same_policy(base, to)
+        };
+        if last.is_some() && unchanged(&from) {
+            for d in &unstarted {
+                self.store
+                    .transition(
+                        &d.id,
+                        &DeploymentState::UNSTARTED,
+                        DeploymentState::Superseded,
+                        actor,
+                        &format!("commit {} brings {env} back to what it runs", short(&to.revision)),
+                        ms(at),
+                    )
+                    .await?;
+            }
+            return Ok(None);
+        }
+        if let Some(newest) = unstarted.first() {
+            if newest.commit == to.revision || unchanged(&*load(mirror, &newest.commit).await?) {
+                return Ok(None);
+            }
+        }
+
+        let (from2, to2, policy2, env2) = (from.clone(), to.clone(), policy_source.clone(), env.clone());
+        let plan = tokio::task::spawn_blocking(move || {
+            crate::plan::build_with_policy(&from2, &to2, &policy2, Some(&env2), at)
+                .plans
+                .into_iter()
+                .find(|p| p.environment == env2)
+        })
+        .await
+        .map_err(|e| JobError::Git(format!("planning task: {e}")))?;
+        let Some(plan) = plan else { return Ok(None) };
+
+        let sequence = self.store.next_sequence(&source.repository, env.as_str()).await?;
+        let mut id = deployment_id(env, at, &to.revision);
+        if self.store.deployment(&id).await?.is_some() {
+            id = format!("{id}-{sequence}");
+        }
+        let (state, gate) = match &plan.decision {
+            Decision::Auto => (DeploymentState::Approved, Gate::Auto),
+            Decision::NeedsApproval(_) => (DeploymentState::AwaitingApproval, Gate::Approval),
+            Decision::Blocked(_) if plan.acknowledgeable => (DeploymentState::Blocked, Gate::Breaking),
+            Decision::Blocked(_) => (DeploymentState::Blocked, Gate::Closed),
+        };
+        let reasons = plan.decision.reasons().to_vec();
+        let windows = {
+            let envs: Vec<String> = policy_source.environments().map(|e| e.to_string()).collect();
+            let policy = policy_source
+                .policy
+                .as_ref()
+                .map(|p| crate::policy::Policy::load(&p.root, &policy_source.sources, &envs, &mut Vec::new()))
+                .unwrap_or_default();
+            let safety = policy.for_env(env.as_str()).0.safety;
+            crate::policy::window::Rules { windows: safety.deployment_windows, blackouts: safety.blackout_periods }
+        };
+        let mut new = NewDeployment {
+            id,
+            repository: source.repository.clone(),
+            environment: env.to_string(),
+            sequence,
+            commit: to.revision.clone(),
+            from_commit: last.map(|d| d.commit),
+            plan_digest: plan.digest.clone(),
+            plan: serde_json::to_value(&plan).expect("plans encode"),
+            state,
+            gate,
+            reasons,
+            windows,
+            cause: "push".into(),
+            approvals: Vec::new(),
+            record: None,
+            signature: None,
+            actor: actor.to_string(),
+            message: format!("planned from commit {} of {}", short(&to.revision), source.branch),
+        };
+        if gate == Gate::Auto {
+            let approval = Approval {
+                actor: "policy".into(),
+                via: "policy".into(),
+                plan_digest: plan.digest.clone(),
+                breaking: false,
+                at: ms(at),
+            };
+            let (record, signature) = self.sign(
+                &new.id,
+                &new.environment,
+                &new.repository,
+                &new.commit,
+                &new.plan_digest,
+                sequence,
+                std::slice::from_ref(&approval),
+            );
+            new.approvals.push(approval);
+            new.record = Some(record);
+            new.signature = Some(signature);
+        }
+        let superseded = self.store.create_deployment(&new, ms(at)).await?;
+        tracing::info!(deployment = %new.id, state = %new.state, superseded = superseded.len(), "deployment created");
+        Ok(self.store.deployment(&new.id).await?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sign(
+        &self,
+        id: &str,
+        environment: &str,
+        repository: &str,
+        commit: &str,
+        plan_digest: &str,
+        sequence: i64,
+        approvals: &[Approval],
+    ) -> (String, String) {
+        let record = SignedRecord {
+            format: RECORD_FORMAT.into(),
+            deployment: id.into(),
+            environment: environment.into(),
+            repository: repository.into(),
+            commit: commit.into(),
+            plan_digest: plan_digest.into(),
+            approvals: approvals
+                .iter()
+                .map(|a| RecordApproval {
+                    by: a.actor.clone(),
+                    via: a.via.clone(),
+                    at: rfc3339(a.at),
+                    breaking: a.breaking,
+                })
+                .collect(),
+            sequence,
+        };
+        self.signer.sign(&record)
+    }
+
+    /// Approves deployment `id` for `actor` (already authorised by the caller: API role, comment
+    /// permission). The approval is bound to the deployment's plan digest and signed with it.
+    pub async fn approve(
+        &self,
+        id: &str,
+        actor: &str,
+        via: &str,
+        breaking: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Deployment, DecisionError> {
+        let outcome = self.try_approve(id, actor, via, breaking, at).await;
+        if let Err(refused) = &outcome {
+            if !matches!(refused, DecisionError::Store(_)) {
+                self.audit_refusal(id, actor, "approve", &refused.to_string(), at).await;
+            }
+        }
+        outcome
+    }
+
+    async fn try_approve(
+        &self,
+        id: &str,
+        actor: &str,
+        via: &str,
+        breaking: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Deployment, DecisionError> {
+        let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.to_string()))?;
+        match d.state {
+            DeploymentState::AwaitingApproval | DeploymentState::Blocked => {}
+            DeploymentState::Approved => {
+                return Err(DecisionError::WrongState { id: d.id, state: d.state, hint: "it is approved already" })
+            }
+            DeploymentState::Superseded => {
+                return Err(DecisionError::WrongState {
+                    id: d.id,
+                    state: d.state,
+                    hint: "a newer deployment of the environment replaced it; approve that one",
+                })
+            }
+            state => {
+                return Err(DecisionError::WrongState {
+                    id: d.id,
+                    state,
+                    hint: "only a deployment awaiting approval can be approved",
+                })
+            }
+        }
+        match d.gate {
+            Gate::Closed => return Err(DecisionError::Closed { id: d.id, reasons: d.reasons.join("; ") }),
+            Gate::Breaking if !breaking => return Err(DecisionError::NeedsBreaking { id: d.id }),
+            _ => {}
+        }
+        let approval =
+            Approval { actor: actor.into(), via: via.into(), plan_digest: d.plan_digest.clone(), breaking, at: ms(at) };
+        let mut approvals = self.store.approvals(&d.id).await?;
+        approvals.push(approval.clone());
+        let (record, signature) =
+            self.sign(&d.id, &d.environment, &d.repository, &d.commit, &d.plan_digest, d.sequence, &approvals);
+        let message = format!(
+            "approved by {actor} via {via}{} (plan {})",
+            if breaking { ", breaking changes acknowledged" } else { "" },
+            d.plan_digest
+        );
+        let from = [DeploymentState::AwaitingApproval, DeploymentState::Blocked];
+        if !self.store.approve(&d.id, &from, &approval, &record, &signature, &message).await? {
+            let now = self.store.deployment(&d.id).await?.map_or(d.state, |d| d.state);
+            return Err(DecisionError::WrongState {
+                id: d.id,
+                state: now,
+                hint: "it changed while the approval was recorded",
+            });
+        }
+        self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.to_string()))
+    }
+
+    /// Rejects a deployment that has not started.
+    pub async fn reject(
+        &self,
+        id: &str,
+        actor: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Deployment, DecisionError> {
+        let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.to_string()))?;
+        let message = if reason.trim().is_empty() {
+            format!("rejected by {actor}")
+        } else {
+            format!("rejected by {actor}: {}", reason.trim())
+        };
+        if !self
+            .store
+            .transition(id, &DeploymentState::UNSTARTED, DeploymentState::Rejected, actor, &message, ms(at))
+            .await?
+        {
+            let refused = DecisionError::WrongState {
+                id: d.id,
+                state: d.state,
+                hint: "only a deployment that has not started can be rejected",
+            };
+            self.audit_refusal(id, actor, "reject", &refused.to_string(), at).await;
+            return Err(refused);
+        }
+        self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.to_string()))
+    }
+
+    async fn audit_refusal(&self, id: &str, actor: &str, action: &str, message: &str, at: DateTime<Utc>) {
+        let d = self.store.deployment(id).await.ok().flatten();
+        let entry = NewAudit {
+            actor: actor.into(),
+            action: format!("{action}.refused"),
+            repository: d.as_ref().map(|d| d.repository.clone()),
+            environment: d.as_ref().map(|d| d.environment.clone()),
+            deployment: d.map(|d| d.id),
+            message: message.into(),
+        };
+        if let Err(e) = self.store.record_audit(&entry, ms(at)).await {
+            tracing::warn!(error = %e, "could not record a refused {action} in the audit log");
+        }
+    }
+
+    /// The deployment an agent of `environment` should run now: the newest approved one, if its
+    /// deployment windows are open (and no blackout holds) at `at`. One outside its window waits, and is
+    /// returned once it opens.
+    pub async fn startable(
+        &self,
+        repository: &str,
+        environment: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Deployment>, StoreError> {
+        let approved = self
+            .store
+            .deployments(&DeploymentFilter {
+                repository: Some(repository.into()),
+                environment: Some(environment.into()),
+                states: vec![DeploymentState::Approved],
+                limit: 1,
+            })
+            .await?;
+        Ok(approved.into_iter().next().filter(|d| d.windows.at(at).allowed_now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_ids_follow_the_documented_form() {
+        let at = DateTime::parse_from_rfc3339("2024-10-04T12:34:56Z").unwrap().with_timezone(&Utc);
+        let sha = "abc1234def5678abc1234def5678abc1234def56";
+        assert_eq!(deployment_id(&EnvName::new("production"), at, sha), "prod-20241004123456-abc1234");
+        assert_eq!(deployment_id(&EnvName::new("staging"), at, sha), "stage-20241004123456-abc1234");
+        assert_eq!(deployment_id(&EnvName::new("qa"), at, sha), "qa-20241004123456-abc1234");
+    }
+}

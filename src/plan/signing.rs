@@ -1,0 +1,171 @@
+//! Signed deployment records: what an agent may apply. An approved deployment is signed with the
+//! service's Ed25519 key over the canonical JSON of [`SignedRecord`]; agents pin the public key and
+//! verify the exact bytes before anything is applied, so neither a compromised database row nor a
+//! forged Git ledger commit can make an agent deploy something nobody approved.
+
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+pub const RECORD_FORMAT: &str = "honua-deployment/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SigningError {
+    #[error("signing key: {0}")]
+    Key(String),
+    #[error("signature does not verify: the record was changed or signed by another key")]
+    BadSignature,
+    #[error("signed record is malformed: {0}")]
+    Malformed(String),
+}
+
+/// One approval as the signed record carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordApproval {
+    pub by: String,
+    pub via: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub breaking: bool,
+}
+
+/// What is signed: which commit may run in which environment, under which plan, approved by whom,
+/// and its place in the environment's sequence (an agent ignores anything not newer than it has).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedRecord {
+    pub format: String,
+    pub deployment: String,
+    pub environment: String,
+    pub repository: String,
+    pub commit: String,
+    pub plan_digest: String,
+    pub approvals: Vec<RecordApproval>,
+    pub sequence: i64,
+}
+
+impl SignedRecord {
+    /// The exact bytes that are signed.
+    pub fn canonical(&self) -> String {
+        let value = serde_json::to_value(self).expect("records encode");
+        String::from_utf8(super::canonical_json(&value)).expect("JSON is UTF-8")
+    }
+}
+
+pub struct Signer {
+    key: SigningKey,
+}
+
+impl Signer {
+    /// A fresh 32-byte secret from the operating system's generator.
+    pub fn generate_secret() -> Result<[u8; 32], SigningError> {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| SigningError::Key(format!("no randomness from the OS: {e}")))?;
+        Ok(secret)
+    }
+
+    pub fn from_secret(secret: &[u8]) -> Result<Signer, SigningError> {
+        let bytes: [u8; 32] =
+            secret.try_into().map_err(|_| SigningError::Key(format!("expected 32 bytes, found {}", secret.len())))?;
+        Ok(Signer { key: SigningKey::from_bytes(&bytes) })
+    }
+
+    /// The public key as agents pin it: `ed25519:` and 64 hex digits.
+    pub fn public_key(&self) -> String {
+        format!("ed25519:{}", hex::encode(self.key.verifying_key().as_bytes()))
+    }
+
+    /// The canonical record and its signature (hex).
+    pub fn sign(&self, record: &SignedRecord) -> (String, String) {
+        let canonical = record.canonical();
+        let signature = self.key.sign(canonical.as_bytes());
+        (canonical, hex::encode(signature.to_bytes()))
+    }
+}
+
+/// Parses a pinned public key (`ed25519:<hex>`, or the bare hex).
+pub fn parse_public_key(text: &str) -> Result<VerifyingKey, SigningError> {
+    let hex_part = text.trim().strip_prefix("ed25519:").unwrap_or(text.trim());
+    let bytes: [u8; 32] = hex::decode(hex_part).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
+        SigningError::Key(format!("`{text}` is not an Ed25519 public key (ed25519: and 64 hex digits)"))
+    })?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| SigningError::Key(e.to_string()))
+}
+
+/// Verifies `signature` over the exact bytes of `record` and returns the record. A record that
+/// verifies but is not in canonical form is refused too, so there is one encoding per decision.
+pub fn verify(key: &VerifyingKey, record: &str, signature: &str) -> Result<SignedRecord, SigningError> {
+    let bytes: [u8; 64] =
+        hex::decode(signature).ok().and_then(|b| b.try_into().ok()).ok_or(SigningError::BadSignature)?;
+    key.verify_strict(record.as_bytes(), &Signature::from_bytes(&bytes)).map_err(|_| SigningError::BadSignature)?;
+    let parsed: SignedRecord = serde_json::from_str(record).map_err(|e| SigningError::Malformed(e.to_string()))?;
+    if parsed.format != RECORD_FORMAT || parsed.canonical() != record {
+        return Err(SigningError::Malformed("not a canonical honua-deployment/1 record".into()));
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> SignedRecord {
+        SignedRecord {
+            format: RECORD_FORMAT.into(),
+            deployment: "prod-20241004123456-abc1234".into(),
+            environment: "production".into(),
+            repository: "city/gis-config".into(),
+            commit: "abc1234abc1234abc1234abc1234abc1234abc12".into(),
+            plan_digest: "sha256:00ff".into(),
+            approvals: vec![RecordApproval {
+                by: "alice".into(),
+                via: "comment".into(),
+                at: "2024-10-04T12:34:56Z".into(),
+                breaking: false,
+            }],
+            sequence: 7,
+        }
+    }
+
+    #[test]
+    fn a_signed_record_verifies_with_the_public_key_and_fails_when_any_field_changes() {
+        let signer = Signer::from_secret(&Signer::generate_secret().unwrap()).unwrap();
+        let key = parse_public_key(&signer.public_key()).unwrap();
+        let (text, signature) = signer.sign(&record());
+        assert_eq!(verify(&key, &text, &signature).unwrap(), record());
+
+        type Tamper = Box<dyn Fn(&mut SignedRecord)>;
+        let tampered: Vec<Tamper> = vec![
+            Box::new(|r| r.deployment.push('x')),
+            Box::new(|r| r.environment = "staging".into()),
+            Box::new(|r| r.repository = "evil/gis-config".into()),
+            Box::new(|r| r.commit = "0000000000000000000000000000000000000000".into()),
+            Box::new(|r| r.plan_digest = "sha256:11ff".into()),
+            Box::new(|r| r.approvals.clear()),
+            Box::new(|r| r.approvals[0].by = "mallory".into()),
+            Box::new(|r| r.approvals[0].breaking = true),
+            Box::new(|r| r.sequence = 8),
+            Box::new(|r| r.format = "honua-deployment/2".into()),
+        ];
+        for change in tampered {
+            let mut r = record();
+            change(&mut r);
+            assert!(verify(&key, &r.canonical(), &signature).is_err(), "{r:?} verified");
+        }
+        // Another key's signature, a truncated signature, and a non-canonical re-encoding are refused.
+        let other = Signer::from_secret(&Signer::generate_secret().unwrap()).unwrap();
+        assert!(verify(&key, &text, &other.sign(&record()).1).is_err());
+        assert!(verify(&key, &text, &signature[..64]).is_err());
+        let pretty = serde_json::to_string_pretty(&record()).unwrap();
+        let pretty_signature = hex::encode(signer.key.sign(pretty.as_bytes()).to_bytes());
+        assert!(matches!(verify(&key, &pretty, &pretty_signature), Err(SigningError::Malformed(_))));
+    }
+
+    #[test]
+    fn public_keys_parse_only_in_the_documented_form() {
+        let signer = Signer::from_secret(&[7u8; 32]).unwrap();
+        assert!(parse_public_key(&signer.public_key()).is_ok());
+        assert!(parse_public_key(signer.public_key().trim_start_matches("ed25519:")).is_ok());
+        assert!(parse_public_key("ed25519:abcd").is_err());
+        assert!(Signer::from_secret(&[1u8; 31]).is_err());
+    }
+}

@@ -1,0 +1,321 @@
+//! The REST API, `/api/v1`: environments, deployments, approvals, rejections and the audit log, for
+//! the CLI, scripts and release bots. Every route but the signing key needs a bearer token; tokens
+//! are stored as SHA-256 hashes and carry a role (viewer < approver < admin; an agent token serves
+//! its environment's agent routes only). Errors are `{"error": code, "message": sentence}`.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::controller::{Controller, DecisionError};
+use crate::store::{ApiToken, Deployment, DeploymentFilter, DeploymentState, Role, StoreError};
+
+/// Largest JSON body the API reads (approve/reject bodies are a few bytes).
+const MAX_BODY: usize = 64 * 1024;
+
+pub fn router(controller: Arc<Controller>) -> Router {
+    Router::new()
+        .route("/api/v1/signing-key", get(signing_key))
+        .route("/api/v1/environments", get(environments))
+        .route("/api/v1/deployments", get(deployments))
+        .route("/api/v1/deployments/{id}", get(deployment))
+        .route("/api/v1/deployments/{id}/approve", post(approve))
+        .route("/api/v1/deployments/{id}/reject", post(reject))
+        .route("/api/v1/audit", get(audit))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(controller)
+}
+
+/// SHA-256 (hex) of a token: what the store keeps and looks up.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new random token: `honua_` and 64 hex digits.
+pub fn new_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(format!("honua_{}", hex::encode(bytes)))
+}
+
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.code, "message": self.message }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "API: store error");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the database is not reachable; try again")
+    }
+}
+
+impl From<DecisionError> for ApiError {
+    fn from(e: DecisionError) -> Self {
+        let status = match &e {
+            DecisionError::NotFound(_) => StatusCode::NOT_FOUND,
+            DecisionError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::CONFLICT,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+/// The caller, authenticated by its bearer token.
+pub struct Caller(pub ApiToken);
+
+impl Caller {
+    fn require(&self, role: Role) -> Result<(), ApiError> {
+        let token = &self.0;
+        if token.role == Role::Agent || token.role < role {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "token `{}` has the {} role; this needs {} or above",
+                    token.name,
+                    token.role.as_str(),
+                    role.as_str()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl FromRequestParts<Arc<Controller>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, controller: &Arc<Controller>) -> Result<Self, Self::Rejection> {
+        let unauthorised = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
+            return Err(unauthorised("send `Authorization: Bearer TOKEN`; create one with `honua token create`"));
+        };
+        if token.is_empty() || token.len() > 256 {
+            return Err(unauthorised("the token is not valid"));
+        }
+        match controller.store.token(&token_hash(token)).await? {
+            Some(t) => Ok(Caller(t)),
+            None => Err(unauthorised("the token is not valid (unknown or revoked)")),
+        }
+    }
+}
+
+async fn signing_key(State(c): State<Arc<Controller>>) -> Json<serde_json::Value> {
+    Json(json!({ "algorithm": "ed25519", "public_key": c.signer.public_key() }))
+}
+
+/// A deployment in lists: everything but the plan.
+fn summary(d: &Deployment) -> serde_json::Value {
+    json!({
+        "id": d.id,
+        "repository": d.repository,
+        "environment": d.environment,
+        "sequence": d.sequence,
+        "commit": d.commit,
+        "from_commit": d.from_commit,
+        "state": d.state,
+        "gate": d.gate,
+        "reasons": d.reasons,
+        "plan_digest": d.plan_digest,
+        // Evaluated now: an approved deployment outside its window says why it waits and until when.
+        "schedule": d.windows.at(chrono::Utc::now()),
+        "cause": d.cause,
+        "created_at": chrono::DateTime::from_timestamp_millis(d.created_at),
+        "updated_at": chrono::DateTime::from_timestamp_millis(d.updated_at),
+    })
+}
+
+async fn environments(caller: Caller, State(c): State<Arc<Controller>>) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let all = c.store.deployments(&DeploymentFilter { limit: 1000, ..Default::default() }).await?;
+    let mut seen = std::collections::BTreeMap::new();
+    for d in &all {
+        seen.entry((d.repository.clone(), d.environment.clone())).or_insert_with(Vec::new).push(d);
+    }
+    let mut out = Vec::new();
+    for ((repository, environment), list) in seen {
+        let current = list.iter().find(|d| d.state == DeploymentState::Completed);
+        let pending = list.iter().find(|d| d.state.is_unstarted());
+        let last = list.first();
+        let status = match (pending, last) {
+            (Some(p), _) => p.state.as_str(),
+            (None, Some(l)) if l.state == DeploymentState::Completed => "in_sync",
+            (None, Some(l)) => l.state.as_str(),
+            (None, None) => "unknown",
+        };
+        out.push(json!({
+            "repository": repository,
+            "environment": environment,
+            "status": status,
+            "current": current.map(|d| summary(d)),
+            "pending": pending.map(|d| summary(d)),
+            "last": last.map(|d| summary(d)),
+        }));
+    }
+    Ok(Json(json!({ "environments": out })))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    environment: Option<String>,
+    repository: Option<String>,
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn deployments(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let states = match q.state.as_deref() {
+        None => Vec::new(),
+        Some(s) => vec![DeploymentState::parse(s).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_state", format!("`{s}` is not a deployment state"))
+        })?],
+    };
+    let filter =
+        DeploymentFilter { repository: q.repository, environment: q.environment, states, limit: q.limit.unwrap_or(20) };
+    let list = c.store.deployments(&filter).await?;
+    Ok(Json(json!({ "deployments": list.iter().map(summary).collect::<Vec<_>>() })))
+}
+
+async fn detail(c: &Controller, id: &str) -> Result<serde_json::Value, ApiError> {
+    let d = c
+        .store
+        .deployment(id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no deployment `{id}`")))?;
+    let approvals = c.store.approvals(id).await?;
+    let transitions = c.store.audit(0, Some(id), 10_000).await?;
+    let mut out = summary(&d);
+    out["plan"] = d.plan.clone();
+    out["approvals"] = json!(approvals);
+    out["transitions"] = json!(transitions);
+    out["signed"] = json!(d.record.as_ref().map(|r| json!({ "record": r, "signature": d.signature })));
+    Ok(out)
+}
+
+async fn deployment(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(detail(&c, &id).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    #[serde(default)]
+    breaking: bool,
+    /// `api` (default) or `cli`: how the approval is recorded.
+    #[serde(default)]
+    via: Option<String>,
+}
+
+fn body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))
+}
+
+/// A caller without the role to decide is refused, and the attempt is audited: who tried to approve
+/// a production deployment matters even when it failed.
+async fn require_decider(c: &Controller, caller: &Caller, id: &str, action: &str) -> Result<(), ApiError> {
+    let refused = caller.require(Role::Approver);
+    if let Err(e) = &refused {
+        let d = c.store.deployment(id).await.ok().flatten();
+        let entry = crate::store::NewAudit {
+            actor: caller.0.name.clone(),
+            action: format!("{action}.forbidden"),
+            repository: d.as_ref().map(|d| d.repository.clone()),
+            environment: d.as_ref().map(|d| d.environment.clone()),
+            deployment: d.map(|d| d.id),
+            message: e.message.clone(),
+        };
+        c.store.record_audit(&entry, crate::store::now_ms()).await?;
+    }
+    refused
+}
+
+async fn approve(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Path(id): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_decider(&c, &caller, &id, "approve").await?;
+    let b: ApproveBody = body(&bytes)?;
+    let via = match b.via.as_deref() {
+        None | Some("api") => "api",
+        Some("cli") => "cli",
+        Some(other) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("via `{other}`: use api or cli")))
+        }
+    };
+    c.approve(&id, &caller.0.name, via, b.breaking, chrono::Utc::now()).await?;
+    Ok(Json(detail(&c, &id).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RejectBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn reject(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Path(id): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_decider(&c, &caller, &id, "reject").await?;
+    let b: RejectBody = body(&bytes)?;
+    c.reject(&id, &caller.0.name, &b.reason, chrono::Utc::now()).await?;
+    Ok(Json(detail(&c, &id).await?))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    after: Option<i64>,
+    deployment: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn audit(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let entries = c.store.audit(q.after.unwrap_or(0), q.deployment.as_deref(), q.limit.unwrap_or(500)).await?;
+    Ok(Json(json!({ "entries": entries })))
+}

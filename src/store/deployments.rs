@@ -1,0 +1,746 @@
+//! Deployments, approvals, the append-only audit log, API tokens, the signing key and deployed branch
+//! heads. The SQL is the same on both backends (`$N` placeholders work on SQLite too), so one macro
+//! implements [`DeploymentStore`] for each; only row locking differs (`FOR UPDATE` on PostgreSQL,
+//! where SQLite's single writer already serializes a transaction).
+
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+/// The deployment state machine of DESIGN.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentState {
+    Pending,
+    AwaitingApproval,
+    Approved,
+    Applying,
+    Completed,
+    Failed,
+    RolledBack,
+    Blocked,
+    Rejected,
+    Superseded,
+    Expired,
+}
+
+impl DeploymentState {
+    /// Not yet picked up by an agent: a newer deployment of the environment supersedes these.
+    pub const UNSTARTED: [DeploymentState; 4] = [
+        DeploymentState::Pending,
+        DeploymentState::AwaitingApproval,
+        DeploymentState::Approved,
+        DeploymentState::Blocked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Pending => "pending",
+            DeploymentState::AwaitingApproval => "awaiting_approval",
+            DeploymentState::Approved => "approved",
+            DeploymentState::Applying => "applying",
+            DeploymentState::Completed => "completed",
+            DeploymentState::Failed => "failed",
+            DeploymentState::RolledBack => "rolled_back",
+            DeploymentState::Blocked => "blocked",
+            DeploymentState::Rejected => "rejected",
+            DeploymentState::Superseded => "superseded",
+            DeploymentState::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeploymentState> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+
+    pub fn is_unstarted(self) -> bool {
+        Self::UNSTARTED.contains(&self)
+    }
+}
+
+impl std::fmt::Display for DeploymentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What it takes to approve a deployment, fixed by the policy when the deployment is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// The policy approved it.
+    Auto,
+    /// An approver's approval.
+    Approval,
+    /// An approver's approval that acknowledges its breaking changes (`--breaking`).
+    Breaking,
+    /// Nothing: it is blocked for a reason no approval lifts (validation errors, unreadable files).
+    Closed,
+}
+
+impl Gate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gate::Auto => "auto",
+            Gate::Approval => "approval",
+            Gate::Breaking => "breaking",
+            Gate::Closed => "closed",
+        }
+    }
+
+    fn parse(s: &str) -> Gate {
+        match s {
+            "auto" => Gate::Auto,
+            "approval" => Gate::Approval,
+            "breaking" => Gate::Breaking,
+            _ => Gate::Closed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub id: String,
+    pub repository: String,
+    pub environment: String,
+    pub sequence: i64,
+    pub commit: String,
+    pub from_commit: Option<String>,
+    pub plan_digest: String,
+    /// The plan as JSON (the `honua plan --format json` entry of this environment).
+    pub plan: serde_json::Value,
+    pub state: DeploymentState,
+    pub gate: Gate,
+    pub reasons: Vec<String>,
+    /// The environment's deployment windows and blackouts: when it may start.
+    pub windows: crate::policy::window::Rules,
+    /// `push` or `rollback`.
+    pub cause: String,
+    /// The signed record (canonical JSON) and its Ed25519 signature (hex), once approved.
+    pub record: Option<String>,
+    pub signature: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub actor: String,
+    /// `policy`, `comment`, `api` or `cli`.
+    pub via: String,
+    pub plan_digest: String,
+    /// Breaking changes acknowledged.
+    pub breaking: bool,
+    pub at: i64,
+}
+
+/// A deployment to create. The caller assigned its id and sequence (see
+/// [`DeploymentStore::next_sequence`]) so an auto-approved one is created already signed.
+#[derive(Debug, Clone)]
+pub struct NewDeployment {
+    pub id: String,
+    pub repository: String,
+    pub environment: String,
+    pub sequence: i64,
+    pub commit: String,
+    pub from_commit: Option<String>,
+    pub plan_digest: String,
+    pub plan: serde_json::Value,
+    pub state: DeploymentState,
+    pub gate: Gate,
+    pub reasons: Vec<String>,
+    pub windows: crate::policy::window::Rules,
+    pub cause: String,
+    pub approvals: Vec<Approval>,
+    pub record: Option<String>,
+    pub signature: Option<String>,
+    /// Who caused it and why, for the audit log.
+    pub actor: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub repository: Option<String>,
+    pub environment: Option<String>,
+    pub deployment: Option<String>,
+    pub from_state: Option<String>,
+    pub to_state: Option<String>,
+    pub message: String,
+}
+
+/// An audit entry that is not a state transition (a refused approval, a token created).
+#[derive(Debug, Clone, Default)]
+pub struct NewAudit {
+    pub actor: String,
+    pub action: String,
+    pub repository: Option<String>,
+    pub environment: Option<String>,
+    pub deployment: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Agents only read their own environment's desired state and report on it.
+    Agent,
+    Viewer,
+    Approver,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Viewer => "viewer",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    pub environment: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct DeploymentRow {
+    id: String,
+    repository: String,
+    environment: String,
+    seq: i64,
+    commit_sha: String,
+    from_sha: Option<String>,
+    plan_digest: String,
+    plan: String,
+    state: String,
+    gate: String,
+    reasons: String,
+    windows: String,
+    cause: String,
+    record: Option<String>,
+    signature: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<DeploymentRow> for Deployment {
+    fn from(r: DeploymentRow) -> Deployment {
+        Deployment {
+            id: r.id,
+            repository: r.repository,
+            environment: r.environment,
+            sequence: r.seq,
+            commit: r.commit_sha,
+            from_commit: r.from_sha,
+            plan_digest: r.plan_digest,
+            plan: serde_json::from_str(&r.plan).unwrap_or(serde_json::Value::Null),
+            // The column's CHECK constraint admits only known states.
+            state: DeploymentState::parse(&r.state).unwrap_or(DeploymentState::Failed),
+            gate: Gate::parse(&r.gate),
+            reasons: serde_json::from_str(&r.reasons).unwrap_or_default(),
+            windows: serde_json::from_str(&r.windows).unwrap_or_default(),
+            cause: r.cause,
+            record: r.record,
+            signature: r.signature,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ApprovalRow {
+    actor: String,
+    via: String,
+    plan_digest: String,
+    breaking: i64,
+    at: i64,
+}
+
+impl From<ApprovalRow> for Approval {
+    fn from(r: ApprovalRow) -> Approval {
+        Approval { actor: r.actor, via: r.via, plan_digest: r.plan_digest, breaking: r.breaking != 0, at: r.at }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AuditRow {
+    id: i64,
+    at: i64,
+    actor: String,
+    action: String,
+    repository: Option<String>,
+    environment: Option<String>,
+    deployment_id: Option<String>,
+    from_state: Option<String>,
+    to_state: Option<String>,
+    message: String,
+}
+
+impl From<AuditRow> for AuditEntry {
+    fn from(r: AuditRow) -> AuditEntry {
+        AuditEntry {
+            id: r.id,
+            at: r.at,
+            actor: r.actor,
+            action: r.action,
+            repository: r.repository,
+            environment: r.environment,
+            deployment: r.deployment_id,
+            from_state: r.from_state,
+            to_state: r.to_state,
+            message: r.message,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct TokenRow {
+    name: String,
+    role: String,
+    environment: Option<String>,
+}
+
+impl TokenRow {
+    pub(super) fn into_token(self) -> Option<ApiToken> {
+        Some(ApiToken { name: self.name, role: Role::parse(&self.role)?, environment: self.environment })
+    }
+}
+
+/// Which deployments to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentFilter {
+    pub repository: Option<String>,
+    pub environment: Option<String>,
+    pub states: Vec<DeploymentState>,
+    pub limit: i64,
+}
+
+#[async_trait::async_trait]
+pub trait DeploymentStore: Send + Sync {
+    /// The next sequence number of `environment` in `repository` (1, 2, …); never handed out twice.
+    async fn next_sequence(&self, repository: &str, environment: &str) -> Result<i64, StoreError>;
+
+    /// Creates a deployment with its approvals and audit entries, and supersedes the environment's
+    /// older deployments that have not started. Returns the ids superseded.
+    async fn create_deployment(&self, new: &NewDeployment, now: i64) -> Result<Vec<String>, StoreError>;
+
+    async fn deployment(&self, id: &str) -> Result<Option<Deployment>, StoreError>;
+
+    /// Newest first.
+    async fn deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>, StoreError>;
+
+    async fn approvals(&self, id: &str) -> Result<Vec<Approval>, StoreError>;
+
+    /// Moves a deployment from one of `from` to `to`, recording who and why. `false` (nothing
+    /// changed) when it is no longer in one of `from`: someone else moved it first.
+    async fn transition(
+        &self,
+        id: &str,
+        from: &[DeploymentState],
+        to: DeploymentState,
+        actor: &str,
+        message: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Approves a deployment in one of `from`: records the approval, the signed record and the
+    /// transition to `approved` together. `false` when it moved on meanwhile.
+    async fn approve(
+        &self,
+        id: &str,
+        from: &[DeploymentState],
+        approval: &Approval,
+        record: &str,
+        signature: &str,
+        message: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Entries with an id above `after`, oldest first; of one deployment if given.
+    async fn audit(&self, after: i64, deployment: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
+
+    async fn record_audit(&self, entry: &NewAudit, now: i64) -> Result<(), StoreError>;
+
+    /// The last commit of `branch` the service deployed from (webhook or poll).
+    async fn branch_head(&self, repository: &str, branch: &str) -> Result<Option<String>, StoreError>;
+
+    async fn set_branch_head(&self, repository: &str, branch: &str, sha: &str, now: i64) -> Result<(), StoreError>;
+
+    /// Stores a token's hash; `false` if the name is taken.
+    async fn create_token(&self, name: &str, token: &ApiTokenHash<'_>, now: i64) -> Result<bool, StoreError>;
+
+    async fn token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
+
+    /// The secret stored under `name`, storing `candidate` first if there is none (the first replica to
+    /// start wins; every replica then signs with the same key).
+    async fn service_key(&self, name: &str, candidate: &[u8], now: i64) -> Result<Vec<u8>, StoreError>;
+}
+
+/// A token to store: its role, environment and SHA-256.
+#[derive(Debug, Clone)]
+pub struct ApiTokenHash<'a> {
+    pub role: Role,
+    pub environment: Option<&'a str>,
+    pub hash: &'a str,
+}
+
+pub(super) const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, seq, commit_sha, from_sha, plan_digest, plan, state, gate, reasons, windows, cause, record, signature, created_at, updated_at";
+
+/// `$first, $first+1, …` for `n` values.
+pub(super) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+macro_rules! impl_deployment_store {
+    ($store:ident, $db:ty, $lock:literal) => {
+        mod deployment_store {
+            use super::$store;
+            use $crate::store::deployments::*;
+            use $crate::store::StoreError;
+
+        #[async_trait::async_trait]
+        impl DeploymentStore for $store {
+            async fn next_sequence(&self, repository: &str, environment: &str) -> Result<i64, StoreError> {
+                let (last,): (i64,) = sqlx::query_as(
+                    "INSERT INTO deployment_sequences (repository, environment, last) VALUES ($1, $2, 1) \
+                     ON CONFLICT (repository, environment) DO UPDATE SET last = deployment_sequences.last + 1 RETURNING last",
+                )
+                .bind(repository)
+                .bind(environment)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(last)
+            }
+
+            async fn create_deployment(&self, d: &NewDeployment, now: i64) -> Result<Vec<String>, StoreError> {
+                use DeploymentState as S;
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO deployments (id, repository, environment, seq, commit_sha, from_sha, plan_digest, plan, state, gate, \
+                     reasons, windows, cause, record, signature, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)",
+                )
+                .bind(&d.id)
+                .bind(&d.repository)
+                .bind(&d.environment)
+                .bind(d.sequence)
+                .bind(&d.commit)
+                .bind(&d.from_commit)
+                .bind(&d.plan_digest)
+                .bind(d.plan.to_string())
+                .bind(d.state.as_str())
+                .bind(d.gate.as_str())
+                .bind(serde_json::to_string(&d.reasons).expect("strings encode"))
+                .bind(serde_json::to_string(&d.windows).expect("windows encode"))
+                .bind(&d.cause)
+                .bind(&d.record)
+                .bind(&d.signature)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                for a in &d.approvals {
+                    sqlx::query("INSERT INTO approvals (deployment_id, actor, via, plan_digest, breaking, at) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(&d.id)
+                        .bind(&a.actor)
+                        .bind(&a.via)
+                        .bind(&a.plan_digest)
+                        .bind(a.breaking as i64)
+                        .bind(a.at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let audit = "INSERT INTO audit (at, actor, action, repository, environment, deployment_id, from_state, to_state, message) \
+                             VALUES ($1, $2, 'transition', $3, $4, $5, $6, $7, $8)";
+                let steps = [
+                    (None, S::Pending, d.actor.as_str(), d.message.clone()),
+                    (Some(S::Pending), d.state, "policy", d.reasons.join("; ")),
+                ];
+                for (from, to, actor, message) in steps {
+                    let message = if message.is_empty() { "the policy approves it automatically".to_string() } else { message };
+                    sqlx::query(audit)
+                        .bind(now)
+                        .bind(actor)
+                        .bind(&d.repository)
+                        .bind(&d.environment)
+                        .bind(&d.id)
+                        .bind(from.map(S::as_str))
+                        .bind(to.as_str())
+                        .bind(message)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let unstarted = placeholders(4, S::UNSTARTED.len());
+                let sql = format!(
+                    "SELECT id, state FROM deployments WHERE repository = $1 AND environment = $2 AND id <> $3 AND state IN ({unstarted}) ORDER BY seq{}",
+                    $lock
+                );
+                let mut older = sqlx::query_as::<_, (String, String)>(&sql)
+                .bind(&d.repository)
+                .bind(&d.environment)
+                .bind(&d.id);
+                for s in S::UNSTARTED {
+                    older = older.bind(s.as_str());
+                }
+                let older = older.fetch_all(&mut *tx).await?;
+                for (id, state) in &older {
+                    sqlx::query("UPDATE deployments SET state = 'superseded', updated_at = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(audit)
+                        .bind(now)
+                        .bind("policy")
+                        .bind(&d.repository)
+                        .bind(&d.environment)
+                        .bind(id)
+                        .bind(state)
+                        .bind(S::Superseded.as_str())
+                        .bind(format!("superseded by {} (commit {})", d.id, &d.commit[..d.commit.len().min(7)]))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(older.into_iter().map(|(id, _)| id).collect())
+            }
+
+            async fn deployment(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
+                let sql = format!("SELECT {} FROM deployments WHERE id = $1", DEPLOYMENT_COLUMNS);
+                let row: Option<DeploymentRow> =
+                    sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn deployments(&self, f: &DeploymentFilter) -> Result<Vec<Deployment>, StoreError> {
+                let mut sql = format!(
+                    "SELECT {} FROM deployments WHERE ($1 IS NULL OR repository = $1) AND ($2 IS NULL OR environment = $2)",
+                    DEPLOYMENT_COLUMNS
+                );
+                if !f.states.is_empty() {
+                    sql += &format!(" AND state IN ({})", placeholders(3, f.states.len()));
+                }
+                sql += &format!(" ORDER BY created_at DESC, seq DESC LIMIT {}", f.limit.clamp(1, 1000));
+                let mut q = sqlx::query_as::<_, DeploymentRow>(&sql)
+                    .bind(&f.repository)
+                    .bind(&f.environment);
+                for s in &f.states {
+                    q = q.bind(s.as_str());
+                }
+                Ok(q.fetch_all(&self.pool).await?.into_iter().map(Into::into).collect())
+            }
+
+            async fn approvals(&self, id: &str) -> Result<Vec<Approval>, StoreError> {
+                let rows: Vec<ApprovalRow> = sqlx::query_as(
+                    "SELECT actor, via, plan_digest, breaking, at FROM approvals WHERE deployment_id = $1 ORDER BY id",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn transition(
+                &self,
+                id: &str,
+                from: &[DeploymentState],
+                to: DeploymentState,
+                actor: &str,
+                message: &str,
+                now: i64,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let Some(d) = lock_deployment(&mut tx, id).await? else { return Ok(false) };
+                if !from.contains(&d.state) {
+                    return Ok(false);
+                }
+                sqlx::query("UPDATE deployments SET state = $1, updated_at = $2 WHERE id = $3")
+                    .bind(to.as_str())
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_transition(&mut tx, &d, to, actor, message, now).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn approve(
+                &self,
+                id: &str,
+                from: &[DeploymentState],
+                a: &Approval,
+                record: &str,
+                signature: &str,
+                message: &str,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let Some(d) = lock_deployment(&mut tx, id).await? else { return Ok(false) };
+                if !from.contains(&d.state) {
+                    return Ok(false);
+                }
+                sqlx::query("UPDATE deployments SET state = 'approved', record = $1, signature = $2, updated_at = $3 WHERE id = $4")
+                    .bind(record)
+                    .bind(signature)
+                    .bind(a.at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("INSERT INTO approvals (deployment_id, actor, via, plan_digest, breaking, at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(id)
+                    .bind(&a.actor)
+                    .bind(&a.via)
+                    .bind(&a.plan_digest)
+                    .bind(a.breaking as i64)
+                    .bind(a.at)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_transition(&mut tx, &d, DeploymentState::Approved, &a.actor, message, a.at).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn audit(&self, after: i64, deployment: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+                let rows: Vec<AuditRow> = sqlx::query_as(
+                    "SELECT id, at, actor, action, repository, environment, deployment_id, from_state, to_state, message FROM audit \
+                     WHERE id > $1 AND ($2 IS NULL OR deployment_id = $2) ORDER BY id LIMIT $3",
+                )
+                .bind(after)
+                .bind(deployment)
+                .bind(limit.clamp(1, 10_000))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn record_audit(&self, e: &NewAudit, now: i64) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO audit (at, actor, action, repository, environment, deployment_id, message) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(now)
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(&e.repository)
+                .bind(&e.environment)
+                .bind(&e.deployment)
+                .bind(&e.message)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn branch_head(&self, repository: &str, branch: &str) -> Result<Option<String>, StoreError> {
+                let row: Option<(String,)> =
+                    sqlx::query_as("SELECT sha FROM branch_heads WHERE repository = $1 AND branch = $2")
+                        .bind(repository)
+                        .bind(branch)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.map(|(sha,)| sha))
+            }
+
+            async fn set_branch_head(&self, repository: &str, branch: &str, sha: &str, now: i64) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO branch_heads (repository, branch, sha, seen_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (repository, branch) DO UPDATE SET sha = excluded.sha, seen_at = excluded.seen_at",
+                )
+                .bind(repository)
+                .bind(branch)
+                .bind(sha)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn create_token(&self, name: &str, t: &ApiTokenHash<'_>, now: i64) -> Result<bool, StoreError> {
+                let inserted = sqlx::query(
+                    "INSERT INTO api_tokens (name, role, environment, token_hash, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(name)
+                .bind(t.role.as_str())
+                .bind(t.environment)
+                .bind(t.hash)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(inserted == 1)
+            }
+
+            async fn token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
+                let row: Option<TokenRow> = sqlx::query_as(
+                    "SELECT name, role, environment FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+                )
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.and_then(|r| r.into_token()))
+            }
+
+            async fn service_key(&self, name: &str, candidate: &[u8], now: i64) -> Result<Vec<u8>, StoreError> {
+                sqlx::query("INSERT INTO service_keys (name, secret, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(name)
+                    .bind(candidate)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                let (secret,): (Vec<u8>,) = sqlx::query_as("SELECT secret FROM service_keys WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(secret)
+            }
+        }
+
+        async fn lock_deployment(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            id: &str,
+        ) -> Result<Option<Deployment>, StoreError> {
+            let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1{}", $lock);
+            let row: Option<DeploymentRow> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut **tx).await?;
+            Ok(row.map(Into::into))
+        }
+
+        async fn insert_transition(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            d: &Deployment,
+            to: DeploymentState,
+            actor: &str,
+            message: &str,
+            now: i64,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO audit (at, actor, action, repository, environment, deployment_id, from_state, to_state, message) \
+                 VALUES ($1, $2, 'transition', $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(now)
+            .bind(actor)
+            .bind(&d.repository)
+            .bind(&d.environment)
+            .bind(&d.id)
+            .bind(d.state.as_str())
+            .bind(to.as_str())
+            .bind(message)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+        }
+    };
+}
+
+pub(super) use impl_deployment_store;

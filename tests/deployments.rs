@@ -1,0 +1,352 @@
+//! Deployments end to end: a push to the default branch (webhook, GitHub polling, or plain-Git polling)
+//! becomes one deployment per changed environment, decided by the policy; approvals through the real
+//! HTTP API are checked, signed and audited. The agent is not part of this suite: where a deployment
+//! must have run, the test moves it through `applying` to `completed` as the agent's report will.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::fake_github::FakeGithub;
+use common::service::Service;
+use common::{Origin, REPO};
+use honua_gitops::controller::{Controller, DeploySource};
+use honua_gitops::plan::signing::{parse_public_key, verify};
+use honua_gitops::server::api::{new_token, token_hash};
+use honua_gitops::store::{ApiTokenHash, Deployment, DeploymentFilter, DeploymentState, Gate, Role, Store};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Polls the store until `done` holds for the repository's deployments.
+async fn wait_for_deployments(
+    store: &Arc<dyn Store>,
+    what: &str,
+    done: impl Fn(&[Deployment]) -> bool,
+) -> Vec<Deployment> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let all = store.deployments(&DeploymentFilter { limit: 1000, ..Default::default() }).await.unwrap();
+        if done(&all) {
+            return all;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}; have {all:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn of<'a>(all: &'a [Deployment], env: &str, commit: &str) -> &'a Deployment {
+    all.iter()
+        .find(|d| d.environment == env && d.commit == commit)
+        .unwrap_or_else(|| panic!("no {env} deployment of {commit} in {all:#?}"))
+}
+
+/// What the agent will report: applying, then completed.
+async fn complete(store: &Arc<dyn Store>, id: &str) {
+    let now = honua_gitops::store::now_ms();
+    assert!(store
+        .transition(id, &[DeploymentState::Approved], DeploymentState::Applying, "agent-test", "applying", now)
+        .await
+        .unwrap());
+    assert!(store
+        .transition(id, &[DeploymentState::Applying], DeploymentState::Completed, "agent-test", "healthy", now)
+        .await
+        .unwrap());
+}
+
+struct Api {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    /// A token of `role` named after it.
+    async fn token(store: &Arc<dyn Store>, name: &str, role: Role, environment: Option<&str>) -> String {
+        let token = new_token().unwrap();
+        let hash = token_hash(&token);
+        assert!(store.create_token(name, &ApiTokenHash { role, environment, hash: &hash }, 0).await.unwrap());
+        token
+    }
+
+    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let mut req = match method {
+            "GET" => self.client.get(url),
+            _ => self.client.post(url),
+        };
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+async fn a_merge_deploys_development_and_staging_and_production_waits_for_an_approver(store: Arc<dyn Store>) {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
+    let approver = Api::token(&store, "release-bot", Role::Approver, None).await;
+    let viewer = Api::token(&store, "dashboard", Role::Viewer, None).await;
+    let agent = Api::token(&store, "prod-agent", Role::Agent, Some("production")).await;
+
+    // The first push deploys what `main` holds: development and staging by policy, production waits.
+    let base = origin.main_sha();
+    service.deliver("push", "d-push-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
+    let all = wait_for_deployments(&store, "three first deployments", |all| all.len() == 3).await;
+    assert_eq!(of(&all, "development", &base).state, DeploymentState::Approved);
+    assert_eq!(of(&all, "staging", &base).state, DeploymentState::Approved);
+    let first_prod = of(&all, "production", &base).clone();
+    assert_eq!(first_prod.state, DeploymentState::AwaitingApproval);
+    assert!(first_prod.reasons.contains(&"autoApprove is false for this environment".to_string()));
+    assert!(first_prod.id.starts_with("prod-") && first_prod.id.ends_with(&base[..7]), "{}", first_prod.id);
+    complete(&store, &of(&all, "development", &base).id).await;
+    complete(&store, &of(&all, "staging", &base).id).await;
+    let (status, body) =
+        api.call("POST", &format!("/api/v1/deployments/{}/approve", first_prod.id), Some(&approver), None).await;
+    assert_eq!(status, 200, "{body}");
+    complete(&store, &first_prod.id).await;
+
+    // The PR merges: a layer added, a TTL raised, a field dropped (breaking).
+    let merged = origin.merge(&common::examples().join("honua-config-pr"));
+    service.deliver("push", "d-push-2", common::push_payload(&base, &merged, "bob")).await;
+    let all = wait_for_deployments(&store, "the merge's deployments", |all| {
+        all.iter().filter(|d| d.commit == merged).count() == 3
+    })
+    .await;
+    let dev = of(&all, "development", &merged);
+    assert_eq!((dev.state, dev.gate), (DeploymentState::Approved, Gate::Auto));
+    assert_eq!(dev.from_commit.as_deref(), Some(base.as_str()), "planned from what development runs");
+    assert_eq!(of(&all, "staging", &merged).state, DeploymentState::Approved);
+    let prod = of(&all, "production", &merged).clone();
+    assert_eq!((prod.state, prod.gate), (DeploymentState::Blocked, Gate::Breaking));
+    assert!(
+        prod.reasons.iter().any(|r| r.contains("breaking change(s) and allowBreakingChanges is false")),
+        "{:?}",
+        prod.reasons
+    );
+
+    // The signing key is public; the auto-approved record verifies with it.
+    let (status, key) = api.call("GET", "/api/v1/signing-key", None, None).await;
+    assert_eq!(status, 200);
+    let key = parse_public_key(key["public_key"].as_str().unwrap()).unwrap();
+    let record = verify(&key, dev.record.as_deref().unwrap(), dev.signature.as_deref().unwrap()).unwrap();
+    assert_eq!((record.environment.as_str(), record.commit.as_str()), ("development", merged.as_str()));
+    assert_eq!(record.approvals[0].by, "policy");
+
+    // Refusals: no token, a viewer, an agent, an unknown id, and an approval that ignores the breaking change.
+    let approve = format!("/api/v1/deployments/{}/approve", prod.id);
+    assert_eq!(api.call("POST", &approve, None, None).await.0, 401);
+    assert_eq!(api.call("POST", &approve, Some("honua_not-a-token"), None).await.0, 401);
+    let (status, body) = api.call("POST", &approve, Some(&viewer), None).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")), "{body}");
+    assert_eq!(api.call("POST", &approve, Some(&agent), Some(json!({"breaking": true}))).await.0, 403);
+    let (status, body) = api.call("POST", "/api/v1/deployments/prod-0-nothing/approve", Some(&approver), None).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let (status, body) = api.call("POST", &approve, Some(&approver), None).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("breaking_not_acknowledged")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("--breaking"));
+    assert_eq!(store.deployment(&prod.id).await.unwrap().unwrap().state, DeploymentState::Blocked);
+
+    // An approver acknowledging the breaking change: approved, bound to the plan digest, signed.
+    let (status, body) = api.call("POST", &approve, Some(&approver), Some(json!({"breaking": true}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "approved");
+    assert_eq!(body["approvals"][0]["actor"], "release-bot");
+    assert_eq!(body["approvals"][0]["plan_digest"], prod.plan_digest.as_str());
+    let signed = &body["signed"];
+    let record = verify(&key, signed["record"].as_str().unwrap(), signed["signature"].as_str().unwrap()).unwrap();
+    assert_eq!(record.deployment, prod.id);
+    assert_eq!(record.plan_digest, prod.plan_digest);
+    assert_eq!(record.sequence, 2, "production's second deployment");
+    assert!(record.approvals[0].breaking);
+    // Approving twice is refused.
+    assert_eq!(api.call("POST", &approve, Some(&approver), Some(json!({"breaking": true}))).await.0, 409);
+
+    // The same delivery replayed: nothing new.
+    service.deliver("push", "d-push-2", common::push_payload(&base, &merged, "bob")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.deployments(&DeploymentFilter { limit: 100, ..Default::default() }).await.unwrap().len(), 6);
+
+    // Every transition is in the audit log with actor and time, and so are the refusals.
+    let (status, audit) = api.call("GET", &format!("/api/v1/audit?deployment={}", prod.id), Some(&viewer), None).await;
+    assert_eq!(status, 200);
+    let entries = audit["entries"].as_array().unwrap();
+    let steps: Vec<(String, String, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["to_state"].as_str().unwrap_or("-").to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let step = |a: &str, s: &str, who: &str| (a.to_string(), s.to_string(), who.to_string());
+    assert_eq!(steps[0], step("transition", "pending", "bob"));
+    assert_eq!(steps[1], step("transition", "blocked", "policy"));
+    assert!(steps.contains(&step("approve.forbidden", "-", "dashboard")), "{steps:?}");
+    assert!(steps.contains(&step("approve.refused", "-", "release-bot")), "{steps:?}");
+    assert!(steps.contains(&step("transition", "approved", "release-bot")), "{steps:?}");
+    assert!(entries.iter().all(|e| e["at"].as_i64().unwrap() > 0));
+    let (_, all_audit) = api.call("GET", "/api/v1/audit", Some(&viewer), None).await;
+    let superseded_or_started =
+        all_audit["entries"].as_array().unwrap().iter().filter(|e| e["to_state"] == "completed").count();
+    assert_eq!(superseded_or_started, 3, "the three completions are audited too");
+
+    // The list and detail views.
+    let (status, list) = api.call("GET", "/api/v1/deployments?environment=production", Some(&viewer), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["deployments"][0]["id"], prod.id.as_str(), "newest first");
+    let (status, detail) = api.call("GET", &format!("/api/v1/deployments/{}", prod.id), Some(&viewer), None).await;
+    assert_eq!(status, 200);
+    assert!(detail["plan"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["breaking"].as_array().is_some_and(|b| !b.is_empty())));
+    let (status, envs) = api.call("GET", "/api/v1/environments", Some(&viewer), None).await;
+    assert_eq!(status, 200);
+    let production =
+        envs["environments"].as_array().unwrap().iter().find(|e| e["environment"] == "production").unwrap();
+    assert_eq!(production["status"], "approved");
+    assert_eq!(production["current"]["commit"], base.as_str());
+}
+
+async fn a_newer_merge_supersedes_a_deployment_that_has_not_started(store: Arc<dyn Store>) {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
+    let approver = Api::token(&store, "mike", Role::Approver, None).await;
+    let base = origin.main_sha();
+    service.deliver("push", "d-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
+    let all = wait_for_deployments(&store, "first deployments", |all| all.len() == 3).await;
+    let waiting = of(&all, "production", &base).id.clone();
+
+    let merged = origin.merge(&common::examples().join("honua-config-pr"));
+    service.deliver("push", "d-2", common::push_payload(&base, &merged, "bob")).await;
+    wait_for_deployments(&store, "second production deployment", |all| {
+        all.iter().any(|d| d.environment == "production" && d.commit == merged)
+    })
+    .await;
+    let old = store.deployment(&waiting).await.unwrap().unwrap();
+    assert_eq!(old.state, DeploymentState::Superseded);
+    let (status, body) =
+        api.call("POST", &format!("/api/v1/deployments/{waiting}/approve"), Some(&approver), None).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("wrong_state")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("newer deployment"), "{body}");
+    let trail = store.audit(0, Some(&waiting), 100).await.unwrap();
+    let last = trail.iter().rev().find(|e| e.action == "transition").unwrap();
+    assert_eq!(last.to_state.as_deref(), Some("superseded"));
+    assert!(last.message.contains("superseded by prod-"), "{}", last.message);
+
+    // A rejection of the new one is recorded with its reason.
+    let newest = store
+        .deployments(&DeploymentFilter { environment: Some("production".into()), limit: 1, ..Default::default() })
+        .await
+        .unwrap()
+        .remove(0);
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/api/v1/deployments/{}/reject", newest.id),
+            Some(&approver),
+            Some(json!({"reason": "not this week"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "rejected");
+    assert!(body["transitions"].as_array().unwrap().iter().any(|t| t["message"] == "rejected by mike: not this week"));
+}
+
+async fn a_push_whose_webhook_was_lost_is_deployed_by_polling(store: Arc<dyn Store>) {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store.clone()).await;
+    github.set_branch(REPO, "main", &origin.main_sha());
+    assert_eq!(service.controller.poll_once().await.unwrap(), 1);
+    wait_for_deployments(&store, "deployments from polling", |all| all.len() == 3).await;
+    // Processed heads are remembered: the next poll queues nothing.
+    wait_for_branch_head(&store, REPO, &origin.main_sha()).await;
+    assert_eq!(service.controller.poll_once().await.unwrap(), 0);
+}
+
+async fn wait_for_branch_head(store: &Arc<dyn Store>, repository: &str, sha: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while store.branch_head(repository, "main").await.unwrap().as_deref() != Some(sha) {
+        assert!(tokio::time::Instant::now() < deadline, "branch head never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn plain_git_mode_polls_a_remote_without_any_app(store: Arc<dyn Store>) {
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/city/gis-config.git", origin.git_root.display());
+    let signer = honua_gitops::controller::deployments::service_signer(store.as_ref()).await.unwrap();
+    let mut controller = Controller::new(store.clone(), None, signer, String::new(), data.path().join("m"), None);
+    controller.repositories = vec![DeploySource { repository: url.clone(), url: url.clone(), branch: "main".into() }];
+    let controller = Arc::new(controller);
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(controller.clone().run_worker("w".into(), rx));
+
+    assert_eq!(controller.poll_once().await.unwrap(), 1);
+    let all = wait_for_deployments(&store, "deployments from the remote", |all| all.len() == 3).await;
+    assert!(all.iter().all(|d| d.repository == url));
+    wait_for_branch_head(&store, &url, &origin.main_sha()).await;
+    assert_eq!(controller.poll_once().await.unwrap(), 0, "nothing new");
+
+    let merged = origin.merge(&common::examples().join("honua-config-pr"));
+    assert_eq!(controller.poll_once().await.unwrap(), 1);
+    wait_for_deployments(&store, "the new head's deployments", |all| all.iter().any(|d| d.commit == merged)).await;
+}
+
+on_both_stores!(
+    a_merge_deploys_development_and_staging_and_production_waits_for_an_approver,
+    a_newer_merge_supersedes_a_deployment_that_has_not_started,
+    a_push_whose_webhook_was_lost_is_deployed_by_polling,
+    plain_git_mode_polls_a_remote_without_any_app,
+);
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// Production's windows: weekdays from 09:00 UTC, and a holiday blackout (examples/honua-config).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_deployment_outside_its_window_starts_when_the_window_opens() {
+    let db = common::db::sqlite().await;
+    let store = db.store.clone();
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/city/gis-config.git", origin.git_root.display());
+    let signer = honua_gitops::controller::deployments::service_signer(store.as_ref()).await.unwrap();
+    let controller = Controller::new(store.clone(), None, signer, String::new(), data.path().join("m"), None);
+    let source = DeploySource { repository: url.clone(), url, branch: "main".into() };
+
+    let saturday = at("2026-11-28T10:00:00Z");
+    let created = controller.deploy_commit(&source, &origin.main_sha(), None, "alice", saturday).await.unwrap();
+    let prod = created.iter().find(|d| d.environment == "production").unwrap();
+    controller.approve(&prod.id, "mike", "api", false, saturday).await.unwrap();
+    assert!(controller.startable(&source.repository, "production", saturday).await.unwrap().is_none(), "waits");
+    assert!(controller
+        .startable(&source.repository, "production", at("2026-11-30T08:59:00Z"))
+        .await
+        .unwrap()
+        .is_none());
+    let monday = controller.startable(&source.repository, "production", at("2026-11-30T09:00:00Z")).await.unwrap();
+    assert_eq!(monday.map(|d| d.id), Some(prod.id.clone()), "starts when the window opens");
+    let holidays = at("2026-12-22T10:00:00Z");
+    assert!(controller.startable(&source.repository, "production", holidays).await.unwrap().is_none(), "blackout");
+    // Development has no windows: it may start at once, any day.
+    assert!(controller.startable(&source.repository, "development", saturday).await.unwrap().is_some());
+}
