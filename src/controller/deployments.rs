@@ -266,6 +266,11 @@ impl Controller {
         }
         let superseded = self.store.create_deployment(&new, ms(at)).await?;
         tracing::info!(deployment = %new.id, state = %new.state, superseded = superseded.len(), "deployment created");
+        let created = self.store.deployment(&new.id).await?;
+        if let Some(d) = &created {
+            // The merged PR's approval, given on its final head, carries if the plan is the same.
+            self.carry_pr_approvals(d).await?;
+        }
         Ok(self.store.deployment(&new.id).await?)
     }
 

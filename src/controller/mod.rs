@@ -3,6 +3,7 @@
 //! head, plan base → head with the BASE branch's policy, complete the `honua/validate` and
 //! `honua/diff` check runs and keep one sticky plan comment up to date.
 
+mod comments;
 pub mod deployments;
 
 use std::collections::HashMap;
@@ -152,21 +153,26 @@ impl Controller {
         }
         let event = parse_event(&job.event, &job.payload).map_err(|e| JobError::Permanent(e.to_string()))?;
         match event {
-            Event::PullRequest { repo, number, action, head_sha, base_ref, .. } => match action {
-                PullRequestAction::Opened | PullRequestAction::Synchronize | PullRequestAction::Reopened => {
-                    // Coalescing: of a burst of pushes only the newest head is planned. The older
-                    // heads' checks would be outdated at once, and every one of them costs requests
-                    // from GitHub's content-creation budget.
-                    let latest = self.store.latest_pr_head(&repo.full_name(), number).await?;
-                    if latest.as_deref().is_some_and(|latest| latest != head_sha) {
-                        tracing::info!(repository = %repo.full_name(), number, head = %head_sha, "a newer push to the PR is queued; this head is skipped");
-                        metrics::counter!("honua_pr_heads_coalesced_total").increment(1);
-                        return Ok(());
+            Event::PullRequest { repo, number, action, head_sha, base_ref, merged, merge_commit_sha, .. } => {
+                match action {
+                    PullRequestAction::Opened | PullRequestAction::Synchronize | PullRequestAction::Reopened => {
+                        // Coalescing: of a burst of pushes only the newest head is planned. The older
+                        // heads' checks would be outdated at once, and every one of them costs requests
+                        // from GitHub's content-creation budget.
+                        let latest = self.store.latest_pr_head(&repo.full_name(), number).await?;
+                        if latest.as_deref().is_some_and(|latest| latest != head_sha) {
+                            tracing::info!(repository = %repo.full_name(), number, head = %head_sha, "a newer push to the PR is queued; this head is skipped");
+                            metrics::counter!("honua_pr_heads_coalesced_total").increment(1);
+                            return Ok(());
+                        }
+                        self.check_pull_request(&repo, number, &head_sha, &base_ref).await
                     }
-                    self.check_pull_request(&repo, number, &head_sha, &base_ref).await
+                    PullRequestAction::Closed => match (merged, merge_commit_sha) {
+                        (true, Some(merge_sha)) => self.pull_request_merged(&repo, number, &merge_sha, &head_sha).await,
+                        _ => Ok(()),
+                    },
                 }
-                PullRequestAction::Closed => Ok(()),
-            },
+            }
             Event::ChecksRequested { repo, head_sha, pull_requests } => {
                 self.recheck(&repo, &head_sha, &pull_requests).await
             }
@@ -184,7 +190,19 @@ impl Controller {
                 self.deploy_commit(&source, &after, gh.git_token().await.ok(), actor, chrono::Utc::now()).await?;
                 Ok(())
             }
-            // Later slices: comment commands (approvals).
+            Event::Comment { repo, number, on_pull_request, comment_id, body, author, author_is_bot, edited } => {
+                let comment = comments::CommentEvent {
+                    repo,
+                    number,
+                    on_pull_request,
+                    comment_id,
+                    body,
+                    author,
+                    author_is_bot,
+                    edited,
+                };
+                self.handle_comment(comment).await
+            }
             _ => Ok(()),
         }
     }
@@ -358,15 +376,33 @@ impl Controller {
         let details = self.details_url(repo, number, head_sha);
         let validate_id = gh.create_check_run(VALIDATE_CHECK, head_sha, details.as_deref()).await?;
         let diff_id = gh.create_check_run(DIFF_CHECK, head_sha, details.as_deref()).await?;
-        let token = gh.git_token().await.ok();
+        let planned = self.plan_pull_request(&gh, repo, number, head_sha, base_ref).await?;
 
+        gh.complete_check_run(validate_id, &validate_check(&planned.diagnostics)).await?;
+        gh.complete_check_run(diff_id, &diff_check(&planned.plans)).await?;
+        gh.upsert_plan_comment(number, &plan_comment(&planned.plans, details.as_deref())).await?;
+        self.invalidate_stale_approvals(&gh, repo, number, head_sha).await?;
+        Ok(())
+    }
+
+    /// Fetches the PR's base branch and head into the mirror and plans head against base, with the
+    /// base's policy.
+    pub(crate) async fn plan_pull_request(
+        &self,
+        gh: &GithubRepo,
+        repo: &RepoRef,
+        number: u64,
+        head_sha: &str,
+        base_ref: &str,
+    ) -> Result<PlannedPr, JobError> {
+        let token = gh.git_token().await.ok();
         let lock = self.repo_lock(&repo.full_name()).await;
         let _held = lock.lock().await;
         let url = format!("{}/{}/{}.git", self.git_url, repo.owner, repo.name);
         let mirrors = self.mirrors.clone();
         let (head, base_ref, head_sha) =
             (format!("refs/pull/{number}/head"), format!("refs/heads/{base_ref}"), head_sha.to_string());
-        let (diagnostics, plans) = tokio::task::spawn_blocking(move || -> Result<_, JobError> {
+        tokio::task::spawn_blocking(move || -> Result<_, JobError> {
             let git = |e: crate::git::GitError| JobError::Git(e.to_string());
             let mirror = Mirror::open(&mirrors, &url).map_err(git)?;
             mirror.fetch(&[&base_ref, &head], token.as_deref()).map_err(git)?;
@@ -375,21 +411,24 @@ impl Controller {
             let from = ConfigRepo::load_git(mirror.path(), &base_sha).map_err(|e| JobError::Git(e.to_string()))?;
             let to = ConfigRepo::load_git(mirror.path(), &head_sha).map_err(|e| JobError::Git(e.to_string()))?;
             let set = crate::plan::build(&from, &to, None, chrono::Utc::now());
-            Ok((set.diagnostics, set.plans))
+            Ok(PlannedPr { diagnostics: set.diagnostics, plans: set.plans, base: Arc::new(from) })
         })
         .await
-        .map_err(|e| JobError::Git(format!("planning task: {e}")))??;
-
-        gh.complete_check_run(validate_id, &validate_check(&diagnostics)).await?;
-        gh.complete_check_run(diff_id, &diff_check(&plans)).await?;
-        gh.upsert_plan_comment(number, &plan_comment(&plans, details.as_deref())).await?;
-        Ok(())
+        .map_err(|e| JobError::Git(format!("planning task: {e}")))?
     }
 
     /// Git work on one repository is serialized: two jobs must not fetch into one mirror at once.
     async fn repo_lock(&self, repo: &str) -> Arc<Mutex<()>> {
         self.repo_locks.lock().await.entry(repo.to_string()).or_default().clone()
     }
+}
+
+/// A pull request planned against its base.
+pub(crate) struct PlannedPr {
+    pub diagnostics: Vec<crate::diagnostic::Diagnostic>,
+    pub plans: Vec<crate::plan::Plan>,
+    /// The base branch's config, whose policy judges the PR (and who may approve it).
+    pub base: Arc<ConfigRepo>,
 }
 
 /// The payload of [`GIT_POLL_EVENT`].

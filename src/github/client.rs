@@ -268,6 +268,32 @@ pub struct PullRequestHeads {
     pub head_sha: String,
     pub base_ref: String,
     pub open: bool,
+    /// Who opened it (for `preventSelfApproval`).
+    pub author: String,
+    pub merged: bool,
+    pub merge_commit_sha: Option<String>,
+}
+
+/// A person's access to a repository, as the collaborator-permission API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Permission {
+    /// `admin`, `write`, `read` or `none` (custom roles map to one of these).
+    pub permission: String,
+    /// `admin`, `maintain`, `write`, `triage`, `read`, or a custom role's name.
+    #[serde(default)]
+    pub role_name: String,
+}
+
+impl Permission {
+    /// Write access or above. `role_name` is honoured: triage and read never approve, whatever the
+    /// base permission; a custom role approves when its base permission is write or admin.
+    pub fn can_approve(&self) -> bool {
+        match self.role_name.as_str() {
+            "admin" | "maintain" | "write" => true,
+            "triage" | "read" | "none" => false,
+            _ => matches!(self.permission.as_str(), "admin" | "write"),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -283,6 +309,34 @@ struct Pull {
     state: String,
     head: PullBranch,
     base: PullBranch,
+    #[serde(default)]
+    user: Option<PullUser>,
+    #[serde(default)]
+    merged: Option<bool>,
+    #[serde(default)]
+    merged_at: Option<String>,
+    #[serde(default)]
+    merge_commit_sha: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PullUser {
+    login: String,
+}
+
+impl From<Pull> for PullRequestHeads {
+    fn from(p: Pull) -> Self {
+        let merged = p.merged.unwrap_or(p.merged_at.is_some());
+        PullRequestHeads {
+            number: p.number,
+            head_sha: p.head.sha,
+            base_ref: p.base.git_ref,
+            open: p.state == "open",
+            author: p.user.map(|u| u.login).unwrap_or_default(),
+            merged,
+            merge_commit_sha: p.merge_commit_sha.filter(|_| merged),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -331,12 +385,7 @@ impl GithubRepo {
             let pulls: Vec<Pull> =
                 self.get(&format!("pulls?state=open&per_page=100&page={page}"), "list open pull requests").await?;
             let last = pulls.len() < 100;
-            out.extend(pulls.into_iter().map(|p| PullRequestHeads {
-                number: p.number,
-                head_sha: p.head.sha,
-                base_ref: p.base.git_ref,
-                open: p.state == "open",
-            }));
+            out.extend(pulls.into_iter().map(PullRequestHeads::from));
             if last {
                 break;
             }
@@ -361,12 +410,53 @@ impl GithubRepo {
     /// A pull request's current head and base branch.
     pub async fn pull_request(&self, number: u64) -> Result<PullRequestHeads, GithubError> {
         let pull: Pull = self.get(&format!("pulls/{number}"), &format!("pull request #{number}")).await?;
-        Ok(PullRequestHeads {
-            number: pull.number,
-            head_sha: pull.head.sha,
-            base_ref: pull.base.git_ref,
-            open: pull.state == "open",
-        })
+        Ok(pull.into())
+    }
+
+    /// A person's permission on the repository (`none` for a stranger: GitHub answers 404 then).
+    pub async fn permission(&self, user: &str) -> Result<Permission, GithubError> {
+        let route = format!("collaborators/{user}/permission");
+        match self.get::<Permission>(&route, &format!("permission of {user}")).await {
+            Err(GithubError::Api { source: octocrab::Error::GitHub { source, .. }, .. })
+                if source.status_code.as_u16() == 404 =>
+            {
+                Ok(Permission { permission: "none".into(), role_name: "none".into() })
+            }
+            other => other,
+        }
+    }
+
+    /// Whether `user` is an active member of the team `org/team`.
+    pub async fn team_member(&self, org: &str, team: &str, user: &str) -> Result<bool, GithubError> {
+        #[derive(Deserialize)]
+        struct Membership {
+            state: String,
+        }
+        let route = format!("/orgs/{org}/teams/{team}/memberships/{user}");
+        let what = format!("membership of {user} in {org}/{team}");
+        match call::<Membership>(&self.client, Some(&self.limits), Method::GET, &route, None, &what).await {
+            Ok(m) => Ok(m.state == "active"),
+            Err(GithubError::Api { source: octocrab::Error::GitHub { source, .. }, .. })
+                if source.status_code.as_u16() == 404 =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reacts to a comment (`+1`, `-1`, `confused`, `eyes`, …).
+    pub async fn react(&self, comment_id: u64, content: &str) -> Result<(), GithubError> {
+        let route = format!("issues/comments/{comment_id}/reactions");
+        let _: Value = self.send(Method::POST, &route, &json!({ "content": content }), "react to a comment").await?;
+        Ok(())
+    }
+
+    /// Posts a comment on a PR or issue.
+    pub async fn comment(&self, number: u64, body: &str) -> Result<(), GithubError> {
+        let route = format!("issues/{number}/comments");
+        let _: Created = self.send(Method::POST, &route, &json!({ "body": body }), "post a comment").await?;
+        Ok(())
     }
 
     /// Creates a check run on `head_sha`, already `in_progress` so the PR shows work has started. A run
@@ -492,6 +582,26 @@ impl GithubRepo {
 mod tests {
     use super::*;
     use governor::clock::FakeRelativeClock;
+
+    #[test]
+    fn write_maintain_and_admin_approve_and_role_name_is_honoured() {
+        let p = |permission: &str, role: &str| Permission { permission: permission.into(), role_name: role.into() };
+        for (permission, role, can) in [
+            ("admin", "admin", true),
+            ("admin", "maintain", true),
+            ("write", "write", true),
+            ("read", "triage", false),
+            ("read", "read", false),
+            ("none", "none", false),
+            // A role name wins over the base permission it maps to.
+            ("write", "triage", false),
+            // Custom roles: their base permission decides.
+            ("write", "release-manager", true),
+            ("read", "auditor", false),
+        ] {
+            assert_eq!(p(permission, role).can_approve(), can, "{permission}/{role}");
+        }
+    }
 
     /// Greedy writers taking every request the two buckets allow, over two simulated hours: no
     /// 60-second window may hold more than 80 requests, no hour more than 500.

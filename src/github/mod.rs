@@ -3,4 +3,5 @@
 
 pub mod checks;
 pub mod client;
+pub mod commands;
 pub mod webhook;

@@ -104,6 +104,8 @@ pub enum Event {
         base_ref: String,
         author: String,
         merged: bool,
+        /// Set when `merged`.
+        merge_commit_sha: Option<String>,
         /// The head lives in another repository: checks run, but no credentials-bearing work.
         from_fork: bool,
     },
@@ -117,8 +119,8 @@ pub enum Event {
         /// The branch was deleted: nothing to deploy.
         deleted: bool,
     },
-    /// A comment created on an issue or pull request (edits and deletions are ignored: an edit must
-    /// never approve).
+    /// A comment created on an issue or pull request. An edit is never a command: an edited comment
+    /// reaches the service only when it holds a command line, so it can be answered that it did nothing.
     Comment {
         repo: RepoRef,
         number: u64,
@@ -127,6 +129,7 @@ pub enum Event {
         body: String,
         author: String,
         author_is_bot: bool,
+        edited: bool,
     },
     /// Checks asked for again: a check run rerequested / its action clicked, or a whole suite rerequested.
     ChecksRequested {
@@ -209,6 +212,8 @@ struct PullRequestBody {
     user: Account,
     #[serde(default)]
     merged: Option<bool>,
+    #[serde(default)]
+    merge_commit_sha: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -361,6 +366,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Event, PayloadError> {
                 base_ref: p.pull_request.base.git_ref,
                 author: p.pull_request.user.login,
                 merged: p.pull_request.merged.unwrap_or(false),
+                merge_commit_sha: p.pull_request.merge_commit_sha.filter(|_| p.pull_request.merged == Some(true)),
                 from_fork,
                 repo: repo_ref(p.repository, p.installation),
             })
@@ -378,7 +384,9 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Event, PayloadError> {
         }
         "issue_comment" => {
             let p: CommentPayload = decode(event, body)?;
-            if p.action != "created" {
+            let edited = p.action == "edited";
+            let command_edited = edited && p.comment.body.as_deref().is_some_and(super::commands::has_command);
+            if p.action != "created" && !command_edited {
                 return ignored(&p.action);
             }
             Ok(Event::Comment {
@@ -388,6 +396,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Event, PayloadError> {
                 body: p.comment.body.unwrap_or_default(),
                 author_is_bot: p.comment.user.kind == "Bot" || p.comment.user.login.ends_with("[bot]"),
                 author: p.comment.user.login,
+                edited,
                 repo: repo_ref(p.repository, p.installation),
             })
         }
@@ -472,9 +481,13 @@ mod tests {
     }
 
     #[test]
-    fn edited_comments_and_other_actions_are_ignored() {
+    fn edited_comments_only_reach_the_service_to_be_told_they_do_nothing() {
         let body = br#"{"action":"edited","issue":{"number":1},"comment":{"id":2,"body":"/honua approve","user":{"login":"a","type":"User"}},"repository":{"name":"r","owner":{"login":"o"}}}"#;
-        assert_eq!(parse_event("issue_comment", body).unwrap(), Event::Ignored("issue_comment.edited".into()));
+        assert!(matches!(parse_event("issue_comment", body).unwrap(), Event::Comment { edited: true, .. }));
+        let prose = br#"{"action":"edited","issue":{"number":1},"comment":{"id":2,"body":"typo fixed","user":{"login":"a","type":"User"}},"repository":{"name":"r","owner":{"login":"o"}}}"#;
+        assert_eq!(parse_event("issue_comment", prose).unwrap(), Event::Ignored("issue_comment.edited".into()));
+        let deleted = br#"{"action":"deleted","issue":{"number":1},"comment":{"id":2,"body":"/honua approve","user":{"login":"a","type":"User"}},"repository":{"name":"r","owner":{"login":"o"}}}"#;
+        assert_eq!(parse_event("issue_comment", deleted).unwrap(), Event::Ignored("issue_comment.deleted".into()));
         assert_eq!(parse_event("star", br#"{"action":"created"}"#).unwrap(), Event::Ignored("star.created".into()));
     }
 

@@ -164,6 +164,18 @@ pub fn digest(env: &EnvName, from: &str, to: &str, changes: &ChangeSet, decision
     format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
 }
 
+/// SHA-256 over what a plan changes and decides in one environment, without the revisions: an approval
+/// given on a pull request's head carries to the merge commit's deployment only when this matches.
+pub fn change_digest(plan: &serde_json::Value) -> String {
+    let value = serde_json::json!({
+        "format": "honua-change/1",
+        "environment": plan["environment"],
+        "changes": plan["changes"],
+        "decision": plan["decision"],
+    });
+    format!("sha256:{}", hex::encode(Sha256::digest(canonical_json(&value))))
+}
+
 /// The canonical JSON encoding (object keys sorted, no whitespace) that digests and signatures cover.
 pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
     let mut bytes = Vec::new();

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 
 pub use deployments::{
     ApiToken, ApiTokenHash, Approval, AuditEntry, Deployment, DeploymentFilter, DeploymentState, DeploymentStore, Gate,
-    NewAudit, NewDeployment, Role,
+    NewAudit, NewDeployment, PrApproval, PrMerge, Role,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

@@ -39,6 +39,7 @@ pub struct Comment {
     pub number: u64,
     pub body: String,
     pub author_type: String,
+    pub author: String,
     pub edits: u32,
 }
 
@@ -54,6 +55,15 @@ pub struct State_ {
     pub failing_updates: u32,
     /// Branch heads: (repo, branch) → sha.
     pub branches: BTreeMap<(String, String), String>,
+    /// PR authors (default `alice`) and merges: (repo, number) → login / merge commit.
+    pub pr_authors: BTreeMap<(String, u64), String>,
+    pub merged: BTreeMap<(String, u64), String>,
+    /// Collaborators: (repo, login) → (permission, role_name). Anyone else gets 404.
+    pub permissions: BTreeMap<(String, String), (String, String)>,
+    /// Active team memberships: (org, team, login).
+    pub team_members: std::collections::BTreeSet<(String, String, String)>,
+    /// Reactions: (comment id, content).
+    pub reactions: Vec<(u64, String)>,
 }
 
 #[derive(Clone)]
@@ -180,7 +190,7 @@ async fn get_pull(
     }
     let s = state.lock().unwrap();
     match s.pulls.get(&(format!("{o}/{r}"), n)) {
-        Some((head, base)) => Json(json!({"number": n, "state": "open", "head": {"sha": head, "ref": format!("feature-{n}")}, "base": {"sha": "0".repeat(40), "ref": base}})).into_response(),
+        Some((head, base)) => Json(pull_json(&s, &format!("{o}/{r}"), n, head, base)).into_response(),
         None => (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response(),
     }
 }
@@ -238,8 +248,8 @@ async fn list_pulls(
     let list: Vec<Value> = s
         .pulls
         .iter()
-        .filter(|((rp, _), _)| *rp == repo)
-        .map(|((_, n), (head, base))| json!({"number": n, "state": "open", "head": {"sha": head, "ref": format!("feature-{n}")}, "base": {"sha": "0".repeat(40), "ref": base}}))
+        .filter(|((rp, n), _)| *rp == repo && !s.merged.contains_key(&(rp.clone(), *n)))
+        .map(|((_, n), (head, base))| pull_json(&s, &repo, *n, head, base))
         .collect();
     Json(list).into_response()
 }
@@ -269,8 +279,67 @@ async fn list_commit_check_runs(
 }
 
 fn comment_json(c: &Comment) -> Value {
-    let login = if c.author_type == "Bot" { "honua-gitops[bot]" } else { "someone" };
-    json!({"id": c.id, "body": c.body, "user": {"login": login, "type": c.author_type}})
+    json!({"id": c.id, "body": c.body, "user": {"login": c.author, "type": c.author_type}})
+}
+
+fn pull_json(s: &State_, repo: &str, n: u64, head: &str, base: &str) -> Value {
+    let key = (repo.to_string(), n);
+    let merge = s.merged.get(&key);
+    json!({
+        "number": n,
+        "state": if merge.is_some() { "closed" } else { "open" },
+        "head": {"sha": head, "ref": format!("feature-{n}")},
+        "base": {"sha": "0".repeat(40), "ref": base},
+        "user": {"login": s.pr_authors.get(&key).map_or("alice", String::as_str)},
+        "merged": merge.is_some(),
+        "merge_commit_sha": merge,
+    })
+}
+
+async fn get_permission(
+    State((state, _)): State<Shared>,
+    headers: HeaderMap,
+    Path((o, r, user)): Path<(String, String, String)>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    match state.lock().unwrap().permissions.get(&(format!("{o}/{r}"), user.clone())) {
+        Some((permission, role)) => {
+            Json(json!({"permission": permission, "role_name": role, "user": {"login": user}})).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, Json(json!({"message": format!("{user} is not a user")}))).into_response(),
+    }
+}
+
+async fn get_membership(
+    State((state, _)): State<Shared>,
+    headers: HeaderMap,
+    Path((org, team, user)): Path<(String, String, String)>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    if state.lock().unwrap().team_members.contains(&(org, team, user)) {
+        Json(json!({"state": "active", "role": "member"})).into_response()
+    } else {
+        (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response()
+    }
+}
+
+async fn create_reaction(
+    State((state, changed)): State<Shared>,
+    headers: HeaderMap,
+    Path((_o, _r, id)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    let content = body["content"].as_str().unwrap_or_default().to_string();
+    state.lock().unwrap().reactions.push((id, content.clone()));
+    changed.notify_waiters();
+    (StatusCode::CREATED, Json(json!({"id": 1, "content": content}))).into_response()
 }
 
 async fn list_comments(
@@ -307,6 +376,7 @@ async fn create_comment(
         number: n,
         body: body["body"].as_str().unwrap_or_default().to_string(),
         author_type: "Bot".into(),
+        author: "honua-gitops[bot]".into(),
         edits: 0,
     };
     let out = comment_json(&c);
@@ -371,6 +441,9 @@ impl FakeGithub {
             .route("/repos/{o}/{r}/pulls", get(list_pulls))
             .route("/repos/{o}/{r}/commits/{sha}/check-runs", get(list_commit_check_runs))
             .route("/repos/{o}/{r}/branches/{b}", get(get_branch))
+            .route("/repos/{o}/{r}/collaborators/{u}/permission", get(get_permission))
+            .route("/orgs/{org}/teams/{team}/memberships/{u}", get(get_membership))
+            .route("/repos/{o}/{r}/issues/comments/{id}/reactions", post(create_reaction))
             .route("/app/installations", get(list_installations))
             .route("/installation/repositories", get(installation_repositories))
             .route("/repos/{o}/{r}/issues/{n}/comments", get(list_comments).post(create_comment))
@@ -397,19 +470,63 @@ impl FakeGithub {
         self.state.lock().unwrap().pulls.insert((repo.into(), number), (head_sha.into(), base_ref.into()));
     }
 
-    /// A person's comment (not ours, even if it quotes our marker).
     pub fn set_branch(&self, repo: &str, branch: &str, sha: &str) {
         self.state.lock().unwrap().branches.insert((repo.to_string(), branch.to_string()), sha.to_string());
     }
 
-    pub fn post_comment(&self, repo: &str, number: u64, body: &str) {
+    /// A person's comment (not ours, even if it quotes our marker).
+    pub fn post_comment(&self, repo: &str, number: u64, body: &str) -> u64 {
+        self.post_comment_as(repo, number, body, "someone", "User")
+    }
+
+    pub fn post_comment_as(&self, repo: &str, number: u64, body: &str, login: &str, kind: &str) -> u64 {
         let mut s = self.state.lock().unwrap();
         s.next_id += 1;
         let id = s.next_id;
-        s.comments.insert(
+        let comment = Comment {
             id,
-            Comment { id, repo: repo.into(), number, body: body.into(), author_type: "User".into(), edits: 0 },
-        );
+            repo: repo.into(),
+            number,
+            body: body.into(),
+            author_type: kind.into(),
+            author: login.into(),
+            edits: 0,
+        };
+        s.comments.insert(id, comment);
+        id
+    }
+
+    /// Gives `login` a role on `repo`: `("write", "write")`, `("read", "triage")`, …
+    pub fn grant(&self, repo: &str, login: &str, permission: &str, role_name: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .permissions
+            .insert((repo.into(), login.into()), (permission.into(), role_name.into()));
+    }
+
+    pub fn add_team_member(&self, org: &str, team: &str, login: &str) {
+        self.state.lock().unwrap().team_members.insert((org.into(), team.into(), login.into()));
+    }
+
+    pub fn set_pr_author(&self, repo: &str, number: u64, login: &str) {
+        self.state.lock().unwrap().pr_authors.insert((repo.into(), number), login.into());
+    }
+
+    /// The PR is merged as `merge_sha` (closed, `merged: true`).
+    pub fn merge_pr(&self, repo: &str, number: u64, merge_sha: &str) {
+        self.state.lock().unwrap().merged.insert((repo.into(), number), merge_sha.into());
+    }
+
+    pub fn reactions(&self, comment_id: u64) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .reactions
+            .iter()
+            .filter(|(id, _)| *id == comment_id)
+            .map(|(_, c)| c.clone())
+            .collect()
     }
 
     pub fn check_runs(&self, head_sha: &str) -> Vec<CheckRun> {

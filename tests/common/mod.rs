@@ -197,6 +197,27 @@ pub fn push_payload(before: &str, after: &str, pusher: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// The body of an `issue_comment` delivery on PR `number` of `REPO`.
+pub fn comment_payload(action: &str, number: u64, comment_id: u64, body: &str, login: &str, kind: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "action": action,
+        "issue": {"number": number, "pull_request": {"url": format!("https://api.github.com/repos/{REPO}/pulls/{number}")}},
+        "comment": {"id": comment_id, "body": body, "user": {"login": login, "type": kind}},
+        "repository": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}, "default_branch": "main"},
+        "installation": {"id": 7}
+    }))
+    .unwrap()
+}
+
+/// The body of a `pull_request` `closed` delivery of a merged PR.
+pub fn merged_payload(number: u64, head_sha: &str, merge_sha: &str) -> Vec<u8> {
+    let mut p: serde_json::Value =
+        serde_json::from_slice(&pull_request_payload("closed", number, head_sha, "")).unwrap();
+    p["pull_request"]["merged"] = true.into();
+    p["pull_request"]["merge_commit_sha"] = merge_sha.into();
+    serde_json::to_vec(&p).unwrap()
+}
+
 /// The body of a `check_suite` `rerequested` delivery for `head_sha`, naming PR `number`.
 pub fn check_suite_rerequested(head_sha: &str, number: u64) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({

@@ -1,0 +1,27 @@
+-- Approvals given on open pull requests, bound to the plan of one head; and merges, which carry a
+-- still-valid approval to the deployment of the merge commit when its plan is the same.
+CREATE TABLE pr_approvals (
+    id             BIGSERIAL PRIMARY KEY,
+    repository     TEXT NOT NULL,
+    number         BIGINT NOT NULL,
+    environment    TEXT NOT NULL,
+    head_sha       TEXT NOT NULL,
+    plan_digest    TEXT NOT NULL,
+    change_digest  TEXT NOT NULL,               -- environment + changes + decision, without revisions
+    actor          TEXT NOT NULL,
+    breaking       BIGINT NOT NULL,
+    at             BIGINT NOT NULL,
+    invalidated_at BIGINT,                     -- a later push, or a withdrawal
+    invalidated_by TEXT
+);
+CREATE INDEX pr_approvals_by_pr ON pr_approvals (repository, number);
+
+CREATE TABLE pr_merges (
+    repository TEXT NOT NULL,
+    number     BIGINT NOT NULL,
+    merge_sha  TEXT NOT NULL,
+    head_sha   TEXT NOT NULL,
+    at         BIGINT NOT NULL,
+    PRIMARY KEY (repository, number)
+);
+CREATE INDEX pr_merges_by_commit ON pr_merges (repository, merge_sha);

@@ -1,0 +1,460 @@
+//! Comment commands on pull requests. The commenter is authorised by the collaborator-permission API
+//! (write, maintain or admin) or by the environment's `approvers` in the policy that judges the change
+//! (the base branch for an open PR, what the environment runs for a deployment). On an open PR an
+//! approval binds to the plan of its head: a push invalidates it, and at merge it carries to the
+//! deployment of the merge commit only when that deployment changes and decides exactly the same.
+//! Every command is answered with a reaction and a reply that says what happened or why not.
+
+use chrono::Utc;
+
+use super::{Controller, JobError};
+use crate::config::ConfigRepo;
+use crate::git::mirror::Mirror;
+use crate::github::client::{GithubRepo, PullRequestHeads};
+use crate::github::commands::{self, CommentCommand, HELP};
+use crate::github::webhook::RepoRef;
+use crate::policy::{Decision, EnvironmentPolicy, Policy};
+use crate::store::{Deployment, DeploymentFilter, DeploymentState, NewAudit, PrApproval, PrMerge};
+
+/// Marks the service's replies (never a command: commands start a line with `/honua`).
+pub const REPLY_MARKER: &str = "<!-- honua-gitops:reply -->";
+
+pub(super) struct CommentEvent {
+    pub repo: RepoRef,
+    pub number: u64,
+    pub on_pull_request: bool,
+    pub comment_id: u64,
+    pub body: String,
+    pub author: String,
+    pub author_is_bot: bool,
+    pub edited: bool,
+}
+
+/// One line of a reply, per environment.
+struct Outcome {
+    ok: bool,
+    line: String,
+}
+
+impl Outcome {
+    fn done(line: String) -> Self {
+        Outcome { ok: true, line: format!("✅ {line}") }
+    }
+    fn refused(line: String) -> Self {
+        Outcome { ok: false, line: format!("❌ {line}") }
+    }
+    fn note(line: String) -> Self {
+        Outcome { ok: false, line: format!("ℹ️ {line}") }
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+fn load_policy(repo: &ConfigRepo) -> Policy {
+    let envs: Vec<String> = repo.environments().map(|e| e.to_string()).collect();
+    repo.policy.as_ref().map(|p| Policy::load(&p.root, &repo.sources, &envs, &mut Vec::new())).unwrap_or_default()
+}
+
+impl Controller {
+    pub(super) async fn handle_comment(&self, c: CommentEvent) -> Result<(), JobError> {
+        let Some(command) = commands::parse(&c.body) else { return Ok(()) };
+        let gh = self.github_repo(&c.repo)?;
+        if c.edited {
+            return self
+                .answer(
+                    &gh,
+                    &c,
+                    "confused",
+                    "an edited comment is never a command: nothing was done. Post the command as a new comment.",
+                )
+                .await;
+        }
+        if !c.on_pull_request {
+            return self
+                .answer(&gh, &c, "confused", "Honua commands work on pull requests of the config repository.")
+                .await;
+        }
+        match command {
+            CommentCommand::Help => self.answer(&gh, &c, "+1", HELP).await,
+            CommentCommand::Invalid(why) => self.answer(&gh, &c, "confused", &format!("{why}.\n\n{HELP}")).await,
+            CommentCommand::Plan => {
+                let pr = gh.pull_request(c.number).await?;
+                if !pr.open {
+                    return self
+                        .answer(&gh, &c, "confused", "this pull request is closed: there is nothing to plan.")
+                        .await;
+                }
+                gh.react(c.comment_id, "eyes").await?;
+                self.check_pull_request(&c.repo, c.number, &pr.head_sha, &pr.base_ref).await?;
+                gh.react(c.comment_id, "+1").await?;
+                Ok(())
+            }
+            CommentCommand::Approve { environments, breaking } => {
+                let pr = gh.pull_request(c.number).await?;
+                let outcomes = if pr.open {
+                    self.approve_open_pr(&gh, &c, &pr, &environments, breaking).await?
+                } else if pr.merged {
+                    self.decide_merged_pr(&gh, &c, &pr, &environments, Decide::Approve { breaking }).await?
+                } else {
+                    vec![Outcome::note(
+                        "this pull request was closed without merging: there is nothing to approve.".into(),
+                    )]
+                };
+                self.answer_outcomes(&gh, &c, outcomes).await
+            }
+            CommentCommand::Reject { environment, reason } => {
+                let pr = gh.pull_request(c.number).await?;
+                let outcomes = if pr.open {
+                    self.withdraw_on_open_pr(&gh, &c, &pr, &environment).await?
+                } else if pr.merged {
+                    self.decide_merged_pr(&gh, &c, &pr, std::slice::from_ref(&environment), Decide::Reject { reason })
+                        .await?
+                } else {
+                    vec![Outcome::note(
+                        "this pull request was closed without merging: there is nothing to reject.".into(),
+                    )]
+                };
+                self.answer_outcomes(&gh, &c, outcomes).await
+            }
+        }
+    }
+
+    async fn answer(&self, gh: &GithubRepo, c: &CommentEvent, reaction: &str, text: &str) -> Result<(), JobError> {
+        gh.react(c.comment_id, reaction).await?;
+        gh.comment(c.number, &format!("{REPLY_MARKER}\n@{}: {text}", c.author)).await?;
+        Ok(())
+    }
+
+    async fn answer_outcomes(&self, gh: &GithubRepo, c: &CommentEvent, outcomes: Vec<Outcome>) -> Result<(), JobError> {
+        let reaction = if outcomes.iter().any(|o| o.ok) { "+1" } else { "-1" };
+        let lines: Vec<String> = outcomes.into_iter().map(|o| format!("- {}", o.line)).collect();
+        self.answer(gh, c, reaction, &format!("\n{}", lines.join("\n"))).await
+    }
+
+    async fn audit(&self, c: &CommentEvent, action: &str, environment: &str, deployment: Option<&str>, message: &str) {
+        let entry = NewAudit {
+            actor: c.author.clone(),
+            action: action.into(),
+            repository: Some(c.repo.full_name()),
+            environment: Some(environment.into()),
+            deployment: deployment.map(str::to_string),
+            message: format!("PR #{}: {message}", c.number),
+        };
+        if let Err(e) = self.store.record_audit(&entry, Utc::now().timestamp_millis()).await {
+            tracing::warn!(error = %e, "could not write an audit entry");
+        }
+    }
+
+    /// May `c.author` approve or reject `env`? `Err` says why not, in words for the PR.
+    async fn authorise(
+        &self,
+        gh: &GithubRepo,
+        c: &CommentEvent,
+        env: &str,
+        policy: &EnvironmentPolicy,
+        pr_author: &str,
+    ) -> Result<Result<(), String>, JobError> {
+        if c.author_is_bot {
+            return Ok(Err("bots cannot approve or reject deployments".into()));
+        }
+        if policy.prevent_self_approval && c.author.eq_ignore_ascii_case(pr_author) {
+            return Ok(Err(format!(
+                "you opened this pull request, and `{env}` has `preventSelfApproval`: another approver must decide"
+            )));
+        }
+        let permission = gh.permission(&c.author).await?;
+        if permission.can_approve() {
+            return Ok(Ok(()));
+        }
+        for approver in &policy.approvers {
+            let listed = match approver.split_once('/') {
+                Some((org, team)) => gh.team_member(org, team, &c.author).await?,
+                None => approver.eq_ignore_ascii_case(&c.author),
+            };
+            if listed {
+                return Ok(Ok(()));
+            }
+        }
+        let role = if permission.role_name.is_empty() { &permission.permission } else { &permission.role_name };
+        Ok(Err(format!(
+            "your role on {} is `{role}`; deciding for `{env}` needs write, maintain or admin, or a place in its `approvers`",
+            c.repo.full_name()
+        )))
+    }
+
+    async fn approve_open_pr(
+        &self,
+        gh: &GithubRepo,
+        c: &CommentEvent,
+        pr: &PullRequestHeads,
+        environments: &[String],
+        breaking: bool,
+    ) -> Result<Vec<Outcome>, JobError> {
+        let planned = self.plan_pull_request(gh, &c.repo, c.number, &pr.head_sha, &pr.base_ref).await?;
+        let policy = load_policy(&planned.base);
+        let targets: Vec<String> = if environments.is_empty() {
+            planned.plans.iter().filter(|p| p.decision != Decision::Auto).map(|p| p.environment.to_string()).collect()
+        } else {
+            environments.to_vec()
+        };
+        if targets.is_empty() {
+            return Ok(vec![Outcome::note("no environment of this pull request needs approval.".into())]);
+        }
+        let mut out = Vec::new();
+        for env in targets {
+            let Some(plan) = planned.plans.iter().find(|p| p.environment.as_str() == env) else {
+                out.push(Outcome::refused(format!("`{env}` is not an environment of this repository")));
+                continue;
+            };
+            let (env_policy, _) = policy.for_env(&env);
+            if let Err(why) = self.authorise(gh, c, &env, &env_policy, &pr.author).await? {
+                self.audit(c, "approve.refused", &env, None, &why).await;
+                out.push(Outcome::refused(format!("`{env}`: {why}")));
+                continue;
+            }
+            let outcome = match &plan.decision {
+                Decision::Auto => Outcome::note(format!("`{env}` needs no approval: its policy deploys this plan by itself")),
+                Decision::Blocked(reasons) if !plan.acknowledgeable => {
+                    Outcome::refused(format!("`{env}` is blocked and no approval lifts it: {}", reasons.join("; ")))
+                }
+                Decision::Blocked(_) if !breaking => Outcome::refused(format!(
+                    "`{env}` has breaking changes its policy does not allow: approve with `/honua approve {env} --breaking` to acknowledge them"
+                )),
+                _ => {
+                    let plan_json = serde_json::to_value(plan).expect("plans encode");
+                    let approval = PrApproval {
+                        repository: c.repo.full_name(),
+                        number: c.number,
+                        environment: env.clone(),
+                        head_sha: pr.head_sha.clone(),
+                        plan_digest: plan.digest.clone(),
+                        change_digest: crate::plan::change_digest(&plan_json),
+                        actor: c.author.clone(),
+                        breaking,
+                        at: Utc::now().timestamp_millis(),
+                    };
+                    self.store.add_pr_approval(&approval).await?;
+                    Outcome::done(format!(
+                        "`{env}` approved at {} (plan `{}`). A push to this pull request withdraws it; at merge it carries to `{env}`'s deployment if that plan is the same.",
+                        short(&pr.head_sha),
+                        plan.digest
+                    ))
+                }
+            };
+            let action = if outcome.ok { "pr.approve" } else { "approve.refused" };
+            self.audit(c, action, &env, None, &outcome.line).await;
+            out.push(outcome);
+        }
+        Ok(out)
+    }
+
+    async fn withdraw_on_open_pr(
+        &self,
+        gh: &GithubRepo,
+        c: &CommentEvent,
+        pr: &PullRequestHeads,
+        env: &str,
+    ) -> Result<Vec<Outcome>, JobError> {
+        let base = self.base_policy(gh, &c.repo, c.number, pr).await?;
+        if let Err(why) = self.authorise(gh, c, env, &base.for_env(env).0, &pr.author).await? {
+            self.audit(c, "reject.refused", env, None, &why).await;
+            return Ok(vec![Outcome::refused(format!("`{env}`: {why}"))]);
+        }
+        let now = Utc::now().timestamp_millis();
+        let withdrawn =
+            self.store.invalidate_pr_approvals(&c.repo.full_name(), c.number, None, Some(env), "rejected", now).await?;
+        self.audit(c, "pr.reject", env, None, &format!("{} approval(s) withdrawn", withdrawn.len())).await;
+        Ok(vec![Outcome::done(format!(
+            "`{env}`: {} approval(s) of this pull request withdrawn; nothing of it is deployed until it is approved again after merge",
+            withdrawn.len()
+        ))])
+    }
+
+    async fn base_policy(
+        &self,
+        gh: &GithubRepo,
+        repo: &RepoRef,
+        number: u64,
+        pr: &PullRequestHeads,
+    ) -> Result<Policy, JobError> {
+        let planned = self.plan_pull_request(gh, repo, number, &pr.head_sha, &pr.base_ref).await?;
+        Ok(load_policy(&planned.base))
+    }
+
+    /// The policy a deployment is judged by: that of the commit its environment runs (its first
+    /// deployment: its own commit's).
+    async fn deployment_policy(&self, d: &Deployment, url: &str) -> Result<Policy, JobError> {
+        let (mirrors, url) = (self.mirrors.clone(), url.to_string());
+        let rev = d.from_commit.clone().unwrap_or_else(|| d.commit.clone());
+        tokio::task::spawn_blocking(move || {
+            let mirror = Mirror::open(&mirrors, &url).map_err(|e| JobError::Git(e.to_string()))?;
+            let repo = ConfigRepo::load_git(mirror.path(), &rev).map_err(|e| JobError::Git(e.to_string()))?;
+            Ok(load_policy(&repo))
+        })
+        .await
+        .map_err(|e| JobError::Git(format!("policy task: {e}")))?
+    }
+
+    async fn decide_merged_pr(
+        &self,
+        gh: &GithubRepo,
+        c: &CommentEvent,
+        pr: &PullRequestHeads,
+        environments: &[String],
+        decide: Decide,
+    ) -> Result<Vec<Outcome>, JobError> {
+        let Some(merge_sha) = pr.merge_commit_sha.clone() else {
+            return Ok(vec![Outcome::note(
+                "GitHub does not name this pull request's merge commit yet; try again shortly.".into(),
+            )]);
+        };
+        let all = self
+            .store
+            .deployments(&DeploymentFilter { repository: Some(c.repo.full_name()), limit: 1000, ..Default::default() })
+            .await?;
+        let of_merge: Vec<&Deployment> = all.iter().filter(|d| d.commit == merge_sha).collect();
+        let targets: Vec<&Deployment> = if environments.is_empty() {
+            of_merge
+                .iter()
+                .copied()
+                .filter(|d| matches!(d.state, DeploymentState::AwaitingApproval | DeploymentState::Blocked))
+                .collect()
+        } else {
+            let mut picked = Vec::new();
+            for env in environments {
+                match of_merge.iter().find(|d| &d.environment == env) {
+                    Some(d) => picked.push(*d),
+                    None => {
+                        return Ok(vec![Outcome::note(format!(
+                            "no deployment of `{env}` comes from this pull request's merge commit {}: it changes nothing there, or the push is still being processed",
+                            short(&merge_sha)
+                        ))])
+                    }
+                }
+            }
+            picked
+        };
+        if targets.is_empty() {
+            return Ok(vec![Outcome::note(format!(
+                "no deployment of the merge commit {} awaits a decision",
+                short(&merge_sha)
+            ))]);
+        }
+        let url = format!("{}/{}/{}.git", self.git_url, c.repo.owner, c.repo.name);
+        let mut out = Vec::new();
+        for d in targets {
+            let policy = self.deployment_policy(d, &url).await?;
+            let env = d.environment.as_str();
+            if let Err(why) = self.authorise(gh, c, env, &policy.for_env(env).0, &pr.author).await? {
+                self.audit(c, &format!("{}.refused", decide.verb()), env, Some(&d.id), &why).await;
+                out.push(Outcome::refused(format!("`{env}` ({}): {why}", d.id)));
+                continue;
+            }
+            let now = Utc::now();
+            let result = match &decide {
+                Decide::Approve { breaking } => self.approve(&d.id, &c.author, "comment", *breaking, now).await,
+                Decide::Reject { reason } => self.reject(&d.id, &c.author, reason, now).await,
+            };
+            out.push(match result {
+                Ok(d) => Outcome::done(format!("`{env}`: deployment {} is {}", d.id, d.state)),
+                Err(e) => Outcome::refused(format!("`{env}`: {e}")),
+            });
+        }
+        Ok(out)
+    }
+
+    /// After a push to an open PR: approvals given at an older head no longer hold; say so on the PR.
+    pub(super) async fn invalidate_stale_approvals(
+        &self,
+        gh: &GithubRepo,
+        repo: &RepoRef,
+        number: u64,
+        head_sha: &str,
+    ) -> Result<(), JobError> {
+        let now = Utc::now().timestamp_millis();
+        let stale =
+            self.store.invalidate_pr_approvals(&repo.full_name(), number, Some(head_sha), None, "push", now).await?;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> =
+            stale.iter().map(|a| format!("- `{}` by @{} at {}", a.environment, a.actor, short(&a.head_sha))).collect();
+        gh.comment(
+            number,
+            &format!(
+                "{REPLY_MARKER}\nNew commits were pushed ({}): these approvals no longer hold. Review the new plan and approve again.\n{}",
+                short(head_sha),
+                lines.join("\n")
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A PR was merged: remember its merge commit, and carry its approvals to deployments of that
+    /// commit that already exist (the push may have been processed first).
+    pub(super) async fn pull_request_merged(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        merge_sha: &str,
+        head_sha: &str,
+    ) -> Result<(), JobError> {
+        let merge = PrMerge { number, merge_sha: merge_sha.into(), head_sha: head_sha.into() };
+        self.store.record_pr_merge(&repo.full_name(), &merge, Utc::now().timestamp_millis()).await?;
+        let waiting = self
+            .store
+            .deployments(&DeploymentFilter {
+                repository: Some(repo.full_name()),
+                states: vec![DeploymentState::AwaitingApproval, DeploymentState::Blocked],
+                limit: 100,
+                ..Default::default()
+            })
+            .await?;
+        for d in waiting.iter().filter(|d| d.commit == merge_sha) {
+            self.carry_pr_approvals(d).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies a still-valid approval given on the merged PR's final head to `d`, if `d` changes and
+    /// decides exactly what was approved. Otherwise the deployment waits for a new approval.
+    pub(crate) async fn carry_pr_approvals(&self, d: &Deployment) -> Result<(), JobError> {
+        if !matches!(d.state, DeploymentState::AwaitingApproval | DeploymentState::Blocked) {
+            return Ok(());
+        }
+        let Some(merge) = self.store.pr_merge_of(&d.repository, &d.commit).await? else { return Ok(()) };
+        let digest = crate::plan::change_digest(&d.plan);
+        let approvals = self.store.pr_approvals(&d.repository, merge.number).await?;
+        for a in approvals.iter().filter(|a| a.environment == d.environment && a.head_sha == merge.head_sha) {
+            if a.change_digest != digest {
+                tracing::info!(deployment = %d.id, pr = merge.number, "a PR approval does not carry: the deployment's plan differs");
+                continue;
+            }
+            match self.approve(&d.id, &a.actor, "comment", a.breaking, Utc::now()).await {
+                Ok(_) => {
+                    tracing::info!(deployment = %d.id, pr = merge.number, approver = %a.actor, "PR approval carried to the deployment");
+                    return Ok(());
+                }
+                Err(e) => tracing::info!(deployment = %d.id, error = %e, "a PR approval could not be carried"),
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Decide {
+    Approve { breaking: bool },
+    Reject { reason: String },
+}
+
+impl Decide {
+    fn verb(&self) -> &'static str {
+        match self {
+            Decide::Approve { .. } => "approve",
+            Decide::Reject { .. } => "reject",
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Approvals by comment, through the fake GitHub and the real webhook route: who may approve, how an
+//! approval binds to a plan, carries at merge or is withdrawn by a push, and the refusal table of the
+//! issue, one test each, each answered on the PR with its reason and nothing approved.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fake_github::FakeGithub;
+use common::service::Service;
+use common::{Origin, REPO};
+use honua_gitops::store::{Deployment, DeploymentFilter, DeploymentState, Store};
+
+const WAIT: Duration = Duration::from_secs(60);
+const MARKER: &str = "<!-- honua-gitops:reply -->";
+
+struct World {
+    github: FakeGithub,
+    origin: Origin,
+    service: Service,
+    store: Arc<dyn Store>,
+    deliveries: std::sync::atomic::AtomicU32,
+}
+
+impl World {
+    /// The service on the example repository, with every environment running `main` already.
+    async fn new(store: Arc<dyn Store>) -> World {
+        let github = FakeGithub::start().await;
+        let origin = Origin::new(&common::examples().join("honua-config"));
+        let service = Service::start(&github, &origin, store.clone()).await;
+        let w = World { github, origin, service, store, deliveries: 0.into() };
+        let base = w.origin.main_sha();
+        w.push(&"0".repeat(40), &base).await;
+        let all = w.wait_deployments("bootstrap", |all| all.len() == 3).await;
+        for d in &all {
+            if d.state != DeploymentState::Approved {
+                w.service.controller.approve(&d.id, "bootstrap", "api", false, chrono::Utc::now()).await.unwrap();
+            }
+            w.complete(&d.id).await;
+        }
+        // bob writes, mike is a named approver with read access, carol is in city-gis/platform-team.
+        w.github.grant(REPO, "bob", "write", "write");
+        w.github.grant(REPO, "mike", "read", "read");
+        w.github.grant(REPO, "carol", "read", "read");
+        w.github.add_team_member("city-gis", "platform-team", "carol");
+        w.github.grant(REPO, "alice", "admin", "admin");
+        w
+    }
+
+    fn delivery(&self) -> String {
+        format!("d-{}", self.deliveries.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+    }
+
+    async fn push(&self, before: &str, after: &str) {
+        self.service.deliver("push", &self.delivery(), common::push_payload(before, after, "alice")).await;
+    }
+
+    async fn complete(&self, id: &str) {
+        let now = honua_gitops::store::now_ms();
+        let s = &self.store;
+        assert!(s
+            .transition(id, &[DeploymentState::Approved], DeploymentState::Applying, "agent", "", now)
+            .await
+            .unwrap());
+        assert!(s
+            .transition(id, &[DeploymentState::Applying], DeploymentState::Completed, "agent", "", now)
+            .await
+            .unwrap());
+    }
+
+    async fn wait_deployments(&self, what: &str, done: impl Fn(&[Deployment]) -> bool) -> Vec<Deployment> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let all = self.store.deployments(&DeploymentFilter { limit: 1000, ..Default::default() }).await.unwrap();
+            if done(&all) {
+                return all;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {all:#?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Opens PR `number` with `tree` (webhook included) and returns its head.
+    async fn open_pr(&self, number: u64, tree: &std::path::Path) -> String {
+        let head = self.origin.push_pr(number, tree);
+        self.github.open_pr(REPO, number, &head, "main");
+        self.service.pull_request(&self.delivery(), "opened", number, &head, &self.origin.main_sha()).await;
+        head
+    }
+
+    /// `login` comments `body` on PR `number` (a new comment, delivered); returns the service's reply.
+    async fn comment(&self, number: u64, body: &str, login: &str) -> String {
+        self.comment_with(number, body, login, "User", "created", None).await
+    }
+
+    async fn comment_with(
+        &self,
+        number: u64,
+        body: &str,
+        login: &str,
+        kind: &str,
+        action: &str,
+        delivery: Option<&str>,
+    ) -> String {
+        let id = self.github.post_comment_as(REPO, number, body, login, kind);
+        let delivery = delivery.map(str::to_string).unwrap_or_else(|| self.delivery());
+        let payload = common::comment_payload(action, number, id, body, login, kind);
+        self.service.deliver("issue_comment", &delivery, payload).await;
+        let mention = format!("@{login}:");
+        self.github
+            .wait_for(WAIT, "a reaction and a reply", |gh| {
+                !gh.reactions(id).is_empty()
+                    && gh.comments(REPO, number).iter().any(|c| c.id > id && c.body.contains(&mention))
+            })
+            .await;
+        let comments = self.github.comments(REPO, number);
+        comments.into_iter().rfind(|c| c.id > id && c.body.starts_with(MARKER)).unwrap().body
+    }
+
+    fn reaction_of_last_command(&self, number: u64, login: &str) -> Vec<String> {
+        let id = self.github.comments(REPO, number).iter().filter(|c| c.author == login).map(|c| c.id).max().unwrap();
+        self.github.reactions(id)
+    }
+
+    async fn merge(&self, number: u64, head: &str, tree: &std::path::Path) -> String {
+        let before = self.origin.main_sha();
+        let merged = self.origin.merge(tree);
+        self.github.merge_pr(REPO, number, &merged);
+        self.service.deliver("pull_request", &self.delivery(), common::merged_payload(number, head, &merged)).await;
+        self.push(&before, &merged).await;
+        merged
+    }
+
+    async fn nothing_approved(&self, number: u64) {
+        assert!(self.store.pr_approvals(REPO, number).await.unwrap().is_empty(), "an approval was recorded");
+    }
+}
+
+fn pr_tree() -> std::path::PathBuf {
+    common::examples().join("honua-config-pr")
+}
+
+async fn a_writer_approves_production_on_the_pr_and_the_approval_carries_at_merge(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    let head = w.open_pr(10, &pr_tree()).await;
+    let reply = w.comment(10, "Looks right.\n\n/honua approve production --breaking", "bob").await;
+    assert!(reply.contains(&format!("✅ `production` approved at {}", &head[..7])), "{reply}");
+    assert_eq!(w.reaction_of_last_command(10, "bob"), ["+1"]);
+    assert_eq!(w.store.pr_approvals(REPO, 10).await.unwrap().len(), 1);
+
+    let merged = w.merge(10, &head, &pr_tree()).await;
+    let all = w
+        .wait_deployments("production approved by the carried approval", |all| {
+            all.iter()
+                .any(|d| d.environment == "production" && d.commit == merged && d.state == DeploymentState::Approved)
+        })
+        .await;
+    let prod = all.iter().find(|d| d.environment == "production" && d.commit == merged).unwrap();
+    let approvals = w.store.approvals(&prod.id).await.unwrap();
+    assert_eq!(
+        (approvals[0].actor.as_str(), approvals[0].via.as_str(), approvals[0].breaking),
+        ("bob", "comment", true)
+    );
+    assert_eq!(approvals[0].plan_digest, prod.plan_digest, "bound to the deployment's own plan");
+    assert!(prod.record.as_deref().unwrap().contains("\"by\":\"bob\""));
+}
+
+async fn a_named_approver_or_team_member_approves_after_merge(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    let head = w.open_pr(11, &pr_tree()).await;
+    let merged = w.merge(11, &head, &pr_tree()).await;
+    w.wait_deployments("the merge's deployments", |all| all.iter().filter(|d| d.commit == merged).count() == 3).await;
+    // carol has read access only, but is in city-gis/platform-team, listed in production's approvers.
+    let reply = w.comment(11, "/honua approve production --breaking", "carol").await;
+    assert!(reply.contains("✅ `production`: deployment prod-"), "{reply}");
+    assert!(reply.contains("is approved"), "{reply}");
+    let prod = w
+        .store
+        .deployments(&DeploymentFilter { environment: Some("production".into()), limit: 1, ..Default::default() })
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(prod.state, DeploymentState::Approved);
+    // Asking again says why not.
+    let reply = w.comment(11, "/honua approve production --breaking", "mike").await;
+    assert!(reply.contains("approved already"), "{reply}");
+}
+
+async fn refused_a_commenter_without_access(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    w.open_pr(20, &pr_tree()).await;
+    let reply = w.comment(20, "/honua approve production --breaking", "eve").await;
+    assert!(reply.contains("❌ `production`: your role on city/gis-config is `none`"), "{reply}");
+    assert_eq!(w.reaction_of_last_command(20, "eve"), ["-1"]);
+    w.nothing_approved(20).await;
+}
+
+async fn refused_a_read_only_collaborator(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    w.github.grant(REPO, "rita", "read", "read");
+    w.open_pr(21, &pr_tree()).await;
+    let reply = w.comment(21, "/honua approve production --breaking", "rita").await;
+    assert!(reply.contains("your role on city/gis-config is `read`"), "{reply}");
+    w.nothing_approved(21).await;
+}
+
+async fn refused_the_triage_role(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    w.github.grant(REPO, "tom", "read", "triage");
+    w.open_pr(22, &pr_tree()).await;
+    let reply = w.comment(22, "/honua approve production --breaking", "tom").await;
+    assert!(reply.contains("is `triage`"), "{reply}");
+    w.nothing_approved(22).await;
+}
+
+async fn refused_the_pr_author_where_self_approval_is_prevented(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    w.open_pr(23, &pr_tree()).await;
+    // alice opened the PR and is an admin: production still refuses her own approval.
+    let reply = w.comment(23, "/honua approve production --breaking", "alice").await;
+    assert!(reply.contains("you opened this pull request, and `production` has `preventSelfApproval`"), "{reply}");
+    w.nothing_approved(23).await;
+}
+
+async fn refused_a_bot(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    w.github.grant(REPO, "release-bot[bot]", "write", "write");
+    w.open_pr(24, &pr_tree()).await;
+    let reply =
+        w.comment_with(24, "/honua approve production --breaking", "release-bot[bot]", "Bot", "created", None).await;
+    assert!(reply.contains("bots cannot approve"), "{reply}");
+    w.nothing_approved(24).await;
+}
+
+async fn refused_an_edited_comment(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    w.open_pr(25, &pr_tree()).await;
+    let reply = w.comment_with(25, "/honua approve production --breaking", "bob", "User", "edited", None).await;
+    assert!(reply.contains("an edited comment is never a command"), "{reply}");
+    assert_eq!(w.reaction_of_last_command(25, "bob"), ["confused"]);
+    w.nothing_approved(25).await;
+}
+
+async fn refused_an_approval_followed_by_a_push(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    let head = w.open_pr(26, &pr_tree()).await;
+    let reply = w.comment(26, "/honua approve production --breaking", "bob").await;
+    assert!(reply.contains("✅"), "{reply}");
+    // A new commit on the PR: the approval no longer holds, and the PR is told.
+    let head2 = w.origin.push_pr(26, &pr_tree());
+    w.github.open_pr(REPO, 26, &head2, "main");
+    w.service.pull_request(&w.delivery(), "synchronize", 26, &head2, &w.origin.main_sha()).await;
+    w.github
+        .wait_for(WAIT, "the PR is told", |gh| gh.comments(REPO, 26).iter().any(|c| c.body.contains("no longer hold")))
+        .await;
+    let notice = w.github.comments(REPO, 26).into_iter().find(|c| c.body.contains("no longer hold")).unwrap().body;
+    assert!(notice.contains(&format!("`production` by @bob at {}", &head[..7])), "{notice}");
+    w.nothing_approved(26).await;
+    // At merge, nothing carries: production waits for an approver.
+    let merged = w.merge(26, &head2, &pr_tree()).await;
+    let all = w
+        .wait_deployments("the merge's deployments", |all| all.iter().filter(|d| d.commit == merged).count() == 3)
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let prod = all.iter().find(|d| d.environment == "production" && d.commit == merged).unwrap();
+    assert_eq!(w.store.deployment(&prod.id).await.unwrap().unwrap().state, DeploymentState::Blocked);
+}
+
+async fn refused_the_approval_of_a_superseded_deployment(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    let head = w.open_pr(27, &pr_tree()).await;
+    let merged = w.merge(27, &head, &pr_tree()).await;
+    w.wait_deployments("first merge", |all| all.iter().filter(|d| d.commit == merged).count() == 3).await;
+    // Another change lands on main before anyone approved production.
+    let later = tempfile::tempdir().unwrap();
+    common::copy_tree(&pr_tree(), later.path());
+    let meta = later.path().join("environments/production/metadata.yaml");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, text.replacen("title:", "title: Later ", 1)).unwrap();
+    let before = w.origin.main_sha();
+    let newer = w.origin.merge(later.path());
+    w.push(&before, &newer).await;
+    w.wait_deployments("the newer deployment", |all| {
+        all.iter().any(|d| d.environment == "production" && d.commit == newer)
+    })
+    .await;
+    let reply = w.comment(27, "/honua approve production --breaking", "bob").await;
+    assert!(reply.contains("is superseded: a newer deployment of the environment replaced it"), "{reply}");
+}
+
+async fn refused_a_replayed_delivery(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    w.open_pr(28, &pr_tree()).await;
+    let reply = w.comment_with(28, "/honua help", "bob", "User", "created", Some("d-replayed")).await;
+    assert!(reply.contains("/honua approve [ENV...] [--breaking]"), "{reply}");
+    let id = w.github.comments(REPO, 28).iter().filter(|c| c.author == "bob").map(|c| c.id).max().unwrap();
+    let replies = || w.github.comments(REPO, 28).iter().filter(|c| c.body.starts_with(MARKER)).count();
+    let before = replies();
+    // GitHub redelivers the same delivery: recorded once, answered once.
+    let payload = common::comment_payload("created", 28, id, "/honua help", "bob", "User");
+    w.service.deliver("issue_comment", "d-replayed", payload).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(replies(), before);
+    assert_eq!(w.github.reactions(id).len(), 1);
+}
+
+async fn refused_a_blocked_plan_without_breaking(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    w.open_pr(29, &pr_tree()).await;
+    let reply = w.comment(29, "/honua approve production", "bob").await;
+    assert!(reply.contains("approve with `/honua approve production --breaking`"), "{reply}");
+    w.nothing_approved(29).await;
+}
+
+async fn refused_a_pr_that_loosens_its_own_policy(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    let loose = tempfile::tempdir().unwrap();
+    common::copy_tree(&pr_tree(), loose.path());
+    let policy = loose.path().join(".gitops/deployment-policy.yaml");
+    let text = std::fs::read_to_string(&policy)
+        .unwrap()
+        .replace("    autoApprove: false\n", "    autoApprove: true\n")
+        .replace("    allowBreakingChanges: false\n", "    allowBreakingChanges: true\n");
+    std::fs::write(&policy, text).unwrap();
+    let head = w.open_pr(30, loose.path()).await;
+    w.github
+        .wait_for(WAIT, "checks", |gh| gh.check_runs(&head).iter().filter(|r| r.status == "completed").count() == 2)
+        .await;
+    let diff = w.github.check_runs(&head).into_iter().find(|r| r.name == "honua/diff").unwrap();
+    assert_eq!(diff.conclusion.as_deref(), Some("action_required"), "judged by the base policy: still blocked");
+    // Merged without an approval: production does not deploy itself.
+    let merged = w.merge(30, &head, loose.path()).await;
+    let all = w
+        .wait_deployments("the merge's deployments", |all| all.iter().filter(|d| d.commit == merged).count() == 3)
+        .await;
+    let prod = all.iter().find(|d| d.environment == "production" && d.commit == merged).unwrap();
+    assert_ne!(prod.state, DeploymentState::Approved, "{prod:#?}");
+    assert!(prod.reasons.iter().any(|r| r.contains("deployment-policy.yaml")), "{:?}", prod.reasons);
+}
+
+async fn commands_in_quotes_or_code_are_not_commands_and_help_is_answered(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    w.open_pr(31, &pr_tree()).await;
+    let quoted =
+        "> /honua approve production --breaking\n\n```\n/honua approve production --breaking\n```\n/honua frobnicate";
+    let reply = w.comment(31, quoted, "bob").await;
+    assert!(reply.contains("unknown command `frobnicate`"), "{reply}");
+    assert_eq!(w.reaction_of_last_command(31, "bob"), ["confused"]);
+    w.nothing_approved(31).await;
+}
+
+on_both_stores!(
+    a_writer_approves_production_on_the_pr_and_the_approval_carries_at_merge,
+    a_named_approver_or_team_member_approves_after_merge,
+    refused_a_commenter_without_access,
+    refused_a_read_only_collaborator,
+    refused_the_triage_role,
+    refused_the_pr_author_where_self_approval_is_prevented,
+    refused_a_bot,
+    refused_an_edited_comment,
+    refused_an_approval_followed_by_a_push,
+    refused_the_approval_of_a_superseded_deployment,
+    refused_a_replayed_delivery,
+    refused_a_blocked_plan_without_breaking,
+    refused_a_pr_that_loosens_its_own_policy,
+    commands_in_quotes_or_code_are_not_commands_and_help_is_answered,
+);
