@@ -310,7 +310,83 @@ async fn plain_git_mode_polls_a_remote_without_any_app(store: Arc<dyn Store>) {
     wait_for_deployments(&store, "the new head's deployments", |all| all.iter().any(|d| d.commit == merged)).await;
 }
 
+async fn a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr(store: Arc<dyn Store>) {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
+    let approver = Api::token(&store, "oncall", Role::Approver, None).await;
+    let viewer = Api::token(&store, "dashboard", Role::Viewer, None).await;
+    let base = origin.main_sha();
+    service.deliver("push", "r-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
+    let all = wait_for_deployments(&store, "first deployments", |all| all.len() == 3).await;
+    complete(&store, &of(&all, "development", &base).id).await;
+    let rollback = "/api/v1/environments/development/rollback";
+    let (status, body) = api.call("POST", rollback, Some(&approver), None).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("no_rollback_target")), "{body}");
+
+    // A change lands and completes in development; it turns out bad.
+    let merged = origin.merge(&common::examples().join("honua-config-pr"));
+    service.deliver("push", "r-2", common::push_payload(&base, &merged, "bob")).await;
+    let all = wait_for_deployments(&store, "the merge in development", |all| {
+        all.iter().any(|d| d.environment == "development" && d.commit == merged)
+    })
+    .await;
+    let bad = of(&all, "development", &merged).id.clone();
+    complete(&store, &bad).await;
+
+    assert_eq!(api.call("POST", rollback, Some(&viewer), None).await.0, 403);
+    let (status, body) = api.call("POST", rollback, Some(&approver), Some(json!({}))).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!((body["commit"].as_str(), body["state"].as_str()), (Some(base.as_str()), Some("approved")));
+    assert_eq!((body["cause"].as_str(), body["from_commit"].as_str()), (Some("rollback"), Some(merged.as_str())));
+    assert_eq!(body["approvals"][0]["actor"], "oncall");
+    let (_, key) = api.call("GET", "/api/v1/signing-key", None, None).await;
+    let key = parse_public_key(key["public_key"].as_str().unwrap()).unwrap();
+    verify(&key, body["signed"]["record"].as_str().unwrap(), body["signed"]["signature"].as_str().unwrap()).unwrap();
+    let rollback_id = body["id"].as_str().unwrap().to_string();
+
+    // GitHub is brought back to match: a revert PR whose commit carries the old tree, on top of main.
+    let failed =
+        store.audit(0, None, 1000).await.unwrap().into_iter().find(|e| e.action == "rollback.revert_pr_failed");
+    assert!(failed.is_none(), "{failed:?}");
+    github.wait_for(WAIT, "the revert pull request", |gh| !gh.opened_pulls().is_empty()).await;
+    let (pull, commit) = github.opened_pulls().remove(0);
+    assert_eq!(pull["base"], "main");
+    assert_eq!(pull["head"], format!("honua/rollback-{rollback_id}").as_str());
+    let base_tree = origin.repo.find_commit(git2::Oid::from_str(&base).unwrap()).unwrap().tree_id().to_string();
+    assert_eq!(commit["tree"], base_tree.as_str());
+    assert_eq!(commit["parents"][0], merged.as_str());
+
+    // The broken commit is not re-deployed by itself: the same head again plans nothing for development.
+    complete(&store, &rollback_id).await;
+    service.deliver("push", "r-3", common::push_payload(&merged, &merged, "bob")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dev: Vec<_> = store
+        .deployments(&DeploymentFilter { environment: Some("development".into()), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(dev.len(), 3, "{dev:#?}");
+
+    // A newer commit lands: automatic deployments resume.
+    let fixed = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config"), fixed.path());
+    let meta = fixed.path().join("environments/development/metadata.yaml");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, text.replacen("title:", "title: Fixed ", 1)).unwrap();
+    let newer = origin.merge(fixed.path());
+    service.deliver("push", "r-4", common::push_payload(&merged, &newer, "bob")).await;
+    wait_for_deployments(&store, "development resumes", |all| {
+        all.iter().any(|d| d.environment == "development" && d.commit == newer)
+    })
+    .await;
+    let audit = store.audit(0, None, 1000).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "environment.pause"), "{audit:#?}");
+    assert!(audit.iter().any(|e| e.action == "environment.resume"), "{audit:#?}");
+}
+
 on_both_stores!(
+    a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr,
     a_merge_deploys_development_and_staging_and_production_waits_for_an_approver,
     a_newer_merge_supersedes_a_deployment_that_has_not_started,
     a_push_whose_webhook_was_lost_is_deployed_by_polling,

@@ -39,8 +39,21 @@ pub enum DecisionError {
     Closed { id: String, reasons: String },
     #[error("deployment {id} has breaking changes and the policy does not allow them: approve again acknowledging them (`--breaking`)")]
     NeedsBreaking { id: String },
+    #[error("{0}")]
+    Rollback(String),
+    #[error("{0}")]
+    Failed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<JobError> for DecisionError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Store(e) => DecisionError::Store(e),
+            other => DecisionError::Failed(other.to_string()),
+        }
+    }
 }
 
 impl DecisionError {
@@ -51,6 +64,8 @@ impl DecisionError {
             DecisionError::WrongState { .. } => "wrong_state",
             DecisionError::Closed { .. } => "not_approvable",
             DecisionError::NeedsBreaking { .. } => "breaking_not_acknowledged",
+            DecisionError::Rollback(_) => "no_rollback_target",
+            DecisionError::Failed(_) => "failed",
             DecisionError::Store(_) => "store_unavailable",
         }
     }
@@ -69,7 +84,7 @@ pub async fn service_signer(store: &dyn Store) -> Result<Signer, JobError> {
     Signer::from_secret(&secret).map_err(|e| JobError::Permanent(format!("stored signing key: {e}")))
 }
 
-fn ms(at: DateTime<Utc>) -> i64 {
+pub(super) fn ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
@@ -77,7 +92,7 @@ fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn short(sha: &str) -> &str {
+pub(super) fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
 }
 
@@ -89,7 +104,7 @@ fn same_policy(a: &ConfigRepo, b: &ConfigRepo) -> bool {
     }
 }
 
-async fn load(mirror: &Path, rev: &str) -> Result<Arc<ConfigRepo>, JobError> {
+pub(super) async fn load(mirror: &Path, rev: &str) -> Result<Arc<ConfigRepo>, JobError> {
     let (path, rev) = (mirror.to_path_buf(), rev.to_string());
     tokio::task::spawn_blocking(move || ConfigRepo::load_git(&path, &rev).map(Arc::new))
         .await
@@ -158,6 +173,26 @@ impl Controller {
             states,
             limit: 50,
         };
+        if let Some(pause) = self.store.environment_pause(&source.repository, env.as_str()).await? {
+            if pause.commit == to.revision {
+                tracing::info!(environment = %env, commit = %to.revision, rollback = %pause.deployment, "automatic deployments paused after a rollback");
+                return Ok(None);
+            }
+            self.store.resume_environment(&source.repository, env.as_str()).await?;
+            let entry = NewAudit {
+                actor: actor.to_string(),
+                action: "environment.resume".into(),
+                repository: Some(source.repository.clone()),
+                environment: Some(env.to_string()),
+                deployment: None,
+                message: format!(
+                    "commit {} landed after the rollback {}: automatic deployments resume",
+                    short(&to.revision),
+                    pause.deployment
+                ),
+            };
+            self.store.record_audit(&entry, ms(at)).await?;
+        }
         let last = self.store.deployments(&filter(vec![DeploymentState::Completed])).await?.into_iter().next();
         let unstarted = self.store.deployments(&filter(DeploymentState::UNSTARTED.to_vec())).await?;
         let from = match &last {
@@ -275,7 +310,7 @@ impl Controller {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn sign(
+    pub(super) fn sign(
         &self,
         id: &str,
         environment: &str,

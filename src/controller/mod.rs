@@ -5,6 +5,7 @@
 
 mod comments;
 pub mod deployments;
+mod rollback;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -54,6 +55,8 @@ pub struct Controller {
     pub repositories: Vec<DeploySource>,
     /// Signs approved deployments (see [`deployments::service_signer`]).
     pub signer: crate::plan::signing::Signer,
+    /// In GitHub mode, a rollback opens a revert pull request (default true).
+    pub revert_pull_requests: bool,
     /// Base of clone URLs: `owner/name` is fetched from `{git_url}/owner/name.git`.
     pub git_url: String,
     pub mirrors: PathBuf,
@@ -78,6 +81,7 @@ impl Controller {
             github,
             repositories: Vec::new(),
             signer,
+            revert_pull_requests: true,
             git_url: git_url.trim_end_matches('/').to_string(),
             mirrors,
             public_url,

@@ -241,6 +241,17 @@ impl GithubApp {
         Ok(out)
     }
 
+    /// The installation of this App on `owner/name` (as the App).
+    pub async fn repo_installation(&self, owner: &str, name: &str) -> Result<u64, GithubError> {
+        #[derive(Deserialize)]
+        struct Installation {
+            id: u64,
+        }
+        let route = format!("/repos/{owner}/{name}/installation");
+        let i: Installation = call(&self.app, None, Method::GET, &route, None, "repository installation").await?;
+        Ok(i.id)
+    }
+
     pub fn repo(&self, installation: u64, owner: &str, name: &str) -> Result<GithubRepo, GithubError> {
         let (client, limits) = self.installation(installation)?;
         Ok(GithubRepo { client, limits, app_id: self.app_id, owner: owner.to_string(), name: name.to_string() })
@@ -450,6 +461,36 @@ impl GithubRepo {
         let route = format!("issues/comments/{comment_id}/reactions");
         let _: Value = self.send(Method::POST, &route, &json!({ "content": content }), "react to a comment").await?;
         Ok(())
+    }
+
+    /// A commit with `tree` on top of `parent`; returns its SHA.
+    pub async fn create_commit(&self, message: &str, tree: &str, parent: &str) -> Result<String, GithubError> {
+        #[derive(Deserialize)]
+        struct Commit {
+            sha: String,
+        }
+        let body = json!({ "message": message, "tree": tree, "parents": [parent] });
+        let c: Commit = self.send(Method::POST, "git/commits", &body, "create a commit").await?;
+        Ok(c.sha)
+    }
+
+    pub async fn create_branch(&self, branch: &str, sha: &str) -> Result<(), GithubError> {
+        let body = json!({ "ref": format!("refs/heads/{branch}"), "sha": sha });
+        let _: Value = self.send(Method::POST, "git/refs", &body, &format!("create branch {branch}")).await?;
+        Ok(())
+    }
+
+    /// Opens a pull request; returns its number.
+    pub async fn create_pull_request(
+        &self,
+        title: &str,
+        head: &str,
+        base: &str,
+        body: &str,
+    ) -> Result<u64, GithubError> {
+        let request = json!({ "title": title, "head": head, "base": base, "body": body });
+        let pull: Pull = self.send(Method::POST, "pulls", &request, "open a pull request").await?;
+        Ok(pull.number)
     }
 
     /// Posts a comment on a PR or issue.

@@ -29,6 +29,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/api/v1/deployments/{id}", get(deployment))
         .route("/api/v1/deployments/{id}/approve", post(approve))
         .route("/api/v1/deployments/{id}/reject", post(reject))
+        .route("/api/v1/environments/{env}/rollback", post(rollback))
         .route("/api/v1/audit", get(audit))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(controller)
@@ -75,6 +76,7 @@ impl From<DecisionError> for ApiError {
     fn from(e: DecisionError) -> Self {
         let status = match &e {
             DecisionError::NotFound(_) => StatusCode::NOT_FOUND,
+            DecisionError::Failed(_) => StatusCode::BAD_GATEWAY,
             DecisionError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::CONFLICT,
         };
@@ -301,6 +303,29 @@ async fn reject(
     let b: RejectBody = body(&bytes)?;
     c.reject(&id, &caller.0.name, &b.reason, chrono::Utc::now()).await?;
     Ok(Json(detail(&c, &id).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    /// A completed deployment to go back to; the last completed earlier commit by default.
+    #[serde(default)]
+    to: Option<String>,
+    /// Needed only when the environment is deployed from several repositories.
+    #[serde(default)]
+    repository: Option<String>,
+}
+
+async fn rollback(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Path(env): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    require_decider(&c, &caller, "", "rollback").await?;
+    let b: RollbackBody = body(&bytes)?;
+    let d = c.rollback(b.repository.as_deref(), &env, b.to.as_deref(), &caller.0.name, chrono::Utc::now()).await?;
+    Ok((StatusCode::CREATED, Json(detail(&c, &d.id).await?)))
 }
 
 #[derive(Deserialize)]

@@ -190,6 +190,7 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         settings.public_url.clone(),
     );
     controller.repositories = settings.repositories.clone();
+    controller.revert_pull_requests = settings.revert_pull_requests;
     let controller = Arc::new(controller);
     let jobs_queued = controller.jobs_queued.clone();
     let (stop_workers, stop) = tokio::sync::watch::channel(false);

@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// Jobs processed at once; 0 runs an ingest-only replica (webhooks are recorded, other replicas work).
     #[arg(long, env = "HONUA_WORKERS")]
     pub workers: Option<usize>,
+    /// In GitHub mode, a rollback opens a revert pull request so Git matches what runs (default true).
+    #[arg(long, env = "HONUA_ROLLBACK_REVERT_PULL_REQUEST")]
+    pub rollback_revert_pull_request: Option<bool>,
     /// Plain-Git mode (no GitHub App): remotes to poll and deploy from, comma-separated,
     /// each `URL` or `URL#branch` (default branch `main`).
     #[arg(long, env = "HONUA_REPOSITORIES")]
@@ -68,6 +71,7 @@ impl ServeArgs {
             workers: self.workers.or(other.workers),
             poll_interval: self.poll_interval.or(other.poll_interval),
             repositories: self.repositories.or(other.repositories),
+            rollback_revert_pull_request: self.rollback_revert_pull_request.or(other.rollback_revert_pull_request),
         }
     }
 }
@@ -79,6 +83,7 @@ pub struct Settings {
     /// `None` in plain-Git mode.
     pub github: Option<GithubSettings>,
     pub repositories: Vec<crate::controller::DeploySource>,
+    pub revert_pull_requests: bool,
     pub webhook_secrets: Vec<WebhookSecret>,
     pub git_url: String,
     pub data_dir: PathBuf,
@@ -217,6 +222,7 @@ impl Settings {
             database_url,
             github,
             repositories,
+            revert_pull_requests: a.rollback_revert_pull_request.unwrap_or(true),
             webhook_secrets,
             git_url,
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("honua-data")),

@@ -1,7 +1,8 @@
 //! Deployments, approvals, the append-only audit log, API tokens, the signing key and deployed branch
 //! heads. The SQL is the same on both backends (`$N` placeholders work on SQLite too), so one macro
-//! implements [`DeploymentStore`] for each; only row locking differs (`FOR UPDATE` on PostgreSQL,
-//! where SQLite's single writer already serializes a transaction).
+//! implements [`DeploymentStore`] for each; only locking differs: `FOR UPDATE` on PostgreSQL, and on
+//! SQLite `BEGIN IMMEDIATE`, which takes the write lock up front (a transaction that reads first and
+//! writes later would fail with SQLITE_BUSY_SNAPSHOT when another writer committed in between).
 
 use serde::{Deserialize, Serialize};
 
@@ -467,6 +468,30 @@ pub trait DeploymentStore: Send + Sync {
 
     /// The PR merged as `merge_sha`, if one was.
     async fn pr_merge_of(&self, repository: &str, merge_sha: &str) -> Result<Option<PrMerge>, StoreError>;
+
+    /// Pauses automatic deployments of an environment while the branch head is `commit_sha`.
+    async fn pause_environment(&self, pause: &EnvironmentPause) -> Result<(), StoreError>;
+
+    async fn environment_pause(
+        &self,
+        repository: &str,
+        environment: &str,
+    ) -> Result<Option<EnvironmentPause>, StoreError>;
+
+    async fn resume_environment(&self, repository: &str, environment: &str) -> Result<(), StoreError>;
+}
+
+/// Automatic deployments of an environment are paused after a rollback, until the branch moves past
+/// `commit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct EnvironmentPause {
+    pub repository: String,
+    pub environment: String,
+    #[sqlx(rename = "commit_sha")]
+    pub commit: String,
+    pub deployment: String,
+    pub actor: String,
+    pub at: i64,
 }
 
 /// A token to store: its role, environment and SHA-256.
@@ -485,7 +510,7 @@ pub(super) fn placeholders(first: usize, n: usize) -> String {
 }
 
 macro_rules! impl_deployment_store {
-    ($store:ident, $db:ty, $lock:literal) => {
+    ($store:ident, $db:ty, $begin:literal, $lock:literal) => {
         mod deployment_store {
             use super::$store;
             use $crate::store::deployments::*;
@@ -507,7 +532,7 @@ macro_rules! impl_deployment_store {
 
             async fn create_deployment(&self, d: &NewDeployment, now: i64) -> Result<Vec<String>, StoreError> {
                 use DeploymentState as S;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query(
                     "INSERT INTO deployments (id, repository, environment, seq, commit_sha, from_sha, plan_digest, plan, state, gate, \
                      reasons, windows, cause, record, signature, created_at, updated_at) \
@@ -641,7 +666,7 @@ macro_rules! impl_deployment_store {
                 message: &str,
                 now: i64,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 let Some(d) = lock_deployment(&mut tx, id).await? else { return Ok(false) };
                 if !from.contains(&d.state) {
                     return Ok(false);
@@ -666,7 +691,7 @@ macro_rules! impl_deployment_store {
                 signature: &str,
                 message: &str,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 let Some(d) = lock_deployment(&mut tx, id).await? else { return Ok(false) };
                 if !from.contains(&d.state) {
                     return Ok(false);
@@ -785,7 +810,7 @@ macro_rules! impl_deployment_store {
             }
 
             async fn add_pr_approval(&self, a: &PrApproval) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query(
                     "UPDATE pr_approvals SET invalidated_at = $1, invalidated_by = 'replaced' \
                      WHERE repository = $2 AND number = $3 AND environment = $4 AND actor = $5 AND invalidated_at IS NULL",
@@ -835,7 +860,7 @@ macro_rules! impl_deployment_store {
                 why: &str,
                 now: i64,
             ) -> Result<Vec<PrApproval>, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 let rows: Vec<PrApprovalRow> = sqlx::query_as(&format!(
                     "SELECT {PR_APPROVAL_COLUMNS} FROM pr_approvals WHERE repository = $1 AND number = $2 AND invalidated_at IS NULL \
                      AND ($3 IS NULL OR head_sha <> $3) AND ($4 IS NULL OR environment = $4) ORDER BY id{}",
@@ -887,6 +912,46 @@ macro_rules! impl_deployment_store {
                 .fetch_optional(&self.pool)
                 .await?;
                 Ok(row.map(|(number, merge_sha, head_sha)| PrMerge { number: number as u64, merge_sha, head_sha }))
+            }
+
+            async fn pause_environment(&self, p: &EnvironmentPause) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO environment_pauses (repository, environment, commit_sha, deployment, actor, at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (repository, environment) DO UPDATE SET commit_sha = excluded.commit_sha, deployment = excluded.deployment, \
+                     actor = excluded.actor, at = excluded.at",
+                )
+                .bind(&p.repository)
+                .bind(&p.environment)
+                .bind(&p.commit)
+                .bind(&p.deployment)
+                .bind(&p.actor)
+                .bind(p.at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn environment_pause(
+                &self,
+                repository: &str,
+                environment: &str,
+            ) -> Result<Option<EnvironmentPause>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT repository, environment, commit_sha, deployment, actor, at FROM environment_pauses WHERE repository = $1 AND environment = $2",
+                )
+                .bind(repository)
+                .bind(environment)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn resume_environment(&self, repository: &str, environment: &str) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM environment_pauses WHERE repository = $1 AND environment = $2")
+                    .bind(repository)
+                    .bind(environment)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
         }
 

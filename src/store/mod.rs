@@ -16,8 +16,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use deployments::{
-    ApiToken, ApiTokenHash, Approval, AuditEntry, Deployment, DeploymentFilter, DeploymentState, DeploymentStore, Gate,
-    NewAudit, NewDeployment, PrApproval, PrMerge, Role,
+    ApiToken, ApiTokenHash, Approval, AuditEntry, Deployment, DeploymentFilter, DeploymentState, DeploymentStore,
+    EnvironmentPause, Gate, NewAudit, NewDeployment, PrApproval, PrMerge, Role,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

@@ -160,4 +160,4 @@ impl Store for PgStore {
     }
 }
 
-super::deployments::impl_deployment_store!(PgStore, sqlx::Postgres, " FOR UPDATE");
+super::deployments::impl_deployment_store!(PgStore, sqlx::Postgres, "BEGIN", " FOR UPDATE");

@@ -168,4 +168,4 @@ impl Store for SqliteStore {
     }
 }
 
-super::deployments::impl_deployment_store!(SqliteStore, sqlx::Sqlite, "");
+super::deployments::impl_deployment_store!(SqliteStore, sqlx::Sqlite, "BEGIN IMMEDIATE", "");

@@ -64,6 +64,10 @@ pub struct State_ {
     pub team_members: std::collections::BTreeSet<(String, String, String)>,
     /// Reactions: (comment id, content).
     pub reactions: Vec<(u64, String)>,
+    /// Git data made through the API: commits (sha → body), refs (name → sha), and opened PRs.
+    pub git_commits: BTreeMap<String, Value>,
+    pub git_refs: BTreeMap<String, String>,
+    pub opened_pulls: Vec<Value>,
 }
 
 #[derive(Clone)]
@@ -207,6 +211,71 @@ async fn get_branch(
         Some(sha) => Json(json!({"name": b, "commit": {"sha": sha}})).into_response(),
         None => (StatusCode::NOT_FOUND, Json(json!({"message": "Branch not found"}))).into_response(),
     }
+}
+
+async fn repo_installation(headers: HeaderMap) -> Response {
+    if let Some(refused) = app_call_refused(&headers) {
+        return refused;
+    }
+    Json(json!({"id": 7, "account": {"login": "city"}})).into_response()
+}
+
+async fn create_git_commit(
+    State((state, changed)): State<Shared>,
+    headers: HeaderMap,
+    Path((_o, _r)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    let mut s = state.lock().unwrap();
+    s.next_id += 1;
+    let sha = format!("{:040x}", s.next_id);
+    s.git_commits.insert(sha.clone(), body);
+    drop(s);
+    changed.notify_waiters();
+    (StatusCode::CREATED, Json(json!({"sha": sha}))).into_response()
+}
+
+async fn create_git_ref(
+    State((state, changed)): State<Shared>,
+    headers: HeaderMap,
+    Path((_o, _r)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    let name = body["ref"].as_str().unwrap_or_default().to_string();
+    let sha = body["sha"].as_str().unwrap_or_default().to_string();
+    state.lock().unwrap().git_refs.insert(name.clone(), sha.clone());
+    changed.notify_waiters();
+    (StatusCode::CREATED, Json(json!({"ref": name, "object": {"sha": sha}}))).into_response()
+}
+
+async fn create_pull(
+    State((state, changed)): State<Shared>,
+    headers: HeaderMap,
+    Path((_o, _r)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    let mut s = state.lock().unwrap();
+    s.next_id += 1;
+    let number = s.next_id;
+    s.opened_pulls.push(body.clone());
+    drop(s);
+    changed.notify_waiters();
+    let head = body["head"].as_str().unwrap_or_default();
+    let base = body["base"].as_str().unwrap_or_default();
+    (
+        StatusCode::CREATED,
+        Json(json!({"number": number, "state": "open", "head": {"sha": "", "ref": head}, "base": {"sha": "", "ref": base}})),
+    )
+        .into_response()
 }
 
 async fn list_installations(headers: HeaderMap) -> Response {
@@ -438,7 +507,10 @@ impl FakeGithub {
             .route("/repos/{o}/{r}/check-runs", post(create_check_run))
             .route("/repos/{o}/{r}/check-runs/{id}", patch(update_check_run))
             .route("/repos/{o}/{r}/pulls/{n}", get(get_pull))
-            .route("/repos/{o}/{r}/pulls", get(list_pulls))
+            .route("/repos/{o}/{r}/pulls", get(list_pulls).post(create_pull))
+            .route("/repos/{o}/{r}/installation", get(repo_installation))
+            .route("/repos/{o}/{r}/git/commits", post(create_git_commit))
+            .route("/repos/{o}/{r}/git/refs", post(create_git_ref))
             .route("/repos/{o}/{r}/commits/{sha}/check-runs", get(list_commit_check_runs))
             .route("/repos/{o}/{r}/branches/{b}", get(get_branch))
             .route("/repos/{o}/{r}/collaborators/{u}/permission", get(get_permission))
@@ -516,6 +588,20 @@ impl FakeGithub {
     /// The PR is merged as `merge_sha` (closed, `merged: true`).
     pub fn merge_pr(&self, repo: &str, number: u64, merge_sha: &str) {
         self.state.lock().unwrap().merged.insert((repo.into(), number), merge_sha.into());
+    }
+
+    /// Pull requests the service opened, with the commit their branch points at.
+    pub fn opened_pulls(&self) -> Vec<(Value, Value)> {
+        let s = self.state.lock().unwrap();
+        s.opened_pulls
+            .iter()
+            .map(|p| {
+                let branch = format!("refs/heads/{}", p["head"].as_str().unwrap_or_default());
+                let commit =
+                    s.git_refs.get(&branch).and_then(|sha| s.git_commits.get(sha)).cloned().unwrap_or(Value::Null);
+                (p.clone(), commit)
+            })
+            .collect()
     }
 
     pub fn reactions(&self, comment_id: u64) -> Vec<String> {

@@ -1,0 +1,269 @@
+//! Rollback: a deployment back to the last completed earlier commit of an environment (or one named),
+//! approved by whoever asked, then a pause of automatic deployments until a newer commit lands, so
+//! the broken commit is not re-deployed by itself. In GitHub mode a revert pull request is opened so
+//! that Git matches what runs again (never a force push).
+
+use chrono::{DateTime, Utc};
+
+use super::deployments::{deployment_id, load, ms, short};
+use super::{Controller, DecisionError, DeploySource, JobError};
+use crate::config::EnvName;
+use crate::git::mirror::Mirror;
+use crate::store::{
+    Approval, Deployment, DeploymentFilter, DeploymentState, EnvironmentPause, Gate, NewAudit, NewDeployment,
+};
+
+impl Controller {
+    /// Where the service fetches `repository` from: a plain-Git remote it polls, or GitHub.
+    pub fn source_for(&self, repository: &str) -> DeploySource {
+        if let Some(source) = self.repositories.iter().find(|r| r.repository == repository) {
+            return source.clone();
+        }
+        DeploySource {
+            repository: repository.to_string(),
+            url: format!("{}/{repository}.git", self.git_url),
+            branch: "main".into(),
+        }
+    }
+
+    pub async fn rollback(
+        &self,
+        repository: Option<&str>,
+        environment: &str,
+        to: Option<&str>,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Deployment, DecisionError> {
+        let repository = match repository {
+            Some(r) => r.to_string(),
+            None => self.only_repository_of(environment).await?,
+        };
+        let completed = self
+            .store
+            .deployments(&DeploymentFilter {
+                repository: Some(repository.clone()),
+                environment: Some(environment.into()),
+                states: vec![DeploymentState::Completed],
+                limit: 200,
+            })
+            .await?;
+        let Some(current) = completed.first().cloned() else {
+            return Err(DecisionError::Rollback(format!(
+                "nothing has completed in `{environment}` of {repository}: there is nothing to roll back"
+            )));
+        };
+        let target = match to {
+            Some(id) => {
+                let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.to_string()))?;
+                if d.repository != repository || d.environment != environment || d.state != DeploymentState::Completed {
+                    return Err(DecisionError::Rollback(format!(
+                        "{id} is not a completed deployment of `{environment}` in {repository}; name one from `honua deployments {environment}`"
+                    )));
+                }
+                if d.commit == current.commit {
+                    return Err(DecisionError::Rollback(format!("{id} deployed the commit `{environment}` runs now")));
+                }
+                d
+            }
+            None => completed.iter().find(|d| d.commit != current.commit).cloned().ok_or_else(|| {
+                DecisionError::Rollback(format!(
+                    "`{environment}` has no earlier completed deployment than {} to roll back to",
+                    current.id
+                ))
+            })?,
+        };
+
+        let source = self.source_for(&repository);
+        let (mirrors, url) = (self.mirrors.clone(), source.url.clone());
+        let mirror = tokio::task::spawn_blocking(move || Mirror::open(&mirrors, &url).map(|m| m.path().to_path_buf()))
+            .await
+            .map_err(|e| DecisionError::Failed(format!("mirror task: {e}")))?
+            .map_err(|e| DecisionError::Failed(e.to_string()))?;
+        let from = load(&mirror, &current.commit).await?;
+        let to_repo = load(&mirror, &target.commit).await?;
+        let env = EnvName::new(environment);
+        let (f, t, e) = (from.clone(), to_repo.clone(), env.clone());
+        let plan = tokio::task::spawn_blocking(move || {
+            crate::plan::build_with_policy(&f, &t, &f, Some(&e), at).plans.into_iter().find(|p| p.environment == e)
+        })
+        .await
+        .map_err(|e| DecisionError::Failed(format!("planning task: {e}")))?
+        .ok_or_else(|| {
+            DecisionError::Rollback(format!("`{environment}` does not exist at {}", short(&target.commit)))
+        })?;
+
+        let sequence = self.store.next_sequence(&repository, environment).await?;
+        let mut id = deployment_id(&env, at, &target.commit);
+        if self.store.deployment(&id).await?.is_some() {
+            id = format!("{id}-{sequence}");
+        }
+        // Asking for a rollback is the approval, breaking changes included: it restores what ran.
+        let approval = Approval {
+            actor: actor.into(),
+            via: "api".into(),
+            plan_digest: plan.digest.clone(),
+            breaking: true,
+            at: ms(at),
+        };
+        let (record, signature) = self.sign(
+            &id,
+            environment,
+            &repository,
+            &target.commit,
+            &plan.digest,
+            sequence,
+            std::slice::from_ref(&approval),
+        );
+        let message = format!(
+            "rollback of {} to {} (commit {}) requested by {actor}",
+            current.id,
+            target.id,
+            short(&target.commit)
+        );
+        let new = NewDeployment {
+            id: id.clone(),
+            repository: repository.clone(),
+            environment: environment.into(),
+            sequence,
+            commit: target.commit.clone(),
+            from_commit: Some(current.commit.clone()),
+            plan_digest: plan.digest.clone(),
+            plan: serde_json::to_value(&plan).expect("plans encode"),
+            state: DeploymentState::Approved,
+            gate: Gate::Approval,
+            reasons: vec![message.clone()],
+            // An incident response is not held back by deployment windows.
+            windows: Default::default(),
+            cause: "rollback".into(),
+            approvals: vec![approval],
+            record: Some(record),
+            signature: Some(signature),
+            actor: actor.into(),
+            message: message.clone(),
+        };
+        self.store.create_deployment(&new, ms(at)).await?;
+        // The newest commit known on the branch (what would otherwise deploy next); at least the commit
+        // rolled back from, which the branch head may not show yet while its push is being processed.
+        let head = match self.store.branch_head(&repository, &source.branch).await? {
+            Some(head) if head != target.commit => head,
+            _ => current.commit.clone(),
+        };
+        let pause = EnvironmentPause {
+            repository: repository.clone(),
+            environment: environment.into(),
+            commit: head.clone(),
+            deployment: id.clone(),
+            actor: actor.into(),
+            at: ms(at),
+        };
+        self.store.pause_environment(&pause).await?;
+        self.store
+            .record_audit(
+                &NewAudit {
+                    actor: actor.into(),
+                    action: "environment.pause".into(),
+                    repository: Some(repository.clone()),
+                    environment: Some(environment.into()),
+                    deployment: Some(id.clone()),
+                    message: format!("automatic deployments paused until a commit newer than {} lands", short(&head)),
+                },
+                ms(at),
+            )
+            .await?;
+        if self.revert_pull_requests && self.github.is_some() && head != target.commit {
+            if let Err(e) = self.open_revert_pull_request(&source, &head, &target, &id, actor).await {
+                // The rollback stands; Git is brought back by hand.
+                tracing::warn!(deployment = %id, error = %e, "could not open the revert pull request");
+                let entry = NewAudit {
+                    actor: "service".into(),
+                    action: "rollback.revert_pr_failed".into(),
+                    repository: Some(repository.clone()),
+                    environment: Some(environment.into()),
+                    deployment: Some(id.clone()),
+                    message: format!("the revert pull request could not be opened: {e}"),
+                };
+                self.store.record_audit(&entry, ms(at)).await?;
+            }
+        }
+        self.store.deployment(&id).await?.ok_or(DecisionError::NotFound(id))
+    }
+
+    async fn only_repository_of(&self, environment: &str) -> Result<String, DecisionError> {
+        let all = self
+            .store
+            .deployments(&DeploymentFilter { environment: Some(environment.into()), limit: 1000, ..Default::default() })
+            .await?;
+        let mut repos: Vec<&str> = all.iter().map(|d| d.repository.as_str()).collect();
+        repos.sort();
+        repos.dedup();
+        match repos.as_slice() {
+            [one] => Ok(one.to_string()),
+            [] => Err(DecisionError::Rollback(format!(
+                "no deployments of `{environment}`: there is nothing to roll back"
+            ))),
+            many => Err(DecisionError::Rollback(format!(
+                "`{environment}` is deployed from several repositories ({}): name one with `repository`",
+                many.join(", ")
+            ))),
+        }
+    }
+
+    /// A commit on top of the branch head whose tree is the target's, on a branch of its own, and a
+    /// pull request from it: merging it makes Git match what runs (the pause then lifts by itself,
+    /// and the merge plans nothing new for this environment).
+    async fn open_revert_pull_request(
+        &self,
+        source: &DeploySource,
+        head: &str,
+        target: &Deployment,
+        rollback_id: &str,
+        actor: &str,
+    ) -> Result<(), JobError> {
+        let github = self.github.as_ref().expect("checked by the caller");
+        let (owner, name) = source
+            .repository
+            .split_once('/')
+            .ok_or_else(|| JobError::Permanent(format!("{} is not owner/name", source.repository)))?;
+        let installation = github.repo_installation(owner, name).await?;
+        let gh = github.repo(installation, owner, name)?;
+        let (mirrors, url, commit) = (self.mirrors.clone(), source.url.clone(), target.commit.clone());
+        let tree = tokio::task::spawn_blocking(move || -> Result<String, JobError> {
+            let mirror = Mirror::open(&mirrors, &url).map_err(|e| JobError::Git(e.to_string()))?;
+            let repo =
+                git2::Repository::open_bare(mirror.path()).map_err(|e| JobError::Git(e.message().to_string()))?;
+            let oid = git2::Oid::from_str(&commit).map_err(|e| JobError::Git(e.message().to_string()))?;
+            let c = repo.find_commit(oid).map_err(|e| JobError::Git(e.message().to_string()))?;
+            Ok(c.tree_id().to_string())
+        })
+        .await
+        .map_err(|e| JobError::Git(format!("tree task: {e}")))??;
+        let branch = format!("honua/rollback-{rollback_id}");
+        let message = format!(
+            "Roll back to {} ({})\n\nReverts the configuration to what deployment {} ran. Requested by {actor}; the rollback {rollback_id} is already deployed.",
+            short(&target.commit),
+            target.id,
+            target.id
+        );
+        let commit = gh.create_commit(&message, &tree, head).await?;
+        gh.create_branch(&branch, &commit).await?;
+        let body = format!(
+            "`{}` was rolled back to commit {} (deployment `{}`) by {actor}: deployment `{rollback_id}`.\n\n\
+             Merging this pull request makes `{}` match what runs again. Automatic deployments of `{}` are paused \
+             until a newer commit lands on `{}`.",
+            target.environment,
+            short(&target.commit),
+            target.id,
+            source.branch,
+            target.environment,
+            source.branch
+        );
+        gh.create_pull_request(
+            &format!("Roll back {} to {}", target.environment, short(&target.commit)),
+            &branch,
+            &source.branch,
+            &body,
+        )
+        .await?;
+        Ok(())
+    }
+}
