@@ -168,6 +168,29 @@ async fn a_merge_deploys_development_and_staging_and_production_waits_for_an_app
     assert_eq!(record.plan_digest, prod.plan_digest);
     assert_eq!(record.sequence, 2, "production's second deployment");
     assert!(record.approvals[0].breaking);
+    // GitHub's Deployments mirror follows: production of the merge is `queued` once approved, the
+    // development deployments have ours in their payload.
+    let prod_id = prod.id.clone();
+    github
+        .wait_for(WAIT, "production queued on GitHub", |gh| {
+            gh.deployments().iter().any(|d| {
+                d.payload["honua_deployment"] == prod_id.as_str()
+                    && d.statuses.last().map(String::as_str) == Some("queued")
+            })
+        })
+        .await;
+    let mirrored = github.deployments();
+    let gh_prod = mirrored.iter().find(|d| d.payload["honua_deployment"] == prod_id.as_str()).unwrap();
+    assert_eq!((gh_prod.environment.as_str(), gh_prod.sha.as_str()), ("production", merged.as_str()));
+    assert_eq!(gh_prod.statuses, ["pending", "queued"]);
+    let first_dev = of(&all, "development", &base).id.clone();
+    let gh_dev = mirrored.iter().find(|d| d.payload["honua_deployment"] == first_dev.as_str()).unwrap();
+    assert_eq!(gh_dev.statuses.last().map(String::as_str), Some("success"), "{gh_dev:?}");
+    assert_eq!(
+        mirrored.iter().filter(|d| d.payload["honua_deployment"] == prod_id.as_str()).count(),
+        1,
+        "mirrored once"
+    );
     // Approving twice is refused.
     assert_eq!(api.call("POST", &approve, Some(&approver), Some(json!({"breaking": true}))).await.0, 409);
 

@@ -136,6 +136,7 @@ impl Controller {
             }
         }
         self.store.set_branch_head(&source.repository, &source.branch, sha, ms(at)).await?;
+        self.sync_github_deployments_later(&source.repository).await;
         Ok(created)
     }
 
@@ -459,6 +460,59 @@ impl Controller {
         };
         if let Err(e) = self.store.record_audit(&entry, ms(at)).await {
             tracing::warn!(error = %e, "could not record a refused {action} in the audit log");
+        }
+    }
+
+    /// Brings GitHub's Deployments API up to date with our deployments of `repository`: creates the
+    /// mirror of each new one (environment, commit, our id in the payload) and posts a status for each
+    /// state GitHub has not seen. Plain-Git repositories and the service without an App have none.
+    pub async fn sync_github_deployments(&self, repository: &str) -> Result<(), JobError> {
+        let Some(github) = &self.github else { return Ok(()) };
+        let Some((owner, name)) = repository.split_once('/').filter(|_| !repository.contains(':')) else {
+            return Ok(());
+        };
+        let _one_at_a_time = self.github_sync.lock().await;
+        let pending = self.store.unsynced_github_deployments(repository, 100).await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let installation = github.repo_installation(owner, name).await?;
+        let gh = github.repo(installation, owner, name)?;
+        for (d, github_id) in pending {
+            let github_id = match github_id {
+                Some(id) => id as u64,
+                None => {
+                    let description = format!("{} of {}", d.id, short(&d.commit));
+                    gh.create_deployment(&d.commit, &d.environment, &d.id, &description).await?
+                }
+            };
+            let state = match d.state {
+                DeploymentState::Pending | DeploymentState::AwaitingApproval | DeploymentState::Blocked => "pending",
+                DeploymentState::Approved => "queued",
+                DeploymentState::Applying => "in_progress",
+                DeploymentState::Completed => "success",
+                DeploymentState::Failed | DeploymentState::RolledBack => "failure",
+                DeploymentState::Rejected | DeploymentState::Superseded | DeploymentState::Expired => "inactive",
+            };
+            let description = match d.reasons.first() {
+                Some(reason) if d.state.is_unstarted() && d.state != DeploymentState::Approved => {
+                    format!("{}: {reason}", d.state)
+                }
+                _ => d.state.to_string(),
+            };
+            let log_url =
+                self.public_url.as_ref().map(|base| format!("{}/deployments/{}", base.trim_end_matches('/'), d.id));
+            gh.create_deployment_status(github_id, state, &description, log_url.as_deref()).await?;
+            self.store.set_github_sync(&d.id, github_id as i64, d.state).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Controller::sync_github_deployments`] where failing must not fail the caller: GitHub's mirror
+    /// catches up on the next sync (every poll runs one).
+    pub async fn sync_github_deployments_later(&self, repository: &str) {
+        if let Err(e) = self.sync_github_deployments(repository).await {
+            tracing::warn!(repository, error = %e, "GitHub deployments not updated yet; the next poll retries");
         }
     }
 

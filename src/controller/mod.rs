@@ -57,6 +57,8 @@ pub struct Controller {
     pub signer: crate::plan::signing::Signer,
     /// In GitHub mode, a rollback opens a revert pull request (default true).
     pub revert_pull_requests: bool,
+    /// Mirroring to GitHub's Deployments API runs one at a time, so no deployment is mirrored twice.
+    github_sync: Mutex<()>,
     /// Base of clone URLs: `owner/name` is fetched from `{git_url}/owner/name.git`.
     pub git_url: String,
     pub mirrors: PathBuf,
@@ -82,6 +84,7 @@ impl Controller {
             repositories: Vec::new(),
             signer,
             revert_pull_requests: true,
+            github_sync: Mutex::new(()),
             git_url: git_url.trim_end_matches('/').to_string(),
             mirrors,
             public_url,
@@ -226,6 +229,7 @@ impl Controller {
             for (owner, name, default_branch) in github.installation_repositories(installation).await? {
                 let gh = github.repo(installation, &owner, &name)?;
                 let full_name = format!("{owner}/{name}");
+                self.sync_github_deployments_later(&full_name).await;
                 // The default branch: a push whose webhook was lost still becomes deployments.
                 let head = match gh.branch_head(&default_branch).await {
                     Ok(head) => Some(head),

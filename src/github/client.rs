@@ -98,6 +98,16 @@ impl ContentLimits {
     }
 }
 
+/// At most `max` characters, ending in `…` when cut.
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).expect("non-zero")
 }
@@ -460,6 +470,44 @@ impl GithubRepo {
     pub async fn react(&self, comment_id: u64, content: &str) -> Result<(), GithubError> {
         let route = format!("issues/comments/{comment_id}/reactions");
         let _: Value = self.send(Method::POST, &route, &json!({ "content": content }), "react to a comment").await?;
+        Ok(())
+    }
+
+    /// Mirrors one of our deployments in GitHub's Deployments API; returns GitHub's id.
+    pub async fn create_deployment(
+        &self,
+        sha: &str,
+        environment: &str,
+        deployment_id: &str,
+        description: &str,
+    ) -> Result<u64, GithubError> {
+        let body = json!({
+            "ref": sha,
+            "environment": environment,
+            "auto_merge": false,
+            "required_contexts": [],
+            "payload": { "honua_deployment": deployment_id },
+            "description": truncate(description, 140),
+            "production_environment": environment == "production",
+        });
+        let created: Created = self.send(Method::POST, "deployments", &body, "create a deployment").await?;
+        Ok(created.id)
+    }
+
+    /// `state`: pending, queued, in_progress, success, failure, error or inactive.
+    pub async fn create_deployment_status(
+        &self,
+        github_id: u64,
+        state: &str,
+        description: &str,
+        log_url: Option<&str>,
+    ) -> Result<(), GithubError> {
+        let mut body = json!({ "state": state, "description": truncate(description, 140), "auto_inactive": false });
+        if let Some(url) = log_url {
+            body["log_url"] = json!(url);
+        }
+        let route = format!("deployments/{github_id}/statuses");
+        let _: Value = self.send(Method::POST, &route, &body, "post a deployment status").await?;
         Ok(())
     }
 

@@ -231,6 +231,12 @@ async fn deployment(
     Ok(Json(detail(&c, &id).await?))
 }
 
+/// GitHub's Deployments mirror is updated after the answer, not before it.
+fn mirror_later(c: &Arc<Controller>, repository: &str) {
+    let (c, repository) = (c.clone(), repository.to_string());
+    tokio::spawn(async move { c.sync_github_deployments_later(&repository).await });
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ApproveBody {
@@ -282,7 +288,8 @@ async fn approve(
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("via `{other}`: use api or cli")))
         }
     };
-    c.approve(&id, &caller.0.name, via, b.breaking, chrono::Utc::now()).await?;
+    let d = c.approve(&id, &caller.0.name, via, b.breaking, chrono::Utc::now()).await?;
+    mirror_later(&c, &d.repository);
     Ok(Json(detail(&c, &id).await?))
 }
 
@@ -301,7 +308,8 @@ async fn reject(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_decider(&c, &caller, &id, "reject").await?;
     let b: RejectBody = body(&bytes)?;
-    c.reject(&id, &caller.0.name, &b.reason, chrono::Utc::now()).await?;
+    let d = c.reject(&id, &caller.0.name, &b.reason, chrono::Utc::now()).await?;
+    mirror_later(&c, &d.repository);
     Ok(Json(detail(&c, &id).await?))
 }
 
@@ -325,6 +333,7 @@ async fn rollback(
     require_decider(&c, &caller, "", "rollback").await?;
     let b: RollbackBody = body(&bytes)?;
     let d = c.rollback(b.repository.as_deref(), &env, b.to.as_deref(), &caller.0.name, chrono::Utc::now()).await?;
+    mirror_later(&c, &d.repository);
     Ok((StatusCode::CREATED, Json(detail(&c, &d.id).await?)))
 }
 

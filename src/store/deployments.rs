@@ -264,6 +264,13 @@ impl From<DeploymentRow> for Deployment {
 }
 
 #[derive(sqlx::FromRow)]
+pub(super) struct GithubSyncRow {
+    #[sqlx(flatten)]
+    pub(super) deployment: DeploymentRow,
+    pub(super) github_id: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
 pub(super) struct ApprovalRow {
     actor: String,
     via: String,
@@ -468,6 +475,17 @@ pub trait DeploymentStore: Send + Sync {
 
     /// The PR merged as `merge_sha`, if one was.
     async fn pr_merge_of(&self, repository: &str, merge_sha: &str) -> Result<Option<PrMerge>, StoreError>;
+
+    /// Deployments of `repository` whose state GitHub has not been told yet, oldest first, with their
+    /// GitHub deployment id if one was created.
+    async fn unsynced_github_deployments(
+        &self,
+        repository: &str,
+        limit: i64,
+    ) -> Result<Vec<(Deployment, Option<i64>)>, StoreError>;
+
+    /// Records that GitHub deployment `github_id` shows `state` for deployment `id`.
+    async fn set_github_sync(&self, id: &str, github_id: i64, state: DeploymentState) -> Result<(), StoreError>;
 
     /// Pauses automatic deployments of an environment while the branch head is `commit_sha`.
     async fn pause_environment(&self, pause: &EnvironmentPause) -> Result<(), StoreError>;
@@ -912,6 +930,30 @@ macro_rules! impl_deployment_store {
                 .fetch_optional(&self.pool)
                 .await?;
                 Ok(row.map(|(number, merge_sha, head_sha)| PrMerge { number: number as u64, merge_sha, head_sha }))
+            }
+
+            async fn unsynced_github_deployments(
+                &self,
+                repository: &str,
+                limit: i64,
+            ) -> Result<Vec<(Deployment, Option<i64>)>, StoreError> {
+                let sql = format!(
+                    "SELECT {DEPLOYMENT_COLUMNS}, github_id FROM deployments WHERE repository = $1 \
+                     AND (github_state IS NULL OR github_state <> state) ORDER BY created_at, seq LIMIT $2"
+                );
+                let rows: Vec<GithubSyncRow> =
+                    sqlx::query_as(&sql).bind(repository).bind(limit).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(|r| (r.deployment.into(), r.github_id)).collect())
+            }
+
+            async fn set_github_sync(&self, id: &str, github_id: i64, state: DeploymentState) -> Result<(), StoreError> {
+                sqlx::query("UPDATE deployments SET github_id = $1, github_state = $2 WHERE id = $3")
+                    .bind(github_id)
+                    .bind(state.as_str())
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn pause_environment(&self, p: &EnvironmentPause) -> Result<(), StoreError> {

@@ -68,6 +68,17 @@ pub struct State_ {
     pub git_commits: BTreeMap<String, Value>,
     pub git_refs: BTreeMap<String, String>,
     pub opened_pulls: Vec<Value>,
+    /// GitHub Deployments: id → (environment, sha, payload, statuses posted).
+    pub deployments: BTreeMap<u64, GhDeployment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GhDeployment {
+    pub id: u64,
+    pub environment: String,
+    pub sha: String,
+    pub payload: Value,
+    pub statuses: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -211,6 +222,48 @@ async fn get_branch(
         Some(sha) => Json(json!({"name": b, "commit": {"sha": sha}})).into_response(),
         None => (StatusCode::NOT_FOUND, Json(json!({"message": "Branch not found"}))).into_response(),
     }
+}
+
+async fn create_deployment(
+    State((state, changed)): State<Shared>,
+    headers: HeaderMap,
+    Path((_o, _r)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    let mut s = state.lock().unwrap();
+    s.next_id += 1;
+    let id = s.next_id;
+    let d = GhDeployment {
+        id,
+        environment: body["environment"].as_str().unwrap_or_default().into(),
+        sha: body["ref"].as_str().unwrap_or_default().into(),
+        payload: body["payload"].clone(),
+        statuses: Vec::new(),
+    };
+    s.deployments.insert(id, d);
+    drop(s);
+    changed.notify_waiters();
+    (StatusCode::CREATED, Json(json!({"id": id}))).into_response()
+}
+
+async fn create_deployment_status(
+    State((state, changed)): State<Shared>,
+    headers: HeaderMap,
+    Path((_o, _r, id)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = repo_call_refused(&headers) {
+        return refused;
+    }
+    let mut s = state.lock().unwrap();
+    let Some(d) = s.deployments.get_mut(&id) else { return StatusCode::NOT_FOUND.into_response() };
+    d.statuses.push(body["state"].as_str().unwrap_or_default().into());
+    drop(s);
+    changed.notify_waiters();
+    (StatusCode::CREATED, Json(json!({"id": 1, "state": body["state"]}))).into_response()
 }
 
 async fn repo_installation(headers: HeaderMap) -> Response {
@@ -509,6 +562,8 @@ impl FakeGithub {
             .route("/repos/{o}/{r}/pulls/{n}", get(get_pull))
             .route("/repos/{o}/{r}/pulls", get(list_pulls).post(create_pull))
             .route("/repos/{o}/{r}/installation", get(repo_installation))
+            .route("/repos/{o}/{r}/deployments", post(create_deployment))
+            .route("/repos/{o}/{r}/deployments/{id}/statuses", post(create_deployment_status))
             .route("/repos/{o}/{r}/git/commits", post(create_git_commit))
             .route("/repos/{o}/{r}/git/refs", post(create_git_ref))
             .route("/repos/{o}/{r}/commits/{sha}/check-runs", get(list_commit_check_runs))
@@ -602,6 +657,10 @@ impl FakeGithub {
                 (p.clone(), commit)
             })
             .collect()
+    }
+
+    pub fn deployments(&self) -> Vec<GhDeployment> {
+        self.state.lock().unwrap().deployments.values().cloned().collect()
     }
 
     pub fn reactions(&self, comment_id: u64) -> Vec<String> {
