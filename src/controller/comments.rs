@@ -102,7 +102,7 @@ impl Controller {
                         "this pull request was closed without merging: there is nothing to approve.".into(),
                     )]
                 };
-                self.sync_github_deployments_later(&c.repo.full_name()).await;
+                self.publish_decisions(&c.repo.full_name()).await;
                 self.answer_outcomes(&gh, &c, outcomes).await
             }
             CommentCommand::Reject { environment, reason } => {
@@ -117,7 +117,7 @@ impl Controller {
                         "this pull request was closed without merging: there is nothing to reject.".into(),
                     )]
                 };
-                self.sync_github_deployments_later(&c.repo.full_name()).await;
+                self.publish_decisions(&c.repo.full_name()).await;
                 self.answer_outcomes(&gh, &c, outcomes).await
             }
         }
@@ -418,7 +418,7 @@ impl Controller {
         for d in waiting.iter().filter(|d| d.commit == merge_sha) {
             self.carry_pr_approvals(d).await?;
         }
-        self.sync_github_deployments_later(&repo.full_name()).await;
+        self.publish_decisions(&repo.full_name()).await;
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use super::{Controller, JobError};
 use crate::config::source::RepoFiles;
 use crate::config::{ConfigRepo, EnvName};
 use crate::diff::{diff_environment, values};
+use crate::git::ledger::LedgerEntry;
 use crate::git::mirror::Mirror;
 use crate::plan::signing::{RecordApproval, SignedRecord, Signer, RECORD_FORMAT};
 use crate::policy::Decision;
@@ -125,18 +126,21 @@ impl Controller {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<Deployment>, JobError> {
-        let lock = self.repo_lock(&source.repository).await;
-        let _held = lock.lock().await;
-        let (mirror, _) = self.fetch_branch(source, token).await?;
-        let to = load(&mirror, sha).await?;
-        let mut created = Vec::new();
-        for env in to.environments().cloned().collect::<Vec<_>>() {
-            if let Some(d) = self.deploy_environment(source, &mirror, &to, &env, actor, at).await? {
-                created.push(d);
+        let created = {
+            let lock = self.repo_lock(&source.repository).await;
+            let _held = lock.lock().await;
+            let (mirror, _) = self.fetch_branch(source, token).await?;
+            let to = load(&mirror, sha).await?;
+            let mut created = Vec::new();
+            for env in to.environments().cloned().collect::<Vec<_>>() {
+                if let Some(d) = self.deploy_environment(source, &mirror, &to, &env, actor, at).await? {
+                    created.push(d);
+                }
             }
-        }
-        self.store.set_branch_head(&source.repository, &source.branch, sha, ms(at)).await?;
-        self.sync_github_deployments_later(&source.repository).await;
+            self.store.set_branch_head(&source.repository, &source.branch, sha, ms(at)).await?;
+            created
+        };
+        self.publish_decisions(&source.repository).await;
         Ok(created)
     }
 
@@ -508,12 +512,55 @@ impl Controller {
         Ok(())
     }
 
-    /// [`Controller::sync_github_deployments`] where failing must not fail the caller: GitHub's mirror
-    /// catches up on the next sync (every poll runs one).
-    pub async fn sync_github_deployments_later(&self, repository: &str) {
+    /// After decisions: the Git ledger and GitHub's Deployments mirror catch up. Failing must not fail
+    /// the caller (the decision is recorded); both catch up on the next decision or poll.
+    pub async fn publish_decisions(&self, repository: &str) {
+        if let Err(e) = self.publish_ledger(repository).await {
+            tracing::warn!(repository, error = %e, "ledger not published yet; the next decision or poll retries");
+        }
         if let Err(e) = self.sync_github_deployments(repository).await {
             tracing::warn!(repository, error = %e, "GitHub deployments not updated yet; the next poll retries");
         }
+    }
+
+    /// Publishes every signed record of `repository` not in its Git ledger yet.
+    pub async fn publish_ledger(&self, repository: &str) -> Result<(), JobError> {
+        let pending = self.store.unpublished_records(repository, 500).await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<LedgerEntry> = pending
+            .iter()
+            .filter_map(|d| {
+                Some(LedgerEntry {
+                    environment: d.environment.clone(),
+                    sequence: d.sequence,
+                    deployment: d.id.clone(),
+                    record: d.record.clone()?,
+                    signature: d.signature.clone()?,
+                })
+            })
+            .collect();
+        let token = match (&self.github, repository.split_once('/').filter(|_| !repository.contains(':'))) {
+            (Some(github), Some((owner, name))) => {
+                let installation = github.repo_installation(owner, name).await?;
+                Some(github.repo(installation, owner, name)?.git_token().await?)
+            }
+            _ => None,
+        };
+        let source = self.source_for(repository);
+        let lock = self.repo_lock(repository).await;
+        let _held = lock.lock().await;
+        let mirrors = self.mirrors.clone();
+        tokio::task::spawn_blocking(move || {
+            let mirror = Mirror::open(&mirrors, &source.url).map_err(|e| JobError::Git(e.to_string()))?;
+            crate::git::ledger::publish(&mirror, &entries, token.as_deref()).map_err(|e| JobError::Git(e.to_string()))
+        })
+        .await
+        .map_err(|e| JobError::Git(format!("ledger task: {e}")))??;
+        let ids: Vec<String> = pending.into_iter().map(|d| d.id).collect();
+        self.store.set_ledger_published(&ids, crate::store::now_ms()).await?;
+        Ok(())
     }
 
     /// The deployment an agent of `environment` should run now: the newest approved one, if its

@@ -229,7 +229,7 @@ impl Controller {
             for (owner, name, default_branch) in github.installation_repositories(installation).await? {
                 let gh = github.repo(installation, &owner, &name)?;
                 let full_name = format!("{owner}/{name}");
-                self.sync_github_deployments_later(&full_name).await;
+                self.publish_decisions(&full_name).await;
                 // The default branch: a push whose webhook was lost still becomes deployments.
                 let head = match gh.branch_head(&default_branch).await {
                     Ok(head) => Some(head),

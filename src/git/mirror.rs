@@ -44,22 +44,8 @@ impl Mirror {
     /// so rewritten PR branches follow. Only missing objects are transferred.
     pub fn fetch(&self, refs: &[&str], token: Option<&str>) -> Result<FetchStats, GitError> {
         let refspecs: Vec<String> = refs.iter().map(|r| format!("+{r}:{r}")).collect();
-        let mut callbacks = RemoteCallbacks::new();
-        if let Some(token) = token {
-            let token = token.to_string();
-            let mut offered = false;
-            // libgit2 asks again after every refusal: offer the token once, or a revoked token loops forever.
-            callbacks.credentials(move |_url, _user, _allowed| {
-                if std::mem::replace(&mut offered, true) {
-                    return Err(git2::Error::from_str(
-                        "the Git server refused the installation token (x-access-token); check the App's access to this repository",
-                    ));
-                }
-                Cred::userpass_plaintext("x-access-token", &token)
-            });
-        }
         let mut options = FetchOptions::new();
-        options.remote_callbacks(callbacks);
+        options.remote_callbacks(credentials(token));
         // An anonymous remote: the URL (which may carry nothing secret, but could) is not written to config.
         let mut remote = self.repo.remote_anonymous(&self.url).map_err(|e| self.fetch_error(refs, e))?;
         remote.fetch(&refspecs, Some(&mut options), None).map_err(|e| self.fetch_error(refs, e))?;
@@ -67,6 +53,62 @@ impl Mirror {
         Ok(FetchStats { received_objects: stats.received_objects(), received_bytes: stats.received_bytes() })
     }
 
+    pub(crate) fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Pushes `refspec` (`src:dst`, not forced) to the remote. `Ok(false)` when the remote refused the
+    /// update (it moved on: someone else pushed first).
+    pub(crate) fn push(&self, refspec: &str, token: Option<&str>) -> Result<bool, GitError> {
+        let rejected = std::cell::Cell::new(false);
+        let mut callbacks = credentials(token);
+        callbacks.push_update_reference(|_name, status| {
+            if status.is_some() {
+                rejected.set(true);
+            }
+            Ok(())
+        });
+        let mut options = git2::PushOptions::new();
+        options.remote_callbacks(callbacks);
+        let mut remote = self.repo.remote_anonymous(&self.url).map_err(|e| self.fetch_error(&[refspec], e))?;
+        match remote.push(&[refspec], Some(&mut options)) {
+            Ok(()) => Ok(!rejected.get()),
+            // Local transports report a non-fast-forward as an error rather than a refused update.
+            Err(e) if e.code() == git2::ErrorCode::NotFastForward => Ok(false),
+            Err(e) => Err(GitError::Read {
+                path: self.path.clone(),
+                rev: refspec.to_string(),
+                what: format!("push to {}", redact(&self.url)),
+                message: e.message().to_string(),
+            }),
+        }
+    }
+}
+
+/// Credentials for a fetch or push: the installation token as `x-access-token`, offered once.
+fn credentials(token: Option<&str>) -> RemoteCallbacks<'static> {
+    let mut callbacks = RemoteCallbacks::new();
+    if let Some(token) = token {
+        let token = token.to_string();
+        let mut offered = false;
+        // libgit2 asks again after every refusal: offer the token once, or a revoked token loops forever.
+        callbacks.credentials(move |_url, _user, _allowed| {
+                if std::mem::replace(&mut offered, true) {
+                    return Err(git2::Error::from_str(
+                        "the Git server refused the installation token (x-access-token); check the App's access to this repository",
+                    ));
+                }
+                Cred::userpass_plaintext("x-access-token", &token)
+            });
+    }
+    callbacks
+}
+
+impl Mirror {
     fn fetch_error(&self, refs: &[&str], e: git2::Error) -> GitError {
         GitError::Read {
             path: self.path.clone(),

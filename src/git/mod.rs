@@ -1,6 +1,7 @@
 //! Git access with git2: resolve a revision and read the config repository's files from a commit's
 //! tree directly from the object database, without a work tree.
 
+pub mod ledger;
 pub mod mirror;
 
 use std::path::{Path, PathBuf};

@@ -234,7 +234,7 @@ async fn deployment(
 /// GitHub's Deployments mirror is updated after the answer, not before it.
 fn mirror_later(c: &Arc<Controller>, repository: &str) {
     let (c, repository) = (c.clone(), repository.to_string());
-    tokio::spawn(async move { c.sync_github_deployments_later(&repository).await });
+    tokio::spawn(async move { c.publish_decisions(&repository).await });
 }
 
 #[derive(Deserialize, Default)]

@@ -487,6 +487,11 @@ pub trait DeploymentStore: Send + Sync {
     /// Records that GitHub deployment `github_id` shows `state` for deployment `id`.
     async fn set_github_sync(&self, id: &str, github_id: i64, state: DeploymentState) -> Result<(), StoreError>;
 
+    /// Signed deployments of `repository` whose record is not in the Git ledger yet, in sequence order.
+    async fn unpublished_records(&self, repository: &str, limit: i64) -> Result<Vec<Deployment>, StoreError>;
+
+    async fn set_ledger_published(&self, ids: &[String], now: i64) -> Result<(), StoreError>;
+
     /// Pauses automatic deployments of an environment while the branch head is `commit_sha`.
     async fn pause_environment(&self, pause: &EnvironmentPause) -> Result<(), StoreError>;
 
@@ -953,6 +958,27 @@ macro_rules! impl_deployment_store {
                     .bind(id)
                     .execute(&self.pool)
                     .await?;
+                Ok(())
+            }
+
+            async fn unpublished_records(&self, repository: &str, limit: i64) -> Result<Vec<Deployment>, StoreError> {
+                let sql = format!(
+                    "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE repository = $1 AND record IS NOT NULL \
+                     AND ledger_at IS NULL ORDER BY environment, seq LIMIT $2"
+                );
+                let rows: Vec<DeploymentRow> =
+                    sqlx::query_as(&sql).bind(repository).bind(limit).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn set_ledger_published(&self, ids: &[String], now: i64) -> Result<(), StoreError> {
+                for id in ids {
+                    sqlx::query("UPDATE deployments SET ledger_at = $1 WHERE id = $2 AND ledger_at IS NULL")
+                        .bind(now)
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await?;
+                }
                 Ok(())
             }
 

@@ -125,44 +125,68 @@ pub fn decisions(from: &ConfigRepo, to: &ConfigRepo) -> Vec<String> {
 
 pub const REPO: &str = "city/gis-config";
 
-/// A config repository "on GitHub": a Git repository at `{git_root}/city/gis-config.git`, with `main`
-/// and PR heads published as `refs/pull/N/head`, as GitHub does.
+/// A config repository "on GitHub": a bare Git repository at `{git_root}/city/gis-config.git` (bare, as
+/// on GitHub, so the service can push its ledger to it), with `main` and PR heads published as
+/// `refs/pull/N/head`, as GitHub does.
 pub struct Origin {
     pub repo: git2::Repository,
     _dir: tempfile::TempDir,
     pub git_root: PathBuf,
 }
 
+/// Writes the files under `dir` as a tree of `repo` (no index, no work tree).
+fn write_tree(repo: &git2::Repository, dir: &Path) -> git2::Oid {
+    let mut builder = repo.treebuilder(None).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        let path = entry.path();
+        if path.is_dir() {
+            builder.insert(&name, write_tree(repo, &path), 0o040000).unwrap();
+        } else {
+            let blob = repo.blob(&std::fs::read(&path).unwrap()).unwrap();
+            builder.insert(&name, blob, 0o100644).unwrap();
+        }
+    }
+    builder.write().unwrap()
+}
+
 impl Origin {
     pub fn new(base: &Path) -> Origin {
         let dir = tempfile::tempdir().unwrap();
         let git_root = dir.path().to_path_buf();
-        let repo = git2::Repository::init(git_root.join("city/gis-config.git")).unwrap();
-        let main = commit_tree(&repo, base, "base");
-        repo.branch("main", &repo.find_commit(main).unwrap(), true).unwrap();
-        Origin { repo, _dir: dir, git_root }
+        let repo = git2::Repository::init_bare(git_root.join("city/gis-config.git")).unwrap();
+        let origin = Origin { repo, _dir: dir, git_root };
+        origin.commit("refs/heads/main", None, base, "base");
+        origin.repo.set_head("refs/heads/main").unwrap();
+        origin
     }
 
-    /// Commits `tree` on top of main's tip (or of the PR's previous head) and publishes it as PR `number`.
+    fn commit(&self, refname: &str, parent: Option<git2::Oid>, tree: &Path, message: &str) -> String {
+        let tree = self.repo.find_tree(write_tree(&self.repo, tree)).unwrap();
+        let sig = git2::Signature::now("Test", "test@example.org").unwrap();
+        let parent = parent.map(|p| self.repo.find_commit(p).unwrap());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        let oid = self.repo.commit(None, &sig, &sig, message, &tree, &parents).unwrap();
+        self.repo.reference(refname, oid, true, message).unwrap();
+        oid.to_string()
+    }
+
+    /// Commits `tree` on top of the PR's previous head (or of main's tip) and publishes it as PR `number`.
     pub fn push_pr(&self, number: u64, tree: &Path) -> String {
-        let sha = commit_tree(&self.repo, tree, &format!("PR {number}"));
-        self.repo.reference(&format!("refs/pull/{number}/head"), sha, true, "pr head").unwrap();
-        sha.to_string()
+        let refname = format!("refs/pull/{number}/head");
+        let parent = self.repo.refname_to_id(&refname).or_else(|_| self.repo.refname_to_id("refs/heads/main")).ok();
+        self.commit(&refname, parent, tree, &format!("PR {number}"))
     }
 
     /// Commits `tree` on `main` (a merge, as far as the service can tell) and returns the new head.
     pub fn merge(&self, tree: &Path) -> String {
-        let previous = self.repo.head().ok().and_then(|h| h.name().map(str::to_string));
-        self.repo.set_head("refs/heads/main").unwrap();
-        let sha = commit_tree(&self.repo, tree, "merge");
-        if let Some(previous) = previous.filter(|p| p != "refs/heads/main") {
-            self.repo.set_head(&previous).unwrap();
-        }
-        sha.to_string()
+        let parent = self.repo.refname_to_id("refs/heads/main").ok();
+        self.commit("refs/heads/main", parent, tree, "merge")
     }
 
     pub fn main_sha(&self) -> String {
-        self.repo.find_branch("main", git2::BranchType::Local).unwrap().get().target().unwrap().to_string()
+        self.repo.refname_to_id("refs/heads/main").unwrap().to_string()
     }
 }
 
