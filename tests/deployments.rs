@@ -436,7 +436,91 @@ async fn a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr(s
     assert!(audit.iter().any(|e| e.action == "environment.resume"), "{audit:#?}");
 }
 
+/// A webhook receiver: records every JSON body; answers 500 to the first `fail_first` requests.
+async fn receiver(fail_first: usize) -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (g, c) = (got.clone(), calls.clone());
+    let app = axum::Router::new().fallback(move |axum::Json(body): axum::Json<Value>| {
+        let (g, c) = (g.clone(), c.clone());
+        async move {
+            if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < fail_first {
+                return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            g.lock().unwrap().push(body);
+            axum::http::StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+async fn the_policy_notifies_approvals_required_and_completions_and_records_what_it_cannot_send(store: Arc<dyn Store>) {
+    let (slack, slack_got) = receiver(0).await;
+    let (hook, hook_got) = receiver(1).await;
+    let tree = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config"), tree.path());
+    let policy = tree.path().join(".gitops/deployment-policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    let text = text.replace(
+        "      onApprovalRequired:\n        - {type: slack, channel: \"#deployments\"}\n",
+        &format!("      onApprovalRequired:\n        - {{type: slack, channel: \"#deployments\", webhookUrl: \"{slack}/hook\"}}\n        - {{type: email, recipients: [ops@example.org]}}\n"),
+    );
+    let text = text.replace(
+        "  development:\n    autoApprove: true\n",
+        &format!("  development:\n    autoApprove: true\n    notifications:\n      onDeploymentCompleted:\n        - {{type: webhook, url: \"{hook}/events\"}}\n"),
+    );
+    assert!(text.contains(&slack) && text.contains(&hook), "the example policy changed: {text}");
+    std::fs::write(&policy, text).unwrap();
+    let origin = Origin::new(tree.path());
+    let github = FakeGithub::start().await;
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let base = origin.main_sha();
+    service.deliver("push", "n-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
+    let all = wait_for_deployments(&store, "first deployments", |all| all.len() == 3).await;
+    let prod = of(&all, "production", &base).id.clone();
+
+    // Production awaits approval: Slack hears of it, in its channel.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while slack_got.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "Slack was never called");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let message = slack_got.lock().unwrap()[0].clone();
+    assert_eq!(message["channel"], "#deployments");
+    let text = message["text"].as_str().unwrap();
+    assert!(
+        text.contains(&prod) && text.contains("awaits approval") && text.contains("/honua approve production"),
+        "{text}"
+    );
+    // E-mail has no transport here: recorded, with the reason, not dropped.
+    let sent = store.notifications_of(&prod).await.unwrap();
+    let email = sent.iter().find(|n| n.kind == "email").unwrap();
+    assert_eq!(email.state, "undeliverable");
+    assert!(email.last_error.as_deref().unwrap().contains("no transport configured for `email`"));
+    assert!(store.audit(0, Some(&prod), 100).await.unwrap().iter().any(|e| e.action == "notification.undeliverable"));
+
+    // Development completes: the generic webhook gets it; its first answer is a 500, so the message
+    // waits for a retry with the error recorded, and is not lost.
+    let dev = of(&all, "development", &base).id.clone();
+    complete(&store, &dev).await;
+    service.controller.publish_decisions(REPO).await;
+    let queued = store.notifications_of(&dev).await.unwrap();
+    let completed: Vec<_> = queued.iter().filter(|n| n.event == "onDeploymentCompleted").collect();
+    assert_eq!(completed.len(), 1, "{queued:?}");
+    assert_eq!((completed[0].state.as_str(), completed[0].attempts), ("pending", 1));
+    assert_eq!(completed[0].last_error.as_deref(), Some("HTTP 500"));
+    assert!(hook_got.lock().unwrap().is_empty());
+    // Nothing else was queued twice by the second pass.
+    service.controller.publish_decisions(REPO).await;
+    assert_eq!(store.notifications_of(&dev).await.unwrap().len(), 1);
+    assert_eq!(store.notifications_of(&prod).await.unwrap().len(), 2);
+}
+
 on_both_stores!(
+    the_policy_notifies_approvals_required_and_completions_and_records_what_it_cannot_send,
     a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr,
     a_merge_deploys_development_and_staging_and_production_waits_for_an_approver,
     a_newer_merge_supersedes_a_deployment_that_has_not_started,

@@ -97,6 +97,17 @@ pub(super) fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
 }
 
+/// The policy `repo` carries for `env` (the cautious default when it has none).
+pub(super) fn env_policy(repo: &ConfigRepo, env: &str) -> crate::policy::EnvironmentPolicy {
+    let envs: Vec<String> = repo.environments().map(|e| e.to_string()).collect();
+    let policy = repo
+        .policy
+        .as_ref()
+        .map(|p| crate::policy::Policy::load(&p.root, &repo.sources, &envs, &mut Vec::new()))
+        .unwrap_or_default();
+    policy.for_env(env).0
+}
+
 fn same_policy(a: &ConfigRepo, b: &ConfigRepo) -> bool {
     match (&a.policy, &b.policy) {
         (Some(x), Some(y)) => values::same(&x.root, &y.root),
@@ -253,15 +264,10 @@ impl Controller {
             Decision::Blocked(_) => (DeploymentState::Blocked, Gate::Closed),
         };
         let reasons = plan.decision.reasons().to_vec();
-        let windows = {
-            let envs: Vec<String> = policy_source.environments().map(|e| e.to_string()).collect();
-            let policy = policy_source
-                .policy
-                .as_ref()
-                .map(|p| crate::policy::Policy::load(&p.root, &policy_source.sources, &envs, &mut Vec::new()))
-                .unwrap_or_default();
-            let safety = policy.for_env(env.as_str()).0.safety;
-            crate::policy::window::Rules { windows: safety.deployment_windows, blackouts: safety.blackout_periods }
+        let env_policy = env_policy(&policy_source, env.as_str());
+        let windows = crate::policy::window::Rules {
+            windows: env_policy.safety.deployment_windows.clone(),
+            blackouts: env_policy.safety.blackout_periods.clone(),
         };
         let mut new = NewDeployment {
             id,
@@ -276,6 +282,7 @@ impl Controller {
             gate,
             reasons,
             windows,
+            notifications: env_policy.notifications.clone(),
             cause: "push".into(),
             approvals: Vec::new(),
             record: None,
@@ -512,14 +519,21 @@ impl Controller {
         Ok(())
     }
 
-    /// After decisions: the Git ledger and GitHub's Deployments mirror catch up. Failing must not fail
-    /// the caller (the decision is recorded); both catch up on the next decision or poll.
+    /// After decisions: the Git ledger, GitHub's Deployments mirror and the notifications catch up.
+    /// Failing must not fail the caller (the decision is recorded); each catches up on the next
+    /// decision or poll.
     pub async fn publish_decisions(&self, repository: &str) {
         if let Err(e) = self.publish_ledger(repository).await {
             tracing::warn!(repository, error = %e, "ledger not published yet; the next decision or poll retries");
         }
         if let Err(e) = self.sync_github_deployments(repository).await {
             tracing::warn!(repository, error = %e, "GitHub deployments not updated yet; the next poll retries");
+        }
+        if let Err(e) = self.queue_notifications(repository).await {
+            tracing::warn!(repository, error = %e, "notifications not queued yet; the next decision or poll retries");
+        }
+        if let Err(e) = self.deliver_notifications().await {
+            tracing::warn!(error = %e, "notifications not delivered yet; the next poll retries");
         }
     }
 

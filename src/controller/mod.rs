@@ -5,6 +5,7 @@
 
 mod comments;
 pub mod deployments;
+pub mod notify;
 mod rollback;
 
 use std::collections::HashMap;
@@ -59,6 +60,10 @@ pub struct Controller {
     pub revert_pull_requests: bool,
     /// Mirroring to GitHub's Deployments API runs one at a time, so no deployment is mirrored twice.
     github_sync: Mutex<()>,
+    /// Slack-compatible incoming webhook for `type: slack` entries that name only a channel.
+    pub slack_webhook: Option<String>,
+    /// For notifications.
+    http: reqwest::Client,
     /// Base of clone URLs: `owner/name` is fetched from `{git_url}/owner/name.git`.
     pub git_url: String,
     pub mirrors: PathBuf,
@@ -85,6 +90,12 @@ impl Controller {
             signer,
             revert_pull_requests: true,
             github_sync: Mutex::new(()),
+            slack_webhook: None,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .user_agent("honua-gitops")
+                .build()
+                .expect("the HTTP client builds"),
             git_url: git_url.trim_end_matches('/').to_string(),
             mirrors,
             public_url,
@@ -294,6 +305,9 @@ impl Controller {
         }
         if queued > 0 {
             self.jobs_queued.notify_waiters();
+        }
+        if let Err(e) = self.deliver_notifications().await {
+            tracing::warn!(error = %e, "notifications not delivered yet; the next poll retries");
         }
         Ok(queued)
     }

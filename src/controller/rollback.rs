@@ -134,6 +134,7 @@ impl Controller {
             reasons: vec![message.clone()],
             // An incident response is not held back by deployment windows.
             windows: Default::default(),
+            notifications: super::deployments::env_policy(&from, environment).notifications,
             cause: "rollback".into(),
             approvals: vec![approval],
             record: Some(record),

@@ -191,6 +191,7 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     );
     controller.repositories = settings.repositories.clone();
     controller.revert_pull_requests = settings.revert_pull_requests;
+    controller.slack_webhook = settings.slack_webhook_url.clone();
     let controller = Arc::new(controller);
     let jobs_queued = controller.jobs_queued.clone();
     let (stop_workers, stop) = tokio::sync::watch::channel(false);

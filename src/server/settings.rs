@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// In GitHub mode, a rollback opens a revert pull request so Git matches what runs (default true).
     #[arg(long, env = "HONUA_ROLLBACK_REVERT_PULL_REQUEST")]
     pub rollback_revert_pull_request: Option<bool>,
+    /// Slack-compatible incoming webhook for policy entries `{type: slack, channel: …}` without a URL.
+    #[arg(long, env = "HONUA_SLACK_WEBHOOK_URL", hide_env_values = true)]
+    pub slack_webhook_url: Option<String>,
     /// Plain-Git mode (no GitHub App): remotes to poll and deploy from, comma-separated,
     /// each `URL` or `URL#branch` (default branch `main`).
     #[arg(long, env = "HONUA_REPOSITORIES")]
@@ -72,6 +75,7 @@ impl ServeArgs {
             poll_interval: self.poll_interval.or(other.poll_interval),
             repositories: self.repositories.or(other.repositories),
             rollback_revert_pull_request: self.rollback_revert_pull_request.or(other.rollback_revert_pull_request),
+            slack_webhook_url: self.slack_webhook_url.or(other.slack_webhook_url),
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct Settings {
     pub github: Option<GithubSettings>,
     pub repositories: Vec<crate::controller::DeploySource>,
     pub revert_pull_requests: bool,
+    /// A secret (the URL is the credential): never printed.
+    pub slack_webhook_url: Option<String>,
     pub webhook_secrets: Vec<WebhookSecret>,
     pub git_url: String,
     pub data_dir: PathBuf,
@@ -223,6 +229,10 @@ impl Settings {
             github,
             repositories,
             revert_pull_requests: a.rollback_revert_pull_request.unwrap_or(true),
+            slack_webhook_url: a
+                .slack_webhook_url
+                .map(|u| check_url("HONUA_SLACK_WEBHOOK_URL", &u, &["https", "http"]))
+                .transpose()?,
             webhook_secrets,
             git_url,
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("honua-data")),

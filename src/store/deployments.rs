@@ -151,6 +151,8 @@ pub struct NewDeployment {
     pub gate: Gate,
     pub reasons: Vec<String>,
     pub windows: crate::policy::window::Rules,
+    /// The policy's `notifications` block for the environment, as written.
+    pub notifications: serde_json::Value,
     pub cause: String,
     pub approvals: Vec<Approval>,
     pub record: Option<String>,
@@ -384,6 +386,47 @@ pub struct PrMerge {
 pub(super) const PR_APPROVAL_COLUMNS: &str =
     "repository, number, environment, head_sha, plan_digest, change_digest, actor, breaking, at";
 
+/// A message to queue.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub event: String,
+    pub kind: String,
+    pub url: Option<String>,
+    pub payload: serde_json::Value,
+    /// `Some(why)`: no transport for it; recorded as undeliverable instead of being dropped.
+    pub undeliverable: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Notification {
+    pub id: i64,
+    #[sqlx(rename = "deployment_id")]
+    pub deployment: String,
+    pub event: String,
+    pub kind: String,
+    pub url: Option<String>,
+    pub payload: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+pub enum NotificationOutcome<'a> {
+    Sent,
+    Retry { at: i64, error: &'a str },
+    Failed { error: &'a str },
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct UnnotifiedRow {
+    #[sqlx(flatten)]
+    pub(super) deployment: DeploymentRow,
+    pub(super) notifications: Option<String>,
+}
+
+pub(super) const NOTIFICATION_COLUMNS: &str =
+    "id, deployment_id, event, kind, url, payload, state, attempts, last_error";
+
 /// Which deployments to list.
 #[derive(Debug, Clone, Default)]
 pub struct DeploymentFilter {
@@ -492,6 +535,36 @@ pub trait DeploymentStore: Send + Sync {
 
     async fn set_ledger_published(&self, ids: &[String], now: i64) -> Result<(), StoreError>;
 
+    /// Deployments of `repository` whose current state has not been considered for notifications,
+    /// with the policy's `notifications` block they were planned under.
+    async fn unnotified(
+        &self,
+        repository: &str,
+        limit: i64,
+    ) -> Result<Vec<(Deployment, serde_json::Value)>, StoreError>;
+
+    /// Queues `messages` for deployment `id` and marks `state` as notified, in one transaction.
+    async fn queue_notifications(
+        &self,
+        id: &str,
+        state: DeploymentState,
+        messages: &[NewNotification],
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Claims up to `limit` due messages for `lease_ms` (another sender skips them meanwhile).
+    async fn claim_notifications(&self, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<Notification>, StoreError>;
+
+    /// Records a delivery attempt: sent, or retry at `retry_at`, or failed for good.
+    async fn notification_attempted(
+        &self,
+        id: i64,
+        outcome: NotificationOutcome<'_>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    async fn notifications_of(&self, deployment: &str) -> Result<Vec<Notification>, StoreError>;
+
     /// Pauses automatic deployments of an environment while the branch head is `commit_sha`.
     async fn pause_environment(&self, pause: &EnvironmentPause) -> Result<(), StoreError>;
 
@@ -558,8 +631,8 @@ macro_rules! impl_deployment_store {
                 let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query(
                     "INSERT INTO deployments (id, repository, environment, seq, commit_sha, from_sha, plan_digest, plan, state, gate, \
-                     reasons, windows, cause, record, signature, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)",
+                     reasons, windows, cause, record, signature, created_at, updated_at, notifications) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17)",
                 )
                 .bind(&d.id)
                 .bind(&d.repository)
@@ -577,6 +650,7 @@ macro_rules! impl_deployment_store {
                 .bind(&d.record)
                 .bind(&d.signature)
                 .bind(now)
+                .bind(d.notifications.to_string())
                 .execute(&mut *tx)
                 .await?;
                 for a in &d.approvals {
@@ -980,6 +1054,109 @@ macro_rules! impl_deployment_store {
                         .await?;
                 }
                 Ok(())
+            }
+
+            async fn unnotified(
+                &self,
+                repository: &str,
+                limit: i64,
+            ) -> Result<Vec<(Deployment, serde_json::Value)>, StoreError> {
+                let sql = format!(
+                    "SELECT {DEPLOYMENT_COLUMNS}, notifications FROM deployments WHERE repository = $1 \
+                     AND (notified_state IS NULL OR notified_state <> state) ORDER BY created_at, seq LIMIT $2"
+                );
+                let rows: Vec<UnnotifiedRow> = sqlx::query_as(&sql).bind(repository).bind(limit).fetch_all(&self.pool).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| {
+                        let block = r.notifications.and_then(|n| serde_json::from_str(&n).ok()).unwrap_or(serde_json::Value::Null);
+                        (r.deployment.into(), block)
+                    })
+                    .collect())
+            }
+
+            async fn queue_notifications(
+                &self,
+                id: &str,
+                state: DeploymentState,
+                messages: &[NewNotification],
+                now: i64,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                for m in messages {
+                    let (state, error) = match &m.undeliverable {
+                        Some(why) => ("undeliverable", Some(why.as_str())),
+                        None => ("pending", None),
+                    };
+                    sqlx::query(
+                        "INSERT INTO notifications (deployment_id, event, kind, url, payload, state, next_at, last_error, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7, $7)",
+                    )
+                    .bind(id)
+                    .bind(&m.event)
+                    .bind(&m.kind)
+                    .bind(&m.url)
+                    .bind(m.payload.to_string())
+                    .bind(state)
+                    .bind(now)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query("UPDATE deployments SET notified_state = $1 WHERE id = $2")
+                    .bind(state.as_str())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn claim_notifications(&self, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<Notification>, StoreError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let sql = format!(
+                    "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE state = 'pending' AND next_at <= $1 ORDER BY id LIMIT $2{}",
+                    if $lock.is_empty() { "" } else { " FOR UPDATE SKIP LOCKED" }
+                );
+                let due: Vec<Notification> = sqlx::query_as(&sql).bind(now).bind(limit).fetch_all(&mut *tx).await?;
+                for n in &due {
+                    sqlx::query("UPDATE notifications SET next_at = $1 WHERE id = $2")
+                        .bind(now + lease_ms)
+                        .bind(n.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(due)
+            }
+
+            async fn notification_attempted(
+                &self,
+                id: i64,
+                outcome: NotificationOutcome<'_>,
+                now: i64,
+            ) -> Result<(), StoreError> {
+                let (state, next_at, error) = match outcome {
+                    NotificationOutcome::Sent => ("sent", now, None),
+                    NotificationOutcome::Retry { at, error } => ("pending", at, Some(error)),
+                    NotificationOutcome::Failed { error } => ("failed", now, Some(error)),
+                };
+                sqlx::query(
+                    "UPDATE notifications SET state = $1, next_at = $2, last_error = $3, attempts = attempts + 1, updated_at = $4 WHERE id = $5",
+                )
+                .bind(state)
+                .bind(next_at)
+                .bind(error)
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn notifications_of(&self, deployment: &str) -> Result<Vec<Notification>, StoreError> {
+                let sql = format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE deployment_id = $1 ORDER BY id");
+                Ok(sqlx::query_as(&sql).bind(deployment).fetch_all(&self.pool).await?)
             }
 
             async fn pause_environment(&self, p: &EnvironmentPause) -> Result<(), StoreError> {

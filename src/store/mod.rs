@@ -17,7 +17,8 @@ use async_trait::async_trait;
 
 pub use deployments::{
     ApiToken, ApiTokenHash, Approval, AuditEntry, Deployment, DeploymentFilter, DeploymentState, DeploymentStore,
-    EnvironmentPause, Gate, NewAudit, NewDeployment, PrApproval, PrMerge, Role,
+    EnvironmentPause, Gate, NewAudit, NewDeployment, NewNotification, Notification, NotificationOutcome, PrApproval,
+    PrMerge, Role,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

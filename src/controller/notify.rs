@@ -1,0 +1,221 @@
+//! Notifications from the policy's `notifications` block (`onApprovalRequired`, `onDeploymentCompleted`,
+//! `onDeploymentFailed`). Messages go through an outbox in the store: queued when a deployment reaches
+//! a state that calls for them, delivered afterwards with retries and backoff, never in the way of the
+//! deployment itself. Slack-compatible entries post to the entry's `webhookUrl` (or the service's
+//! `HONUA_SLACK_WEBHOOK_URL`, with the entry's `channel`), `webhook` entries post JSON to their `url`;
+//! `${VAR}` in a URL is read from the service's environment. Entries without a transport here (e-mail,
+//! PagerDuty) are recorded as undeliverable, with the reason, instead of being dropped.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::deployments::short;
+use super::{Controller, JobError};
+use crate::store::{Deployment, DeploymentState, NewAudit, NewNotification, NotificationOutcome};
+
+/// Attempts before a message is marked failed; waits double from 10 s up to an hour.
+const MAX_ATTEMPTS: i64 = 8;
+
+fn retry_wait(attempts: i64) -> Duration {
+    Duration::from_secs((10u64 << attempts.clamp(0, 12)).min(3600))
+}
+
+fn event_of(state: DeploymentState) -> Option<&'static str> {
+    match state {
+        DeploymentState::AwaitingApproval | DeploymentState::Blocked => Some("onApprovalRequired"),
+        DeploymentState::Completed => Some("onDeploymentCompleted"),
+        DeploymentState::Failed | DeploymentState::RolledBack => Some("onDeploymentFailed"),
+        _ => None,
+    }
+}
+
+/// `${VAR}` placeholders from the environment; the name of the first missing one otherwise.
+pub fn resolve_placeholders(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            return Err(format!("unclosed `${{` in `{text}`"));
+        };
+        let name = &rest[start + 2..start + end];
+        out.push_str(&env(name).ok_or_else(|| name.to_string())?);
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn text(d: &Deployment, event: &str) -> String {
+    let head = format!("*{}* deployment `{}` of {} at `{}`", d.environment, d.id, d.repository, short(&d.commit));
+    match event {
+        "onApprovalRequired" => format!(
+            "🟡 {head} {}: {}. Approve with `/honua approve {}` on the pull request or `honua deployment approve {}`.",
+            if d.state == DeploymentState::Blocked { "is blocked" } else { "awaits approval" },
+            d.reasons.join("; "),
+            d.environment,
+            d.id
+        ),
+        "onDeploymentCompleted" => format!("✅ {head} completed."),
+        _ => format!("❌ {head} {}.", d.state.as_str().replace('_', " ")),
+    }
+}
+
+impl Controller {
+    /// Queues the messages the policy asks for, for each deployment of `repository` whose state has
+    /// not been considered yet.
+    pub async fn queue_notifications(&self, repository: &str) -> Result<(), JobError> {
+        let now = crate::store::now_ms();
+        for (d, block) in self.store.unnotified(repository, 200).await? {
+            let mut messages = Vec::new();
+            if let Some(event) = event_of(d.state) {
+                for entry in block[event].as_array().into_iter().flatten() {
+                    messages.push(self.message(&d, event, entry));
+                }
+            }
+            for m in messages.iter().filter(|m| m.undeliverable.is_some()) {
+                let entry = NewAudit {
+                    actor: "service".into(),
+                    action: "notification.undeliverable".into(),
+                    repository: Some(d.repository.clone()),
+                    environment: Some(d.environment.clone()),
+                    deployment: Some(d.id.clone()),
+                    message: format!("{} {}: {}", m.event, m.kind, m.undeliverable.as_deref().unwrap_or_default()),
+                };
+                self.store.record_audit(&entry, now).await?;
+            }
+            self.store.queue_notifications(&d.id, d.state, &messages, now).await?;
+        }
+        Ok(())
+    }
+
+    fn message(&self, d: &Deployment, event: &str, entry: &Value) -> NewNotification {
+        let kind = entry["type"].as_str().unwrap_or("unknown").to_string();
+        let text = text(d, event);
+        let mut message = NewNotification {
+            event: event.into(),
+            kind: kind.clone(),
+            url: None,
+            payload: Value::Null,
+            undeliverable: None,
+        };
+        let url = entry["webhookUrl"].as_str().or(entry["url"].as_str()).map(str::to_string);
+        let url = match (kind.as_str(), url) {
+            ("slack", Some(url)) | ("webhook", Some(url)) => Some(url),
+            ("slack", None) => self.slack_webhook.clone(),
+            _ => None,
+        };
+        match (kind.as_str(), url) {
+            ("slack" | "webhook", Some(url)) => match resolve_placeholders(&url, |name| std::env::var(name).ok()) {
+                Ok(url) => {
+                    message.url = Some(url);
+                    message.payload = if kind == "slack" {
+                        let mut p = json!({ "text": text });
+                        if let Some(channel) = entry["channel"].as_str() {
+                            p["channel"] = json!(channel);
+                        }
+                        p
+                    } else {
+                        json!({
+                            "event": event,
+                            "text": text,
+                            "deployment": {
+                                "id": d.id, "repository": d.repository, "environment": d.environment,
+                                "commit": d.commit, "state": d.state, "reasons": d.reasons,
+                            },
+                        })
+                    };
+                }
+                Err(missing) => {
+                    message.undeliverable =
+                        Some(format!("not delivered: `${{{missing}}}` is not set in the service's environment"))
+                }
+            },
+            ("slack", None) => {
+                message.undeliverable = Some(
+                    "not delivered: no Slack webhook URL (give `webhookUrl` or set HONUA_SLACK_WEBHOOK_URL)".into(),
+                )
+            }
+            ("webhook", None) => message.undeliverable = Some("not delivered: the webhook entry has no `url`".into()),
+            (other, _) => message.undeliverable = Some(format!("not delivered: no transport configured for `{other}`")),
+        }
+        if message.payload.is_null() {
+            message.payload = json!({ "text": text });
+        }
+        message
+    }
+
+    /// Sends the messages that are due; each failure is retried later, and after the last attempt the
+    /// message is marked failed and audited. Returns how many were sent.
+    pub async fn deliver_notifications(&self) -> Result<usize, JobError> {
+        let now = crate::store::now_ms();
+        let due = self.store.claim_notifications(now, 60_000, 20).await?;
+        let mut sent = 0;
+        for n in due {
+            let Some(url) = n.url.as_deref() else { continue };
+            let body: Value = serde_json::from_str(&n.payload).unwrap_or(Value::Null);
+            let result = self.http.post(url).json(&body).send().await;
+            let error = match result {
+                Ok(r) if r.status().is_success() => None,
+                Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
+                // Without the URL: it may hold a secret.
+                Err(e) => Some(if e.is_timeout() { "timed out".into() } else { "connection failed".into() }),
+            };
+            let now = crate::store::now_ms();
+            match error {
+                None => {
+                    sent += 1;
+                    metrics::counter!("honua_notifications_total", "kind" => n.kind.clone(), "outcome" => "sent")
+                        .increment(1);
+                    self.store.notification_attempted(n.id, NotificationOutcome::Sent, now).await?;
+                }
+                Some(error) if n.attempts + 1 >= MAX_ATTEMPTS => {
+                    metrics::counter!("honua_notifications_total", "kind" => n.kind.clone(), "outcome" => "failed")
+                        .increment(1);
+                    self.store.notification_attempted(n.id, NotificationOutcome::Failed { error: &error }, now).await?;
+                    let entry = NewAudit {
+                        actor: "service".into(),
+                        action: "notification.failed".into(),
+                        deployment: Some(n.deployment.clone()),
+                        message: format!("{} {} not delivered after {MAX_ATTEMPTS} attempts: {error}", n.event, n.kind),
+                        ..NewAudit::default()
+                    };
+                    self.store.record_audit(&entry, now).await?;
+                }
+                Some(error) => {
+                    metrics::counter!("honua_notifications_total", "kind" => n.kind.clone(), "outcome" => "retry")
+                        .increment(1);
+                    let at = now + retry_wait(n.attempts).as_millis() as i64;
+                    self.store
+                        .notification_attempted(n.id, NotificationOutcome::Retry { at, error: &error }, now)
+                        .await?;
+                }
+            }
+        }
+        Ok(sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_resolve_from_the_environment_and_name_what_is_missing() {
+        let env = |name: &str| (name == "HOOK").then(|| "T00/B00/x".to_string());
+        assert_eq!(
+            resolve_placeholders("https://hooks.example/${HOOK}", env).unwrap(),
+            "https://hooks.example/T00/B00/x"
+        );
+        assert_eq!(resolve_placeholders("https://x/${NOPE}", env).unwrap_err(), "NOPE");
+        assert_eq!(resolve_placeholders("plain", env).unwrap(), "plain");
+    }
+
+    #[test]
+    fn retries_back_off_up_to_an_hour() {
+        assert_eq!(retry_wait(0), Duration::from_secs(10));
+        assert_eq!(retry_wait(1), Duration::from_secs(20));
+        assert_eq!(retry_wait(20), Duration::from_secs(3600));
+    }
+}
