@@ -561,3 +561,38 @@ async fn an_approved_deployment_outside_its_window_starts_when_the_window_opens(
     // Development has no windows: it may start at once, any day.
     assert!(controller.startable(&source.repository, "development", saturday).await.unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_route_with_its_errors() {
+    let db = common::db::sqlite().await;
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, db.store.clone()).await;
+    let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
+    let (status, doc) = api.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for (path, method) in [
+        ("/api/v1/signing-key", "get"),
+        ("/api/v1/environments", "get"),
+        ("/api/v1/deployments", "get"),
+        ("/api/v1/deployments/{id}", "get"),
+        ("/api/v1/deployments/{id}/approve", "post"),
+        ("/api/v1/deployments/{id}/reject", "post"),
+        ("/api/v1/environments/{env}/rollback", "post"),
+        ("/api/v1/audit", "get"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} missing from the document");
+        if path != "/api/v1/signing-key" {
+            assert!(op["responses"]["401"].is_object(), "{method} {path}: 401 undocumented");
+        }
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    // Every documented path answers (no route is documented without existing): unauthenticated calls
+    // are refused, not 404.
+    for path in ["/api/v1/environments", "/api/v1/deployments", "/api/v1/audit"] {
+        assert_eq!(api.call("GET", path, None, None).await.0, 401, "{path}");
+    }
+}

@@ -9,11 +9,14 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::controller::{Controller, DecisionError};
 use crate::store::{ApiToken, Deployment, DeploymentFilter, DeploymentState, Role, StoreError};
@@ -22,17 +25,57 @@ use crate::store::{ApiToken, Deployment, DeploymentFilter, DeploymentState, Role
 const MAX_BODY: usize = 64 * 1024;
 
 pub fn router(controller: Arc<Controller>) -> Router {
-    Router::new()
-        .route("/api/v1/signing-key", get(signing_key))
-        .route("/api/v1/environments", get(environments))
-        .route("/api/v1/deployments", get(deployments))
-        .route("/api/v1/deployments/{id}", get(deployment))
-        .route("/api/v1/deployments/{id}/approve", post(approve))
-        .route("/api/v1/deployments/{id}/reject", post(reject))
-        .route("/api/v1/environments/{env}/rollback", post(rollback))
-        .route("/api/v1/audit", get(audit))
+    let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(signing_key))
+        .routes(routes!(environments))
+        .routes(routes!(deployments))
+        .routes(routes!(deployment))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(rollback))
+        .routes(routes!(audit))
+        .split_for_parts();
+    // The document is built from the routes themselves: a route cannot exist without its entry.
+    let openapi = Arc::new(openapi);
+    routes
+        .route("/api/v1/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(controller)
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Honua GitOps API",
+        version = "1",
+        description = "Environments, deployments, approvals, rollbacks and the audit log of Honua GitOps. Every route but the signing key needs `Authorization: Bearer TOKEN` (`honua token create`)."
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every error: a stable code and a sentence that says what to do.
+#[derive(utoipa::ToSchema, serde::Serialize)]
+#[allow(dead_code)]
+struct ErrorBody {
+    /// `unauthorized`, `forbidden`, `not_found`, `wrong_state`, `breaking_not_acknowledged`,
+    /// `not_approvable`, `no_rollback_target`, `bad_body`, `bad_state`, `store_unavailable`, `failed`.
+    error: String,
+    message: String,
 }
 
 /// SHA-256 (hex) of a token: what the store keeps and looks up.
@@ -125,6 +168,9 @@ impl FromRequestParts<Arc<Controller>> for Caller {
     }
 }
 
+/// The public key agents pin to verify signed deployment records.
+#[utoipa::path(get, path = "/api/v1/signing-key", tag = "deployments",
+    responses((status = 200, description = "`{algorithm: \"ed25519\", public_key: \"ed25519:<hex>\"}`", body = Object)))]
 async fn signing_key(State(c): State<Arc<Controller>>) -> Json<serde_json::Value> {
     Json(json!({ "algorithm": "ed25519", "public_key": c.signer.public_key() }))
 }
@@ -150,6 +196,10 @@ fn summary(d: &Deployment) -> serde_json::Value {
     })
 }
 
+/// Per repository and environment: status, the deployment that runs (`current`), the one pending, the last.
+#[utoipa::path(get, path = "/api/v1/environments", tag = "environments", security(("bearer" = [])),
+    responses((status = 200, description = "`{environments: [...]}`", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn environments(caller: Caller, State(c): State<Arc<Controller>>) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Role::Viewer)?;
     let all = c.store.deployments(&DeploymentFilter { limit: 1000, ..Default::default() }).await?;
@@ -180,7 +230,8 @@ async fn environments(caller: Caller, State(c): State<Arc<Controller>>) -> Resul
     Ok(Json(json!({ "environments": out })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     environment: Option<String>,
     repository: Option<String>,
@@ -188,6 +239,10 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
+/// Deployments, newest first.
+#[utoipa::path(get, path = "/api/v1/deployments", tag = "deployments", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, description = "`{deployments: [...]}`", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn deployments(
     caller: Caller,
     State(c): State<Arc<Controller>>,
@@ -222,6 +277,11 @@ async fn detail(c: &Controller, id: &str) -> Result<serde_json::Value, ApiError>
     Ok(out)
 }
 
+/// One deployment with its plan, approvals, transitions and signed record.
+#[utoipa::path(get, path = "/api/v1/deployments/{id}", tag = "deployments", security(("bearer" = [])),
+    params(("id" = String, Path, description = "e.g. prod-20261125101500-abc1234")),
+    responses((status = 200, description = "the deployment", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn deployment(
     caller: Caller,
     State(c): State<Arc<Controller>>,
@@ -237,7 +297,7 @@ fn mirror_later(c: &Arc<Controller>, repository: &str) {
     tokio::spawn(async move { c.publish_decisions(&repository).await });
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ApproveBody {
     #[serde(default)]
@@ -273,6 +333,13 @@ async fn require_decider(c: &Controller, caller: &Caller, id: &str, action: &str
     refused
 }
 
+/// Approves a deployment awaiting approval (or blocked by breaking changes, with `breaking: true`),
+/// bound to its plan digest, and signs it. Approver or admin.
+#[utoipa::path(post, path = "/api/v1/deployments/{id}/approve", tag = "deployments", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body(content = ApproveBody, description = "optional"),
+    responses((status = 200, description = "the approved deployment", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn approve(
     caller: Caller,
     State(c): State<Arc<Controller>>,
@@ -293,13 +360,19 @@ async fn approve(
     Ok(Json(detail(&c, &id).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RejectBody {
     #[serde(default)]
     reason: String,
 }
 
+/// Rejects a deployment that has not started. Approver or admin.
+#[utoipa::path(post, path = "/api/v1/deployments/{id}/reject", tag = "deployments", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body(content = RejectBody, description = "optional"),
+    responses((status = 200, description = "the rejected deployment", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 async fn reject(
     caller: Caller,
     State(c): State<Arc<Controller>>,
@@ -313,7 +386,7 @@ async fn reject(
     Ok(Json(detail(&c, &id).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RollbackBody {
     /// A completed deployment to go back to; the last completed earlier commit by default.
@@ -324,6 +397,13 @@ struct RollbackBody {
     repository: Option<String>,
 }
 
+/// Deploys the last completed earlier commit (or `to`) again, approved by the caller, and pauses
+/// automatic deployments of the environment until a newer commit lands. Approver or admin.
+#[utoipa::path(post, path = "/api/v1/environments/{env}/rollback", tag = "environments", security(("bearer" = [])),
+    params(("env" = String, Path)), request_body(content = RollbackBody, description = "optional"),
+    responses((status = 201, description = "the rollback deployment", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 async fn rollback(
     caller: Caller,
     State(c): State<Arc<Controller>>,
@@ -337,13 +417,18 @@ async fn rollback(
     Ok((StatusCode::CREATED, Json(detail(&c, &d.id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     after: Option<i64>,
     deployment: Option<String>,
     limit: Option<i64>,
 }
 
+/// The append-only audit log, oldest first, paged by `after` (the last id seen).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, description = "`{entries: [...]}`", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn audit(
     caller: Caller,
     State(c): State<Arc<Controller>>,
