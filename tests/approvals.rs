@@ -167,6 +167,53 @@ async fn a_writer_approves_production_on_the_pr_and_the_approval_carries_at_merg
     assert!(prod.record.as_deref().unwrap().contains("\"by\":\"bob\""));
 }
 
+/// The scenario: a merge deploys development and staging by policy, production waits with
+/// its reasons, a writer's `/honua approve production` approves and signs it, the ledger gets the
+/// record and GitHub shows the deployment `queued`.
+async fn a_writer_approves_the_merged_change_for_production_by_comment(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    // A non-breaking change every environment shares: a title in the common layer.
+    let tree = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config"), tree.path());
+    let meta = tree.path().join("environments/common/base-metadata.yaml");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    assert!(text.contains("title: Land and Property\n"), "the example changed");
+    std::fs::write(&meta, text.replace("title: Land and Property\n", "title: Land and Property Records\n")).unwrap();
+    let head = w.open_pr(12, tree.path()).await;
+    let merged = w.merge(12, &head, tree.path()).await;
+    let all = w
+        .wait_deployments("the merge's deployments", |all| all.iter().filter(|d| d.commit == merged).count() == 3)
+        .await;
+    let of = |env: &str| all.iter().find(|d| d.environment == env && d.commit == merged).unwrap().clone();
+    assert_eq!(of("development").state, DeploymentState::Approved);
+    assert_eq!(of("staging").state, DeploymentState::Approved);
+    let prod = of("production");
+    assert_eq!(prod.state, DeploymentState::AwaitingApproval);
+    assert_eq!(prod.reasons, ["autoApprove is false for this environment"]);
+
+    let reply = w.comment(12, "/honua approve production", "bob").await;
+    assert!(reply.contains(&format!("✅ `production`: deployment {} is approved", prod.id)), "{reply}");
+    let approved = w.store.deployment(&prod.id).await.unwrap().unwrap();
+    assert_eq!(approved.state, DeploymentState::Approved);
+    let key = honua_gitops::plan::signing::parse_public_key(&w.service.controller.signer.public_key()).unwrap();
+    let record = honua_gitops::plan::signing::verify(
+        &key,
+        approved.record.as_deref().unwrap(),
+        approved.signature.as_deref().unwrap(),
+    )
+    .unwrap();
+    assert_eq!((record.approvals[0].by.as_str(), record.approvals[0].via.as_str()), ("bob", "comment"));
+    let ledger = w.origin.repo.refname_to_id(honua_gitops::git::ledger::LEDGER_REF).unwrap();
+    let entries = honua_gitops::git::ledger::read(&w.origin.repo, ledger).unwrap();
+    assert!(entries.iter().any(|e| e.deployment == prod.id && e.record == approved.record.clone().unwrap()));
+    let gh = w.github.deployments().into_iter().find(|d| d.payload["honua_deployment"] == prod.id.as_str()).unwrap();
+    assert_eq!(gh.statuses.last().map(String::as_str), Some("queued"));
+    let trail = w.store.audit(0, Some(&prod.id), 100).await.unwrap();
+    let states: Vec<_> = trail.iter().filter_map(|e| e.to_state.clone()).collect();
+    assert_eq!(states, ["pending", "awaiting_approval", "approved"]);
+    assert_eq!(trail.last().unwrap().actor, "bob");
+}
+
 async fn a_named_approver_or_team_member_approves_after_merge(store: Arc<dyn Store>) {
     let w = World::new(store).await;
     let head = w.open_pr(11, &pr_tree()).await;
@@ -352,6 +399,7 @@ async fn commands_in_quotes_or_code_are_not_commands_and_help_is_answered(store:
 }
 
 on_both_stores!(
+    a_writer_approves_the_merged_change_for_production_by_comment,
     a_writer_approves_production_on_the_pr_and_the_approval_carries_at_merge,
     a_named_approver_or_team_member_approves_after_merge,
     refused_a_commenter_without_access,
