@@ -519,7 +519,91 @@ async fn the_policy_notifies_approvals_required_and_completions_and_records_what
     assert_eq!(store.notifications_of(&prod).await.unwrap().len(), 2);
 }
 
+async fn agents_long_poll_their_desired_state_and_report_phases(store: Arc<dyn Store>) {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
+    let dev_agent = Api::token(&store, "dev-agent-1", Role::Agent, Some("development")).await;
+    let prod_agent = Api::token(&store, "prod-agent-1", Role::Agent, Some("production")).await;
+    let approver = Api::token(&store, "oncall", Role::Approver, None).await;
+    let desired = "/api/v1/agent/desired?environment=development";
+
+    // Nothing approved yet; an agent of another environment is refused.
+    assert_eq!(api.call("GET", desired, Some(&dev_agent), None).await.0, 204);
+    assert_eq!(api.call("GET", desired, Some(&prod_agent), None).await.0, 403);
+    assert_eq!(api.call("GET", desired, Some(&approver), None).await.0, 403);
+
+    // An agent waits; the push's approval reaches it without waiting out the timeout.
+    let waiting = {
+        let (url, token) = (format!("{}{desired}&wait=30", service.url), dev_agent.clone());
+        tokio::spawn(async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .header("If-None-Match", "\"none\"")
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let base = origin.main_sha();
+    service.deliver("push", "a-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
+    // Had nothing changed within the wait, the answer would be 304: the body is the decision.
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["commit"], base.as_str());
+    let id = body["deployment"].as_str().unwrap().to_string();
+    let (_, key) = api.call("GET", "/api/v1/signing-key", None, None).await;
+    let key = parse_public_key(key["public_key"].as_str().unwrap()).unwrap();
+    verify(&key, body["record"].as_str().unwrap(), body["signature"].as_str().unwrap()).unwrap();
+
+    // Unchanged: 304 with the same ETag at once when not waiting.
+    let resp = api.client.get(format!("{}{desired}", service.url)).bearer_auth(&dev_agent).send().await.unwrap();
+    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    let resp = api
+        .client
+        .get(format!("{}{desired}", service.url))
+        .bearer_auth(&dev_agent)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 304);
+
+    // Phases: applying, then completed; a re-sent report changes nothing; prod's agent cannot report dev.
+    let report = |phase: &str| json!({"deployment": id, "phase": phase, "message": format!("{phase} ok")});
+    for phase in ["fetching", "swapping", "completed", "completed"] {
+        let (status, body) = api.call("POST", "/api/v1/agent/report", Some(&dev_agent), Some(report(phase))).await;
+        assert_eq!(status, 200, "{phase}: {body}");
+    }
+    assert_eq!(api.call("POST", "/api/v1/agent/report", Some(&prod_agent), Some(report("failed"))).await.0, 403);
+    assert_eq!(api.call("POST", "/api/v1/agent/report", Some(&approver), Some(report("failed"))).await.0, 403);
+    let (status, body) = api.call("POST", "/api/v1/agent/report", Some(&dev_agent), Some(report("exploded"))).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_report")));
+    let (status, body) = api.call("POST", "/api/v1/agent/report", Some(&dev_agent), Some(report("failed"))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("wrong_state")),
+        "a completed deployment does not fail later"
+    );
+    let d = store.deployment(&id).await.unwrap().unwrap();
+    assert_eq!(d.state, DeploymentState::Completed);
+    let states: Vec<_> = store.audit(0, Some(&id), 100).await.unwrap().into_iter().filter_map(|e| e.to_state).collect();
+    assert_eq!(states, ["pending", "approved", "applying", "completed"]);
+    let (_, detail) = api.call("GET", &format!("/api/v1/deployments/{id}"), Some(&approver), None).await;
+    let phases: Vec<_> =
+        detail["reports"].as_array().unwrap().iter().map(|r| r["phase"].as_str().unwrap().to_string()).collect();
+    assert_eq!(phases, ["fetching", "swapping", "completed"], "one record per phase");
+    let (_, agents) = api.call("GET", "/api/v1/agents", Some(&approver), None).await;
+    let agent = agents["agents"].as_array().unwrap().iter().find(|a| a["name"] == "dev-agent-1").unwrap().clone();
+    assert_eq!((agent["environment"].as_str(), agent["last_phase"].as_str()), (Some("development"), Some("completed")));
+}
+
 on_both_stores!(
+    agents_long_poll_their_desired_state_and_report_phases,
     the_policy_notifies_approvals_required_and_completions_and_records_what_it_cannot_send,
     a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr,
     a_merge_deploys_development_and_staging_and_production_waits_for_an_approver,
@@ -581,6 +665,9 @@ async fn the_openapi_document_lists_every_route_with_its_errors() {
         ("/api/v1/deployments/{id}/reject", "post"),
         ("/api/v1/environments/{env}/rollback", "post"),
         ("/api/v1/audit", "get"),
+        ("/api/v1/agents", "get"),
+        ("/api/v1/agent/desired", "get"),
+        ("/api/v1/agent/report", "post"),
     ] {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} missing from the document");

@@ -43,6 +43,10 @@ pub enum DecisionError {
     #[error("{0}")]
     Rollback(String),
     #[error("{0}")]
+    BadReport(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Failed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -66,6 +70,8 @@ impl DecisionError {
             DecisionError::Closed { .. } => "not_approvable",
             DecisionError::NeedsBreaking { .. } => "breaking_not_acknowledged",
             DecisionError::Rollback(_) => "no_rollback_target",
+            DecisionError::BadReport(_) => "bad_report",
+            DecisionError::Forbidden(_) => "forbidden",
             DecisionError::Failed(_) => "failed",
             DecisionError::Store(_) => "store_unavailable",
         }
@@ -535,6 +541,8 @@ impl Controller {
         if let Err(e) = self.deliver_notifications().await {
             tracing::warn!(error = %e, "notifications not delivered yet; the next poll retries");
         }
+        // Agents long-polling their desired state look again.
+        self.decisions.notify_waiters();
     }
 
     /// Publishes every signed record of `repository` not in its Git ledger yet.

@@ -3,6 +3,7 @@
 //! head, plan base → head with the BASE branch's policy, complete the `honua/validate` and
 //! `honua/diff` check runs and keep one sticky plan comment up to date.
 
+pub mod agents;
 mod comments;
 pub mod deployments;
 pub mod notify;
@@ -64,6 +65,8 @@ pub struct Controller {
     pub slack_webhook: Option<String>,
     /// For notifications.
     http: reqwest::Client,
+    /// Signalled after decisions and agent reports: long-polling agents look at their desired state.
+    pub decisions: Arc<tokio::sync::Notify>,
     /// Base of clone URLs: `owner/name` is fetched from `{git_url}/owner/name.git`.
     pub git_url: String,
     pub mirrors: PathBuf,
@@ -96,6 +99,7 @@ impl Controller {
                 .user_agent("honua-gitops")
                 .build()
                 .expect("the HTTP client builds"),
+            decisions: Arc::new(tokio::sync::Notify::new()),
             git_url: git_url.trim_end_matches('/').to_string(),
             mirrors,
             public_url,

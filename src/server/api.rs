@@ -34,6 +34,9 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .routes(routes!(reject))
         .routes(routes!(rollback))
         .routes(routes!(audit))
+        .routes(routes!(agents))
+        .routes(routes!(agent_desired))
+        .routes(routes!(agent_report))
         .split_for_parts();
     // The document is built from the routes themselves: a route cannot exist without its entry.
     let openapi = Arc::new(openapi);
@@ -120,6 +123,8 @@ impl From<DecisionError> for ApiError {
         let status = match &e {
             DecisionError::NotFound(_) => StatusCode::NOT_FOUND,
             DecisionError::Failed(_) => StatusCode::BAD_GATEWAY,
+            DecisionError::BadReport(_) => StatusCode::BAD_REQUEST,
+            DecisionError::Forbidden(_) => StatusCode::FORBIDDEN,
             DecisionError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::CONFLICT,
         };
@@ -146,6 +151,31 @@ impl Caller {
             ));
         }
         Ok(())
+    }
+}
+
+impl Caller {
+    /// An agent token of `environment`, or an admin.
+    fn require_agent_of(&self, environment: &str) -> Result<(), ApiError> {
+        let token = &self.0;
+        match token.role {
+            Role::Admin => Ok(()),
+            Role::Agent if token.environment.as_deref() == Some(environment) => Ok(()),
+            Role::Agent => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "token `{}` is the agent token of `{}`, not of `{environment}`",
+                    token.name,
+                    token.environment.as_deref().unwrap_or("-")
+                ),
+            )),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("token `{}` is not an agent token; create one with `honua token create --role agent --environment {environment}`", token.name),
+            )),
+        }
     }
 }
 
@@ -274,6 +304,7 @@ async fn detail(c: &Controller, id: &str) -> Result<serde_json::Value, ApiError>
     out["approvals"] = json!(approvals);
     out["transitions"] = json!(transitions);
     out["signed"] = json!(d.record.as_ref().map(|r| json!({ "record": r, "signature": d.signature })));
+    out["reports"] = json!(c.store.agent_reports(id).await?);
     Ok(out)
 }
 
@@ -437,4 +468,117 @@ async fn audit(
     caller.require(Role::Viewer)?;
     let entries = c.store.audit(q.after.unwrap_or(0), q.deployment.as_deref(), q.limit.unwrap_or(500)).await?;
     Ok(Json(json!({ "entries": entries })))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AgentsQuery {
+    environment: Option<String>,
+}
+
+/// Every agent's last check-in: environment, time, and the last phase it reported.
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents", security(("bearer" = [])), params(AgentsQuery),
+    responses((status = 200, description = "`{agents: [...]}`", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn agents(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Query(q): Query<AgentsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(json!({ "agents": c.store.agents(q.environment.as_deref()).await? })))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DesiredQuery {
+    environment: String,
+    repository: Option<String>,
+    /// Seconds to wait for a change when `If-None-Match` names the current state (at most 60).
+    wait: Option<u64>,
+}
+
+/// What the agent's environment should run: the signed record of the newest approved deployment whose
+/// windows are open, or of what runs. With `If-None-Match` set to the last ETag, the answer waits up to
+/// `wait` seconds for a change (304 if none). 204 when nothing was approved yet.
+#[utoipa::path(get, path = "/api/v1/agent/desired", tag = "agents", security(("bearer" = [])), params(DesiredQuery),
+    responses((status = 200, description = "`{deployment, repository, environment, commit, sequence, state, record, signature}` with an ETag", body = Object),
+        (status = 204, description = "nothing approved yet"), (status = 304, description = "unchanged"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn agent_desired(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Query(q): Query<DesiredQuery>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    caller.require_agent_of(&q.environment)?;
+    c.store.agent_seen(&caller.0.name, &q.environment, crate::store::now_ms()).await?;
+    let known = headers.get(axum::http::header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(q.wait.unwrap_or(0).min(60));
+    loop {
+        // Registered before looking, so a decision in between is not missed.
+        let changed = c.decisions.notified();
+        let desired = c.desired(q.repository.as_deref(), &q.environment, chrono::Utc::now()).await?;
+        let etag = desired.as_ref().map(|d| format!("\"{}@{}\"", d.id, d.state)).unwrap_or_else(|| "\"none\"".into());
+        if known.as_deref() != Some(etag.as_str()) || tokio::time::Instant::now() >= deadline {
+            let mut response = match (&desired, known.as_deref() == Some(etag.as_str())) {
+                (_, true) => StatusCode::NOT_MODIFIED.into_response(),
+                (None, false) => StatusCode::NO_CONTENT.into_response(),
+                (Some(d), false) => Json(json!({
+                    "deployment": d.id,
+                    "repository": d.repository,
+                    "environment": d.environment,
+                    "commit": d.commit,
+                    "sequence": d.sequence,
+                    "state": d.state,
+                    "record": d.record,
+                    "signature": d.signature,
+                }))
+                .into_response(),
+            };
+            if let Ok(value) = axum::http::HeaderValue::from_str(&etag) {
+                response.headers_mut().insert(axum::http::header::ETAG, value);
+            }
+            return Ok(response);
+        }
+        // Woken by a decision of this replica, or every 5 s for those of other replicas and for windows.
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ReportBody {
+    deployment: String,
+    /// fetching, rendering, writing, swapping, reloading, verifying, applying, completed, failed, rolled_back
+    phase: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// An agent reports a phase of a deployment of its environment. Idempotent: a re-sent report is
+/// accepted and changes nothing.
+#[utoipa::path(post, path = "/api/v1/agent/report", tag = "agents", security(("bearer" = [])),
+    request_body = ReportBody,
+    responses((status = 200, description = "the deployment after the report", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn agent_report(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    bytes: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b: ReportBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
+    let environment = match (&caller.0.role, &caller.0.environment) {
+        (Role::Agent, Some(env)) => env.clone(),
+        _ => return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an agent token reports deployments")),
+    };
+    let d =
+        c.agent_report(&caller.0.name, &environment, &b.deployment, &b.phase, &b.message, chrono::Utc::now()).await?;
+    Ok(Json(summary(&d)))
 }

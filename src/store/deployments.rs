@@ -427,6 +427,29 @@ pub(super) struct UnnotifiedRow {
 pub(super) const NOTIFICATION_COLUMNS: &str =
     "id, deployment_id, event, kind, url, payload, state, attempts, last_error";
 
+/// One phase of one deployment as an agent reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct AgentReport {
+    #[sqlx(rename = "deployment_id")]
+    pub deployment: String,
+    pub agent: String,
+    pub environment: String,
+    pub phase: String,
+    pub message: String,
+    pub at: i64,
+}
+
+/// An agent's last check-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct AgentStatus {
+    pub name: String,
+    pub environment: String,
+    pub last_seen: i64,
+    pub last_deployment: Option<String>,
+    pub last_phase: Option<String>,
+    pub last_message: Option<String>,
+}
+
 /// Which deployments to list.
 #[derive(Debug, Clone, Default)]
 pub struct DeploymentFilter {
@@ -564,6 +587,17 @@ pub trait DeploymentStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     async fn notifications_of(&self, deployment: &str) -> Result<Vec<Notification>, StoreError>;
+
+    /// Records an agent's report of a phase (and its check-in). `false` when the same agent already
+    /// reported that phase of that deployment: a re-sent report changes nothing.
+    async fn record_agent_report(&self, report: &AgentReport) -> Result<bool, StoreError>;
+
+    /// An agent's check-in without a report (it asked for its desired state).
+    async fn agent_seen(&self, name: &str, environment: &str, now: i64) -> Result<(), StoreError>;
+
+    async fn agents(&self, environment: Option<&str>) -> Result<Vec<AgentStatus>, StoreError>;
+
+    async fn agent_reports(&self, deployment: &str) -> Result<Vec<AgentReport>, StoreError>;
 
     /// Pauses automatic deployments of an environment while the branch head is `commit_sha`.
     async fn pause_environment(&self, pause: &EnvironmentPause) -> Result<(), StoreError>;
@@ -1157,6 +1191,71 @@ macro_rules! impl_deployment_store {
             async fn notifications_of(&self, deployment: &str) -> Result<Vec<Notification>, StoreError> {
                 let sql = format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE deployment_id = $1 ORDER BY id");
                 Ok(sqlx::query_as(&sql).bind(deployment).fetch_all(&self.pool).await?)
+            }
+
+            async fn record_agent_report(&self, r: &AgentReport) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO agent_reports (deployment_id, agent, phase, message, at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (agent, deployment_id, phase) DO NOTHING",
+                )
+                .bind(&r.deployment)
+                .bind(&r.agent)
+                .bind(&r.phase)
+                .bind(&r.message)
+                .bind(r.at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                sqlx::query(
+                    "INSERT INTO agents (name, environment, last_seen, last_deployment, last_phase, last_message) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (name) DO UPDATE SET environment = excluded.environment, last_seen = excluded.last_seen, \
+                     last_deployment = excluded.last_deployment, last_phase = excluded.last_phase, last_message = excluded.last_message",
+                )
+                .bind(&r.agent)
+                .bind(&r.environment)
+                .bind(r.at)
+                .bind(&r.deployment)
+                .bind(&r.phase)
+                .bind(&r.message)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(inserted)
+            }
+
+            async fn agent_seen(&self, name: &str, environment: &str, now: i64) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO agents (name, environment, last_seen) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET environment = excluded.environment, last_seen = excluded.last_seen",
+                )
+                .bind(name)
+                .bind(environment)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn agents(&self, environment: Option<&str>) -> Result<Vec<AgentStatus>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT name, environment, last_seen, last_deployment, last_phase, last_message FROM agents \
+                     WHERE ($1 IS NULL OR environment = $1) ORDER BY environment, name",
+                )
+                .bind(environment)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn agent_reports(&self, deployment: &str) -> Result<Vec<AgentReport>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT r.deployment_id, r.agent, d.environment, r.phase, r.message, r.at FROM agent_reports r \
+                     JOIN deployments d ON d.id = r.deployment_id WHERE r.deployment_id = $1 ORDER BY r.id",
+                )
+                .bind(deployment)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn pause_environment(&self, p: &EnvironmentPause) -> Result<(), StoreError> {

@@ -16,9 +16,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use deployments::{
-    ApiToken, ApiTokenHash, Approval, AuditEntry, Deployment, DeploymentFilter, DeploymentState, DeploymentStore,
-    EnvironmentPause, Gate, NewAudit, NewDeployment, NewNotification, Notification, NotificationOutcome, PrApproval,
-    PrMerge, Role,
+    AgentReport, AgentStatus, ApiToken, ApiTokenHash, Approval, AuditEntry, Deployment, DeploymentFilter,
+    DeploymentState, DeploymentStore, EnvironmentPause, Gate, NewAudit, NewDeployment, NewNotification, Notification,
+    NotificationOutcome, PrApproval, PrMerge, Role,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
