@@ -4,6 +4,7 @@
 //! real positions, `diff` computes semantic changes and breaking changes, `policy` decides, `plan`
 //! binds it all into a digest-stamped plan.
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod controller;

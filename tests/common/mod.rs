@@ -30,6 +30,7 @@ pub mod db;
 pub mod fake_github;
 pub mod git_http;
 pub mod service;
+pub mod standin;
 
 use std::path::{Path, PathBuf};
 

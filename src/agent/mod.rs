@@ -1,0 +1,371 @@
+//! The edge agent (first slice): asks the service for its environment's desired state, trusts only a
+//! record whose signature verifies with the pinned key, for its own environment, newer than what it
+//! applied; fetches the commit, renders the environment's effective metadata with the same code as
+//! `validate` (an invalid render is refused before anything is touched), resolves `${VAR}` secrets
+//! from its own environment, writes a new release directory (fsynced, owner-only), swaps the
+//! `current` link atomically, asks Honua to reload, waits for health and checks that every expected
+//! collection is served. On failure it swaps back, reloads and reports `rolled_back` with the cause.
+//! Every phase is reported to the service.
+//!
+//! Not in this slice yet: the on-disk journal (crash recovery), the Git ledger as a second source,
+//! drift detection, heartbeats, restart for `config.yaml` changes, `honua agent` as a command.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::{ConfigRepo, EnvName};
+use crate::git::mirror::Mirror;
+use crate::plan::signing::{self, SignedRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("service {url}: {message}")]
+    Service { url: String, message: String },
+    #[error("refused record: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Apply(String),
+    #[error("local state {path}: {message}")]
+    State { path: PathBuf, message: String },
+}
+
+/// What the agent needs to know. Every field has a `HONUA_AGENT_*` twin (see `from_env`).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub server: String,
+    pub token: String,
+    pub environment: String,
+    /// The service's public key, `ed25519:<hex>`, pinned at install time.
+    pub public_key: String,
+    /// The config repository's remote (read-only credentials in `git_token`).
+    pub git_url: String,
+    pub git_token: Option<String>,
+    /// Honua's config directory: the agent owns `current` (a link to the live release) there.
+    pub target_dir: PathBuf,
+    pub metadata_file: String,
+    pub reload_url: String,
+    pub health_url: String,
+    /// `GET` listing the served collections (`{collections: [{id}]}`); post-validation is skipped without it.
+    pub collections_url: Option<String>,
+    /// Releases, mirror and the agent's own state.
+    pub state_dir: PathBuf,
+    pub health_timeout: Duration,
+    /// `KEY=VALUE` lines consulted before the agent's environment for `${VAR}` secrets.
+    pub secrets_file: Option<PathBuf>,
+}
+
+/// What the agent remembers between polls.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    /// The highest sequence applied (or refused) for the environment: older or replayed records are ignored.
+    sequence: i64,
+    deployment: Option<String>,
+    etag: Option<String>,
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollOutcome {
+    Unchanged,
+    Applied { deployment: String },
+    RolledBack { deployment: String, cause: String },
+}
+
+pub struct Agent {
+    config: AgentConfig,
+    key: VerifyingKey,
+    http: reqwest::Client,
+}
+
+fn apply_err(what: impl std::fmt::Display) -> AgentError {
+    AgentError::Apply(what.to_string())
+}
+
+/// Writes `bytes` to `path` owner-only and fsyncs it.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+/// `${VAR}` from the secrets file, then the agent's environment; a missing one refuses the deployment,
+/// named (never a value).
+fn resolve_secrets(text: &str, secrets_file: Option<&Path>) -> Result<String, AgentError> {
+    let file: Vec<(String, String)> = match secrets_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| AgentError::State { path: path.to_path_buf(), message: e.to_string() })?
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.trim().to_string(), v.to_string())))
+            .collect(),
+        None => Vec::new(),
+    };
+    let lookup =
+        |name: &str| file.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| std::env::var(name).ok());
+    crate::controller::notify::resolve_placeholders(text, lookup).map_err(|missing| {
+        AgentError::Refused(format!(
+            "`${{{missing}}}` is set neither in the secrets file nor in the agent's environment: the deployment is refused (set it, then deploy again)"
+        ))
+    })
+}
+
+impl Agent {
+    pub fn new(config: AgentConfig) -> Result<Agent, AgentError> {
+        let key = signing::parse_public_key(&config.public_key).map_err(|e| AgentError::Refused(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(90))
+            .user_agent("honua-agent")
+            .build()
+            .map_err(|e| apply_err(format!("HTTP client: {e}")))?;
+        for dir in [&config.state_dir, &config.state_dir.join("releases")] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| AgentError::State { path: dir.clone(), message: e.to_string() })?;
+        }
+        Ok(Agent { config, key, http })
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.config.state_dir.join("state.json")
+    }
+
+    fn load_state(&self) -> State {
+        std::fs::read(self.state_path()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    }
+
+    /// Replaces the state file atomically (write, fsync, rename).
+    fn save_state(&self, state: &State) -> Result<(), AgentError> {
+        let path = self.state_path();
+        let tmp = path.with_extension("json.tmp");
+        let err = |e: std::io::Error| AgentError::State { path: path.clone(), message: e.to_string() };
+        let _ = std::fs::remove_file(&tmp);
+        write_synced(&tmp, &serde_json::to_vec(state).expect("state encodes")).map_err(err)?;
+        std::fs::rename(&tmp, &path).map_err(err)?;
+        sync_dir(&self.config.state_dir).map_err(err)
+    }
+
+    async fn report(&self, deployment: &str, phase: &str, message: &str) {
+        let url = format!("{}/api/v1/agent/report", self.config.server.trim_end_matches('/'));
+        let body = serde_json::json!({ "deployment": deployment, "phase": phase, "message": message });
+        match self.http.post(&url).bearer_auth(&self.config.token).json(&body).send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => tracing::warn!(deployment, phase, status = r.status().as_u16(), "report refused"),
+            Err(_) => tracing::warn!(deployment, phase, "report not delivered: the service is unreachable"),
+        }
+    }
+
+    /// One look at the desired state, applying it if it is new. `wait` seconds of long-polling.
+    pub async fn poll_once(&self, wait: u64) -> Result<PollOutcome, AgentError> {
+        let mut state = self.load_state();
+        let url = format!(
+            "{}/api/v1/agent/desired?environment={}&wait={wait}",
+            self.config.server.trim_end_matches('/'),
+            self.config.environment
+        );
+        let service = |message: String| AgentError::Service { url: self.config.server.clone(), message };
+        let mut request = self.http.get(&url).bearer_auth(&self.config.token);
+        if let Some(etag) = &state.etag {
+            request = request.header("If-None-Match", etag);
+        }
+        let response = request.send().await.map_err(|_| service("unreachable".into()))?;
+        match response.status().as_u16() {
+            304 | 204 => return Ok(PollOutcome::Unchanged),
+            200 => {}
+            status => return Err(service(format!("HTTP {status}"))),
+        }
+        let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let body: Value = response.json().await.map_err(|e| service(format!("bad answer: {e}")))?;
+        let (Some(record), Some(signature)) = (body["record"].as_str(), body["signature"].as_str()) else {
+            return Err(AgentError::Refused("the desired state carries no signed record".into()));
+        };
+        let record = signing::verify(&self.key, record, signature).map_err(|e| AgentError::Refused(e.to_string()))?;
+        if record.environment != self.config.environment {
+            return Err(AgentError::Refused(format!(
+                "a record for `{}`; this agent serves `{}`",
+                record.environment, self.config.environment
+            )));
+        }
+        if record.sequence <= state.sequence {
+            // Already applied, or older: a replay changes nothing.
+            state.etag = etag;
+            self.save_state(&state)?;
+            return Ok(PollOutcome::Unchanged);
+        }
+        let outcome = self.apply(&record).await;
+        state.sequence = record.sequence;
+        state.deployment = Some(record.deployment.clone());
+        state.etag = etag;
+        self.save_state(&state)?;
+        outcome
+    }
+
+    async fn apply(&self, record: &SignedRecord) -> Result<PollOutcome, AgentError> {
+        let id = record.deployment.clone();
+        self.report(&id, "fetching", &format!("commit {}", &record.commit[..record.commit.len().min(7)])).await;
+        let rendered = match self.render(record).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Nothing was touched: Honua keeps what it runs.
+                self.report(&id, "failed", &e.to_string()).await;
+                return Err(e);
+            }
+        };
+        let release = self.config.state_dir.join("releases").join(format!("{:010}-{id}", record.sequence));
+        self.report(&id, "writing", "release directory").await;
+        let written = (|| -> std::io::Result<()> {
+            let _ = std::fs::remove_dir_all(&release);
+            std::fs::create_dir_all(&release)?;
+            #[cfg(unix)]
+            std::fs::set_permissions(&release, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+            write_synced(&release.join(&self.config.metadata_file), rendered.metadata.as_bytes())?;
+            sync_dir(&release)
+        })();
+        if let Err(e) = written {
+            let message = format!("could not write the release: {e}");
+            self.report(&id, "failed", &message).await;
+            return Err(apply_err(message));
+        }
+        let previous = std::fs::read_link(self.current()).ok();
+        self.report(&id, "swapping", "current → new release").await;
+        self.swap(&release).map_err(|e| apply_err(format!("swap: {e}")))?;
+        match self.reload_and_verify(&rendered.collections).await {
+            Ok(()) => {
+                self.report(&id, "completed", "healthy, every expected collection served").await;
+                Ok(PollOutcome::Applied { deployment: id })
+            }
+            Err(cause) => {
+                let restored = match &previous {
+                    Some(prev) => match self.swap(prev) {
+                        Ok(()) => self.reload_and_verify(&[]).await.map(|_| "previous release restored".to_string()),
+                        Err(e) => Err(format!("swap back: {e}")),
+                    },
+                    None => Ok("no previous release to restore".into()),
+                };
+                let message = match restored {
+                    Ok(how) => format!("{cause}; {how}"),
+                    Err(e) => format!("{cause}; restoring the previous release failed too: {e}"),
+                };
+                self.report(&id, "rolled_back", &message).await;
+                Ok(PollOutcome::RolledBack { deployment: id, cause: message })
+            }
+        }
+    }
+
+    fn current(&self) -> PathBuf {
+        self.config.target_dir.join("current")
+    }
+
+    /// Points `current` at `release` atomically: a new link beside it, renamed over it.
+    fn swap(&self, release: &Path) -> std::io::Result<()> {
+        let tmp = self.config.target_dir.join(".current.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(release, &tmp)?;
+        std::fs::rename(&tmp, self.current())?;
+        sync_dir(&self.config.target_dir)
+    }
+
+    async fn reload_and_verify(&self, expected: &[String]) -> Result<(), String> {
+        let reload = self
+            .http
+            .post(&self.config.reload_url)
+            .send()
+            .await
+            .map_err(|_| "reload: Honua unreachable".to_string())?;
+        if !reload.status().is_success() {
+            return Err(format!("reload answered HTTP {}", reload.status().as_u16()));
+        }
+        let deadline = tokio::time::Instant::now() + self.config.health_timeout;
+        loop {
+            let ready = self.http.get(&self.config.health_url).send().await.is_ok_and(|r| r.status().is_success());
+            if ready {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("not healthy within {} s", self.config.health_timeout.as_secs()));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let Some(url) = &self.config.collections_url else { return Ok(()) };
+        let served: Value = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|_| "collections: Honua unreachable".to_string())?
+            .json()
+            .await
+            .map_err(|e| format!("collections: {e}"))?;
+        let ids: Vec<&str> =
+            served["collections"].as_array().into_iter().flatten().filter_map(|c| c["id"].as_str()).collect();
+        let missing: Vec<&String> = expected.iter().filter(|e| !ids.contains(&e.as_str())).collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "post-validation: {} not served",
+                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    async fn render(&self, record: &SignedRecord) -> Result<Rendered, AgentError> {
+        let (dir, url, token, commit, env) = (
+            self.config.state_dir.join("mirror"),
+            self.config.git_url.clone(),
+            self.config.git_token.clone(),
+            record.commit.clone(),
+            EnvName::new(&record.environment),
+        );
+        let rendered = tokio::task::spawn_blocking(move || -> Result<(String, Vec<String>), AgentError> {
+            let mirror = Mirror::open(&dir, &url).map_err(apply_err)?;
+            mirror.fetch(&["refs/heads/*"], token.as_deref()).map_err(apply_err)?;
+            let repo = ConfigRepo::load_git(mirror.path(), &commit).map_err(apply_err)?;
+            let errors: Vec<String> = crate::validate::validate_repo(&repo, Some(&env))
+                .into_iter()
+                .filter(|d| d.is_error() && repo.concerns(&d.file, &env))
+                .map(|d| format!("{}:{}: {}", d.file, d.line, d.message))
+                .collect();
+            if !errors.is_empty() {
+                return Err(AgentError::Refused(format!(
+                    "the rendered configuration is invalid: {}",
+                    errors.join("; ")
+                )));
+            }
+            let effective = repo
+                .effective(&env)
+                .ok_or_else(|| AgentError::Refused(format!("`{env}` does not exist at {commit}")))?;
+            let metadata = effective.metadata.to_json();
+            let collections = metadata["layers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| Some(format!("{}::{}", l["serviceId"].as_str()?, l["id"].as_str()?)))
+                .collect();
+            Ok((serde_json::to_string_pretty(&metadata).expect("JSON encodes"), collections))
+        })
+        .await
+        .map_err(|e| apply_err(format!("render task: {e}")))??;
+        Ok(Rendered {
+            metadata: resolve_secrets(&rendered.0, self.config.secrets_file.as_deref())?,
+            collections: rendered.1,
+        })
+    }
+}
+
+struct Rendered {
+    metadata: String,
+    /// `service::layer` of every layer: what Honua must serve after the reload.
+    collections: Vec<String>,
+}

@@ -1,0 +1,175 @@
+//! The edge agent against real parts on loopback: the service (fake GitHub, SQLite), the config
+//! repository over `file://`, and a stand-in Honua that loads and validates what it is given.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fake_github::FakeGithub;
+use common::service::Service;
+use common::standin::StandIn;
+use common::Origin;
+use honua_gitops::agent::{Agent, AgentConfig, PollOutcome};
+use honua_gitops::config::{ConfigRepo, EnvName};
+use honua_gitops::server::api::{new_token, token_hash};
+use honua_gitops::store::{ApiTokenHash, DeploymentFilter, DeploymentState, Role, Store};
+
+struct Setup {
+    _github: FakeGithub,
+    origin: Origin,
+    service: Service,
+    store: Arc<dyn Store>,
+    honua: StandIn,
+    config: AgentConfig,
+    _dirs: tempfile::TempDir,
+    _db: common::db::TestDb,
+}
+
+async fn setup(environment: &str) -> Setup {
+    let db = common::db::sqlite().await;
+    let store = db.store.clone();
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let dirs = tempfile::tempdir().unwrap();
+    let target = dirs.path().join("honua");
+    std::fs::create_dir_all(&target).unwrap();
+    let honua = StandIn::start(target.clone()).await;
+    let token = new_token().unwrap();
+    let hash = token_hash(&token);
+    let agent_token = ApiTokenHash { role: Role::Agent, environment: Some(environment), hash: &hash };
+    assert!(store.create_token(&format!("{environment}-agent"), &agent_token, 0).await.unwrap());
+    let secrets = dirs.path().join("secrets.env");
+    std::fs::write(&secrets, "# the agent's secrets\nDB_PASSWORD=s3cret-pw\n").unwrap();
+    let config = AgentConfig {
+        server: service.url.clone(),
+        token,
+        environment: environment.into(),
+        public_key: service.controller.signer.public_key(),
+        git_url: format!("file://{}/city/gis-config.git", origin.git_root.display()),
+        git_token: None,
+        target_dir: target,
+        metadata_file: "metadata.json".into(),
+        reload_url: format!("{}/admin/metadata/reload", honua.url),
+        health_url: format!("{}/healthz/ready", honua.url),
+        collections_url: Some(format!("{}/ogc/collections", honua.url)),
+        state_dir: dirs.path().join("agent"),
+        health_timeout: Duration::from_secs(2),
+        secrets_file: Some(secrets),
+    };
+    Setup { _github: github, origin, service, store, honua, config, _dirs: dirs, _db: db }
+}
+
+async fn push(s: &Setup, before: &str, after: &str, delivery: &str) {
+    s.service.deliver("push", delivery, common::push_payload(before, after, "alice")).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = s.store.deployments(&DeploymentFilter { limit: 100, ..Default::default() }).await.unwrap();
+        if all.iter().filter(|d| d.commit == after).count() >= 1 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no deployment of {after}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn expected_render(s: &Setup, commit: &str, env: &str) -> serde_json::Value {
+    let repo = ConfigRepo::load_git(&s.origin.git_root.join("city/gis-config.git"), commit).unwrap();
+    let text = serde_json::to_string(&repo.effective(&EnvName::new(env)).unwrap().metadata.to_json()).unwrap();
+    serde_json::from_str(&text.replace("${DB_PASSWORD}", "s3cret-pw")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_applies_what_was_approved_and_honua_loads_exactly_the_effective_config() {
+    let s = setup("development").await;
+    let agent = Agent::new(s.config.clone()).unwrap();
+    assert_eq!(agent.poll_once(0).await.unwrap(), PollOutcome::Unchanged, "nothing approved yet");
+
+    let base = s.origin.main_sha();
+    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let PollOutcome::Applied { deployment } = agent.poll_once(0).await.unwrap() else { panic!("not applied") };
+    let d = s.store.deployment(&deployment).await.unwrap().unwrap();
+    assert_eq!(
+        (d.state, d.environment.as_str(), d.commit.as_str()),
+        (DeploymentState::Completed, "development", base.as_str())
+    );
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
+    // The release is owner-only; `current` points at it.
+    let current = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(current.join("metadata.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "readable by others: {mode:o}");
+    }
+    // Again: nothing new, nothing done.
+    assert_eq!(agent.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
+    assert_eq!(s.honua.state.lock().unwrap().reloads, 1);
+
+    // The next merge is applied on top; the phases are on the deployment.
+    let merged = s.origin.merge(&common::examples().join("honua-config-pr"));
+    push(&s, &base, &merged, "g-2").await;
+    let PollOutcome::Applied { deployment } = agent.poll_once(0).await.unwrap() else { panic!("not applied") };
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &merged, "development"));
+    let phases: Vec<String> = s.store.agent_reports(&deployment).await.unwrap().into_iter().map(|r| r.phase).collect();
+    assert_eq!(phases, ["fetching", "writing", "swapping", "completed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reload_or_a_missing_collection_rolls_back_to_the_previous_release() {
+    let s = setup("development").await;
+    let agent = Agent::new(s.config.clone()).unwrap();
+    let base = s.origin.main_sha();
+    push(&s, &"0".repeat(40), &base, "g-1").await;
+    assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
+    let good = s.honua.state.lock().unwrap().loaded.clone().unwrap();
+    let good_release = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+
+    // The merge adds `transportation::bike_lanes`; Honua does not serve it after the reload.
+    let merged = s.origin.merge(&common::examples().join("honua-config-pr"));
+    push(&s, &base, &merged, "g-2").await;
+    s.honua.state.lock().unwrap().hide_collection = Some("transportation::bike_lanes".into());
+    let PollOutcome::RolledBack { deployment, cause } = agent.poll_once(0).await.unwrap() else {
+        panic!("not rolled back")
+    };
+    assert!(cause.contains("`transportation::bike_lanes` not served"), "{cause}");
+    assert!(cause.contains("previous release restored"), "{cause}");
+    assert_eq!(std::fs::read_link(s.config.target_dir.join("current")).unwrap(), good_release);
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), good, "Honua runs the previous config again");
+    assert_eq!(s.store.deployment(&deployment).await.unwrap().unwrap().state, DeploymentState::RolledBack);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_refuses_the_deployment_before_anything_is_touched() {
+    let s = setup("development").await;
+    std::fs::write(s.config.secrets_file.as_ref().unwrap(), "OTHER=1\n").unwrap();
+    let agent = Agent::new(s.config.clone()).unwrap();
+    push(&s, &"0".repeat(40), &s.origin.main_sha(), "g-1").await;
+    let err = agent.poll_once(0).await.unwrap_err().to_string();
+    assert!(err.contains("`${DB_PASSWORD}` is set neither"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    assert!(!s.config.target_dir.join("current").exists(), "nothing was swapped");
+    assert_eq!(s.honua.state.lock().unwrap().reloads, 0);
+    let d = s
+        .store
+        .deployments(&DeploymentFilter { limit: 10, environment: Some("development".into()), ..Default::default() })
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(d.state, DeploymentState::Failed);
+    let report = s.store.agent_reports(&d.id).await.unwrap().pop().unwrap();
+    assert!(report.message.contains("DB_PASSWORD") && !report.message.contains("s3cret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_does_not_verify_is_refused() {
+    let mut s = setup("development").await;
+    // An agent that pinned another key: the service's records do not verify.
+    s.config.public_key = honua_gitops::plan::signing::Signer::from_secret(&[7u8; 32]).unwrap().public_key();
+    let agent = Agent::new(s.config.clone()).unwrap();
+    push(&s, &"0".repeat(40), &s.origin.main_sha(), "g-1").await;
+    let err = agent.poll_once(0).await.unwrap_err().to_string();
+    assert!(err.contains("signature does not verify"), "{err}");
+    assert_eq!(s.honua.state.lock().unwrap().reloads, 0);
+}
