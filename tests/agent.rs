@@ -57,6 +57,7 @@ async fn setup(environment: &str) -> Setup {
         state_dir: dirs.path().join("agent"),
         health_timeout: Duration::from_secs(2),
         secrets_file: Some(secrets),
+        crash_after: None,
     };
     Setup { _github: github, origin, service, store, honua, config, _dirs: dirs, _db: db }
 }
@@ -172,4 +173,77 @@ async fn a_record_that_does_not_verify_is_refused() {
     let err = agent.poll_once(0).await.unwrap_err().to_string();
     assert!(err.contains("signature does not verify"), "{err}");
     assert_eq!(s.honua.state.lock().unwrap().reloads, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_error_or_a_server_that_never_turns_ready_rolls_back() {
+    let s = setup("development").await;
+    let agent = Agent::new(s.config.clone()).unwrap();
+    let base = s.origin.main_sha();
+    push(&s, &"0".repeat(40), &base, "g-1").await;
+    assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
+    let good_release = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+
+    // Reload answers 500: swap back. The restore's own reload fails too, and the report says so.
+    let merged = s.origin.merge(&common::examples().join("honua-config-pr"));
+    push(&s, &base, &merged, "g-2").await;
+    s.honua.state.lock().unwrap().fail_reloads = true;
+    let PollOutcome::RolledBack { cause, .. } = agent.poll_once(0).await.unwrap() else { panic!("not rolled back") };
+    assert!(cause.starts_with("reload answered HTTP 500"), "{cause}");
+    assert!(cause.contains("restoring the previous release failed too"), "{cause}");
+    assert_eq!(std::fs::read_link(s.config.target_dir.join("current")).unwrap(), good_release);
+
+    // Reloads work again but Honua never turns ready: the health timeout rolls back.
+    {
+        let mut h = s.honua.state.lock().unwrap();
+        h.fail_reloads = false;
+        h.unhealthy = true;
+    }
+    let fixed = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config-pr"), fixed.path());
+    let meta = fixed.path().join("environments/development/metadata.yaml");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, text.replacen("title:", "title: Again ", 1)).unwrap();
+    let newer = s.origin.merge(fixed.path());
+    push(&s, &merged, &newer, "g-3").await;
+    let PollOutcome::RolledBack { cause, deployment } = agent.poll_once(0).await.unwrap() else {
+        panic!("not rolled back")
+    };
+    assert!(cause.starts_with("not healthy within 2 s"), "{cause}");
+    assert_eq!(std::fs::read_link(s.config.target_dir.join("current")).unwrap(), good_release);
+    assert_eq!(s.store.deployment(&deployment).await.unwrap().unwrap().state, DeploymentState::RolledBack);
+}
+
+/// The agent dies (as with SIGKILL: nothing after the journal entry runs) at each phase of an apply;
+/// a restarted agent converges to the new release fully verified, and the service learns it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_any_apply_phase_converges_after_restart() {
+    for phase in ["writing", "swapping", "swapped"] {
+        let s = setup("development").await;
+        let base = s.origin.main_sha();
+        push(&s, &"0".repeat(40), &base, "g-1").await;
+        let crashing = Agent::new(AgentConfig { crash_after: Some(phase.into()), ..s.config.clone() }).unwrap();
+        let err = crashing.poll_once(0).await.unwrap_err().to_string();
+        assert!(err.contains("crashed after"), "{phase}: {err}");
+        let reloads_before = s.honua.state.lock().unwrap().reloads;
+        assert_eq!(reloads_before, 0, "{phase}: Honua never saw the interrupted apply");
+
+        let restarted = Agent::new(s.config.clone()).unwrap();
+        // Before the swap the partial release is discarded and the deployment applied from scratch;
+        // after it, the live release is verified. Either way one poll converges.
+        let outcome = restarted.poll_once(0).await.unwrap();
+        let PollOutcome::Applied { deployment } = outcome else { panic!("{phase}: {outcome:?}") };
+        assert_eq!(
+            s.store.deployment(&deployment).await.unwrap().unwrap().state,
+            DeploymentState::Completed,
+            "{phase}"
+        );
+        assert_eq!(
+            s.honua.state.lock().unwrap().loaded.clone().unwrap(),
+            expected_render(&s, &base, "development"),
+            "{phase}"
+        );
+        assert!(!s.config.state_dir.join("journal.json").exists(), "{phase}: journal cleared");
+        assert_eq!(restarted.poll_once(0).await.unwrap(), PollOutcome::Unchanged, "{phase}: converged once");
+    }
 }

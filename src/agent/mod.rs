@@ -7,8 +7,11 @@
 //! collection is served. On failure it swaps back, reloads and reports `rolled_back` with the cause.
 //! Every phase is reported to the service.
 //!
-//! Not in this slice yet: the on-disk journal (crash recovery), the Git ledger as a second source,
-//! drift detection, heartbeats, restart for `config.yaml` changes, `honua agent` as a command.
+//! An on-disk journal, written before each step that touches the release or the link, lets a restart
+//! converge (see [`Agent::recover`]).
+//!
+//! Not in this slice yet: the Git ledger as a second source, drift detection, heartbeats, restart for
+//! `config.yaml` changes, `honua agent` as a command.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,6 +35,9 @@ pub enum AgentError {
     Apply(String),
     #[error("local state {path}: {message}")]
     State { path: PathBuf, message: String },
+    /// Only with `crash_after` (tests): the process "died" after this journal phase.
+    #[error("crashed after `{0}` (fault injection)")]
+    Crashed(String),
 }
 
 /// What the agent needs to know. Every field has a `HONUA_AGENT_*` twin (see `from_env`).
@@ -57,6 +63,21 @@ pub struct AgentConfig {
     pub health_timeout: Duration,
     /// `KEY=VALUE` lines consulted before the agent's environment for `${VAR}` secrets.
     pub secrets_file: Option<PathBuf>,
+    /// Fault injection for crash tests: stop dead (as a SIGKILL would) right after the journal
+    /// records this phase (`writing`, `swapping` or `swapped`).
+    pub crash_after: Option<String>,
+}
+
+/// Written (fsynced, renamed into place) before each step that touches the release or the `current`
+/// link, so a restart knows exactly where an apply stopped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Journal {
+    deployment: String,
+    sequence: i64,
+    phase: String,
+    release: PathBuf,
+    previous: Option<PathBuf>,
+    expected: Vec<String>,
 }
 
 /// What the agent remembers between polls.
@@ -168,6 +189,9 @@ impl Agent {
 
     /// One look at the desired state, applying it if it is new. `wait` seconds of long-polling.
     pub async fn poll_once(&self, wait: u64) -> Result<PollOutcome, AgentError> {
+        if let Some(outcome) = self.recover().await? {
+            return Ok(outcome);
+        }
         let mut state = self.load_state();
         let url = format!(
             "{}/api/v1/agent/desired?environment={}&wait={wait}",
@@ -204,6 +228,9 @@ impl Agent {
             return Ok(PollOutcome::Unchanged);
         }
         let outcome = self.apply(&record).await;
+        if matches!(outcome, Err(AgentError::Crashed(_))) {
+            return outcome;
+        }
         state.sequence = record.sequence;
         state.deployment = Some(record.deployment.clone());
         state.etag = etag;
@@ -223,6 +250,15 @@ impl Agent {
             }
         };
         let release = self.config.state_dir.join("releases").join(format!("{:010}-{id}", record.sequence));
+        let mut journal = Journal {
+            deployment: id.clone(),
+            sequence: record.sequence,
+            phase: "writing".into(),
+            release: release.clone(),
+            previous: std::fs::read_link(self.current()).ok(),
+            expected: rendered.collections.clone(),
+        };
+        self.journal(Some(&journal))?;
         self.report(&id, "writing", "release directory").await;
         let written = (|| -> std::io::Result<()> {
             let _ = std::fs::remove_dir_all(&release);
@@ -237,10 +273,20 @@ impl Agent {
             self.report(&id, "failed", &message).await;
             return Err(apply_err(message));
         }
-        let previous = std::fs::read_link(self.current()).ok();
+        journal.phase = "swapping".into();
+        self.journal(Some(&journal))?;
         self.report(&id, "swapping", "current → new release").await;
         self.swap(&release).map_err(|e| apply_err(format!("swap: {e}")))?;
-        match self.reload_and_verify(&rendered.collections).await {
+        journal.phase = "swapped".into();
+        self.journal(Some(&journal))?;
+        self.finish(&journal).await
+    }
+
+    /// Reload and verify the new release; roll back to the previous one on failure. The journal is
+    /// removed once the outcome is reported.
+    async fn finish(&self, journal: &Journal) -> Result<PollOutcome, AgentError> {
+        let (id, previous) = (journal.deployment.clone(), journal.previous.clone());
+        let outcome = match self.reload_and_verify(&journal.expected).await {
             Ok(()) => {
                 self.report(&id, "completed", "healthy, every expected collection served").await;
                 Ok(PollOutcome::Applied { deployment: id })
@@ -260,7 +306,65 @@ impl Agent {
                 self.report(&id, "rolled_back", &message).await;
                 Ok(PollOutcome::RolledBack { deployment: id, cause: message })
             }
+        };
+        self.journal(None)?;
+        outcome
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.config.state_dir.join("journal.json")
+    }
+
+    /// Records (or, with `None`, clears) the journal durably; then honours `crash_after`.
+    fn journal(&self, entry: Option<&Journal>) -> Result<(), AgentError> {
+        let path = self.journal_path();
+        let err = |e: std::io::Error| AgentError::State { path: path.clone(), message: e.to_string() };
+        match entry {
+            Some(j) => {
+                let tmp = path.with_extension("json.tmp");
+                let _ = std::fs::remove_file(&tmp);
+                write_synced(&tmp, &serde_json::to_vec(j).expect("journal encodes")).map_err(err)?;
+                std::fs::rename(&tmp, &path).map_err(err)?;
+            }
+            None => match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(err(e)),
+            },
         }
+        sync_dir(&self.config.state_dir).map_err(err)?;
+        if let (Some(j), Some(crash)) = (entry, &self.config.crash_after) {
+            if &j.phase == crash {
+                return Err(AgentError::Crashed(j.phase.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a restart: converge from wherever the journal says the last apply stopped. Before the
+    /// swap, the partial release is discarded and the deployment applied again from scratch; after it
+    /// (or during it), the live release is verified, and restored to the previous one if it fails.
+    pub async fn recover(&self) -> Result<Option<PollOutcome>, AgentError> {
+        let Ok(bytes) = std::fs::read(self.journal_path()) else { return Ok(None) };
+        let journal: Journal = serde_json::from_slice(&bytes)
+            .map_err(|e| AgentError::State { path: self.journal_path(), message: e.to_string() })?;
+        tracing::warn!(deployment = %journal.deployment, phase = %journal.phase, "recovering an interrupted apply");
+        if journal.phase == "writing" {
+            let _ = std::fs::remove_dir_all(&journal.release);
+            self.journal(None)?;
+            return Ok(None);
+        }
+        // `swapping`: the rename may or may not have happened; make sure the new release is live, then
+        // verify it exactly as the interrupted apply would have.
+        if std::fs::read_link(self.current()).ok().as_deref() != Some(journal.release.as_path()) {
+            self.swap(&journal.release).map_err(|e| apply_err(format!("swap: {e}")))?;
+        }
+        let outcome = self.finish(&journal).await?;
+        let mut state = self.load_state();
+        state.sequence = state.sequence.max(journal.sequence);
+        state.deployment = Some(journal.deployment.clone());
+        self.save_state(&state)?;
+        Ok(Some(outcome))
     }
 
     fn current(&self) -> PathBuf {
