@@ -247,3 +247,60 @@ async fn a_crash_at_any_apply_phase_converges_after_restart() {
         assert_eq!(restarted.poll_once(0).await.unwrap(), PollOutcome::Unchanged, "{phase}: converged once");
     }
 }
+
+fn agent_process(config: &AgentConfig, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_honua"));
+    cmd.arg("agent").args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in [
+        ("HONUA_AGENT_SERVER", config.server.clone()),
+        ("HONUA_AGENT_TOKEN", config.token.clone()),
+        ("HONUA_AGENT_ENVIRONMENT", config.environment.clone()),
+        ("HONUA_AGENT_PUBLIC_KEY", config.public_key.clone()),
+        ("HONUA_AGENT_GIT_URL", config.git_url.clone()),
+        ("HONUA_AGENT_TARGET_DIR", config.target_dir.display().to_string()),
+        ("HONUA_AGENT_RELOAD_URL", config.reload_url.clone()),
+        ("HONUA_AGENT_HEALTH_URL", config.health_url.clone()),
+        ("HONUA_AGENT_COLLECTIONS_URL", config.collections_url.clone().unwrap()),
+        ("HONUA_AGENT_STATE_DIR", config.state_dir.display().to_string()),
+        ("HONUA_AGENT_SECRETS_FILE", config.secrets_file.as_ref().unwrap().display().to_string()),
+        ("HONUA_AGENT_HEALTH_TIMEOUT", "2".into()),
+    ] {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honua_agent_checks_its_prerequisites_and_applies_once_as_a_process() {
+    let s = setup("development").await;
+    std::fs::create_dir_all(&s.config.state_dir).unwrap();
+    let config = s.config.clone();
+    let out = tokio::task::spawn_blocking(move || agent_process(&config, &["--check"])).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for line in ["ok    service:", "ok    git:", "ok    target directory:", "ok    honua:"] {
+        assert!(text.contains(line), "{line} missing: {text}");
+    }
+    assert!(!text.contains(&s.config.token), "the token is never printed");
+
+    let bad = AgentConfig { token: "honua_wrong".into(), ..s.config.clone() };
+    let out = tokio::task::spawn_blocking(move || agent_process(&bad, &["--check"])).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL  service: the token is refused"), "{text}");
+
+    let missing = AgentConfig { public_key: "ed25519:nope".into(), ..s.config.clone() };
+    let out = tokio::task::spawn_blocking(move || agent_process(&missing, &["--check"])).await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "a bad setting: the agent cannot start");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HONUA_AGENT_PUBLIC_KEY"), "{out:?}");
+
+    push(&s, &"0".repeat(40), &s.origin.main_sha(), "g-1").await;
+    let config = s.config.clone();
+    let out = tokio::task::spawn_blocking(move || agent_process(&config, &["--once"])).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Applied"), "{out:?}");
+    assert_eq!(
+        s.honua.state.lock().unwrap().loaded.clone().unwrap(),
+        expected_render(&s, &s.origin.main_sha(), "development")
+    );
+}

@@ -11,7 +11,7 @@
 //! converge (see [`Agent::recover`]).
 //!
 //! Not in this slice yet: the Git ledger as a second source, drift detection, heartbeats, restart for
-//! `config.yaml` changes, `honua agent` as a command.
+//! `config.yaml` changes, the `gitops:` block of Honua's own sample, snapshots for `requireBackup`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,8 +40,10 @@ pub enum AgentError {
     Crashed(String),
 }
 
-/// What the agent needs to know. Every field has a `HONUA_AGENT_*` twin (see `from_env`).
-#[derive(Debug, Clone)]
+pub mod settings;
+
+/// What the agent needs to know. Every field has a flag and a `HONUA_AGENT_*` twin ([`settings`]).
+#[derive(Clone)]
 pub struct AgentConfig {
     pub server: String,
     pub token: String,
@@ -365,6 +367,80 @@ impl Agent {
         state.deployment = Some(journal.deployment.clone());
         self.save_state(&state)?;
         Ok(Some(outcome))
+    }
+
+    /// `honua agent --check`: one line per prerequisite, `Err` with what to do.
+    pub async fn check(&self) -> Vec<(String, Result<String, String>)> {
+        let c = &self.config;
+        let mut out = vec![("signing key".to_string(), Ok(c.public_key.clone()))];
+        let url = format!("{}/api/v1/agent/desired?environment={}&wait=0", c.server, c.environment);
+        let service = match self.http.get(&url).bearer_auth(&c.token).send().await {
+            Ok(r) => match r.status().as_u16() {
+                200 | 204 | 304 => Ok(format!("{} answers; the token serves `{}`", c.server, c.environment)),
+                401 => {
+                    Err("the token is refused (unknown or revoked): create one with `honua token create --role agent`"
+                        .into())
+                }
+                403 => Err(format!("the token is not an agent token of `{}`", c.environment)),
+                status => Err(format!("{} answered HTTP {status}", c.server)),
+            },
+            Err(_) => Err(format!("{} is unreachable", c.server)),
+        };
+        out.push(("service".into(), service));
+        let (dir, git_url, token) = (c.state_dir.join("mirror"), c.git_url.clone(), c.git_token.clone());
+        let git = tokio::task::spawn_blocking(move || {
+            Mirror::open(&dir, &git_url)
+                .and_then(|m| m.fetch(&["refs/heads/*"], token.as_deref()))
+                .map(|_| "the config repository can be fetched".to_string())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        out.push(("git".into(), git));
+        for (name, dir) in [("target directory", &c.target_dir), ("state directory", &c.state_dir)] {
+            let probe = dir.join(".honua-agent-check");
+            let writable = std::fs::write(&probe, b"").and_then(|_| std::fs::remove_file(&probe));
+            out.push((
+                name.into(),
+                writable
+                    .map(|_| format!("{} is writable", dir.display()))
+                    .map_err(|e| format!("{}: {e}", dir.display())),
+            ));
+        }
+        let honua = match self.http.get(&c.health_url).send().await {
+            Ok(r) => Ok(format!("{} answers HTTP {}", c.health_url, r.status().as_u16())),
+            Err(_) => Err(format!("{} is unreachable: is Honua running?", c.health_url)),
+        };
+        out.push(("honua".into(), honua));
+        out
+    }
+
+    /// Polls until `stop` turns true, long-polling the service; failures back off (1 s … 60 s, with
+    /// jitter) and never stop the loop: Honua keeps serving what it runs meanwhile.
+    pub async fn run(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
+        loop {
+            let wait = match self.poll_once(30).await {
+                Ok(outcome) => {
+                    failures = 0;
+                    if outcome != PollOutcome::Unchanged {
+                        tracing::info!(?outcome, "apply finished");
+                    }
+                    Duration::from_millis(100)
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let base = Duration::from_secs((1u64 << failures.min(6)).min(60));
+                    let jitter = Duration::from_millis(u64::from(std::process::id() % 1000));
+                    tracing::warn!(error = %e, retry_in_s = base.as_secs(), "poll failed");
+                    base + jitter
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return,
+            }
+        }
     }
 
     fn current(&self) -> PathBuf {

@@ -69,9 +69,30 @@ pub enum Command {
         HONUA_GITHUB_WEBHOOK_SECRET=… honua serve --listen 0.0.0.0:8080"
     )]
     Serve(ServeCommand),
+    /// Run the edge agent: apply approved, signed deployments of one environment to a Honua server.
+    #[command(
+        after_help = "Every setting is a flag, a HONUA_AGENT_* environment variable, or a key of --config (snake_case).\n\n\
+        Examples:\n  honua agent --config /etc/honua/agent.yaml --check\n  honua agent --config /etc/honua/agent.yaml"
+    )]
+    Agent(AgentCommand),
     /// Manage API tokens (stored hashed in the service's database; a token is shown once).
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct AgentCommand {
+    /// A YAML file with the settings (flags and environment variables win over it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Check every prerequisite (service, token, key, Git, directories, Honua), one line each, and exit.
+    #[arg(long)]
+    pub check: bool,
+    /// Poll once (apply what is new) and exit.
+    #[arg(long)]
+    pub once: bool,
+    #[command(flatten)]
+    pub settings: crate::agent::settings::AgentArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -211,6 +232,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Render(args) => render_command(args),
         Command::Serve(args) => serve_command(args),
         Command::Token(TokenCommand::Create(args)) => token_create_command(args),
+        Command::Agent(args) => agent_command(args),
     }
 }
 
@@ -438,6 +460,45 @@ fn token_create_command(args: TokenCreateArgs) -> Result<ExitCode> {
         store.record_audit(&audit, crate::store::now_ms()).await?;
         eprintln!("Token `{}` ({}) created. It is shown once; keep it in a secret store:", args.name, role.as_str());
         println!("{token}");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn agent_command(args: AgentCommand) -> Result<ExitCode> {
+    let config = args.settings.resolve(args.config.as_deref()).context("honua agent cannot start")?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HONUA_LOG").unwrap_or_else(|_| "info".into()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let agent = crate::agent::Agent::new(config).context("honua agent cannot start")?;
+        if args.check {
+            let mut failed = false;
+            for (what, result) in agent.check().await {
+                match result {
+                    Ok(detail) => println!("ok    {what}: {detail}"),
+                    Err(problem) => {
+                        failed = true;
+                        println!("FAIL  {what}: {problem}");
+                    }
+                }
+            }
+            return Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS });
+        }
+        if args.once {
+            let outcome = agent.poll_once(0).await?;
+            println!("{outcome:?}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            crate::server::shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        tracing::info!("honua agent: polling");
+        agent.run(stopped).await;
         Ok(ExitCode::SUCCESS)
     })
 }

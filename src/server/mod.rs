@@ -217,7 +217,7 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

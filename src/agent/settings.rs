@@ -1,0 +1,161 @@
+//! `honua agent` settings: flags, `HONUA_AGENT_*` environment variables, then an optional YAML file.
+//! Secrets (the token, the Git token) are never printed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::AgentConfig;
+
+#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct AgentArgs {
+    /// The service's URL (`https://gitops.example.org`).
+    #[arg(long, env = "HONUA_AGENT_SERVER")]
+    pub server: Option<String>,
+    /// The agent token (`honua token create --role agent --environment ENV`).
+    #[arg(long, env = "HONUA_AGENT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[arg(long, env = "HONUA_AGENT_ENVIRONMENT")]
+    pub environment: Option<String>,
+    /// The service's signing key, `ed25519:<hex>` (`GET /api/v1/signing-key`), pinned at install.
+    #[arg(long, env = "HONUA_AGENT_PUBLIC_KEY")]
+    pub public_key: Option<String>,
+    /// The config repository (read-only access is enough).
+    #[arg(long, env = "HONUA_AGENT_GIT_URL")]
+    pub git_url: Option<String>,
+    #[arg(long, env = "HONUA_AGENT_GIT_TOKEN", hide_env_values = true)]
+    pub git_token: Option<String>,
+    /// Honua's configuration directory; the agent maintains the `current` link in it.
+    #[arg(long, env = "HONUA_AGENT_TARGET_DIR")]
+    pub target_dir: Option<PathBuf>,
+    #[arg(long, env = "HONUA_AGENT_METADATA_FILE")]
+    pub metadata_file: Option<String>,
+    #[arg(long, env = "HONUA_AGENT_RELOAD_URL")]
+    pub reload_url: Option<String>,
+    #[arg(long, env = "HONUA_AGENT_HEALTH_URL")]
+    pub health_url: Option<String>,
+    #[arg(long, env = "HONUA_AGENT_COLLECTIONS_URL")]
+    pub collections_url: Option<String>,
+    #[arg(long, env = "HONUA_AGENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Seconds to wait for health and post-validation after a reload.
+    #[arg(long, env = "HONUA_AGENT_HEALTH_TIMEOUT")]
+    pub health_timeout: Option<u64>,
+    /// `KEY=VALUE` lines for `${VAR}` secrets (the agent's environment is read after it).
+    #[arg(long, env = "HONUA_AGENT_SECRETS_FILE")]
+    pub secrets_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct AgentSettingsError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn bad(setting: &'static str, problem: impl Into<String>) -> AgentSettingsError {
+    AgentSettingsError { setting, problem: problem.into() }
+}
+
+fn url(setting: &'static str, value: Option<String>, default: Option<&str>) -> Result<String, AgentSettingsError> {
+    let value = value.or(default.map(str::to_string)).ok_or_else(|| bad(setting, "not set"))?;
+    let parsed = url::Url::parse(&value).map_err(|e| bad(setting, format!("`{value}` is not a URL ({e})")))?;
+    if !["http", "https", "file"].contains(&parsed.scheme()) {
+        return Err(bad(setting, format!("`{value}`: use an http(s) URL")));
+    }
+    Ok(value)
+}
+
+impl AgentArgs {
+    fn or(self, o: AgentArgs) -> AgentArgs {
+        AgentArgs {
+            server: self.server.or(o.server),
+            token: self.token.or(o.token),
+            environment: self.environment.or(o.environment),
+            public_key: self.public_key.or(o.public_key),
+            git_url: self.git_url.or(o.git_url),
+            git_token: self.git_token.or(o.git_token),
+            target_dir: self.target_dir.or(o.target_dir),
+            metadata_file: self.metadata_file.or(o.metadata_file),
+            reload_url: self.reload_url.or(o.reload_url),
+            health_url: self.health_url.or(o.health_url),
+            collections_url: self.collections_url.or(o.collections_url),
+            state_dir: self.state_dir.or(o.state_dir),
+            health_timeout: self.health_timeout.or(o.health_timeout),
+            secrets_file: self.secrets_file.or(o.secrets_file),
+        }
+    }
+
+    /// Every setting checked, each problem named with what to do.
+    pub fn resolve(self, file: Option<&Path>) -> Result<AgentConfig, AgentSettingsError> {
+        let from_file = match file {
+            Some(path) => {
+                let bytes =
+                    std::fs::read(path).map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
+                let text = crate::config::yaml::decode(&bytes)
+                    .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?;
+                let node = crate::config::yaml::parse(text, crate::config::node::FileId(0))
+                    .map_err(|e| bad("--config", format!("{}:{e}", path.display())))?;
+                serde_json::from_value(node.to_json())
+                    .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?
+            }
+            None => AgentArgs::default(),
+        };
+        let a = self.or(from_file);
+        let environment = a
+            .environment
+            .ok_or_else(|| bad("HONUA_AGENT_ENVIRONMENT", "not set; the environment this agent serves"))?;
+        let public_key = a
+            .public_key
+            .ok_or_else(|| bad("HONUA_AGENT_PUBLIC_KEY", "not set; pin the key `GET /api/v1/signing-key` shows"))?;
+        crate::plan::signing::parse_public_key(&public_key)
+            .map_err(|e| bad("HONUA_AGENT_PUBLIC_KEY", e.to_string()))?;
+        let token = a.token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+            bad(
+                "HONUA_AGENT_TOKEN",
+                format!("not set; create one with `honua token create --role agent --environment {environment}`"),
+            )
+        })?;
+        Ok(AgentConfig {
+            server: url("HONUA_AGENT_SERVER", a.server, None)?.trim_end_matches('/').to_string(),
+            token,
+            public_key,
+            git_url: url("HONUA_AGENT_GIT_URL", a.git_url, None)?,
+            git_token: a.git_token,
+            target_dir: a
+                .target_dir
+                .ok_or_else(|| bad("HONUA_AGENT_TARGET_DIR", "not set; Honua's configuration directory"))?,
+            metadata_file: a.metadata_file.unwrap_or_else(|| "metadata.json".into()),
+            reload_url: url(
+                "HONUA_AGENT_RELOAD_URL",
+                a.reload_url,
+                Some("http://127.0.0.1:5000/admin/metadata/reload"),
+            )?,
+            health_url: url("HONUA_AGENT_HEALTH_URL", a.health_url, Some("http://127.0.0.1:5000/healthz/ready"))?,
+            collections_url: a
+                .collections_url
+                .map(|u| url("HONUA_AGENT_COLLECTIONS_URL", Some(u), None))
+                .transpose()?,
+            state_dir: a.state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/honua-agent")),
+            health_timeout: Duration::from_secs(a.health_timeout.unwrap_or(120)),
+            secrets_file: a.secrets_file,
+            crash_after: None,
+            environment,
+        })
+    }
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("server", &self.server)
+            .field("environment", &self.environment)
+            .field("public_key", &self.public_key)
+            .field("git_url", &self.git_url)
+            .field("target_dir", &self.target_dir)
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
