@@ -304,3 +304,41 @@ async fn honua_agent_checks_its_prerequisites_and_applies_once_as_a_process() {
         expected_render(&s, &s.origin.main_sha(), "development")
     );
 }
+
+/// With the service down, the agent applies what the Git ledger holds (verified with the pinned key)
+/// and keeps its reports; when the service is back, the reports arrive and the state is true again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_service_down_the_agent_applies_from_the_git_ledger_and_reports_later() {
+    let s = setup("development").await;
+    let base = s.origin.main_sha();
+    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let dev = loop {
+        let entries = s
+            .origin
+            .repo
+            .refname_to_id(honua_gitops::git::ledger::LEDGER_REF)
+            .ok()
+            .map(|oid| honua_gitops::git::ledger::read(&s.origin.repo, oid).unwrap())
+            .unwrap_or_default();
+        if let Some(e) = entries.into_iter().find(|e| e.environment == "development") {
+            break e.deployment;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the ledger never got development's record");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // Port 9 (discard) on loopback: nothing listens, the service is unreachable.
+    let offline = Agent::new(AgentConfig { server: "http://127.0.0.1:9".into(), ..s.config.clone() }).unwrap();
+    assert_eq!(offline.poll_once(0).await.unwrap(), PollOutcome::Applied { deployment: dev.clone() });
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
+    assert_eq!(s.store.deployment(&dev).await.unwrap().unwrap().state, DeploymentState::Approved, "not told yet");
+    assert!(s.config.state_dir.join("pending-reports.json").exists());
+    assert_eq!(offline.poll_once(0).await.unwrap(), PollOutcome::Unchanged, "a replay from the ledger changes nothing");
+
+    // The service is back: the kept reports arrive, in order, and nothing is applied twice.
+    let online = Agent::new(s.config.clone()).unwrap();
+    assert_eq!(online.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
+    assert_eq!(s.store.deployment(&dev).await.unwrap().unwrap().state, DeploymentState::Completed);
+    assert_eq!(s.honua.state.lock().unwrap().reloads, 1);
+}

@@ -10,7 +10,10 @@
 //! An on-disk journal, written before each step that touches the release or the link, lets a restart
 //! converge (see [`Agent::recover`]).
 //!
-//! Not in this slice yet: the Git ledger as a second source, drift detection, heartbeats, restart for
+//! When the service is unreachable the agent reads the Git ledger (`refs/honua/ledger`) instead, and
+//! keeps its reports on disk until the service answers again.
+//!
+//! Not in this slice yet: drift detection, heartbeats, restart for
 //! `config.yaml` changes, the `gitops:` block of Honua's own sample, snapshots for `requireBackup`.
 
 use std::io::Write;
@@ -179,14 +182,103 @@ impl Agent {
         sync_dir(&self.config.state_dir).map_err(err)
     }
 
-    async fn report(&self, deployment: &str, phase: &str, message: &str) {
-        let url = format!("{}/api/v1/agent/report", self.config.server.trim_end_matches('/'));
-        let body = serde_json::json!({ "deployment": deployment, "phase": phase, "message": message });
-        match self.http.post(&url).bearer_auth(&self.config.token).json(&body).send().await {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => tracing::warn!(deployment, phase, status = r.status().as_u16(), "report refused"),
-            Err(_) => tracing::warn!(deployment, phase, "report not delivered: the service is unreachable"),
+    fn pending_path(&self) -> PathBuf {
+        self.config.state_dir.join("pending-reports.json")
+    }
+
+    fn pending(&self) -> Vec<Value> {
+        std::fs::read(self.pending_path()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    }
+
+    fn save_pending(&self, pending: &[Value]) {
+        let path = self.pending_path();
+        let tmp = path.with_extension("json.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let saved = write_synced(&tmp, &serde_json::to_vec(pending).expect("reports encode"))
+            .and_then(|_| std::fs::rename(&tmp, &path));
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "could not keep a pending report");
         }
+    }
+
+    /// `true` when the service took it (or refused it for good); `false` when it was unreachable.
+    async fn send_report(&self, body: &Value) -> bool {
+        let url = format!("{}/api/v1/agent/report", self.config.server.trim_end_matches('/'));
+        match self.http.post(&url).bearer_auth(&self.config.token).json(body).send().await {
+            Ok(r) if r.status().is_success() => true,
+            Ok(r) if r.status().is_server_error() => false,
+            Ok(r) => {
+                tracing::warn!(report = %body, status = r.status().as_u16(), "report refused");
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Reports a phase; when the service is unreachable the report is kept on disk and re-sent by the
+    /// next poll (the service takes reports idempotently).
+    async fn report(&self, deployment: &str, phase: &str, message: &str) {
+        let body = serde_json::json!({ "deployment": deployment, "phase": phase, "message": message });
+        let mut pending = self.pending();
+        if pending.is_empty() && self.send_report(&body).await {
+            return;
+        }
+        tracing::warn!(deployment, phase, "report kept: the service is unreachable");
+        pending.push(body);
+        self.save_pending(&pending);
+    }
+
+    /// Re-sends kept reports, in order, until the service is unreachable again.
+    async fn flush_reports(&self) {
+        let mut pending = self.pending();
+        let mut sent = 0;
+        for body in &pending {
+            if !self.send_report(body).await {
+                break;
+            }
+            sent += 1;
+        }
+        if sent > 0 {
+            pending.drain(..sent);
+            self.save_pending(&pending);
+        }
+    }
+
+    /// The desired state from the Git ledger: the highest-sequence record of this environment whose
+    /// signature verifies and whose windows are open now. Used when the service is unreachable.
+    async fn desired_from_ledger(&self) -> Result<Option<SignedRecord>, AgentError> {
+        let (dir, url, token, key, env) = (
+            self.config.state_dir.join("mirror"),
+            self.config.git_url.clone(),
+            self.config.git_token.clone(),
+            self.key,
+            self.config.environment.clone(),
+        );
+        tokio::task::spawn_blocking(move || -> Result<Option<SignedRecord>, AgentError> {
+            let mirror = Mirror::open(&dir, &url).map_err(apply_err)?;
+            mirror.fetch(&[crate::git::ledger::LEDGER_REF], token.as_deref()).map_err(apply_err)?;
+            let repo = git2::Repository::open_bare(mirror.path()).map_err(|e| apply_err(e.message()))?;
+            let Ok(head) = repo.refname_to_id(crate::git::ledger::LEDGER_REF) else { return Ok(None) };
+            let entries = crate::git::ledger::read(&repo, head).map_err(|e| apply_err(e.message()))?;
+            let now = chrono::Utc::now();
+            let mut best: Option<SignedRecord> = None;
+            for e in entries.iter().filter(|e| e.environment == env) {
+                // A forged or altered entry fails here, whoever could write the ref.
+                let Ok(record) = signing::verify(&key, &e.record, &e.signature) else {
+                    tracing::warn!(entry = %e.path(), "ledger entry does not verify; ignored");
+                    continue;
+                };
+                if record.environment != env || !e.windows.at(now).allowed_now {
+                    continue;
+                }
+                if best.as_ref().is_none_or(|b| record.sequence > b.sequence) {
+                    best = Some(record);
+                }
+            }
+            Ok(best)
+        })
+        .await
+        .map_err(|e| apply_err(format!("ledger task: {e}")))?
     }
 
     /// One look at the desired state, applying it if it is new. `wait` seconds of long-polling.
@@ -194,6 +286,7 @@ impl Agent {
         if let Some(outcome) = self.recover().await? {
             return Ok(outcome);
         }
+        self.flush_reports().await;
         let mut state = self.load_state();
         let url = format!(
             "{}/api/v1/agent/desired?environment={}&wait={wait}",
@@ -205,7 +298,27 @@ impl Agent {
         if let Some(etag) = &state.etag {
             request = request.header("If-None-Match", etag);
         }
-        let response = request.send().await.map_err(|_| service("unreachable".into()))?;
+        let response = match request.send().await {
+            Ok(r) if !r.status().is_server_error() => r,
+            _ => {
+                // The service is down: the Git ledger is the other source of approved records.
+                let Some(record) = self.desired_from_ledger().await? else {
+                    return Err(service("unreachable, and the Git ledger holds nothing newer".into()));
+                };
+                if record.sequence <= state.sequence {
+                    return Ok(PollOutcome::Unchanged);
+                }
+                tracing::info!(deployment = %record.deployment, "service unreachable: applying from the Git ledger");
+                let outcome = self.apply(&record).await;
+                if matches!(outcome, Err(AgentError::Crashed(_))) {
+                    return outcome;
+                }
+                state.sequence = record.sequence;
+                state.deployment = Some(record.deployment.clone());
+                self.save_state(&state)?;
+                return outcome;
+            }
+        };
         match response.status().as_u16() {
             304 | 204 => return Ok(PollOutcome::Unchanged),
             200 => {}

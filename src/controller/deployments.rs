@@ -560,6 +560,7 @@ impl Controller {
                     deployment: d.id.clone(),
                     record: d.record.clone()?,
                     signature: d.signature.clone()?,
+                    windows: d.windows.clone(),
                 })
             })
             .collect();

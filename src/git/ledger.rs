@@ -21,6 +21,10 @@ pub struct LedgerEntry {
     pub record: String,
     /// Ed25519 signature of `record`, hex.
     pub signature: String,
+    /// The environment's deployment windows and blackouts when it was approved (not signed: they only
+    /// ever delay a deployment), so an agent reading the ledger still waits for its window.
+    #[serde(default)]
+    pub windows: crate::policy::window::Rules,
 }
 
 impl LedgerEntry {
