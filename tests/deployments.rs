@@ -600,6 +600,15 @@ async fn agents_long_poll_their_desired_state_and_report_phases(store: Arc<dyn S
     let (_, agents) = api.call("GET", "/api/v1/agents", Some(&approver), None).await;
     let agent = agents["agents"].as_array().unwrap().iter().find(|a| a["name"] == "dev-agent-1").unwrap().clone();
     assert_eq!((agent["environment"].as_str(), agent["last_phase"].as_str()), (Some("development"), Some("completed")));
+    assert_eq!((agent["stale"].as_bool(), agent["healthy"].as_bool()), (Some(false), Some(true)));
+    // An agent not heard of for more than three check-ins is stale, and never shown healthy.
+    let long_ago = honua_gitops::store::now_ms() - honua_gitops::server::api::AGENT_STALE_AFTER_MS - 1_000;
+    store.agent_seen("dev-agent-2", "development", long_ago).await.unwrap();
+    let (_, envs) = api.call("GET", "/api/v1/environments", Some(&approver), None).await;
+    let development =
+        envs["environments"].as_array().unwrap().iter().find(|e| e["environment"] == "development").unwrap();
+    let quiet = development["agents"].as_array().unwrap().iter().find(|a| a["name"] == "dev-agent-2").unwrap();
+    assert_eq!((quiet["stale"].as_bool(), quiet["healthy"].as_bool()), (Some(true), Some(false)));
 }
 
 on_both_stores!(

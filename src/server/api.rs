@@ -237,6 +237,8 @@ async fn environments(caller: Caller, State(c): State<Arc<Controller>>) -> Resul
     for d in &all {
         seen.entry((d.repository.clone(), d.environment.clone())).or_insert_with(Vec::new).push(d);
     }
+    let agents = c.store.agents(None).await?;
+    let now = crate::store::now_ms();
     let mut out = Vec::new();
     for ((repository, environment), list) in seen {
         let current = list.iter().find(|d| d.state == DeploymentState::Completed);
@@ -255,6 +257,7 @@ async fn environments(caller: Caller, State(c): State<Arc<Controller>>) -> Resul
             "current": current.map(|d| summary(d)),
             "pending": pending.map(|d| summary(d)),
             "last": last.map(|d| summary(d)),
+            "agents": agents.iter().filter(|a| a.environment == environment).map(|a| agent_json(a, now)).collect::<Vec<_>>(),
         }));
     }
     Ok(Json(json!({ "environments": out })))
@@ -486,7 +489,28 @@ async fn agents(
     Query(q): Query<AgentsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    Ok(Json(json!({ "agents": c.store.agents(q.environment.as_deref()).await? })))
+    let now = crate::store::now_ms();
+    let agents = c.store.agents(q.environment.as_deref()).await?;
+    Ok(Json(json!({ "agents": agents.iter().map(|a| agent_json(a, now)).collect::<Vec<_>>() })))
+}
+
+/// An agent checks in at least every 30 s (its long-poll); three missed check-ins make it stale.
+pub const AGENT_STALE_AFTER_MS: i64 = 3 * 60_000;
+
+/// An agent as the API shows it: a stale agent is never shown as healthy.
+fn agent_json(a: &crate::store::AgentStatus, now: i64) -> serde_json::Value {
+    let stale = now - a.last_seen > AGENT_STALE_AFTER_MS;
+    let healthy = !stale && !matches!(a.last_phase.as_deref(), Some("failed" | "rolled_back"));
+    json!({
+        "name": a.name,
+        "environment": a.environment,
+        "last_seen": chrono::DateTime::from_timestamp_millis(a.last_seen),
+        "last_deployment": a.last_deployment,
+        "last_phase": a.last_phase,
+        "last_message": a.last_message,
+        "stale": stale,
+        "healthy": healthy,
+    })
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
