@@ -52,11 +52,6 @@ fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
 }
 
-fn load_policy(repo: &ConfigRepo) -> Policy {
-    let envs: Vec<String> = repo.environments().map(|e| e.to_string()).collect();
-    repo.policy.as_ref().map(|p| Policy::load(&p.root, &repo.sources, &envs, &mut Vec::new())).unwrap_or_default()
-}
-
 impl Controller {
     pub(super) async fn handle_comment(&self, c: CommentEvent) -> Result<(), JobError> {
         let Some(command) = commands::parse(&c.body) else { return Ok(()) };
@@ -195,7 +190,7 @@ impl Controller {
         breaking: bool,
     ) -> Result<Vec<Outcome>, JobError> {
         let planned = self.plan_pull_request(gh, &c.repo, c.number, &pr.head_sha, &pr.base_ref).await?;
-        let policy = load_policy(&planned.base);
+        let policy = Policy::of(&planned.base);
         let targets: Vec<String> = if environments.is_empty() {
             planned.plans.iter().filter(|p| p.decision != Decision::Auto).map(|p| p.environment.to_string()).collect()
         } else {
@@ -282,7 +277,7 @@ impl Controller {
         pr: &PullRequestHeads,
     ) -> Result<Policy, JobError> {
         let planned = self.plan_pull_request(gh, repo, number, &pr.head_sha, &pr.base_ref).await?;
-        Ok(load_policy(&planned.base))
+        Ok(Policy::of(&planned.base))
     }
 
     /// The policy a deployment is judged by: that of the commit its environment runs (its first
@@ -293,7 +288,7 @@ impl Controller {
         tokio::task::spawn_blocking(move || {
             let mirror = Mirror::open(&mirrors, &url).map_err(|e| JobError::Git(e.to_string()))?;
             let repo = ConfigRepo::load_git(mirror.path(), &rev).map_err(|e| JobError::Git(e.to_string()))?;
-            Ok(load_policy(&repo))
+            Ok(Policy::of(&repo))
         })
         .await
         .map_err(|e| JobError::Git(format!("policy task: {e}")))?

@@ -105,13 +105,7 @@ pub(super) fn short(sha: &str) -> &str {
 
 /// The policy `repo` carries for `env` (the cautious default when it has none).
 pub(super) fn env_policy(repo: &ConfigRepo, env: &str) -> crate::policy::EnvironmentPolicy {
-    let envs: Vec<String> = repo.environments().map(|e| e.to_string()).collect();
-    let policy = repo
-        .policy
-        .as_ref()
-        .map(|p| crate::policy::Policy::load(&p.root, &repo.sources, &envs, &mut Vec::new()))
-        .unwrap_or_default();
-    policy.for_env(env).0
+    crate::policy::Policy::of(repo).for_env(env).0
 }
 
 fn same_policy(a: &ConfigRepo, b: &ConfigRepo) -> bool {

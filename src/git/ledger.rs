@@ -120,10 +120,7 @@ pub fn publish(mirror: &Mirror, entries: &[LedgerEntry], token: Option<&str>) ->
 fn remote_has_local_head(mirror: &Mirror, token: Option<&str>) -> Result<bool, GitError> {
     let local = mirror.repo().refname_to_id(LEDGER_REF).ok();
     let mut remote = mirror.repo().remote_anonymous(mirror.url()).map_err(|e| read_err(mirror, "ledger remote", e))?;
-    let mut callbacks = git2::RemoteCallbacks::new();
-    if let Some(token) = token.map(str::to_string) {
-        callbacks.credentials(move |_, _, _| git2::Cred::userpass_plaintext("x-access-token", &token));
-    }
+    let callbacks = super::mirror::credentials(token);
     let connection = remote
         .connect_auth(git2::Direction::Fetch, Some(callbacks), None)
         .map_err(|e| read_err(mirror, "ledger remote", e))?;

@@ -90,7 +90,7 @@ impl Mirror {
 }
 
 /// Credentials for a fetch or push: the installation token as `x-access-token`, offered once.
-fn credentials(token: Option<&str>) -> RemoteCallbacks<'static> {
+pub(crate) fn credentials(token: Option<&str>) -> RemoteCallbacks<'static> {
     let mut callbacks = RemoteCallbacks::new();
     if let Some(token) = token {
         let token = token.to_string();

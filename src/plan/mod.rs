@@ -68,13 +68,7 @@ pub fn build_with_policy(
     only: Option<&EnvName>,
     at: DateTime<Utc>,
 ) -> PlanSet {
-    let mut ignored = Vec::new();
-    let envs: Vec<String> = policy_source.environments().map(|e| e.to_string()).collect();
-    let policy = policy_source
-        .policy
-        .as_ref()
-        .map(|p| Policy::load(&p.root, &policy_source.sources, &envs, &mut ignored))
-        .unwrap_or_default();
+    let policy = Policy::of(policy_source);
     let policy_changed = match (&policy_source.policy, &to.policy) {
         (Some(a), Some(b)) => !values::same(&a.root, &b.root),
         (None, None) => false,

@@ -161,6 +161,13 @@ impl Policy {
     }
 
     /// The policy of `env`; the cautious default when the policy does not mention it.
+    /// The policy a loaded repository carries (the cautious default when it has none). Problems in it
+    /// are `validate`'s to report; here an entry that does not load falls back to the default.
+    pub fn of(repo: &crate::config::ConfigRepo) -> Policy {
+        let envs: Vec<String> = repo.environments().map(|e| e.to_string()).collect();
+        repo.policy.as_ref().map(|p| Policy::load(&p.root, &repo.sources, &envs, &mut Vec::new())).unwrap_or_default()
+    }
+
     pub fn for_env(&self, env: &str) -> (EnvironmentPolicy, bool) {
         match self.environments.get(env) {
             Some(p) => (p.clone(), true),
