@@ -15,5 +15,6 @@ pub mod github;
 pub mod plan;
 pub mod policy;
 pub mod server;
+pub mod standin;
 pub mod store;
 pub mod validate;

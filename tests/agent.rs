@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use common::fake_github::FakeGithub;
 use common::service::Service;
-use common::standin::StandIn;
 use common::Origin;
 use honua_gitops::agent::{Agent, AgentConfig, PollOutcome};
 use honua_gitops::config::{ConfigRepo, EnvName};
 use honua_gitops::server::api::{new_token, token_hash};
+use honua_gitops::standin::StandIn;
 use honua_gitops::store::{ApiTokenHash, DeploymentFilter, DeploymentState, Role, Store};
 
 struct Setup {
@@ -52,9 +52,15 @@ async fn setup(environment: &str) -> Setup {
         target_dir: target,
         metadata_file: "metadata.json".into(),
         reload_url: format!("{}/admin/metadata/reload", honua.url),
+        reload_token: None,
+        reload_command: None,
+        restart_command: None,
+        snapshot_url: Some(format!("{}/admin/snapshots", honua.url)),
+        server_config_file: "config.yaml".into(),
         health_url: format!("{}/healthz/ready", honua.url),
         collections_url: Some(format!("{}/ogc/collections", honua.url)),
         state_dir: dirs.path().join("agent"),
+        keep_releases: 5,
         health_timeout: Duration::from_secs(2),
         secrets_file: Some(secrets),
         crash_after: None,
@@ -73,6 +79,20 @@ async fn push(s: &Setup, before: &str, after: &str, delivery: &str) {
         assert!(tokio::time::Instant::now() < deadline, "no deployment of {after}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn approve_waiting(s: &Setup, environment: &str) {
+    let waiting = s
+        .store
+        .deployments(&DeploymentFilter {
+            environment: Some(environment.into()),
+            states: vec![DeploymentState::AwaitingApproval],
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    s.service.controller.approve(&waiting[0].id, "alice", "api", false, chrono::Utc::now()).await.unwrap();
 }
 
 fn expected_render(s: &Setup, commit: &str, env: &str) -> serde_json::Value {
@@ -114,7 +134,7 @@ async fn the_agent_applies_what_was_approved_and_honua_loads_exactly_the_effecti
     let PollOutcome::Applied { deployment } = agent.poll_once(0).await.unwrap() else { panic!("not applied") };
     assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &merged, "development"));
     let phases: Vec<String> = s.store.agent_reports(&deployment).await.unwrap().into_iter().map(|r| r.phase).collect();
-    assert_eq!(phases, ["fetching", "writing", "swapping", "completed"]);
+    assert_eq!(phases, ["fetching", "writing", "swapping", "reloading", "completed"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,30 +202,47 @@ async fn a_reload_error_or_a_server_that_never_turns_ready_rolls_back() {
     let base = s.origin.main_sha();
     push(&s, &"0".repeat(40), &base, "g-1").await;
     assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
+
+    // This commit's policy gives development 2 s to turn healthy; as what runs, it judges the next ones.
+    // A policy edit needs an approval, even in development.
+    let quick = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config-pr"), quick.path());
+    let policy = quick.path().join(".gitops/deployment-policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, text.replacen("healthCheckTimeout: 60", "healthCheckTimeout: 2", 1)).unwrap();
+    let merged = s.origin.merge(quick.path());
+    push(&s, &base, &merged, "g-2").await;
+    approve_waiting(&s, "development").await;
+    assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
     let good_release = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+    let retitled = |title: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        common::copy_tree(quick.path(), dir.path());
+        let meta = dir.path().join("environments/development/metadata.yaml");
+        let text = std::fs::read_to_string(&meta).unwrap();
+        std::fs::write(&meta, text.replacen("title:", &format!("title: {title} "), 1)).unwrap();
+        dir
+    };
 
     // Reload answers 500: swap back. The restore's own reload fails too, and the report says so.
-    let merged = s.origin.merge(&common::examples().join("honua-config-pr"));
-    push(&s, &base, &merged, "g-2").await;
+    let first = retitled("Again");
+    let newer = s.origin.merge(first.path());
+    push(&s, &merged, &newer, "g-3").await;
     s.honua.state.lock().unwrap().fail_reloads = true;
     let PollOutcome::RolledBack { cause, .. } = agent.poll_once(0).await.unwrap() else { panic!("not rolled back") };
     assert!(cause.starts_with("reload answered HTTP 500"), "{cause}");
     assert!(cause.contains("restoring the previous release failed too"), "{cause}");
     assert_eq!(std::fs::read_link(s.config.target_dir.join("current")).unwrap(), good_release);
 
-    // Reloads work again but Honua never turns ready: the health timeout rolls back.
+    // Reloads work again but Honua never turns ready: the policy's 2 s health timeout rolls back.
     {
         let mut h = s.honua.state.lock().unwrap();
         h.fail_reloads = false;
         h.unhealthy = true;
     }
-    let fixed = tempfile::tempdir().unwrap();
-    common::copy_tree(&common::examples().join("honua-config-pr"), fixed.path());
-    let meta = fixed.path().join("environments/development/metadata.yaml");
-    let text = std::fs::read_to_string(&meta).unwrap();
-    std::fs::write(&meta, text.replacen("title:", "title: Again ", 1)).unwrap();
-    let newer = s.origin.merge(fixed.path());
-    push(&s, &merged, &newer, "g-3").await;
+    let second = retitled("Once more");
+    let newest = s.origin.merge(second.path());
+    push(&s, &newer, &newest, "g-4").await;
     let PollOutcome::RolledBack { cause, deployment } = agent.poll_once(0).await.unwrap() else {
         panic!("not rolled back")
     };

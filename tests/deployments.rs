@@ -597,10 +597,42 @@ async fn agents_long_poll_their_desired_state_and_report_phases(store: Arc<dyn S
     let phases: Vec<_> =
         detail["reports"].as_array().unwrap().iter().map(|r| r["phase"].as_str().unwrap().to_string()).collect();
     assert_eq!(phases, ["fetching", "swapping", "completed"], "one record per phase");
+    // Heartbeats carry commit, health, version and sync status; health and sync are separate axes.
+    let beat = |health: &str, sync: &str, drifted: serde_json::Value| {
+        serde_json::json!({
+            "deployment": id, "commit": d.commit, "sequence": d.sequence, "health": health,
+            "version": "0.1.0", "sync": sync, "drifted": drifted, "last_result": format!("{id} completed"),
+        })
+    };
+    let (status, _) =
+        api.call("POST", "/api/v1/agent/heartbeat", Some(&dev_agent), Some(beat("healthy", "synced", json!([])))).await;
+    assert_eq!(status, 204);
     let (_, agents) = api.call("GET", "/api/v1/agents", Some(&approver), None).await;
     let agent = agents["agents"].as_array().unwrap().iter().find(|a| a["name"] == "dev-agent-1").unwrap().clone();
     assert_eq!((agent["environment"].as_str(), agent["last_phase"].as_str()), (Some("development"), Some("completed")));
     assert_eq!((agent["stale"].as_bool(), agent["healthy"].as_bool()), (Some(false), Some(true)));
+    assert_eq!((agent["commit"].as_str(), agent["version"].as_str()), (Some(d.commit.as_str()), Some("0.1.0")));
+    // A hand edit: healthy but drifted, audited once with the paths, whatever the number of beats.
+    for _ in 0..2 {
+        let drifted = beat("healthy", "drifted", json!(["metadata.json"]));
+        let (status, _) = api.call("POST", "/api/v1/agent/heartbeat", Some(&dev_agent), Some(drifted)).await;
+        assert_eq!(status, 204);
+    }
+    let (status, env) = api.call("GET", "/api/v1/environments/development", Some(&approver), None).await;
+    assert_eq!(status, 200, "{env}");
+    let view = &env["repositories"][0];
+    assert_eq!((view["sync"].as_str(), view["health"].as_str()), (Some("drifted"), Some("healthy")), "{env}");
+    assert_eq!(view["agents"][0]["drifted"], json!(["metadata.json"]));
+    assert_eq!(view["current"]["id"].as_str(), Some(id.as_str()));
+    let drift: Vec<_> =
+        store.audit(0, None, 500).await.unwrap().into_iter().filter(|e| e.action == "agent.drift").collect();
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert!(drift[0].message.contains("metadata.json"), "{}", drift[0].message);
+    let (status, _) = api.call("GET", "/api/v1/environments/nowhere", Some(&approver), None).await;
+    assert_eq!(status, 404);
+    let (status, _) =
+        api.call("POST", "/api/v1/agent/heartbeat", Some(&approver), Some(beat("healthy", "synced", json!([])))).await;
+    assert_eq!(status, 403, "only agents send heartbeats");
     // An agent not heard of for more than three check-ins is stale, and never shown healthy.
     let long_ago = honua_gitops::store::now_ms() - honua_gitops::server::api::AGENT_STALE_AFTER_MS - 1_000;
     store.agent_seen("dev-agent-2", "development", long_ago).await.unwrap();

@@ -123,6 +123,7 @@ fn new_deployment(id: &str, env: &str, sequence: i64, state: DeploymentState) ->
         gate: Gate::Approval,
         reasons: vec!["autoApprove is false for this environment".into()],
         windows: Default::default(),
+        safety: None,
         notifications: serde_json::Value::Null,
         cause: "push".into(),
         approvals: Vec::new(),

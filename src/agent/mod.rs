@@ -13,8 +13,13 @@
 //! When the service is unreachable the agent reads the Git ledger (`refs/honua/ledger`) instead, and
 //! keeps its reports on disk until the service answers again.
 //!
-//! Not in this slice yet: drift detection, heartbeats, restart for
-//! `config.yaml` changes, the `gitops:` block of Honua's own sample, snapshots for `requireBackup`.
+//! Every poll also checks that what Honua is configured with is byte-for-byte the release the agent
+//! wrote (a manifest of SHA-256 per file, kept outside Honua's directory): a hand edit is reported as
+//! drift with the changed paths, and restored when the environment's policy says `selfHeal`. Each poll
+//! sends a heartbeat (commit, health, version, sync status, last result).
+//!
+//! How a deployment is applied (health timeout, rollback on failure, backup, self-heal) comes from the
+//! signed record, so it is what the policy said when the deployment was approved.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -60,11 +65,24 @@ pub struct AgentConfig {
     pub target_dir: PathBuf,
     pub metadata_file: String,
     pub reload_url: String,
+    /// Sent as a bearer token with the reload, restart-less snapshot and collection requests.
+    pub reload_token: Option<String>,
+    /// Run (`sh -c`) instead of the reload request when set.
+    pub reload_command: Option<String>,
+    /// Run (`sh -c`) instead of a reload when the server configuration (`config.yaml`) changed.
+    pub restart_command: Option<String>,
+    /// `POST`ed before the swap when the policy says `requireBackup` (Honua's snapshot API).
+    pub snapshot_url: Option<String>,
+    /// The server configuration's file name in a release (written when the environment has a `config.yaml`).
+    pub server_config_file: String,
     pub health_url: String,
     /// `GET` listing the served collections (`{collections: [{id}]}`); post-validation is skipped without it.
     pub collections_url: Option<String>,
     /// Releases, mirror and the agent's own state.
     pub state_dir: PathBuf,
+    /// Releases kept besides the live one and the one before it.
+    pub keep_releases: usize,
+    /// Used when a record carries no `safety` (records signed before it existed).
     pub health_timeout: Duration,
     /// `KEY=VALUE` lines consulted before the agent's environment for `${VAR}` secrets.
     pub secrets_file: Option<PathBuf>,
@@ -83,6 +101,18 @@ struct Journal {
     release: PathBuf,
     previous: Option<PathBuf>,
     expected: Vec<String>,
+    /// The server configuration changed: restart Honua instead of reloading it.
+    #[serde(default)]
+    restart: bool,
+    #[serde(default)]
+    safety: Option<signing::ApplySafety>,
+}
+
+/// What a release holds, kept outside Honua's reach: the record it renders and each file's SHA-256.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Manifest {
+    record: SignedRecord,
+    files: std::collections::BTreeMap<String, String>,
 }
 
 /// What the agent remembers between polls.
@@ -92,6 +122,9 @@ struct State {
     sequence: i64,
     deployment: Option<String>,
     etag: Option<String>,
+    /// The outcome of the last apply or restore, for heartbeats.
+    #[serde(default)]
+    last_result: Option<String>,
 }
 
 /// What one poll did.
@@ -121,6 +154,11 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 fn sync_dir(path: &Path) -> std::io::Result<()> {
@@ -287,6 +325,7 @@ impl Agent {
             return Ok(outcome);
         }
         self.flush_reports().await;
+        self.heartbeat().await;
         let mut state = self.load_state();
         let url = format!(
             "{}/api/v1/agent/desired?environment={}&wait={wait}",
@@ -313,9 +352,7 @@ impl Agent {
                 if matches!(outcome, Err(AgentError::Crashed(_))) {
                     return outcome;
                 }
-                state.sequence = record.sequence;
-                state.deployment = Some(record.deployment.clone());
-                self.save_state(&state)?;
+                self.applied(&record, None)?;
                 return outcome;
             }
         };
@@ -346,11 +383,20 @@ impl Agent {
         if matches!(outcome, Err(AgentError::Crashed(_))) {
             return outcome;
         }
-        state.sequence = record.sequence;
-        state.deployment = Some(record.deployment.clone());
-        state.etag = etag;
-        self.save_state(&state)?;
+        self.applied(&record, etag)?;
         outcome
+    }
+
+    /// Remembers that `record` was dealt with (applied, rolled back or refused): never again.
+    fn applied(&self, record: &SignedRecord, etag: Option<String>) -> Result<(), AgentError> {
+        // Re-read: the apply recorded its result in the state meanwhile.
+        let mut state = self.load_state();
+        state.sequence = state.sequence.max(record.sequence);
+        state.deployment = Some(record.deployment.clone());
+        if etag.is_some() {
+            state.etag = etag;
+        }
+        self.save_state(&state)
     }
 
     async fn apply(&self, record: &SignedRecord) -> Result<PollOutcome, AgentError> {
@@ -364,24 +410,50 @@ impl Agent {
                 return Err(e);
             }
         };
+        let safety = record.safety.clone();
+        if safety.as_ref().is_some_and(|s| s.require_backup) {
+            if let Err(e) = self.snapshot().await {
+                let message = format!("requireBackup: {e}; nothing was changed");
+                self.report(&id, "failed", &message).await;
+                return Err(apply_err(message));
+            }
+        }
         let release = self.config.state_dir.join("releases").join(format!("{:010}-{id}", record.sequence));
+        let previous = std::fs::read_link(self.current()).ok();
+        let old_server_config =
+            previous.as_ref().and_then(|p| std::fs::read(p.join(&self.config.server_config_file)).ok());
+        let restart = old_server_config.as_deref() != rendered.server_config.as_ref().map(|c| c.as_bytes())
+            && (previous.is_some() || rendered.server_config.is_some());
         let mut journal = Journal {
             deployment: id.clone(),
             sequence: record.sequence,
             phase: "writing".into(),
             release: release.clone(),
-            previous: std::fs::read_link(self.current()).ok(),
+            previous,
             expected: rendered.collections.clone(),
+            restart,
+            safety,
         };
         self.journal(Some(&journal))?;
         self.report(&id, "writing", "release directory").await;
+        let mut files = vec![(self.config.metadata_file.clone(), rendered.metadata.as_bytes())];
+        if let Some(config) = &rendered.server_config {
+            files.push((self.config.server_config_file.clone(), config.as_bytes()));
+        }
         let written = (|| -> std::io::Result<()> {
             let _ = std::fs::remove_dir_all(&release);
             std::fs::create_dir_all(&release)?;
             #[cfg(unix)]
             std::fs::set_permissions(&release, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-            write_synced(&release.join(&self.config.metadata_file), rendered.metadata.as_bytes())?;
-            sync_dir(&release)
+            for (name, bytes) in &files {
+                write_synced(&release.join(name), bytes)?;
+            }
+            sync_dir(&release)?;
+            let manifest = Manifest {
+                record: record.clone(),
+                files: files.iter().map(|(name, bytes)| (name.clone(), sha256_hex(bytes))).collect(),
+            };
+            self.save_manifest(&release, &manifest)
         })();
         if let Err(e) = written {
             let message = format!("could not write the release: {e}");
@@ -397,19 +469,32 @@ impl Agent {
         self.finish(&journal).await
     }
 
-    /// Reload and verify the new release; roll back to the previous one on failure. The journal is
-    /// removed once the outcome is reported.
+    /// Reload (or restart) and verify the new release; on failure roll back to the previous one unless
+    /// the policy says `rollbackOnFailure: false`. The journal is removed once the outcome is reported.
     async fn finish(&self, journal: &Journal) -> Result<PollOutcome, AgentError> {
         let (id, previous) = (journal.deployment.clone(), journal.previous.clone());
-        let outcome = match self.reload_and_verify(&journal.expected).await {
+        let timeout =
+            journal.safety.as_ref().map_or(self.config.health_timeout, |s| Duration::from_secs(s.health_check_timeout));
+        let rollback = journal.safety.as_ref().is_none_or(|s| s.rollback_on_failure);
+        self.report(&id, "reloading", &self.reload_how(journal.restart)).await;
+        let outcome = match self.reload_and_verify(&journal.expected, journal.restart, timeout).await {
             Ok(()) => {
-                self.report(&id, "completed", "healthy, every expected collection served").await;
-                Ok(PollOutcome::Applied { deployment: id })
+                let how = if journal.restart { "restarted" } else { "reloaded" };
+                self.report(&id, "completed", &format!("{how}; healthy, every expected collection served")).await;
+                Ok(PollOutcome::Applied { deployment: id.clone() })
+            }
+            Err(cause) if !rollback => {
+                let message = format!("{cause}; left in place: the policy says rollbackOnFailure: false");
+                self.report(&id, "failed", &message).await;
+                Err(apply_err(message))
             }
             Err(cause) => {
                 let restored = match &previous {
                     Some(prev) => match self.swap(prev) {
-                        Ok(()) => self.reload_and_verify(&[]).await.map(|_| "previous release restored".to_string()),
+                        Ok(()) => self
+                            .reload_and_verify(&[], journal.restart, timeout)
+                            .await
+                            .map(|_| "previous release restored".to_string()),
                         Err(e) => Err(format!("swap back: {e}")),
                     },
                     None => Ok("no previous release to restore".into()),
@@ -419,11 +504,28 @@ impl Agent {
                     Err(e) => format!("{cause}; restoring the previous release failed too: {e}"),
                 };
                 self.report(&id, "rolled_back", &message).await;
-                Ok(PollOutcome::RolledBack { deployment: id, cause: message })
+                Ok(PollOutcome::RolledBack { deployment: id.clone(), cause: message })
             }
         };
+        let mut state = self.load_state();
+        state.last_result = Some(match &outcome {
+            Ok(PollOutcome::RolledBack { cause, .. }) => format!("{id} rolled back: {cause}"),
+            Ok(_) => format!("{id} completed"),
+            Err(e) => format!("{id} failed: {e}"),
+        });
+        self.save_state(&state)?;
         self.journal(None)?;
+        self.prune_releases(journal.previous.as_deref());
         outcome
+    }
+
+    fn reload_how(&self, restart: bool) -> String {
+        match (restart, &self.config.restart_command, &self.config.reload_command) {
+            (true, Some(_), _) => "the server configuration changed: restarting Honua".into(),
+            (true, None, _) => "the server configuration changed but no restart command is set: reloading only (set HONUA_AGENT_RESTART_COMMAND)".into(),
+            (false, _, Some(_)) => "running the reload command".into(),
+            (false, _, None) => format!("POST {}", self.config.reload_url),
+        }
     }
 
     fn journal_path(&self) -> PathBuf {
@@ -570,31 +672,71 @@ impl Agent {
         sync_dir(&self.config.target_dir)
     }
 
-    async fn reload_and_verify(&self, expected: &[String]) -> Result<(), String> {
-        let reload = self
-            .http
-            .post(&self.config.reload_url)
-            .send()
+    /// Runs an operator's command (`sh -c`); its exit status decides.
+    async fn run_command(what: &str, command: &str) -> Result<(), String> {
+        let output = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(std::process::Stdio::null())
+            .output()
             .await
-            .map_err(|_| "reload: Honua unreachable".to_string())?;
-        if !reload.status().is_success() {
-            return Err(format!("reload answered HTTP {}", reload.status().as_u16()));
+            .map_err(|e| format!("{what} command could not start: {e}"))?;
+        if output.status.success() {
+            return Ok(());
         }
-        let deadline = tokio::time::Instant::now() + self.config.health_timeout;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        Err(format!(
+            "{what} command failed ({}): {}",
+            output.status,
+            stderr.trim().chars().take(500).collect::<String>()
+        ))
+    }
+
+    fn with_admin(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.config.reload_token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Honua's snapshot API, when configured (`requireBackup`); the previous release is kept regardless.
+    async fn snapshot(&self) -> Result<(), String> {
+        let Some(url) = &self.config.snapshot_url else { return Ok(()) };
+        match self.with_admin(self.http.post(url)).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("the snapshot request answered HTTP {}", r.status().as_u16())),
+            Err(_) => Err(format!("{url} is unreachable")),
+        }
+    }
+
+    async fn reload_and_verify(&self, expected: &[String], restart: bool, timeout: Duration) -> Result<(), String> {
+        match (restart, &self.config.restart_command, &self.config.reload_command) {
+            (true, Some(command), _) => Self::run_command("restart", command).await?,
+            (_, _, Some(command)) => Self::run_command("reload", command).await?,
+            _ => {
+                let reload = self
+                    .with_admin(self.http.post(&self.config.reload_url))
+                    .send()
+                    .await
+                    .map_err(|_| "reload: Honua unreachable".to_string())?;
+                if !reload.status().is_success() {
+                    return Err(format!("reload answered HTTP {}", reload.status().as_u16()));
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let ready = self.http.get(&self.config.health_url).send().await.is_ok_and(|r| r.status().is_success());
-            if ready {
+            if self.healthy().await {
                 break;
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(format!("not healthy within {} s", self.config.health_timeout.as_secs()));
+                return Err(format!("not healthy within {} s", timeout.as_secs()));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let Some(url) = &self.config.collections_url else { return Ok(()) };
         let served: Value = self
-            .http
-            .get(url)
+            .with_admin(self.http.get(url))
             .send()
             .await
             .map_err(|_| "collections: Honua unreachable".to_string())?
@@ -613,6 +755,182 @@ impl Agent {
         Ok(())
     }
 
+    async fn healthy(&self) -> bool {
+        self.http
+            .get(&self.config.health_url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+
+    fn manifest_path(&self, release: &Path) -> PathBuf {
+        let name = release.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.config.state_dir.join("manifests").join(format!("{name}.json"))
+    }
+
+    fn save_manifest(&self, release: &Path, manifest: &Manifest) -> std::io::Result<()> {
+        let path = self.manifest_path(release);
+        let dir = path.parent().expect("manifests live in a directory");
+        std::fs::create_dir_all(dir)?;
+        let tmp = path.with_extension("json.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        write_synced(&tmp, &serde_json::to_vec(manifest).expect("manifests encode"))?;
+        std::fs::rename(&tmp, &path)?;
+        sync_dir(dir)
+    }
+
+    fn load_manifest(&self, release: &Path) -> Option<Manifest> {
+        std::fs::read(self.manifest_path(release)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    /// Keeps the live release, the one before it and the newest `keep_releases` others; removes the rest
+    /// (and their manifests). Only directories under the agent's own `releases` are ever removed.
+    fn prune_releases(&self, previous: Option<&Path>) {
+        let root = self.config.state_dir.join("releases");
+        let live = std::fs::read_link(self.current()).ok();
+        let Ok(entries) = std::fs::read_dir(&root) else { return };
+        let mut releases: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        releases.sort();
+        releases.reverse();
+        let mut kept = 0;
+        for release in releases {
+            if Some(&release) == live.as_ref() || Some(release.as_path()) == previous {
+                continue;
+            }
+            if kept < self.config.keep_releases {
+                kept += 1;
+                continue;
+            }
+            if std::fs::remove_dir_all(&release).is_ok() {
+                let _ = std::fs::remove_file(self.manifest_path(&release));
+            }
+        }
+    }
+
+    /// What differs between the live release and its manifest: changed, added or removed files, or a
+    /// `current` link that no longer points at a release the agent wrote. Empty when in sync; `None`
+    /// before the agent applied anything.
+    fn drift(&self) -> Option<(PathBuf, Manifest, Vec<String>)> {
+        let live = std::fs::read_link(self.current()).ok()?;
+        let releases = self.config.state_dir.join("releases");
+        let Some(manifest) = live.starts_with(&releases).then(|| self.load_manifest(&live)).flatten() else {
+            let state = self.load_state();
+            // The link was replaced by hand: compare against the release the agent last applied.
+            let name = state.deployment.as_ref()?;
+            let ours = std::fs::read_dir(&releases)
+                .ok()?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(&format!("-{name}"))));
+            let release = ours.max()?;
+            let manifest = self.load_manifest(&release)?;
+            return Some((release, manifest, vec!["current".into()]));
+        };
+        let mut drifted = Vec::new();
+        for (name, hash) in &manifest.files {
+            match std::fs::read(live.join(name)) {
+                Ok(bytes) if &sha256_hex(&bytes) == hash => {}
+                Ok(_) => drifted.push(name.clone()),
+                Err(_) => drifted.push(format!("{name} (removed)")),
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(&live) {
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !manifest.files.contains_key(&name) {
+                    drifted.push(format!("{name} (added)"));
+                }
+            }
+        }
+        Some((live, manifest, drifted))
+    }
+
+    /// Writes the release of `manifest.record` afresh and makes it live, as an apply would (reload,
+    /// health, post-validation); if the restored release does not verify, the edited one goes back.
+    async fn heal(&self, edited: &Path, manifest: &Manifest) -> Result<(), String> {
+        let record = &manifest.record;
+        let rendered = self.render(record).await.map_err(|e| e.to_string())?;
+        let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S%3f");
+        let release = self
+            .config
+            .state_dir
+            .join("releases")
+            .join(format!("{:010}-{}-restored-{stamp}", record.sequence, record.deployment));
+        let mut files = vec![(self.config.metadata_file.clone(), rendered.metadata.into_bytes())];
+        if let Some(config) = rendered.server_config {
+            files.push((self.config.server_config_file.clone(), config.into_bytes()));
+        }
+        (|| -> std::io::Result<()> {
+            std::fs::create_dir_all(&release)?;
+            #[cfg(unix)]
+            std::fs::set_permissions(&release, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+            for (name, bytes) in &files {
+                write_synced(&release.join(name), bytes)?;
+            }
+            sync_dir(&release)?;
+            let manifest = Manifest {
+                record: record.clone(),
+                files: files.iter().map(|(name, bytes)| (name.clone(), sha256_hex(bytes))).collect(),
+            };
+            self.save_manifest(&release, &manifest)
+        })()
+        .map_err(|e| format!("could not write the restored release: {e}"))?;
+        self.swap(&release).map_err(|e| format!("swap: {e}"))?;
+        let timeout =
+            record.safety.as_ref().map_or(self.config.health_timeout, |s| Duration::from_secs(s.health_check_timeout));
+        if let Err(cause) = self.reload_and_verify(&rendered.collections, false, timeout).await {
+            let _ = self.swap(edited);
+            let _ = self.reload_and_verify(&[], false, timeout).await;
+            return Err(cause);
+        }
+        self.prune_releases(None);
+        Ok(())
+    }
+
+    /// Checks drift (restoring the release when the record says `selfHeal`) and tells the service how
+    /// this agent is: commit, health, version, sync status, last result.
+    async fn heartbeat(&self) {
+        let state = self.load_state();
+        let (sync, drifted, record, mut restored) = match self.drift() {
+            None => ("unknown", Vec::new(), None, None),
+            Some((_, manifest, paths)) if paths.is_empty() => ("synced", paths, Some(manifest.record), None),
+            Some((live, manifest, paths)) => {
+                tracing::warn!(paths = ?paths, "the live configuration was edited by hand (drift)");
+                let heal = manifest.record.safety.as_ref().is_some_and(|s| s.self_heal);
+                let restored = if heal { Some(self.heal(&live, &manifest).await) } else { None };
+                ("drifted", paths, Some(manifest.record), restored)
+            }
+        };
+        let sync = match &restored {
+            Some(Ok(())) => "synced",
+            _ => sync,
+        };
+        let restored_text = restored.take().map(|r| match r {
+            Ok(()) => "restored (selfHeal)".to_string(),
+            Err(e) => format!("restoring failed: {e}"),
+        });
+        let body = serde_json::json!({
+            "deployment": record.as_ref().map(|r| r.deployment.clone()).or(state.deployment.clone()),
+            "commit": record.as_ref().map(|r| r.commit.clone()),
+            "sequence": record.as_ref().map(|r| r.sequence),
+            "health": if self.healthy().await { "healthy" } else { "unhealthy" },
+            "version": env!("CARGO_PKG_VERSION"),
+            "sync": sync,
+            "drifted": drifted,
+            "restored": restored_text,
+            "last_result": state.last_result,
+        });
+        let url = format!("{}/api/v1/agent/heartbeat", self.config.server.trim_end_matches('/'));
+        if let Err(e) = self.http.post(&url).bearer_auth(&self.config.token).json(&body).send().await {
+            tracing::debug!(error = %e, "heartbeat not delivered");
+        }
+    }
+
     async fn render(&self, record: &SignedRecord) -> Result<Rendered, AgentError> {
         let (dir, url, token, commit, env) = (
             self.config.state_dir.join("mirror"),
@@ -621,44 +939,53 @@ impl Agent {
             record.commit.clone(),
             EnvName::new(&record.environment),
         );
-        let rendered = tokio::task::spawn_blocking(move || -> Result<(String, Vec<String>), AgentError> {
-            let mirror = Mirror::open(&dir, &url).map_err(apply_err)?;
-            mirror.fetch(&["refs/heads/*"], token.as_deref()).map_err(apply_err)?;
-            let repo = ConfigRepo::load_git(mirror.path(), &commit).map_err(apply_err)?;
-            let errors: Vec<String> = crate::validate::validate_repo(&repo, Some(&env))
-                .into_iter()
-                .filter(|d| d.is_error() && repo.concerns(&d.file, &env))
-                .map(|d| format!("{}:{}: {}", d.file, d.line, d.message))
-                .collect();
-            if !errors.is_empty() {
-                return Err(AgentError::Refused(format!(
-                    "the rendered configuration is invalid: {}",
-                    errors.join("; ")
-                )));
-            }
-            let effective = repo
-                .effective(&env)
-                .ok_or_else(|| AgentError::Refused(format!("`{env}` does not exist at {commit}")))?;
-            let metadata = effective.metadata.to_json();
-            let collections = metadata["layers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|l| Some(format!("{}::{}", l["serviceId"].as_str()?, l["id"].as_str()?)))
-                .collect();
-            Ok((serde_json::to_string_pretty(&metadata).expect("JSON encodes"), collections))
-        })
-        .await
-        .map_err(|e| apply_err(format!("render task: {e}")))??;
+        let rendered =
+            tokio::task::spawn_blocking(move || -> Result<(String, Option<String>, Vec<String>), AgentError> {
+                let mirror = Mirror::open(&dir, &url).map_err(apply_err)?;
+                mirror.fetch(&["refs/heads/*"], token.as_deref()).map_err(apply_err)?;
+                let repo = ConfigRepo::load_git(mirror.path(), &commit).map_err(apply_err)?;
+                let errors: Vec<String> = crate::validate::validate_repo(&repo, Some(&env))
+                    .into_iter()
+                    .filter(|d| d.is_error() && repo.concerns(&d.file, &env))
+                    .map(|d| format!("{}:{}: {}", d.file, d.line, d.message))
+                    .collect();
+                if !errors.is_empty() {
+                    return Err(AgentError::Refused(format!(
+                        "the rendered configuration is invalid: {}",
+                        errors.join("; ")
+                    )));
+                }
+                let effective = repo
+                    .effective(&env)
+                    .ok_or_else(|| AgentError::Refused(format!("`{env}` does not exist at {commit}")))?;
+                let metadata = effective.metadata.to_json();
+                let collections = metadata["layers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| Some(format!("{}::{}", l["serviceId"].as_str()?, l["id"].as_str()?)))
+                    .collect();
+                // JSON is YAML too: the server configuration is written as JSON under its YAML name.
+                let server_config = effective
+                    .config
+                    .as_ref()
+                    .map(|c| serde_json::to_string_pretty(&c.to_json()).expect("JSON encodes"));
+                Ok((serde_json::to_string_pretty(&metadata).expect("JSON encodes"), server_config, collections))
+            })
+            .await
+            .map_err(|e| apply_err(format!("render task: {e}")))??;
+        let secrets = self.config.secrets_file.as_deref();
         Ok(Rendered {
-            metadata: resolve_secrets(&rendered.0, self.config.secrets_file.as_deref())?,
-            collections: rendered.1,
+            metadata: resolve_secrets(&rendered.0, secrets)?,
+            server_config: rendered.1.map(|c| resolve_secrets(&c, secrets)).transpose()?,
+            collections: rendered.2,
         })
     }
 }
 
 struct Rendered {
     metadata: String,
+    server_config: Option<String>,
     /// `service::layer` of every layer: what Honua must serve after the reload.
     collections: Vec<String>,
 }

@@ -32,14 +32,33 @@ pub struct AgentArgs {
     pub target_dir: Option<PathBuf>,
     #[arg(long, env = "HONUA_AGENT_METADATA_FILE")]
     pub metadata_file: Option<String>,
+    /// `POST`ed to make Honua reload its metadata (default `http://127.0.0.1:5000/admin/metadata/reload`).
     #[arg(long, env = "HONUA_AGENT_RELOAD_URL")]
     pub reload_url: Option<String>,
+    /// Bearer token for Honua's admin endpoints (reload, snapshot, collections).
+    #[arg(long, env = "HONUA_AGENT_RELOAD_TOKEN", hide_env_values = true)]
+    pub reload_token: Option<String>,
+    /// A command (`sh -c`) that reloads Honua, used instead of the reload URL.
+    #[arg(long, env = "HONUA_AGENT_RELOAD_COMMAND")]
+    pub reload_command: Option<String>,
+    /// A command (`sh -c`) that restarts Honua, used when the server configuration (`config.yaml`) changes.
+    #[arg(long, env = "HONUA_AGENT_RESTART_COMMAND")]
+    pub restart_command: Option<String>,
+    /// Honua's snapshot API, `POST`ed before a deployment whose policy says `requireBackup`.
+    #[arg(long, env = "HONUA_AGENT_SNAPSHOT_URL")]
+    pub snapshot_url: Option<String>,
+    /// The server configuration's file name in a release (default `config.yaml`).
+    #[arg(long, env = "HONUA_AGENT_SERVER_CONFIG_FILE")]
+    pub server_config_file: Option<String>,
     #[arg(long, env = "HONUA_AGENT_HEALTH_URL")]
     pub health_url: Option<String>,
     #[arg(long, env = "HONUA_AGENT_COLLECTIONS_URL")]
     pub collections_url: Option<String>,
     #[arg(long, env = "HONUA_AGENT_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Releases kept besides the live one and the one before it (default 5).
+    #[arg(long, env = "HONUA_AGENT_KEEP_RELEASES")]
+    pub keep_releases: Option<usize>,
     /// Seconds to wait for health and post-validation after a reload.
     #[arg(long, env = "HONUA_AGENT_HEALTH_TIMEOUT")]
     pub health_timeout: Option<u64>,
@@ -68,6 +87,17 @@ fn url(setting: &'static str, value: Option<String>, default: Option<&str>) -> R
     Ok(value)
 }
 
+/// A plain file name: a release never writes outside its own directory.
+fn file_name(setting: &'static str, value: Option<String>, default: &str) -> Result<String, AgentSettingsError> {
+    let name = value.unwrap_or_else(|| default.to_string());
+    let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']);
+    if plain {
+        Ok(name)
+    } else {
+        Err(bad(setting, format!("`{name}` is not a plain file name (no directories)")))
+    }
+}
+
 impl AgentArgs {
     fn or(self, o: AgentArgs) -> AgentArgs {
         AgentArgs {
@@ -80,6 +110,12 @@ impl AgentArgs {
             target_dir: self.target_dir.or(o.target_dir),
             metadata_file: self.metadata_file.or(o.metadata_file),
             reload_url: self.reload_url.or(o.reload_url),
+            reload_token: self.reload_token.or(o.reload_token),
+            reload_command: self.reload_command.or(o.reload_command),
+            restart_command: self.restart_command.or(o.restart_command),
+            snapshot_url: self.snapshot_url.or(o.snapshot_url),
+            server_config_file: self.server_config_file.or(o.server_config_file),
+            keep_releases: self.keep_releases.or(o.keep_releases),
             health_url: self.health_url.or(o.health_url),
             collections_url: self.collections_url.or(o.collections_url),
             state_dir: self.state_dir.or(o.state_dir),
@@ -127,12 +163,18 @@ impl AgentArgs {
             target_dir: a
                 .target_dir
                 .ok_or_else(|| bad("HONUA_AGENT_TARGET_DIR", "not set; Honua's configuration directory"))?,
-            metadata_file: a.metadata_file.unwrap_or_else(|| "metadata.json".into()),
+            metadata_file: file_name("HONUA_AGENT_METADATA_FILE", a.metadata_file, "metadata.json")?,
             reload_url: url(
                 "HONUA_AGENT_RELOAD_URL",
                 a.reload_url,
                 Some("http://127.0.0.1:5000/admin/metadata/reload"),
             )?,
+            reload_token: a.reload_token,
+            reload_command: a.reload_command.filter(|c| !c.trim().is_empty()),
+            restart_command: a.restart_command.filter(|c| !c.trim().is_empty()),
+            snapshot_url: a.snapshot_url.map(|u| url("HONUA_AGENT_SNAPSHOT_URL", Some(u), None)).transpose()?,
+            server_config_file: file_name("HONUA_AGENT_SERVER_CONFIG_FILE", a.server_config_file, "config.yaml")?,
+            keep_releases: a.keep_releases.unwrap_or(5),
             health_url: url("HONUA_AGENT_HEALTH_URL", a.health_url, Some("http://127.0.0.1:5000/healthz/ready"))?,
             collections_url: a
                 .collections_url

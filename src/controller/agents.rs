@@ -2,12 +2,29 @@
 //! long-polls), and the phases agents report, which move deployments through `applying` to
 //! `completed`, `failed` or `rolled_back`. Reports are idempotent: an agent that crashed re-sends its
 //! pending report and nothing changes twice.
+//!
+//! With several agents on one environment, a deployment completes when every active agent (one that
+//! checked in within [`AGENT_STALE_AFTER_MS`]) has completed it, and fails at the first failure. With
+//! the policy's `rollout: one-at-a-time`, agents (in name order) are offered the deployment one after
+//! the other: the next only once those before it completed it.
 
 use chrono::{DateTime, Utc};
 
 use super::deployments::ms;
 use super::{Controller, DecisionError};
-use crate::store::{AgentReport, Deployment, DeploymentFilter, DeploymentState, StoreError};
+use crate::store::{AgentReport, AgentStatus, Deployment, DeploymentFilter, DeploymentState, NewAudit, StoreError};
+
+/// An agent checks in at least every 30 s (its long-poll); three missed check-ins make it stale.
+pub const AGENT_STALE_AFTER_MS: i64 = 3 * 60_000;
+
+/// The agents of `environment` that checked in recently, by name.
+fn active(agents: &[AgentStatus], environment: &str, now: i64) -> Vec<String> {
+    agents
+        .iter()
+        .filter(|a| a.environment == environment && now - a.last_seen <= AGENT_STALE_AFTER_MS)
+        .map(|a| a.name.clone())
+        .collect()
+}
 
 /// Phases an agent reports. The last three end a deployment; any other moves it to `applying`.
 pub const PHASES: [&str; 10] = [
@@ -34,11 +51,13 @@ fn target_state(phase: &str) -> DeploymentState {
 
 impl Controller {
     /// What `environment` should run now: the newest approved deployment whose windows are open, or else
-    /// the newest one being applied or completed (what runs). `None` before anything was approved.
+    /// the newest one being applied or completed (what runs). `None` before anything was approved. With
+    /// `agent` named and a one-at-a-time rollout, an agent whose turn has not come gets what runs.
     pub async fn desired(
         &self,
         repository: Option<&str>,
         environment: &str,
+        agent: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<Option<Deployment>, StoreError> {
         let list = |states: Vec<DeploymentState>| DeploymentFilter {
@@ -48,12 +67,76 @@ impl Controller {
             limit: 1,
         };
         let approved = self.store.deployments(&list(vec![DeploymentState::Approved])).await?;
-        if let Some(d) = approved.into_iter().next().filter(|d| d.windows.at(at).allowed_now) {
+        let candidate = match approved.into_iter().next().filter(|d| d.windows.at(at).allowed_now) {
+            Some(d) => Some(d),
+            None => {
+                let running =
+                    self.store.deployments(&list(vec![DeploymentState::Applying, DeploymentState::Completed])).await?;
+                running.into_iter().next()
+            }
+        };
+        let Some(d) = candidate else { return Ok(None) };
+        let one_at_a_time = d.safety.as_ref().is_some_and(|s| s.one_at_a_time());
+        let (Some(agent), true, false) = (agent, one_at_a_time, d.state == DeploymentState::Completed) else {
+            return Ok(Some(d));
+        };
+        if self.turn_of(&d, agent, ms(at)).await? {
             return Ok(Some(d));
         }
-        let running =
-            self.store.deployments(&list(vec![DeploymentState::Applying, DeploymentState::Completed])).await?;
-        Ok(running.into_iter().next())
+        let completed = self.store.deployments(&list(vec![DeploymentState::Completed])).await?;
+        Ok(completed.into_iter().next())
+    }
+
+    /// Whether every active agent before `agent` (by name) completed `d`.
+    async fn turn_of(&self, d: &Deployment, agent: &str, now: i64) -> Result<bool, StoreError> {
+        let agents = self.store.agents(Some(&d.environment)).await?;
+        let done: Vec<String> = self
+            .store
+            .agent_reports(&d.id)
+            .await?
+            .into_iter()
+            .filter(|r| r.phase == "completed")
+            .map(|r| r.agent)
+            .collect();
+        Ok(active(&agents, &d.environment, now).iter().filter(|a| a.as_str() < agent).all(|a| done.contains(a)))
+    }
+
+    /// An agent's heartbeat: kept for the environment's view; drift and its repair are audited when
+    /// they start (not on every beat).
+    pub async fn agent_heartbeat(
+        &self,
+        agent: &str,
+        environment: &str,
+        heartbeat: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let previous = self.store.agent_heartbeat(agent, environment, &heartbeat.to_string(), ms(at)).await?;
+        let previous: serde_json::Value =
+            previous.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or(serde_json::Value::Null);
+        let drifted = heartbeat["sync"] == "drifted" || heartbeat["restored"].is_string();
+        let news = drifted && (previous["sync"] != "drifted" || previous["drifted"] != heartbeat["drifted"]);
+        if !news {
+            return Ok(());
+        }
+        let paths: Vec<&str> =
+            heartbeat["drifted"].as_array().into_iter().flatten().filter_map(|p| p.as_str()).collect();
+        let mut message = format!(
+            "{agent}: the live configuration differs from the release of {} ({})",
+            heartbeat["deployment"].as_str().unwrap_or("?"),
+            paths.join(", ")
+        );
+        if let Some(restored) = heartbeat["restored"].as_str() {
+            message.push_str(&format!("; {restored}"));
+        }
+        let entry = NewAudit {
+            actor: agent.into(),
+            action: "agent.drift".into(),
+            repository: None,
+            environment: Some(environment.into()),
+            deployment: heartbeat["deployment"].as_str().map(str::to_string),
+            message,
+        };
+        self.store.record_audit(&entry, ms(at)).await
     }
 
     /// Records `agent`'s report of `phase` for `deployment` and moves the deployment accordingly.
@@ -88,7 +171,26 @@ impl Controller {
             message: message.chars().take(2000).collect(),
             at: ms(at),
         };
-        let target = target_state(phase);
+        let mut target = target_state(phase);
+        if target == DeploymentState::Completed {
+            // Complete only when every active agent of the environment has.
+            let agents = self.store.agents(Some(environment)).await?;
+            let mut done: Vec<String> = self
+                .store
+                .agent_reports(&d.id)
+                .await?
+                .into_iter()
+                .filter(|r| r.phase == "completed")
+                .map(|r| r.agent)
+                .collect();
+            done.push(agent.to_string());
+            let waiting: Vec<String> =
+                active(&agents, environment, ms(at)).into_iter().filter(|a| !done.contains(a)).collect();
+            if !waiting.is_empty() {
+                tracing::info!(deployment = %d.id, agent, waiting = ?waiting, "completed by one agent; waiting for the others");
+                target = DeploymentState::Applying;
+            }
+        }
         if d.state != target {
             let from: &[DeploymentState] = match target {
                 DeploymentState::Applying => &[DeploymentState::Approved],

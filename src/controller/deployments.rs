@@ -283,6 +283,7 @@ impl Controller {
             reasons,
             windows,
             notifications: env_policy.notifications.clone(),
+            safety: Some(crate::plan::signing::ApplySafety::of(&env_policy)),
             cause: "push".into(),
             approvals: Vec::new(),
             record: None,
@@ -306,6 +307,7 @@ impl Controller {
                 &new.plan_digest,
                 sequence,
                 std::slice::from_ref(&approval),
+                new.safety.as_ref(),
             );
             new.approvals.push(approval);
             new.record = Some(record);
@@ -331,6 +333,7 @@ impl Controller {
         plan_digest: &str,
         sequence: i64,
         approvals: &[Approval],
+        safety: Option<&crate::plan::signing::ApplySafety>,
     ) -> (String, String) {
         let record = SignedRecord {
             format: RECORD_FORMAT.into(),
@@ -349,6 +352,7 @@ impl Controller {
                 })
                 .collect(),
             sequence,
+            safety: safety.cloned(),
         };
         self.signer.sign(&record)
     }
@@ -410,8 +414,16 @@ impl Controller {
             Approval { actor: actor.into(), via: via.into(), plan_digest: d.plan_digest.clone(), breaking, at: ms(at) };
         let mut approvals = self.store.approvals(&d.id).await?;
         approvals.push(approval.clone());
-        let (record, signature) =
-            self.sign(&d.id, &d.environment, &d.repository, &d.commit, &d.plan_digest, d.sequence, &approvals);
+        let (record, signature) = self.sign(
+            &d.id,
+            &d.environment,
+            &d.repository,
+            &d.commit,
+            &d.plan_digest,
+            d.sequence,
+            &approvals,
+            d.safety.as_ref(),
+        );
         let message = format!(
             "approved by {actor} via {via}{} (plan {})",
             if breaking { ", breaking changes acknowledged" } else { "" },

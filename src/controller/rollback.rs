@@ -97,6 +97,9 @@ impl Controller {
         if self.store.deployment(&id).await?.is_some() {
             id = format!("{id}-{sequence}");
         }
+        // The policy of what runs now decides how the rollback is applied.
+        let policy = super::deployments::env_policy(&from, environment);
+        let safety = crate::plan::signing::ApplySafety::of(&policy);
         // Asking for a rollback is the approval, breaking changes included: it restores what ran.
         let approval = Approval {
             actor: actor.into(),
@@ -113,6 +116,7 @@ impl Controller {
             &plan.digest,
             sequence,
             std::slice::from_ref(&approval),
+            Some(&safety),
         );
         let message = format!(
             "rollback of {} to {} (commit {}) requested by {actor}",
@@ -134,7 +138,8 @@ impl Controller {
             reasons: vec![message.clone()],
             // An incident response is not held back by deployment windows.
             windows: Default::default(),
-            notifications: super::deployments::env_policy(&from, environment).notifications,
+            notifications: policy.notifications,
+            safety: Some(safety),
             cause: "rollback".into(),
             approvals: vec![approval],
             record: Some(record),

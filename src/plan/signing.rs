@@ -28,6 +28,41 @@ pub struct RecordApproval {
     pub breaking: bool,
 }
 
+/// How the agent applies the deployment, from the environment's policy (`safety`, `selfHeal`,
+/// `rollout`). Signed with the record so nobody between the service and the agent can loosen it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplySafety {
+    /// Seconds to wait for health and post-validation after the reload.
+    pub health_check_timeout: u64,
+    pub rollback_on_failure: bool,
+    /// Keep the previous release and ask Honua for a snapshot (when the agent has a snapshot URL).
+    pub require_backup: bool,
+    /// Restore the release when the live config was edited by hand.
+    pub self_heal: bool,
+    /// `all` or `one-at-a-time` across the environment's agents.
+    pub rollout: String,
+}
+
+impl ApplySafety {
+    pub fn of(policy: &crate::policy::EnvironmentPolicy) -> ApplySafety {
+        ApplySafety {
+            health_check_timeout: policy.safety.health_check_timeout,
+            rollback_on_failure: policy.safety.rollback_on_failure,
+            require_backup: policy.safety.require_backup,
+            self_heal: policy.self_heal,
+            rollout: match policy.rollout {
+                crate::policy::Rollout::All => "all".into(),
+                crate::policy::Rollout::OneAtATime => "one-at-a-time".into(),
+            },
+        }
+    }
+
+    pub fn one_at_a_time(&self) -> bool {
+        self.rollout == "one-at-a-time"
+    }
+}
+
 /// What is signed: which commit may run in which environment, under which plan, approved by whom,
 /// and its place in the environment's sequence (an agent ignores anything not newer than it has).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +76,9 @@ pub struct SignedRecord {
     pub plan_digest: String,
     pub approvals: Vec<RecordApproval>,
     pub sequence: i64,
+    /// Absent in records signed before it existed: the agent then uses its own defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<ApplySafety>,
 }
 
 impl SignedRecord {
@@ -123,6 +161,7 @@ mod tests {
                 breaking: false,
             }],
             sequence: 7,
+            safety: None,
         }
     }
 
@@ -145,6 +184,16 @@ mod tests {
             Box::new(|r| r.approvals[0].breaking = true),
             Box::new(|r| r.sequence = 8),
             Box::new(|r| r.format = "honua-deployment/2".into()),
+            // Loosening how it is applied is a change too.
+            Box::new(|r| {
+                r.safety = Some(ApplySafety {
+                    health_check_timeout: 3600,
+                    rollback_on_failure: false,
+                    require_backup: false,
+                    self_heal: false,
+                    rollout: "all".into(),
+                })
+            }),
         ];
         for change in tampered {
             let mut r = record();

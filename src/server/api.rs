@@ -37,6 +37,8 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .routes(routes!(agents))
         .routes(routes!(agent_desired))
         .routes(routes!(agent_report))
+        .routes(routes!(agent_heartbeat))
+        .routes(routes!(environment))
         .split_for_parts();
     // The document is built from the routes themselves: a route cannot exist without its entry.
     let openapi = Arc::new(openapi);
@@ -226,18 +228,16 @@ fn summary(d: &Deployment) -> serde_json::Value {
     })
 }
 
-/// Per repository and environment: status, the deployment that runs (`current`), the one pending, the last.
-#[utoipa::path(get, path = "/api/v1/environments", tag = "environments", security(("bearer" = [])),
-    responses((status = 200, description = "`{environments: [...]}`", body = Object),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn environments(caller: Caller, State(c): State<Arc<Controller>>) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(Role::Viewer)?;
-    let all = c.store.deployments(&DeploymentFilter { limit: 1000, ..Default::default() }).await?;
+/// Per repository and environment (all, or `only`): status, the deployment that runs (`current`), the
+/// one pending, the last, and its agents.
+async fn environment_views(c: &Controller, only: Option<&str>) -> Result<Vec<serde_json::Value>, ApiError> {
+    let filter = DeploymentFilter { environment: only.map(str::to_string), limit: 1000, ..Default::default() };
+    let all = c.store.deployments(&filter).await?;
     let mut seen = std::collections::BTreeMap::new();
     for d in &all {
         seen.entry((d.repository.clone(), d.environment.clone())).or_insert_with(Vec::new).push(d);
     }
-    let agents = c.store.agents(None).await?;
+    let agents = c.store.agents(only).await?;
     let now = crate::store::now_ms();
     let mut out = Vec::new();
     for ((repository, environment), list) in seen {
@@ -250,17 +250,76 @@ async fn environments(caller: Caller, State(c): State<Arc<Controller>>) -> Resul
             (None, Some(l)) => l.state.as_str(),
             (None, None) => "unknown",
         };
+        let agents: Vec<serde_json::Value> =
+            agents.iter().filter(|a| a.environment == environment).map(|a| agent_json(a, now)).collect();
+        // Sync and health are separate axes: one drifted agent makes the environment drifted.
+        let sync = if agents.iter().any(|a| a["sync"] == "drifted") {
+            "drifted"
+        } else if !agents.is_empty() && agents.iter().all(|a| a["sync"] == "synced") {
+            "synced"
+        } else {
+            "unknown"
+        };
+        let health = if agents.is_empty() {
+            "unknown"
+        } else if agents.iter().all(|a| a["health"] == "healthy") {
+            "healthy"
+        } else {
+            "unhealthy"
+        };
         out.push(json!({
             "repository": repository,
             "environment": environment,
             "status": status,
+            "sync": sync,
+            "health": health,
             "current": current.map(|d| summary(d)),
             "pending": pending.map(|d| summary(d)),
             "last": last.map(|d| summary(d)),
-            "agents": agents.iter().filter(|a| a.environment == environment).map(|a| agent_json(a, now)).collect::<Vec<_>>(),
+            "recent": list.iter().take(10).map(|d| summary(d)).collect::<Vec<_>>(),
+            "agents": agents,
         }));
     }
-    Ok(Json(json!({ "environments": out })))
+    Ok(out)
+}
+
+/// Per repository and environment: status, sync, health, the deployment that runs (`current`), the one
+/// pending, the last, and the environment's agents.
+#[utoipa::path(get, path = "/api/v1/environments", tag = "environments", security(("bearer" = [])),
+    responses((status = 200, description = "`{environments: [...]}`", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn environments(caller: Caller, State(c): State<Arc<Controller>>) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(json!({ "environments": environment_views(&c, None).await? })))
+}
+
+/// One environment (per repository that deploys it): status, sync, health, current, pending, the ten
+/// most recent deployments, and each agent with its last heartbeat (commit, health, version, sync).
+#[utoipa::path(get, path = "/api/v1/environments/{env}", tag = "environments", security(("bearer" = [])),
+    params(("env" = String, Path, description = "environment name")),
+    responses((status = 200, description = "`{environment, repositories: [...]}`", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn environment(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Path(env): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let views = environment_views(&c, Some(&env)).await?;
+    let agents_only = c.store.agents(Some(&env)).await?;
+    if views.is_empty() && agents_only.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no deployment or agent of `{env}` is known; `GET /api/v1/environments` lists them"),
+        ));
+    }
+    let now = crate::store::now_ms();
+    Ok(Json(json!({
+        "environment": env,
+        "repositories": views,
+        "agents": agents_only.iter().map(|a| agent_json(a, now)).collect::<Vec<_>>(),
+    })))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -494,13 +553,21 @@ async fn agents(
     Ok(Json(json!({ "agents": agents.iter().map(|a| agent_json(a, now)).collect::<Vec<_>>() })))
 }
 
-/// An agent checks in at least every 30 s (its long-poll); three missed check-ins make it stale.
-pub const AGENT_STALE_AFTER_MS: i64 = 3 * 60_000;
+pub use crate::controller::agents::AGENT_STALE_AFTER_MS;
 
-/// An agent as the API shows it: a stale agent is never shown as healthy.
+/// An agent as the API shows it. Health (is Honua ready) and sync (is it running the release the agent
+/// wrote) are separate axes; a stale agent is never shown as healthy, whatever it last said.
 fn agent_json(a: &crate::store::AgentStatus, now: i64) -> serde_json::Value {
     let stale = now - a.last_seen > AGENT_STALE_AFTER_MS;
-    let healthy = !stale && !matches!(a.last_phase.as_deref(), Some("failed" | "rolled_back"));
+    let beat: serde_json::Value =
+        a.heartbeat.as_deref().and_then(|h| serde_json::from_str(h).ok()).unwrap_or(serde_json::Value::Null);
+    let health = match (stale, beat["health"].as_str()) {
+        (true, _) => "stale",
+        (false, Some("healthy")) if !matches!(a.last_phase.as_deref(), Some("failed" | "rolled_back")) => "healthy",
+        (false, Some("healthy")) => "degraded",
+        (false, Some(_)) => "unhealthy",
+        (false, None) => "unknown",
+    };
     json!({
         "name": a.name,
         "environment": a.environment,
@@ -509,7 +576,14 @@ fn agent_json(a: &crate::store::AgentStatus, now: i64) -> serde_json::Value {
         "last_phase": a.last_phase,
         "last_message": a.last_message,
         "stale": stale,
-        "healthy": healthy,
+        "healthy": health == "healthy",
+        "health": health,
+        "sync": if stale { "unknown" } else { beat["sync"].as_str().unwrap_or("unknown") },
+        "drifted": beat["drifted"],
+        "commit": beat["commit"],
+        "deployment": beat["deployment"],
+        "version": beat["version"],
+        "last_result": beat["last_result"],
     })
 }
 
@@ -542,7 +616,8 @@ async fn agent_desired(
     loop {
         // Registered before looking, so a decision in between is not missed.
         let changed = c.decisions.notified();
-        let desired = c.desired(q.repository.as_deref(), &q.environment, chrono::Utc::now()).await?;
+        let desired =
+            c.desired(q.repository.as_deref(), &q.environment, Some(&caller.0.name), chrono::Utc::now()).await?;
         let etag = desired.as_ref().map(|d| format!("\"{}@{}\"", d.id, d.state)).unwrap_or_else(|| "\"none\"".into());
         if known.as_deref() != Some(etag.as_str()) || tokio::time::Instant::now() >= deadline {
             let mut response = match (&desired, known.as_deref() == Some(etag.as_str())) {
@@ -572,6 +647,51 @@ async fn agent_desired(
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
+}
+
+#[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatBody {
+    deployment: Option<String>,
+    commit: Option<String>,
+    sequence: Option<i64>,
+    /// `healthy` or `unhealthy`: what Honua's health endpoint said.
+    health: String,
+    /// The agent's version.
+    version: String,
+    /// `synced`, `drifted` or `unknown`: whether Honua runs byte-for-byte the release the agent wrote.
+    sync: String,
+    #[serde(default)]
+    drifted: Vec<String>,
+    /// Set when the agent restored a drifted release (`selfHeal`), or failed to.
+    restored: Option<String>,
+    last_result: Option<String>,
+}
+
+/// An agent's heartbeat, sent on every poll: commit, health, version, sync status, last result.
+#[utoipa::path(post, path = "/api/v1/agent/heartbeat", tag = "agents", security(("bearer" = [])),
+    request_body = HeartbeatBody,
+    responses((status = 204, description = "recorded"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn agent_heartbeat(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    bytes: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let environment = match (&caller.0.role, &caller.0.environment) {
+        (Role::Agent, Some(env)) => env.clone(),
+        _ => return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an agent token sends heartbeats")),
+    };
+    let mut b: HeartbeatBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
+    // Bounded: a heartbeat is a status line, not a log.
+    b.drifted.truncate(100);
+    for text in b.drifted.iter_mut().chain(b.restored.iter_mut()).chain(b.last_result.iter_mut()) {
+        *text = text.chars().take(500).collect();
+    }
+    let value = serde_json::to_value(&b).expect("heartbeats encode");
+    c.agent_heartbeat(&caller.0.name, &environment, &value, chrono::Utc::now()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -115,6 +115,8 @@ pub struct Deployment {
     pub reasons: Vec<String>,
     /// The environment's deployment windows and blackouts: when it may start.
     pub windows: crate::policy::window::Rules,
+    /// How agents apply it (from the environment's policy); `None` for deployments made before it was kept.
+    pub safety: Option<crate::plan::signing::ApplySafety>,
     /// `push` or `rollback`.
     pub cause: String,
     /// The signed record (canonical JSON) and its Ed25519 signature (hex), once approved.
@@ -153,6 +155,7 @@ pub struct NewDeployment {
     pub windows: crate::policy::window::Rules,
     /// The policy's `notifications` block for the environment, as written.
     pub notifications: serde_json::Value,
+    pub safety: Option<crate::plan::signing::ApplySafety>,
     pub cause: String,
     pub approvals: Vec<Approval>,
     pub record: Option<String>,
@@ -233,6 +236,7 @@ pub(super) struct DeploymentRow {
     gate: String,
     reasons: String,
     windows: String,
+    safety: String,
     cause: String,
     record: Option<String>,
     signature: Option<String>,
@@ -256,6 +260,7 @@ impl From<DeploymentRow> for Deployment {
             gate: Gate::parse(&r.gate),
             reasons: serde_json::from_str(&r.reasons).unwrap_or_default(),
             windows: serde_json::from_str(&r.windows).unwrap_or_default(),
+            safety: serde_json::from_str(&r.safety).ok(),
             cause: r.cause,
             record: r.record,
             signature: r.signature,
@@ -448,6 +453,8 @@ pub struct AgentStatus {
     pub last_deployment: Option<String>,
     pub last_phase: Option<String>,
     pub last_message: Option<String>,
+    /// The last heartbeat as the agent sent it (JSON): commit, health, version, sync, drifted paths.
+    pub heartbeat: Option<String>,
 }
 
 /// Which deployments to list.
@@ -595,6 +602,15 @@ pub trait DeploymentStore: Send + Sync {
     /// An agent's check-in without a report (it asked for its desired state).
     async fn agent_seen(&self, name: &str, environment: &str, now: i64) -> Result<(), StoreError>;
 
+    /// Records an agent's heartbeat (and check-in); returns the heartbeat it replaces.
+    async fn agent_heartbeat(
+        &self,
+        name: &str,
+        environment: &str,
+        heartbeat: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError>;
+
     async fn agents(&self, environment: Option<&str>) -> Result<Vec<AgentStatus>, StoreError>;
 
     async fn agent_reports(&self, deployment: &str) -> Result<Vec<AgentReport>, StoreError>;
@@ -632,7 +648,7 @@ pub struct ApiTokenHash<'a> {
     pub hash: &'a str,
 }
 
-pub(super) const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, seq, commit_sha, from_sha, plan_digest, plan, state, gate, reasons, windows, cause, record, signature, created_at, updated_at";
+pub(super) const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, seq, commit_sha, from_sha, plan_digest, plan, state, gate, reasons, windows, safety, cause, record, signature, created_at, updated_at";
 
 /// `$first, $first+1, …` for `n` values.
 pub(super) fn placeholders(first: usize, n: usize) -> String {
@@ -665,8 +681,8 @@ macro_rules! impl_deployment_store {
                 let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query(
                     "INSERT INTO deployments (id, repository, environment, seq, commit_sha, from_sha, plan_digest, plan, state, gate, \
-                     reasons, windows, cause, record, signature, created_at, updated_at, notifications) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17)",
+                     reasons, windows, cause, record, signature, created_at, updated_at, notifications, safety) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18)",
                 )
                 .bind(&d.id)
                 .bind(&d.repository)
@@ -685,6 +701,7 @@ macro_rules! impl_deployment_store {
                 .bind(&d.signature)
                 .bind(now)
                 .bind(d.notifications.to_string())
+                .bind(d.safety.as_ref().map_or_else(|| "{}".to_string(), |s| serde_json::to_string(s).expect("safety encodes")))
                 .execute(&mut *tx)
                 .await?;
                 for a in &d.approvals {
@@ -1238,9 +1255,31 @@ macro_rules! impl_deployment_store {
                 Ok(())
             }
 
+            async fn agent_heartbeat(&self, name: &str, environment: &str, heartbeat: &str, now: i64) -> Result<Option<String>, StoreError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let previous: Option<(Option<String>,)> =
+                    sqlx::query_as(&format!("SELECT heartbeat FROM agents WHERE name = $1{}", $lock))
+                        .bind(name)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                sqlx::query(
+                    "INSERT INTO agents (name, environment, last_seen, heartbeat) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (name) DO UPDATE SET environment = excluded.environment, last_seen = excluded.last_seen, \
+                     heartbeat = excluded.heartbeat",
+                )
+                .bind(name)
+                .bind(environment)
+                .bind(now)
+                .bind(heartbeat)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(previous.and_then(|(h,)| h))
+            }
+
             async fn agents(&self, environment: Option<&str>) -> Result<Vec<AgentStatus>, StoreError> {
                 Ok(sqlx::query_as(
-                    "SELECT name, environment, last_seen, last_deployment, last_phase, last_message FROM agents \
+                    "SELECT name, environment, last_seen, last_deployment, last_phase, last_message, heartbeat FROM agents \
                      WHERE ($1 IS NULL OR environment = $1) ORDER BY environment, name",
                 )
                 .bind(environment)

@@ -30,7 +30,6 @@ pub mod db;
 pub mod fake_github;
 pub mod git_http;
 pub mod service;
-pub mod standin;
 
 use std::path::{Path, PathBuf};
 
