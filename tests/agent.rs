@@ -27,19 +27,40 @@ struct Setup {
 }
 
 async fn setup(environment: &str) -> Setup {
+    setup_from(environment, &common::examples().join("honua-config")).await
+}
+
+/// The examples' config repository with `edit` applied to development's policy block.
+fn tree_with_development_policy(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config"), dir.path());
+    let policy = dir.path().join(".gitops/deployment-policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    let text = text.replacen("  development:\n", &format!("  development:\n{extra}"), 1);
+    std::fs::write(&policy, text.replacen("healthCheckTimeout: 60", "healthCheckTimeout: 2", 1)).unwrap();
+    dir
+}
+
+/// An agent token for `name` serving `environment`.
+async fn agent_token(store: &Arc<dyn Store>, name: &str, environment: &str) -> String {
+    let token = new_token().unwrap();
+    let hash = token_hash(&token);
+    let agent_token = ApiTokenHash { role: Role::Agent, environment: Some(environment), hash: &hash };
+    assert!(store.create_token(name, &agent_token, 0).await.unwrap());
+    token
+}
+
+async fn setup_from(environment: &str, tree: &std::path::Path) -> Setup {
     let db = common::db::sqlite().await;
     let store = db.store.clone();
     let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
+    let origin = Origin::new(tree);
     let service = Service::start(&github, &origin, store.clone()).await;
     let dirs = tempfile::tempdir().unwrap();
     let target = dirs.path().join("honua");
     std::fs::create_dir_all(&target).unwrap();
     let honua = StandIn::start(target.clone()).await;
-    let token = new_token().unwrap();
-    let hash = token_hash(&token);
-    let agent_token = ApiTokenHash { role: Role::Agent, environment: Some(environment), hash: &hash };
-    assert!(store.create_token(&format!("{environment}-agent"), &agent_token, 0).await.unwrap());
+    let token = agent_token(&store, &format!("{environment}-agent"), environment).await;
     let secrets = dirs.path().join("secrets.env");
     std::fs::write(&secrets, "# the agent's secrets\nDB_PASSWORD=s3cret-pw\n").unwrap();
     let config = AgentConfig {
@@ -378,4 +399,212 @@ async fn with_the_service_down_the_agent_applies_from_the_git_ledger_and_reports
     assert_eq!(online.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
     assert_eq!(s.store.deployment(&dev).await.unwrap().unwrap().state, DeploymentState::Completed);
     assert_eq!(s.honua.state.lock().unwrap().reloads, 1);
+}
+
+/// Edits `file` of the live release by hand, as an operator on the server would.
+fn hand_edit(s: &Setup, file: &str) {
+    let path = s.config.target_dir.join("current").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"title\"", "\"title\" ", 1) + "\n").unwrap();
+}
+
+async fn agent_view(s: &Setup, name: &str) -> serde_json::Value {
+    let store = s.store.clone();
+    let agents = store.agents(Some(&s.config.environment)).await.unwrap();
+    let a = agents.into_iter().find(|a| a.name == name).unwrap();
+    serde_json::from_str(a.heartbeat.as_deref().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_edit_of_the_live_config_is_reported_as_drift_and_left_without_self_heal() {
+    let s = setup("development").await;
+    let agent = Agent::new(s.config.clone()).unwrap();
+    push(&s, &"0".repeat(40), &s.origin.main_sha(), "g-1").await;
+    assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
+    assert_eq!(agent.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
+    let beat = agent_view(&s, "development-agent").await;
+    assert_eq!((beat["sync"].as_str(), beat["health"].as_str()), (Some("synced"), Some("healthy")), "{beat}");
+
+    hand_edit(&s, "metadata.json");
+    std::fs::write(s.config.target_dir.join("current/notes.txt"), "hello").unwrap();
+    assert_eq!(agent.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
+    let beat = agent_view(&s, "development-agent").await;
+    assert_eq!(beat["sync"].as_str(), Some("drifted"), "{beat}");
+    assert_eq!(beat["health"].as_str(), Some("healthy"), "health and sync are separate axes");
+    assert_eq!(beat["drifted"], serde_json::json!(["metadata.json", "notes.txt (added)"]));
+    // No selfHeal in this policy: the edit stays, and the service knows (audited once).
+    assert!(std::fs::read_to_string(s.config.target_dir.join("current/metadata.json")).unwrap().ends_with('\n'));
+    assert_eq!(s.honua.state.lock().unwrap().reloads, 1);
+    let audit = s.store.audit(0, None, 500).await.unwrap();
+    let drift: Vec<_> = audit.iter().filter(|e| e.action == "agent.drift").collect();
+    assert_eq!(drift.len(), 1);
+    assert!(drift[0].message.contains("metadata.json, notes.txt (added)"), "{}", drift[0].message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_self_heal_a_hand_edit_is_restored_and_verified() {
+    let tree = tree_with_development_policy("    selfHeal: true\n");
+    let s = setup_from("development", tree.path()).await;
+    let agent = Agent::new(s.config.clone()).unwrap();
+    let base = s.origin.main_sha();
+    push(&s, &"0".repeat(40), &base, "g-1").await;
+    assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
+
+    hand_edit(&s, "metadata.json");
+    assert_eq!(agent.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
+    let beat = agent_view(&s, "development-agent").await;
+    assert_eq!((beat["sync"].as_str(), beat["restored"].as_str()), (Some("synced"), Some("restored (selfHeal)")));
+    assert_eq!(beat["drifted"], serde_json::json!(["metadata.json"]), "what was restored is named");
+    let live: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.config.target_dir.join("current/metadata.json")).unwrap()).unwrap();
+    assert_eq!(live, expected_render(&s, &base, "development"));
+    assert_eq!(s.honua.state.lock().unwrap().reloads, 2, "Honua reloaded the restored release");
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
+    let audit = s.store.audit(0, None, 500).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "agent.drift" && e.message.contains("restored (selfHeal)")));
+    // In sync again: the next poll changes nothing.
+    assert_eq!(agent.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
+    assert_eq!(agent_view(&s, "development-agent").await["sync"].as_str(), Some("synced"));
+    assert_eq!(s.honua.state.lock().unwrap().reloads, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_rollback_on_failure_a_failed_release_is_left_in_place_and_reported_failed() {
+    let tree = tree_with_development_policy("");
+    let policy = tree.path().join(".gitops/deployment-policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, text.replacen("rollbackOnFailure: true", "rollbackOnFailure: false", 1)).unwrap();
+    let s = setup_from("development", tree.path()).await;
+    let agent = Agent::new(s.config.clone()).unwrap();
+    s.honua.state.lock().unwrap().unhealthy = true;
+    push(&s, &"0".repeat(40), &s.origin.main_sha(), "g-1").await;
+    let err = agent.poll_once(0).await.unwrap_err().to_string();
+    assert!(err.contains("not healthy within 2 s") && err.contains("rollbackOnFailure: false"), "{err}");
+    assert!(s.config.target_dir.join("current").exists(), "left in place");
+    let d = s.store.deployments(&DeploymentFilter { limit: 1, ..Default::default() }).await.unwrap().remove(0);
+    assert_eq!(d.state, DeploymentState::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_config_change_restarts_honua_and_require_backup_takes_a_snapshot() {
+    let mut s = setup("staging").await;
+    let marker = s.config.state_dir.parent().unwrap().join("restarts.log");
+    // A restart, as the stand-in knows it: noted, then Honua loads what `current` holds.
+    s.config.restart_command = Some(format!(
+        "echo restarted >> '{}' && curl -fsS -X POST {}/admin/metadata/reload",
+        marker.display(),
+        s.honua.url
+    ));
+    let agent = Agent::new(s.config.clone()).unwrap();
+    let base = s.origin.main_sha();
+    push(&s, &"0".repeat(40), &base, "g-1").await;
+    assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
+    // staging says requireBackup: Honua's snapshot API was called before the swap.
+    assert_eq!(s.honua.state.lock().unwrap().snapshots, 1);
+    let restarts = || std::fs::read_to_string(&marker).unwrap_or_default().lines().count();
+    assert_eq!(restarts(), 1, "the first release brings the server configuration");
+    let reloads = s.honua.state.lock().unwrap().reloads;
+
+    // Only metadata changes: a reload, no restart.
+    let merged = s.origin.merge(&common::examples().join("honua-config-pr"));
+    push(&s, &base, &merged, "g-2").await;
+    assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
+    assert_eq!((restarts(), s.honua.state.lock().unwrap().reloads), (1, reloads + 1));
+
+    // config.yaml changes: the restart command, not a reload.
+    let changed = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config-pr"), changed.path());
+    let config = changed.path().join("environments/staging/config.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\nrequestTimeoutSeconds: 45\n")).unwrap();
+    let newer = s.origin.merge(changed.path());
+    push(&s, &merged, &newer, "g-3").await;
+    let outcome = agent.poll_once(0).await.unwrap();
+    assert!(matches!(outcome, PollOutcome::Applied { .. }), "{outcome:?}");
+    assert_eq!((restarts(), s.honua.state.lock().unwrap().reloads), (2, reloads + 2), "restarted, not reloaded");
+    let live: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.config.target_dir.join("current/config.yaml")).unwrap()).unwrap();
+    assert_eq!(live["requestTimeoutSeconds"], 45);
+    let PollOutcome::Applied { .. } = outcome else { unreachable!() };
+    let reports = s
+        .store
+        .agent_reports(&s.store.deployments(&DeploymentFilter { limit: 1, ..Default::default() }).await.unwrap()[0].id)
+        .await
+        .unwrap();
+    assert!(reports.iter().any(|r| r.message.contains("restarting Honua")), "{reports:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_fails_refuses_a_deployment_that_requires_a_backup() {
+    let mut s = setup("staging").await;
+    s.config.snapshot_url = Some(format!("{}/no-such-snapshot-api", s.honua.url));
+    let agent = Agent::new(s.config.clone()).unwrap();
+    push(&s, &"0".repeat(40), &s.origin.main_sha(), "g-1").await;
+    let err = agent.poll_once(0).await.unwrap_err().to_string();
+    assert!(err.contains("requireBackup: the snapshot request answered HTTP 404"), "{err}");
+    assert!(!s.config.target_dir.join("current").exists(), "nothing was touched");
+    assert_eq!(s.honua.state.lock().unwrap().reloads, 0);
+}
+
+/// Two agents on one environment under `rollout: one-at-a-time`: the second is offered the deployment
+/// only once the first completed it; the deployment completes when both have; a failure on the first
+/// stops the rollout before the second is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_at_a_time_applies_agent_by_agent_and_stops_at_the_first_failure() {
+    let tree = tree_with_development_policy("    rollout: one-at-a-time\n");
+    let s = setup_from("development", tree.path()).await;
+    let first = Agent::new(s.config.clone()).unwrap();
+    let second_dir = tempfile::tempdir().unwrap();
+    let target = second_dir.path().join("honua");
+    std::fs::create_dir_all(&target).unwrap();
+    let second_honua = StandIn::start(target.clone()).await;
+    let second_config = AgentConfig {
+        token: agent_token(&s.store, "development-agent-2", "development").await,
+        target_dir: target,
+        state_dir: second_dir.path().join("agent"),
+        reload_url: format!("{}/admin/metadata/reload", second_honua.url),
+        health_url: format!("{}/healthz/ready", second_honua.url),
+        collections_url: Some(format!("{}/ogc/collections", second_honua.url)),
+        snapshot_url: None,
+        ..s.config.clone()
+    };
+    let second = Agent::new(second_config).unwrap();
+    // Both check in before anything is approved.
+    assert_eq!(first.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
+    assert_eq!(second.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
+
+    let base = s.origin.main_sha();
+    push(&s, &"0".repeat(40), &base, "g-1").await;
+    assert_eq!(second.poll_once(0).await.unwrap(), PollOutcome::Unchanged, "not its turn yet");
+    let PollOutcome::Applied { deployment } = first.poll_once(0).await.unwrap() else { panic!("first") };
+    assert_eq!(s.store.deployment(&deployment).await.unwrap().unwrap().state, DeploymentState::Applying);
+    assert_eq!(second.poll_once(0).await.unwrap(), PollOutcome::Applied { deployment: deployment.clone() });
+    assert_eq!(s.store.deployment(&deployment).await.unwrap().unwrap().state, DeploymentState::Completed);
+    assert_eq!(second_honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
+
+    // The next one fails on the first agent: rolled back there, never offered to the second.
+    let merged = s.origin.merge(&common::examples().join("honua-config-pr"));
+    push(&s, &base, &merged, "g-2").await;
+    approve_waiting_if_any(&s, "development").await;
+    s.honua.state.lock().unwrap().fail_reloads = true;
+    let PollOutcome::RolledBack { deployment, .. } = first.poll_once(0).await.unwrap() else { panic!("first") };
+    assert_eq!(s.store.deployment(&deployment).await.unwrap().unwrap().state, DeploymentState::RolledBack);
+    assert_eq!(second.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
+    assert_eq!(second_honua.state.lock().unwrap().reloads, 1, "the second server was never touched");
+}
+
+async fn approve_waiting_if_any(s: &Setup, environment: &str) {
+    let waiting = s
+        .store
+        .deployments(&DeploymentFilter {
+            environment: Some(environment.into()),
+            states: vec![DeploymentState::AwaitingApproval],
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    if let Some(d) = waiting.first() {
+        s.service.controller.approve(&d.id, "alice", "api", false, chrono::Utc::now()).await.unwrap();
+    }
 }
