@@ -16,7 +16,7 @@ use honua_gitops::standin::StandIn;
 use honua_gitops::store::{ApiTokenHash, DeploymentFilter, DeploymentState, Role, Store};
 
 struct Setup {
-    _github: FakeGithub,
+    github: FakeGithub,
     origin: Origin,
     service: Service,
     store: Arc<dyn Store>,
@@ -86,7 +86,7 @@ async fn setup_from(environment: &str, tree: &std::path::Path) -> Setup {
         secrets_file: Some(secrets),
         crash_after: None,
     };
-    Setup { _github: github, origin, service, store, honua, config, _dirs: dirs, _db: db }
+    Setup { github, origin, service, store, honua, config, _dirs: dirs, _db: db }
 }
 
 async fn push(s: &Setup, before: &str, after: &str, delivery: &str) {
@@ -607,4 +607,188 @@ async fn approve_waiting_if_any(s: &Setup, environment: &str) {
     if let Some(d) = waiting.first() {
         s.service.controller.approve(&d.id, "alice", "api", false, chrono::Utc::now()).await.unwrap();
     }
+}
+
+/// A service that answers every desired-state request with one fixed body (a compromised or confused
+/// service, as far as the agent can tell).
+async fn fixed_desired(body: serde_json::Value) -> String {
+    use axum::routing::{get, post};
+    let app = axum::Router::new()
+        .route("/api/v1/agent/desired", get(move || async move { axum::Json(body) }))
+        .route("/api/v1/agent/report", post(|| async { axum::http::StatusCode::OK }))
+        .route("/api/v1/agent/heartbeat", post(|| async { axum::http::StatusCode::NO_CONTENT }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_for_another_environment_or_an_older_replayed_one_changes_nothing() {
+    let s = setup("development").await;
+    let agent = Agent::new(s.config.clone()).unwrap();
+    let base = s.origin.main_sha();
+    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let PollOutcome::Applied { deployment } = agent.poll_once(0).await.unwrap() else { panic!("not applied") };
+    let applied = s.store.deployment(&deployment).await.unwrap().unwrap();
+    let record: honua_gitops::plan::signing::SignedRecord =
+        serde_json::from_str(applied.record.as_deref().unwrap()).unwrap();
+    let release = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+    let signer = &s.service.controller.signer;
+
+    // Validly signed, but for staging.
+    let staging = honua_gitops::plan::signing::SignedRecord {
+        environment: "staging".into(),
+        sequence: record.sequence + 5,
+        ..record.clone()
+    };
+    let (text, signature) = signer.sign(&staging);
+    let url = fixed_desired(serde_json::json!({ "record": text, "signature": signature })).await;
+    let confused = Agent::new(AgentConfig { server: url, ..s.config.clone() }).unwrap();
+    let err = confused.poll_once(0).await.unwrap_err().to_string();
+    assert!(err.contains("a record for `staging`; this agent serves `development`"), "{err}");
+
+    // Validly signed for development, but older than what runs: a replay.
+    let older = honua_gitops::plan::signing::SignedRecord { sequence: record.sequence - 1, ..record.clone() };
+    let (text, signature) = signer.sign(&older);
+    let url = fixed_desired(serde_json::json!({ "record": text, "signature": signature })).await;
+    let replayed = Agent::new(AgentConfig { server: url, ..s.config.clone() }).unwrap();
+    assert_eq!(replayed.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
+    // The very record that was applied, replayed: nothing either.
+    let url = fixed_desired(serde_json::json!({ "record": applied.record, "signature": applied.signature })).await;
+    let again = Agent::new(AgentConfig { server: url, ..s.config.clone() }).unwrap();
+    assert_eq!(again.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
+
+    assert_eq!(std::fs::read_link(s.config.target_dir.join("current")).unwrap(), release);
+    assert_eq!(s.honua.state.lock().unwrap().reloads, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_service_and_git_unreachable_honua_keeps_serving_and_the_agent_recovers() {
+    let s = setup("development").await;
+    let agent = Agent::new(s.config.clone()).unwrap();
+    let base = s.origin.main_sha();
+    push(&s, &"0".repeat(40), &base, "g-1").await;
+    assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
+    let release = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+    let merged = s.origin.merge(&common::examples().join("honua-config-pr"));
+    push(&s, &base, &merged, "g-2").await;
+
+    // Nothing answers: neither the service nor the Git remote.
+    let cut_off = Agent::new(AgentConfig {
+        server: "http://127.0.0.1:9".into(),
+        git_url: format!("file://{}/nowhere.git", s.config.state_dir.display()),
+        ..s.config.clone()
+    })
+    .unwrap();
+    for _ in 0..3 {
+        let err = cut_off.poll_once(0).await.unwrap_err().to_string();
+        assert!(!err.is_empty());
+        assert_eq!(std::fs::read_link(s.config.target_dir.join("current")).unwrap(), release, "untouched");
+        let ready = reqwest::get(&s.config.health_url).await.unwrap().status();
+        assert!(ready.is_success(), "Honua keeps serving the last good config");
+    }
+    // Both are back: the next poll applies what was approved meanwhile.
+    let PollOutcome::Applied { deployment } = agent.poll_once(0).await.unwrap() else { panic!("not applied") };
+    assert_eq!(s.store.deployment(&deployment).await.unwrap().unwrap().commit, merged);
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &merged, "development"));
+}
+
+/// The deployment of `commit` to `environment`, once the push has been planned.
+async fn deployment_of(s: &Setup, environment: &str, commit: &str) -> honua_gitops::store::Deployment {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let filter = DeploymentFilter { environment: Some(environment.into()), limit: 100, ..Default::default() };
+        let all = s.store.deployments(&filter).await.unwrap();
+        if let Some(d) = all.into_iter().find(|d| d.commit == commit) {
+            return d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{commit} was not planned for {environment}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `tree` without production's deployment windows and blackouts: a test must not depend on its hour.
+fn without_windows(tree: &std::path::Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_tree(tree, dir.path());
+    let policy = dir.path().join(".gitops/deployment-policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    let (from, to) = (text.find("      deploymentWindows:").unwrap(), text.find("    notifications:").unwrap());
+    std::fs::write(&policy, format!("{}{}", &text[..from], &text[to..])).unwrap();
+    dir
+}
+
+/// The whole loop on loopback: the service with the fake GitHub, two stand-in Honua servers and their
+/// agents. A PR is opened and merged; development applies at once; production waits for an approval;
+/// a writer's `/honua approve production --breaking` on the PR lets its agent apply it; each stand-in
+/// loaded exactly its environment's effective config of the merged commit, secrets resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_a_merge_reaches_development_at_once_and_production_after_an_approval_by_comment() {
+    let tree = without_windows(&common::examples().join("honua-config"));
+    let pr_tree = without_windows(&common::examples().join("honua-config-pr"));
+    let s = setup_from("production", tree.path()).await;
+    s.github.grant(common::REPO, "bob", "write", "write");
+    let dev_dir = tempfile::tempdir().unwrap();
+    let dev_target = dev_dir.path().join("honua");
+    std::fs::create_dir_all(&dev_target).unwrap();
+    let dev_honua = StandIn::start(dev_target.clone()).await;
+    let dev = Agent::new(AgentConfig {
+        token: agent_token(&s.store, "development-agent", "development").await,
+        environment: "development".into(),
+        target_dir: dev_target,
+        state_dir: dev_dir.path().join("agent"),
+        reload_url: format!("{}/admin/metadata/reload", dev_honua.url),
+        health_url: format!("{}/healthz/ready", dev_honua.url),
+        collections_url: Some(format!("{}/ogc/collections", dev_honua.url)),
+        snapshot_url: None,
+        ..s.config.clone()
+    })
+    .unwrap();
+    let prod = Agent::new(s.config.clone()).unwrap();
+
+    // What runs before the PR: main, everywhere (production approved once by an operator).
+    let base = s.origin.main_sha();
+    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let first = deployment_of(&s, "production", &base).await;
+    s.service.controller.approve(&first.id, "operator", "api", true, chrono::Utc::now()).await.unwrap();
+    assert!(matches!(dev.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
+    assert!(matches!(prod.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
+
+    // A PR adds bike lanes, raises a cache TTL and drops a field (breaking); it is merged.
+    let head = s.origin.push_pr(7, pr_tree.path());
+    s.github.open_pr(common::REPO, 7, &head, "main");
+    s.service.pull_request("g-2", "opened", 7, &head, &base).await;
+    let merged = s.origin.merge(pr_tree.path());
+    s.github.merge_pr(common::REPO, 7, &merged);
+    s.service.deliver("pull_request", "g-3", common::merged_payload(7, &head, &merged)).await;
+    push(&s, &base, &merged, "g-4").await;
+    deployment_of(&s, "development", &merged).await;
+    let prod_deployment = deployment_of(&s, "production", &merged).await;
+
+    // Development: applied by its agent right away.
+    let PollOutcome::Applied { deployment } = dev.poll_once(0).await.unwrap() else { panic!("development") };
+    assert_eq!(s.store.deployment(&deployment).await.unwrap().unwrap().state, DeploymentState::Completed);
+    assert_eq!(dev_honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &merged, "development"));
+
+    // Production: waits; its agent has nothing new to do.
+    assert_eq!(prod_deployment.state, DeploymentState::Blocked, "breaking changes need an acknowledged approval");
+    assert_eq!(prod.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "production"));
+
+    // A writer approves on the PR; production's agent applies it.
+    let body = "/honua approve production --breaking";
+    let id = s.github.post_comment_as(common::REPO, 7, body, "bob", "User");
+    s.service.deliver("issue_comment", "g-5", common::comment_payload("created", 7, id, body, "bob", "User")).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while s.store.deployment(&prod_deployment.id).await.unwrap().unwrap().state != DeploymentState::Approved {
+        assert!(tokio::time::Instant::now() < deadline, "the comment did not approve production");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(prod.poll_once(0).await.unwrap(), PollOutcome::Applied { deployment: prod_deployment.id.clone() });
+    let done = s.store.deployment(&prod_deployment.id).await.unwrap().unwrap();
+    assert_eq!(done.state, DeploymentState::Completed);
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &merged, "production"));
+    let loaded = s.honua.state.lock().unwrap().loaded.clone().unwrap().to_string();
+    assert!(loaded.contains("Password=s3cret-pw") && !loaded.contains("${DB_PASSWORD}"), "secrets resolved");
 }
