@@ -307,6 +307,11 @@ async fn a_crash_at_any_apply_phase_converges_after_restart() {
 }
 
 fn agent_process(config: &AgentConfig, args: &[&str]) -> std::process::Output {
+    agent_command(config, args).output().unwrap()
+}
+
+/// `honua agent` configured by its environment variables only.
+fn agent_command(config: &AgentConfig, args: &[&str]) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_honua"));
     cmd.arg("agent").args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     for (k, v) in [
@@ -325,7 +330,7 @@ fn agent_process(config: &AgentConfig, args: &[&str]) -> std::process::Output {
     ] {
         cmd.env(k, v);
     }
-    cmd.output().unwrap()
+    cmd
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -791,4 +796,48 @@ async fn end_to_end_a_merge_reaches_development_at_once_and_production_after_an_
     assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &merged, "production"));
     let loaded = s.honua.state.lock().unwrap().loaded.clone().unwrap().to_string();
     assert!(loaded.contains("Password=s3cret-pw") && !loaded.contains("${DB_PASSWORD}"), "secrets resolved");
+}
+
+/// The real process, killed with SIGKILL while Honua is reloading the new release (the reload hangs):
+/// restarted, it converges to the new release fully verified and the service learns it.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_process_killed_mid_apply_converges_when_restarted() {
+    let s = setup("development").await;
+    let base = s.origin.main_sha();
+    push(&s, &"0".repeat(40), &base, "g-1").await;
+    s.honua.state.lock().unwrap().hang = Some(Duration::from_secs(30));
+    let mut child = agent_command(&s.config, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = s.config.state_dir.join("journal.json");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let phase = std::fs::read(&journal)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|j| j["phase"].as_str().map(str::to_string));
+        if phase.as_deref() == Some("swapped") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the agent never reached the reload");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Give it the moment to send the reload that hangs, then kill it outright.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    assert!(journal.exists(), "killed mid-apply: the journal remains");
+    let d = deployment_of(&s, "development", &base).await;
+    assert_eq!(s.store.deployment(&d.id).await.unwrap().unwrap().state, DeploymentState::Applying);
+
+    s.honua.state.lock().unwrap().hang = None;
+    let config = s.config.clone();
+    let out = tokio::task::spawn_blocking(move || agent_command(&config, &["--once"]).output().unwrap()).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!journal.exists(), "converged: journal cleared");
+    assert_eq!(s.store.deployment(&d.id).await.unwrap().unwrap().state, DeploymentState::Completed);
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
 }
