@@ -85,6 +85,8 @@ async fn setup_from(environment: &str, tree: &std::path::Path) -> Setup {
         health_timeout: Duration::from_secs(2),
         secrets_file: Some(secrets),
         crash_after: None,
+        git_only: None,
+        mirror_dir: None,
     };
     Setup { github, origin, service, store, honua, config, _dirs: dirs, _db: db }
 }
@@ -840,4 +842,58 @@ async fn an_agent_process_killed_mid_apply_converges_when_restarted() {
     assert!(!journal.exists(), "converged: journal cleared");
     assert_eq!(s.store.deployment(&d.id).await.unwrap().unwrap().state, DeploymentState::Completed);
     assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
+}
+
+/// Honua's own server configuration with the `gitops:` block of its GitOps sample, and no service:
+/// the agent applies the branch head where the policy approves by itself, and waits where it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gitops_block_of_honuas_sample_runs_git_only_where_the_policy_auto_approves() {
+    let s = setup("development").await;
+    let server_config = |environment: &str, state: &std::path::Path| {
+        format!(
+            "# Honua server configuration\nlogging:\n  level: Information\n\ngitops:\n  enabled: true\n  repository:\n    url: {}\n    branch: main\n    path: {}\n\n  environment: {environment}\n\n  polling:\n    intervalSeconds: 30\n\n  stateStore:\n    type: file\n    path: {}\n",
+            s.config.git_url,
+            state.join("config-repo").display(),
+            state.join("gitops-state").display(),
+        )
+    };
+    let run = |config_file: std::path::PathBuf, honua: String| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_honua"));
+        cmd.args(["agent", "--once", "--config"]).arg(&config_file).env_clear();
+        cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HONUA_AGENT_RELOAD_URL", format!("{honua}/admin/metadata/reload"))
+            .env("HONUA_AGENT_HEALTH_URL", format!("{honua}/healthz/ready"))
+            .env("HONUA_AGENT_COLLECTIONS_URL", format!("{honua}/ogc/collections"))
+            .env("DB_PASSWORD", "s3cret-pw");
+        cmd.output().unwrap()
+    };
+
+    // Development auto-approves: the head is applied; Honua's config directory is the file's.
+    let config_file = s.config.target_dir.join("honua.yaml");
+    std::fs::write(&config_file, server_config("development", s.config.state_dir.parent().unwrap())).unwrap();
+    let (file, url) = (config_file.clone(), s.honua.url.clone());
+    let out = tokio::task::spawn_blocking(move || run(file, url)).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Applied"), "{out:?}");
+    let head = s.origin.main_sha();
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &head, "development"));
+    assert!(s.config.state_dir.parent().unwrap().join("config-repo").exists(), "the mirror lives at repository.path");
+    let again = tokio::task::spawn_blocking(move || run(config_file, s.honua.url.clone())).await.unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("Unchanged"), "{again:?}");
+
+    // Production needs approval: nothing is applied, and the log says why and what to do.
+    let prod_dir = tempfile::tempdir().unwrap();
+    let prod_target = prod_dir.path().join("honua");
+    std::fs::create_dir_all(&prod_target).unwrap();
+    let prod_honua = StandIn::start(prod_target.clone()).await;
+    let prod_file = prod_target.join("honua.yaml");
+    std::fs::write(&prod_file, server_config("production", prod_dir.path())).unwrap();
+    let url = prod_honua.url.clone();
+    let out = tokio::task::spawn_blocking(move || run(prod_file, url)).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Unchanged"), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("it needs an approval") && log.contains("honua serve"), "{log}");
+    assert_eq!(prod_honua.state.lock().unwrap().reloads, 0);
+    assert!(!prod_target.join("current").exists());
 }

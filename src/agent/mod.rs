@@ -48,6 +48,7 @@ pub enum AgentError {
     Crashed(String),
 }
 
+mod git_only;
 pub mod settings;
 
 /// What the agent needs to know. Every field has a flag and a `HONUA_AGENT_*` twin ([`settings`]).
@@ -86,9 +87,19 @@ pub struct AgentConfig {
     pub health_timeout: Duration,
     /// `KEY=VALUE` lines consulted before the agent's environment for `${VAR}` secrets.
     pub secrets_file: Option<PathBuf>,
+    /// Git-only mode (the `gitops:` block, no service): the branch polled, and how often.
+    pub git_only: Option<GitOnly>,
+    /// Where the bare mirror of the config repository is kept (default: `<state_dir>/mirror`).
+    pub mirror_dir: Option<PathBuf>,
     /// Fault injection for crash tests: stop dead (as a SIGKILL would) right after the journal
     /// records this phase (`writing`, `swapping` or `swapped`).
     pub crash_after: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GitOnly {
+    pub branch: String,
+    pub interval: Duration,
 }
 
 /// Written (fsynced, renamed into place) before each step that touches the release or the `current`
@@ -125,6 +136,11 @@ struct State {
     /// The outcome of the last apply or restore, for heartbeats.
     #[serde(default)]
     last_result: Option<String>,
+    /// Git-only mode: the commit that runs, and the last head that was not applied (not retried).
+    #[serde(default)]
+    commit: Option<String>,
+    #[serde(default)]
+    seen: Option<String>,
 }
 
 /// What one poll did.
@@ -201,6 +217,10 @@ impl Agent {
         Ok(Agent { config, key, http })
     }
 
+    fn mirror_root(&self) -> PathBuf {
+        self.config.mirror_dir.clone().unwrap_or_else(|| self.config.state_dir.join("mirror"))
+    }
+
     fn state_path(&self) -> PathBuf {
         self.config.state_dir.join("state.json")
     }
@@ -256,6 +276,10 @@ impl Agent {
     /// Reports a phase; when the service is unreachable the report is kept on disk and re-sent by the
     /// next poll (the service takes reports idempotently).
     async fn report(&self, deployment: &str, phase: &str, message: &str) {
+        if self.config.git_only.is_some() {
+            tracing::info!(deployment, phase, "{message}");
+            return;
+        }
         let body = serde_json::json!({ "deployment": deployment, "phase": phase, "message": message });
         let mut pending = self.pending();
         if pending.is_empty() && self.send_report(&body).await {
@@ -286,7 +310,7 @@ impl Agent {
     /// signature verifies and whose windows are open now. Used when the service is unreachable.
     async fn desired_from_ledger(&self) -> Result<Option<SignedRecord>, AgentError> {
         let (dir, url, token, key, env) = (
-            self.config.state_dir.join("mirror"),
+            self.mirror_root(),
             self.config.git_url.clone(),
             self.config.git_token.clone(),
             self.key,
@@ -324,6 +348,10 @@ impl Agent {
         if let Some(outcome) = self.recover().await? {
             return Ok(outcome);
         }
+        if let Some(git_only) = &self.config.git_only {
+            self.heartbeat().await;
+            return self.poll_git(&git_only.branch.clone()).await;
+        }
         self.flush_reports().await;
         self.heartbeat().await;
         let mut state = self.load_state();
@@ -356,12 +384,20 @@ impl Agent {
                 return outcome;
             }
         };
+        let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
         match response.status().as_u16() {
-            304 | 204 => return Ok(PollOutcome::Unchanged),
+            304 => return Ok(PollOutcome::Unchanged),
+            204 => {
+                // Nothing approved yet: the ETag makes the next request wait for a change.
+                if etag.is_some() && etag != state.etag {
+                    state.etag = etag;
+                    self.save_state(&state)?;
+                }
+                return Ok(PollOutcome::Unchanged);
+            }
             200 => {}
             status => return Err(service(format!("HTTP {status}"))),
         }
-        let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
         let body: Value = response.json().await.map_err(|e| service(format!("bad answer: {e}")))?;
         let (Some(record), Some(signature)) = (body["record"].as_str(), body["signature"].as_str()) else {
             return Err(AgentError::Refused("the desired state carries no signed record".into()));
@@ -601,8 +637,16 @@ impl Agent {
             },
             Err(_) => Err(format!("{} is unreachable", c.server)),
         };
+        let service = match &c.git_only {
+            Some(g) => Ok(format!(
+                "none (Git-only mode: branch `{}` every {} s; only what the policy approves by itself is applied)",
+                g.branch,
+                g.interval.as_secs()
+            )),
+            None => service,
+        };
         out.push(("service".into(), service));
-        let (dir, git_url, token) = (c.state_dir.join("mirror"), c.git_url.clone(), c.git_token.clone());
+        let (dir, git_url, token) = (self.mirror_root(), c.git_url.clone(), c.git_token.clone());
         let git = tokio::task::spawn_blocking(move || {
             Mirror::open(&dir, &git_url)
                 .and_then(|m| m.fetch(&["refs/heads/*"], token.as_deref()))
@@ -641,7 +685,8 @@ impl Agent {
                     if outcome != PollOutcome::Unchanged {
                         tracing::info!(?outcome, "apply finished");
                     }
-                    Duration::from_millis(100)
+                    // The service's long-poll does the waiting; Git-only mode polls at its interval.
+                    self.config.git_only.as_ref().map_or(Duration::from_millis(100), |g| g.interval)
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -925,6 +970,9 @@ impl Agent {
             "restored": restored_text,
             "last_result": state.last_result,
         });
+        if self.config.git_only.is_some() {
+            return;
+        }
         let url = format!("{}/api/v1/agent/heartbeat", self.config.server.trim_end_matches('/'));
         if let Err(e) = self.http.post(&url).bearer_auth(&self.config.token).json(&body).send().await {
             tracing::debug!(error = %e, "heartbeat not delivered");
@@ -933,7 +981,7 @@ impl Agent {
 
     async fn render(&self, record: &SignedRecord) -> Result<Rendered, AgentError> {
         let (dir, url, token, commit, env) = (
-            self.config.state_dir.join("mirror"),
+            self.mirror_root(),
             self.config.git_url.clone(),
             self.config.git_token.clone(),
             record.commit.clone(),

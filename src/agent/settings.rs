@@ -67,6 +67,66 @@ pub struct AgentArgs {
     pub secrets_file: Option<PathBuf>,
 }
 
+/// The `gitops:` block of Honua's server configuration, as Honua's GitOps sample documents it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GitopsBlock {
+    enabled: Option<bool>,
+    repository: GitopsRepository,
+    environment: Option<String>,
+    polling: Option<GitopsPolling>,
+    state_store: Option<GitopsStateStore>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GitopsRepository {
+    url: String,
+    branch: Option<String>,
+    /// Where the repository is kept on the server: the agent's bare mirror lives there.
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GitopsPolling {
+    interval_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GitopsStateStore {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    path: Option<PathBuf>,
+}
+
+impl GitopsBlock {
+    /// The agent settings the block gives; Honua's config directory is the one the file is in.
+    fn args(&self, file: &Path) -> Result<AgentArgs, AgentSettingsError> {
+        if self.enabled == Some(false) {
+            return Err(bad(
+                "gitops.enabled",
+                format!("is false in {}: set it to true to let the agent manage this server", file.display()),
+            ));
+        }
+        if let Some(kind) = self.state_store.as_ref().and_then(|s| s.kind.as_deref()) {
+            if kind != "file" {
+                return Err(bad("gitops.stateStore.type", format!("`{kind}`: only `file` is supported")));
+            }
+        }
+        Ok(AgentArgs {
+            environment: self.environment.clone(),
+            git_url: Some(self.repository.url.clone()),
+            state_dir: self.state_store.as_ref().and_then(|s| s.path.clone()),
+            target_dir: file
+                .parent()
+                .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() }),
+            ..AgentArgs::default()
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{setting}: {problem}")]
 pub struct AgentSettingsError {
@@ -126,7 +186,7 @@ impl AgentArgs {
 
     /// Every setting checked, each problem named with what to do.
     pub fn resolve(self, file: Option<&Path>) -> Result<AgentConfig, AgentSettingsError> {
-        let from_file = match file {
+        let (from_file, gitops) = match file {
             Some(path) => {
                 let bytes =
                     std::fs::read(path).map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
@@ -134,30 +194,62 @@ impl AgentArgs {
                     .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?;
                 let node = crate::config::yaml::parse(text, crate::config::node::FileId(0))
                     .map_err(|e| bad("--config", format!("{}:{e}", path.display())))?;
-                serde_json::from_value(node.to_json())
-                    .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?
+                let value = node.to_json();
+                match value.get("gitops") {
+                    // Honua's own server configuration: only its `gitops:` block is ours.
+                    Some(block) => {
+                        let block: GitopsBlock = serde_json::from_value(block.clone())
+                            .map_err(|e| bad("--config", format!("{}: the `gitops:` block: {e}", path.display())))?;
+                        (block.args(path)?, Some(block))
+                    }
+                    None => (
+                        serde_json::from_value(value)
+                            .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?,
+                        None,
+                    ),
+                }
             }
-            None => AgentArgs::default(),
+            None => (AgentArgs::default(), None),
         };
+        let git_only = match &gitops {
+            Some(block) if self.server.is_none() => Some(super::GitOnly {
+                branch: block.repository.branch.clone().unwrap_or_else(|| "main".into()),
+                interval: Duration::from_secs(
+                    block.polling.as_ref().and_then(|p| p.interval_seconds).unwrap_or(30).max(1),
+                ),
+            }),
+            _ => None,
+        };
+        let mirror_dir = gitops.as_ref().and_then(|b| b.repository.path.clone());
         let a = self.or(from_file);
         let environment = a
             .environment
             .ok_or_else(|| bad("HONUA_AGENT_ENVIRONMENT", "not set; the environment this agent serves"))?;
-        let public_key = a
-            .public_key
-            .ok_or_else(|| bad("HONUA_AGENT_PUBLIC_KEY", "not set; pin the key `GET /api/v1/signing-key` shows"))?;
-        crate::plan::signing::parse_public_key(&public_key)
-            .map_err(|e| bad("HONUA_AGENT_PUBLIC_KEY", e.to_string()))?;
-        let token = a.token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
-            bad(
-                "HONUA_AGENT_TOKEN",
-                format!("not set; create one with `honua token create --role agent --environment {environment}`"),
-            )
-        })?;
+        let (server, token, public_key) = if git_only.is_some() {
+            // Nothing is signed without a service: a placeholder key that verifies nothing anyone sends.
+            let placeholder =
+                || crate::plan::signing::Signer::from_secret(&[1u8; 32]).expect("32 bytes make a key").public_key();
+            (String::new(), String::new(), a.public_key.unwrap_or_else(placeholder))
+        } else {
+            let public_key = a
+                .public_key
+                .ok_or_else(|| bad("HONUA_AGENT_PUBLIC_KEY", "not set; pin the key `GET /api/v1/signing-key` shows"))?;
+            crate::plan::signing::parse_public_key(&public_key)
+                .map_err(|e| bad("HONUA_AGENT_PUBLIC_KEY", e.to_string()))?;
+            let token = a.token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+                bad(
+                    "HONUA_AGENT_TOKEN",
+                    format!("not set; create one with `honua token create --role agent --environment {environment}`"),
+                )
+            })?;
+            (url("HONUA_AGENT_SERVER", a.server, None)?.trim_end_matches('/').to_string(), token, public_key)
+        };
         Ok(AgentConfig {
-            server: url("HONUA_AGENT_SERVER", a.server, None)?.trim_end_matches('/').to_string(),
+            server,
             token,
             public_key,
+            git_only,
+            mirror_dir,
             git_url: url("HONUA_AGENT_GIT_URL", a.git_url, None)?,
             git_token: a.git_token,
             target_dir: a
@@ -199,5 +291,35 @@ impl std::fmt::Debug for AgentConfig {
             .field("target_dir", &self.target_dir)
             .field("state_dir", &self.state_dir)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod gitops_block_tests {
+    use super::*;
+
+    fn resolve(yaml: &str) -> Result<AgentConfig, AgentSettingsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("honua.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        AgentArgs::default().resolve(Some(&file))
+    }
+
+    #[test]
+    fn the_sample_block_gives_a_git_only_agent_and_its_mistakes_are_named() {
+        let block = "gitops:\n  enabled: true\n  repository:\n    url: https://github.com/your-org/honua-config.git\n    branch: main\n    path: /etc/honua/config-repo\n  environment: production\n  polling:\n    intervalSeconds: 30\n  stateStore:\n    type: file\n    path: /var/lib/honua/gitops-state\n";
+        let config = resolve(&format!("server:\n  port: 5000\n{block}")).unwrap();
+        let git_only = config.git_only.expect("no service: Git-only");
+        assert_eq!((git_only.branch.as_str(), git_only.interval.as_secs()), ("main", 30));
+        assert_eq!(config.environment, "production");
+        assert_eq!(config.state_dir, PathBuf::from("/var/lib/honua/gitops-state"));
+        assert_eq!(config.mirror_dir, Some(PathBuf::from("/etc/honua/config-repo")));
+
+        let off = resolve(&block.replace("enabled: true", "enabled: false")).unwrap_err().to_string();
+        assert!(off.starts_with("gitops.enabled: is false in") && off.contains("set it to true"), "{off}");
+        let redis = resolve(&block.replace("type: file", "type: redis")).unwrap_err().to_string();
+        assert_eq!(redis, "gitops.stateStore.type: `redis`: only `file` is supported");
+        let typo = resolve(&block.replace("intervalSeconds", "intervalSecs")).unwrap_err().to_string();
+        assert!(typo.contains("the `gitops:` block") && typo.contains("intervalSecs"), "{typo}");
     }
 }

@@ -1,0 +1,147 @@
+//! Git-only mode: the `gitops:` block of Honua's own server configuration (see
+//! `shared/honua/gitops-sample/gitops/README.md`) with no service. The agent polls the branch, plans the
+//! head against what it applied with the policy of what runs (the first time: the head's own), and
+//! applies only what that policy approves automatically, inside its deployment windows. Anything that
+//! needs an approval waits, said once in the log: approvals need `honua serve`.
+//!
+//! Nothing is signed in this mode: the agent trusts the branch exactly as far as its Git credentials
+//! and the repository's branch protection make it trustworthy.
+
+use chrono::Utc;
+
+use super::{apply_err, Agent, AgentError, PollOutcome};
+use crate::config::source::RepoFiles;
+use crate::config::{ConfigRepo, EnvName};
+use crate::git::mirror::Mirror;
+use crate::plan::signing::{ApplySafety, RecordApproval, SignedRecord, RECORD_FORMAT};
+use crate::policy::Decision;
+
+/// Where the branch stands for this environment.
+enum GitStep {
+    /// Nothing new since the last poll.
+    Unchanged,
+    /// The head changes nothing here: remembered as applied.
+    NothingToApply {
+        head: String,
+    },
+    Apply(Box<SignedRecord>),
+    Waiting {
+        head: String,
+        why: String,
+    },
+}
+
+impl Agent {
+    /// One Git-only poll: fetch, plan, apply what the policy approves.
+    pub(super) async fn poll_git(&self, branch: &str) -> Result<PollOutcome, AgentError> {
+        let state = self.load_state();
+        let (dir, url, token, env, branch) = (
+            self.mirror_root(),
+            self.config.git_url.clone(),
+            self.config.git_token.clone(),
+            EnvName::new(&self.config.environment),
+            branch.to_string(),
+        );
+        let (applied, seen, sequence) = (state.commit.clone(), state.seen.clone(), state.sequence);
+        let step = tokio::task::spawn_blocking(move || -> Result<GitStep, AgentError> {
+            let mirror = Mirror::open(&dir, &url).map_err(apply_err)?;
+            let reference = format!("refs/heads/{branch}");
+            mirror.fetch(&[&reference], token.as_deref()).map_err(apply_err)?;
+            let repo = git2::Repository::open_bare(mirror.path()).map_err(|e| apply_err(e.message()))?;
+            let head = repo
+                .refname_to_id(&reference)
+                .map_err(|_| apply_err(format!("branch `{branch}` does not exist at {url}")))?
+                .to_string();
+            if Some(&head) == applied.as_ref() || Some(&head) == seen.as_ref() {
+                return Ok(GitStep::Unchanged);
+            }
+            let to = ConfigRepo::load_git(mirror.path(), &head).map_err(apply_err)?;
+            let from = match &applied {
+                Some(commit) => ConfigRepo::load_git(mirror.path(), commit).map_err(apply_err)?,
+                None => ConfigRepo::from_files(RepoFiles::default(), String::new()),
+            };
+            let policy_source = if applied.is_some() { &from } else { &to };
+            let now = Utc::now();
+            let Some(plan) = crate::plan::build_with_policy(&from, &to, policy_source, Some(&env), now)
+                .plans
+                .into_iter()
+                .find(|p| p.environment == env)
+            else {
+                return Ok(GitStep::Waiting { head, why: format!("`{env}` does not exist at this commit") });
+            };
+            if applied.is_some() && !plan.has_changes() {
+                return Ok(GitStep::NothingToApply { head });
+            }
+            if let Decision::Auto = plan.decision {
+            } else {
+                let why = plan.decision.reasons().join("; ");
+                return Ok(GitStep::Waiting {
+                    head,
+                    why: format!("it needs an approval ({why}); Git-only mode applies only what the policy approves by itself: run `honua serve` for approvals"),
+                });
+            }
+            if !plan.schedule.allowed_now {
+                // Not remembered as seen: the window opens later.
+                let why = plan.schedule.reason.clone().unwrap_or_else(|| "outside its deployment windows".into());
+                tracing::info!(commit = %head, "waiting: {why}");
+                return Ok(GitStep::Unchanged);
+            }
+            let policy = crate::policy::Policy::of(policy_source).for_env(env.as_str()).0;
+            let short = &head[..head.len().min(7)];
+            Ok(GitStep::Apply(Box::new(SignedRecord {
+                format: RECORD_FORMAT.into(),
+                deployment: format!("{env}-git-{}-{short}", now.format("%Y%m%d%H%M%S")),
+                environment: env.to_string(),
+                repository: url,
+                commit: head,
+                plan_digest: plan.digest,
+                approvals: vec![RecordApproval {
+                    by: "policy".into(),
+                    via: "git-only".into(),
+                    at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    breaking: false,
+                }],
+                sequence: sequence + 1,
+                safety: Some(ApplySafety::of(&policy)),
+            })))
+        })
+        .await
+        .map_err(|e| apply_err(format!("Git task: {e}")))??;
+
+        match step {
+            GitStep::Unchanged => Ok(PollOutcome::Unchanged),
+            GitStep::NothingToApply { head } => {
+                let mut state = self.load_state();
+                state.commit = Some(head);
+                self.save_state(&state)?;
+                Ok(PollOutcome::Unchanged)
+            }
+            GitStep::Waiting { head, why } => {
+                tracing::warn!(commit = %head, "not applied: {why}");
+                let mut state = self.load_state();
+                state.seen = Some(head);
+                state.last_result = Some(format!("waiting: {why}"));
+                self.save_state(&state)?;
+                Ok(PollOutcome::Unchanged)
+            }
+            GitStep::Apply(record) => {
+                tracing::info!(commit = %record.commit, deployment = %record.deployment, "applying the branch head");
+                let outcome = self.apply(&record).await;
+                if matches!(outcome, Err(AgentError::Crashed(_))) {
+                    return outcome;
+                }
+                self.applied(&record, None)?;
+                let mut state = self.load_state();
+                // A rolled-back or refused head is not retried; the next commit is planned against
+                // what really runs.
+                if matches!(outcome, Ok(PollOutcome::Applied { .. })) {
+                    state.commit = Some(record.commit.clone());
+                } else {
+                    state.seen = Some(record.commit.clone());
+                }
+                self.save_state(&state)?;
+                outcome
+            }
+        }
+    }
+}
