@@ -897,3 +897,58 @@ async fn the_gitops_block_of_honuas_sample_runs_git_only_where_the_policy_auto_a
     assert_eq!(prod_honua.state.lock().unwrap().reloads, 0);
     assert!(!prod_target.join("current").exists());
 }
+
+/// Links planted in the agent's directories never make it write outside them: a release path that is
+/// a link to elsewhere, and a stale `.current.tmp` link, are replaced, not followed.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_planted_in_the_agents_directories_are_never_followed() {
+    let s = setup("development").await;
+    let base = s.origin.main_sha();
+    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let d = deployment_of(&s, "development", &base).await;
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("keep.txt"), "mine").unwrap();
+    let releases = s.config.state_dir.join("releases");
+    std::fs::create_dir_all(&releases).unwrap();
+    std::os::unix::fs::symlink(outside.path(), releases.join(format!("{:010}-{}", d.sequence, d.id))).unwrap();
+    std::os::unix::fs::symlink(outside.path(), s.config.target_dir.join(".current.tmp")).unwrap();
+
+    let agent = Agent::new(s.config.clone()).unwrap();
+    assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
+    let names: Vec<_> = std::fs::read_dir(outside.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["keep.txt"], "nothing was written outside");
+    assert_eq!(std::fs::read_to_string(outside.path().join("keep.txt")).unwrap(), "mine");
+    let live = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+    assert!(live.starts_with(&releases) && !std::fs::symlink_metadata(&live).unwrap().file_type().is_symlink());
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
+}
+
+/// `honua agent`'s loop: long-polling, it applies each new approval as it is decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_agent_applies_each_new_approval_as_it_is_decided() {
+    let s = setup("development").await;
+    let agent = Arc::new(Agent::new(s.config.clone()).unwrap());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = agent.clone();
+    let task = tokio::spawn(async move { runner.run(stopped).await });
+    let mut before = "0".repeat(40);
+    let mut head = s.origin.main_sha();
+    for (n, tree) in ["honua-config-pr", "honua-config", "honua-config-pr"].iter().enumerate() {
+        push(&s, &before, &head, &format!("run-{n}")).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while s.honua.state.lock().unwrap().loaded.as_ref() != Some(&expected_render(&s, &head, "development")) {
+            let all = s.store.deployments(&DeploymentFilter { limit: 5, ..Default::default() }).await.unwrap();
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "commit {n} never applied: {:?}",
+                all.iter().map(|d| (&d.environment, &d.state, &d.commit[..7])).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        before = head.clone();
+        head = s.origin.merge(&common::examples().join(tree));
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}

@@ -679,7 +679,13 @@ impl Agent {
     pub async fn run(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut failures: u32 = 0;
         loop {
-            let wait = match self.poll_once(30).await {
+            // A stop ends the long-poll at once; one that lands mid-apply is as a crash, which the
+            // journal makes safe (the next start converges).
+            let polled = tokio::select! {
+                polled = self.poll_once(30) => polled,
+                _ = stop.changed() => return,
+            };
+            let wait = match polled {
                 Ok(outcome) => {
                     failures = 0;
                     if outcome != PollOutcome::Unchanged {

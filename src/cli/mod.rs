@@ -14,6 +14,9 @@ use crate::diff::diff_repositories;
 use crate::plan::{self, render};
 use crate::validate::{self, report};
 
+pub mod client;
+pub mod demo;
+
 /// Exit status when the command itself could not run (bad path, unreadable repository).
 pub const EXIT_USAGE: u8 = 2;
 
@@ -78,6 +81,94 @@ pub enum Command {
     /// Manage API tokens (stored hashed in the service's database; a token is shown once).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The whole loop on this machine: service, config repository, stand-in Honua servers and agents.
+    #[command(
+        after_help = "Runs on loopback in a temporary directory and narrates the README's three examples: a new \
+        layer (development and staging applied automatically, production approved then applied), a cache TTL \
+        change, and a rollback of production. Exit status 0 only if every step really happened.\n\n\
+        Example:\n  cargo run --release -- demo\n  honua demo --keep    # then point the CLI at the printed HONUA_SERVER"
+    )]
+    Demo(demo::DemoArgs),
+    /// Every environment at a glance (or one): commit, sync, health, last deployment.
+    #[command(after_help = CLIENT_HELP)]
+    Status {
+        environment: Option<String>,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// An environment's deployments, newest first.
+    #[command(after_help = CLIENT_HELP)]
+    Deployments {
+        environment: String,
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// One deployment: show, approve or reject it.
+    #[command(subcommand)]
+    Deployment(DeploymentCommand),
+    /// Roll an environment back to its previous completed deployment (or `--to ID`).
+    #[command(after_help = CLIENT_HELP)]
+    Rollback {
+        environment: String,
+        /// A completed deployment of the environment to return to.
+        #[arg(long)]
+        to: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// The agents, their health, sync status and last check-in.
+    #[command(after_help = CLIENT_HELP)]
+    Agents {
+        environment: Option<String>,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Print a shell completion script (`honua completions bash > /etc/bash_completion.d/honua`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+const CLIENT_HELP: &str = "The service and token come from --server/--token, HONUA_SERVER/HONUA_TOKEN, or \
+    ~/.config/honua/client.yaml (`server:` and `token:`; HONUA_CLIENT_CONFIG names another file). \
+    --output json prints the API's answer.\n\nExamples:\n  honua status production\n  \
+    honua deployments production --limit 5\n  honua deployment approve prod-20261125101500-abc1234\n  \
+    honua rollback production --yes";
+
+#[derive(Subcommand, Debug)]
+pub enum DeploymentCommand {
+    /// The plan (breaking changes first), approvals, every transition and the agents' reports.
+    #[command(after_help = CLIENT_HELP)]
+    Show {
+        id: String,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Approve a deployment (bound to its plan's digest and signed).
+    #[command(after_help = CLIENT_HELP)]
+    Approve {
+        id: String,
+        /// Acknowledge its breaking changes (required when the policy does not allow them).
+        #[arg(long)]
+        breaking: bool,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Reject a deployment that has not started.
+    #[command(after_help = CLIENT_HELP)]
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -233,6 +324,25 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => serve_command(args),
         Command::Token(TokenCommand::Create(args)) => token_create_command(args),
         Command::Agent(args) => agent_command(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Status { environment, client } => client::status(&client, environment.as_deref()),
+        Command::Deployments { environment, limit, client } => client::deployments(&client, &environment, limit),
+        Command::Deployment(DeploymentCommand::Show { id, client }) => client::show(&client, &id),
+        Command::Deployment(DeploymentCommand::Approve { id, breaking, client }) => {
+            client::decide(&client, &id, true, breaking, None)
+        }
+        Command::Deployment(DeploymentCommand::Reject { id, reason, client }) => {
+            client::decide(&client, &id, false, false, Some(&reason))
+        }
+        Command::Rollback { environment, to, yes, client } => {
+            client::rollback(&client, &environment, to.as_deref(), yes)
+        }
+        Command::Agents { environment, client } => client::agents(&client, environment.as_deref()),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "honua", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

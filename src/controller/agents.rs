@@ -216,7 +216,9 @@ impl Controller {
         }
         // Recorded once accepted: a refused report leaves no phase behind.
         self.store.record_agent_report(&report).await?;
-        self.publish_decisions(&d.repository).await;
+        // Other agents of the environment may be waiting for this (one-at-a-time); the ledger, GitHub
+        // and notifications follow from the caller, after the answer (`publish_decisions`).
+        self.decisions.notify_waiters();
         self.store.deployment(&d.id).await?.ok_or(DecisionError::NotFound(d.id))
     }
 }

@@ -535,6 +535,9 @@ impl Controller {
     /// Failing must not fail the caller (the decision is recorded); each catches up on the next
     /// decision or poll.
     pub async fn publish_decisions(&self, repository: &str) {
+        // Agents long-polling their desired state look again at once: the decision is in the store;
+        // the ledger and GitHub (rate-limited) follow.
+        self.decisions.notify_waiters();
         if let Err(e) = self.publish_ledger(repository).await {
             tracing::warn!(repository, error = %e, "ledger not published yet; the next decision or poll retries");
         }
@@ -547,8 +550,6 @@ impl Controller {
         if let Err(e) = self.deliver_notifications().await {
             tracing::warn!(error = %e, "notifications not delivered yet; the next poll retries");
         }
-        // Agents long-polling their desired state look again.
-        self.decisions.notify_waiters();
     }
 
     /// Publishes every signed record of `repository` not in its Git ledger yet.

@@ -724,5 +724,7 @@ async fn agent_report(
     };
     let d =
         c.agent_report(&caller.0.name, &environment, &b.deployment, &b.phase, &b.message, chrono::Utc::now()).await?;
+    // An agent's report never waits for GitHub or the ledger.
+    mirror_later(&c, &d.repository);
     Ok(Json(summary(&d)))
 }

@@ -169,6 +169,29 @@ pub enum ServeError {
 
 /// Runs the service until SIGINT or SIGTERM: HTTP stops accepting, running jobs finish, then it exits.
 pub async fn run(settings: Settings) -> Result<(), ServeError> {
+    start(settings, shutdown_signal()).await?.finished().await
+}
+
+/// A started service: where it listens, its controller, and the task that ends after `shutdown`.
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub controller: Arc<Controller>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl Running {
+    /// Waits until the service has shut down (HTTP closed, running jobs finished).
+    pub async fn finished(self) -> Result<(), ServeError> {
+        self.task.await.map_err(|e| ServeError::Io(std::io::Error::other(e)))?
+    }
+}
+
+/// Starts the service (store, workers, poller, HTTP) and returns once it listens; it stops when
+/// `shutdown` completes. `honua serve` and `honua demo` both run it.
+pub async fn start(
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Running, ServeError> {
     let store = crate::store::open(&settings.database_url)
         .await
         .map_err(|source| ServeError::Store { url: settings.database_url.clone(), source })?;
@@ -207,14 +230,18 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|source| ServeError::Listen { addr: settings.listen, source })?;
-    tracing::info!(listen = %settings.listen, workers = settings.workers, "honua serve: ready");
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %addr, workers = settings.workers, "honua serve: ready");
     let state = AppState { store, webhook_secrets: Arc::new(settings.webhook_secrets), jobs_queued };
     let app = router(state).merge(api::router(controller.clone()));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
-    tracing::info!("shutting down: finishing running jobs");
-    let _ = stop_workers.send(true);
-    while workers.join_next().await.is_some() {}
-    Ok(())
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        tracing::info!("shutting down: finishing running jobs");
+        let _ = stop_workers.send(true);
+        while workers.join_next().await.is_some() {}
+        Ok(())
+    });
+    Ok(Running { addr, controller, task })
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -1,0 +1,26 @@
+//! `honua demo` as a newcomer runs it: the binary alone, on loopback, in a temporary directory. It
+//! exits 0 only if every step of the README's three examples really happened.
+
+#[test]
+fn the_demo_runs_the_whole_loop_and_every_step_happens() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_honua"))
+        .args(["demo", "--ci"])
+        .env_remove("HONUA_SERVER")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "✓ development: applied automatically; Honua serves transportation::bike_lanes",
+        "✓ staging: applied automatically; Honua serves transportation::bike_lanes",
+        "awaits approval (autoApprove is false for this environment); Honua does not serve it yet",
+        "│ + ┆ layer ┆ transportation::bike_lanes ┆ added   │",
+        "│ ~ ┆ layer ┆ cadastre::parcels ┆ caching.ttl: 3600 -> 7200 │",
+        "✓ production: Honua serves parcels with caching.ttl 7200",
+        "parcels TTL is 3600 again",
+        "✓ every step happened",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    assert!(!text.contains("\u{1b}["), "no colour with --ci");
+}
