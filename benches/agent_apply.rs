@@ -123,7 +123,9 @@ fn variants(base: &std::path::Path) -> [tempfile::TempDir; 2] {
     common::copy_tree(base, b.path());
     let meta = b.path().join("environments/common/base-metadata.yaml");
     let text = std::fs::read_to_string(&meta).unwrap();
-    std::fs::write(&meta, text.replacen("title:", "title: Changed ", 1)).unwrap();
+    // A layer title every environment shares (the catalog's would be masked by the environments' own).
+    assert!(text.contains("title: Land and Property\n"), "the example changed");
+    std::fs::write(&meta, text.replace("title: Land and Property\n", "title: Land and Property Records\n")).unwrap();
     [a, b]
 }
 
@@ -155,6 +157,12 @@ async fn apply_time() {
         if n > 0 {
             phases.push(at("reloading") - at("fetching"));
             whole.push(elapsed);
+            println!(
+                "  run {n}: fetch+render {:.0} ms, write {:.0} ms, swap {:.0} ms",
+                at("writing") - at("fetching"),
+                at("swapping") - at("writing"),
+                at("reloading") - at("swapping")
+            );
         }
         before = head.clone();
         head = r.origin.merge(&synth.path().join(if n % 2 == 0 { "b" } else { "a" }));
@@ -188,7 +196,11 @@ async fn latency(webhooks: bool) {
         }
         let deadline = Instant::now() + Duration::from_secs(120);
         while r.honua.state.lock().unwrap().reloads == reloads {
-            assert!(Instant::now() < deadline, "merge {n} never applied");
+            if Instant::now() > deadline {
+                let all = r.store.deployments(&DeploymentFilter { limit: 10, ..Default::default() }).await.unwrap();
+                let states: Vec<_> = all.iter().map(|d| (&d.environment, d.state, &d.commit[..7])).collect();
+                panic!("merge {n} ({}) never applied: {states:?}", &head[..7]);
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         if n > 0 {
@@ -204,7 +216,12 @@ async fn latency(webhooks: bool) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    apply_time().await;
+    if let Ok(filter) = std::env::var("HONUA_LOG") {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).init();
+    }
+    if env_or("AGENT_APPLY_RUNS", 10) > 0 {
+        apply_time().await;
+    }
     latency(true).await;
     latency(false).await;
 }

@@ -203,11 +203,22 @@ async fn a_writer_approves_the_merged_change_for_production_by_comment(store: Ar
     )
     .unwrap();
     assert_eq!((record.approvals[0].by.as_str(), record.approvals[0].via.as_str()), ("bob", "comment"));
-    let ledger = w.origin.repo.refname_to_id(honua_gitops::git::ledger::LEDGER_REF).unwrap();
-    let entries = honua_gitops::git::ledger::read(&w.origin.repo, ledger).unwrap();
-    assert!(entries.iter().any(|e| e.deployment == prod.id && e.record == approved.record.clone().unwrap()));
-    let gh = w.github.deployments().into_iter().find(|d| d.payload["honua_deployment"] == prod.id.as_str()).unwrap();
-    assert_eq!(gh.statuses.last().map(String::as_str), Some("queued"));
+    // The ledger and GitHub's mirror follow in the background publisher.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let in_ledger = w.origin.repo.refname_to_id(honua_gitops::git::ledger::LEDGER_REF).ok().is_some_and(|head| {
+            let entries = honua_gitops::git::ledger::read(&w.origin.repo, head).unwrap();
+            entries.iter().any(|e| e.deployment == prod.id && e.record == approved.record.clone().unwrap())
+        });
+        let queued = w.github.deployments().into_iter().any(|d| {
+            d.payload["honua_deployment"] == prod.id.as_str() && d.statuses.last().map(String::as_str) == Some("queued")
+        });
+        if in_ledger && queued {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "ledger {in_ledger}, GitHub queued {queued}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let trail = w.store.audit(0, Some(&prod.id), 100).await.unwrap();
     let states: Vec<_> = trail.iter().filter_map(|e| e.to_state.clone()).collect();
     assert_eq!(states, ["pending", "awaiting_approval", "approved"]);

@@ -348,7 +348,7 @@ pub fn deployment_detail(d: &Value, colour: bool) -> String {
         let mut details =
             if breaking.is_empty() { String::new() } else { format!("BREAKING {}; ", breaking.join(", ")) };
         details.push_str(&if fields.is_empty() { action.to_string() } else { fields.join("; ") });
-        t.add_row(vec![sign, c["kind"].as_str().unwrap_or("?"), c["id"].as_str().unwrap_or("?"), &details]);
+        t.add_row(vec![sign, c["type"].as_str().unwrap_or("?"), c["id"].as_str().unwrap_or("?"), &details]);
     }
     out.push_str(&t.to_string());
     out.push('\n');
@@ -529,4 +529,110 @@ pub fn agents(args: &ClientArgs, environment: Option<&str>) -> Result<ExitCode> 
         println!("{}", agents_table(&body["agents"], colour()));
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn env(sync: &str, health: &str, agents: Value) -> Value {
+        json!({
+            "repository": "city/gis-config",
+            "environment": "production",
+            "status": "in_sync",
+            "sync": sync,
+            "health": health,
+            "current": {"id": "prod-20261125101500-a1b2c3d", "commit": "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678", "state": "completed"},
+            "pending": null,
+            "last": {"id": "prod-20261125101500-a1b2c3d", "state": "completed", "duration_ms": 2300, "by": "mike"},
+            "agents": agents,
+        })
+    }
+
+    #[test]
+    fn the_status_box_shows_commit_sync_health_and_the_last_deployment() {
+        let healthy = env("synced", "healthy", json!([{"name": "prod-1", "stale": false}]));
+        insta::assert_snapshot!("status_synced", status_box(&healthy, false));
+        let drifted = env(
+            "drifted",
+            "healthy",
+            json!([{"name": "prod-1", "stale": false, "drifted": ["metadata.json"]}, {"name": "prod-2", "stale": true}]),
+        );
+        insta::assert_snapshot!("status_drifted", status_box(&drifted, false));
+        let mut waiting = env("unknown", "unknown", json!([]));
+        waiting["pending"] = json!({"id": "prod-20261125120000-0f1e2d3", "state": "awaiting_approval"});
+        insta::assert_snapshot!("status_pending_no_agents", status_box(&waiting, false));
+        for text in [status_box(&healthy, true), status_box(&drifted, false)] {
+            assert!(text.lines().all(|l| visible(l) <= WIDTH as usize), "wider than 80 columns:\n{text}");
+        }
+        // A very long id is cut, not allowed to break the box.
+        let mut long = healthy.clone();
+        long["last"]["id"] = json!("x".repeat(200));
+        assert!(status_box(&long, false).lines().all(|l| visible(l) <= WIDTH as usize));
+    }
+
+    #[test]
+    fn the_deployments_and_agents_tables_fit_80_columns() {
+        let list = json!([
+            {"id": "prod-20241004123456-abc1234", "state": "completed", "duration_ms": 2300, "by": "mike"},
+            {"id": "prod-20241004120000-def4567", "state": "completed", "duration_ms": 1800, "by": "ai-agent"},
+            {"id": "prod-20241003180000-0a1b2c3", "state": "failed", "duration_ms": 500, "by": "jane"},
+            {"id": "prod-20241003170000-9f8e7d6", "state": "awaiting_approval", "duration_ms": null, "by": "alice"},
+            {"id": "prod-20241003160000-1234567", "state": "rolled_back", "duration_ms": 95000, "by": "alice, bob"},
+        ]);
+        let table = deployments_table(&list, false);
+        insta::assert_snapshot!("deployments", table);
+        assert!(table.lines().all(|l| l.chars().count() <= 80));
+        let agents = json!([
+            {"name": "production-agent-1", "environment": "production", "health": "healthy", "sync": "synced",
+             "commit": "a1b2c3d4e5f6", "last_seen": "2026-11-25T10:15:00Z"},
+            {"name": "production-agent-2", "environment": "production", "health": "stale", "sync": "unknown",
+             "commit": null, "last_seen": "2026-11-25T09:00:00Z"},
+            {"name": "staging-agent", "environment": "staging", "health": "healthy", "sync": "drifted",
+             "commit": "0f1e2d3c4b5a", "last_seen": "2026-11-25T10:15:02Z"},
+        ]);
+        let table = agents_table(&agents, false);
+        insta::assert_snapshot!("agents", table);
+        assert!(table.lines().all(|l| l.chars().count() <= 80));
+        assert!(!deployments_table(&list, false).contains('\u{1b}'), "no colour when asked for none");
+        assert!(deployments_table(&list, true).contains('\u{1b}'), "colour when asked for it");
+    }
+
+    #[test]
+    fn a_deployment_shows_breaking_changes_first_then_approvals_transitions_and_agents() {
+        let d = json!({
+            "id": "prod-20261125101500-a1b2c3d", "repository": "city/gis-config", "environment": "production",
+            "state": "completed", "commit": "a1b2c3d4e5f6", "from_commit": "0f1e2d3c4b5a", "duration_ms": 2300,
+            "by": "mike", "reasons": ["autoApprove is false for this environment"], "plan_digest": "sha256:00ff",
+            "plan": {"changes": [
+                {"type": "layer", "id": "transportation::bike_lanes", "action": "added", "breaking": []},
+                {"type": "layer", "id": "cadastre::parcels", "action": "modified",
+                 "breaking": [{"code": "field.removed"}],
+                 "fields": [{"path": "fields.owner_name", "from": {"type": "string"}, "to": null}]},
+                {"type": "layer", "id": "cadastre::parcels_ttl", "action": "modified", "breaking": [],
+                 "fields": [{"path": "caching.ttl", "from": 3600, "to": 7200}]},
+            ]},
+            "approvals": [{"actor": "mike", "via": "comment", "breaking": true}],
+            "transitions": [
+                {"at": 1764065700000i64, "to_state": "awaiting_approval", "actor": "alice", "message": "planned from commit a1b2c3d of main"},
+                {"at": 1764065760000i64, "to_state": "approved", "actor": "mike", "message": "approved by mike via comment"},
+                {"at": 1764065761000i64, "to_state": "applying", "actor": "production-agent", "message": "production-agent: fetching"},
+                {"at": 1764065763300i64, "to_state": "completed", "actor": "production-agent", "message": "production-agent: completed"},
+            ],
+            "reports": [
+                {"agent": "production-agent", "phase": "fetching", "message": "commit a1b2c3d"},
+                {"agent": "production-agent", "phase": "completed", "message": "reloaded; healthy, every expected collection served"},
+            ],
+        });
+        insta::assert_snapshot!("deployment_show", deployment_detail(&d, false));
+    }
+
+    #[test]
+    fn durations_read_like_the_readme() {
+        assert_eq!(duration(&json!(2300)), "2.3s");
+        assert_eq!(duration(&json!(65_000)), "1m 05s");
+        assert_eq!(duration(&Value::Null), "-");
+        assert_eq!(title_case("awaiting_approval"), "Awaiting approval");
+    }
 }

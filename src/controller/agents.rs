@@ -111,6 +111,7 @@ impl Controller {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let previous = self.store.agent_heartbeat(agent, environment, &heartbeat.to_string(), ms(at)).await?;
+        self.events.notify_waiters();
         let previous: serde_json::Value =
             previous.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or(serde_json::Value::Null);
         let drifted = heartbeat["sync"] == "drifted" || heartbeat["restored"].is_string();
@@ -219,6 +220,7 @@ impl Controller {
         // Other agents of the environment may be waiting for this (one-at-a-time); the ledger, GitHub
         // and notifications follow from the caller, after the answer (`publish_decisions`).
         self.decisions.notify_waiters();
+        self.events.notify_waiters();
         self.store.deployment(&d.id).await?.ok_or(DecisionError::NotFound(d.id))
     }
 }

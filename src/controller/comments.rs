@@ -97,7 +97,7 @@ impl Controller {
                         "this pull request was closed without merging: there is nothing to approve.".into(),
                     )]
                 };
-                self.publish_decisions(&c.repo.full_name()).await;
+                self.decided(&c.repo.full_name()).await;
                 self.answer_outcomes(&gh, &c, outcomes).await
             }
             CommentCommand::Reject { environment, reason } => {
@@ -112,7 +112,7 @@ impl Controller {
                         "this pull request was closed without merging: there is nothing to reject.".into(),
                     )]
                 };
-                self.publish_decisions(&c.repo.full_name()).await;
+                self.decided(&c.repo.full_name()).await;
                 self.answer_outcomes(&gh, &c, outcomes).await
             }
         }
@@ -413,7 +413,7 @@ impl Controller {
         for d in waiting.iter().filter(|d| d.commit == merge_sha) {
             self.carry_pr_approvals(d).await?;
         }
-        self.publish_decisions(&repo.full_name()).await;
+        self.decided(&repo.full_name()).await;
         Ok(())
     }
 

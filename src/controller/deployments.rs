@@ -151,7 +151,7 @@ impl Controller {
             self.store.set_branch_head(&source.repository, &source.branch, sha, ms(at)).await?;
             created
         };
-        self.publish_decisions(&source.repository).await;
+        self.decided(&source.repository).await;
         Ok(created)
     }
 
@@ -531,6 +531,51 @@ impl Controller {
         Ok(())
     }
 
+    /// After decisions: agents are woken at once; the ledger, GitHub's Deployments mirror (rate-limited
+    /// by GitHub) and notifications follow in the background publisher, so neither the job that decided
+    /// nor the next one waits for them. Without a running publisher (no worker) they follow inline.
+    pub async fn decided(&self, repository: &str) {
+        self.decisions.notify_waiters();
+        self.events.notify_waiters();
+        let queued = match self.publisher.lock().expect("publisher lock").as_ref() {
+            Some(queue) => queue.send(repository.to_string()).is_ok(),
+            None => false,
+        };
+        if !queued {
+            self.publish_decisions(repository).await;
+        }
+    }
+
+    /// Starts the background publisher once (with the first worker): it publishes the decisions of
+    /// each queued repository, a burst of decisions of one repository at a time, until `shutdown`.
+    pub(super) fn start_publisher(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut slot = self.publisher.lock().expect("publisher lock");
+        if slot.is_some() {
+            return;
+        }
+        let (queue, mut pending) = tokio::sync::mpsc::unbounded_channel::<String>();
+        *slot = Some(queue);
+        drop(slot);
+        tokio::spawn(async move {
+            loop {
+                let first = tokio::select! {
+                    r = pending.recv() => r,
+                    _ = shutdown.changed() => None,
+                };
+                let Some(first) = first else { break };
+                let mut batch = std::collections::BTreeSet::from([first]);
+                while let Ok(more) = pending.try_recv() {
+                    batch.insert(more);
+                }
+                for repository in batch {
+                    self.publish_decisions(&repository).await;
+                }
+            }
+            // Whatever was queued at shutdown is published on the next decision or poll.
+            *self.publisher.lock().expect("publisher lock") = None;
+        });
+    }
+
     /// After decisions: the Git ledger, GitHub's Deployments mirror and the notifications catch up.
     /// Failing must not fail the caller (the decision is recorded); each catches up on the next
     /// decision or poll.
@@ -538,6 +583,7 @@ impl Controller {
         // Agents long-polling their desired state look again at once: the decision is in the store;
         // the ledger and GitHub (rate-limited) follow.
         self.decisions.notify_waiters();
+        self.events.notify_waiters();
         if let Err(e) = self.publish_ledger(repository).await {
             tracing::warn!(repository, error = %e, "ledger not published yet; the next decision or poll retries");
         }

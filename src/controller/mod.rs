@@ -67,6 +67,8 @@ pub struct Controller {
     http: reqwest::Client,
     /// Signalled after decisions and agent reports: long-polling agents look at their desired state.
     pub decisions: Arc<tokio::sync::Notify>,
+    /// Signalled on every change a dashboard shows: decisions, agent reports and heartbeats.
+    pub events: Arc<tokio::sync::Notify>,
     /// Base of clone URLs: `owner/name` is fetched from `{git_url}/owner/name.git`.
     pub git_url: String,
     pub mirrors: PathBuf,
@@ -75,6 +77,9 @@ pub struct Controller {
     /// Signalled by the webhook route when it queues a job, so an idle worker starts at once.
     pub jobs_queued: Arc<tokio::sync::Notify>,
     repo_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Repositories whose decisions the background publisher (started with the first worker) is to
+    /// publish; `None` before it runs, and then publishing happens inline.
+    publisher: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
 }
 
 impl Controller {
@@ -100,16 +105,19 @@ impl Controller {
                 .build()
                 .expect("the HTTP client builds"),
             decisions: Arc::new(tokio::sync::Notify::new()),
+            events: Arc::new(tokio::sync::Notify::new()),
             git_url: git_url.trim_end_matches('/').to_string(),
             mirrors,
             public_url,
             jobs_queued: Arc::new(tokio::sync::Notify::new()),
             repo_locks: Mutex::new(HashMap::new()),
+            publisher: std::sync::Mutex::new(None),
         }
     }
 
     /// Runs one worker until `shutdown` turns true; a job in progress is finished first.
     pub async fn run_worker(self: Arc<Self>, worker: String, mut shutdown: watch::Receiver<bool>) {
+        self.clone().start_publisher(shutdown.clone());
         loop {
             if *shutdown.borrow() {
                 return;
@@ -244,7 +252,7 @@ impl Controller {
             for (owner, name, default_branch) in github.installation_repositories(installation).await? {
                 let gh = github.repo(installation, &owner, &name)?;
                 let full_name = format!("{owner}/{name}");
-                self.publish_decisions(&full_name).await;
+                self.decided(&full_name).await;
                 // The default branch: a push whose webhook was lost still becomes deployments.
                 let head = match gh.branch_head(&default_branch).await {
                     Ok(head) => Some(head),

@@ -39,6 +39,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .routes(routes!(agent_report))
         .routes(routes!(agent_heartbeat))
         .routes(routes!(environment))
+        .routes(routes!(events))
         .split_for_parts();
     // The document is built from the routes themselves: a route cannot exist without its entry.
     let openapi = Arc::new(openapi);
@@ -228,6 +229,34 @@ fn summary(d: &Deployment) -> serde_json::Value {
     })
 }
 
+/// [`summary`] with when it ran and who is behind it: `started_at`/`finished_at` (entering `applying`,
+/// reaching an end), `duration_ms` between them, and `by`: its approvers (not the policy), else who
+/// caused it (the pusher, the operator who rolled back).
+async fn with_timing(c: &Controller, d: &Deployment) -> Result<serde_json::Value, ApiError> {
+    let mut out = summary(d);
+    let transitions = c.store.audit(0, Some(&d.id), 1000).await?;
+    let approvals = c.store.approvals(&d.id).await?;
+    let at = |states: &[&str]| {
+        transitions.iter().find(|e| e.to_state.as_deref().is_some_and(|s| states.contains(&s))).map(|e| e.at)
+    };
+    let (started, finished) = (at(&["applying"]), at(&["completed", "failed", "rolled_back"]));
+    let approvers: Vec<&str> = approvals.iter().filter(|a| a.via != "policy").map(|a| a.actor.as_str()).collect();
+    let by =
+        if approvers.is_empty() { transitions.first().map(|e| e.actor.clone()) } else { Some(approvers.join(", ")) };
+    out["started_at"] = json!(started.and_then(chrono::DateTime::from_timestamp_millis));
+    out["finished_at"] = json!(finished.and_then(chrono::DateTime::from_timestamp_millis));
+    out["duration_ms"] = json!(started.zip(finished).map(|(s, f)| f - s));
+    out["by"] = json!(by);
+    Ok(out)
+}
+
+async fn timed(c: &Controller, d: Option<&&Deployment>) -> Result<serde_json::Value, ApiError> {
+    match d {
+        Some(d) => with_timing(c, d).await,
+        None => Ok(serde_json::Value::Null),
+    }
+}
+
 /// Per repository and environment (all, or `only`): status, the deployment that runs (`current`), the
 /// one pending, the last, and its agents.
 async fn environment_views(c: &Controller, only: Option<&str>) -> Result<Vec<serde_json::Value>, ApiError> {
@@ -273,9 +302,9 @@ async fn environment_views(c: &Controller, only: Option<&str>) -> Result<Vec<ser
             "status": status,
             "sync": sync,
             "health": health,
-            "current": current.map(|d| summary(d)),
-            "pending": pending.map(|d| summary(d)),
-            "last": last.map(|d| summary(d)),
+            "current": timed(c, current).await?,
+            "pending": timed(c, pending).await?,
+            "last": timed(c, last).await?,
             "recent": list.iter().take(10).map(|d| summary(d)).collect::<Vec<_>>(),
             "agents": agents,
         }));
@@ -324,6 +353,49 @@ async fn environment(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+struct EventsQuery {
+    /// Only this environment.
+    environment: Option<String>,
+}
+
+/// A live feed for dashboards (`honua watch`): server-sent `environments` events whose data is the body
+/// of `GET /api/v1/environments` (only `environment`'s entries when given), sent at once and after every
+/// change (decisions, agent reports, heartbeats; staleness is re-evaluated every 5 s). A comment line
+/// every 15 s keeps proxies from closing an idle stream. Reconnecting clients simply get the current state.
+#[utoipa::path(get, path = "/api/v1/events", tag = "environments", security(("bearer" = [])), params(EventsQuery),
+    responses((status = 200, description = "`text/event-stream` of `environments` events", content_type = "text/event-stream", body = String),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn events(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Query(q): Query<EventsQuery>,
+) -> Result<axum::response::Sse<impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>>, ApiError>
+{
+    caller.require(Role::Viewer)?;
+    let stream = futures_util::stream::unfold((c, q.environment, None::<String>), |(c, env, last)| async move {
+        loop {
+            // Registered before looking, so a change in between is not missed.
+            let changed = c.events.notified();
+            if let Ok(views) = environment_views(&c, env.as_deref()).await {
+                let body = json!({ "environments": views }).to_string();
+                if last.as_deref() != Some(body.as_str()) {
+                    let event = axum::response::sse::Event::default().event("environments").data(body.clone());
+                    return Some((Ok(event), (c, env, Some(body))));
+                }
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            }
+        }
+    });
+    Ok(axum::response::Sse::new(stream).keep_alive(
+        axum::response::sse::KeepAlive::new().interval(std::time::Duration::from_secs(15)).text("keep-alive"),
+    ))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     environment: Option<String>,
     repository: Option<String>,
@@ -350,7 +422,11 @@ async fn deployments(
     let filter =
         DeploymentFilter { repository: q.repository, environment: q.environment, states, limit: q.limit.unwrap_or(20) };
     let list = c.store.deployments(&filter).await?;
-    Ok(Json(json!({ "deployments": list.iter().map(summary).collect::<Vec<_>>() })))
+    let mut out = Vec::with_capacity(list.len());
+    for d in &list {
+        out.push(with_timing(&c, d).await?);
+    }
+    Ok(Json(json!({ "deployments": out })))
 }
 
 async fn detail(c: &Controller, id: &str) -> Result<serde_json::Value, ApiError> {
@@ -361,7 +437,7 @@ async fn detail(c: &Controller, id: &str) -> Result<serde_json::Value, ApiError>
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no deployment `{id}`")))?;
     let approvals = c.store.approvals(id).await?;
     let transitions = c.store.audit(0, Some(id), 10_000).await?;
-    let mut out = summary(&d);
+    let mut out = with_timing(c, &d).await?;
     out["plan"] = d.plan.clone();
     out["approvals"] = json!(approvals);
     out["transitions"] = json!(transitions);
@@ -387,7 +463,7 @@ async fn deployment(
 /// GitHub's Deployments mirror is updated after the answer, not before it.
 fn mirror_later(c: &Arc<Controller>, repository: &str) {
     let (c, repository) = (c.clone(), repository.to_string());
-    tokio::spawn(async move { c.publish_decisions(&repository).await });
+    tokio::spawn(async move { c.decided(&repository).await });
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]

@@ -1,0 +1,118 @@
+//! The operator's CLI as a process against a running service: every command works, `--output json`
+//! parses for each, decisions made with it land, and text output has no colour off a terminal.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fake_github::FakeGithub;
+use common::service::Service;
+use common::Origin;
+use honua_gitops::server::api::{new_token, token_hash};
+use honua_gitops::store::{ApiTokenHash, DeploymentFilter, DeploymentState, Role};
+
+fn honua(server: &str, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_honua"))
+        .args(args)
+        .env("HONUA_SERVER", server)
+        .env("HONUA_TOKEN", token)
+        .env("HONUA_CLIENT_CONFIG", "/nonexistent/client.yaml")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn run(server: &str, token: &str, args: &[&str]) -> (i32, String, String) {
+    let (server, token) = (server.to_string(), token.to_string());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        honua(&server, &token, &args)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_command_works_against_the_service_and_speaks_json() {
+    let db = common::db::sqlite().await;
+    let store = db.store.clone();
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let token = new_token().unwrap();
+    let hash = token_hash(&token);
+    store
+        .create_token("operator", &ApiTokenHash { role: Role::Admin, environment: None, hash: &hash }, 0)
+        .await
+        .unwrap();
+    let base = origin.main_sha();
+    service.deliver("push", "c-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let prod = loop {
+        let all = store.deployments(&DeploymentFilter { limit: 10, ..Default::default() }).await.unwrap();
+        if let Some(p) = all.iter().find(|d| d.environment == "production") {
+            break p.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let url = service.url.clone();
+
+    // Every command's JSON parses.
+    for args in [
+        vec!["status", "--output", "json"],
+        vec!["status", "production", "--output", "json"],
+        vec!["deployments", "production", "--output", "json"],
+        vec!["deployment", "show", &prod.id, "--output", "json"],
+        vec!["agents", "--output", "json"],
+    ] {
+        let (code, out, err) = run(&url, &token, &args).await;
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
+    }
+
+    // Text: tables and the box, no colour off a terminal, within 80 columns.
+    let (code, out, _) = run(&url, &token, &["deployments", "production"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains(&prod.id) && out.contains("Awaiting approval") && out.contains("alice"), "{out}");
+    assert!(!out.contains('\u{1b}') && out.lines().all(|l| l.chars().count() <= 80), "{out}");
+    let (_, out, _) = run(&url, &token, &["status", "production"]).await;
+    assert!(out.contains("Environment: production") && out.contains(&format!("Pending: {}", prod.id)), "{out}");
+
+    // Decisions made with the CLI land.
+    let (code, out, err) = run(&url, &token, &["deployment", "approve", &prod.id]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("Approved {}", prod.id)), "{out}");
+    assert_eq!(store.deployment(&prod.id).await.unwrap().unwrap().state, DeploymentState::Approved);
+    // Approved but not started: it can still be rejected; then nothing more.
+    let (code, out, err) = run(&url, &token, &["deployment", "reject", &prod.id, "--reason", "too late"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("Rejected {}: Rejected", prod.id)), "{out}");
+    let (code, _, err) = run(&url, &token, &["deployment", "approve", &prod.id]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("wrong_state"), "{err}");
+
+    // Rollback asks for confirmation; without a terminal it needs --yes.
+    let (code, _, err) = run(&url, &token, &["rollback", "production"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("pass --yes"), "{err}");
+
+    // Without a server or with a bad token, the error says what to do.
+    let (code, _, err) = run("http://127.0.0.1:9", &token, &["status"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("unreachable"), "{err}");
+    let (code, _, err) = run(&url, "honua_wrong", &["status"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("the token is refused"), "{err}");
+
+    // Shell completions.
+    let (code, out, _) = run(&url, &token, &["completions", "bash"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("honua") && out.contains("deployments"));
+}
