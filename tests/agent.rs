@@ -95,11 +95,14 @@ async fn push(s: &Setup, before: &str, after: &str, delivery: &str) {
     s.service.deliver("push", delivery, common::push_payload(before, after, "alice")).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let all = s.store.deployments(&DeploymentFilter { limit: 100, ..Default::default() }).await.unwrap();
-        if all.iter().filter(|d| d.commit == after).count() >= 1 {
+        // The agent's own environment: the others are planned in their own time.
+        let filter =
+            DeploymentFilter { environment: Some(s.config.environment.clone()), limit: 100, ..Default::default() };
+        let all = s.store.deployments(&filter).await.unwrap();
+        if all.iter().any(|d| d.commit == after) {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no deployment of {after}");
+        assert!(tokio::time::Instant::now() < deadline, "no deployment of {after} for {}", s.config.environment);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

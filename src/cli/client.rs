@@ -89,6 +89,11 @@ impl Client {
         Ok(Client { server: server.trim_end_matches('/').to_string(), token, http, output: args.output })
     }
 
+    /// The server's URL and the token, for callers that stream.
+    pub fn endpoint(&self) -> (&str, &str) {
+        (&self.server, &self.token)
+    }
+
     /// Calls the API; an error answer becomes an error that says what the service said.
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
         let url = format!("{}{path}", self.server);
@@ -208,8 +213,9 @@ pub fn agents_table(list: &Value, colour: bool) -> String {
             Cell::new(
                 a["last_seen"]
                     .as_str()
-                    .map(|t| t.replace('T', " ").trim_end_matches('Z').to_string())
-                    .unwrap_or("-".into()),
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_else(|| "-".into()),
             ),
         ]);
     }

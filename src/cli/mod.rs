@@ -16,6 +16,7 @@ use crate::validate::{self, report};
 
 pub mod client;
 pub mod demo;
+pub mod watch;
 
 /// Exit status when the command itself could not run (bad path, unreadable repository).
 pub const EXIT_USAGE: u8 = 2;
@@ -92,6 +93,13 @@ pub enum Command {
     /// Every environment at a glance (or one): commit, sync, health, last deployment.
     #[command(after_help = CLIENT_HELP)]
     Status {
+        environment: Option<String>,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// A live dashboard: deployments and their phase, agents' health and check-ins, recent changes.
+    #[command(after_help = CLIENT_HELP)]
+    Watch {
         environment: Option<String>,
         #[command(flatten)]
         client: client::ClientArgs,
@@ -338,6 +346,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             client::rollback(&client, &environment, to.as_deref(), yes)
         }
         Command::Agents { environment, client } => client::agents(&client, environment.as_deref()),
+        Command::Watch { environment, client } => watch::run(&client, environment.as_deref()),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "honua", &mut std::io::stdout());

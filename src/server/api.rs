@@ -369,13 +369,16 @@ async fn events(
     caller: Caller,
     State(c): State<Arc<Controller>>,
     Query(q): Query<EventsQuery>,
-) -> Result<axum::response::Sse<impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>>, ApiError>
-{
+) -> Result<
+    axum::response::Sse<impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>>,
+    ApiError,
+> {
     caller.require(Role::Viewer)?;
     let stream = futures_util::stream::unfold((c, q.environment, None::<String>), |(c, env, last)| async move {
+        let events = c.events.clone();
         loop {
             // Registered before looking, so a change in between is not missed.
-            let changed = c.events.notified();
+            let changed = events.notified();
             if let Ok(views) = environment_views(&c, env.as_deref()).await {
                 let body = json!({ "environments": views }).to_string();
                 if last.as_deref() != Some(body.as_str()) {

@@ -1,0 +1,271 @@
+//! `honua watch [ENV]`: a live terminal dashboard fed by the service's event stream
+//! (`GET /api/v1/events`): each environment's current deployment and its phase, every agent's health,
+//! sync status and last check-in, and recent deployments. It reconnects by itself (the stream's first
+//! event is the whole state, so nothing is missed) and exits cleanly on `q`, Esc or Ctrl-C.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossterm::event::{self, Event, KeyCode, KeyModifiers};
+use ratatui::layout::{Constraint, Direction, Layout};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
+use serde_json::Value;
+
+use super::client::{duration, ClientArgs};
+
+/// What the dashboard shows; the stream reader replaces it as events arrive.
+#[derive(Clone, Default)]
+struct Model {
+    environments: Value,
+    connected: bool,
+    problem: Option<String>,
+    updated: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Reads the event stream into `model` forever, reconnecting with a growing pause (1 s … 15 s).
+async fn follow(url: String, token: String, model: tokio::sync::watch::Sender<Model>) {
+    let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build().expect("HTTP client");
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match http.get(&url).bearer_auth(&token).header("Accept", "text/event-stream").send().await {
+            Ok(mut response) if response.status().is_success() => {
+                pause = Duration::from_secs(1);
+                let mut buffer = String::new();
+                let mut data = String::new();
+                while let Ok(Some(chunk)) = response.chunk().await {
+                    buffer.push_str(&String::from_utf8_lossy(&chunk));
+                    while let Some(end) = buffer.find('\n') {
+                        let line = buffer[..end].trim_end_matches('\r').to_string();
+                        buffer.drain(..=end);
+                        if let Some(rest) = line.strip_prefix("data:") {
+                            data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+                        } else if line.is_empty() && !data.is_empty() {
+                            if let Ok(value) = serde_json::from_str::<Value>(&data) {
+                                model.send_modify(|m| {
+                                    m.environments = value["environments"].clone();
+                                    m.connected = true;
+                                    m.problem = None;
+                                    m.updated = Some(chrono::Utc::now());
+                                });
+                            }
+                            data.clear();
+                        }
+                    }
+                }
+                model.send_modify(|m| {
+                    m.connected = false;
+                    m.problem = Some("the stream ended; reconnecting".into());
+                });
+            }
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let hint = match status {
+                    401 => "the token is refused: check HONUA_TOKEN",
+                    403 => "the token may not read: a viewer token is enough",
+                    _ => "the service answered with an error",
+                };
+                model.send_modify(|m| {
+                    m.connected = false;
+                    m.problem = Some(format!("HTTP {status}: {hint}; retrying"));
+                });
+            }
+            Err(_) => model.send_modify(|m| {
+                m.connected = false;
+                m.problem = Some("the service is unreachable; retrying".into());
+            }),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(15));
+    }
+}
+
+fn state_style(state: &str) -> Style {
+    match state {
+        "completed" | "in_sync" | "healthy" | "synced" => Style::default().fg(Color::Green),
+        "failed" | "rolled_back" | "rejected" | "drifted" | "unhealthy" | "stale" => Style::default().fg(Color::Red),
+        "awaiting_approval" | "blocked" | "approved" | "applying" => Style::default().fg(Color::Yellow),
+        _ => Style::default(),
+    }
+}
+
+fn words(state: &str) -> String {
+    state.replace('_', " ")
+}
+
+fn age(seen: &Value) -> String {
+    let Some(at) = seen.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) else {
+        return "-".into();
+    };
+    let secs = (chrono::Utc::now() - at.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    if secs < 120 {
+        format!("{secs}s ago")
+    } else {
+        format!("{}m ago", secs / 60)
+    }
+}
+
+fn draw(frame: &mut ratatui::Frame, model: &Model, server: &str) {
+    let envs: Vec<Value> = model.environments.as_array().cloned().unwrap_or_default();
+    let mut constraints = vec![Constraint::Length(1)];
+    constraints.extend(envs.iter().map(|_| Constraint::Min(8)));
+    if envs.is_empty() {
+        constraints.push(Constraint::Min(1));
+    }
+    constraints.push(Constraint::Length(1));
+    let areas = Layout::default().direction(Direction::Vertical).constraints(constraints).split(frame.area());
+
+    let link = if model.connected {
+        Span::styled("● live", Style::default().fg(Color::Green))
+    } else {
+        Span::styled("○ reconnecting", Style::default().fg(Color::Yellow))
+    };
+    let mut header = vec![
+        Span::styled("Honua GitOps ", Style::default().add_modifier(Modifier::BOLD)),
+        Span::raw(format!("{server}  ")),
+        link,
+    ];
+    if let Some(at) = model.updated {
+        header.push(Span::raw(format!("  updated {}", at.format("%H:%M:%S"))));
+    }
+    if let Some(problem) = &model.problem {
+        header.push(Span::styled(format!("  {problem}"), Style::default().fg(Color::Yellow)));
+    }
+    frame.render_widget(Paragraph::new(Line::from(header)), areas[0]);
+
+    if envs.is_empty() {
+        let text =
+            if model.updated.is_some() { "No environment has a deployment yet." } else { "Waiting for the service…" };
+        frame.render_widget(Paragraph::new(text), areas[1]);
+    }
+    for (env, area) in envs.iter().zip(areas.iter().skip(1)) {
+        let name = env["environment"].as_str().unwrap_or("?");
+        let title = format!(" {name} · {} ", env["repository"].as_str().unwrap_or("?"));
+        let block = Block::default().borders(Borders::ALL).title(title);
+        let inner = block.inner(*area);
+        frame.render_widget(block, *area);
+        let parts = Layout::default()
+            .direction(Direction::Horizontal)
+            .constraints([Constraint::Percentage(45), Constraint::Percentage(55)])
+            .split(inner);
+
+        let status = env["status"].as_str().unwrap_or("unknown");
+        let current = &env["current"];
+        let mut lines = vec![
+            Line::from(vec![
+                Span::raw("Status "),
+                Span::styled(words(status), state_style(status)),
+                Span::raw("  Sync "),
+                Span::styled(
+                    env["sync"].as_str().unwrap_or("unknown").to_string(),
+                    state_style(env["sync"].as_str().unwrap_or("")),
+                ),
+                Span::raw("  Health "),
+                Span::styled(
+                    env["health"].as_str().unwrap_or("unknown").to_string(),
+                    state_style(env["health"].as_str().unwrap_or("")),
+                ),
+            ]),
+            Line::from(format!(
+                "Current {} ({})",
+                current["id"].as_str().unwrap_or("-"),
+                current["commit"].as_str().map(|c| &c[..c.len().min(7)]).unwrap_or("-")
+            )),
+        ];
+        for (label, d) in [("Pending", &env["pending"]), ("Last", &env["last"])] {
+            if let Some(id) = d["id"].as_str() {
+                let state = d["state"].as_str().unwrap_or("?");
+                lines.push(Line::from(vec![
+                    Span::raw(format!("{label} {id} ")),
+                    Span::styled(words(state), state_style(state)),
+                    Span::raw(format!(" {} by {}", duration(&d["duration_ms"]), d["by"].as_str().unwrap_or("-"))),
+                ]));
+            }
+        }
+        lines.push(Line::from(Span::styled("Recent", Style::default().add_modifier(Modifier::BOLD))));
+        for d in env["recent"].as_array().into_iter().flatten().take(4) {
+            let state = d["state"].as_str().unwrap_or("?");
+            lines.push(Line::from(vec![
+                Span::raw(format!("  {} ", d["id"].as_str().unwrap_or("?"))),
+                Span::styled(words(state), state_style(state)),
+            ]));
+        }
+        frame.render_widget(Paragraph::new(lines), parts[0]);
+
+        let rows: Vec<Row> = env["agents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                let health = a["health"].as_str().unwrap_or("unknown").to_string();
+                let sync = a["sync"].as_str().unwrap_or("unknown").to_string();
+                Row::new(vec![
+                    ratatui::text::Text::raw(a["name"].as_str().unwrap_or("?").to_string()),
+                    ratatui::text::Text::styled(health.clone(), state_style(&health)),
+                    ratatui::text::Text::styled(sync.clone(), state_style(&sync)),
+                    ratatui::text::Text::raw(format!(
+                        "{} {}",
+                        a["last_phase"].as_str().unwrap_or("-"),
+                        a["last_deployment"].as_str().unwrap_or("")
+                    )),
+                    ratatui::text::Text::raw(age(&a["last_seen"])),
+                ])
+            })
+            .collect();
+        let table = Table::new(
+            rows,
+            [
+                Constraint::Percentage(26),
+                Constraint::Length(9),
+                Constraint::Length(8),
+                Constraint::Percentage(40),
+                Constraint::Length(8),
+            ],
+        )
+        .header(
+            Row::new(vec!["Agent", "Health", "Sync", "Last phase", "Seen"])
+                .style(Style::default().add_modifier(Modifier::BOLD)),
+        );
+        frame.render_widget(table, parts[1]);
+    }
+    let footer = Paragraph::new("q quit · reconnects by itself");
+    frame.render_widget(footer, areas[areas.len() - 1]);
+}
+
+pub fn run(args: &ClientArgs, environment: Option<&str>) -> Result<std::process::ExitCode> {
+    let client = super::client::Client::new(args)?;
+    let (server, token) = client.endpoint();
+    let url = match environment {
+        Some(env) => format!("{server}/api/v1/events?environment={env}"),
+        None => format!("{server}/api/v1/events"),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let (sender, mut model) = tokio::sync::watch::channel(Model::default());
+    runtime.spawn(follow(url, token.to_string(), sender));
+
+    let mut terminal = ratatui::try_init().context("`honua watch` needs a terminal")?;
+    let outcome = (|| -> Result<()> {
+        let mut drawn = Instant::now() - Duration::from_secs(10);
+        loop {
+            // Redraw on a change, and every second for the ages.
+            if model.has_changed().unwrap_or(false) || drawn.elapsed() >= Duration::from_secs(1) {
+                let current = model.borrow_and_update().clone();
+                terminal.draw(|frame| draw(frame, &current, server))?;
+                drawn = Instant::now();
+            }
+            if event::poll(Duration::from_millis(100))? {
+                if let Event::Key(key) = event::read()? {
+                    let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+                    if ctrl_c || matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    })();
+    ratatui::restore();
+    runtime.shutdown_background();
+    outcome?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
