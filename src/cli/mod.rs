@@ -136,6 +136,9 @@ pub enum Command {
         #[command(flatten)]
         client: client::ClientArgs,
     },
+    /// Exit 0 if URL answers 2xx within 5 s (the container image's health check; no curl needed).
+    #[command(hide = true)]
+    Probe { url: String },
     /// Print a shell completion script (`honua completions bash > /etc/bash_completion.d/honua`).
     Completions {
         #[arg(value_enum)]
@@ -347,12 +350,31 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Agents { environment, client } => client::agents(&client, environment.as_deref()),
         Command::Watch { environment, client } => watch::run(&client, environment.as_deref()),
+        Command::Probe { url } => probe(&url),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "honua", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn probe(url: &str) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
+        match client.get(url).send().await {
+            Ok(r) if r.status().is_success() => Ok(ExitCode::SUCCESS),
+            Ok(r) => {
+                eprintln!("{url}: HTTP {}", r.status().as_u16());
+                Ok(ExitCode::from(1))
+            }
+            Err(e) => {
+                eprintln!("{url}: {e}");
+                Ok(ExitCode::from(1))
+            }
+        }
+    })
 }
 
 /// What `--path` designates.
