@@ -53,7 +53,7 @@ struct Rig {
     store: Arc<dyn Store>,
     honua: StandIn,
     config: AgentConfig,
-    _github: FakeGithub,
+    github: FakeGithub,
     _dirs: tempfile::TempDir,
 }
 
@@ -98,7 +98,7 @@ async fn rig(tree: &std::path::Path, environment: &str) -> Rig {
         mirror_dir: None,
         crash_after: None,
     };
-    Rig { origin, service, store, honua, config, _github: github, _dirs: dirs }
+    Rig { origin, service, store, honua, config, github, _dirs: dirs }
 }
 
 async fn wait_planned(store: &Arc<dyn Store>, commit: &str) {
@@ -208,6 +208,8 @@ async fn latency(webhooks: bool) {
         }
         before = head.clone();
         head = r.origin.merge(trees[(n as usize + 1) % 2].path());
+        // What GitHub's API reports as the branch head, for the poller (no webhook in that mode).
+        r.github.set_branch(common::REPO, "main", &head);
     }
     let _ = stop.send(true);
     let how = if webhooks { "webhooks".to_string() } else { format!("polling only, every {interval} s") };

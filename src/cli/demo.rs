@@ -290,6 +290,7 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
         git_url: String::new(),
         data_dir: dir.join("data"),
         public_url: None,
+        public_pages: true,
         workers: 1,
         poll_interval: Some(Duration::from_secs(1)),
     };

@@ -259,7 +259,7 @@ async fn timed(c: &Controller, d: Option<&&Deployment>) -> Result<serde_json::Va
 
 /// Per repository and environment (all, or `only`): status, the deployment that runs (`current`), the
 /// one pending, the last, and its agents.
-async fn environment_views(c: &Controller, only: Option<&str>) -> Result<Vec<serde_json::Value>, ApiError> {
+pub(crate) async fn environment_views(c: &Controller, only: Option<&str>) -> Result<Vec<serde_json::Value>, ApiError> {
     let filter = DeploymentFilter { environment: only.map(str::to_string), limit: 1000, ..Default::default() };
     let all = c.store.deployments(&filter).await?;
     let mut seen = std::collections::BTreeMap::new();
@@ -432,7 +432,7 @@ async fn deployments(
     Ok(Json(json!({ "deployments": out })))
 }
 
-async fn detail(c: &Controller, id: &str) -> Result<serde_json::Value, ApiError> {
+pub(crate) async fn detail(c: &Controller, id: &str) -> Result<serde_json::Value, ApiError> {
     let d = c
         .store
         .deployment(id)

@@ -21,6 +21,7 @@ use settings::Settings;
 /// GitHub caps webhook payloads at 25 MB.
 pub mod api;
 pub mod metrics;
+pub mod pages;
 pub mod settings;
 
 pub const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
@@ -233,7 +234,8 @@ pub async fn start(
     let addr = listener.local_addr()?;
     tracing::info!(listen = %addr, workers = settings.workers, "honua serve: ready");
     let state = AppState { store, webhook_secrets: Arc::new(settings.webhook_secrets), jobs_queued };
-    let app = router(state).merge(api::router(controller.clone()));
+    let pages = pages::Pages { controller: controller.clone(), public: settings.public_pages };
+    let app = router(state).merge(api::router(controller.clone())).merge(pages::router(pages));
     let task = tokio::spawn(async move {
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
         tracing::info!("shutting down: finishing running jobs");

@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// The service's public URL, linked from check runs.
     #[arg(long, env = "HONUA_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Serve the web pages without a token (default: a viewer token, entered once, is needed).
+    #[arg(long, env = "HONUA_PUBLIC_PAGES")]
+    pub public_pages: Option<bool>,
     /// Seconds between polls of GitHub for open PRs whose webhook never arrived; 0 turns polling off.
     #[arg(long, env = "HONUA_POLL_INTERVAL")]
     pub poll_interval: Option<u64>,
@@ -71,6 +74,7 @@ impl ServeArgs {
             git_url: self.git_url.or(other.git_url),
             data_dir: self.data_dir.or(other.data_dir),
             public_url: self.public_url.or(other.public_url),
+            public_pages: self.public_pages.or(other.public_pages),
             workers: self.workers.or(other.workers),
             poll_interval: self.poll_interval.or(other.poll_interval),
             repositories: self.repositories.or(other.repositories),
@@ -94,6 +98,8 @@ pub struct Settings {
     pub git_url: String,
     pub data_dir: PathBuf,
     pub public_url: Option<String>,
+    /// The web pages need no token.
+    pub public_pages: bool,
     pub workers: usize,
     /// `None`: polling off.
     pub poll_interval: Option<std::time::Duration>,
@@ -237,6 +243,7 @@ impl Settings {
             git_url,
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("honua-data")),
             public_url,
+            public_pages: a.public_pages.unwrap_or(false),
             workers,
             poll_interval: match a.poll_interval.unwrap_or(60) {
                 0 => None,

@@ -49,7 +49,10 @@ impl Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState { store, webhook_secrets: Arc::new(WebhookSecret::parse_list(SECRET)), jobs_queued };
-        let app = router(state).merge(honua_gitops::server::api::router(controller.clone()));
+        let pages = honua_gitops::server::pages::Pages { controller: controller.clone(), public: false };
+        let app = router(state)
+            .merge(honua_gitops::server::api::router(controller.clone()))
+            .merge(honua_gitops::server::pages::router(pages));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Service { url, controller, client: reqwest::Client::new(), shutdown, _data: data }
     }

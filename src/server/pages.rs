@@ -1,0 +1,351 @@
+//! Read-only web pages served by `honua serve`, rendered on the server (maud; no JavaScript): the
+//! environments overview (`/`), a deployment (`/deployments/{id}`, where GitHub's deployment statuses
+//! link), and a PR head's plan (`/plans/{owner}/{repo}/{number}/{sha}`, the check runs' details link).
+//!
+//! Pages need a viewer token (or higher), entered once on `/login` and kept in an HttpOnly,
+//! SameSite=Strict cookie (Secure when the public URL is https), unless the operator sets
+//! `HONUA_PUBLIC_PAGES=true`. They show what the API shows: secrets never reach the service.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde_json::Value;
+
+use super::api;
+use crate::controller::Controller;
+use crate::store::Role;
+
+const COOKIE: &str = "honua_session";
+
+#[derive(Clone)]
+pub struct Pages {
+    pub controller: Arc<Controller>,
+    /// `HONUA_PUBLIC_PAGES=true`: no token needed.
+    pub public: bool,
+}
+
+pub fn router(pages: Pages) -> Router {
+    Router::new()
+        .route("/", get(overview))
+        .route("/deployments/{id}", get(deployment))
+        .route("/plans/{owner}/{repo}/{number}/{sha}", get(plan))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", get(logout))
+        .with_state(pages)
+}
+
+const STYLE: &str = "
+body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2733;background:#f5f7fa}
+header{background:#1d2733;color:#fff;padding:.8em 1.5em}header a{color:#fff;text-decoration:none;font-weight:600}
+main{padding:1.2em 1.5em;max-width:1200px}h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
+table{border-collapse:collapse;width:100%;background:#fff;margin:.5em 0}
+th,td{border:1px solid #dde3ea;padding:.35em .6em;text-align:left;vertical-align:top}th{background:#eef2f6}
+.ok{color:#17803d;font-weight:600}.bad{color:#b42318;font-weight:600}.wait{color:#a15c00;font-weight:600}
+.card{background:#fff;border:1px solid #dde3ea;border-radius:6px;padding:1em;margin:1em 0}
+code{background:#eef2f6;padding:0 .25em;border-radius:3px}.breaking{background:#fdecea}
+form input{font:inherit;padding:.4em;width:32em}form button{font:inherit;padding:.4em 1em}
+";
+
+fn page(title: &str, body: Markup) -> Html<String> {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " · Honua GitOps" }
+                    style { (PreEscaped(STYLE)) }
+                }
+                body {
+                    header { a href="/" { "Honua GitOps" } }
+                    main { (body) }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+fn class_of(state: &str) -> &'static str {
+    match state {
+        "completed" | "in_sync" | "healthy" | "synced" => "ok",
+        "failed" | "rolled_back" | "rejected" | "drifted" | "unhealthy" | "stale" | "degraded" => "bad",
+        "awaiting_approval" | "blocked" | "approved" | "applying" | "pending" => "wait",
+        _ => "",
+    }
+}
+
+fn state(value: &Value) -> Markup {
+    let s = value.as_str().unwrap_or("unknown");
+    html! { span class=(class_of(s)) { (s.replace('_', " ")) } }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn short(value: &Value) -> String {
+    value.as_str().map(|s| s[..s.len().min(7)].to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn deployment_link(d: &Value) -> Markup {
+    match d["id"].as_str() {
+        Some(id) => html! { a href={ "/deployments/" (id) } { code { (id) } } },
+        None => html! { "-" },
+    }
+}
+
+/// The token from the session cookie.
+fn session(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// `Ok(())` when the pages may be shown; otherwise the login page's redirect.
+async fn allowed(pages: &Pages, headers: &HeaderMap, here: &str) -> Result<(), Response> {
+    if pages.public {
+        return Ok(());
+    }
+    let login = || Redirect::to(&format!("/login?next={}", urlencode(here))).into_response();
+    let Some(token) = session(headers).filter(|t| !t.is_empty() && t.len() <= 256) else { return Err(login()) };
+    match pages.controller.store.token(&api::token_hash(&token)).await {
+        Ok(Some(t)) if t.role != Role::Agent && t.role >= Role::Viewer => Ok(()),
+        Ok(_) => Err(login()),
+        Err(_) => Err((StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable; try again").into_response()),
+    }
+}
+
+fn urlencode(path: &str) -> String {
+    url::form_urlencoded::byte_serialize(path.as_bytes()).collect()
+}
+
+fn failed(status: StatusCode, message: &str) -> Response {
+    (status, page("Error", html! { h1 { "Not available" } p { (message) } })).into_response()
+}
+
+async fn overview(State(pages): State<Pages>, headers: HeaderMap) -> Response {
+    if let Err(r) = allowed(&pages, &headers, "/").await {
+        return r;
+    }
+    let views = match api::environment_views(&pages.controller, None).await {
+        Ok(v) => v,
+        Err(_) => return failed(StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable; try again"),
+    };
+    let body = html! {
+        h1 { "Environments" }
+        @if views.is_empty() {
+            p { "No deployment yet: merge a change to the default branch of a configured repository." }
+        }
+        table {
+            tr { th { "Environment" } th { "Repository" } th { "Status" } th { "Sync" } th { "Health" }
+                 th { "Current" } th { "Pending" } th { "Last deployment" } th { "Agents" } }
+            @for e in &views {
+                tr {
+                    td { strong { (text(&e["environment"])) } }
+                    td { (text(&e["repository"])) }
+                    td { (state(&e["status"])) }
+                    td { (state(&e["sync"])) }
+                    td { (state(&e["health"])) }
+                    td { (deployment_link(&e["current"])) " " (short(&e["current"]["commit"])) }
+                    td { (deployment_link(&e["pending"])) " " @if e["pending"].is_object() { (state(&e["pending"]["state"])) } }
+                    td { (deployment_link(&e["last"])) " " (state(&e["last"]["state"])) " by " (text(&e["last"]["by"])) }
+                    td {
+                        @if e["agents"].as_array().is_none_or(|a| a.is_empty()) { "none yet" }
+                        @for a in e["agents"].as_array().into_iter().flatten() {
+                            div { (text(&a["name"])) ": " (state(&a["health"])) ", " (state(&a["sync"])) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page("Environments", body).into_response()
+}
+
+fn changes_table(changes: &[Value]) -> Markup {
+    let mut sorted: Vec<&Value> = changes.iter().collect();
+    // Breaking changes first: what a reviewer must see.
+    sorted.sort_by_key(|c| c["breaking"].as_array().is_none_or(|b| b.is_empty()));
+    html! {
+        table {
+            tr { th { "" } th { "Type" } th { "Id" } th { "Details" } }
+            @for c in sorted {
+                @let breaking: Vec<&Value> = c["breaking"].as_array().into_iter().flatten().collect();
+                tr class=[(!breaking.is_empty()).then_some("breaking")] {
+                    td { @if !breaking.is_empty() { "!" } @else {
+                        @match c["action"].as_str() { Some("added") => "+", Some("removed") => "-", _ => "~" } } }
+                    td { (text(&c["type"])) }
+                    td { code { (text(&c["id"])) } }
+                    td {
+                        @for b in &breaking { div class="bad" { "BREAKING " (text(&b["code"])) ": " (text(&b["reason"])) } }
+                        @for f in c["fields"].as_array().into_iter().flatten() {
+                            div { code { (text(&f["path"])) } ": " (f["from"].to_string()) " → " (f["to"].to_string()) }
+                        }
+                        @if c["fields"].as_array().is_none_or(|f| f.is_empty()) && breaking.is_empty() { (text(&c["action"])) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn deployment(State(pages): State<Pages>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = allowed(&pages, &headers, &format!("/deployments/{id}")).await {
+        return r;
+    }
+    let d = match api::detail(&pages.controller, &id).await {
+        Ok(d) => d,
+        Err(_) => return failed(StatusCode::NOT_FOUND, &format!("no deployment `{id}`")),
+    };
+    let changes = d["plan"]["changes"].as_array().cloned().unwrap_or_default();
+    let body = html! {
+        h1 { "Deployment " code { (id) } }
+        div class="card" {
+            p { (text(&d["repository"])) " → " strong { (text(&d["environment"])) } " · " (state(&d["state"]))
+                " · commit " code { (short(&d["commit"])) } @if d["from_commit"].is_string() { " (from " code { (short(&d["from_commit"])) } ")" } }
+            p { "Duration " (crate::cli::client::duration(&d["duration_ms"])) " · by " (text(&d["by"])) " · gate " (text(&d["gate"])) }
+            @for r in d["reasons"].as_array().into_iter().flatten() { p class="wait" { (text(r)) } }
+        }
+        h2 { "Plan (" (changes.len()) " changes, digest " code { (text(&d["plan_digest"])) } ")" }
+        (changes_table(&changes))
+        h2 { "Approvals" }
+        @if d["approvals"].as_array().is_none_or(|a| a.is_empty()) { p { "None." } }
+        @for a in d["approvals"].as_array().into_iter().flatten() {
+            p { (text(&a["actor"])) " via " (text(&a["via"])) @if a["breaking"] == true { " (breaking changes acknowledged)" } }
+        }
+        h2 { "Transitions" }
+        table {
+            tr { th { "When (UTC)" } th { "To" } th { "Who" } th { "What" } }
+            @for e in d["transitions"].as_array().into_iter().flatten() {
+                tr {
+                    td { (e["at"].as_i64().and_then(chrono::DateTime::from_timestamp_millis).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()) }
+                    td { (state(if e["to_state"].is_string() { &e["to_state"] } else { &e["action"] })) }
+                    td { (text(&e["actor"])) }
+                    td { (text(&e["message"])) }
+                }
+            }
+        }
+        h2 { "Agents" }
+        @if d["reports"].as_array().is_none_or(|r| r.is_empty()) { p { "No agent has reported on it." } }
+        table {
+            @for r in d["reports"].as_array().into_iter().flatten() {
+                tr { td { (text(&r["agent"])) } td { (state(&r["phase"])) } td { (text(&r["message"])) } }
+            }
+        }
+    };
+    page(&format!("Deployment {id}"), body).into_response()
+}
+
+async fn plan(
+    State(pages): State<Pages>,
+    headers: HeaderMap,
+    Path((owner, repo, number, sha)): Path<(String, String, u64, String)>,
+) -> Response {
+    let here = format!("/plans/{owner}/{repo}/{number}/{sha}");
+    if let Err(r) = allowed(&pages, &headers, &here).await {
+        return r;
+    }
+    if !sha.chars().all(|c| c.is_ascii_hexdigit()) || sha.len() < 7 || sha.len() > 64 {
+        return failed(StatusCode::BAD_REQUEST, "not a commit id");
+    }
+    let plans = match pages.controller.plan_of_head(&owner, &repo, &sha).await {
+        Ok(p) => p,
+        Err(e) => return failed(StatusCode::NOT_FOUND, &format!("no plan for {owner}/{repo} at {sha}: {e}")),
+    };
+    let body = html! {
+        h1 { "Plan of " (owner) "/" (repo) " #" (number) " at " code { (&sha[..7]) } }
+        p { "Against the default branch, judged by its policy; the same plan the PR comment shows." }
+        @for p in &plans {
+            div class="card" {
+                h2 { (text(&p["environment"])) " · " (state(&p["decision"]["decision"])) }
+                @for r in p["decision"]["reasons"].as_array().into_iter().flatten() { p class="wait" { (text(r)) } }
+                (changes_table(p["changes"].as_array().map(Vec::as_slice).unwrap_or_default()))
+                p { "digest " code { (text(&p["digest"])) } }
+            }
+        }
+    };
+    page(&format!("Plan {owner}/{repo}#{number}"), body).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Next {
+    next: Option<String>,
+}
+
+/// Only a path on this site: never an open redirect.
+fn local(next: Option<String>) -> String {
+    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\')).unwrap_or_else(|| "/".into())
+}
+
+fn login_page(next: &str, problem: Option<&str>) -> Html<String> {
+    page(
+        "Sign in",
+        html! {
+            h1 { "Sign in" }
+            p { "Paste an API token with the viewer role or above (" code { "honua token create --role viewer" } "). It is kept in a cookie only this site can read." }
+            @if let Some(problem) = problem { p class="bad" { (problem) } }
+            form method="post" action="/login" {
+                input type="hidden" name="next" value=(next);
+                input type="password" name="token" autocomplete="off" placeholder="honua_…" required;
+                " " button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+async fn login_form(Query(q): Query<Next>) -> Html<String> {
+    login_page(&local(q.next), None)
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+async fn login(State(pages): State<Pages>, Form(form): Form<LoginForm>) -> Response {
+    let next = local(form.next);
+    let token = form.token.trim();
+    let known = if token.is_empty() || token.len() > 256 {
+        None
+    } else {
+        pages.controller.store.token(&api::token_hash(token)).await.ok().flatten()
+    };
+    match known {
+        Some(t) if t.role != Role::Agent && t.role >= Role::Viewer => {
+            let secure = pages.controller.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+            let cookie = format!(
+                "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000{}",
+                if secure { "; Secure" } else { "" }
+            );
+            ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
+        }
+        Some(_) => (
+            StatusCode::FORBIDDEN,
+            login_page(&next, Some("This token may not read the pages: use a viewer, approver or admin token.")),
+        )
+            .into_response(),
+        None => (StatusCode::UNAUTHORIZED, login_page(&next, Some("Unknown or revoked token."))).into_response(),
+    }
+}
+
+async fn logout() -> Response {
+    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+}
