@@ -92,6 +92,7 @@ async fn rig(tree: &std::path::Path, environment: &str) -> Rig {
         collections_url: Some(format!("{}/ogc/collections", honua.url)),
         state_dir: dirs.path().join("agent"),
         keep_releases: 5,
+        ledger_interval: Duration::from_secs(300),
         health_timeout: Duration::from_secs(30),
         secrets_file: Some(secrets),
         git_only: None,

@@ -40,7 +40,7 @@ echo "DB_PASSWORD=bench" > "$WORK/secrets.env"
 HONUA_AGENT_SERVER=http://127.0.0.1:18090 HONUA_AGENT_TOKEN="$TOKEN" HONUA_AGENT_ENVIRONMENT=development \
   HONUA_AGENT_PUBLIC_KEY="$KEY" HONUA_AGENT_GIT_URL="file://$WORK/origin.git" HONUA_AGENT_TARGET_DIR="$WORK/target" \
   HONUA_AGENT_RELOAD_URL=http://127.0.0.1:18091/reload HONUA_AGENT_HEALTH_URL=http://127.0.0.1:18091/ready \
-  HONUA_AGENT_STATE_DIR="$WORK/agent" HONUA_AGENT_SECRETS_FILE="$WORK/secrets.env" HONUA_LOG=warn "$BIN" agent &
+  HONUA_AGENT_STATE_DIR="$WORK/agent" HONUA_AGENT_SECRETS_FILE="$WORK/secrets.env" HONUA_LOG=warn ${AGENT_ENV:-} "$BIN" agent &
 AGENT=$!
 
 for _ in $(seq 1 60); do [ -L "$WORK/target/current" ] && break; sleep 1; done
@@ -56,3 +56,5 @@ END=$(ticks)
 RSS=$(awk '/VmRSS/ {print $2}' "/proc/$AGENT/status")
 echo "agent idle over ${DURATION} s: RSS ${RSS} kB (peak ${PEAK} kB), CPU $(( (END-START) * 1000 / HZ )) ms" \
      "= $(python3 -c "print(f'{($END-$START)/$HZ/$DURATION*100:.3f}')") % of a core"
+# Where the resident memory is: file-backed (the binary's pages) versus anonymous (heap, stacks).
+awk '/^Rss|^Pss_Anon|^Pss_File|^Anonymous/ {printf "  %s %s kB\n", $1, $2}' "/proc/$AGENT/smaps_rollup"

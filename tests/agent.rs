@@ -82,6 +82,7 @@ async fn setup_from(environment: &str, tree: &std::path::Path) -> Setup {
         collections_url: Some(format!("{}/ogc/collections", honua.url)),
         state_dir: dirs.path().join("agent"),
         keep_releases: 5,
+        ledger_interval: Duration::from_secs(300),
         health_timeout: Duration::from_secs(2),
         secrets_file: Some(secrets),
         crash_after: None,
@@ -954,4 +955,48 @@ async fn the_running_agent_applies_each_new_approval_as_it_is_decided() {
     }
     stop.send(true).unwrap();
     task.await.unwrap();
+}
+
+/// A service that answers but offers nothing (withholding, or behind): the Git ledger, read on its own
+/// schedule, still brings the approved record, verified like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_git_ledger_is_read_even_while_the_service_answers_and_a_newer_record_wins() {
+    let s = setup("development").await;
+    let base = s.origin.main_sha();
+    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let dev = loop {
+        let entries = s
+            .origin
+            .repo
+            .refname_to_id(honua_gitops::git::ledger::LEDGER_REF)
+            .ok()
+            .map(|oid| honua_gitops::git::ledger::read(&s.origin.repo, oid).unwrap())
+            .unwrap_or_default();
+        if let Some(e) = entries.into_iter().find(|e| e.environment == "development") {
+            break e.deployment;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the ledger never got development's record");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let silent = fixed_desired_status(204).await;
+    let agent =
+        Agent::new(AgentConfig { server: silent, ledger_interval: Duration::ZERO, ..s.config.clone() }).unwrap();
+    assert_eq!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { deployment: dev });
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
+    assert_eq!(agent.poll_once(0).await.unwrap(), PollOutcome::Unchanged, "applied once");
+}
+
+/// A service that answers every desired-state request with `status` and no body.
+async fn fixed_desired_status(status: u16) -> String {
+    use axum::routing::{get, post};
+    let code = axum::http::StatusCode::from_u16(status).unwrap();
+    let app = axum::Router::new()
+        .route("/api/v1/agent/desired", get(move || async move { code }))
+        .route("/api/v1/agent/report", post(|| async { axum::http::StatusCode::OK }))
+        .route("/api/v1/agent/heartbeat", post(|| async { axum::http::StatusCode::NO_CONTENT }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
 }

@@ -91,9 +91,11 @@ async fn every_client_command_works_against_the_service_and_speaks_json() {
     assert!(out.starts_with(&format!("Approved {}", prod.id)), "{out}");
     assert_eq!(store.deployment(&prod.id).await.unwrap().unwrap().state, DeploymentState::Approved);
     // Approved but not started: it can still be rejected; then nothing more.
-    let (code, out, err) = run(&url, &token, &["deployment", "reject", &prod.id, "--reason", "too late"]).await;
+    let (code, out, err) =
+        run(&url, &token, &["deployment", "reject", &prod.id, "--reason", "too late", "--output", "json"]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with(&format!("Rejected {}: Rejected", prod.id)), "{out}");
+    let rejected: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rejected["state"], "rejected", "{out}");
     let (code, _, err) = run(&url, &token, &["deployment", "approve", &prod.id]).await;
     assert_eq!(code, 2);
     assert!(err.contains("wrong_state"), "{err}");
@@ -102,6 +104,10 @@ async fn every_client_command_works_against_the_service_and_speaks_json() {
     let (code, _, err) = run(&url, &token, &["rollback", "production"]).await;
     assert_eq!(code, 2);
     assert!(err.contains("pass --yes"), "{err}");
+    // Nothing completed yet: the service says there is nothing to return to.
+    let (code, _, err) = run(&url, &token, &["rollback", "production", "--yes", "--output", "json"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("production"), "{err}");
 
     // Without a server or with a bad token, the error says what to do.
     let (code, _, err) = run("http://127.0.0.1:9", &token, &["status"]).await;

@@ -83,6 +83,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Releases kept besides the live one and the one before it.
     pub keep_releases: usize,
+    /// How often the Git ledger is read while the service answers (it is read at once when it does not).
+    pub ledger_interval: Duration,
     /// Used when a record carries no `safety` (records signed before it existed).
     pub health_timeout: Duration,
     /// `KEY=VALUE` lines consulted before the agent's environment for `${VAR}` secrets.
@@ -141,6 +143,9 @@ struct State {
     commit: Option<String>,
     #[serde(default)]
     seen: Option<String>,
+    /// When the Git ledger is next read while the service answers (ms since the epoch).
+    #[serde(default)]
+    ledger_due: i64,
 }
 
 /// What one poll did.
@@ -386,14 +391,14 @@ impl Agent {
         };
         let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
         match response.status().as_u16() {
-            304 => return Ok(PollOutcome::Unchanged),
+            304 => return self.ledger_if_due().await,
             204 => {
                 // Nothing approved yet: the ETag makes the next request wait for a change.
                 if etag.is_some() && etag != state.etag {
                     state.etag = etag;
                     self.save_state(&state)?;
                 }
-                return Ok(PollOutcome::Unchanged);
+                return self.ledger_if_due().await;
             }
             200 => {}
             status => return Err(service(format!("HTTP {status}"))),
@@ -413,13 +418,48 @@ impl Agent {
             // Already applied, or older: a replay changes nothing.
             state.etag = etag;
             self.save_state(&state)?;
-            return Ok(PollOutcome::Unchanged);
+            return self.ledger_if_due().await;
         }
         let outcome = self.apply(&record).await;
         if matches!(outcome, Err(AgentError::Crashed(_))) {
             return outcome;
         }
         self.applied(&record, etag)?;
+        outcome
+    }
+
+    /// The Git ledger is the second source even while the service answers: every `ledger_interval`
+    /// (with jitter) the agent reads it, and a verified record newer than anything it has seen wins, so
+    /// a service that withholds an approved record cannot keep it from the agent for long.
+    async fn ledger_if_due(&self) -> Result<PollOutcome, AgentError> {
+        let mut state = self.load_state();
+        let now = chrono::Utc::now().timestamp_millis();
+        if now < state.ledger_due {
+            return Ok(PollOutcome::Unchanged);
+        }
+        let interval = self.config.ledger_interval.as_millis() as i64;
+        // Up to a tenth of the interval of jitter, so a fleet does not fetch in step.
+        let jitter = if interval > 0 { i64::from(std::process::id()) % (interval / 10 + 1) } else { 0 };
+        state.ledger_due = now + interval + jitter;
+        self.save_state(&state)?;
+        let record = match self.desired_from_ledger().await {
+            // A one-at-a-time rollout is the service's to pace while it answers.
+            Ok(Some(record)) if record.safety.as_ref().is_some_and(|s| s.one_at_a_time()) => {
+                return Ok(PollOutcome::Unchanged)
+            }
+            Ok(Some(record)) if record.sequence > state.sequence => record,
+            Ok(_) => return Ok(PollOutcome::Unchanged),
+            Err(e) => {
+                tracing::warn!(error = %e, "the Git ledger could not be read; the next check retries");
+                return Ok(PollOutcome::Unchanged);
+            }
+        };
+        tracing::warn!(deployment = %record.deployment, "the Git ledger holds a newer record than the service offered: applying it");
+        let outcome = self.apply(&record).await;
+        if matches!(outcome, Err(AgentError::Crashed(_))) {
+            return outcome;
+        }
+        self.applied(&record, None)?;
         outcome
     }
 

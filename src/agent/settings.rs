@@ -59,6 +59,9 @@ pub struct AgentArgs {
     /// Releases kept besides the live one and the one before it (default 5).
     #[arg(long, env = "HONUA_AGENT_KEEP_RELEASES")]
     pub keep_releases: Option<usize>,
+    /// Seconds between reads of the Git ledger while the service answers (default 300; 0: every poll).
+    #[arg(long, env = "HONUA_AGENT_LEDGER_INTERVAL")]
+    pub ledger_interval: Option<u64>,
     /// Seconds to wait for health and post-validation after a reload.
     #[arg(long, env = "HONUA_AGENT_HEALTH_TIMEOUT")]
     pub health_timeout: Option<u64>,
@@ -176,6 +179,7 @@ impl AgentArgs {
             snapshot_url: self.snapshot_url.or(o.snapshot_url),
             server_config_file: self.server_config_file.or(o.server_config_file),
             keep_releases: self.keep_releases.or(o.keep_releases),
+            ledger_interval: self.ledger_interval.or(o.ledger_interval),
             health_url: self.health_url.or(o.health_url),
             collections_url: self.collections_url.or(o.collections_url),
             state_dir: self.state_dir.or(o.state_dir),
@@ -267,6 +271,7 @@ impl AgentArgs {
             snapshot_url: a.snapshot_url.map(|u| url("HONUA_AGENT_SNAPSHOT_URL", Some(u), None)).transpose()?,
             server_config_file: file_name("HONUA_AGENT_SERVER_CONFIG_FILE", a.server_config_file, "config.yaml")?,
             keep_releases: a.keep_releases.unwrap_or(5),
+            ledger_interval: Duration::from_secs(a.ledger_interval.unwrap_or(300)),
             health_url: url("HONUA_AGENT_HEALTH_URL", a.health_url, Some("http://127.0.0.1:5000/healthz/ready"))?,
             collections_url: a
                 .collections_url

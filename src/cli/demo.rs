@@ -340,6 +340,7 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
             collections_url: Some(format!("{}/ogc/collections", standin.url)),
             state_dir: dir.join(env).join("agent"),
             keep_releases: 5,
+            ledger_interval: Duration::from_secs(300),
             health_timeout: Duration::from_secs(30),
             secrets_file: Some(secrets.clone()),
             git_only: None,
