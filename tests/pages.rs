@@ -84,6 +84,25 @@ async fn pages_need_a_viewer_token_once_and_render_environments_and_deployments_
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     let (status, _) = page(format!("{url}/deployments/nope")).await;
     assert_eq!(status, 404);
+
+    // A PR's checks link to its plan page: breaking changes first, the policy's decision per environment.
+    let head = origin.push_pr(5, &common::examples().join("honua-config-pr"));
+    github.open_pr(common::REPO, 5, &head, "main");
+    service.pull_request("p-2", "opened", 5, &head, &origin.main_sha()).await;
+    github
+        .wait_for(Duration::from_secs(60), "the PR's checks", |gh| {
+            let runs = gh.check_runs(&head);
+            runs.len() == 2 && runs.iter().all(|r| r.status == "completed")
+        })
+        .await;
+    let (status, html) = page(format!("{url}/plans/city/gis-config/5/{head}")).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("transportation::bike_lanes") && html.contains("BREAKING field.removed"), "{html}");
+    let breaking = html.find("BREAKING field.removed").unwrap();
+    assert!(breaking < html.find("transportation::bike_lanes").unwrap(), "breaking changes come first");
+    assert!(html.contains("production") && html.contains("blocked"), "{html}");
+    let (status, _) = page(format!("{url}/plans/city/gis-config/5/not-a-sha")).await;
+    assert_eq!(status, 400);
 }
 
 fn png_size(bytes: &[u8]) -> (u32, u32) {
