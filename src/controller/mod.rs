@@ -26,6 +26,11 @@ use crate::store::{now_ms, retry_delay, Job, Store};
 
 /// How long a claimed job is ours before another worker may take it over.
 pub const JOB_LEASE: Duration = Duration::from_secs(120);
+
+tokio::task_local! {
+    /// Whether the job being handled is a retry (an earlier attempt may have done part of its work).
+    static RETRY: bool;
+}
 /// How long an idle worker waits before looking at the queue again, unless woken: jobs queued by
 /// other replicas, and retries coming due, are found this way.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -77,6 +82,9 @@ pub struct Controller {
     /// Signalled by the webhook route when it queues a job, so an idle worker starts at once.
     pub jobs_queued: Arc<tokio::sync::Notify>,
     repo_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// How long a claimed job is a worker's before another replica may take it over (default
+    /// [`JOB_LEASE`]; a job longer than this must fit in it).
+    pub job_lease: Duration,
     /// Repositories whose decisions the background publisher (started with the first worker) is to
     /// publish; `None` before it runs, and then publishing happens inline.
     publisher: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
@@ -112,6 +120,7 @@ impl Controller {
             jobs_queued: Arc::new(tokio::sync::Notify::new()),
             repo_locks: Mutex::new(HashMap::new()),
             publisher: std::sync::Mutex::new(None),
+            job_lease: JOB_LEASE,
         }
     }
 
@@ -124,7 +133,7 @@ impl Controller {
             }
             // Registered before looking at the queue, so a job queued in between is not missed.
             let woken = self.jobs_queued.notified();
-            match self.store.claim_job(&worker, JOB_LEASE, now_ms()).await {
+            match self.store.claim_job(&worker, self.job_lease, now_ms()).await {
                 Ok(Some(job)) => {
                     // Every line logged while the job runs (GitHub client and Git included) names it.
                     let span = tracing::info_span!("job", delivery = %job.delivery_id, repository = job.repository.as_deref().unwrap_or("-"));
@@ -148,7 +157,26 @@ impl Controller {
     async fn run_job(&self, worker: &str, job: Job) {
         let repository = job.repository.clone().unwrap_or_default();
         let started = std::time::Instant::now();
-        let outcome = self.handle(&job).await;
+        // The lease is renewed while the job runs (GitHub's content limits can make a job outlast it), so
+        // another replica takes a job over only when its worker is really gone.
+        let renew = async {
+            let every = self.job_lease / 3;
+            loop {
+                tokio::time::sleep(every).await;
+                let until = now_ms() + self.job_lease.as_millis() as i64;
+                match self.store.renew_job(job.id, worker, until).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(delivery = %job.delivery_id, "the job's lease was taken over"),
+                    Err(e) => {
+                        tracing::warn!(delivery = %job.delivery_id, error = %e, "could not renew the job's lease")
+                    }
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = RETRY.scope(job.attempts > 1, self.handle(&job)) => outcome,
+            _ = renew => unreachable!("the renewal loop never ends"),
+        };
         let now = now_ms();
         let seconds = started.elapsed().as_secs_f64();
         let recorded = match &outcome {
@@ -408,8 +436,11 @@ impl Controller {
     ) -> Result<(), JobError> {
         let gh = self.github_repo(repo)?;
         let details = self.details_url(repo, number, head_sha);
-        let validate_id = gh.create_check_run(VALIDATE_CHECK, head_sha, details.as_deref()).await?;
-        let diff_id = gh.create_check_run(DIFF_CHECK, head_sha, details.as_deref()).await?;
+        // A retried job (its worker died, maybe after completing the checks) reuses whatever runs of ours
+        // the head has; a new request (a push, a re-run from the Checks tab) gets runs of its own.
+        let retry = RETRY.try_with(|r| *r).unwrap_or(false);
+        let validate_id = gh.create_check_run(VALIDATE_CHECK, head_sha, details.as_deref(), retry).await?;
+        let diff_id = gh.create_check_run(DIFF_CHECK, head_sha, details.as_deref(), retry).await?;
         let planned = self.plan_pull_request(&gh, repo, number, head_sha, base_ref).await?;
 
         gh.complete_check_run(validate_id, &validate_check(&planned.diagnostics)).await?;

@@ -550,12 +550,14 @@ impl GithubRepo {
 
     /// Creates a check run on `head_sha`, already `in_progress` so the PR shows work has started. A run
     /// of ours with that name still in progress on that head (left by an attempt that failed midway) is
-    /// reused, so a retried job never shows a second pair of checks.
+    /// reused, and with `retry` a completed one too (a replica that died after completing it): a retried
+    /// job never shows a second pair of checks.
     pub async fn create_check_run(
         &self,
         name: &str,
         head_sha: &str,
         details_url: Option<&str>,
+        retry: bool,
     ) -> Result<u64, GithubError> {
         #[derive(Deserialize)]
         struct Runs {
@@ -576,8 +578,11 @@ impl GithubRepo {
         if let Some(run) = existing
             .check_runs
             .iter()
-            .find(|r| r.status != "completed" && r.app.as_ref().is_some_and(|a| a.id == self.app_id))
+            .find(|r| (retry || r.status != "completed") && r.app.as_ref().is_some_and(|a| a.id == self.app_id))
         {
+            if run.status == "completed" {
+                tracing::info!(check = name, head = head_sha, "reusing our completed check run on this head");
+            }
             return Ok(run.id);
         }
         let mut body = json!({

@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Jobs processed at once; 0 runs an ingest-only replica (webhooks are recorded, other replicas work).
     #[arg(long, env = "HONUA_WORKERS")]
     pub workers: Option<usize>,
+    /// Seconds a claimed job belongs to a worker before another replica may take it over (default 120).
+    #[arg(long, env = "HONUA_JOB_LEASE")]
+    pub job_lease: Option<u64>,
     /// In GitHub mode, a rollback opens a revert pull request so Git matches what runs (default true).
     #[arg(long, env = "HONUA_ROLLBACK_REVERT_PULL_REQUEST")]
     pub rollback_revert_pull_request: Option<bool>,
@@ -76,6 +79,7 @@ impl ServeArgs {
             public_url: self.public_url.or(other.public_url),
             public_pages: self.public_pages.or(other.public_pages),
             workers: self.workers.or(other.workers),
+            job_lease: self.job_lease.or(other.job_lease),
             poll_interval: self.poll_interval.or(other.poll_interval),
             repositories: self.repositories.or(other.repositories),
             rollback_revert_pull_request: self.rollback_revert_pull_request.or(other.rollback_revert_pull_request),
@@ -101,6 +105,7 @@ pub struct Settings {
     /// The web pages need no token.
     pub public_pages: bool,
     pub workers: usize,
+    pub job_lease: std::time::Duration,
     /// `None`: polling off.
     pub poll_interval: Option<std::time::Duration>,
 }
@@ -245,6 +250,7 @@ impl Settings {
             public_url,
             public_pages: a.public_pages.unwrap_or(false),
             workers,
+            job_lease: std::time::Duration::from_secs(a.job_lease.unwrap_or(120).max(5)),
             poll_interval: match a.poll_interval.unwrap_or(60) {
                 0 => None,
                 secs => Some(std::time::Duration::from_secs(secs)),

@@ -169,6 +169,9 @@ pub trait Store: DeploymentStore + Send + Sync {
     /// Marks a job done. Only its current holder may: a worker whose lease was taken over is refused.
     async fn complete_job(&self, id: i64, worker: &str, now: i64) -> Result<bool, StoreError>;
 
+    /// Extends the lease of a job `worker` still holds to `locked_until`; `false` if it holds it no longer.
+    async fn renew_job(&self, id: i64, worker: &str, locked_until: i64) -> Result<bool, StoreError>;
+
     /// Records a failure: with `retry_at` the job is queued again for then, without it it is failed for
     /// good (visible in [`Store::job`] and the queue metrics).
     async fn fail_job(

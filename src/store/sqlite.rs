@@ -98,6 +98,17 @@ impl Store for SqliteStore {
         Ok(row.map(Job::from))
     }
 
+    async fn renew_job(&self, id: i64, worker: &str, locked_until: i64) -> Result<bool, StoreError> {
+        let renewed =
+            sqlx::query("UPDATE jobs SET locked_until = $1 WHERE id = $2 AND state = 'running' AND locked_by = $3")
+                .bind(locked_until)
+                .bind(id)
+                .bind(worker)
+                .execute(&self.pool)
+                .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
     async fn complete_job(&self, id: i64, worker: &str, now: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, updated_at = ? \
