@@ -126,11 +126,10 @@ impl Agent {
             }
             GitStep::Apply(record) => {
                 tracing::info!(commit = %record.commit, deployment = %record.deployment, "applying the branch head");
-                let outcome = self.apply(&record).await;
+                let outcome = self.apply_once(&record, None).await;
                 if matches!(outcome, Err(AgentError::Crashed(_))) {
                     return outcome;
                 }
-                self.applied(&record, None)?;
                 let mut state = self.load_state();
                 // A rolled-back or refused head is not retried; the next commit is planned against
                 // what really runs.

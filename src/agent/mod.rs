@@ -381,12 +381,7 @@ impl Agent {
                     return Ok(PollOutcome::Unchanged);
                 }
                 tracing::info!(deployment = %record.deployment, "service unreachable: applying from the Git ledger");
-                let outcome = self.apply(&record).await;
-                if matches!(outcome, Err(AgentError::Crashed(_))) {
-                    return outcome;
-                }
-                self.applied(&record, None)?;
-                return outcome;
+                return self.apply_once(&record, None).await;
             }
         };
         let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -420,12 +415,7 @@ impl Agent {
             self.save_state(&state)?;
             return self.ledger_if_due().await;
         }
-        let outcome = self.apply(&record).await;
-        if matches!(outcome, Err(AgentError::Crashed(_))) {
-            return outcome;
-        }
-        self.applied(&record, etag)?;
-        outcome
+        self.apply_once(&record, etag).await
     }
 
     /// The Git ledger is the second source even while the service answers: every `ledger_interval`
@@ -455,11 +445,17 @@ impl Agent {
             }
         };
         tracing::warn!(deployment = %record.deployment, "the Git ledger holds a newer record than the service offered: applying it");
-        let outcome = self.apply(&record).await;
+        self.apply_once(&record, None).await
+    }
+
+    /// Applies `record` and remembers it whatever the outcome (applied, rolled back or refused: never
+    /// again), except after an injected crash, where the journal decides on the next start.
+    async fn apply_once(&self, record: &SignedRecord, etag: Option<String>) -> Result<PollOutcome, AgentError> {
+        let outcome = self.apply(record).await;
         if matches!(outcome, Err(AgentError::Crashed(_))) {
             return outcome;
         }
-        self.applied(&record, None)?;
+        self.applied(record, etag)?;
         outcome
     }
 

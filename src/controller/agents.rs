@@ -87,17 +87,16 @@ impl Controller {
         Ok(completed.into_iter().next())
     }
 
+    /// The agents that reported `completed` for deployment `id`.
+    async fn completed_by(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let reports = self.store.agent_reports(id).await?;
+        Ok(reports.into_iter().filter(|r| r.phase == "completed").map(|r| r.agent).collect())
+    }
+
     /// Whether every active agent before `agent` (by name) completed `d`.
     async fn turn_of(&self, d: &Deployment, agent: &str, now: i64) -> Result<bool, StoreError> {
         let agents = self.store.agents(Some(&d.environment)).await?;
-        let done: Vec<String> = self
-            .store
-            .agent_reports(&d.id)
-            .await?
-            .into_iter()
-            .filter(|r| r.phase == "completed")
-            .map(|r| r.agent)
-            .collect();
+        let done = self.completed_by(&d.id).await?;
         Ok(active(&agents, &d.environment, now).iter().filter(|a| a.as_str() < agent).all(|a| done.contains(a)))
     }
 
@@ -176,14 +175,7 @@ impl Controller {
         if target == DeploymentState::Completed {
             // Complete only when every active agent of the environment has.
             let agents = self.store.agents(Some(environment)).await?;
-            let mut done: Vec<String> = self
-                .store
-                .agent_reports(&d.id)
-                .await?
-                .into_iter()
-                .filter(|r| r.phase == "completed")
-                .map(|r| r.agent)
-                .collect();
+            let mut done = self.completed_by(&d.id).await?;
             done.push(agent.to_string());
             let waiting: Vec<String> =
                 active(&agents, environment, ms(at)).into_iter().filter(|a| !done.contains(a)).collect();
