@@ -386,7 +386,13 @@ impl Controller {
     pub async fn run_poller(self: Arc<Self>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
         loop {
             if let Err(e) = self.poll_once().await {
-                tracing::warn!(error = %e, "polling GitHub failed; trying again next interval");
+                // The App's installations and the plain-Git remotes are both polled here.
+                let what = if self.github.is_some() {
+                    "polling GitHub and the Git remotes"
+                } else {
+                    "polling the Git remotes"
+                };
+                tracing::warn!(error = %e, "{what} failed; trying again next interval");
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
