@@ -25,16 +25,21 @@ pub const EXIT_USAGE: u8 = 2;
 #[command(
     name = "honua",
     version,
-    about = "GitOps for Honua geospatial servers: validate, diff and plan configuration changes",
+    about = "GitOps for Honua geospatial servers: validate, plan, approve and deploy configuration changes",
     long_about = "GitOps for Honua geospatial servers.\n\n\
         A config repository holds environments/common/base-metadata.yaml, environments/<env>/metadata.yaml \
         (+ datasources.yaml, config.yaml) and .gitops/deployment-policy.yaml. `honua validate` checks it \
         against the Honua server's schema and rules, `honua diff` shows semantic and breaking changes between \
-        two revisions, and `honua plan` adds the policy's decision and a digest that approvals bind to.",
+        two revisions, and `honua plan` adds the policy's decision and a digest that approvals bind to. \
+        `honua serve` runs the service (PR checks, deployments, approvals), `honua agent` applies approved \
+        deployments to a Honua server, and `status`, `deployments`, `deployment`, `rollback`, `agents` and \
+        `watch` operate them. `honua demo` shows the whole loop on this machine.",
     after_help = "Examples:\n  \
+        honua demo\n  \
         honua validate --path environments/\n  \
         honua diff --from main --to HEAD --format markdown\n  \
-        honua plan --from-dir examples/honua-config --to-dir examples/honua-config-pr\n\n\
+        honua plan --from-dir examples/honua-config --to-dir examples/honua-config-pr\n  \
+        honua status production\n\n\
         Exit status: 0 success, 1 findings (validation errors; breaking changes with --fail-on-breaking), 2 the command could not run."
 )]
 pub struct Cli {
