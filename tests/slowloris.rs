@@ -44,3 +44,69 @@ async fn thousands_of_stalled_connections_do_not_stop_a_webhook() {
     println!("{connections} stalled connections; webhook to completed checks in {:?}", started.elapsed());
     drop(stalled);
 }
+
+/// `honua serve` closes a connection whose request headers do not arrive within the header-read timeout,
+/// while ordinary requests and long-lived event streams keep working through the same server loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_closes_a_connection_that_stalls_in_its_headers() {
+    use tokio::io::AsyncReadExt;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/city/gis-config.git", origin.git_root.display());
+    let settings = honua_gitops::server::settings::Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}", data.path().join("h.db").display()),
+        github: None,
+        repositories: vec![honua_gitops::controller::DeploySource {
+            repository: url.clone(),
+            url,
+            branch: "main".into(),
+        }],
+        revert_pull_requests: false,
+        slack_webhook_url: None,
+        webhook_secrets: Vec::new(),
+        git_url: String::new(),
+        data_dir: data.path().join("data"),
+        public_url: None,
+        public_pages: false,
+        workers: 1,
+        job_lease: Duration::from_secs(120),
+        header_read_timeout: Duration::from_secs(1),
+        poll_interval: Some(Duration::from_secs(1)),
+    };
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let running = honua_gitops::server::start(settings, async move {
+        let _ = stopped.changed().await;
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", running.addr);
+    let token = honua_gitops::server::api::new_token().unwrap();
+    let hash = honua_gitops::server::api::token_hash(&token);
+    let viewer =
+        honua_gitops::store::ApiTokenHash { role: honua_gitops::store::Role::Viewer, environment: None, hash: &hash };
+    running.controller.store.create_token("viewer", &viewer, 0).await.unwrap();
+
+    // A stalled header: closed by the server after about a second.
+    let mut stalled = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    stalled.write_all(b"GET /healthz HTTP/1.1\r\nHost: honua\r\nX-Slow: ").await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(10), stalled.read(&mut buf)).await;
+    assert!(read.is_ok(), "the stalled connection was still open after 10 s");
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed too early: {:?}", started.elapsed());
+
+    // Ordinary requests, and an event stream that outlives the header timeout, still work.
+    assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status(), 200);
+    let mut events =
+        reqwest::Client::new().get(format!("{base}/api/v1/events")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(10), events.chunk()).await.unwrap().unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("event: environments"), "{first:?}");
+    // Past the header timeout the stream is still open: a read waits instead of finding it closed.
+    let later = tokio::time::timeout(Duration::from_secs(3), events.chunk()).await;
+    assert!(later.is_err(), "the event stream was closed: {later:?}");
+    stop.send(true).unwrap();
+    drop(events);
+    running.finished().await.unwrap();
+}

@@ -379,6 +379,9 @@ async fn events(
         loop {
             // Registered before looking, so a change in between is not missed.
             let changed = events.notified();
+            tokio::pin!(changed);
+            // Enabled now, so a change between this look and the wait below is not missed.
+            changed.as_mut().enable();
             if let Ok(views) = environment_views(&c, env.as_deref()).await {
                 let body = json!({ "environments": views }).to_string();
                 if last.as_deref() != Some(body.as_str()) {
@@ -695,6 +698,8 @@ async fn agent_desired(
     loop {
         // Registered before looking, so a decision in between is not missed.
         let changed = c.decisions.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let desired =
             c.desired(q.repository.as_deref(), &q.environment, Some(&caller.0.name), chrono::Utc::now()).await?;
         let etag = desired.as_ref().map(|d| format!("\"{}@{}\"", d.id, d.state)).unwrap_or_else(|| "\"none\"".into());

@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// Seconds a claimed job belongs to a worker before another replica may take it over (default 120).
     #[arg(long, env = "HONUA_JOB_LEASE")]
     pub job_lease: Option<u64>,
+    /// Seconds a client has to send its request headers before the connection is closed (default 10).
+    #[arg(long, env = "HONUA_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<u64>,
     /// In GitHub mode, a rollback opens a revert pull request so Git matches what runs (default true).
     #[arg(long, env = "HONUA_ROLLBACK_REVERT_PULL_REQUEST")]
     pub rollback_revert_pull_request: Option<bool>,
@@ -80,6 +83,7 @@ impl ServeArgs {
             public_pages: self.public_pages.or(other.public_pages),
             workers: self.workers.or(other.workers),
             job_lease: self.job_lease.or(other.job_lease),
+            header_read_timeout: self.header_read_timeout.or(other.header_read_timeout),
             poll_interval: self.poll_interval.or(other.poll_interval),
             repositories: self.repositories.or(other.repositories),
             rollback_revert_pull_request: self.rollback_revert_pull_request.or(other.rollback_revert_pull_request),
@@ -106,6 +110,7 @@ pub struct Settings {
     pub public_pages: bool,
     pub workers: usize,
     pub job_lease: std::time::Duration,
+    pub header_read_timeout: std::time::Duration,
     /// `None`: polling off.
     pub poll_interval: Option<std::time::Duration>,
 }
@@ -251,6 +256,7 @@ impl Settings {
             public_pages: a.public_pages.unwrap_or(false),
             workers,
             job_lease: std::time::Duration::from_secs(a.job_lease.unwrap_or(120).max(5)),
+            header_read_timeout: std::time::Duration::from_secs(a.header_read_timeout.unwrap_or(10).max(1)),
             poll_interval: match a.poll_interval.unwrap_or(60) {
                 0 => None,
                 secs => Some(std::time::Duration::from_secs(secs)),
