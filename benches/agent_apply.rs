@@ -73,32 +73,19 @@ async fn rig(tree: &std::path::Path, environment: &str) -> Rig {
     store.create_token("bench-agent", &t, 0).await.unwrap();
     let secrets = dirs.path().join("secrets.env");
     std::fs::write(&secrets, "DB_PASSWORD=bench\n").unwrap();
-    let config = AgentConfig {
-        server: service.url.clone(),
+    let git_url = format!("file://{}/city/gis-config.git", origin.git_root.display());
+    let public_key = service.controller.signer.public_key();
+    let base = AgentConfig::new(
+        service.url.clone(),
         token,
-        environment: environment.into(),
-        public_key: service.controller.signer.public_key(),
-        git_url: format!("file://{}/city/gis-config.git", origin.git_root.display()),
-        git_token: None,
-        target_dir: target,
-        metadata_file: "metadata.json".into(),
-        reload_url: format!("{}/admin/metadata/reload", honua.url),
-        reload_token: None,
-        reload_command: None,
-        restart_command: None,
-        snapshot_url: None,
-        server_config_file: "config.yaml".into(),
-        health_url: format!("{}/healthz/ready", honua.url),
-        collections_url: Some(format!("{}/ogc/collections", honua.url)),
-        state_dir: dirs.path().join("agent"),
-        keep_releases: 5,
-        ledger_interval: Duration::from_secs(300),
-        health_timeout: Duration::from_secs(30),
-        secrets_file: Some(secrets),
-        git_only: None,
-        mirror_dir: None,
-        crash_after: None,
-    };
+        environment,
+        public_key,
+        git_url,
+        target,
+        dirs.path().join("agent"),
+    );
+    let config =
+        AgentConfig { health_timeout: Duration::from_secs(30), secrets_file: Some(secrets), ..honua.serving(base) };
     Rig { origin, service, store, honua, config, github, _dirs: dirs }
 }
 

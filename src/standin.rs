@@ -98,6 +98,17 @@ async fn collections(State((state, _)): State<Shared>) -> Json<Value> {
 }
 
 impl StandIn {
+    /// `config` pointed at this stand-in: reload, readiness, collections and snapshots.
+    pub fn serving(&self, config: crate::agent::AgentConfig) -> crate::agent::AgentConfig {
+        crate::agent::AgentConfig {
+            reload_url: format!("{}/admin/metadata/reload", self.url),
+            health_url: format!("{}/healthz/ready", self.url),
+            collections_url: Some(format!("{}/ogc/collections", self.url)),
+            snapshot_url: Some(format!("{}/admin/snapshots", self.url)),
+            ..config
+        }
+    }
+
     /// Serves Honua whose config directory is `dir` (it reads `dir/current/metadata.json`).
     pub async fn start(dir: PathBuf) -> StandIn {
         StandIn::start_on("127.0.0.1:0", dir).await.expect("loopback binds")

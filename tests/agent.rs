@@ -6,14 +6,14 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use common::fake_github::FakeGithub;
 use common::service::Service;
 use common::Origin;
 use honua_gitops::agent::{Agent, AgentConfig, PollOutcome};
 use honua_gitops::config::{ConfigRepo, EnvName};
-use honua_gitops::server::api::{new_token, token_hash};
 use honua_gitops::standin::StandIn;
-use honua_gitops::store::{ApiTokenHash, DeploymentFilter, DeploymentState, Role, Store};
+use honua_gitops::store::{DeploymentFilter, DeploymentState, Role, Store};
 
 struct Setup {
     github: FakeGithub,
@@ -43,11 +43,7 @@ fn tree_with_development_policy(extra: &str) -> tempfile::TempDir {
 
 /// An agent token for `name` serving `environment`.
 async fn agent_token(store: &Arc<dyn Store>, name: &str, environment: &str) -> String {
-    let token = new_token().unwrap();
-    let hash = token_hash(&token);
-    let agent_token = ApiTokenHash { role: Role::Agent, environment: Some(environment), hash: &hash };
-    assert!(store.create_token(name, &agent_token, 0).await.unwrap());
-    token
+    common::api_token(store, name, Role::Agent, Some(environment)).await
 }
 
 async fn setup_from(environment: &str, tree: &std::path::Path) -> Setup {
@@ -63,32 +59,19 @@ async fn setup_from(environment: &str, tree: &std::path::Path) -> Setup {
     let token = agent_token(&store, &format!("{environment}-agent"), environment).await;
     let secrets = dirs.path().join("secrets.env");
     std::fs::write(&secrets, "# the agent's secrets\nDB_PASSWORD=s3cret-pw\n").unwrap();
-    let config = AgentConfig {
-        server: service.url.clone(),
+    let git_url = format!("file://{}/city/gis-config.git", origin.git_root.display());
+    let public_key = service.controller.signer.public_key();
+    let base = AgentConfig::new(
+        service.url.clone(),
         token,
-        environment: environment.into(),
-        public_key: service.controller.signer.public_key(),
-        git_url: format!("file://{}/city/gis-config.git", origin.git_root.display()),
-        git_token: None,
-        target_dir: target,
-        metadata_file: "metadata.json".into(),
-        reload_url: format!("{}/admin/metadata/reload", honua.url),
-        reload_token: None,
-        reload_command: None,
-        restart_command: None,
-        snapshot_url: Some(format!("{}/admin/snapshots", honua.url)),
-        server_config_file: "config.yaml".into(),
-        health_url: format!("{}/healthz/ready", honua.url),
-        collections_url: Some(format!("{}/ogc/collections", honua.url)),
-        state_dir: dirs.path().join("agent"),
-        keep_releases: 5,
-        ledger_interval: Duration::from_secs(300),
-        health_timeout: Duration::from_secs(2),
-        secrets_file: Some(secrets),
-        crash_after: None,
-        git_only: None,
-        mirror_dir: None,
-    };
+        environment,
+        public_key,
+        git_url,
+        target,
+        dirs.path().join("agent"),
+    );
+    let config =
+        AgentConfig { health_timeout: Duration::from_secs(2), secrets_file: Some(secrets), ..honua.serving(base) };
     Setup { github, origin, service, store, honua, config, _dirs: dirs, _db: db }
 }
 
@@ -381,21 +364,7 @@ async fn with_the_service_down_the_agent_applies_from_the_git_ledger_and_reports
     let s = setup("development").await;
     let base = s.origin.main_sha();
     push(&s, &"0".repeat(40), &base, "g-1").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let dev = loop {
-        let entries = s
-            .origin
-            .repo
-            .refname_to_id(honua_gitops::git::ledger::LEDGER_REF)
-            .ok()
-            .map(|oid| honua_gitops::git::ledger::read(&s.origin.repo, oid).unwrap())
-            .unwrap_or_default();
-        if let Some(e) = entries.into_iter().find(|e| e.environment == "development") {
-            break e.deployment;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the ledger never got development's record");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let dev = ledger_deployment(&s, "development").await;
 
     // Port 9 (discard) on loopback: nothing listens, the service is unreachable.
     let offline = Agent::new(AgentConfig { server: "http://127.0.0.1:9".into(), ..s.config.clone() }).unwrap();
@@ -565,21 +534,7 @@ async fn one_at_a_time_applies_agent_by_agent_and_stops_at_the_first_failure() {
     let tree = tree_with_development_policy("    rollout: one-at-a-time\n");
     let s = setup_from("development", tree.path()).await;
     let first = Agent::new(s.config.clone()).unwrap();
-    let second_dir = tempfile::tempdir().unwrap();
-    let target = second_dir.path().join("honua");
-    std::fs::create_dir_all(&target).unwrap();
-    let second_honua = StandIn::start(target.clone()).await;
-    let second_config = AgentConfig {
-        token: agent_token(&s.store, "development-agent-2", "development").await,
-        target_dir: target,
-        state_dir: second_dir.path().join("agent"),
-        reload_url: format!("{}/admin/metadata/reload", second_honua.url),
-        health_url: format!("{}/healthz/ready", second_honua.url),
-        collections_url: Some(format!("{}/ogc/collections", second_honua.url)),
-        snapshot_url: None,
-        ..s.config.clone()
-    };
-    let second = Agent::new(second_config).unwrap();
+    let (second, second_honua, _second_dir) = another_agent(&s, "development-agent-2", "development").await;
     // Both check in before anything is approved.
     assert_eq!(first.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
     assert_eq!(second.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
@@ -623,9 +578,21 @@ async fn approve_waiting_if_any(s: &Setup, environment: &str) {
 /// A service that answers every desired-state request with one fixed body (a compromised or confused
 /// service, as far as the agent can tell).
 async fn fixed_desired(body: serde_json::Value) -> String {
+    fixed_service(axum::Json(body).into_response()).await
+}
+
+/// A service that answers every desired-state request with a copy of `answer`, and takes reports and
+/// heartbeats.
+async fn fixed_service(answer: axum::response::Response) -> String {
     use axum::routing::{get, post};
+    let (parts, body) = answer.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let desired = move || {
+        let (status, headers, body) = (parts.status, parts.headers.clone(), body.clone());
+        async move { (status, headers, body) }
+    };
     let app = axum::Router::new()
-        .route("/api/v1/agent/desired", get(move || async move { axum::Json(body) }))
+        .route("/api/v1/agent/desired", get(desired))
         .route("/api/v1/agent/report", post(|| async { axum::http::StatusCode::OK }))
         .route("/api/v1/agent/heartbeat", post(|| async { axum::http::StatusCode::NO_CONTENT }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -719,6 +686,42 @@ async fn deployment_of(s: &Setup, environment: &str, commit: &str) -> honua_gito
     }
 }
 
+/// Another agent of `environment` with its own stand-in Honua and directories (kept by the caller).
+async fn another_agent(s: &Setup, name: &str, environment: &str) -> (Agent, StandIn, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("honua");
+    std::fs::create_dir_all(&target).unwrap();
+    let honua = StandIn::start(target.clone()).await;
+    let config = AgentConfig {
+        token: agent_token(&s.store, name, environment).await,
+        environment: environment.into(),
+        target_dir: target,
+        state_dir: dir.path().join("agent"),
+        snapshot_url: None,
+        ..honua.serving(s.config.clone())
+    };
+    (Agent::new(config).unwrap(), honua, dir)
+}
+
+/// The deployment of `environment`'s record once the service has published it to the Git ledger.
+async fn ledger_deployment(s: &Setup, environment: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let entries = s
+            .origin
+            .repo
+            .refname_to_id(honua_gitops::git::ledger::LEDGER_REF)
+            .ok()
+            .map(|oid| honua_gitops::git::ledger::read(&s.origin.repo, oid).unwrap())
+            .unwrap_or_default();
+        if let Some(e) = entries.into_iter().find(|e| e.environment == environment) {
+            return e.deployment;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the ledger never got {environment}'s record");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `tree` without production's deployment windows and blackouts: a test must not depend on its hour.
 fn without_windows(tree: &std::path::Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -740,22 +743,7 @@ async fn end_to_end_a_merge_reaches_development_at_once_and_production_after_an_
     let pr_tree = without_windows(&common::examples().join("honua-config-pr"));
     let s = setup_from("production", tree.path()).await;
     s.github.grant(common::REPO, "bob", "write", "write");
-    let dev_dir = tempfile::tempdir().unwrap();
-    let dev_target = dev_dir.path().join("honua");
-    std::fs::create_dir_all(&dev_target).unwrap();
-    let dev_honua = StandIn::start(dev_target.clone()).await;
-    let dev = Agent::new(AgentConfig {
-        token: agent_token(&s.store, "development-agent", "development").await,
-        environment: "development".into(),
-        target_dir: dev_target,
-        state_dir: dev_dir.path().join("agent"),
-        reload_url: format!("{}/admin/metadata/reload", dev_honua.url),
-        health_url: format!("{}/healthz/ready", dev_honua.url),
-        collections_url: Some(format!("{}/ogc/collections", dev_honua.url)),
-        snapshot_url: None,
-        ..s.config.clone()
-    })
-    .unwrap();
+    let (dev, dev_honua, _dev_dir) = another_agent(&s, "development-agent", "development").await;
     let prod = Agent::new(s.config.clone()).unwrap();
 
     // What runs before the PR: main, everywhere (production approved once by an operator).
@@ -964,39 +952,11 @@ async fn the_git_ledger_is_read_even_while_the_service_answers_and_a_newer_recor
     let s = setup("development").await;
     let base = s.origin.main_sha();
     push(&s, &"0".repeat(40), &base, "g-1").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let dev = loop {
-        let entries = s
-            .origin
-            .repo
-            .refname_to_id(honua_gitops::git::ledger::LEDGER_REF)
-            .ok()
-            .map(|oid| honua_gitops::git::ledger::read(&s.origin.repo, oid).unwrap())
-            .unwrap_or_default();
-        if let Some(e) = entries.into_iter().find(|e| e.environment == "development") {
-            break e.deployment;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the ledger never got development's record");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let silent = fixed_desired_status(204).await;
+    let dev = ledger_deployment(&s, "development").await;
+    let silent = fixed_service(axum::http::StatusCode::NO_CONTENT.into_response()).await;
     let agent =
         Agent::new(AgentConfig { server: silent, ledger_interval: Duration::ZERO, ..s.config.clone() }).unwrap();
     assert_eq!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { deployment: dev });
     assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
     assert_eq!(agent.poll_once(0).await.unwrap(), PollOutcome::Unchanged, "applied once");
-}
-
-/// A service that answers every desired-state request with `status` and no body.
-async fn fixed_desired_status(status: u16) -> String {
-    use axum::routing::{get, post};
-    let code = axum::http::StatusCode::from_u16(status).unwrap();
-    let app = axum::Router::new()
-        .route("/api/v1/agent/desired", get(move || async move { code }))
-        .route("/api/v1/agent/report", post(|| async { axum::http::StatusCode::OK }))
-        .route("/api/v1/agent/heartbeat", post(|| async { axum::http::StatusCode::NO_CONTENT }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
 }

@@ -8,8 +8,7 @@ use std::time::Duration;
 use common::fake_github::FakeGithub;
 use common::service::Service;
 use common::Origin;
-use honua_gitops::server::api::{new_token, token_hash};
-use honua_gitops::store::{ApiTokenHash, DeploymentFilter, DeploymentState, Role};
+use honua_gitops::store::{DeploymentFilter, DeploymentState, Role};
 
 fn honua(server: &str, token: &str, args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_honua"))
@@ -45,12 +44,7 @@ async fn every_client_command_works_against_the_service_and_speaks_json() {
     let github = FakeGithub::start().await;
     let origin = Origin::new(&common::examples().join("honua-config"));
     let service = Service::start(&github, &origin, store.clone()).await;
-    let token = new_token().unwrap();
-    let hash = token_hash(&token);
-    store
-        .create_token("operator", &ApiTokenHash { role: Role::Admin, environment: None, hash: &hash }, 0)
-        .await
-        .unwrap();
+    let token = common::api_token(&store, "operator", Role::Admin, None).await;
     let base = origin.main_sha();
     service.deliver("push", "c-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

@@ -15,8 +15,7 @@ use common::service::Service;
 use common::{Origin, REPO};
 use honua_gitops::controller::{Controller, DeploySource};
 use honua_gitops::plan::signing::{parse_public_key, verify};
-use honua_gitops::server::api::{new_token, token_hash};
-use honua_gitops::store::{ApiTokenHash, Deployment, DeploymentFilter, DeploymentState, Gate, Role, Store};
+use honua_gitops::store::{Deployment, DeploymentFilter, DeploymentState, Gate, Role, Store};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -65,10 +64,7 @@ struct Api {
 impl Api {
     /// A token of `role` named after it.
     async fn token(store: &Arc<dyn Store>, name: &str, role: Role, environment: Option<&str>) -> String {
-        let token = new_token().unwrap();
-        let hash = token_hash(&token);
-        assert!(store.create_token(name, &ApiTokenHash { role, environment, hash: &hash }, 0).await.unwrap());
-        token
+        common::api_token(store, name, role, environment).await
     }
 
     async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,31 +19,6 @@ use sqlx::Connection;
 const SECRET: &str = "ha-secret";
 const PRS: u64 = 10;
 const DELIVERIES: usize = 500;
-
-struct Replica(Child);
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn wait_ready(client: &reqwest::Client, url: &str) {
-    for _ in 0..400 {
-        if let Ok(r) = client.get(format!("{url}/readyz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("honua serve did not become ready at {url}");
-}
 
 /// A database of its own, dropped at the end.
 struct Database {
@@ -120,15 +95,15 @@ async fn two_replicas_one_killed_mid_burst_process_every_accepted_delivery_exact
             cmd.env(k, v);
         }
         let log = std::fs::File::create(data.path().join(format!("{tag}.log"))).unwrap();
-        Replica(cmd.env("HONUA_LOG", "info").stdout(Stdio::null()).stderr(log).spawn().unwrap())
+        common::Running(cmd.env("HONUA_LOG", "info").stdout(Stdio::null()).stderr(log).spawn().unwrap())
     };
-    let ports = [free_port(), free_port()];
+    let ports = [common::free_port(), common::free_port()];
     let urls: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let mut a = start("a", ports[0]);
-    wait_ready(&client, &urls[0]).await;
+    common::wait_ready(&client, &urls[0]).await;
     let _b = start("b", ports[1]);
-    wait_ready(&client, &urls[1]).await;
+    common::wait_ready(&client, &urls[1]).await;
 
     // 500 deliveries, as a busy organisation sends them: mostly pushes to feature branches (queued and
     // processed, nothing to deploy), each PR's head once, every tenth PR delivery redelivered with the same

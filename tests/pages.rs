@@ -9,15 +9,10 @@ use std::time::Duration;
 use common::fake_github::FakeGithub;
 use common::service::Service;
 use common::Origin;
-use honua_gitops::server::api::{new_token, token_hash};
-use honua_gitops::store::{ApiTokenHash, DeploymentFilter, Role};
+use honua_gitops::store::{DeploymentFilter, Role};
 
 async fn token(store: &std::sync::Arc<dyn honua_gitops::store::Store>, name: &str, role: Role) -> String {
-    let token = new_token().unwrap();
-    let hash = token_hash(&token);
-    let env = (role == Role::Agent).then_some("development");
-    store.create_token(name, &ApiTokenHash { role, environment: env, hash: &hash }, 0).await.unwrap();
-    token
+    common::api_token(store, name, role, (role == Role::Agent).then_some("development")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

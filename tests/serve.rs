@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::fake_github::FakeGithub;
@@ -53,38 +53,13 @@ fn bad_settings_fail_fast_naming_the_setting() {
     fails_with(&base(&[("HONUA_GITHUB_WEBHOOK_SECRET", " , ")]), "HONUA_GITHUB_WEBHOOK_SECRET: not set");
 }
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn wait_ready(client: &reqwest::Client, url: &str) {
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{url}/readyz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("honua serve did not become ready at {url}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_accepted_before_a_sigkill_is_processed_once_after_restart() {
     let github = FakeGithub::start().await;
     let origin = Origin::new(&common::examples().join("honua-config"));
     let head = origin.push_pr(1, &common::examples().join("honua-config-pr"));
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let env = |workers: &str| {
         vec![
@@ -112,8 +87,8 @@ async fn a_delivery_accepted_before_a_sigkill_is_processed_once_after_restart() 
     };
 
     // An ingest-only replica answers 202 and records the job, then dies without a chance to clean up.
-    let mut first = Running(serve(&env("0")).stderr(Stdio::null()).spawn().unwrap());
-    wait_ready(&client, &url).await;
+    let mut first = common::Running(serve(&env("0")).stderr(Stdio::null()).spawn().unwrap());
+    common::wait_ready(&client, &url).await;
     let resp = deliver("crash-1").await.unwrap();
     assert_eq!(resp.status(), 202);
     assert_eq!(resp.json::<serde_json::Value>().await.unwrap()["status"], "queued");
@@ -122,8 +97,8 @@ async fn a_delivery_accepted_before_a_sigkill_is_processed_once_after_restart() 
     assert!(github.check_runs(&head).is_empty(), "nothing ran before the kill");
 
     // After a restart with workers, the job runs exactly once.
-    let _second = Running(serve(&env("1")).stderr(Stdio::null()).spawn().unwrap());
-    wait_ready(&client, &url).await;
+    let _second = common::Running(serve(&env("1")).stderr(Stdio::null()).spawn().unwrap());
+    common::wait_ready(&client, &url).await;
     github
         .wait_for(Duration::from_secs(60), "the job to run after the restart", |gh| {
             let runs = gh.check_runs(&head);

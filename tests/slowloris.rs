@@ -81,11 +81,7 @@ async fn the_service_closes_a_connection_that_stalls_in_its_headers() {
     .await
     .unwrap();
     let base = format!("http://{}", running.addr);
-    let token = honua_gitops::server::api::new_token().unwrap();
-    let hash = honua_gitops::server::api::token_hash(&token);
-    let viewer =
-        honua_gitops::store::ApiTokenHash { role: honua_gitops::store::Role::Viewer, environment: None, hash: &hash };
-    running.controller.store.create_token("viewer", &viewer, 0).await.unwrap();
+    let token = common::api_token(&running.controller.store, "viewer", honua_gitops::store::Role::Viewer, None).await;
 
     // A stalled header: closed by the server after about a second.
     let mut stalled = tokio::net::TcpStream::connect(running.addr).await.unwrap();

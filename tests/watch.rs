@@ -9,8 +9,7 @@ use std::time::Duration;
 use common::fake_github::FakeGithub;
 use common::service::Service;
 use common::Origin;
-use honua_gitops::server::api::{new_token, token_hash};
-use honua_gitops::store::{ApiTokenHash, DeploymentFilter, Role};
+use honua_gitops::store::{DeploymentFilter, Role};
 
 fn tmux(args: &[&str]) -> std::process::Output {
     Command::new("tmux").args(args).output().unwrap()
@@ -39,12 +38,7 @@ async fn watch_follows_a_deployment_live_in_a_terminal_and_quits_on_q() {
     let github = FakeGithub::start().await;
     let origin = Origin::new(&common::examples().join("honua-config"));
     let service = Service::start(&github, &origin, store.clone()).await;
-    let token = new_token().unwrap();
-    let hash = token_hash(&token);
-    store
-        .create_token("watcher", &ApiTokenHash { role: Role::Viewer, environment: None, hash: &hash }, 0)
-        .await
-        .unwrap();
+    let token = common::api_token(&store, "watcher", Role::Viewer, None).await;
 
     let session = format!("honua-watch-{}", std::process::id());
     let command = format!(

@@ -508,25 +508,7 @@ impl Agent {
         };
         self.journal(Some(&journal))?;
         self.report(&id, "writing", "release directory").await;
-        let mut files = vec![(self.config.metadata_file.clone(), rendered.metadata.as_bytes())];
-        if let Some(config) = &rendered.server_config {
-            files.push((self.config.server_config_file.clone(), config.as_bytes()));
-        }
-        let written = (|| -> std::io::Result<()> {
-            let _ = std::fs::remove_dir_all(&release);
-            std::fs::create_dir_all(&release)?;
-            #[cfg(unix)]
-            std::fs::set_permissions(&release, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-            for (name, bytes) in &files {
-                write_synced(&release.join(name), bytes)?;
-            }
-            sync_dir(&release)?;
-            let manifest = Manifest {
-                record: record.clone(),
-                files: files.iter().map(|(name, bytes)| (name.clone(), sha256_hex(bytes))).collect(),
-            };
-            self.save_manifest(&release, &manifest)
-        })();
+        let written = self.write_release(&release, record, &rendered);
         if let Err(e) = written {
             let message = format!("could not write the release: {e}");
             self.report(&id, "failed", &message).await;
@@ -545,8 +527,7 @@ impl Agent {
     /// the policy says `rollbackOnFailure: false`. The journal is removed once the outcome is reported.
     async fn finish(&self, journal: &Journal) -> Result<PollOutcome, AgentError> {
         let (id, previous) = (journal.deployment.clone(), journal.previous.clone());
-        let timeout =
-            journal.safety.as_ref().map_or(self.config.health_timeout, |s| Duration::from_secs(s.health_check_timeout));
+        let timeout = self.health_timeout(journal.safety.as_ref());
         let rollback = journal.safety.as_ref().is_none_or(|s| s.rollback_on_failure);
         self.report(&id, "reloading", &self.reload_how(journal.restart)).await;
         let outcome = match self.reload_and_verify(&journal.expected, journal.restart, timeout).await {
@@ -851,6 +832,33 @@ impl Agent {
             .is_ok_and(|r| r.status().is_success())
     }
 
+    /// Writes `rendered` as the release directory `release` (owner-only, fsynced) and its manifest.
+    /// Whatever was at that path before (a partial attempt, a planted link) is removed, not followed.
+    fn write_release(&self, release: &Path, record: &SignedRecord, rendered: &Rendered) -> std::io::Result<()> {
+        let mut files = vec![(&self.config.metadata_file, rendered.metadata.as_bytes())];
+        if let Some(config) = &rendered.server_config {
+            files.push((&self.config.server_config_file, config.as_bytes()));
+        }
+        let _ = std::fs::remove_dir_all(release);
+        std::fs::create_dir_all(release)?;
+        #[cfg(unix)]
+        std::fs::set_permissions(release, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        for (name, bytes) in &files {
+            write_synced(&release.join(name), bytes)?;
+        }
+        sync_dir(release)?;
+        let manifest = Manifest {
+            record: record.clone(),
+            files: files.iter().map(|(name, bytes)| (name.to_string(), sha256_hex(bytes))).collect(),
+        };
+        self.save_manifest(release, &manifest)
+    }
+
+    /// The policy's health timeout, or the agent's own for records signed without one.
+    fn health_timeout(&self, safety: Option<&signing::ApplySafety>) -> Duration {
+        safety.map_or(self.config.health_timeout, |s| Duration::from_secs(s.health_check_timeout))
+    }
+
     fn manifest_path(&self, release: &Path) -> PathBuf {
         let name = release.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         self.config.state_dir.join("manifests").join(format!("{name}.json"))
@@ -948,28 +956,10 @@ impl Agent {
             .state_dir
             .join("releases")
             .join(format!("{:010}-{}-restored-{stamp}", record.sequence, record.deployment));
-        let mut files = vec![(self.config.metadata_file.clone(), rendered.metadata.into_bytes())];
-        if let Some(config) = rendered.server_config {
-            files.push((self.config.server_config_file.clone(), config.into_bytes()));
-        }
-        (|| -> std::io::Result<()> {
-            std::fs::create_dir_all(&release)?;
-            #[cfg(unix)]
-            std::fs::set_permissions(&release, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-            for (name, bytes) in &files {
-                write_synced(&release.join(name), bytes)?;
-            }
-            sync_dir(&release)?;
-            let manifest = Manifest {
-                record: record.clone(),
-                files: files.iter().map(|(name, bytes)| (name.clone(), sha256_hex(bytes))).collect(),
-            };
-            self.save_manifest(&release, &manifest)
-        })()
-        .map_err(|e| format!("could not write the restored release: {e}"))?;
+        self.write_release(&release, record, &rendered)
+            .map_err(|e| format!("could not write the restored release: {e}"))?;
         self.swap(&release).map_err(|e| format!("swap: {e}"))?;
-        let timeout =
-            record.safety.as_ref().map_or(self.config.health_timeout, |s| Duration::from_secs(s.health_check_timeout));
+        let timeout = self.health_timeout(record.safety.as_ref());
         if let Err(cause) = self.reload_and_verify(&rendered.collections, false, timeout).await {
             let _ = self.swap(edited);
             let _ = self.reload_and_verify(&[], false, timeout).await;

@@ -248,41 +248,79 @@ impl AgentArgs {
             })?;
             (url("HONUA_AGENT_SERVER", a.server, None)?.trim_end_matches('/').to_string(), token, public_key)
         };
+        let target_dir =
+            a.target_dir.ok_or_else(|| bad("HONUA_AGENT_TARGET_DIR", "not set; Honua's configuration directory"))?;
+        let state_dir = a.state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/honua-agent"));
+        let git_url = url("HONUA_AGENT_GIT_URL", a.git_url, None)?;
+        let d = AgentConfig::new(server, token, &environment, public_key, git_url, target_dir, state_dir);
         Ok(AgentConfig {
-            server,
-            token,
-            public_key,
             git_only,
             mirror_dir,
-            git_url: url("HONUA_AGENT_GIT_URL", a.git_url, None)?,
             git_token: a.git_token,
-            target_dir: a
-                .target_dir
-                .ok_or_else(|| bad("HONUA_AGENT_TARGET_DIR", "not set; Honua's configuration directory"))?,
-            metadata_file: file_name("HONUA_AGENT_METADATA_FILE", a.metadata_file, "metadata.json")?,
-            reload_url: url(
-                "HONUA_AGENT_RELOAD_URL",
-                a.reload_url,
-                Some("http://127.0.0.1:5000/admin/metadata/reload"),
-            )?,
+            metadata_file: file_name("HONUA_AGENT_METADATA_FILE", a.metadata_file, &d.metadata_file)?,
+            reload_url: url("HONUA_AGENT_RELOAD_URL", a.reload_url, Some(&d.reload_url))?,
             reload_token: a.reload_token,
             reload_command: a.reload_command.filter(|c| !c.trim().is_empty()),
             restart_command: a.restart_command.filter(|c| !c.trim().is_empty()),
             snapshot_url: a.snapshot_url.map(|u| url("HONUA_AGENT_SNAPSHOT_URL", Some(u), None)).transpose()?,
-            server_config_file: file_name("HONUA_AGENT_SERVER_CONFIG_FILE", a.server_config_file, "config.yaml")?,
-            keep_releases: a.keep_releases.unwrap_or(5),
-            ledger_interval: Duration::from_secs(a.ledger_interval.unwrap_or(300)),
-            health_url: url("HONUA_AGENT_HEALTH_URL", a.health_url, Some("http://127.0.0.1:5000/healthz/ready"))?,
+            server_config_file: file_name(
+                "HONUA_AGENT_SERVER_CONFIG_FILE",
+                a.server_config_file,
+                &d.server_config_file,
+            )?,
+            keep_releases: a.keep_releases.unwrap_or(d.keep_releases),
+            ledger_interval: a.ledger_interval.map_or(d.ledger_interval, Duration::from_secs),
+            health_url: url("HONUA_AGENT_HEALTH_URL", a.health_url, Some(&d.health_url))?,
             collections_url: a
                 .collections_url
                 .map(|u| url("HONUA_AGENT_COLLECTIONS_URL", Some(u), None))
                 .transpose()?,
-            state_dir: a.state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/honua-agent")),
-            health_timeout: Duration::from_secs(a.health_timeout.unwrap_or(120)),
+            health_timeout: a.health_timeout.map_or(d.health_timeout, Duration::from_secs),
             secrets_file: a.secrets_file,
-            crash_after: None,
-            environment,
+            ..d
         })
+    }
+}
+
+impl AgentConfig {
+    /// An agent with `honua agent`'s defaults for everything but who it is, what it serves and where:
+    /// Honua on `127.0.0.1:5000` (reload, readiness), `metadata.json` and `config.yaml` in a release,
+    /// five releases kept, the ledger read every 5 minutes, 120 s for health when a record says nothing.
+    pub fn new(
+        server: String,
+        token: String,
+        environment: &str,
+        public_key: String,
+        git_url: String,
+        target_dir: PathBuf,
+        state_dir: PathBuf,
+    ) -> AgentConfig {
+        AgentConfig {
+            server,
+            token,
+            environment: environment.to_string(),
+            public_key,
+            git_url,
+            git_token: None,
+            target_dir,
+            metadata_file: "metadata.json".into(),
+            reload_url: "http://127.0.0.1:5000/admin/metadata/reload".into(),
+            reload_token: None,
+            reload_command: None,
+            restart_command: None,
+            snapshot_url: None,
+            server_config_file: "config.yaml".into(),
+            health_url: "http://127.0.0.1:5000/healthz/ready".into(),
+            collections_url: None,
+            state_dir,
+            keep_releases: 5,
+            ledger_interval: Duration::from_secs(300),
+            health_timeout: Duration::from_secs(120),
+            secrets_file: None,
+            git_only: None,
+            mirror_dir: None,
+            crash_after: None,
+        }
     }
 }
 

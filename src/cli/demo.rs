@@ -323,31 +323,12 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
         let hash = crate::server::api::token_hash(&token);
         let name = format!("{env}-agent");
         store.create_token(&name, &ApiTokenHash { role: Role::Agent, environment: Some(env), hash: &hash }, 0).await?;
+        let state_dir = dir.join(env).join("agent");
+        let config = AgentConfig::new(api.clone(), token, env, public_key.clone(), url.clone(), target, state_dir);
         let config = AgentConfig {
-            server: api.clone(),
-            token,
-            environment: env.into(),
-            public_key: public_key.clone(),
-            git_url: url.clone(),
-            git_token: None,
-            target_dir: target,
-            metadata_file: "metadata.json".into(),
-            reload_url: format!("{}/admin/metadata/reload", standin.url),
-            reload_token: None,
-            reload_command: None,
-            restart_command: None,
-            snapshot_url: Some(format!("{}/admin/snapshots", standin.url)),
-            server_config_file: "config.yaml".into(),
-            health_url: format!("{}/healthz/ready", standin.url),
-            collections_url: Some(format!("{}/ogc/collections", standin.url)),
-            state_dir: dir.join(env).join("agent"),
-            keep_releases: 5,
-            ledger_interval: Duration::from_secs(300),
             health_timeout: Duration::from_secs(30),
             secrets_file: Some(secrets.clone()),
-            git_only: None,
-            mirror_dir: None,
-            crash_after: None,
+            ..standin.serving(config)
         };
         let agent = Arc::new(Agent::new(config)?);
         let runner = agent.clone();

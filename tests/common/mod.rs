@@ -256,3 +256,44 @@ pub fn check_suite_rerequested(head_sha: &str, number: u64) -> Vec<u8> {
 pub fn test_app_key() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-app-key.pem")
 }
+
+/// An API token of `role` (an agent's serves `environment`), stored hashed as `honua token create` does.
+pub async fn api_token(
+    store: &std::sync::Arc<dyn honua_gitops::store::Store>,
+    name: &str,
+    role: honua_gitops::store::Role,
+    environment: Option<&str>,
+) -> String {
+    let token = honua_gitops::server::api::new_token().unwrap();
+    let hash = honua_gitops::server::api::token_hash(&token);
+    let stored = honua_gitops::store::ApiTokenHash { role, environment, hash: &hash };
+    assert!(store.create_token(name, &stored, 0).await.unwrap(), "token `{name}` exists already");
+    token
+}
+
+/// A child process (a `honua serve` replica) killed and reaped however the test ends.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until `honua serve` at `url` answers `/readyz`.
+pub async fn wait_ready(client: &reqwest::Client, url: &str) {
+    for _ in 0..400 {
+        if let Ok(r) = client.get(format!("{url}/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("honua serve did not become ready at {url}");
+}
