@@ -7,28 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::IntoResponse;
-use common::fake_github::FakeGithub;
-use common::service::Service;
-use common::Origin;
+use common::edge::{agent_token, expected_render, ledger_deployment, push, setup, setup_from, Setup};
 use honua_gitops::agent::{Agent, AgentConfig, PollOutcome};
-use honua_gitops::config::{ConfigRepo, EnvName};
 use honua_gitops::standin::StandIn;
-use honua_gitops::store::{DeploymentFilter, DeploymentState, Role, Store};
-
-struct Setup {
-    github: FakeGithub,
-    origin: Origin,
-    service: Service,
-    store: Arc<dyn Store>,
-    honua: StandIn,
-    config: AgentConfig,
-    _dirs: tempfile::TempDir,
-    _db: common::db::TestDb,
-}
-
-async fn setup(environment: &str) -> Setup {
-    setup_from(environment, &common::examples().join("honua-config")).await
-}
+use honua_gitops::store::{DeploymentFilter, DeploymentState};
 
 /// The examples' config repository with `edit` applied to development's policy block.
 fn tree_with_development_policy(extra: &str) -> tempfile::TempDir {
@@ -39,56 +21,6 @@ fn tree_with_development_policy(extra: &str) -> tempfile::TempDir {
     let text = text.replacen("  development:\n", &format!("  development:\n{extra}"), 1);
     std::fs::write(&policy, text.replacen("healthCheckTimeout: 60", "healthCheckTimeout: 2", 1)).unwrap();
     dir
-}
-
-/// An agent token for `name` serving `environment`.
-async fn agent_token(store: &Arc<dyn Store>, name: &str, environment: &str) -> String {
-    common::api_token(store, name, Role::Agent, Some(environment)).await
-}
-
-async fn setup_from(environment: &str, tree: &std::path::Path) -> Setup {
-    let db = common::db::sqlite().await;
-    let store = db.store.clone();
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(tree);
-    let service = Service::start(&github, &origin, store.clone()).await;
-    let dirs = tempfile::tempdir().unwrap();
-    let target = dirs.path().join("honua");
-    std::fs::create_dir_all(&target).unwrap();
-    let honua = StandIn::start(target.clone()).await;
-    let token = agent_token(&store, &format!("{environment}-agent"), environment).await;
-    let secrets = dirs.path().join("secrets.env");
-    std::fs::write(&secrets, "# the agent's secrets\nDB_PASSWORD=s3cret-pw\n").unwrap();
-    let git_url = format!("file://{}/city/gis-config.git", origin.git_root.display());
-    let public_key = service.controller.signer.public_key();
-    let base = AgentConfig::new(
-        service.url.clone(),
-        token,
-        environment,
-        public_key,
-        git_url,
-        target,
-        dirs.path().join("agent"),
-    );
-    let config =
-        AgentConfig { health_timeout: Duration::from_secs(2), secrets_file: Some(secrets), ..honua.serving(base) };
-    Setup { github, origin, service, store, honua, config, _dirs: dirs, _db: db }
-}
-
-async fn push(s: &Setup, before: &str, after: &str, delivery: &str) {
-    s.service.deliver("push", delivery, common::push_payload(before, after, "alice")).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        // The agent's own environment: the others are planned in their own time.
-        let filter =
-            DeploymentFilter { environment: Some(s.config.environment.clone()), limit: 100, ..Default::default() };
-        let all = s.store.deployments(&filter).await.unwrap();
-        if all.iter().any(|d| d.commit == after) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no deployment of {after} for {}", s.config.environment);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn approve_waiting(s: &Setup, environment: &str) {
@@ -103,12 +35,6 @@ async fn approve_waiting(s: &Setup, environment: &str) {
         .await
         .unwrap();
     s.service.controller.approve(&waiting[0].id, "alice", "api", false, chrono::Utc::now()).await.unwrap();
-}
-
-fn expected_render(s: &Setup, commit: &str, env: &str) -> serde_json::Value {
-    let repo = ConfigRepo::load_git(&s.origin.git_root.join("city/gis-config.git"), commit).unwrap();
-    let text = serde_json::to_string(&repo.effective(&EnvName::new(env)).unwrap().metadata.to_json()).unwrap();
-    serde_json::from_str(&text.replace("${DB_PASSWORD}", "s3cret-pw")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -701,25 +627,6 @@ async fn another_agent(s: &Setup, name: &str, environment: &str) -> (Agent, Stan
         ..honua.serving(s.config.clone())
     };
     (Agent::new(config).unwrap(), honua, dir)
-}
-
-/// The deployment of `environment`'s record once the service has published it to the Git ledger.
-async fn ledger_deployment(s: &Setup, environment: &str) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let entries = s
-            .origin
-            .repo
-            .refname_to_id(honua_gitops::git::ledger::LEDGER_REF)
-            .ok()
-            .map(|oid| honua_gitops::git::ledger::read(&s.origin.repo, oid).unwrap())
-            .unwrap_or_default();
-        if let Some(e) = entries.into_iter().find(|e| e.environment == environment) {
-            return e.deployment;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the ledger never got {environment}'s record");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// `tree` without production's deployment windows and blackouts: a test must not depend on its hour.

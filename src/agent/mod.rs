@@ -51,6 +51,9 @@ pub enum AgentError {
 mod git_only;
 pub mod settings;
 
+/// What a request to the service may take beyond any time the service holds it open on purpose.
+pub const NETWORK_GRACE: Duration = Duration::from_secs(10);
+
 /// What the agent needs to know. Every field has a flag and a `HONUA_AGENT_*` twin ([`settings`]).
 #[derive(Clone)]
 pub struct AgentConfig {
@@ -85,6 +88,8 @@ pub struct AgentConfig {
     pub keep_releases: usize,
     /// How often the Git ledger is read while the service answers (it is read at once when it does not).
     pub ledger_interval: Duration,
+    /// How long the service may hold a poll open; the request is given this plus [`NETWORK_GRACE`].
+    pub long_poll: Duration,
     /// Used when a record carries no `safety` (records signed before it existed).
     pub health_timeout: Duration,
     /// `KEY=VALUE` lines consulted before the agent's environment for `${VAR}` secrets.
@@ -160,6 +165,9 @@ pub struct Agent {
     config: AgentConfig,
     key: VerifyingKey,
     http: reqwest::Client,
+    /// The last poll could not reach the service (and read the Git ledger instead): the loop backs off
+    /// as after a failure, rather than re-reading the ledger at the long-poll's pace.
+    service_out_of_reach: std::sync::atomic::AtomicBool,
 }
 
 fn apply_err(what: impl std::fmt::Display) -> AgentError {
@@ -219,7 +227,7 @@ impl Agent {
             std::fs::create_dir_all(dir)
                 .map_err(|e| AgentError::State { path: dir.clone(), message: e.to_string() })?;
         }
-        Ok(Agent { config, key, http })
+        Ok(Agent { config, key, http, service_out_of_reach: Default::default() })
     }
 
     fn mirror_root(&self) -> PathBuf {
@@ -267,7 +275,7 @@ impl Agent {
     /// `true` when the service took it (or refused it for good); `false` when it was unreachable.
     async fn send_report(&self, body: &Value) -> bool {
         let url = format!("{}/api/v1/agent/report", self.config.server.trim_end_matches('/'));
-        match self.http.post(&url).bearer_auth(&self.config.token).json(body).send().await {
+        match self.http.post(&url).bearer_auth(&self.config.token).json(body).timeout(NETWORK_GRACE).send().await {
             Ok(r) if r.status().is_success() => true,
             Ok(r) if r.status().is_server_error() => false,
             Ok(r) => {
@@ -366,12 +374,18 @@ impl Agent {
             self.config.environment
         );
         let service = |message: String| AgentError::Service { url: self.config.server.clone(), message };
-        let mut request = self.http.get(&url).bearer_auth(&self.config.token);
+        // A connection that went silent (a dropped NAT entry, a blackholed route) fails here in bounded
+        // time and the loop polls again, rather than waiting on it for good.
+        let mut request =
+            self.http.get(&url).bearer_auth(&self.config.token).timeout(Duration::from_secs(wait) + NETWORK_GRACE);
         if let Some(etag) = &state.etag {
             request = request.header("If-None-Match", etag);
         }
-        let response = match request.send().await {
-            Ok(r) if !r.status().is_server_error() => r,
+        let sent = request.send().await;
+        let reached = matches!(&sent, Ok(r) if !r.status().is_server_error());
+        self.service_out_of_reach.store(!reached, std::sync::atomic::Ordering::Relaxed);
+        let response = match sent {
+            Ok(r) if reached => r,
             _ => {
                 // The service is down: the Git ledger is the other source of approved records.
                 let Some(record) = self.desired_from_ledger().await? else {
@@ -699,11 +713,12 @@ impl Agent {
             // A stop ends the long-poll at once; one that lands mid-apply is as a crash, which the
             // journal makes safe (the next start converges).
             let polled = tokio::select! {
-                polled = self.poll_once(30) => polled,
+                polled = self.poll_once(self.config.long_poll.as_secs()) => polled,
                 _ = stop.changed() => return,
             };
+            let out_of_reach = self.service_out_of_reach.load(std::sync::atomic::Ordering::Relaxed);
             let wait = match polled {
-                Ok(outcome) => {
+                Ok(outcome) if !out_of_reach || outcome != PollOutcome::Unchanged => {
                     failures = 0;
                     if outcome != PollOutcome::Unchanged {
                         tracing::info!(?outcome, "apply finished");
@@ -711,13 +726,11 @@ impl Agent {
                     // The service's long-poll does the waiting; Git-only mode polls at its interval.
                     self.config.git_only.as_ref().map_or(Duration::from_millis(100), |g| g.interval)
                 }
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    let base = Duration::from_secs((1u64 << failures.min(6)).min(60));
-                    let jitter = Duration::from_millis(u64::from(std::process::id() % 1000));
-                    tracing::warn!(error = %e, retry_in_s = base.as_secs(), "poll failed");
-                    base + jitter
+                // The service is out of reach and the ledger held nothing new: as a failure.
+                Ok(_) => {
+                    backoff(&mut failures, "the service is unreachable; Honua runs the newest record of the Git ledger")
                 }
+                Err(e) => backoff(&mut failures, &e.to_string()),
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -1006,7 +1019,9 @@ impl Agent {
             return;
         }
         let url = format!("{}/api/v1/agent/heartbeat", self.config.server.trim_end_matches('/'));
-        if let Err(e) = self.http.post(&url).bearer_auth(&self.config.token).json(&body).send().await {
+        if let Err(e) =
+            self.http.post(&url).bearer_auth(&self.config.token).json(&body).timeout(NETWORK_GRACE).send().await
+        {
             tracing::debug!(error = %e, "heartbeat not delivered");
         }
     }
@@ -1068,4 +1083,14 @@ struct Rendered {
     server_config: Option<String>,
     /// `service::layer` of every layer: what Honua must serve after the reload.
     collections: Vec<String>,
+}
+
+/// 1 s, 2 s, 4 s … 60 s after consecutive failures, with a per-process jitter so a fleet that lost its
+/// service does not return in step.
+fn backoff(failures: &mut u32, why: &str) -> Duration {
+    *failures = failures.saturating_add(1);
+    let base = Duration::from_secs((1u64 << (*failures).min(6)).min(60));
+    let jitter = Duration::from_millis(u64::from(std::process::id() % 1000));
+    tracing::warn!(error = why, retry_in_s = base.as_secs(), "poll failed");
+    base + jitter
 }

@@ -62,6 +62,10 @@ pub struct AgentArgs {
     /// Seconds between reads of the Git ledger while the service answers (default 300; 0: every poll).
     #[arg(long, env = "HONUA_AGENT_LEDGER_INTERVAL")]
     pub ledger_interval: Option<u64>,
+    /// Seconds the service may hold a poll open while nothing changes (default 30); lower it below any
+    /// idle-connection timeout of a proxy or NAT between the agent and the service.
+    #[arg(long, env = "HONUA_AGENT_LONG_POLL")]
+    pub long_poll: Option<u64>,
     /// Seconds to wait for health and post-validation after a reload.
     #[arg(long, env = "HONUA_AGENT_HEALTH_TIMEOUT")]
     pub health_timeout: Option<u64>,
@@ -180,6 +184,7 @@ impl AgentArgs {
             server_config_file: self.server_config_file.or(o.server_config_file),
             keep_releases: self.keep_releases.or(o.keep_releases),
             ledger_interval: self.ledger_interval.or(o.ledger_interval),
+            long_poll: self.long_poll.or(o.long_poll),
             health_url: self.health_url.or(o.health_url),
             collections_url: self.collections_url.or(o.collections_url),
             state_dir: self.state_dir.or(o.state_dir),
@@ -270,6 +275,7 @@ impl AgentArgs {
             )?,
             keep_releases: a.keep_releases.unwrap_or(d.keep_releases),
             ledger_interval: a.ledger_interval.map_or(d.ledger_interval, Duration::from_secs),
+            long_poll: a.long_poll.map_or(d.long_poll, |s| Duration::from_secs(s.min(300))),
             health_url: url("HONUA_AGENT_HEALTH_URL", a.health_url, Some(&d.health_url))?,
             collections_url: a
                 .collections_url
@@ -315,6 +321,7 @@ impl AgentConfig {
             state_dir,
             keep_releases: 5,
             ledger_interval: Duration::from_secs(300),
+            long_poll: Duration::from_secs(30),
             health_timeout: Duration::from_secs(120),
             secrets_file: None,
             git_only: None,

@@ -119,6 +119,7 @@ pub fn publish(mirror: &Mirror, entries: &[LedgerEntry], token: Option<&str>) ->
 /// differs from it).
 fn remote_has_local_head(mirror: &Mirror, token: Option<&str>) -> Result<bool, GitError> {
     let local = mirror.repo().refname_to_id(LEDGER_REF).ok();
+    super::mirror::bound_network_time();
     let mut remote = mirror.repo().remote_anonymous(mirror.url()).map_err(|e| read_err(mirror, "ledger remote", e))?;
     let callbacks = super::mirror::credentials(token);
     let connection = remote

@@ -48,6 +48,7 @@ impl Mirror {
     /// Fetches `refs` (e.g. `refs/heads/main`, `refs/pull/42/head`) into the same names locally, forced,
     /// so rewritten PR branches follow. Only missing objects are transferred.
     pub fn fetch(&self, refs: &[&str], token: Option<&str>) -> Result<FetchStats, GitError> {
+        bound_network_time();
         let refspecs: Vec<String> = refs.iter().map(|r| format!("+{r}:{r}")).collect();
         let mut options = FetchOptions::new();
         options.remote_callbacks(credentials(token));
@@ -69,6 +70,7 @@ impl Mirror {
     /// Pushes `refspec` (`src:dst`, not forced) to the remote. `Ok(false)` when the remote refused the
     /// update (it moved on: someone else pushed first).
     pub(crate) fn push(&self, refspec: &str, token: Option<&str>) -> Result<bool, GitError> {
+        bound_network_time();
         let rejected = std::cell::Cell::new(false);
         let mut callbacks = credentials(token);
         callbacks.push_update_reference(|_name, status| {
@@ -160,6 +162,39 @@ fn redact(url: &str) -> String {
         },
         None => url.to_string(),
     }
+}
+
+static NETWORK_TIMEOUT_MS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+static NETWORK_TIMEOUT_SET: std::sync::Once = std::sync::Once::new();
+
+/// Bounds every Git network operation of this process: connecting, and each read and write, fail after
+/// `timeout`, so a remote that goes silent mid-fetch fails the fetch (which is retried) instead of holding
+/// a worker or the agent forever. libgit2's setting is process-wide.
+pub fn set_network_timeout(timeout: std::time::Duration) {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX).max(1);
+    NETWORK_TIMEOUT_MS.store(ms, std::sync::atomic::Ordering::SeqCst);
+    apply_network_timeout();
+}
+
+fn apply_network_timeout() {
+    let ms = NETWORK_TIMEOUT_MS.load(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: libgit2 reads these options when it opens a connection; writing an int while another
+    // thread connects at worst gives that connection the old timeout.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
+    }
+}
+
+/// The first network operation applies `HONUA_GIT_TIMEOUT` (seconds, default 60) unless a timeout was
+/// set already.
+pub(crate) fn bound_network_time() {
+    NETWORK_TIMEOUT_SET.call_once(|| {
+        if NETWORK_TIMEOUT_MS.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            let seconds = std::env::var("HONUA_GIT_TIMEOUT").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(60);
+            set_network_timeout(std::time::Duration::from_secs(seconds.max(1)));
+        }
+    });
 }
 
 #[cfg(test)]

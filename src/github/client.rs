@@ -12,8 +12,8 @@ use axum::http::Method;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use octocrab::models::InstallationId;
-use octocrab::service::middleware::retry::{RateLimitMetrics, RetryConfig};
-use octocrab::{OctoBody, Octocrab};
+use octocrab::service::middleware::retry::RetryConfig;
+use octocrab::Octocrab;
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -38,24 +38,48 @@ fn api(what: impl Into<String>) -> impl FnOnce(octocrab::Error) -> GithubError {
     move |source| GithubError::Api { what, source }
 }
 
-/// Counts GitHub's refusals that octocrab retries.
-struct RetryMetrics;
+/// Retries of one request after GitHub refused or failed it.
+const MAX_RETRIES: u32 = 3;
+/// A wait GitHub asks for beyond this fails the request instead (its job is retried later with backoff)
+/// rather than holding a worker.
+const LONGEST_WAIT: Duration = Duration::from_secs(60);
 
-impl RateLimitMetrics for RetryMetrics {
-    fn retry_after_error(&self, _req: &axum::http::Request<OctoBody>, status: axum::http::StatusCode, _left: usize) {
-        metrics::counter!("honua_github_retries_total", "status" => status.as_u16().to_string()).increment(1);
+/// Whether, and after how long, a request is sent again (`attempt` counts from 1). Rate limits (429, or
+/// 403 with `retry-after` or an exhausted `x-ratelimit-remaining`) are waited out for any request: GitHub
+/// did nothing. Server errors and network failures (timeouts, resets) are retried only for requests that
+/// are safe to repeat: a `POST` may have been carried out before its answer was lost, so it fails instead,
+/// and the job's retry looks up what was made before it creates anything.
+fn retry_wait<B>(
+    method: &Method,
+    sent: &Result<axum::http::Response<B>, octocrab::Error>,
+    attempt: u32,
+) -> Option<Duration> {
+    if attempt > MAX_RETRIES {
+        return None;
     }
-
-    fn rate_limited(
-        &self,
-        _req: &axum::http::Request<OctoBody>,
-        status: axum::http::StatusCode,
-        _left: usize,
-        wait: u64,
-    ) {
-        tracing::warn!(status = status.as_u16(), wait_seconds = wait, "GitHub rate limit: waiting before retrying");
-        metrics::counter!("honua_github_rate_limited_total", "status" => status.as_u16().to_string()).increment(1);
+    let repeatable = *method != Method::POST;
+    let backoff = Duration::from_millis(500 << attempt.min(4));
+    let response = match sent {
+        Err(_) => return repeatable.then_some(backoff),
+        Ok(response) => response,
+    };
+    let status = response.status().as_u16();
+    if status == 429 || status == 403 {
+        let number = |name: &str| {
+            response.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        let seconds = match (number("retry-after"), number("x-ratelimit-remaining"), number("x-ratelimit-reset")) {
+            (Some(seconds), _, _) => seconds.max(0),
+            (None, Some(0), Some(reset)) => (reset - chrono::Utc::now().timestamp()).max(1),
+            // GitHub's advice for a limit announced without headers: a minute at least.
+            (None, _, _) if status == 429 => 60,
+            // A 403 without them is a real refusal (a missing permission): repeating it changes nothing.
+            _ => return None,
+        };
+        let wait = Duration::from_secs(seconds as u64);
+        return (wait <= LONGEST_WAIT).then_some(wait);
     }
+    (response.status().is_server_error() && repeatable).then_some(backoff)
 }
 
 /// GitHub's secondary rate limits allow no more than 80 content-creating requests (POST, PATCH, PUT,
@@ -122,25 +146,35 @@ async fn call<T: DeserializeOwned>(
     body: Option<&Value>,
     what: &str,
 ) -> Result<T, GithubError> {
-    if method != Method::GET {
-        if let Some(limits) = limits {
-            limits.acquire().await;
+    let mut attempt = 0;
+    let sent = loop {
+        attempt += 1;
+        if method != Method::GET {
+            if let Some(limits) = limits {
+                limits.acquire().await;
+            }
         }
-    }
-    let sent = match method {
-        Method::GET => client._get(route).await,
-        Method::POST => client._post(route, body).await,
-        Method::PATCH => client._patch(route, body).await,
-        Method::PUT => client._put(route, body).await,
-        Method::DELETE => client._delete(route, body).await,
-        _ => unreachable!("the client sends GET, POST, PATCH, PUT and DELETE only"),
+        let sent = match method {
+            Method::GET => client._get(route).await,
+            Method::POST => client._post(route, body).await,
+            Method::PATCH => client._patch(route, body).await,
+            Method::PUT => client._put(route, body).await,
+            Method::DELETE => client._delete(route, body).await,
+            _ => unreachable!("the client sends GET, POST, PATCH, PUT and DELETE only"),
+        };
+        let status = match &sent {
+            Ok(response) => response.status().as_u16().to_string(),
+            Err(_) => "error".to_string(),
+        };
+        metrics::counter!("honua_github_api_calls_total", "method" => method.as_str().to_string(), "status" => status.clone())
+            .increment(1);
+        let Some(wait) = retry_wait(&method, &sent, attempt) else { break sent };
+        let rate_limited = status == "403" || status == "429";
+        let counter = if rate_limited { "honua_github_rate_limited_total" } else { "honua_github_retries_total" };
+        metrics::counter!(counter, "status" => status.clone()).increment(1);
+        tracing::warn!(what, status, attempt, wait_ms = wait.as_millis() as u64, "GitHub request not done; retrying");
+        tokio::time::sleep(wait).await;
     };
-    let status = match &sent {
-        Ok(response) => response.status().as_u16().to_string(),
-        Err(_) => "error".to_string(),
-    };
-    metrics::counter!("honua_github_api_calls_total", "method" => method.as_str().to_string(), "status" => status)
-        .increment(1);
     let response = sent.map_err(api(what))?;
     if let Some(left) = response
         .headers()
@@ -165,15 +199,17 @@ pub struct GithubApp {
 }
 
 impl GithubApp {
-    pub fn new(app_id: u64, private_key_pem: &[u8], api_url: &str) -> Result<Self, GithubError> {
+    /// `timeout` bounds connecting, and each read and write: a GitHub that stops answering fails the
+    /// request (and the job is retried) instead of holding a worker forever.
+    pub fn new(app_id: u64, private_key_pem: &[u8], api_url: &str, timeout: Duration) -> Result<Self, GithubError> {
         let key =
             jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem).map_err(|e| GithubError::Key(e.to_string()))?;
-        // Retries 5xx at once and 403/429 after GitHub's `retry-after` / `x-ratelimit-reset` (secondary
-        // rate limits included), three times at most; each wait is counted in the metrics.
-        let retries =
-            RetryConfig::HandleRateLimits { metrics: Arc::new(RetryMetrics), max_retries: 3, min_wait_seconds: 5 };
+        // Retries are `call`'s, which knows which requests are safe to repeat.
         let app = Octocrab::builder()
-            .add_retry_config(retries)
+            .add_retry_config(RetryConfig::None)
+            .set_connect_timeout(Some(timeout))
+            .set_read_timeout(Some(timeout))
+            .set_write_timeout(Some(timeout))
             .app(app_id.into(), key)
             .base_uri(api_url)
             .map_err(|e| GithubError::ApiUrl { url: api_url.to_string(), message: e.to_string() })?

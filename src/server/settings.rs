@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// Seconds a claimed job belongs to a worker before another replica may take it over (default 120).
     #[arg(long, env = "HONUA_JOB_LEASE")]
     pub job_lease: Option<u64>,
+    /// Seconds GitHub has to accept a connection, and then for each read and write of a request, before
+    /// the request fails and its job is retried (default 30).
+    #[arg(long, env = "HONUA_GITHUB_TIMEOUT")]
+    pub github_timeout: Option<u64>,
     /// Seconds a client has to send its request headers before the connection is closed (default 10).
     #[arg(long, env = "HONUA_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: Option<u64>,
@@ -84,6 +88,7 @@ impl ServeArgs {
             workers: self.workers.or(other.workers),
             job_lease: self.job_lease.or(other.job_lease),
             header_read_timeout: self.header_read_timeout.or(other.header_read_timeout),
+            github_timeout: self.github_timeout.or(other.github_timeout),
             poll_interval: self.poll_interval.or(other.poll_interval),
             repositories: self.repositories.or(other.repositories),
             rollback_revert_pull_request: self.rollback_revert_pull_request.or(other.rollback_revert_pull_request),
@@ -119,6 +124,7 @@ pub struct GithubSettings {
     pub app_id: u64,
     pub private_key: Vec<u8>,
     pub api_url: String,
+    pub timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -218,7 +224,8 @@ impl Settings {
                     a.github_api_url.as_deref().unwrap_or("https://api.github.com"),
                     &["https", "http"],
                 )?;
-                (Some(GithubSettings { app_id, private_key, api_url }), webhook_secrets)
+                let timeout = std::time::Duration::from_secs(a.github_timeout.unwrap_or(30).max(1));
+                (Some(GithubSettings { app_id, private_key, api_url, timeout }), webhook_secrets)
             }
             None if repositories.is_empty() => {
                 return Err(bad(

@@ -34,6 +34,11 @@ pub async fn sqlite() -> TestDb {
 
 /// A PostgreSQL store in a fresh schema, or `None` (with a notice) when no test database is configured.
 pub async fn postgres() -> Option<TestDb> {
+    postgres_through(None).await
+}
+
+/// As [`postgres`], the store connecting through `port` on loopback (a fault proxy) instead.
+pub async fn postgres_through(port: Option<u16>) -> Option<TestDb> {
     let Ok(url) = std::env::var("HONUA_TEST_DATABASE_URL") else {
         // Written to the stderr handle, not with eprintln!, so the test harness does not swallow it.
         static NOTICE: std::sync::Once = std::sync::Once::new();
@@ -55,7 +60,10 @@ pub async fn postgres() -> Option<TestDb> {
     );
     let mut conn = sqlx::PgConnection::connect(&url).await.expect("HONUA_TEST_DATABASE_URL is reachable");
     sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
-    let options = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+    let mut options = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+    if let Some(port) = port {
+        options = options.host("127.0.0.1").port(port);
+    }
     let store = Arc::new(PgStore::connect(options).await.unwrap());
     Some(TestDb { store, _dir: None, schema: Some((url, schema)) })
 }

@@ -70,6 +70,90 @@ pub struct State_ {
     pub opened_pulls: Vec<Value>,
     /// GitHub Deployments: id → (environment, sha, payload, statuses posted).
     pub deployments: BTreeMap<u64, GhDeployment>,
+    /// Fault injection: answers given instead of (or after) the real one, first to last.
+    pub injected: std::collections::VecDeque<Injected>,
+    /// Injected answers given so far.
+    pub injected_served: u32,
+}
+
+/// An answer GitHub gives instead of the real one: an error, a rate limit, or (with `after_work`) an
+/// error after it did the work, as when its answer is lost on the way back.
+#[derive(Debug, Clone)]
+pub struct Injected {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub message: &'static str,
+    pub after_work: bool,
+    /// Only requests that write (POST, PATCH, PUT, DELETE) get it.
+    pub writes_only: bool,
+    /// Only `POST` requests whose path ends so get it.
+    pub post_to: Option<&'static str>,
+}
+
+impl Injected {
+    pub fn error(status: u16) -> Injected {
+        Injected {
+            status,
+            headers: Vec::new(),
+            message: "Server Error",
+            after_work: false,
+            writes_only: false,
+            post_to: None,
+        }
+    }
+
+    /// GitHub carries out a `POST` to a path ending in `path`, then its answer is lost: a 502.
+    pub fn answer_lost(path: &'static str) -> Injected {
+        Injected { after_work: true, writes_only: true, post_to: Some(path), ..Injected::error(502) }
+    }
+
+    /// `429 Too Many Requests` with `retry-after`.
+    pub fn too_many_requests(retry_after: u64) -> Injected {
+        Injected {
+            headers: vec![("retry-after", retry_after.to_string())],
+            message: "API rate limit exceeded",
+            ..Injected::error(429)
+        }
+    }
+
+    /// GitHub's secondary rate limit: a 403 with `retry-after`, on a request that writes.
+    pub fn secondary_rate_limit(retry_after: u64) -> Injected {
+        Injected {
+            headers: vec![("retry-after", retry_after.to_string())],
+            message: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            writes_only: true,
+            ..Injected::error(403)
+        }
+    }
+}
+
+async fn injected_faults(
+    State((state, _)): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let writes = request.method() != axum::http::Method::GET;
+    let post = request.method() == axum::http::Method::POST;
+    let path = request.uri().path().to_string();
+    let fault = {
+        let mut s = state.lock().unwrap();
+        let due = s.injected.front().is_some_and(|f| {
+            (writes || !f.writes_only) && f.post_to.is_none_or(|suffix| post && path.ends_with(suffix))
+        });
+        let fault = if due { s.injected.pop_front() } else { None };
+        s.injected_served += u32::from(fault.is_some());
+        fault
+    };
+    let Some(fault) = fault else { return next.run(request).await };
+    if fault.after_work {
+        let _ = next.run(request).await;
+    }
+    let mut response =
+        (StatusCode::from_u16(fault.status).unwrap(), Json(json!({ "message": fault.message }))).into_response();
+    for (name, value) in fault.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
 }
 
 #[derive(Debug, Clone)]
@@ -575,6 +659,7 @@ impl FakeGithub {
             .route("/installation/repositories", get(installation_repositories))
             .route("/repos/{o}/{r}/issues/{n}/comments", get(list_comments).post(create_comment))
             .route("/repos/{o}/{r}/issues/comments/{id}", patch(edit_comment).delete(delete_comment))
+            .layer(axum::middleware::from_fn_with_state((state.clone(), changed.clone()), injected_faults))
             .with_state((state.clone(), changed.clone()))
             .layer(axum::middleware::map_response(rate_limit_headers));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -590,6 +675,16 @@ impl FakeGithub {
     /// The next `n` check-run updates fail with 502 (GitHub having a bad minute).
     pub fn fail_check_run_updates(&self, n: u32) {
         self.state.lock().unwrap().failing_updates = n;
+    }
+
+    /// The next requests get these answers instead of their own, in order.
+    pub fn inject(&self, faults: impl IntoIterator<Item = Injected>) {
+        self.state.lock().unwrap().injected.extend(faults);
+    }
+
+    /// Injected answers given so far.
+    pub fn injected_served(&self) -> u32 {
+        self.state.lock().unwrap().injected_served
     }
 
     /// Records an open pull request, as GitHub knows it.

@@ -27,7 +27,9 @@ macro_rules! on_both_stores {
 }
 
 pub mod db;
+pub mod edge;
 pub mod fake_github;
+pub mod fault_proxy;
 pub mod git_http;
 pub mod service;
 

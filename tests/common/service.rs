@@ -2,6 +2,7 @@
 //! on loopback, one worker, a SQLite or PostgreSQL store, the fake GitHub and a `file://` origin.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use honua_gitops::controller::Controller;
 use honua_gitops::github::client::GithubApp;
@@ -32,9 +33,20 @@ impl Service {
 
     /// Webhooks are accepted and queued, but no worker runs until [`Service::start_worker`].
     pub async fn start_idle(github: &FakeGithub, origin: &Origin, store: Arc<dyn Store>) -> Service {
+        Service::start_idle_via(&github.url(), Duration::from_secs(30), origin, store).await
+    }
+
+    /// The service reaching GitHub at `github_url` (a fault proxy in front of the fake GitHub), each
+    /// request bounded by `timeout`; no worker runs until [`Service::start_worker`].
+    pub async fn start_idle_via(
+        github_url: &str,
+        timeout: Duration,
+        origin: &Origin,
+        store: Arc<dyn Store>,
+    ) -> Service {
         let data = tempfile::tempdir().unwrap();
         let key = std::fs::read(super::test_app_key()).unwrap();
-        let app = Arc::new(GithubApp::new(super::fake_github::APP_ID, &key, &github.url()).unwrap());
+        let app = Arc::new(GithubApp::new(super::fake_github::APP_ID, &key, github_url, timeout).unwrap());
         let signer = honua_gitops::controller::deployments::service_signer(store.as_ref()).await.unwrap();
         let controller = Arc::new(Controller::new(
             store.clone(),
@@ -67,6 +79,11 @@ impl Service {
     }
 
     pub async fn deliver(&self, event: &str, delivery: &str, body: Vec<u8>) {
+        assert_eq!(self.try_deliver(event, delivery, body).await, 202);
+    }
+
+    /// Delivers and returns the status (0 when the request failed), as GitHub sees it.
+    pub async fn try_deliver(&self, event: &str, delivery: &str, body: Vec<u8>) -> u16 {
         let resp = self
             .client
             .post(format!("{}/webhooks/github", self.url))
@@ -75,9 +92,8 @@ impl Service {
             .header("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body))
             .body(body)
             .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202);
+            .await;
+        resp.map_or(0, |r| r.status().as_u16())
     }
 }
 
