@@ -239,7 +239,43 @@ async fn the_audit_log_is_append_only_in_sqlite() {
     assert!(delete.to_string().contains("append-only"), "{delete}");
 }
 
+/// Writers taking greedily from one installation's shared budget (every replica's writes go through this
+/// one row) over two simulated hours, at 1 s ticks: never more than GitHub's per-installation ceilings
+/// of 80 writes in any minute and 500 in any hour, and not starved. Another installation has its own.
+async fn replicas_share_one_github_write_budget_per_installation(store: Arc<dyn Store>) {
+    use honua_gitops::github::client::WRITE_BUDGET;
+    let start = 1_800_000_000_000i64;
+    let mut sent_at = Vec::new();
+    for tick in 0..(2 * 3600) {
+        let now = start + tick * 1000;
+        while store.take_write_budget(7, WRITE_BUDGET, now).await.unwrap().is_none() {
+            sent_at.push(now);
+        }
+    }
+    let most_within = |window_ms: i64| {
+        let (mut most, mut first) = (0, 0);
+        for last in 0..sent_at.len() {
+            while sent_at[last] - sent_at[first] >= window_ms {
+                first += 1;
+            }
+            most = most.max(last - first + 1);
+        }
+        most
+    };
+    assert!(most_within(60_000) <= 80, "{} in a minute", most_within(60_000));
+    assert!(most_within(3_600_000) <= 500, "{} in an hour", most_within(3_600_000));
+    assert!(sent_at.len() > 800, "starved: {}", sent_at.len());
+    // A refused write says how long to wait, and is allowed once that has passed.
+    let now = start + 2 * 3600 * 1000;
+    while store.take_write_budget(7, WRITE_BUDGET, now).await.unwrap().is_none() {}
+    let wait = store.take_write_budget(7, WRITE_BUDGET, now).await.unwrap().expect("exhausted");
+    assert!(wait > 0);
+    assert_eq!(store.take_write_budget(7, WRITE_BUDGET, now + wait).await.unwrap(), None);
+    assert_eq!(store.take_write_budget(8, WRITE_BUDGET, now).await.unwrap(), None, "installation 8 is untouched");
+}
+
 on_both_stores!(
+    replicas_share_one_github_write_budget_per_installation,
     deployments_supersede_unstarted_ones_and_transitions_are_compare_and_set,
     tokens_keys_and_branch_heads,
     a_delivery_is_recorded_once_and_its_job_claimed_once,

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::checks::{plan_comment_part, CheckOutput};
+use crate::store::{Store, WriteBudget};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GithubError {
@@ -86,10 +87,19 @@ fn retry_wait<B>(
 /// DELETE) a minute and 500 an hour. Two token buckets per installation keep every window under both:
 /// 20 at once then one a second (20 + 60 ≤ 80 in any minute), and 100 at once then one every 9 s
 /// (100 + 400 ≤ 500 in any hour). A request waits for both; the waits are counted in the metrics.
+///
+/// With several replicas the budget is shared through the store ([`GithubApp::share_write_budget`]): the
+/// same two buckets, kept in one database row per installation, so the replicas together stay under
+/// GitHub's ceilings, which count per App installation, not per process.
 pub struct ContentLimits {
     minute: DefaultDirectRateLimiter,
     hour: DefaultDirectRateLimiter,
+    shared: Option<(Arc<dyn Store>, u64)>,
 }
+
+/// The two buckets above, as the store keeps them for every replica.
+pub const WRITE_BUDGET: WriteBudget =
+    WriteBudget { minute_period_ms: 1_000, minute_burst: 20, hour_period_ms: 9_000, hour_burst: 100 };
 
 impl ContentLimits {
     pub fn minute_quota() -> Quota {
@@ -100,25 +110,47 @@ impl ContentLimits {
         Quota::with_period(Duration::from_secs(9)).expect("non-zero period").allow_burst(nz(100))
     }
 
-    fn new() -> Self {
+    fn new(shared: Option<(Arc<dyn Store>, u64)>) -> Self {
         ContentLimits {
             minute: RateLimiter::direct(Self::minute_quota()),
             hour: RateLimiter::direct(Self::hour_quota()),
+            shared,
         }
     }
 
     async fn acquire(&self) {
-        if self.minute.check().is_ok() && self.hour.check().is_ok() {
-            return;
-        }
         let started = std::time::Instant::now();
+        let waited = match &self.shared {
+            Some((store, installation)) => loop {
+                match store.take_write_budget(*installation, WRITE_BUDGET, crate::store::now_ms()).await {
+                    Ok(None) => break started.elapsed() > Duration::from_millis(1),
+                    Ok(Some(wait_ms)) => tokio::time::sleep(Duration::from_millis(wait_ms as u64)).await,
+                    Err(e) => {
+                        // Better this replica's own limit than none, or than no write at all.
+                        tracing::warn!(error = %e, "the shared GitHub write budget is unreadable; this replica's own limit applies");
+                        break self.acquire_here().await;
+                    }
+                }
+            },
+            None => self.acquire_here().await,
+        };
+        if waited {
+            metrics::counter!("honua_github_content_limit_waits_total").increment(1);
+            tracing::info!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "GitHub content-creation limit: request delayed"
+            );
+        }
+    }
+
+    /// This process's buckets; `true` if the write had to wait.
+    async fn acquire_here(&self) -> bool {
+        if self.minute.check().is_ok() && self.hour.check().is_ok() {
+            return false;
+        }
         self.minute.until_ready().await;
         self.hour.until_ready().await;
-        metrics::counter!("honua_github_content_limit_waits_total").increment(1);
-        tracing::info!(
-            waited_ms = started.elapsed().as_millis() as u64,
-            "GitHub content-creation limit: request delayed"
-        );
+        true
     }
 }
 
@@ -196,6 +228,8 @@ pub struct GithubApp {
     app_id: u64,
     app: Octocrab,
     installations: Mutex<HashMap<u64, (Octocrab, Arc<ContentLimits>)>>,
+    /// Where the content-creation budget is shared with other replicas (none: this process only).
+    budget: Option<Arc<dyn Store>>,
 }
 
 impl GithubApp {
@@ -215,7 +249,13 @@ impl GithubApp {
             .map_err(|e| GithubError::ApiUrl { url: api_url.to_string(), message: e.to_string() })?
             .build()
             .map_err(|e| GithubError::ApiUrl { url: api_url.to_string(), message: e.to_string() })?;
-        Ok(GithubApp { app_id, app, installations: Mutex::new(HashMap::new()) })
+        Ok(GithubApp { app_id, app, installations: Mutex::new(HashMap::new()), budget: None })
+    }
+
+    /// Shares GitHub's content-creation budget with every replica on `store`.
+    pub fn share_write_budget(mut self, store: Arc<dyn Store>) -> Self {
+        self.budget = Some(store);
+        self
     }
 
     fn installation(&self, id: u64) -> Result<(Octocrab, Arc<ContentLimits>), GithubError> {
@@ -224,7 +264,8 @@ impl GithubApp {
             return Ok(entry.clone());
         }
         let client = self.app.installation(InstallationId(id)).map_err(api("installation client"))?;
-        let entry = (client, Arc::new(ContentLimits::new()));
+        let shared = self.budget.clone().map(|store| (store, id));
+        let entry = (client, Arc::new(ContentLimits::new(shared)));
         cache.insert(id, entry.clone());
         Ok(entry)
     }

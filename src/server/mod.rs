@@ -197,7 +197,9 @@ pub async fn start(
         .await
         .map_err(|source| ServeError::Store { url: settings.database_url.clone(), source })?;
     let github = match &settings.github {
-        Some(g) => Some(Arc::new(GithubApp::new(g.app_id, &g.private_key, &g.api_url, g.timeout)?)),
+        Some(g) => Some(Arc::new(
+            GithubApp::new(g.app_id, &g.private_key, &g.api_url, g.timeout)?.share_write_budget(store.clone()),
+        )),
         None => None,
     };
     let signer = crate::controller::deployments::service_signer(store.as_ref())

@@ -192,8 +192,44 @@ pub trait Store: DeploymentStore + Send + Sync {
     /// Jobs queued or running.
     async fn queue_depth(&self) -> Result<i64, StoreError>;
 
+    /// Takes one write from `installation`'s GitHub budget, shared by every replica, if both of its
+    /// buckets allow one at `now`; otherwise leaves it untouched and says how many ms to wait.
+    async fn take_write_budget(
+        &self,
+        installation: u64,
+        budget: WriteBudget,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError>;
+
     /// Database reachable and migrated (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Two GCRA buckets ("generic cell rate algorithm", as the `governor` crate uses in one process): each
+/// allows `burst` writes at once, then one every `period_ms`. A bucket's state is the theoretical arrival
+/// time (TAT) of the next write; a write conforms when `now >= tat - period * (burst - 1)`, and moves the
+/// TAT to `max(tat, now) + period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteBudget {
+    pub minute_period_ms: i64,
+    pub minute_burst: i64,
+    pub hour_period_ms: i64,
+    pub hour_burst: i64,
+}
+
+impl WriteBudget {
+    pub fn minute_tolerance(&self) -> i64 {
+        self.minute_period_ms * (self.minute_burst - 1)
+    }
+
+    pub fn hour_tolerance(&self) -> i64 {
+        self.hour_period_ms * (self.hour_burst - 1)
+    }
+
+    /// The wait before a write conforms to both buckets, given their TATs.
+    pub fn wait(&self, minute_tat: i64, hour_tat: i64, now: i64) -> i64 {
+        (minute_tat - self.minute_tolerance() - now).max(hour_tat - self.hour_tolerance() - now).max(1)
+    }
 }
 
 /// Opens the store a URL names (`sqlite://path` creates the file; `postgres://…`) and migrates it.

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-use super::{ClaimRow, Job, JobStatus, NewDelivery, Recorded, StatusRow, Store, StoreError};
+use super::{ClaimRow, Job, JobStatus, NewDelivery, Recorded, StatusRow, Store, StoreError, WriteBudget};
 
 pub struct PgStore {
     pool: PgPool,
@@ -88,6 +88,48 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(Job::from))
+    }
+
+    async fn take_write_budget(
+        &self,
+        installation: u64,
+        budget: WriteBudget,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let installation = installation as i64;
+        loop {
+            // One statement takes from both buckets or from neither, whichever replica runs it.
+            let taken = sqlx::query(
+                "UPDATE write_budgets SET minute_tat = GREATEST(minute_tat, $1) + $2, hour_tat = GREATEST(hour_tat, $1) + $3 \
+                 WHERE installation = $4 AND minute_tat - $5 <= $1 AND hour_tat - $6 <= $1",
+            )
+            .bind(now)
+            .bind(budget.minute_period_ms)
+            .bind(budget.hour_period_ms)
+            .bind(installation)
+            .bind(budget.minute_tolerance())
+            .bind(budget.hour_tolerance())
+            .execute(&self.pool)
+            .await?;
+            if taken.rows_affected() == 1 {
+                return Ok(None);
+            }
+            let tats: Option<(i64, i64)> =
+                sqlx::query_as("SELECT minute_tat, hour_tat FROM write_budgets WHERE installation = $1")
+                    .bind(installation)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            match tats {
+                Some((minute_tat, hour_tat)) => return Ok(Some(budget.wait(minute_tat, hour_tat, now))),
+                // The installation's first write: its row is made, then taken from like any other.
+                None => {
+                    sqlx::query("INSERT INTO write_budgets (installation, minute_tat, hour_tat) VALUES ($1, 0, 0) ON CONFLICT (installation) DO NOTHING")
+                        .bind(installation)
+                        .execute(&self.pool)
+                        .await?;
+                }
+            }
+        }
     }
 
     async fn renew_job(&self, id: i64, worker: &str, locked_until: i64) -> Result<bool, StoreError> {

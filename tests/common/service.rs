@@ -46,7 +46,11 @@ impl Service {
     ) -> Service {
         let data = tempfile::tempdir().unwrap();
         let key = std::fs::read(super::test_app_key()).unwrap();
-        let app = Arc::new(GithubApp::new(super::fake_github::APP_ID, &key, github_url, timeout).unwrap());
+        let app = Arc::new(
+            GithubApp::new(super::fake_github::APP_ID, &key, github_url, timeout)
+                .unwrap()
+                .share_write_budget(store.clone()),
+        );
         let signer = honua_gitops::controller::deployments::service_signer(store.as_ref()).await.unwrap();
         let controller = Arc::new(Controller::new(
             store.clone(),
