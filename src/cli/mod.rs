@@ -567,9 +567,34 @@ fn serve_command(args: ServeCommand) -> Result<ExitCode> {
         .with_writer(std::io::stderr)
         .init();
     tracing::info!(settings = ?settings, "starting");
+    raise_descriptor_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(crate::server::run(settings))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each long-polling agent and event stream holds a connection, so the soft limit on open descriptors
+/// (often 1,024) is raised to the hard one, as Go's runtime does: a fleet of agents should meet the
+/// service's capacity, not a default meant for interactive shells.
+fn raise_descriptor_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit and setrlimit only read and write the struct given.
+        let raised = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max {
+                None
+            } else {
+                let before = limit.rlim_cur;
+                limit.rlim_cur = limit.rlim_max.min(1 << 20);
+                (libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0).then_some(before)
+            }
+        };
+        match raised {
+            Some(before) => tracing::info!(from = before, to = limit.rlim_cur, "open-descriptor limit raised"),
+            None => tracing::info!(limit = limit.rlim_cur, "open-descriptor limit"),
+        }
+    }
 }
 
 fn token_create_command(args: TokenCreateArgs) -> Result<ExitCode> {

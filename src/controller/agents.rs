@@ -8,11 +8,30 @@
 //! the policy's `rollout: one-at-a-time`, agents (in name order) are offered the deployment one after
 //! the other: the next only once those before it completed it.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 
 use super::deployments::ms;
 use super::{Controller, DecisionError};
 use crate::store::{AgentReport, AgentStatus, Deployment, DeploymentFilter, DeploymentState, NewAudit, StoreError};
+
+/// How long agents asking for the same environment share one read of the store. Decisions of this
+/// process retire the memo at once; those of other replicas are seen within this (their long-polls are
+/// woken every 5 s for them anyway).
+const DESIRED_MEMO_FOR: Duration = Duration::from_secs(1);
+
+/// `(repository, environment, minute)`: deployment windows are minute-grained, so an answer holds for the
+/// minute it was read for.
+pub(super) type MemoKey = (Option<String>, String, i64);
+
+pub(super) struct Memo {
+    version: u64,
+    read_at: Instant,
+    answer: Arc<tokio::sync::OnceCell<Option<Deployment>>>,
+}
 
 /// An agent checks in at least every 30 s (its long-poll); three missed check-ins make it stale.
 pub const AGENT_STALE_AFTER_MS: i64 = 3 * 60_000;
@@ -24,6 +43,16 @@ fn active(agents: &[AgentStatus], environment: &str, now: i64) -> Vec<String> {
         .filter(|a| a.environment == environment && now - a.last_seen <= AGENT_STALE_AFTER_MS)
         .map(|a| a.name.clone())
         .collect()
+}
+
+/// The newest deployment of `environment` (of `repository`, if given) in one of `states`.
+fn environment_filter(repository: Option<&str>, environment: &str, states: Vec<DeploymentState>) -> DeploymentFilter {
+    DeploymentFilter {
+        repository: repository.map(str::to_string),
+        environment: Some(environment.to_string()),
+        states,
+        limit: 1,
+    }
 }
 
 /// Phases an agent reports. The last three end a deployment; any other moves it to `applying`.
@@ -60,22 +89,7 @@ impl Controller {
         agent: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<Option<Deployment>, StoreError> {
-        let list = |states: Vec<DeploymentState>| DeploymentFilter {
-            repository: repository.map(str::to_string),
-            environment: Some(environment.to_string()),
-            states,
-            limit: 1,
-        };
-        let approved = self.store.deployments(&list(vec![DeploymentState::Approved])).await?;
-        let candidate = match approved.into_iter().next().filter(|d| d.windows.at(at).allowed_now) {
-            Some(d) => Some(d),
-            None => {
-                let running =
-                    self.store.deployments(&list(vec![DeploymentState::Applying, DeploymentState::Completed])).await?;
-                running.into_iter().next()
-            }
-        };
-        let Some(d) = candidate else { return Ok(None) };
+        let Some(d) = self.offered(repository, environment, at).await? else { return Ok(None) };
         let one_at_a_time = d.safety.as_ref().is_some_and(|s| s.one_at_a_time());
         let (Some(agent), true, false) = (agent, one_at_a_time, d.state == DeploymentState::Completed) else {
             return Ok(Some(d));
@@ -83,8 +97,59 @@ impl Controller {
         if self.turn_of(&d, agent, ms(at)).await? {
             return Ok(Some(d));
         }
-        let completed = self.store.deployments(&list(vec![DeploymentState::Completed])).await?;
+        let completed = self
+            .store
+            .deployments(&environment_filter(repository, environment, vec![DeploymentState::Completed]))
+            .await?;
         Ok(completed.into_iter().next())
+    }
+
+    /// Signals a decision (or an agent's report) to the long-polling agents, after it is in the store.
+    pub fn decisions_changed(&self) {
+        self.decision_version.fetch_add(1, Ordering::SeqCst);
+        self.decisions.notify_waiters();
+    }
+
+    /// The newest approved deployment whose windows are open, or else the newest one applying or
+    /// completed. A decision wakes every long-polling agent of the environment at once: one of them
+    /// reads the store, the others share its answer (until the next decision, for a second at most).
+    async fn offered(
+        &self,
+        repository: Option<&str>,
+        environment: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Deployment>, StoreError> {
+        let key: MemoKey = (repository.map(str::to_string), environment.to_string(), at.timestamp().div_euclid(60));
+        let version = self.decision_version.load(Ordering::SeqCst);
+        let answer = {
+            let mut memo = self.desired_memo.lock().expect("desired memo");
+            match memo.get(&key) {
+                Some(m) if m.version == version && m.read_at.elapsed() < DESIRED_MEMO_FOR => m.answer.clone(),
+                _ => {
+                    memo.retain(|_, m| m.version == version && m.read_at.elapsed() < DESIRED_MEMO_FOR);
+                    let answer = Arc::new(tokio::sync::OnceCell::new());
+                    memo.insert(key, Memo { version, read_at: Instant::now(), answer: answer.clone() });
+                    answer
+                }
+            }
+        };
+        answer.get_or_try_init(|| self.read_offered(repository, environment, at)).await.cloned()
+    }
+
+    async fn read_offered(
+        &self,
+        repository: Option<&str>,
+        environment: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Deployment>, StoreError> {
+        let list = |states| environment_filter(repository, environment, states);
+        let approved = self.store.deployments(&list(vec![DeploymentState::Approved])).await?;
+        if let Some(d) = approved.into_iter().next().filter(|d| d.windows.at(at).allowed_now) {
+            return Ok(Some(d));
+        }
+        let running =
+            self.store.deployments(&list(vec![DeploymentState::Applying, DeploymentState::Completed])).await?;
+        Ok(running.into_iter().next())
     }
 
     /// The agents that reported `completed` for deployment `id`.
@@ -211,7 +276,7 @@ impl Controller {
         self.store.record_agent_report(&report).await?;
         // Other agents of the environment may be waiting for this (one-at-a-time); the ledger, GitHub
         // and notifications follow from the caller, after the answer (`publish_decisions`).
-        self.decisions.notify_waiters();
+        self.decisions_changed();
         self.events.notify_waiters();
         self.store.deployment(&d.id).await?.ok_or(DecisionError::NotFound(d.id))
     }

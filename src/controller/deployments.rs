@@ -535,7 +535,7 @@ impl Controller {
     /// by GitHub) and notifications follow in the background publisher, so neither the job that decided
     /// nor the next one waits for them. Without a running publisher (no worker) they follow inline.
     pub async fn decided(&self, repository: &str) {
-        self.decisions.notify_waiters();
+        self.decisions_changed();
         self.events.notify_waiters();
         let queued = match self.publisher.lock().expect("publisher lock").as_ref() {
             Some(queue) => queue.send(repository.to_string()).is_ok(),
@@ -582,7 +582,7 @@ impl Controller {
     pub async fn publish_decisions(&self, repository: &str) {
         // Agents long-polling their desired state look again at once: the decision is in the store;
         // the ledger and GitHub (rate-limited) follow.
-        self.decisions.notify_waiters();
+        self.decisions_changed();
         self.events.notify_waiters();
         if let Err(e) = self.publish_ledger(repository).await {
             tracing::warn!(repository, error = %e, "ledger not published yet; the next decision or poll retries");
