@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Writes the fuzz targets' seed inputs into fuzz/seeds/<target> from real material: the examples' config
+# repositories, Honua's GitOps sample and metadata samples (valid and invalid), the webhook payloads of
+# the tests, and comment commands with the quoting and Unicode tricks a reviewer could try.
+set -euo pipefail
+cd "$(dirname "$0")"
+rm -rf seeds && mkdir -p seeds/config seeds/webhook seeds/comment
+python3 - <<'PY'
+import hashlib, hmac, json, pathlib
+
+root = pathlib.Path("..").resolve()
+shared = (root / ".." / "shared" / "honua").resolve()
+slots = [
+    ".gitops/deployment-policy.yaml",
+    "environments/common/base-metadata.yaml",
+    "environments/development/metadata.yaml",
+    "environments/development/datasources.yaml",
+    "environments/development/config.yaml",
+    "environments/production/metadata.yaml",
+    "environments/production/datasources.yaml",
+]
+
+def write(target, name, data):
+    (pathlib.Path("seeds") / target / name).write_bytes(data)
+
+def repo_seed(tree):
+    parts = [(tree / s).read_bytes() if (tree / s).is_file() else b"" for s in slots]
+    return b"\0".join(parts)
+
+for name, tree in [("examples", root / "examples/honua-config"), ("examples-pr", root / "examples/honua-config-pr"),
+                   ("honua-sample", shared / "gitops-sample/gitops")]:
+    write("config", name, repo_seed(tree))
+policy = (root / "examples/honua-config" / slots[0]).read_bytes()
+for sample in sorted((shared / "metadata").glob("*/*")):
+    write("config", f"metadata-{sample.parent.name}-{sample.stem}", policy + b"\0\0" + sample.read_bytes())
+for scenario in sorted((shared / "gitops-sample/gitops-e2e-test/test-scenarios").glob("*.yaml")):
+    write("config", f"scenario-{scenario.stem}", policy + b"\0\0" + scenario.read_bytes())
+
+events = ["pull_request", "push", "issue_comment", "check_suite", "check_run", "installation",
+          "installation_repositories", "ping", "pull_request_review"]
+for payload in sorted((root / "tests/fixtures/webhooks").glob("*.json")):
+    event = payload.stem
+    if event not in events:
+        continue
+    body = payload.read_bytes()
+    signature = "sha256=" + hmac.new(b"fuzz-secret", body, hashlib.sha256).hexdigest()
+    write("webhook", event, bytes([events.index(event)]) + signature.encode() + b"\n" + body)
+
+comments = [
+    "/honua approve", "/honua approve production --breaking", "/honua approve staging production",
+    "/honua reject production the layer is not ready", "/honua plan", "/honua help", "/honua", "/honua frobnicate",
+    "Looks good.\n\n/honua approve production", "> /honua approve", "```\n/honua approve\n```",
+    "~~~\n/honua approve\n~~~", "    /honua approve", "\t/honua approve", "<!-- /honua approve -->",
+    "<!--\n/honua approve\n-->", "\uff0fhonua approve", "/honua\u200b approve", "\u202e/honua approve",
+    "/honua approve pr\u043eduction", "/honua approve production\r\n/honua reject production",
+    "> quote\n/honua approve", "```\nunclosed fence\n/honua approve", "/honua approve " + "x" * 70,
+]
+for i, text in enumerate(comments):
+    write("comment", f"{i:02}", text.encode())
+PY
+echo "seeds: $(ls seeds/config | wc -l) config, $(ls seeds/webhook | wc -l) webhook, $(ls seeds/comment | wc -l) comment"
