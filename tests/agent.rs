@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::response::IntoResponse;
 use common::edge::{agent_token, expected_render, ledger_deployment, push, setup, setup_from, Setup};
+use common::without_windows;
 use honua_gitops::agent::{Agent, AgentConfig, PollOutcome};
 use honua_gitops::standin::StandIn;
 use honua_gitops::store::{DeploymentFilter, DeploymentState};
@@ -627,17 +628,6 @@ async fn another_agent(s: &Setup, name: &str, environment: &str) -> (Agent, Stan
         ..honua.serving(s.config.clone())
     };
     (Agent::new(config).unwrap(), honua, dir)
-}
-
-/// `tree` without production's deployment windows and blackouts: a test must not depend on its hour.
-fn without_windows(tree: &std::path::Path) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    common::copy_tree(tree, dir.path());
-    let policy = dir.path().join(".gitops/deployment-policy.yaml");
-    let text = std::fs::read_to_string(&policy).unwrap();
-    let (from, to) = (text.find("      deploymentWindows:").unwrap(), text.find("    notifications:").unwrap());
-    std::fs::write(&policy, format!("{}{}", &text[..from], &text[to..])).unwrap();
-    dir
 }
 
 /// The whole loop on loopback: the service with the fake GitHub, two stand-in Honua servers and their
