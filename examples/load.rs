@@ -80,6 +80,9 @@ enum Scenario {
         /// A fault proxy between the service and GitHub, and GitHub errors and rate limits.
         #[arg(long)]
         faults: bool,
+        /// The service's workers (`HONUA_WORKERS`).
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
     },
     /// Stalled connections while real deliveries keep coming.
     Slowloris {
@@ -94,7 +97,7 @@ enum Scenario {
 async fn main() -> ExitCode {
     let passed = match Args::parse().scenario {
         Scenario::Agents { agents: n, wait } => agents(n, wait).await,
-        Scenario::Webhooks { rate, seconds, faults } => webhooks(rate, seconds, faults).await,
+        Scenario::Webhooks { rate, seconds, faults, workers } => webhooks(rate, seconds, faults, workers).await,
         Scenario::Slowloris { connections, seconds } => slowloris(connections, seconds).await,
     };
     if passed {
@@ -140,6 +143,9 @@ async fn serve(github_url: &str, origin: &Origin, extra: &[(&str, &str)]) -> Ser
         .env("HONUA_DATA_DIR", dir.path().join("data"))
         .env("HONUA_POLL_INTERVAL", "0")
         .env("HONUA_LOG", "warn")
+        // As the service runs in production (a backtrace per error is a debugging aid, not the default).
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
         .envs(extra.iter().copied())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -374,11 +380,13 @@ fn checked(github: &FakeGithub, sha: &str) -> bool {
     runs.len() == 2 && runs.iter().all(|r| r.status == "completed")
 }
 
-async fn webhooks(rate: u64, seconds: u64, faults: bool) -> bool {
+async fn webhooks(rate: u64, seconds: u64, faults: bool, workers: usize) -> bool {
     let github = FakeGithub::start().await;
     let origin = Origin::new(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/honua-config"));
     let proxy = FaultProxy::for_url(&github.url()).await;
-    let service = serve(&proxy.rewrite(&github.url()), &origin, &[("HONUA_GITHUB_TIMEOUT", "2")]).await;
+    let workers = workers.to_string();
+    let extra = [("HONUA_GITHUB_TIMEOUT", "2"), ("HONUA_WORKERS", workers.as_str())];
+    let service = serve(&proxy.rewrite(&github.url()), &origin, &extra).await;
     let client = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build().unwrap();
     let prs: Vec<(u64, String)> = (1..=5)
         .map(|n| {
@@ -451,8 +459,9 @@ async fn webhooks(rate: u64, seconds: u64, faults: bool) -> bool {
         (depth, done, failed) = metrics(&client, &service.url).await;
     }
     let all_checked = prs.iter().all(|(_, head)| checked(&github, head));
+    let (rss_drained, _) = usage(service.pid);
     println!(
-        "queue drained in {:.1} s after the last delivery; jobs done {}, failed {}; PRs checked: {all_checked}",
+        "queue drained in {:.1} s after the last delivery (service RSS then {rss_drained:.1} MB); jobs done {}, failed {}; PRs checked: {all_checked}",
         drain_started.elapsed().as_secs_f64(),
         done as u64,
         failed as u64
