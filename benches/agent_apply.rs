@@ -19,13 +19,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fake_github::FakeGithub;
-use common::service::Service;
-use common::Origin;
-use honua_gitops::agent::{Agent, AgentConfig, PollOutcome};
-use honua_gitops::server::api::{new_token, token_hash};
-use honua_gitops::standin::StandIn;
-use honua_gitops::store::{ApiTokenHash, DeploymentFilter, Role, Store};
+use common::edge::Setup;
+use honua_gitops::agent::{Agent, PollOutcome};
+use honua_gitops::store::{DeploymentFilter, Store};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -47,46 +43,12 @@ fn summary(label: &str, mut ms: Vec<f64>) {
     );
 }
 
-struct Rig {
-    origin: Origin,
-    service: Service,
-    store: Arc<dyn Store>,
-    honua: StandIn,
-    config: AgentConfig,
-    github: FakeGithub,
-    _dirs: tempfile::TempDir,
-}
-
-/// `tree` auto-approved for `environment` and committed as the origin's main.
-async fn rig(tree: &std::path::Path, environment: &str) -> Rig {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(tree);
-    let dirs = tempfile::tempdir().unwrap();
-    let store = honua_gitops::store::open(&format!("sqlite://{}", dirs.path().join("h.db").display())).await.unwrap();
-    let service = Service::start(&github, &origin, store.clone()).await;
-    let target = dirs.path().join("honua");
-    std::fs::create_dir_all(&target).unwrap();
-    let honua = StandIn::start(target.clone()).await;
-    let token = new_token().unwrap();
-    let hash = token_hash(&token);
-    let t = ApiTokenHash { role: Role::Agent, environment: Some(environment), hash: &hash };
-    store.create_token("bench-agent", &t, 0).await.unwrap();
-    let secrets = dirs.path().join("secrets.env");
-    std::fs::write(&secrets, "DB_PASSWORD=bench\n").unwrap();
-    let git_url = format!("file://{}/city/gis-config.git", origin.git_root.display());
-    let public_key = service.controller.signer.public_key();
-    let base = AgentConfig::new(
-        service.url.clone(),
-        token,
-        environment,
-        public_key,
-        git_url,
-        target,
-        dirs.path().join("agent"),
-    );
-    let config =
-        AgentConfig { health_timeout: Duration::from_secs(30), secrets_file: Some(secrets), ..honua.serving(base) };
-    Rig { origin, service, store, honua, config, github, _dirs: dirs }
+/// `tree` committed as the origin's main, the service and a stand-in Honua, and an agent of `environment`
+/// (the tests' set-up), with a health timeout a 1,000-layer reload fits in.
+async fn rig(tree: &std::path::Path, environment: &str) -> Setup {
+    let mut rig = common::edge::setup_from(environment, tree).await;
+    rig.config.health_timeout = Duration::from_secs(30);
+    rig
 }
 
 async fn wait_planned(store: &Arc<dyn Store>, commit: &str) {
