@@ -80,8 +80,8 @@ enum Scenario {
         /// A fault proxy between the service and GitHub, and GitHub errors and rate limits.
         #[arg(long)]
         faults: bool,
-        /// The service's workers (`HONUA_WORKERS`).
-        #[arg(long, default_value_t = 2)]
+        /// The service's workers (`HONUA_WORKERS`, default 8).
+        #[arg(long, default_value_t = 8)]
         workers: usize,
     },
     /// Stalled connections while real deliveries keep coming.

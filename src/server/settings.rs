@@ -46,7 +46,8 @@ pub struct ServeArgs {
     /// Seconds between polls of GitHub for open PRs whose webhook never arrived; 0 turns polling off.
     #[arg(long, env = "HONUA_POLL_INTERVAL")]
     pub poll_interval: Option<u64>,
-    /// Jobs processed at once; 0 runs an ingest-only replica (webhooks are recorded, other replicas work).
+    /// Jobs processed at once (default 8); 0 runs an ingest-only replica (webhooks are recorded, other
+    /// replicas work).
     #[arg(long, env = "HONUA_WORKERS")]
     pub workers: Option<usize>,
     /// Seconds a claimed job belongs to a worker before another replica may take it over (default 120).
@@ -242,7 +243,9 @@ impl Settings {
             &["https", "http", "file"],
         )?;
         let public_url = a.public_url.map(|u| check_url("HONUA_PUBLIC_URL", &u, &["https", "http"])).transpose()?;
-        let workers = a.workers.unwrap_or(2);
+        // Jobs mostly wait on GitHub and Git: with 2, two PR jobs waiting on a faulty GitHub held the
+        // queue (20,000 jobs behind them under `benches/load.sh webhooks-faults`); with 8, none.
+        let workers = a.workers.unwrap_or(8);
         if workers > 64 {
             return Err(bad("HONUA_WORKERS", format!("{workers}: give 0 (ingest only) to 64")));
         }
