@@ -94,6 +94,32 @@ async fn github_errors_rate_limits_and_a_bad_network_end_in_one_pair_of_checks_a
     db.cleanup().await;
 }
 
+/// The service fetches PR heads over smart HTTP (the App's installation token as credentials) through
+/// the proxy: blackholed longer than the Git timeout, reset, then slow. Each PR ends checked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_fetches_pr_heads_through_a_blackholed_reset_and_slow_git_remote() {
+    honua_gitops::git::mirror::set_network_timeout(Duration::from_secs(2));
+    let db = common::db::sqlite().await;
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let git = GitHttp::start(origin.git_root.clone(), common::fake_github::INSTALLATION_TOKEN).await;
+    let proxy = FaultProxy::for_url(&git.url).await;
+    let service =
+        Service::start_idle_with(&github.url(), &proxy.rewrite(&git.url), Duration::from_secs(30), db.store.clone())
+            .await;
+    service.start_worker("w1");
+    let faults = [
+        (Fault::Blackhole, Duration::from_secs(5)),
+        (Fault::Reset, Duration::from_secs(3)),
+        (Fault::Slow { chunk: 256, every: Duration::from_millis(1) }, Duration::ZERO),
+    ];
+    for (n, (fault, hold)) in faults.into_iter().enumerate() {
+        pr_through(&github, &origin, &service, &proxy, 11 + n as u64, fault, hold).await;
+    }
+    assert!(git.authorised_requests() > 0, "the checks fetched over HTTP");
+    db.cleanup().await;
+}
+
 /// The agent's link to the service gets latency, a blackhole, resets and a slow body while deployments
 /// are decided: each one is applied once (from the service, or from the Git ledger while the service is
 /// out of reach), and the service hears every outcome.

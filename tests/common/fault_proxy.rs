@@ -22,9 +22,9 @@ pub enum Fault {
     /// Open connections are reset (RST) and new ones are reset as soon as they connect, as a server
     /// that is restarting or a firewall rejecting.
     Reset,
-    /// Nothing passes either way: new connections hang until the fault is lifted; open connections are
-    /// dead for good, their bytes dropped, as when a NAT or firewall forgets a flow. Only the ends'
-    /// timeouts get them out.
+    /// Nothing passes either way on a connection made or used while it holds: its bytes are dropped for
+    /// good, as when a firewall or a NAT silently loses the flow. Only the ends' timeouts get them out;
+    /// connections made after it is lifted work.
     Blackhole,
     /// Bytes pass `chunk` at a time, one chunk every `every`.
     Slow { chunk: usize, every: Duration },
@@ -137,24 +137,15 @@ async fn relay(
     mut cuts: watch::Receiver<u64>,
 ) {
     cuts.mark_unchanged();
-    // A connection made during a blackhole waits; one made during a reset is reset.
-    loop {
-        let now = fault.borrow_and_update().clone();
-        match now {
-            Fault::Reset => return reset(&client),
-            Fault::Blackhole => {
-                tokio::select! {
-                    _ = fault.changed() => continue,
-                    _ = cuts.changed() => return reset(&client),
-                }
-            }
-            _ => break,
-        }
+    let dead = AtomicBool::new(false);
+    match *fault.borrow_and_update() {
+        Fault::Reset => return reset(&client),
+        Fault::Blackhole => dead.store(true, Ordering::SeqCst),
+        _ => {}
     }
     let Ok(server) = TcpStream::connect(upstream).await else { return reset(&client) };
     let (from_client, mut to_client) = client.into_split();
     let (from_server, mut to_server) = server.into_split();
-    let dead = AtomicBool::new(false);
     let cut = tokio::select! {
         _ = async {
             tokio::join!(

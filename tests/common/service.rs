@@ -44,6 +44,12 @@ impl Service {
         origin: &Origin,
         store: Arc<dyn Store>,
     ) -> Service {
+        let git_url = format!("file://{}", origin.git_root.display());
+        Service::start_idle_with(github_url, &git_url, timeout, store).await
+    }
+
+    /// As [`Service::start_idle_via`], fetching repositories from `{git_url}/owner/name.git`.
+    pub async fn start_idle_with(github_url: &str, git_url: &str, timeout: Duration, store: Arc<dyn Store>) -> Service {
         let data = tempfile::tempdir().unwrap();
         let key = std::fs::read(super::test_app_key()).unwrap();
         let app = Arc::new(
@@ -56,7 +62,7 @@ impl Service {
             store.clone(),
             Some(app),
             signer,
-            format!("file://{}", origin.git_root.display()),
+            git_url.to_string(),
             data.path().join("mirrors"),
             Some("https://honua.example.org".into()),
         ));
