@@ -8,7 +8,6 @@
 //! the policy's `rollout: one-at-a-time`, agents (in name order) are offered the deployment one after
 //! the other: the next only once those before it completed it.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use super::{Controller, DecisionError};
 use crate::store::{AgentReport, AgentStatus, Deployment, DeploymentFilter, DeploymentState, NewAudit, StoreError};
 
 /// How long agents asking for the same environment share one read of the store. Decisions of this
-/// process retire the memo at once; those of other replicas are seen within this (their long-polls are
+/// process empty the memo at once; those of other replicas are seen within this (their long-polls are
 /// woken every 5 s for them anyway).
 const DESIRED_MEMO_FOR: Duration = Duration::from_secs(1);
 
@@ -28,7 +27,6 @@ const DESIRED_MEMO_FOR: Duration = Duration::from_secs(1);
 pub(super) type MemoKey = (Option<String>, String, i64);
 
 pub(super) struct Memo {
-    version: u64,
     read_at: Instant,
     answer: Arc<tokio::sync::OnceCell<Option<Deployment>>>,
 }
@@ -106,7 +104,7 @@ impl Controller {
 
     /// Signals a decision (or an agent's report) to the long-polling agents, after it is in the store.
     pub fn decisions_changed(&self) {
-        self.decision_version.fetch_add(1, Ordering::SeqCst);
+        self.desired_memo.lock().expect("desired memo").clear();
         self.decisions.notify_waiters();
     }
 
@@ -120,15 +118,14 @@ impl Controller {
         at: DateTime<Utc>,
     ) -> Result<Option<Deployment>, StoreError> {
         let key: MemoKey = (repository.map(str::to_string), environment.to_string(), at.timestamp().div_euclid(60));
-        let version = self.decision_version.load(Ordering::SeqCst);
         let answer = {
             let mut memo = self.desired_memo.lock().expect("desired memo");
             match memo.get(&key) {
-                Some(m) if m.version == version && m.read_at.elapsed() < DESIRED_MEMO_FOR => m.answer.clone(),
+                Some(m) if m.read_at.elapsed() < DESIRED_MEMO_FOR => m.answer.clone(),
                 _ => {
-                    memo.retain(|_, m| m.version == version && m.read_at.elapsed() < DESIRED_MEMO_FOR);
+                    memo.retain(|_, m| m.read_at.elapsed() < DESIRED_MEMO_FOR);
                     let answer = Arc::new(tokio::sync::OnceCell::new());
-                    memo.insert(key, Memo { version, read_at: Instant::now(), answer: answer.clone() });
+                    memo.insert(key, Memo { read_at: Instant::now(), answer: answer.clone() });
                     answer
                 }
             }

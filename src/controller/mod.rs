@@ -71,12 +71,11 @@ pub struct Controller {
     /// For notifications.
     http: reqwest::Client,
     /// Signalled after decisions and agent reports: long-polling agents look at their desired state.
-    /// Signal it with [`Controller::decisions_changed`], which also retires the memo below.
+    /// Signal it with [`Controller::decisions_changed`], which also empties the memo below.
     pub decisions: Arc<tokio::sync::Notify>,
-    /// Bumped by every decision of this process; the desired-state memo is only valid for its version.
-    decision_version: std::sync::atomic::AtomicU64,
     /// What each environment should run, shared by the agents that ask within a second (see
     /// [`Controller::desired`]): `(repository, environment, minute)` → the answer being or been read.
+    /// Emptied by every decision of this process.
     desired_memo: std::sync::Mutex<HashMap<agents::MemoKey, agents::Memo>>,
     /// Signalled on every change a dashboard shows: decisions, agent reports and heartbeats.
     pub events: Arc<tokio::sync::Notify>,
@@ -119,7 +118,6 @@ impl Controller {
                 .build()
                 .expect("the HTTP client builds"),
             decisions: Arc::new(tokio::sync::Notify::new()),
-            decision_version: Default::default(),
             desired_memo: Default::default(),
             events: Arc::new(tokio::sync::Notify::new()),
             git_url: git_url.trim_end_matches('/').to_string(),

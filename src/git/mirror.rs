@@ -23,13 +23,13 @@ pub struct FetchStats {
 }
 
 impl Mirror {
-    /// Opens the mirror of `url` under `cache_dir`, creating a bare repository on first use. The
-    /// directory name is derived from the URL (readable tail + hash), so no URL can steer it elsewhere.
     /// Whether `url` has a mirror in `cache_dir` already (nothing is created).
     pub fn exists(cache_dir: &Path, url: &str) -> bool {
         cache_dir.join(mirror_dir_name(url)).join("HEAD").exists()
     }
 
+    /// Opens the mirror of `url` under `cache_dir`, creating a bare repository on first use. The
+    /// directory name is derived from the URL (readable tail + hash), so no URL can steer it elsewhere.
     pub fn open(cache_dir: &Path, url: &str) -> Result<Mirror, GitError> {
         let path = cache_dir.join(mirror_dir_name(url));
         let err = |e: git2::Error| GitError::Open { path: path.clone(), message: e.message().to_string() };

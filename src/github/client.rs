@@ -149,11 +149,15 @@ impl ContentLimits {
 
     async fn acquire(&self) {
         let started = std::time::Instant::now();
+        let mut refused = false;
         let waited = match &self.shared {
             Some((store, installation)) => loop {
                 match store.take_write_budget(*installation, WRITE_BUDGET, crate::store::now_ms()).await {
-                    Ok(None) => break started.elapsed() > Duration::from_millis(1),
-                    Ok(Some(wait_ms)) => tokio::time::sleep(Duration::from_millis(wait_ms as u64)).await,
+                    Ok(None) => break refused,
+                    Ok(Some(wait_ms)) => {
+                        refused = true;
+                        tokio::time::sleep(Duration::from_millis(wait_ms as u64)).await
+                    }
                     Err(e) => {
                         // Better this replica's own limit than none, or than no write at all.
                         tracing::warn!(error = %e, "the shared GitHub write budget is unreadable; this replica's own limit applies");
