@@ -87,7 +87,30 @@ impl Controller {
         agent: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<Option<Deployment>, StoreError> {
-        let Some(d) = self.offered(repository, environment, at).await? else { return Ok(None) };
+        self.desired_from(repository, environment, agent, at, Some(Instant::now())).await
+    }
+
+    /// As [`Controller::desired`], for a long-poll that was woken (by a decision, or its periodic look):
+    /// it may share a read begun before it was woken (see [`Controller::offered`]).
+    pub async fn desired_when_woken(
+        &self,
+        repository: Option<&str>,
+        environment: &str,
+        agent: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Deployment>, StoreError> {
+        self.desired_from(repository, environment, agent, at, None).await
+    }
+
+    async fn desired_from(
+        &self,
+        repository: Option<&str>,
+        environment: &str,
+        agent: Option<&str>,
+        at: DateTime<Utc>,
+        not_before: Option<Instant>,
+    ) -> Result<Option<Deployment>, StoreError> {
+        let Some(d) = self.offered(repository, environment, at, not_before).await? else { return Ok(None) };
         let one_at_a_time = d.safety.as_ref().is_some_and(|s| s.one_at_a_time());
         let (Some(agent), true, false) = (agent, one_at_a_time, d.state == DeploymentState::Completed) else {
             return Ok(Some(d));
@@ -108,20 +131,24 @@ impl Controller {
         self.decisions.notify_waiters();
     }
 
-    /// The newest approved deployment whose windows are open, or else the newest one applying or
-    /// completed. A decision wakes every long-polling agent of the environment at once: one of them
-    /// reads the store, the others share its answer (until the next decision, for a second at most).
+    /// [`Controller::read_offered`], shared: a decision wakes every long-polling agent of the environment
+    /// at once; one of them reads the store, the others share its answer (until the next decision, for a
+    /// second at most). With `not_before`, only a read begun since then is shared: a request's first look
+    /// never gets an answer older than the request.
     async fn offered(
         &self,
         repository: Option<&str>,
         environment: &str,
         at: DateTime<Utc>,
+        not_before: Option<Instant>,
     ) -> Result<Option<Deployment>, StoreError> {
         let key: MemoKey = (repository.map(str::to_string), environment.to_string(), at.timestamp().div_euclid(60));
         let answer = {
             let mut memo = self.desired_memo.lock().expect("desired memo");
             match memo.get(&key) {
-                Some(m) if m.read_at.elapsed() < DESIRED_MEMO_FOR => m.answer.clone(),
+                Some(m) if m.read_at.elapsed() < DESIRED_MEMO_FOR && not_before.is_none_or(|t| m.read_at >= t) => {
+                    m.answer.clone()
+                }
                 _ => {
                     memo.retain(|_, m| m.read_at.elapsed() < DESIRED_MEMO_FOR);
                     let answer = Arc::new(tokio::sync::OnceCell::new());
@@ -133,6 +160,8 @@ impl Controller {
         answer.get_or_try_init(|| self.read_offered(repository, environment, at)).await.cloned()
     }
 
+    /// The newest approved deployment whose windows are open, or else the newest one applying or
+    /// completed.
     async fn read_offered(
         &self,
         repository: Option<&str>,

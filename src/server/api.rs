@@ -695,13 +695,18 @@ async fn agent_desired(
     c.store.agent_seen(&caller.0.name, &q.environment, crate::store::now_ms()).await?;
     let known = headers.get(axum::http::header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(q.wait.unwrap_or(0).min(60));
+    let mut woken = false;
     loop {
         // Registered before looking, so a decision in between is not missed.
         let changed = c.decisions.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let desired =
-            c.desired(q.repository.as_deref(), &q.environment, Some(&caller.0.name), chrono::Utc::now()).await?;
+        let (repository, agent, now) = (q.repository.as_deref(), Some(caller.0.name.as_str()), chrono::Utc::now());
+        let desired = match woken {
+            false => c.desired(repository, &q.environment, agent, now).await?,
+            true => c.desired_when_woken(repository, &q.environment, agent, now).await?,
+        };
+        woken = true;
         let etag = desired.as_ref().map(|d| format!("\"{}@{}\"", d.id, d.state)).unwrap_or_else(|| "\"none\"".into());
         if known.as_deref() != Some(etag.as_str()) || tokio::time::Instant::now() >= deadline {
             let mut response = match (&desired, known.as_deref() == Some(etag.as_str())) {
