@@ -12,6 +12,7 @@ pub mod diagnostic;
 pub mod diff;
 pub mod git;
 pub mod github;
+pub mod markdown;
 pub mod plan;
 pub mod policy;
 pub mod server;

@@ -111,3 +111,46 @@ proptest! {
         }
     }
 }
+
+/// A layer whose unknown key nests `depth` levels (a block mapping per level), on top of VALID.
+fn nested_layer(depth: usize) -> String {
+    let mut deep = String::new();
+    for level in 1..depth {
+        deep.push_str(&format!("{}a:\n", " ".repeat(4 + 2 * level)));
+    }
+    deep.push_str(&format!("{}x: 1\n", " ".repeat(4 + 2 * depth)));
+    VALID.replace("    idField: id\n", &format!("    idField: id\n    extra:\n{deep}"))
+}
+
+/// The deepest document the loader accepts goes through everything that walks it (validation with the
+/// JSON schema, layering, diff, plan, rendering, the stored plan read back by serde_json) on a 512 KiB
+/// stack, a quarter of a tokio worker's: no recursive walk over repository content can overflow.
+#[test]
+fn the_deepest_document_accepted_is_walked_on_a_small_stack() {
+    use honua_gitops::config::yaml::MAX_DEPTH;
+    // The root mapping, `layers` and the layer take three levels.
+    let (base, deep) = (VALID.to_string(), nested_layer(MAX_DEPTH - 3));
+    std::thread::Builder::new()
+        .stack_size(512 * 1024)
+        .spawn(move || {
+            let from = common::repo(&[("environments/production/metadata.yaml", &base)]);
+            let to = common::repo(&[("environments/production/metadata.yaml", &deep)]);
+            let findings = validate_repo(&to, None);
+            assert!(findings.is_empty(), "{findings:?}");
+            let at = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap();
+            let set = honua_gitops::plan::build(&from, &to, None, at);
+            let json = honua_gitops::plan::render::plan_json(&set.plans);
+            let _ = honua_gitops::plan::render::plan_markdown(&set.plans);
+            // What the store keeps must read back: serde_json refuses nesting over 128.
+            let back: serde_json::Value = serde_json::from_str(&json).expect("the plan reads back");
+            assert!(back["plans"][0]["changes"][0]["fields"][0]["to"].is_object(), "{back}");
+            let env = honua_gitops::config::EnvName::new("production");
+            let _ = to.effective(&env).unwrap().metadata.to_json().to_string();
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    // One level more is refused with a finding.
+    let f = findings(nested_layer(MAX_DEPTH - 2).as_bytes());
+    assert!(f.iter().any(|d| d.0 == "yaml.limit" && d.3.contains("nesting")), "{f:?}");
+}

@@ -53,6 +53,27 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_refused(s: Arc<dyn St
     assert!(s.complete_job(first.id, "w2", 40_000).await.unwrap());
 }
 
+/// A job whose worker vanished twice (its lease ran out while running, twice) is claimed as quarantined;
+/// retries after failures are not takeovers.
+async fn takeovers_are_counted_and_the_second_quarantines(s: Arc<dyn Store>) {
+    s.record_delivery(&delivery("d-q"), 0).await.unwrap();
+    let first = s.claim_job("w1", LEASE, 0).await.unwrap().unwrap();
+    assert_eq!((first.takeovers, first.quarantined()), (0, false));
+    // A failure with a retry is not a takeover.
+    assert!(s.fail_job(first.id, "w1", "GitHub 502", Some(1_000), 1).await.unwrap());
+    let retried = s.claim_job("w1", LEASE, 1_000).await.unwrap().unwrap();
+    assert_eq!((retried.attempts, retried.takeovers), (2, 0));
+    // The worker dies: its lease runs out and another takes the job over, twice.
+    let once = s.claim_job("w2", LEASE, 1_000 + 31_000).await.unwrap().unwrap();
+    assert_eq!((once.takeovers, once.quarantined()), (1, false));
+    let twice = s.claim_job("w3", LEASE, 1_000 + 62_000).await.unwrap().unwrap();
+    assert_eq!((twice.id, twice.takeovers, twice.quarantined()), (first.id, 2, true));
+    assert!(s.fail_job(twice.id, "w3", "the job stopped its worker 2 times; quarantined", None, 70_000).await.unwrap());
+    let status = s.job(twice.id).await.unwrap().unwrap();
+    assert_eq!(status.state, JobState::Failed);
+    assert!(s.claim_job("w4", LEASE, 99_999_999).await.unwrap().is_none(), "never run again");
+}
+
 async fn failures_retry_later_then_fail_visibly(s: Arc<dyn Store>) {
     s.record_delivery(&delivery("d-3"), 0).await.unwrap();
     let job = s.claim_job("w", LEASE, 0).await.unwrap().unwrap();
@@ -275,6 +296,7 @@ async fn replicas_share_one_github_write_budget_per_installation(store: Arc<dyn 
 }
 
 on_both_stores!(
+    takeovers_are_counted_and_the_second_quarantines,
     replicas_share_one_github_write_budget_per_installation,
     deployments_supersede_unstarted_ones_and_transitions_are_compare_and_set,
     tokens_keys_and_branch_heads,

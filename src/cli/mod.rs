@@ -70,6 +70,12 @@ pub enum Command {
     )]
     Plan(PlanArgs),
     /// Print the effective metadata of one environment as the Honua server loads it (JSON).
+    #[command(
+        after_help = "Literal secrets (values of password/secret/token/apiKey keys, a connection string's password) are \
+        masked as `•••• (length, sha256:xxxx)`; `${VAR}` placeholders are shown as written, since the agent resolves them \
+        on the server. --show-secrets prints literals as they are (never paste that output anywhere).\n\n\
+        Examples:\n  honua render --env production\n  honua render --path . --rev main --env staging"
+    )]
     Render(RenderArgs),
     /// Run the central service: GitHub webhooks in, check runs and the plan comment out.
     #[command(
@@ -322,6 +328,9 @@ pub struct RenderArgs {
     pub rev: Option<String>,
     #[arg(long)]
     pub env: String,
+    /// Print literal secrets as they are instead of masked.
+    #[arg(long)]
+    pub show_secrets: bool,
 }
 
 fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
@@ -554,7 +563,11 @@ fn render_command(args: RenderArgs) -> Result<ExitCode> {
     let Some(effective) = repo.effective(&env) else {
         bail!("environment `{}` not found; known: {}", args.env, env_list(&repo));
     };
-    println!("{}", serde_json::to_string_pretty(&effective.metadata.to_json())?);
+    let mut metadata = effective.metadata.to_json();
+    if !args.show_secrets {
+        crate::config::secrets::mask_json("", &mut metadata, false);
+    }
+    println!("{}", serde_json::to_string_pretty(&metadata)?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,6 +5,7 @@ pub mod dialect;
 pub mod layering;
 pub mod node;
 pub mod resource;
+pub mod secrets;
 pub mod source;
 #[doc(hidden)]
 pub mod synthetic;
@@ -145,6 +146,13 @@ impl ConfigRepo {
             if dir != COMMON_ENV {
                 repo.environments.entry(EnvName::new(dir.clone())).or_default();
             }
+        }
+        // A file refused unread (a link, a directory, oversized) leaves its environment partial: it is
+        // planned as unreadable, never deployed without the file.
+        let refused: Vec<String> =
+            repo.diagnostics.iter().filter_map(|d| d.file.rsplit_once('/').map(|(dir, _)| dir.to_string())).collect();
+        for dir in refused {
+            repo.mark_unreadable(&dir);
         }
         // Ambiguity (metadata.yaml and metadata.json side by side) is an error, not a silent pick.
         let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();

@@ -92,6 +92,30 @@ impl RepoFiles {
         ));
     }
 
+    fn refuse_not_a_file(&mut self, rel: &str, what: &str) {
+        self.problems.push(Diagnostic::error(
+            "file.not_a_file",
+            Place::file(rel),
+            format!("`{rel}` is {what}, where the loader expects a file; remove it or replace it with the file"),
+        ));
+    }
+
+    /// Admits an entry where a config or policy file is expected: a directory, a submodule or a device
+    /// of that name is a finding, not a failure to read the repository.
+    pub fn admit_file(&mut self, rel: &str, name: &str, kind: EntryKind, size: u64) -> bool {
+        match kind {
+            EntryKind::Dir => {
+                self.refuse_not_a_file(rel, "a directory");
+                false
+            }
+            EntryKind::Other => {
+                self.refuse_not_a_file(rel, "neither a file nor a directory (a submodule, a pipe or a device)");
+                false
+            }
+            kind => self.admit(rel, name, kind, size),
+        }
+    }
+
     /// Admits one entry met while walking: the single place where symlinks, unsafe names and oversized
     /// files are refused, for directories and Git trees alike. Returns whether to read it.
     pub fn admit(&mut self, rel: &str, name: &str, kind: EntryKind, size: u64) -> bool {
@@ -177,7 +201,7 @@ pub fn read_dir(root: &Path) -> Result<RepoFiles, SourceError> {
 fn read_one(out: &mut RepoFiles, path: &Path, rel: String, name: &str) -> Result<(), SourceError> {
     let kind = entry_kind(path);
     let size = fs::symlink_metadata(path).map(|m| m.len()).unwrap_or(0);
-    if out.admit(&rel, name, kind, size) {
+    if out.admit_file(&rel, name, kind, size) {
         let bytes = fs::read(path).map_err(|source| SourceError::Io { path: path.to_path_buf(), source })?;
         out.files.insert(rel, bytes);
     }
@@ -261,5 +285,21 @@ mod tests {
         assert!(codes.contains(&("file.symlink", "environments/production/metadata.yaml")), "{codes:?}");
         assert!(codes.contains(&("file.symlink", "environments/staging")), "{codes:?}");
         assert!(files.problems[0].message.contains("/etc"));
+    }
+
+    #[test]
+    fn a_directory_named_like_a_config_file_is_a_finding() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("environments/production/metadata.yaml")).unwrap();
+        fs::create_dir_all(dir.path().join(".gitops/deployment-policy.yaml")).unwrap();
+        let files = read_dir(dir.path()).unwrap();
+        let found: Vec<_> = files.problems.iter().map(|d| (d.code.as_str(), d.file.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                ("file.not_a_file", "environments/production/metadata.yaml"),
+                ("file.not_a_file", ".gitops/deployment-policy.yaml")
+            ]
+        );
     }
 }

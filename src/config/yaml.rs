@@ -20,8 +20,10 @@ pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
 pub const MAX_NODES: usize = 4_000_000;
 /// Most nodes aliases may copy across a file; configs use aliases sparingly, bombs use millions.
 pub const MAX_ALIAS_REPLAY: usize = 200_000;
-/// Deepest nesting accepted: metadata is a few levels deep, so this only stops stack attacks.
-pub const MAX_DEPTH: usize = 200;
+/// Deepest nesting accepted. Honua's metadata is under ten levels deep; the bound keeps every recursive
+/// walk over a document (schema validation, layering, diff, rendering) shallow, and a plan that quotes
+/// the deepest value still reads back through serde_json, which refuses nesting beyond 128.
+pub const MAX_DEPTH: usize = 64;
 
 /// Why a file could not be read as a document; the loader turns it into a diagnostic.
 #[derive(Debug, Clone, PartialEq, Eq)]

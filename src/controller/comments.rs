@@ -13,6 +13,7 @@ use crate::git::mirror::Mirror;
 use crate::github::client::{GithubRepo, PullRequestHeads};
 use crate::github::commands::{self, CommentCommand, HELP};
 use crate::github::webhook::RepoRef;
+use crate::markdown;
 use crate::policy::{Decision, EnvironmentPolicy, Policy};
 use crate::store::{Deployment, DeploymentFilter, DeploymentState, NewAudit, PrApproval, PrMerge};
 
@@ -73,7 +74,9 @@ impl Controller {
         }
         match command {
             CommentCommand::Help => self.answer(&gh, &c, "+1", HELP).await,
-            CommentCommand::Invalid(why) => self.answer(&gh, &c, "confused", &format!("{why}.\n\n{HELP}")).await,
+            CommentCommand::Invalid(why) => {
+                self.answer(&gh, &c, "confused", &format!("{}.\n\n{HELP}", markdown::prose(&why))).await
+            }
             CommentCommand::Plan => {
                 let pr = gh.pull_request(c.number).await?;
                 if !pr.open {
@@ -126,7 +129,8 @@ impl Controller {
 
     async fn answer_outcomes(&self, gh: &GithubRepo, c: &CommentEvent, outcomes: Vec<Outcome>) -> Result<(), JobError> {
         let reaction = if outcomes.iter().any(|o| o.ok) { "+1" } else { "-1" };
-        let lines: Vec<String> = outcomes.into_iter().map(|o| format!("- {}", o.line)).collect();
+        // Outcome lines quote environments, reasons and errors, some from the repository or the comment.
+        let lines: Vec<String> = outcomes.into_iter().map(|o| format!("- {}", markdown::prose(&o.line))).collect();
         self.answer(gh, c, reaction, &format!("\n{}", lines.join("\n"))).await
     }
 

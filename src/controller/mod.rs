@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::config::ConfigRepo;
 use crate::git::mirror::Mirror;
-use crate::github::checks::{diff_check, plan_comment, validate_check, DIFF_CHECK, VALIDATE_CHECK};
+use crate::github::checks::{diff_check, plan_comment, quarantined_check, validate_check, DIFF_CHECK, VALIDATE_CHECK};
 use crate::github::client::{GithubApp, GithubError, GithubRepo};
 use crate::github::webhook::{parse_event, Event, PullRequestAction, RepoRef};
 use crate::store::{now_ms, retry_delay, Job, Store};
@@ -161,6 +161,9 @@ impl Controller {
     }
 
     async fn run_job(&self, worker: &str, job: Job) {
+        if job.quarantined() {
+            return self.quarantine(worker, job).await;
+        }
         let repository = job.repository.clone().unwrap_or_default();
         let started = std::time::Instant::now();
         // The lease is renewed while the job runs (GitHub's content limits can make a job outlast it), so
@@ -205,6 +208,45 @@ impl Controller {
             // The lease runs out and another worker takes the job again: at-least-once, never lost.
             tracing::error!(delivery = %job.delivery_id, error = %e, "could not record the job's outcome");
         }
+    }
+
+    /// A job whose worker vanished [`crate::store::QUARANTINE_AFTER`] times (it most likely crashes the
+    /// process) is failed without running it again, so one bad delivery cannot crash-loop the service.
+    /// A pull request's checks are completed as neutral with the reason; nothing else of the job runs
+    /// (its payload was parsed at the edge before it was queued, so reading it again is safe).
+    async fn quarantine(&self, worker: &str, job: Job) {
+        let reason = format!("the job stopped its worker {} times; quarantined", job.takeovers);
+        tracing::error!(delivery = %job.delivery_id, event = %job.event, takeovers = job.takeovers, "{reason}");
+        crate::server::metrics::job(&job.event, "quarantined", 0.0);
+        let shown = match parse_event(&job.event, &job.payload) {
+            Ok(Event::PullRequest { repo, number, head_sha, action, .. }) if action != PullRequestAction::Closed => {
+                self.report_quarantine(&repo, number, &head_sha, &reason).await
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = &shown {
+            tracing::warn!(delivery = %job.delivery_id, error = %e, "could not mark the quarantined PR's checks");
+        }
+        if let Err(e) = self.store.fail_job(job.id, worker, &reason, None, now_ms()).await {
+            tracing::error!(delivery = %job.delivery_id, error = %e, "could not record the quarantine");
+        }
+    }
+
+    async fn report_quarantine(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        head_sha: &str,
+        reason: &str,
+    ) -> Result<(), JobError> {
+        let gh = self.github_repo(repo)?;
+        let details = self.details_url(repo, number, head_sha);
+        for name in [VALIDATE_CHECK, DIFF_CHECK] {
+            // The runs the crashed attempts left in progress are completed, not doubled.
+            let id = gh.create_check_run(name, head_sha, details.as_deref(), true).await?;
+            gh.complete_check_run(id, &quarantined_check(name, reason)).await?;
+        }
+        Ok(())
     }
 
     async fn handle(&self, job: &Job) -> Result<(), JobError> {

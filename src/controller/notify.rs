@@ -47,13 +47,21 @@ pub fn resolve_placeholders(text: &str, env: impl Fn(&str) -> Option<String>) ->
     Ok(out)
 }
 
+/// A Slack message: reasons quote the repository's content, so everything but our own markup is escaped.
 fn text(d: &Deployment, event: &str) -> String {
-    let head = format!("*{}* deployment `{}` of {} at `{}`", d.environment, d.id, d.repository, short(&d.commit));
+    use crate::markdown::slack_text;
+    let head = format!(
+        "*{}* deployment `{}` of {} at `{}`",
+        slack_text(&d.environment),
+        d.id,
+        slack_text(&d.repository),
+        short(&d.commit)
+    );
     match event {
         "onApprovalRequired" => format!(
             "🟡 {head} {}: {}. Approve with `/honua approve {}` on the pull request or `honua deployment approve {}`.",
             if d.state == DeploymentState::Blocked { "is blocked" } else { "awaits approval" },
-            d.reasons.join("; "),
+            slack_text(&d.reasons.join("; ")),
             d.environment,
             d.id
         ),

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::config::node::{Node, Value};
+use crate::config::secrets::{is_secret_key, mask_json};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FieldChange {
@@ -30,41 +31,73 @@ pub fn same(a: &Node, b: &Node) -> bool {
     }
 }
 
-/// Appends to `out` every difference between `old` and `new` under `path`.
+/// Appends to `out` every difference between `old` and `new` under `path`. Secrets are masked (see
+/// [`crate::config::secrets`]): a diff is shown in PR comments, the API and pages.
 pub fn diff(path: &str, old: Option<&Node>, new: Option<&Node>, out: &mut Vec<FieldChange>) {
+    diff_under(path, "", false, old, new, out);
+}
+
+/// [`diff`] of the value of `key`; `secret` when a key above it names a secret.
+fn diff_under(path: &str, key: &str, secret: bool, old: Option<&Node>, new: Option<&Node>, out: &mut Vec<FieldChange>) {
+    let secret = secret || is_secret_key(key);
+    let change = |from: Option<&Node>, to: Option<&Node>| FieldChange {
+        path: path.to_string(),
+        from: shown(key, from, secret),
+        to: shown(key, to, secret),
+    };
     match (old, new) {
         (None, None) => {}
         (Some(o), Some(n)) if same(o, n) => {}
         (Some(o), Some(n)) => match (&o.value, &n.value) {
             (Value::Map(om), Value::Map(nm)) => {
                 for e in &om.entries {
-                    diff(&join(path, &e.key), Some(&e.value), nm.get(&e.key), out);
+                    diff_under(&join(path, &e.key), &e.key, secret, Some(&e.value), nm.get(&e.key), out);
                 }
                 for e in nm.entries.iter().filter(|e| om.get(&e.key).is_none()) {
-                    diff(&join(path, &e.key), None, Some(&e.value), out);
+                    diff_under(&join(path, &e.key), &e.key, secret, None, Some(&e.value), out);
                 }
             }
             (Value::Seq(os), Value::Seq(ns)) if keyed(os).is_some() && keyed(os) == keyed(ns) => {
-                let key = keyed(os).expect("checked");
-                let id = |n: &Node| n.get_str(key).map(str::to_lowercase);
+                let by = keyed(os).expect("checked");
+                let id = |n: &Node| n.get_str(by).map(str::to_lowercase);
                 for item in os {
-                    let label = item.get_str(key).unwrap_or_default();
+                    let label = item.get_str(by).unwrap_or_default();
                     let other = ns.iter().find(|n| id(n) == id(item));
-                    diff(&format!("{path}[{label}]"), Some(item), other, out);
+                    diff_under(&format!("{path}[{label}]"), key, secret, Some(item), other, out);
                 }
                 for item in ns.iter().filter(|n| !os.iter().any(|o| id(o) == id(n))) {
-                    let label = item.get_str(key).unwrap_or_default();
-                    diff(&format!("{path}[{label}]"), None, Some(item), out);
+                    let label = item.get_str(by).unwrap_or_default();
+                    diff_under(&format!("{path}[{label}]"), key, secret, None, Some(item), out);
                 }
             }
-            _ => out.push(FieldChange { path: path.to_string(), from: o.to_json(), to: n.to_json() }),
+            _ => out.push(change(Some(o), Some(n))),
         },
-        (o, n) => out.push(FieldChange {
-            path: path.to_string(),
-            from: o.map_or(Json::Null, Node::to_json),
-            to: n.map_or(Json::Null, Node::to_json),
-        }),
+        (o, n) => out.push(change(o, n)),
     }
+}
+
+/// Masks the secrets in the `changes` of a plan as stored (plans made before masking existed keep
+/// literals in the database; they are masked when shown). The key is the last segment of each path.
+pub fn mask_stored_changes(changes: &mut Json) {
+    for change in changes.as_array_mut().into_iter().flatten() {
+        for field in change["fields"].as_array_mut().into_iter().flatten() {
+            let path = field["path"].as_str().unwrap_or_default();
+            let last = path.rsplit('.').next().unwrap_or_default();
+            let key = last.split('[').next().unwrap_or_default().to_string();
+            let secret = path.split(['.', '[']).any(is_secret_key);
+            for side in ["from", "to"] {
+                mask_json(&key, &mut field[side], secret);
+            }
+        }
+    }
+}
+
+/// A value as a diff shows it: JSON, with secrets masked.
+fn shown(key: &str, node: Option<&Node>, secret: bool) -> Json {
+    let Some(node) = node else { return Json::Null };
+    let mut value = node.to_json();
+    mask_json(key, &mut value, secret);
+    value
 }
 
 /// The key a list of mappings is matched by, when every item has a distinct one.
@@ -115,6 +148,24 @@ mod tests {
                 "crs: [\"X\",\"Y\"] -> [\"X\"]",
             ]
         );
+    }
+
+    #[test]
+    fn secrets_are_masked_in_changed_values() {
+        let got = changes(
+            "connectionString: \"Host=db;Password=old-one\"\nauth: {password: p1, user: u}\n",
+            "connectionString: \"Host=db;Password=new-one\"\nauth: {password: p2, user: v}\nextra: {apiKey: k}\n",
+        );
+        let all = got.join("\n");
+        for leaked in ["old-one", "new-one", "p1", "p2", "\"k\""] {
+            assert!(!all.contains(leaked), "{leaked} shown in {all}");
+        }
+        assert!(all.contains("Host=db;Password=•••• (under 8 chars, sha256:"), "{all}");
+        assert!(all.contains("auth.user: \"u\" -> \"v\""), "{all}");
+        // Two versions of a secret are told apart.
+        let password = got.iter().find(|c| c.starts_with("auth.password")).unwrap();
+        let (from, to) = password.split_once(" -> ").unwrap();
+        assert_ne!(from.trim_start_matches("auth.password: "), to);
     }
 
     #[test]

@@ -110,7 +110,7 @@ fn read_files(
             EntryKind::File => odb.read_header(entry.id())?.0 as u64,
             _ => 0,
         };
-        if out.admit(&rel, &name, kind, size) {
+        if out.admit_file(&rel, &name, kind, size) {
             let blob = repo.find_blob(entry.id())?;
             out.files.insert(rel, blob.content().to_vec());
         }

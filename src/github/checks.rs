@@ -105,7 +105,7 @@ pub fn validate_check(diagnostics: &[Diagnostic]) -> CheckOutput {
         }
         summary.push_str("\n| code | count |\n|---|---|\n");
         for (code, n) in codes {
-            let _ = writeln!(summary, "| `{code}` | {n} |");
+            let _ = writeln!(summary, "| {} | {n} |", crate::markdown::code_in_table(code));
         }
         summary.push_str("\nEach finding is annotated on its line in **Files changed**; `honua validate` prints the same list locally.\n");
     }
@@ -146,6 +146,23 @@ pub fn diff_check(plans: &[Plan]) -> CheckOutput {
         conclusion,
         title,
         summary: truncate(summary, MAX_SUMMARY_CHARS),
+        annotations: Vec::new(),
+    }
+}
+
+/// A check that was not run because its job was quarantined: neutral (it neither passes nor blocks on
+/// its own) with the reason (the service's own words) and what to do.
+pub fn quarantined_check(name: &'static str, reason: &str) -> CheckOutput {
+    CheckOutput {
+        name,
+        conclusion: Conclusion::Neutral,
+        title: "Not checked: the job was quarantined".into(),
+        summary: format!(
+            "**{}.**\n\nThe service did not check this head, so nothing of it was planned or approved. Push a \
+             new commit, or re-run this check, once the cause is fixed; the service's log names the job's \
+             delivery.\n",
+            reason
+        ),
         annotations: Vec::new(),
     }
 }

@@ -257,8 +257,33 @@ async fn call<T: DeserializeOwned>(
     serde_json::from_str(text).map_err(|e| GithubError::Decode { what: what.to_string(), message: e.to_string() })
 }
 
+/// Who this App is on GitHub: its id, and the login of its bot user (`<slug>[bot]`), asked of
+/// `GET /app` once. Comments are ours only when this bot wrote them.
+struct AppIdentity {
+    id: u64,
+    app: Octocrab,
+    bot_login: tokio::sync::OnceCell<String>,
+}
+
+impl AppIdentity {
+    async fn bot_login(&self) -> Result<&str, GithubError> {
+        #[derive(Deserialize)]
+        struct App {
+            slug: String,
+        }
+        let login = self
+            .bot_login
+            .get_or_try_init(|| async {
+                let app: App = call(&self.app, None, Method::GET, "/app", None, "this App's identity").await?;
+                Ok::<_, GithubError>(format!("{}[bot]", app.slug))
+            })
+            .await?;
+        Ok(login)
+    }
+}
+
 pub struct GithubApp {
-    app_id: u64,
+    identity: Arc<AppIdentity>,
     app: Octocrab,
     installations: Mutex<HashMap<u64, (Octocrab, Arc<ContentLimits>)>>,
     /// Where the content-creation budget is shared with other replicas (none: this process only).
@@ -282,7 +307,8 @@ impl GithubApp {
             .map_err(|e| GithubError::ApiUrl { url: api_url.to_string(), message: e.to_string() })?
             .build()
             .map_err(|e| GithubError::ApiUrl { url: api_url.to_string(), message: e.to_string() })?;
-        Ok(GithubApp { app_id, app, installations: Mutex::new(HashMap::new()), budget: None })
+        let identity = Arc::new(AppIdentity { id: app_id, app: app.clone(), bot_login: Default::default() });
+        Ok(GithubApp { identity, app, installations: Mutex::new(HashMap::new()), budget: None })
     }
 
     /// Shares GitHub's content-creation budget with every replica on `store`.
@@ -374,7 +400,13 @@ impl GithubApp {
 
     pub fn repo(&self, installation: u64, owner: &str, name: &str) -> Result<GithubRepo, GithubError> {
         let (client, limits) = self.installation(installation)?;
-        Ok(GithubRepo { client, limits, app_id: self.app_id, owner: owner.to_string(), name: name.to_string() })
+        Ok(GithubRepo {
+            client,
+            limits,
+            identity: self.identity.clone(),
+            owner: owner.to_string(),
+            name: name.to_string(),
+        })
     }
 }
 
@@ -382,7 +414,7 @@ impl GithubApp {
 pub struct GithubRepo {
     client: Octocrab,
     limits: Arc<ContentLimits>,
-    app_id: u64,
+    identity: Arc<AppIdentity>,
     owner: String,
     name: String,
 }
@@ -476,12 +508,32 @@ struct IssueComment {
     #[serde(default)]
     body: Option<String>,
     user: CommentUser,
+    /// The App that wrote the comment through its installation, where GitHub says.
+    #[serde(default)]
+    performed_via_github_app: Option<CommentApp>,
 }
 
 #[derive(Deserialize)]
 struct CommentUser {
+    #[serde(default)]
+    login: String,
     #[serde(rename = "type", default)]
     kind: String,
+}
+
+#[derive(Deserialize)]
+struct CommentApp {
+    id: u64,
+}
+
+impl IssueComment {
+    /// Written by this App's bot user (and, where GitHub names the App, by this App): another bot, or a
+    /// workflow echoing our marker, never passes for us.
+    fn is_ours(&self, bot_login: &str, app_id: u64) -> bool {
+        self.user.kind == "Bot"
+            && self.user.login.eq_ignore_ascii_case(bot_login)
+            && self.performed_via_github_app.as_ref().is_none_or(|a| a.id == app_id)
+    }
 }
 
 impl GithubRepo {
@@ -688,7 +740,7 @@ impl GithubRepo {
         if let Some(run) = existing
             .check_runs
             .iter()
-            .find(|r| (retry || r.status != "completed") && r.app.as_ref().is_some_and(|a| a.id == self.app_id))
+            .find(|r| (retry || r.status != "completed") && r.app.as_ref().is_some_and(|a| a.id == self.identity.id))
         {
             if run.status == "completed" {
                 tracing::info!(check = name, head = head_sha, "reusing our completed check run on this head");
@@ -731,15 +783,17 @@ impl GithubRepo {
     }
 
     async fn our_plan_comments(&self, number: u64) -> Result<Vec<(usize, IssueComment)>, GithubError> {
+        let bot = self.identity.bot_login().await?.to_string();
         let mut ours = Vec::new();
         for page in 1.. {
             let route = format!("issues/{number}/comments?per_page=100&page={page}");
             let comments: Vec<IssueComment> = self.get(&route, "list comments").await?;
             let last = comments.len() < 100;
             for c in comments {
-                // Only a bot's comment with our marker is ours: a person quoting the marker is left alone.
-                if let Some((part, _)) = c.body.as_deref().and_then(plan_comment_part).filter(|_| c.user.kind == "Bot")
-                {
+                // Only our bot's comment with our marker is ours: a person quoting the marker, or another
+                // bot echoing it, is left alone.
+                let part = c.body.as_deref().and_then(plan_comment_part);
+                if let Some((part, _)) = part.filter(|_| c.is_ours(&bot, self.identity.id)) {
                     ours.push((part, c));
                 }
             }

@@ -7,6 +7,7 @@ use comfy_table::{presets, ContentArrangement, Table};
 use serde_json::json;
 
 use crate::diff::{Action, Change, ChangeSet};
+use crate::markdown as md;
 use crate::policy::Decision;
 
 use super::Plan;
@@ -102,10 +103,6 @@ pub fn diff_json(sets: &[ChangeSet]) -> String {
     serde_json::to_string_pretty(&json!({ "environments": sets })).expect("changes serialize")
 }
 
-fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;").replace('\n', " ")
-}
-
 fn md_rows(changes: &[&Change]) -> String {
     let mut out = String::from("| | Type | Id | Change |\n|---|---|---|---|\n");
     for c in changes {
@@ -118,15 +115,20 @@ fn md_rows(changes: &[&Change]) -> String {
                 Action::Modified => "✏️",
             }
         };
-        let mut cells: Vec<String> =
-            c.breaking.iter().map(|b| format!("**`{}`** {}", b.code, md_escape(&b.reason))).collect();
+        // Every value from the repository goes through `markdown`: a title or id can never become a
+        // mention, a link or HTML in the bot's comment.
+        let mut cells: Vec<String> = c
+            .breaking
+            .iter()
+            .map(|b| format!("**{}** {}", md::code_in_table(b.code), md::prose_in_table(&b.reason)))
+            .collect();
         // A row stays readable (and far below GitHub's comment limit) however many values changed.
         cells.extend(c.fields.iter().take(MAX_FIELDS_PER_ROW).map(|f| {
             format!(
-                "`{}`: `{}` → `{}`",
-                md_escape(&f.path),
-                md_escape(&clip(&value(&f.from))),
-                md_escape(&clip(&value(&f.to)))
+                "{}: {} → {}",
+                md::code_in_table(&clip(&f.path)),
+                md::code_in_table(&clip(&value(&f.from))),
+                md::code_in_table(&clip(&value(&f.to)))
             )
         }));
         if c.fields.len() > MAX_FIELDS_PER_ROW {
@@ -137,7 +139,7 @@ fn md_rows(changes: &[&Change]) -> String {
         } else if c.action != Action::Modified {
             cells.insert(0, c.action.as_str().to_string());
         }
-        let _ = writeln!(out, "| {mark} | {} | `{}` | {} |", c.kind, md_escape(&c.id), cells.join("<br>"));
+        let _ = writeln!(out, "| {mark} | {} | {} | {} |", c.kind, md::code_in_table(&clip(&c.id)), cells.join("<br>"));
     }
     out
 }
@@ -249,15 +251,15 @@ fn plan_section(p: &Plan) -> String {
         (Decision::Blocked(_), _) => "⛔",
     };
     let state = if p.has_changes() { decision_text(&p.decision) } else { "no changes" };
-    let _ = writeln!(out, "### {icon} {} — {state}\n", p.environment);
+    let _ = writeln!(out, "### {icon} {} — {state}\n", md::text(p.environment.as_str()));
     if !p.decision.reasons().is_empty() {
         for r in p.decision.reasons() {
-            let _ = writeln!(out, "- {}", md_escape(r));
+            let _ = writeln!(out, "- {}", md::prose(r));
         }
         out.push('\n');
     }
     if let Some(s) = schedule_text(p) {
-        let _ = writeln!(out, "⏳ {}\n", md_escape(&s));
+        let _ = writeln!(out, "⏳ {}\n", md::prose(&s));
     }
     if p.has_changes() {
         out.push_str(&changes_markdown(&p.changes));
@@ -265,12 +267,12 @@ fn plan_section(p: &Plan) -> String {
     }
     let _ = writeln!(
         out,
-        "<sub>validation: {} error(s), {} warning(s) · `{}` → `{}` · plan `{}`</sub>\n",
+        "<sub>validation: {} error(s), {} warning(s) · {} → {} · plan {}</sub>\n",
         p.validation.errors,
         p.validation.warnings,
-        short_rev(&p.from),
-        short_rev(&p.to),
-        &p.digest
+        md::code(&short_rev(&p.from)),
+        md::code(&short_rev(&p.to)),
+        md::code(&p.digest)
     );
     out
 }

@@ -206,9 +206,7 @@ fn load_environment(node: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>)
     flag("selfHeal", &mut p.self_heal);
     if let Some(rules) = map.get("approvalRules") {
         match rules.as_seq() {
-            Some(items) => {
-                p.approval_rules = items.iter().filter_map(|r| ApprovalRule::load(r, sources, out)).collect()
-            }
+            Some(items) => p.approval_rules = items.iter().map(|r| ApprovalRule::load(r, sources, out)).collect(),
             None => out.push(type_error(sources, rules, "`approvalRules`", "a list")),
         }
     }

@@ -3,6 +3,10 @@
 //! Conditions are evaluated with `evalexpr`. Aggregate variables: `resourcesAdded`, `resourcesModified`,
 //! `resourcesRemoved` (integers), `breakingChanges` (boolean). Per-change variables: `type`, `action`, `id`;
 //! a condition that uses them matches when any change matches.
+//!
+//! A condition is untrusted text (a pull request may bring one) and evalexpr's parser and evaluator
+//! recurse once per nesting level, so [`check_bounds`] measures length and nesting with a flat scan
+//! before evalexpr sees the text: a depth bomb is a finding, never a stack overflow.
 
 use evalexpr::{ContextWithMutableVariables, DefaultNumericTypes, HashMapContext, Node as Expr, Value as EV};
 use serde::Serialize;
@@ -12,6 +16,15 @@ use crate::config::node::{Node, Value};
 use crate::config::source::SourceMap;
 use crate::diagnostic::Diagnostic;
 use crate::diff::{Change, ChangeSet};
+
+/// Longest condition accepted, in characters. Real conditions are a line (`(resourcesModified +
+/// resourcesAdded) > 10` is 41); the bound keeps evalexpr's parse (quadratic in prefix operators) and its
+/// recursion small.
+pub const MAX_CONDITION_CHARS: usize = 1_000;
+/// Deepest nesting accepted: parentheses plus a run of prefix operators (`!`, `-`) counted together.
+pub const MAX_CONDITION_NESTING: usize = 32;
+/// Longest rule name and reason shown in a plan.
+pub const MAX_RULE_TEXT_CHARS: usize = 1_000;
 
 const AGGREGATES: [&str; 4] = ["resourcesAdded", "resourcesModified", "resourcesRemoved", "breakingChanges"];
 const PER_CHANGE: [&str; 3] = ["type", "action", "id"];
@@ -24,29 +37,67 @@ pub struct ApprovalRule {
     /// What a plan shows when the rule matches: `name: reason`, or the reason alone for the short form.
     #[serde(skip)]
     pub label: String,
+    /// `None` when the rule could not be read: it then asks for approval of every change, so a broken
+    /// rule never waves a change through.
     #[serde(skip)]
-    expr: Expr<DefaultNumericTypes>,
+    expr: Option<Expr<DefaultNumericTypes>>,
     #[serde(skip)]
     per_change: bool,
 }
 
+/// The first characters of a long text, for messages that quote it.
+fn excerpt(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
 impl ApprovalRule {
-    pub fn load(node: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) -> Option<ApprovalRule> {
+    /// A rule that could not be read: it matches every change, with a label that says why.
+    fn unreadable(name: &str, condition: &str) -> ApprovalRule {
+        let name = excerpt(name, 80);
+        ApprovalRule {
+            label: format!(
+                "approval rule `{name}` could not be read (see the validation findings): approval is required until it is fixed"
+            ),
+            name,
+            condition: excerpt(condition, 80),
+            reason: String::new(),
+            expr: None,
+            per_change: false,
+        }
+    }
+
+    /// Reads one rule. A rule that does not load is reported in `out` and still returned, as a rule that
+    /// asks for approval of everything.
+    pub fn load(node: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) -> ApprovalRule {
         let Some(map) = node.as_map() else {
             out.push(super::type_error(sources, node, "an approval rule", "a mapping"));
-            return None;
+            return ApprovalRule::unreadable("rule", "");
         };
         let (name, condition, reason, at) = if let Some(cond) = map.get("condition") {
+            let name = map.get("name").and_then(Node::as_str).unwrap_or("rule").to_string();
             let Some(text) = cond.as_str().map(str::to_string).or_else(|| scalar_text(cond)) else {
                 out.push(super::type_error(sources, cond, "`condition`", "an expression string"));
-                return None;
+                return ApprovalRule::unreadable(&name, "");
             };
-            let name = map.get("name").and_then(Node::as_str).unwrap_or("rule").to_string();
             let reason = map
                 .get("reason")
                 .and_then(Node::as_str)
                 .map(str::to_string)
-                .unwrap_or_else(|| format!("condition `{text}` matched"));
+                .unwrap_or_else(|| format!("condition `{}` matched", excerpt(&text, 80)));
+            for (key, value) in [("name", &name), ("reason", &reason)] {
+                if value.chars().count() > MAX_RULE_TEXT_CHARS {
+                    let at = map.get(key).map_or(node.loc, |n| n.loc);
+                    out.push(Diagnostic::error(
+                        "policy.rule_too_long",
+                        place(sources, at),
+                        format!("approval rule `{}`: its {key} is longer than {MAX_RULE_TEXT_CHARS} characters; a plan shows it on every pull request, so keep it to a sentence", excerpt(&name, 80)),
+                    ));
+                    return ApprovalRule::unreadable(&name, &text);
+                }
+            }
             (name, text, reason, cond)
         } else {
             // Short form: exactly one aggregate key.
@@ -57,7 +108,7 @@ impl ApprovalRule {
                     "an approval rule",
                     "`{condition: …}` or e.g. `{resourcesRemoved: true}`",
                 ));
-                return None;
+                return ApprovalRule::unreadable("rule", "");
             };
             let key = entry.key.as_str();
             if !AGGREGATES.contains(&key) {
@@ -65,11 +116,12 @@ impl ApprovalRule {
                     "policy.condition_invalid",
                     place(sources, entry.key_loc),
                     format!(
-                        "unknown approval rule `{key}`; use one of {} or the `{{name, condition, reason}}` form",
+                        "unknown approval rule `{}`; use one of {} or the `{{name, condition, reason}}` form",
+                        excerpt(key, 80),
                         AGGREGATES.join(", ")
                     ),
                 ));
-                return None;
+                return ApprovalRule::unreadable(key, "");
             }
             let text = match (&entry.value.value, key) {
                 (Value::Bool(true), "breakingChanges") => "breakingChanges == true".to_string(),
@@ -85,38 +137,43 @@ impl ApprovalRule {
                         &format!("`{key}`"),
                         "true, a number or a comparison such as \"> 10\"",
                     ));
-                    return None;
+                    return ApprovalRule::unreadable(key, "");
                 }
             };
-            let reason = format!("approval rule `{key}: {}` matched", render_short(&entry.value));
+            let reason = format!("approval rule `{key}: {}` matched", excerpt(&render_short(&entry.value), 80));
             (key.to_string(), text, reason, &entry.value)
         };
         match compile(&condition) {
             Ok((expr, per_change)) => {
                 let label = if map.get("condition").is_some() { format!("{name}: {reason}") } else { reason.clone() };
-                Some(ApprovalRule { name, condition, reason, label, expr, per_change })
+                ApprovalRule { name, condition, reason, label, expr: Some(expr), per_change }
             }
             Err(message) => {
                 out.push(Diagnostic::error(
-                    "policy.condition_invalid",
+                    message.code(),
                     place(sources, at.loc),
-                    format!("approval rule `{name}`: condition `{condition}` does not parse: {message}"),
+                    format!(
+                        "approval rule `{}`: condition `{}` {message}",
+                        excerpt(&name, 80),
+                        excerpt(&condition, 80)
+                    ),
                 ));
-                None
+                ApprovalRule::unreadable(&name, &condition)
             }
         }
     }
 
     /// Whether this rule asks for approval of `changes`.
     pub fn matches(&self, changes: &ChangeSet) -> bool {
+        let Some(expr) = &self.expr else { return true };
         let mut ctx = aggregate_context(changes);
         if !self.per_change {
-            return self.expr.eval_boolean_with_context(&ctx).unwrap_or(true);
+            return expr.eval_boolean_with_context(&ctx).unwrap_or(true);
         }
         changes.changes.iter().any(|change| {
             set_change(&mut ctx, change);
             // A rule that fails at run time asks for approval rather than waving a change through.
-            self.expr.eval_boolean_with_context(&ctx).unwrap_or(true)
+            expr.eval_boolean_with_context(&ctx).unwrap_or(true)
         })
     }
 }
@@ -135,27 +192,149 @@ fn render_short(node: &Node) -> String {
     }
 }
 
+/// Why a condition was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConditionError {
+    TooLong { chars: usize },
+    TooDeep { depth: usize },
+    Invalid(String),
+}
+
+impl ConditionError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConditionError::TooLong { .. } => "policy.condition_too_long",
+            ConditionError::TooDeep { .. } => "policy.condition_too_deep",
+            ConditionError::Invalid(_) => "policy.condition_invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConditionError::TooLong { chars } => write!(
+                f,
+                "is {chars} characters long; a condition may have at most {MAX_CONDITION_CHARS}: split it into several rules"
+            ),
+            ConditionError::TooDeep { depth } => write!(
+                f,
+                "nests {depth} levels deep (parentheses and `!`/`-` prefixes together); a condition may nest at most {MAX_CONDITION_NESTING}: simplify it"
+            ),
+            ConditionError::Invalid(why) => write!(f, "does not parse: {why}"),
+        }
+    }
+}
+
+/// Length and nesting of a condition, measured by one flat pass (no recursion, linear time) so that
+/// no recursive code ever sees an expression beyond the limits. Nesting counts open parentheses plus
+/// the run of prefix operators before an operand (`!!!x`, `- -x`); string literals are skipped.
+pub fn check_bounds(text: &str) -> Result<(), ConditionError> {
+    // Four bytes per character at most: a text this many bytes long is too long whatever it holds.
+    if text.len() > MAX_CONDITION_CHARS * 4 {
+        return Err(ConditionError::TooLong { chars: text.chars().count() });
+    }
+    let chars = text.chars().count();
+    if chars > MAX_CONDITION_CHARS {
+        return Err(ConditionError::TooLong { chars });
+    }
+    let (mut parens, mut prefixes, mut deepest) = (0usize, 0usize, 0usize);
+    // Whether the next token starts an operand (so `-` there is a prefix, not a subtraction).
+    let mut expect_operand = true;
+    let mut it = text.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            c if c.is_whitespace() => continue,
+            '"' => {
+                // A string literal: skip to its closing quote (`\"` escapes one).
+                while let Some(s) = it.next() {
+                    match s {
+                        '\\' => {
+                            it.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+                prefixes = 0;
+                expect_operand = false;
+            }
+            '(' => {
+                parens += 1;
+                prefixes = 0;
+                expect_operand = true;
+            }
+            ')' => {
+                parens = parens.saturating_sub(1);
+                expect_operand = false;
+            }
+            '!' if it.peek() != Some(&'=') => {
+                prefixes += 1;
+                expect_operand = true;
+            }
+            '-' | '+' if expect_operand => prefixes += 1,
+            c if c.is_alphanumeric() || c == '_' || c == '.' => {
+                prefixes = 0;
+                expect_operand = false;
+            }
+            _ => {
+                // A binary operator (or a character evalexpr will refuse).
+                prefixes = 0;
+                expect_operand = true;
+            }
+        }
+        deepest = deepest.max(parens + prefixes);
+        if deepest > MAX_CONDITION_NESTING {
+            // Measure the whole text for the message (still one flat pass).
+            return Err(ConditionError::TooDeep { depth: nesting_of(text) });
+        }
+    }
+    Ok(())
+}
+
+/// The deepest parenthesis nesting plus prefix run of `text`, for the message of [`check_bounds`].
+fn nesting_of(text: &str) -> usize {
+    let (mut parens, mut prefixes, mut deepest) = (0usize, 0usize, 0usize);
+    for c in text.chars() {
+        match c {
+            '(' => {
+                parens += 1;
+                prefixes = 0;
+            }
+            ')' => parens = parens.saturating_sub(1),
+            '!' | '-' => prefixes += 1,
+            c if c.is_whitespace() => {}
+            _ => prefixes = 0,
+        }
+        deepest = deepest.max(parens + prefixes);
+    }
+    deepest
+}
+
 /// Parses and type-checks a condition against sample values, so a condition that could never evaluate
 /// (unknown variable, `"a" > 1`) is reported when the policy is loaded, not when a deployment waits.
-fn compile(text: &str) -> Result<(Expr<DefaultNumericTypes>, bool), String> {
-    let expr = evalexpr::build_operator_tree::<DefaultNumericTypes>(text).map_err(|e| e.to_string())?;
+fn compile(text: &str) -> Result<(Expr<DefaultNumericTypes>, bool), ConditionError> {
+    check_bounds(text)?;
+    let invalid = ConditionError::Invalid;
+    let expr = evalexpr::build_operator_tree::<DefaultNumericTypes>(text).map_err(|e| invalid(e.to_string()))?;
     let mut per_change = false;
     for var in expr.iter_variable_identifiers() {
         if PER_CHANGE.contains(&var) {
             per_change = true;
         } else if !AGGREGATES.contains(&var) {
-            return Err(format!(
-                "unknown variable `{var}` (known: {}, {})",
+            return Err(invalid(format!(
+                "unknown variable `{}` (known: {}, {})",
+                excerpt(var, 40),
                 AGGREGATES.join(", "),
                 PER_CHANGE.join(", ")
-            ));
+            )));
         }
     }
     let mut ctx = aggregate_context(&ChangeSet::default());
     ctx.set_value("type".into(), EV::from("layer")).expect("mutable context");
     ctx.set_value("action".into(), EV::from("modified")).expect("mutable context");
     ctx.set_value("id".into(), EV::from("x")).expect("mutable context");
-    expr.eval_boolean_with_context(&ctx).map_err(|e| format!("it does not evaluate to true or false: {e}"))?;
+    expr.eval_boolean_with_context(&ctx).map_err(|e| invalid(format!("it does not evaluate to true or false: {e}")))?;
     Ok((expr, per_change))
 }
 
@@ -173,4 +352,67 @@ fn set_change(ctx: &mut HashMapContext<DefaultNumericTypes>, change: &Change) {
     ctx.set_value("type".into(), EV::from(change.kind.as_str())).expect("mutable context");
     ctx.set_value("action".into(), EV::from(change.action.as_str())).expect("mutable context");
     ctx.set_value("id".into(), EV::from(change.id.as_str())).expect("mutable context");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bombs_are_refused_by_the_flat_scan() {
+        let parens = format!("{}resourcesAdded > 0{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert_eq!(check_bounds(&parens), Err(ConditionError::TooLong { chars: 200_018 }));
+        let bangs = format!("{}breakingChanges", "!".repeat(50_000));
+        assert_eq!(check_bounds(&bangs), Err(ConditionError::TooLong { chars: 50_015 }));
+        let deep = format!("{}resourcesAdded > 0{}", "(".repeat(300), ")".repeat(300));
+        assert_eq!(check_bounds(&deep), Err(ConditionError::TooDeep { depth: 300 }));
+        let prefixes = format!("{}breakingChanges", "!".repeat(40));
+        assert_eq!(check_bounds(&prefixes), Err(ConditionError::TooDeep { depth: 40 }));
+        let minus = format!("resourcesAdded > {}1", "- ".repeat(40));
+        assert!(matches!(check_bounds(&minus), Err(ConditionError::TooDeep { .. })));
+        // Subtraction is not a prefix; a parenthesis in a string is not nesting.
+        assert_eq!(check_bounds(&format!("resourcesAdded{}", " - 1".repeat(200))), Ok(()));
+        assert_eq!(check_bounds(&format!("id == \"{}\"", "(".repeat(500))), Ok(()));
+    }
+
+    /// The worst conditions the bounds let through parse and evaluate on a 256 KiB stack (a tokio worker
+    /// has 2 MiB): evalexpr's recursion stays far from an overflow whatever a policy holds.
+    #[test]
+    fn the_worst_accepted_conditions_run_on_a_small_stack() {
+        let n = MAX_CONDITION_NESTING;
+        let nested = format!("{}resourcesAdded > 0{}", "(".repeat(n), ")".repeat(n));
+        let negated = format!("{}breakingChanges", "!".repeat(n));
+        let mixed = format!("{}{}breakingChanges{}", "(!".repeat(n / 2), "", ")".repeat(n / 2));
+        let mut chain = String::from("resourcesAdded");
+        while chain.len() + 4 < MAX_CONDITION_CHARS - 4 {
+            chain.push_str(" + 1");
+        }
+        chain.push_str(" > 0");
+        let mut ands = String::from("true");
+        while ands.len() + 8 < MAX_CONDITION_CHARS {
+            ands.push_str(" && true");
+        }
+        let worst = [nested, negated, mixed, chain, ands];
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                for text in &worst {
+                    assert!(text.chars().count() <= MAX_CONDITION_CHARS, "{}", text.len());
+                    let (expr, _) = compile(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+                    let ctx = aggregate_context(&ChangeSet::default());
+                    expr.eval_boolean_with_context(&ctx).unwrap();
+                    drop(expr);
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_rule_asks_for_approval_of_everything() {
+        let rule = ApprovalRule::unreadable("broken", "(((");
+        assert!(rule.matches(&ChangeSet::default()));
+        assert!(rule.label.contains("could not be read"), "{}", rule.label);
+    }
 }

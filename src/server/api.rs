@@ -445,6 +445,9 @@ pub(crate) async fn detail(c: &Controller, id: &str) -> Result<serde_json::Value
     let transitions = c.store.audit(0, Some(id), 10_000).await?;
     let mut out = with_timing(c, &d).await?;
     out["plan"] = d.plan.clone();
+    if let Some(changes) = out["plan"].get_mut("changes") {
+        crate::diff::values::mask_stored_changes(changes);
+    }
     out["approvals"] = json!(approvals);
     out["transitions"] = json!(transitions);
     out["signed"] = json!(d.record.as_ref().map(|r| json!({ "record": r, "signature": d.signature })));

@@ -92,6 +92,20 @@ pub struct Job {
     pub payload: Vec<u8>,
     /// Including this one.
     pub attempts: i32,
+    /// How often the job was claimed again after its worker vanished mid-job (see [`QUARANTINE_AFTER`]).
+    pub takeovers: i32,
+}
+
+/// Takeovers after which a job is not run again: a job whose worker vanished this many times probably
+/// stops the process that runs it (a crash, an abort), and running it again would crash-loop the
+/// service. It is failed as quarantined instead.
+pub const QUARANTINE_AFTER: i32 = 2;
+
+impl Job {
+    /// Whether this claim should quarantine the job instead of running it.
+    pub fn quarantined(&self) -> bool {
+        self.takeovers >= QUARANTINE_AFTER
+    }
 }
 
 /// A job as monitoring sees it.
@@ -110,6 +124,7 @@ struct ClaimRow {
     id: i64,
     delivery_id: String,
     attempts: i32,
+    takeovers: i32,
     event: String,
     repository: Option<String>,
     payload: Vec<u8>,
@@ -124,6 +139,7 @@ impl From<ClaimRow> for Job {
             repository: r.repository,
             payload: r.payload,
             attempts: r.attempts,
+            takeovers: r.takeovers,
         }
     }
 }

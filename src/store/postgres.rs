@@ -78,9 +78,10 @@ impl Store for PgStore {
             "WITH next AS ( \
                SELECT id FROM jobs WHERE (state = 'queued' AND run_after <= $3) OR (state = 'running' AND locked_until < $3) \
                ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = jobs.attempts + 1, updated_at = $3 \
+             UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = jobs.attempts + 1, updated_at = $3, \
+               takeovers = jobs.takeovers + (CASE WHEN jobs.state = 'running' THEN 1 ELSE 0 END) \
              FROM next, deliveries d WHERE jobs.id = next.id AND d.id = jobs.delivery_id \
-             RETURNING jobs.id, jobs.delivery_id, jobs.attempts, d.event, d.repository, d.payload",
+             RETURNING jobs.id, jobs.delivery_id, jobs.attempts, jobs.takeovers, d.event, d.repository, d.payload",
         )
         .bind(worker)
         .bind(now + lease.as_millis() as i64)

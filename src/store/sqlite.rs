@@ -80,10 +80,11 @@ impl Store for SqliteStore {
     async fn claim_job(&self, worker: &str, lease: Duration, now: i64) -> Result<Option<Job>, StoreError> {
         // One UPDATE statement: SQLite serializes writers, so two claimers cannot take the same row.
         let row: Option<ClaimRow> = sqlx::query_as(
-            "UPDATE jobs SET state = 'running', locked_by = ?, locked_until = ?, attempts = attempts + 1, updated_at = ? \
+            "UPDATE jobs SET state = 'running', locked_by = ?, locked_until = ?, attempts = attempts + 1, updated_at = ?, \
+               takeovers = takeovers + (CASE WHEN state = 'running' THEN 1 ELSE 0 END) \
              WHERE id = (SELECT id FROM jobs WHERE (state = 'queued' AND run_after <= ?) OR (state = 'running' AND locked_until < ?) \
                          ORDER BY id LIMIT 1) \
-             RETURNING id, delivery_id, attempts, \
+             RETURNING id, delivery_id, attempts, takeovers, \
                (SELECT event FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS event, \
                (SELECT repository FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS repository, \
                (SELECT payload FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS payload",

@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use crate::config::dialect::place;
 use crate::config::layering::ENTITY_LISTS;
 use crate::config::node::{Node, Value};
+use crate::config::secrets::{connection_string_secret, is_connection_key, is_placeholder, is_secret_key};
 use crate::config::source::SourceMap;
 use crate::diagnostic::{Diagnostic, Severity};
 
@@ -310,32 +311,12 @@ pub fn layer_fields(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>)
     }
 }
 
-/// Words that mark a key as holding a secret, compared lowercase with `-` and `_` removed.
-const SECRET_WORDS: [&[u8]; 7] = [b"password", b"passwd", b"pwd", b"secret", b"token", b"apikey", b"privatekey"];
-
-/// Whether a key names a secret (`password`, `DB_PASSWORD`, `apiKey`, `private-key`, …). Runs on every
-/// key of large catalogues, so it normalizes into a stack buffer instead of allocating.
-fn is_secret_key(key: &str) -> bool {
-    let mut buf = [0u8; 64];
-    let mut n = 0;
-    for b in key.bytes().filter(|b| !matches!(b, b'-' | b'_')) {
-        if n == buf.len() {
-            break;
-        }
-        buf[n] = b.to_ascii_lowercase();
-        n += 1;
-    }
-    let norm = &buf[..n];
-    SECRET_WORDS.iter().any(|w| norm.windows(w.len()).any(|win| win == *w))
-}
-
 /// Passwords and secrets must be `${VAR}` placeholders: a literal would be committed to Git and shipped
 /// through the service. `severity` is an error in a repository, a warning for a lone file.
 pub fn literal_secrets(root: &Node, sources: &SourceMap, severity: Severity, out: &mut Vec<Diagnostic>) {
     walk_keys(root, "", &mut |_, key, node| {
         let Some(value) = node.as_str() else { return };
-        let is_connection = ["connectionString", "connection", "url"].iter().any(|k| key.eq_ignore_ascii_case(k));
-        let finding = if is_connection {
+        let finding = if is_connection_key(key) {
             connection_string_secret(value)
         } else if is_secret_key(key) && !value.is_empty() && !is_placeholder(value) {
             Some(format!("`{key}`"))
@@ -353,34 +334,6 @@ pub fn literal_secrets(root: &Node, sources: &SourceMap, severity: Severity, out
             ));
         }
     });
-}
-
-fn is_placeholder(value: &str) -> bool {
-    let v = value.trim();
-    v.starts_with("${") && v.ends_with('}') && v.len() > 3 && !v[2..v.len() - 1].contains(['{', '}'])
-}
-
-/// `Password=…;` pairs (ADO/Npgsql style) and `scheme://user:password@host` URLs.
-fn connection_string_secret(value: &str) -> Option<String> {
-    for pair in value.split(';') {
-        if let Some((k, v)) = pair.split_once('=') {
-            let k = k.trim().to_lowercase();
-            if matches!(k.as_str(), "password" | "pwd" | "passwd") && !v.trim().is_empty() && !is_placeholder(v) {
-                return Some(format!("the connection string's `{}=`", pair.split_once('=').map_or("", |p| p.0).trim()));
-            }
-        }
-    }
-    if let Some((_, rest)) = value.split_once("://") {
-        let authority = rest.split(['/', '?']).next().unwrap_or_default();
-        if let Some((userinfo, _)) = authority.rsplit_once('@') {
-            if let Some((_, password)) = userinfo.split_once(':') {
-                if !password.is_empty() && !is_placeholder(password) {
-                    return Some("the connection URL's password".into());
-                }
-            }
-        }
-    }
-    None
 }
 
 /// Visits every mapping entry in the tree with its JSON pointer.
@@ -422,29 +375,6 @@ fn walk<'a>(node: &'a Node, pointer: &mut String, visit: &mut dyn FnMut(&str, &s
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn placeholders_and_literals() {
-        assert!(is_placeholder("${DB_PASSWORD}"));
-        assert!(!is_placeholder("${}"));
-        assert!(!is_placeholder("secret"));
-        assert!(connection_string_secret("Host=x;Password=${DB_PASSWORD};SslMode=Require").is_none());
-        assert!(connection_string_secret("Host=x;Username=u;Password=secret").is_some());
-        assert!(connection_string_secret("Host=x;pwd=hunter2").is_some());
-        assert!(connection_string_secret("postgres://u:hunter2@db/x").is_some());
-        assert!(connection_string_secret("postgres://u:${PW}@db/x").is_none());
-        assert!(connection_string_secret("Data Source=/data/cache.db").is_none());
-    }
-
-    #[test]
-    fn secret_keys() {
-        for k in ["password", "DB_PASSWORD", "apiKey", "api_key", "private-key", "clientSecret", "pwd", "authToken"] {
-            assert!(is_secret_key(k), "{k}");
-        }
-        for k in ["passage", "id", "title", "tokenizer_mode_is_long_but_fine_x", "keywords"] {
-            assert_eq!(is_secret_key(k), k.starts_with("token"), "{k}");
-        }
-    }
 
     #[test]
     fn iso_instants() {

@@ -41,6 +41,8 @@ pub struct Comment {
     pub author_type: String,
     pub author: String,
     pub edits: u32,
+    /// The App whose installation wrote it (GitHub's `performed_via_github_app`), if any.
+    pub via_app: Option<u64>,
 }
 
 #[derive(Default)]
@@ -485,7 +487,19 @@ async fn list_commit_check_runs(
 }
 
 fn comment_json(c: &Comment) -> Value {
-    json!({"id": c.id, "body": c.body, "user": {"login": c.author, "type": c.author_type}})
+    let via = c.via_app.map(|id| json!({"id": id, "slug": APP_SLUG}));
+    json!({"id": c.id, "body": c.body, "user": {"login": c.author, "type": c.author_type}, "performed_via_github_app": via})
+}
+
+/// The App's slug: its bot user is `honua-gitops[bot]`.
+pub const APP_SLUG: &str = "honua-gitops";
+
+/// `GET /app`: the authenticated App (a JWT is required, as on GitHub).
+async fn get_app(headers: HeaderMap) -> Response {
+    if let Some(refused) = app_call_refused(&headers) {
+        return refused;
+    }
+    Json(json!({"id": APP_ID, "slug": APP_SLUG, "name": "Honua GitOps", "owner": {"login": "city"}})).into_response()
 }
 
 fn pull_json(s: &State_, repo: &str, n: u64, head: &str, base: &str) -> Value {
@@ -582,8 +596,9 @@ async fn create_comment(
         number: n,
         body: body["body"].as_str().unwrap_or_default().to_string(),
         author_type: "Bot".into(),
-        author: "honua-gitops[bot]".into(),
+        author: format!("{APP_SLUG}[bot]"),
         edits: 0,
+        via_app: Some(APP_ID),
     };
     let out = comment_json(&c);
     s.comments.insert(c.id, c);
@@ -656,6 +671,7 @@ impl FakeGithub {
             .route("/orgs/{org}/teams/{team}/memberships/{u}", get(get_membership))
             .route("/repos/{o}/{r}/issues/comments/{id}/reactions", post(create_reaction))
             .route("/app/installations", get(list_installations))
+            .route("/app", get(get_app))
             .route("/installation/repositories", get(installation_repositories))
             .route("/repos/{o}/{r}/issues/{n}/comments", get(list_comments).post(create_comment))
             .route("/repos/{o}/{r}/issues/comments/{id}", patch(edit_comment).delete(delete_comment))
@@ -713,6 +729,7 @@ impl FakeGithub {
             author_type: kind.into(),
             author: login.into(),
             edits: 0,
+            via_app: None,
         };
         s.comments.insert(id, comment);
         id
