@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of config loading + validation, webhook parsing and
-# comment-command parsing, each for a fixed budget. Exit status 1 when any target found a crash, a hang
-# (over 10 s on one input) or a memory blow-up (over 2 GB): the input is in fuzz/artifacts/<target>/;
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of config loading + validation, policy conditions,
+# webhook parsing and comment-command parsing, each for a fixed budget. The config and policy targets run
+# on a 256 KiB stack so recursion bombs overflow at sizes the fuzzer reaches (fuzz_targets/small_stack.rs).
+# Exit status 1 when any target found a crash (a stack overflow included), a hang (over 10 s on one
+# input) or a memory blow-up (over 2 GB): the input is in fuzz/artifacts/<target>/;
 # fix it and add a regression test. New inputs that reach new code are added to the corpus; it is
 # committed as fuzz/corpus/<target>.tar.gz (unpacked before a run, minimized and packed again after it).
 #
@@ -13,8 +15,8 @@ cd "$(dirname "$0")"
 budget="${1:-60}"
 minimize=false
 if [[ "$budget" == "--minimize" ]]; then minimize=true; budget=0; fi
-targets=(config webhook comment)
-declare -A max_len=([config]=262144 [webhook]=131072 [comment]=70000)
+targets=(config policy webhook comment)
+declare -A max_len=([config]=262144 [policy]=8192 [webhook]=131072 [comment]=70000)
 flags=(-s none --debug-assertions)
 
 # The committed corpus, packed: one archive per target, files in name order, no timestamps.
@@ -34,7 +36,8 @@ failed=()
 for t in "${targets[@]}"; do
   unpack "$t"
   echo "== $t: ${budget} s"
-  if ! cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" "seeds/$t" -- \
+  dict=(); [[ -f "$t.dict" ]] && dict=(-dict="$t.dict")
+  if ! cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" "seeds/$t" -- "${dict[@]}" \
       -max_total_time="$budget" -max_len="${max_len[$t]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; then
     failed+=("$t")
   fi

@@ -4,7 +4,7 @@
 # the tests, and comment commands with the quoting and Unicode tricks a reviewer could try.
 set -euo pipefail
 cd "$(dirname "$0")"
-rm -rf seeds && mkdir -p seeds/config seeds/webhook seeds/comment
+rm -rf seeds && mkdir -p seeds/config seeds/policy seeds/webhook seeds/comment
 python3 - <<'PY'
 import hashlib, hmac, json, pathlib
 
@@ -36,6 +36,14 @@ for sample in sorted((shared / "metadata").glob("*/*")):
 for scenario in sorted((shared / "gitops-sample/gitops-e2e-test/test-scenarios").glob("*.yaml")):
     write("config", f"scenario-{scenario.stem}", policy + b"\0\0" + scenario.read_bytes())
 
+conditions = [
+    "resourcesRemoved > 0", "(resourcesModified + resourcesAdded) > 10", "breakingChanges == true",
+    'type == "datasource"', 'action == "removed" && type == "layer"', "!breakingChanges", "resourcesAdded >= -1",
+    'id == "cadastre::parcels" || resourcesModified > 3', "((resourcesAdded > 0))", "- -resourcesAdded < 0",
+]
+for i, text in enumerate(conditions):
+    write("policy", f"{i:02}", text.encode())
+
 events = ["pull_request", "push", "issue_comment", "check_suite", "check_run", "installation",
           "installation_repositories", "ping", "pull_request_review"]
 for payload in sorted((root / "tests/fixtures/webhooks").glob("*.json")):
@@ -58,4 +66,4 @@ comments = [
 for i, text in enumerate(comments):
     write("comment", f"{i:02}", text.encode())
 PY
-echo "seeds: $(ls seeds/config | wc -l) config, $(ls seeds/webhook | wc -l) webhook, $(ls seeds/comment | wc -l) comment"
+echo "seeds: $(ls seeds/config | wc -l) config, $(ls seeds/policy | wc -l) policy, $(ls seeds/webhook | wc -l) webhook, $(ls seeds/comment | wc -l) comment"

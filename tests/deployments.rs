@@ -357,6 +357,41 @@ async fn plain_git_mode_polls_a_remote_without_any_app(store: Arc<dyn Store>) {
     wait_for_deployments(&store, "the new head's deployments", |all| all.iter().any(|d| d.commit == merged)).await;
 }
 
+/// Plain-Git mode with three remotes: one refuses connections, one accepts and never answers (a
+/// firewall that drops), one works. Each is polled on its own: the working one is deployed at once,
+/// without waiting for the Git timeout of the silent one, and the failures are counted per remote.
+async fn one_failing_remote_never_delays_another(store: Arc<dyn Store>) {
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let data = tempfile::tempdir().unwrap();
+    let good = format!("file://{}/city/gis-config.git", origin.git_root.display());
+    let refused = format!("http://127.0.0.1:{}/city/refused.git", common::free_port());
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/city/silent.git", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let signer = honua_gitops::controller::deployments::service_signer(store.as_ref()).await.unwrap();
+    let mut controller = Controller::new(store.clone(), None, signer, String::new(), data.path().join("m"), None);
+    let remote = |url: &str| DeploySource { repository: url.to_string(), url: url.to_string(), branch: "main".into() };
+    controller.repositories = vec![remote(&refused), remote(&silent_url), remote(&good)];
+    let controller = Arc::new(controller);
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(controller.clone().run_worker("w".into(), rx.clone()));
+    let _ = honua_gitops::server::metrics::handle();
+    tokio::spawn(controller.clone().run_poller(Duration::from_secs(1), rx));
+    let started = std::time::Instant::now();
+    let all = wait_for_deployments(&store, "deployments from the working remote", |all| all.len() == 3).await;
+    assert!(all.iter().all(|d| d.repository == good), "{all:?}");
+    assert!(started.elapsed() < Duration::from_secs(30), "waited {:?}: behind the silent remote", started.elapsed());
+    let metrics = honua_gitops::server::metrics::handle().render();
+    let failures = format!("honua_poll_failures_total{{target=\"git:{refused}#main\"}}");
+    assert!(metrics.contains(&failures), "{failures} missing from:\n{metrics}");
+    held.abort();
+}
+
 async fn a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr(store: Arc<dyn Store>) {
     let github = FakeGithub::start().await;
     let origin = Origin::new(&common::examples().join("honua-config"));
@@ -640,6 +675,7 @@ async fn agents_long_poll_their_desired_state_and_report_phases(store: Arc<dyn S
 }
 
 on_both_stores!(
+    one_failing_remote_never_delays_another,
     agents_long_poll_their_desired_state_and_report_phases,
     the_policy_notifies_approvals_required_and_completions_and_records_what_it_cannot_send,
     a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr,

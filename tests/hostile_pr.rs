@@ -324,7 +324,141 @@ async fn a_job_that_stopped_its_worker_twice_is_quarantined(store: Arc<dyn Store
     assert!(github.comments(REPO, 13).is_empty(), "nothing of the job ran: no plan comment");
 }
 
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = client.request(method, url).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// An admin reading an agent route used to register itself as an agent of that environment, so the
+/// real agent's `completed` left the deployment `applying`, waiting for the admin. Agent routes take
+/// agent tokens only; an agent naming a deployment of another environment is refused and audited.
+async fn agent_routes_take_only_agent_tokens_of_their_environment(store: Arc<dyn Store>) {
+    use reqwest::Method;
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let client = reqwest::Client::new();
+    let admin = common::api_token(&store, "root", honua_gitops::store::Role::Admin, None).await;
+    let dev = common::api_token(&store, "dev-agent", honua_gitops::store::Role::Agent, Some("development")).await;
+    service.deliver("push", "p-1", common::push_payload(&"0".repeat(40), &origin.main_sha(), "alice")).await;
+    let mut deployments = Vec::new();
+    for _ in 0..600 {
+        let all = honua_gitops::store::DeploymentFilter { limit: 100, ..Default::default() };
+        deployments = store.deployments(&all).await.unwrap();
+        if deployments.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let of = |env: &str| deployments.iter().find(|d| d.environment == env).unwrap().id.clone();
+    let (development, production) = (of("development"), of("production"));
+
+    let desired = format!("{}/api/v1/agent/desired?environment=development", service.url);
+    let (status, body) = call(&client, Method::GET, desired.clone(), &admin, None).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("agent routes take only agent tokens"), "{body}");
+    let (_, agents) = call(&client, Method::GET, format!("{}/api/v1/agents", service.url), &admin, None).await;
+    assert!(agents["agents"].as_array().unwrap().iter().all(|a| a["name"] != "root"), "{agents}");
+
+    // The real agent applies and completes: nobody else is waited for.
+    assert_eq!(call(&client, Method::GET, desired, &dev, None).await.0, 200);
+    let report = |id: &str, phase: &str| serde_json::json!({"deployment": id, "phase": phase});
+    let url = format!("{}/api/v1/agent/report", service.url);
+    for phase in ["applying", "completed"] {
+        let (status, body) = call(&client, Method::POST, url.clone(), &dev, Some(report(&development, phase))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(store.deployment(&development).await.unwrap().unwrap().state.as_str(), "completed");
+
+    // Another environment's deployment, in a report or a heartbeat: 403, audited.
+    let (status, _) = call(&client, Method::POST, url, &dev, Some(report(&production, "failed"))).await;
+    assert_eq!(status, 403);
+    let beat = serde_json::json!({"deployment": production, "health": "healthy", "version": "1", "sync": "synced"});
+    let (status, body) =
+        call(&client, Method::POST, format!("{}/api/v1/agent/heartbeat", service.url), &dev, Some(beat)).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = call(
+        &client,
+        Method::POST,
+        format!("{}/api/v1/agent/heartbeat", service.url),
+        &admin,
+        Some(serde_json::json!({"health": "healthy", "version": "1", "sync": "synced"})),
+    )
+    .await;
+    assert_eq!(status, 403, "an admin sends no heartbeats");
+    let refused: Vec<String> = store
+        .audit(0, None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action.starts_with("agent.") && e.action.ends_with(".forbidden"))
+        .map(|e| format!("{} {}", e.action, e.message))
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused[1].starts_with("agent.heartbeat.forbidden agent `dev-agent` of `development`"), "{refused:?}");
+    assert_eq!(store.deployment(&production).await.unwrap().unwrap().state.as_str(), "awaiting_approval");
+}
+
+/// Every client error of the API is JSON, the auth scheme is case-insensitive, and the pages carry the
+/// headers that keep them from being framed, sniffed or made to load anything else.
+async fn the_api_answers_every_client_error_in_json_and_pages_carry_security_headers(store: Arc<dyn Store>) {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let client = reqwest::Client::new();
+    let viewer = common::api_token(&store, "dash", honua_gitops::store::Role::Viewer, None).await;
+    let lower = client
+        .get(format!("{}/api/v1/deployments", service.url))
+        .header("authorization", format!("bearer {viewer}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), 200, "a lower-case scheme is the same scheme (RFC 7235)");
+    for (method, path, status, code) in [
+        ("GET", "/api/v1/deployments?limit=many", 400, "bad_request"),
+        ("GET", "/api/v1/audit?after=%ZZ", 400, "bad_request"),
+        ("DELETE", "/api/v1/deployments", 405, "method_not_allowed"),
+        ("GET", "/api/v1/nothing/here", 404, "not_found"),
+        ("POST", "/api/v1/deployments/x/approve", 403, "forbidden"),
+    ] {
+        let resp = client
+            .request(method.parse().unwrap(), format!("{}{path}", service.url))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"), "{method} {path}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"].as_str(), Some(code), "{method} {path}: {body}");
+        assert!(!body["message"].as_str().unwrap().is_empty(), "{body}");
+    }
+    for page in ["/login", "/", "/assets/honua.css"] {
+        let resp = client.get(format!("{}{page}", service.url)).send().await.unwrap();
+        let h = resp.headers();
+        assert_eq!(h["x-frame-options"], "DENY", "{page}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{page}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{page}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    }
+    let login = client.get(format!("{}/login", service.url)).send().await.unwrap().text().await.unwrap();
+    assert!(!login.contains("<style") && login.contains("/assets/honua.css"), "inline style breaks the policy");
+}
+
 on_both_stores!(
+    agent_routes_take_only_agent_tokens_of_their_environment,
+    the_api_answers_every_client_error_in_json_and_pages_carry_security_headers,
     hostile_titles_ids_and_field_names_stay_inert_in_the_plan,
     another_bots_comment_with_our_marker_is_left_alone,
     a_job_that_stopped_its_worker_twice_is_quarantined,

@@ -46,7 +46,9 @@ async fn thousands_of_stalled_connections_do_not_stop_a_webhook() {
 }
 
 /// `honua serve` closes a connection whose request headers do not arrive within the header-read timeout,
-/// while ordinary requests and long-lived event streams keep working through the same server loop.
+/// cuts off a request body that does not arrive whole within the body timeout, and closes a kept-alive
+/// connection left idle, while ordinary requests and long-lived event streams keep working through the
+/// same server loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_closes_a_connection_that_stalls_in_its_headers() {
     use tokio::io::AsyncReadExt;
@@ -72,6 +74,7 @@ async fn the_service_closes_a_connection_that_stalls_in_its_headers() {
         workers: 1,
         job_lease: Duration::from_secs(120),
         header_read_timeout: Duration::from_secs(1),
+        body_read_timeout: Duration::from_secs(2),
         poll_interval: Some(Duration::from_secs(1)),
     };
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
@@ -102,6 +105,47 @@ async fn the_service_closes_a_connection_that_stalls_in_its_headers() {
     // Past the header timeout the stream is still open: a read waits instead of finding it closed.
     let later = tokio::time::timeout(Duration::from_secs(3), events.chunk()).await;
     assert!(later.is_err(), "the event stream was closed: {later:?}");
+
+    // A body sent a byte every half second: cut off at the body timeout (2 s), counted from the end of
+    // the headers, not from the last byte; the answer says why.
+    let mut trickle = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    trickle
+        .write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: honua\r\nX-GitHub-Event: ping\r\nX-GitHub-Delivery: t-1\r\nContent-Length: 1000\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let cut = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if trickle.write_all(b"x").await.is_err() {
+                break;
+            }
+            let mut buf = [0u8; 1024];
+            match tokio::time::timeout(Duration::from_millis(500), trickle.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(cut.is_ok(), "a trickled body was still being read after 15 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("the request body did not arrive within 2s"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(1900), "cut off too early: {:?}", started.elapsed());
+
+    // A kept-alive connection left idle after its request is closed after the header timeout (1 s).
+    let mut idle = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: honua\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "the idle connection was not closed: {closed:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed too early: {:?}", started.elapsed());
+
     stop.send(true).unwrap();
     drop(events);
     running.finished().await.unwrap();

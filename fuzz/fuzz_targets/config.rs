@@ -1,8 +1,11 @@
 //! Config loading and validation: a repository of up to seven files (the input split at NUL bytes, in
 //! the order of `SLOTS`) is loaded, validated, layered per environment, checked against its policy and
-//! planned against the examples' repository. None of it may panic, hang or run away with memory, whatever
-//! a pull request puts in those files.
+//! planned against the examples' repository, on a small stack (see `small_stack.rs`). None of it may
+//! panic, overflow, hang or run away with memory, whatever a pull request puts in those files.
 #![no_main]
+
+#[path = "small_stack.rs"]
+mod small_stack;
 
 use std::sync::LazyLock;
 
@@ -39,14 +42,22 @@ fn repo(data: &[u8]) -> ConfigRepo {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let repo = repo(data);
-    let _ = honua_gitops::validate::validate_repo(&repo, None);
-    for env in repo.environments() {
-        if let Some(effective) = repo.effective(env) {
-            let _ = effective.metadata.to_json();
+    LazyLock::force(&BASE);
+    let data = data.to_vec();
+    small_stack::on_small_stack(move || {
+        let repo = repo(&data);
+        let _ = honua_gitops::validate::validate_repo(&repo, None);
+        for env in repo.environments() {
+            if let Some(effective) = repo.effective(env) {
+                let _ = effective.metadata.to_json();
+            }
         }
-    }
-    let _ = honua_gitops::policy::Policy::of(&repo);
-    let at = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap();
-    let _ = honua_gitops::plan::build(&BASE, &repo, None, at);
+        let _ = honua_gitops::policy::Policy::of(&repo);
+        let at = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap();
+        let set = honua_gitops::plan::build(&BASE, &repo, None, at);
+        // What the service stores must read back (serde_json refuses nesting past 128).
+        let json = honua_gitops::plan::render::plan_json(&set.plans);
+        serde_json::from_str::<serde_json::Value>(&json).expect("a plan reads back");
+        let _ = honua_gitops::plan::render::plan_markdown(&set.plans);
+    });
 });

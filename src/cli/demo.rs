@@ -294,6 +294,7 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
         workers: 1,
         job_lease: Duration::from_secs(120),
         header_read_timeout: Duration::from_secs(10),
+        body_read_timeout: Duration::from_secs(30),
         poll_interval: Some(Duration::from_secs(1)),
     };
     let service = crate::server::start(settings, async move {

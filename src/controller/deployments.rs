@@ -22,7 +22,7 @@ use crate::store::{
 
 /// Where a deployment branch lives: the repository's name in the service (`owner/name` on GitHub, the
 /// remote URL in plain-Git mode), its clone URL, and the branch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DeploySource {
     pub repository: String,
     pub url: String,

@@ -45,8 +45,49 @@ pub fn router(controller: Arc<Controller>) -> Router {
     let openapi = Arc::new(openapi);
     routes
         .route("/api/v1/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+        .route("/api/{*rest}", axum::routing::any(unknown_route))
+        .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(controller)
+}
+
+async fn unknown_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("there is no API route `{}`; GET /api/v1/openapi.json lists them", uri.path()),
+    )
+}
+
+/// Every client error of the API in the one JSON shape, `{"error": code, "message": sentence}`: axum's
+/// own rejections (a query string or path that does not parse, a body that cannot be read, a method the
+/// route does not take) answer in plain text, and scripts should not have to parse two shapes.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let (code, default) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this route does not take that method"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the body is over the API's 64 KiB limit"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send the body as application/json"),
+        StatusCode::REQUEST_TIMEOUT => ("body_timeout", "the request body did not arrive in time"),
+        _ => ("bad_request", "the request is malformed"),
+    };
+    let message = if text.is_empty() { default.to_string() } else { text };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    let body = json!({ "error": code, "message": message }).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 #[derive(utoipa::OpenApi)]
@@ -158,11 +199,11 @@ impl Caller {
 }
 
 impl Caller {
-    /// An agent token of `environment`, or an admin.
+    /// An agent token of `environment`. Nothing else: an admin reading the desired state would register
+    /// as one of the environment's agents, and completing a deployment would then wait for it.
     fn require_agent_of(&self, environment: &str) -> Result<(), ApiError> {
         let token = &self.0;
         match token.role {
-            Role::Admin => Ok(()),
             Role::Agent if token.environment.as_deref() == Some(environment) => Ok(()),
             Role::Agent => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -176,7 +217,19 @@ impl Caller {
             _ => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("token `{}` is not an agent token; create one with `honua token create --role agent --environment {environment}`", token.name),
+                format!("token `{}` is not an agent token; agent routes take only agent tokens: create one with `honua token create --role agent --environment {environment}`", token.name),
+            )),
+        }
+    }
+
+    /// The environment of an agent token; any other token is refused.
+    fn agent_environment(&self, what: &str) -> Result<String, ApiError> {
+        match (&self.0.role, &self.0.environment) {
+            (Role::Agent, Some(env)) => Ok(env.clone()),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("only an agent token {what}; token `{}` is not one", self.0.name),
             )),
         }
     }
@@ -188,7 +241,7 @@ impl FromRequestParts<Arc<Controller>> for Caller {
     async fn from_request_parts(parts: &mut Parts, controller: &Arc<Controller>) -> Result<Self, Self::Rejection> {
         let unauthorised = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
+        let Some(token) = header.and_then(bearer_token) else {
             return Err(unauthorised("send `Authorization: Bearer TOKEN`; create one with `honua token create`"));
         };
         if token.is_empty() || token.len() > 256 {
@@ -199,6 +252,12 @@ impl FromRequestParts<Arc<Controller>> for Caller {
             None => Err(unauthorised("the token is not valid (unknown or revoked)")),
         }
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header; the scheme is case-insensitive (RFC 7235).
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once([' ', '\t'])?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The public key agents pin to verify signed deployment records.
@@ -770,10 +829,7 @@ async fn agent_heartbeat(
     State(c): State<Arc<Controller>>,
     bytes: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let environment = match (&caller.0.role, &caller.0.environment) {
-        (Role::Agent, Some(env)) => env.clone(),
-        _ => return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an agent token sends heartbeats")),
-    };
+    let environment = caller.agent_environment("sends heartbeats")?;
     let mut b: HeartbeatBody = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
     // Bounded: a heartbeat is a status line, not a log.
@@ -781,9 +837,46 @@ async fn agent_heartbeat(
     for text in b.drifted.iter_mut().chain(b.restored.iter_mut()).chain(b.last_result.iter_mut()) {
         *text = text.chars().take(500).collect();
     }
+    if let Some(id) = &b.deployment {
+        refuse_other_environment(&c, &caller, &environment, id, "heartbeat").await?;
+    }
     let value = serde_json::to_value(&b).expect("heartbeats encode");
     c.agent_heartbeat(&caller.0.name, &environment, &value, chrono::Utc::now()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An agent naming a deployment of another environment (a misconfigured agent, or a stolen token
+/// probing) is refused with 403, and the attempt is audited.
+async fn refuse_other_environment(
+    c: &Controller,
+    caller: &Caller,
+    environment: &str,
+    deployment: &str,
+    what: &str,
+) -> Result<(), ApiError> {
+    let Some(d) = c.store.deployment(deployment).await? else { return Ok(()) };
+    if d.environment == environment {
+        return Ok(());
+    }
+    let message = format!(
+        "agent `{}` of `{environment}` sent a {what} naming {}, a deployment of `{}`; refused",
+        caller.0.name, d.id, d.environment
+    );
+    let entry = crate::store::NewAudit {
+        actor: caller.0.name.clone(),
+        action: format!("agent.{what}.forbidden"),
+        repository: Some(d.repository.clone()),
+        environment: Some(environment.to_string()),
+        deployment: Some(d.id.clone()),
+        message: message.clone(),
+    };
+    c.store.record_audit(&entry, crate::store::now_ms()).await?;
+    tracing::warn!(agent = %caller.0.name, environment, deployment = %d.id, "{message}");
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("{} deploys `{}`; this agent serves `{environment}`", d.id, d.environment),
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -810,10 +903,8 @@ async fn agent_report(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let b: ReportBody = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
-    let environment = match (&caller.0.role, &caller.0.environment) {
-        (Role::Agent, Some(env)) => env.clone(),
-        _ => return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an agent token reports deployments")),
-    };
+    let environment = caller.agent_environment("reports deployments")?;
+    refuse_other_environment(&c, &caller, &environment, &b.deployment, "report").await?;
     let d =
         c.agent_report(&caller.0.name, &environment, &b.deployment, &b.phase, &b.message, chrono::Utc::now()).await?;
     // An agent's report never waits for GitHub or the ledger.

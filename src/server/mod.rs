@@ -20,6 +20,7 @@ use settings::Settings;
 
 /// GitHub caps webhook payloads at 25 MB.
 pub mod api;
+pub mod http;
 pub mod metrics;
 pub mod pages;
 pub mod settings;
@@ -76,9 +77,16 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 async fn github_webhook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let _ = metrics::handle();
     let event_name = header(&headers, "x-github-event").unwrap_or("none").to_string();
-    let Ok(body) = to_bytes(body, MAX_WEBHOOK_BYTES).await else {
-        metrics::delivery(&event_name, "too_large");
-        return reply(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "webhook bodies are limited to 25 MB");
+    let body = match to_bytes(body, MAX_WEBHOOK_BYTES).await {
+        Ok(body) => body,
+        Err(e) if http::is_body_timeout(&e) => {
+            metrics::delivery(&event_name, "body_timeout");
+            return reply(StatusCode::REQUEST_TIMEOUT, "body_timeout", e.to_string());
+        }
+        Err(_) => {
+            metrics::delivery(&event_name, "too_large");
+            return reply(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "webhook bodies are limited to 25 MB");
+        }
     };
     let (Some(event), Some(delivery)) = (header(&headers, "x-github-event"), header(&headers, "x-github-delivery"))
     else {
@@ -239,57 +247,15 @@ pub async fn start(
     let state = AppState { store, webhook_secrets: Arc::new(settings.webhook_secrets), jobs_queued };
     let pages = pages::Pages { controller: controller.clone(), public: settings.public_pages };
     let app = router(state).merge(api::router(controller.clone())).merge(pages::router(pages));
-    let header_timeout = settings.header_read_timeout;
+    let timeouts = http::Timeouts { header: settings.header_read_timeout, body: settings.body_read_timeout };
     let task = tokio::spawn(async move {
-        serve_http(listener, app, header_timeout, shutdown).await?;
+        http::serve(listener, app, timeouts, shutdown).await?;
         tracing::info!("shutting down: finishing running jobs");
         let _ = stop_workers.send(true);
         while workers.join_next().await.is_some() {}
         Ok(())
     });
     Ok(Running { addr, controller, task })
-}
-
-/// Serves `app` like `axum::serve`, and bounds how long a client may take to send its request headers:
-/// a connection that stalls half-way (slow-loris) is closed after `header_timeout` instead of being held
-/// until the client gives up, so stalled clients cannot use up the process's descriptors.
-async fn serve_http(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    header_timeout: std::time::Duration,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of descriptors, typically: wait a little rather than spin.
-                    tracing::warn!(error = %e, "accepting a connection failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
-        let connection = graceful.watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection closed");
-            }
-        });
-    }
-    drop(listener);
-    // Requests in flight finish; long-polls and event streams get a few seconds, not forever.
-    if tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await.is_err() {
-        tracing::info!("closing the connections still open after 10 s");
-    }
-    Ok(())
 }
 
 pub(crate) async fn shutdown_signal() {

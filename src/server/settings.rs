@@ -57,9 +57,13 @@ pub struct ServeArgs {
     /// the request fails and its job is retried (default 30).
     #[arg(long, env = "HONUA_GITHUB_TIMEOUT")]
     pub github_timeout: Option<u64>,
-    /// Seconds a client has to send its request headers before the connection is closed (default 10).
+    /// Seconds a client has to send its request headers, and that a kept-alive connection may stay idle,
+    /// before the connection is closed (default 10).
     #[arg(long, env = "HONUA_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: Option<u64>,
+    /// Seconds a client has to send a whole request body, counted from the end of its headers (default 30).
+    #[arg(long, env = "HONUA_BODY_READ_TIMEOUT")]
+    pub body_read_timeout: Option<u64>,
     /// In GitHub mode, a rollback opens a revert pull request so Git matches what runs (default true).
     #[arg(long, env = "HONUA_ROLLBACK_REVERT_PULL_REQUEST")]
     pub rollback_revert_pull_request: Option<bool>,
@@ -89,6 +93,7 @@ impl ServeArgs {
             workers: self.workers.or(other.workers),
             job_lease: self.job_lease.or(other.job_lease),
             header_read_timeout: self.header_read_timeout.or(other.header_read_timeout),
+            body_read_timeout: self.body_read_timeout.or(other.body_read_timeout),
             github_timeout: self.github_timeout.or(other.github_timeout),
             poll_interval: self.poll_interval.or(other.poll_interval),
             repositories: self.repositories.or(other.repositories),
@@ -117,6 +122,7 @@ pub struct Settings {
     pub workers: usize,
     pub job_lease: std::time::Duration,
     pub header_read_timeout: std::time::Duration,
+    pub body_read_timeout: std::time::Duration,
     /// `None`: polling off.
     pub poll_interval: Option<std::time::Duration>,
 }
@@ -141,6 +147,8 @@ impl std::fmt::Debug for Settings {
             .field("data_dir", &self.data_dir)
             .field("workers", &self.workers)
             .field("poll_interval", &self.poll_interval)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
             .finish()
     }
 }
@@ -267,6 +275,7 @@ impl Settings {
             workers,
             job_lease: std::time::Duration::from_secs(a.job_lease.unwrap_or(120).max(5)),
             header_read_timeout: std::time::Duration::from_secs(a.header_read_timeout.unwrap_or(10).max(1)),
+            body_read_timeout: std::time::Duration::from_secs(a.body_read_timeout.unwrap_or(30).max(1)),
             poll_interval: match a.poll_interval.unwrap_or(60) {
                 0 => None,
                 secs => Some(std::time::Duration::from_secs(secs)),
