@@ -154,3 +154,61 @@ fn the_deepest_document_accepted_is_walked_on_a_small_stack() {
     let f = findings(nested_layer(MAX_DEPTH - 2).as_bytes());
     assert!(f.iter().any(|d| d.0 == "yaml.limit" && d.3.contains("nesting")), "{f:?}");
 }
+
+/// The examples' repository with production's database password, and an API key, committed by mistake.
+fn with_leaked_secrets() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config"), dir.path());
+    let ds = dir.path().join("environments/production/datasources.yaml");
+    let text = fs::read_to_string(&ds).unwrap().replace("Password=${DB_PASSWORD}", "Password=Tr0ub4dor&3");
+    fs::write(&ds, text + "    auth: {apiKey: sk-live-51HxQ}\n").unwrap();
+    dir
+}
+
+/// A literal secret is a validation finding that points at its line, and every command that would
+/// print the value shows a mask instead: diff, plan (text and the PR comment's Markdown), render.
+#[test]
+fn a_secret_committed_by_mistake_is_never_printed() {
+    let base = common::examples().join("honua-config");
+    let leaked = with_leaked_secrets();
+    let to = leaked.path().to_str().unwrap();
+    let from = base.to_str().unwrap();
+    let check = |args: &[&str]| {
+        let out = common::honua(args);
+        let all = format!("{}{}", common::stdout(&out), String::from_utf8_lossy(&out.stderr));
+        for secret in ["Tr0ub4dor", "sk-live-51HxQ"] {
+            assert!(!all.contains(secret), "`honua {}` printed {secret}:\n{all}", args.join(" "));
+        }
+        all
+    };
+    let validate = check(&["validate", "--path", to]);
+    assert!(validate.contains("datasources.yaml:11:") && validate.contains("secret.literal"), "{validate}");
+    let diff = check(&["diff", "--from-dir", from, "--to-dir", to, "--env", "production"]);
+    assert!(diff.contains("Password=•••• (8-15 chars, sha256:"), "{diff}");
+    check(&["diff", "--from-dir", from, "--to-dir", to, "--format", "json"]);
+    check(&["plan", "--from-dir", from, "--to-dir", to, "--format", "markdown"]);
+    check(&["plan", "--from-dir", from, "--to-dir", to]);
+    let render = check(&["render", "--path", to, "--env", "production"]);
+    assert!(render.contains("Password=••••"), "{render}");
+    // Asked for explicitly, render prints what the agent would write.
+    let shown = common::honua(&["render", "--path", to, "--env", "production", "--show-secrets"]);
+    assert!(common::stdout(&shown).contains("Tr0ub4dor&3"));
+}
+
+/// A directory where a metadata or policy file belongs is one located finding (exit 1), not a failure
+/// to read the whole repository (exit 2).
+#[test]
+fn a_directory_where_a_file_belongs_is_a_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config"), dir.path());
+    fs::remove_file(dir.path().join("environments/staging/metadata.yaml")).unwrap();
+    fs::create_dir(dir.path().join("environments/staging/metadata.yaml")).unwrap();
+    fs::remove_file(dir.path().join(".gitops/deployment-policy.yaml")).unwrap();
+    fs::create_dir(dir.path().join(".gitops/deployment-policy.yaml")).unwrap();
+    let out = common::honua(&["validate", "--path", dir.path().to_str().unwrap()]);
+    let text = common::stdout(&out);
+    assert_eq!(common::code(&out), 1, "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for path in ["environments/staging/metadata.yaml", ".gitops/deployment-policy.yaml"] {
+        assert!(text.contains(&format!("error[file.not_a_file]: `{path}` is a directory")), "{text}");
+    }
+}

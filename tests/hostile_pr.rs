@@ -456,7 +456,88 @@ async fn the_api_answers_every_client_error_in_json_and_pages_carry_security_hea
     assert!(!login.contains("<style") && login.contains("/assets/honua.css"), "inline style breaks the policy");
 }
 
+/// Production's password and an API key committed by mistake in a PR: the plan comment, the diff check,
+/// the API's deployment detail and the deployment page show masks, never the values.
+async fn secrets_committed_by_mistake_are_masked_in_comments_api_and_pages(store: Arc<dyn Store>) {
+    use honua_gitops::store::{DeploymentFilter, DeploymentState};
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let viewer = common::api_token(&store, "dash", honua_gitops::store::Role::Viewer, None).await;
+    service.deliver("push", "p-base", common::push_payload(&"0".repeat(40), &origin.main_sha(), "alice")).await;
+    // Production runs the base (approved and applied), so the merge's plan diffs the connection string.
+    let production_of = |commit: String| {
+        let store = store.clone();
+        async move {
+            let filter = DeploymentFilter { environment: Some("production".into()), limit: 5, ..Default::default() };
+            for _ in 0..600 {
+                let found = store.deployments(&filter).await.unwrap().into_iter().find(|d| d.commit == commit);
+                if let Some(d) = found {
+                    return d.id;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("no production deployment of {commit}");
+        }
+    };
+    let first = production_of(origin.main_sha()).await;
+    service.controller.approve(&first, "ops", "api", true, chrono::Utc::now()).await.unwrap();
+    for (from, to) in [
+        (DeploymentState::Approved, DeploymentState::Applying),
+        (DeploymentState::Applying, DeploymentState::Completed),
+    ] {
+        assert!(store.transition(&first, &[from], to, "agent", "test", now_ms()).await.unwrap());
+    }
+    let leaked = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config"), leaked.path());
+    let ds = leaked.path().join("environments/production/datasources.yaml");
+    let text = std::fs::read_to_string(&ds).unwrap().replace("Password=${DB_PASSWORD}", "Password=Tr0ub4dor&3");
+    std::fs::write(&ds, text + "    auth: {apiKey: sk-live-51HxQ}\n").unwrap();
+    let never_shown = |what: &str, text: &str| {
+        for secret in ["Tr0ub4dor", "sk-live-51HxQ"] {
+            assert!(!text.contains(secret), "{what} shows {secret}:\n{text}");
+        }
+        assert!(text.contains("••••"), "{what} does not show the mask:\n{text}");
+    };
+
+    let head = origin.push_pr(14, leaked.path());
+    service.pull_request("d-leak", "opened", 14, &head, &origin.main_sha()).await;
+    github.wait_for(WAIT, "checks and comment", |gh| completed(gh, &head) && gh.comments(REPO, 14).len() == 1).await;
+    never_shown("the plan comment", &github.comments(REPO, 14)[0].body);
+    let diff = github.check_runs(&head).into_iter().find(|r| r.name == "honua/diff").unwrap();
+    never_shown("the diff check", diff.summary.as_deref().unwrap());
+
+    let before = origin.main_sha();
+    let merged = origin.merge(leaked.path());
+    service.deliver("push", "p-leak", common::push_payload(&before, &merged, "alice")).await;
+    let id = production_of(merged).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let detail = client
+        .get(format!("{}/api/v1/deployments/{id}", service.url))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    never_shown("the API's deployment detail", &detail);
+    let login = client.post(format!("{}/login", service.url)).form(&[("token", viewer.as_str())]).send().await.unwrap();
+    let session = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = client
+        .get(format!("{}/deployments/{id}", service.url))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    never_shown("the deployment page", &page);
+}
+
 on_both_stores!(
+    secrets_committed_by_mistake_are_masked_in_comments_api_and_pages,
     agent_routes_take_only_agent_tokens_of_their_environment,
     the_api_answers_every_client_error_in_json_and_pages_carry_security_headers,
     hostile_titles_ids_and_field_names_stay_inert_in_the_plan,

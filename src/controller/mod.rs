@@ -489,7 +489,8 @@ impl Controller {
         loop {
             let (targets, _) = self.poll_targets().await;
             // An installation that failed to list keeps its task; one that is gone loses it.
-            let listed_installations = self.github.is_none() || targets.iter().any(|t| matches!(t, PollTarget::Installation(_)));
+            let listed_installations =
+                self.github.is_none() || targets.iter().any(|t| matches!(t, PollTarget::Installation(_)));
             tasks.retain(|target, task| {
                 let keep = !task.is_finished() && (targets.contains(target) || !listed_installations);
                 if !keep {
@@ -498,9 +499,9 @@ impl Controller {
                 keep
             });
             for target in targets {
-                if !tasks.contains_key(&target) {
-                    let task = tokio::spawn(self.clone().poll_forever(target.clone(), interval, shutdown.clone()));
-                    tasks.insert(target, task);
+                if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(target) {
+                    let target = slot.key().clone();
+                    slot.insert(tokio::spawn(self.clone().poll_forever(target, interval, shutdown.clone())));
                 }
             }
             if self.github.is_some() {
@@ -520,7 +521,12 @@ impl Controller {
 
     /// Polls one target every `interval` until `shutdown`; after a failure it waits longer each time
     /// (see [`poll_backoff`]), and says so once per failure with the target's name.
-    async fn poll_forever(self: Arc<Self>, target: PollTarget, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    async fn poll_forever(
+        self: Arc<Self>,
+        target: PollTarget,
+        interval: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut failures = 0u32;
         let label = target.to_string();
         loop {

@@ -21,8 +21,11 @@ use crate::diff::{Change, ChangeSet};
 /// resourcesAdded) > 10` is 41); the bound keeps evalexpr's parse (quadratic in prefix operators) and its
 /// recursion small.
 pub const MAX_CONDITION_CHARS: usize = 1_000;
-/// Deepest nesting accepted: parentheses plus a run of prefix operators (`!`, `-`) counted together.
+/// Deepest nesting accepted: parentheses plus a run of operators where an operand belongs (`!!x`, `- -x`).
 pub const MAX_CONDITION_NESTING: usize = 32;
+/// Most operators in one condition. Real ones have a handful; with this and the nesting limit the
+/// expression tree evalexpr builds and walks stays under a hundred levels.
+pub const MAX_CONDITION_OPERATORS: usize = 64;
 /// Longest rule name and reason shown in a plan.
 pub const MAX_RULE_TEXT_CHARS: usize = 1_000;
 
@@ -197,6 +200,7 @@ fn render_short(node: &Node) -> String {
 pub enum ConditionError {
     TooLong { chars: usize },
     TooDeep { depth: usize },
+    TooComplex { operators: usize },
     Invalid(String),
 }
 
@@ -205,6 +209,7 @@ impl ConditionError {
         match self {
             ConditionError::TooLong { .. } => "policy.condition_too_long",
             ConditionError::TooDeep { .. } => "policy.condition_too_deep",
+            ConditionError::TooComplex { .. } => "policy.condition_too_complex",
             ConditionError::Invalid(_) => "policy.condition_invalid",
         }
     }
@@ -219,16 +224,31 @@ impl std::fmt::Display for ConditionError {
             ),
             ConditionError::TooDeep { depth } => write!(
                 f,
-                "nests {depth} levels deep (parentheses and `!`/`-` prefixes together); a condition may nest at most {MAX_CONDITION_NESTING}: simplify it"
+                "nests {depth} levels deep (parentheses and operators such as `!` or `-` where an operand belongs); a condition may nest at most {MAX_CONDITION_NESTING}: simplify it"
+            ),
+            ConditionError::TooComplex { operators } => write!(
+                f,
+                "has {operators} operators; a condition may have at most {MAX_CONDITION_OPERATORS}: split it into several rules"
             ),
             ConditionError::Invalid(why) => write!(f, "does not parse: {why}"),
         }
     }
 }
 
-/// Length and nesting of a condition, measured by one flat pass (no recursion, linear time) so that
-/// no recursive code ever sees an expression beyond the limits. Nesting counts open parentheses plus
-/// the run of prefix operators before an operand (`!!!x`, `- -x`); string literals are skipped.
+/// Whether `a` and `b` form one of evalexpr's two-character operators.
+fn two_char_operator(a: char, b: char) -> bool {
+    matches!(
+        (a, b),
+        ('&', '&') | ('|', '|') | ('=', '=') | ('!', '=') | ('<', '=') | ('>', '=') | ('+', '=') | ('-', '=')
+    ) || matches!((a, b), ('*', '=') | ('/', '=') | ('%', '=') | ('^', '='))
+}
+
+/// Length, nesting and operators of a condition, measured by one flat pass (no recursion, linear time)
+/// so that no recursive code ever sees an expression beyond the limits. Nesting counts open parentheses
+/// plus the run of operators met where an operand belongs (prefixes such as `!!!x` and `- -x`, and
+/// operand-less ones such as `<<<<`, which evalexpr's tree builder nests); every operator counts towards
+/// [`MAX_CONDITION_OPERATORS`], so the tree stays shallow whatever evalexpr's algorithm. String literals
+/// are skipped.
 pub fn check_bounds(text: &str) -> Result<(), ConditionError> {
     // Four bytes per character at most: a text this many bytes long is too long whatever it holds.
     if text.len() > MAX_CONDITION_CHARS * 4 {
@@ -238,8 +258,8 @@ pub fn check_bounds(text: &str) -> Result<(), ConditionError> {
     if chars > MAX_CONDITION_CHARS {
         return Err(ConditionError::TooLong { chars });
     }
-    let (mut parens, mut prefixes, mut deepest) = (0usize, 0usize, 0usize);
-    // Whether the next token starts an operand (so `-` there is a prefix, not a subtraction).
+    let (mut parens, mut run, mut deepest, mut operators) = (0usize, 0usize, 0usize, 0usize);
+    // Whether the next token takes an operand's place (an operator there nests one level deeper).
     let mut expect_operand = true;
     let mut it = text.chars().peekable();
     while let Some(c) = it.next() {
@@ -256,59 +276,41 @@ pub fn check_bounds(text: &str) -> Result<(), ConditionError> {
                         _ => {}
                     }
                 }
-                prefixes = 0;
+                run = 0;
                 expect_operand = false;
             }
             '(' => {
                 parens += 1;
-                prefixes = 0;
+                run = 0;
                 expect_operand = true;
             }
             ')' => {
                 parens = parens.saturating_sub(1);
                 expect_operand = false;
             }
-            '!' if it.peek() != Some(&'=') => {
-                prefixes += 1;
-                expect_operand = true;
-            }
-            '-' | '+' if expect_operand => prefixes += 1,
-            c if c.is_alphanumeric() || c == '_' || c == '.' => {
-                prefixes = 0;
+            c if c.is_alphanumeric() || matches!(c, '_' | '.' | ':') => {
+                while it.next_if(|n| n.is_alphanumeric() || matches!(n, '_' | '.' | ':')).is_some() {}
+                run = 0;
                 expect_operand = false;
             }
-            _ => {
-                // A binary operator (or a character evalexpr will refuse).
-                prefixes = 0;
+            c => {
+                if it.peek().is_some_and(|&n| two_char_operator(c, n)) {
+                    it.next();
+                }
+                operators += 1;
+                run = if expect_operand { run + 1 } else { 0 };
                 expect_operand = true;
             }
         }
-        deepest = deepest.max(parens + prefixes);
-        if deepest > MAX_CONDITION_NESTING {
-            // Measure the whole text for the message (still one flat pass).
-            return Err(ConditionError::TooDeep { depth: nesting_of(text) });
-        }
+        deepest = deepest.max(parens + run);
+    }
+    if deepest > MAX_CONDITION_NESTING {
+        return Err(ConditionError::TooDeep { depth: deepest });
+    }
+    if operators > MAX_CONDITION_OPERATORS {
+        return Err(ConditionError::TooComplex { operators });
     }
     Ok(())
-}
-
-/// The deepest parenthesis nesting plus prefix run of `text`, for the message of [`check_bounds`].
-fn nesting_of(text: &str) -> usize {
-    let (mut parens, mut prefixes, mut deepest) = (0usize, 0usize, 0usize);
-    for c in text.chars() {
-        match c {
-            '(' => {
-                parens += 1;
-                prefixes = 0;
-            }
-            ')' => parens = parens.saturating_sub(1),
-            '!' | '-' => prefixes += 1,
-            c if c.is_whitespace() => {}
-            _ => prefixes = 0,
-        }
-        deepest = deepest.max(parens + prefixes);
-    }
-    deepest
 }
 
 /// Parses and type-checks a condition against sample values, so a condition that could never evaluate
@@ -370,38 +372,41 @@ mod tests {
         assert_eq!(check_bounds(&prefixes), Err(ConditionError::TooDeep { depth: 40 }));
         let minus = format!("resourcesAdded > {}1", "- ".repeat(40));
         assert!(matches!(check_bounds(&minus), Err(ConditionError::TooDeep { .. })));
-        // Subtraction is not a prefix; a parenthesis in a string is not nesting.
-        assert_eq!(check_bounds(&format!("resourcesAdded{}", " - 1".repeat(200))), Ok(()));
+        // The fuzzer's find on the old code: operand-less operators, which evalexpr nests.
+        assert_eq!(check_bounds(&"<".repeat(1_778)), Err(ConditionError::TooLong { chars: 1_778 }));
+        assert_eq!(check_bounds(&"<".repeat(100)), Err(ConditionError::TooDeep { depth: 100 }));
+        let sum = format!("resourcesAdded{} > 0", " + 1".repeat(100));
+        assert_eq!(check_bounds(&sum), Err(ConditionError::TooComplex { operators: 101 }));
+        // Subtraction is not a prefix, `<=` is one operator, a parenthesis in a string is not nesting.
+        assert_eq!(check_bounds(&format!("resourcesAdded{} <= 3", " - 1".repeat(60))), Ok(()));
         assert_eq!(check_bounds(&format!("id == \"{}\"", "(".repeat(500))), Ok(()));
+        assert_eq!(check_bounds("(resourcesModified + resourcesAdded) > 10 && !breakingChanges"), Ok(()));
     }
 
     /// The worst conditions the bounds let through parse and evaluate on a 256 KiB stack (a tokio worker
-    /// has 2 MiB): evalexpr's recursion stays far from an overflow whatever a policy holds.
+    /// has 2 MiB): evalexpr's recursion stays far from an overflow whatever a policy holds. Each is at
+    /// one of the limits; the fuzzer found the operand-less `<` run.
     #[test]
     fn the_worst_accepted_conditions_run_on_a_small_stack() {
-        let n = MAX_CONDITION_NESTING;
-        let nested = format!("{}resourcesAdded > 0{}", "(".repeat(n), ")".repeat(n));
+        let (n, ops) = (MAX_CONDITION_NESTING, MAX_CONDITION_OPERATORS);
+        let nested = format!("{}resourcesAdded > 0{}", "(".repeat(n - 1), ")".repeat(n - 1));
         let negated = format!("{}breakingChanges", "!".repeat(n));
-        let mixed = format!("{}{}breakingChanges{}", "(!".repeat(n / 2), "", ")".repeat(n / 2));
-        let mut chain = String::from("resourcesAdded");
-        while chain.len() + 4 < MAX_CONDITION_CHARS - 4 {
-            chain.push_str(" + 1");
-        }
-        chain.push_str(" > 0");
-        let mut ands = String::from("true");
-        while ands.len() + 8 < MAX_CONDITION_CHARS {
-            ands.push_str(" && true");
-        }
-        let worst = [nested, negated, mixed, chain, ands];
+        let mixed = format!("{}breakingChanges{}", "(!".repeat(n / 2), ")".repeat(n / 2));
+        let sum = format!("resourcesAdded{} > 0", " + 1".repeat(ops - 1));
+        let ands = format!("true{}", " && true".repeat(ops));
+        let lesser = "<".repeat(n);
+        let powers = format!("(1{}) > 0", "^1".repeat(ops - 1));
+        let deep_sum = format!("{}1{} > 0", "(".repeat(n - 1), " + 1)".repeat(n - 1));
+        let worst = [nested, negated, mixed, sum, ands, lesser, powers, deep_sum];
         std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {
                 for text in &worst {
-                    assert!(text.chars().count() <= MAX_CONDITION_CHARS, "{}", text.len());
-                    let (expr, _) = compile(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-                    let ctx = aggregate_context(&ChangeSet::default());
-                    expr.eval_boolean_with_context(&ctx).unwrap();
-                    drop(expr);
+                    assert_eq!(check_bounds(text), Ok(()), "{text}");
+                    if let Ok((expr, _)) = compile(text) {
+                        let ctx = aggregate_context(&ChangeSet::default());
+                        let _ = expr.eval_boolean_with_context(&ctx);
+                    }
                 }
             })
             .unwrap()

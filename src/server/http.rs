@@ -106,11 +106,9 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let body_limit = timeouts.body;
-        let app = app
-            .clone()
-            .map_request(move |r: axum::http::Request<hyper::body::Incoming>| {
-                r.map(|b| axum::body::Body::new(DeadlineBody::new(b, body_limit)))
-            });
+        let app = app.clone().map_request(move |r: axum::http::Request<hyper::body::Incoming>| {
+            r.map(|b| axum::body::Body::new(DeadlineBody::new(b, body_limit)))
+        });
         let service = hyper_util::service::TowerToHyperService::new(app);
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeouts.header);

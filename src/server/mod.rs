@@ -1,6 +1,7 @@
-//! The service's HTTP edge (axum). This slice holds the webhook ingest and the health routes:
-//! `POST /webhooks/github` verifies, parses at the edge and records the delivery durably before
-//! answering 202; the work happens later, in a worker that claims the queued job.
+//! The service's HTTP edge (axum): the webhook ingest and the health routes here, the API in `api`, the
+//! pages in `pages`, the server loop and its timeouts in `http`. `POST /webhooks/github` verifies, parses
+//! at the edge and records the delivery durably before answering 202; the work happens later, in a
+//! worker that claims the queued job.
 
 use std::sync::Arc;
 

@@ -6,8 +6,29 @@ use std::fmt::Write;
 use crate::config::source::SourceMap;
 use crate::diagnostic::Diagnostic;
 
+/// The code of the finding that marks a literal secret; its position is where the secret starts.
+const SECRET_LITERAL: &str = "secret.literal";
+
+/// A source line as the report shows it: a literal secret on it (found by the `secret.literal` rule at
+/// one of `secret_columns`) is masked, so CI logs never carry it.
+fn masked_line(line: &str, secret_columns: &[u32]) -> String {
+    let masked = crate::config::secrets::mask_connection(line);
+    if masked != line {
+        return masked;
+    }
+    match secret_columns.iter().min() {
+        Some(&column) => {
+            let keep: String = line.chars().take(column.saturating_sub(1) as usize).collect();
+            format!("{keep}•••• (hidden)")
+        }
+        None => line.to_string(),
+    }
+}
+
 /// `file:line:col: error[code]: message`, the source line and a caret under the column.
 pub fn text(diagnostics: &[Diagnostic], sources: &SourceMap, prefix: &str) -> String {
+    let secrets: Vec<(&str, u32, u32)> =
+        diagnostics.iter().filter(|d| d.code == SECRET_LITERAL).map(|d| (d.file.as_str(), d.line, d.column)).collect();
     let mut out = String::new();
     for d in diagnostics {
         let file = display_path(prefix, &d.file);
@@ -18,7 +39,9 @@ pub fn text(diagnostics: &[Diagnostic], sources: &SourceMap, prefix: &str) -> St
         let _ = writeln!(out, "{file}:{}:{}: {}[{}]: {}", d.line, d.column, d.severity, d.code, d.message);
         if let Some(line) = sources.line(&d.file, d.line) {
             let gutter = d.line.to_string().len();
-            let shown: String = line.chars().take(160).collect();
+            let columns: Vec<u32> =
+                secrets.iter().filter(|(f, l, _)| *f == d.file && *l == d.line).map(|(_, _, c)| *c).collect();
+            let shown: String = masked_line(line, &columns).chars().take(160).collect();
             let _ = writeln!(out, "{:>gutter$} |", "");
             let _ = writeln!(out, "{} | {}", d.line, shown);
             // Tabs are kept so the caret lines up however the terminal renders them.
