@@ -83,6 +83,21 @@ breaking!(service_datasource_changed, "service.datasource_changed", |v| v["servi
 breaking!(service_disabled, "service.disabled", |v| v["services"][0]["enabled"] = json!(false));
 breaking!(service_collections_disabled, "service.collections_disabled", |v| v["services"][0]["ogc"]
     ["collectionsEnabled"] = json!(false));
+breaking!(service_ogc_block_removed, "service.collections_disabled", |v| {
+    v["services"][0].as_object_mut().unwrap().remove("ogc");
+});
+
+/// With an `ogc` block Honua's `collectionsEnabled` defaults to true: writing the default out, or
+/// leaving it out, changes nothing for clients.
+#[test]
+fn collections_enabled_defaults_to_true_with_an_ogc_block() {
+    let cs = changes(|v| v["services"][0]["ogc"] = json!({"wfsEnabled": true}));
+    assert!(codes(&cs).is_empty(), "{:#?}", cs.changes);
+    // A service without the block publishes no collections: adding one is not breaking either.
+    let cs = changes(|v| v["services"][1]["ogc"] = json!({}));
+    assert!(codes(&cs).is_empty(), "{:#?}", cs.changes);
+}
+
 breaking!(layer_removed, "layer.removed", |v| remove_by_id(&mut v["layers"], "b"));
 breaking!(layer_service_changed, "layer.service_changed", |v| layer(v, 1)["serviceId"] = json!("s2"));
 breaking!(layer_geometry_type_changed, "layer.geometry_type_changed", |v| layer(v, 0)["geometryType"] =
@@ -112,17 +127,30 @@ breaking!(folder_removed_while_referenced, "folder.removed", |v| remove_by_id(&m
 
 #[test]
 fn layer_reordered_flags_every_shifted_esri_index() {
-    let cs = changes(|v| v["layers"].as_array_mut().unwrap().swap(0, 1));
+    // Honua sorts a service's layers by `catalog.ordering`, then title: a retitle that sorts "Layer A"
+    // after "Layer B" moves both.
+    let cs = changes(|v| layer(v, 0)["title"] = json!("Zoned layer A"));
     assert_eq!(codes(&cs), ["layer.reordered"]);
     assert_eq!(cs.summary.breaking, 2, "both layers moved: {:#?}", cs.changes);
+    // So does an ordering that puts B first.
+    let cs = changes(|v| layer(v, 1)["catalog"] = json!({"ordering": 1}));
+    assert_eq!((codes(&cs), cs.summary.breaking), (vec!["layer.reordered"], 2), "{:#?}", cs.changes);
+}
+
+#[test]
+fn reordering_the_file_alone_shifts_no_esri_index() {
+    let cs = changes(|v| v["layers"].as_array_mut().unwrap().swap(0, 1));
+    assert!(codes(&cs).is_empty(), "{:#?}", cs.changes);
 }
 
 #[test]
 fn inserting_a_layer_before_others_shifts_their_index() {
+    // Its title sorts first: wherever it is written, A and B move up one index.
     let cs = changes(|v| {
         let mut new = v["layers"][0].clone();
         new["id"] = json!("first");
-        v["layers"].as_array_mut().unwrap().insert(0, new);
+        new["title"] = json!("Aardvarks");
+        v["layers"].as_array_mut().unwrap().push(new);
     });
     assert_eq!(codes(&cs), ["layer.reordered"]);
     assert_eq!(cs.summary, honua_gitops::diff::Summary { added: 1, modified: 2, removed: 0, breaking: 2 });
@@ -131,7 +159,8 @@ fn inserting_a_layer_before_others_shifts_their_index() {
 #[test]
 fn non_breaking_changes_yield_no_breaking_code() {
     let cs = changes(|v| {
-        layer(v, 0)["title"] = json!("New title");
+        // Still sorts before "Layer B": no Esri index moves.
+        layer(v, 0)["title"] = json!("Layer A (renamed)");
         layer(v, 0)["description"] = json!("Described");
         layer(v, 0)["keywords"] = json!(["k"]);
         layer(v, 0)["caching"]["ttl"] = json!(7200);

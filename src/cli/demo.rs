@@ -64,6 +64,7 @@ const EXAMPLE: &[(&str, &str)] = &[
 const BIKE_LANES: &str = "  - id: bike_lanes
     serviceId: transportation
     title: Bike Lanes
+    catalog: {ordering: 5}
     geometryType: LineString
     idField: lane_id
     displayField: street_name

@@ -6,6 +6,7 @@ pub mod layering;
 pub mod node;
 pub mod resource;
 pub mod secrets;
+pub mod served;
 pub mod source;
 #[doc(hidden)]
 pub mod synthetic;

@@ -61,8 +61,9 @@ pub struct Resource<'a> {
     /// The id as written (matching is case-insensitive, see [`Resource::key`]).
     pub id: String,
     pub node: &'a Node,
-    /// For a layer: its position among its service's layers, which is its Esri FeatureServer index.
-    pub index: usize,
+    /// For a layer of an enabled service: its Esri FeatureServer index, as Honua computes it (see
+    /// [`super::served::esri_indexes`]).
+    pub index: Option<usize>,
 }
 
 impl Resource<'_> {
@@ -92,31 +93,29 @@ pub fn resources(cfg: &EffectiveConfig) -> Vec<Resource<'_>> {
     let Some(map) = cfg.metadata.as_map() else {
         return out;
     };
-    let mut per_service: std::collections::HashMap<String, usize> = Default::default();
+    let esri = super::served::esri_indexes(&cfg.metadata);
     for (key, value) in map.iter() {
         if key == "catalog" {
-            out.push(Resource { kind: ResourceKind::Catalog, id: "catalog".into(), node: value, index: 0 });
+            out.push(Resource { kind: ResourceKind::Catalog, id: "catalog".into(), node: value, index: None });
         } else if let Some(kind) = ResourceKind::of_list(key) {
-            for (i, item) in value.as_seq().unwrap_or_default().iter().enumerate() {
+            for item in value.as_seq().unwrap_or_default() {
                 let Some(id) = item.get_str("id") else {
                     continue;
                 };
-                let index = if kind == ResourceKind::Layer {
-                    let service = item.get_str("serviceId").unwrap_or_default().to_lowercase();
-                    let slot = per_service.entry(service).or_default();
-                    *slot += 1;
-                    *slot - 1
-                } else {
-                    i
-                };
+                let index = (kind == ResourceKind::Layer)
+                    .then(|| {
+                        let service = item.get_str("serviceId").unwrap_or_default().to_lowercase();
+                        esri.get(&(service, id.to_lowercase())).copied()
+                    })
+                    .flatten();
                 out.push(Resource { kind, id: id.to_string(), node: item, index });
             }
         } else {
-            out.push(Resource { kind: ResourceKind::Config, id: format!("metadata.{key}"), node: value, index: 0 });
+            out.push(Resource { kind: ResourceKind::Config, id: format!("metadata.{key}"), node: value, index: None });
         }
     }
     if let Some(config) = &cfg.config {
-        out.push(Resource { kind: ResourceKind::Config, id: "config.yaml".into(), node: config, index: 0 });
+        out.push(Resource { kind: ResourceKind::Config, id: "config.yaml".into(), node: config, index: None });
     }
     out
 }

@@ -133,8 +133,10 @@ fn service(old: &Resource, new: &Resource) -> Vec<Breaking> {
     if enabled(o) && !enabled(n) {
         out.push(b("service.disabled", format!("service `{id}` is disabled: all its endpoints stop answering")));
     }
-    let collections =
-        |node: &Node| node.get_path(&["ogc", "collectionsEnabled"]).and_then(Node::as_bool).unwrap_or(false);
+    // Honua lists collections for a service with an `ogc` block whose `collectionsEnabled` is not false.
+    let collections = |node: &Node| {
+        node.get("ogc").is_some_and(|ogc| ogc.get("collectionsEnabled").and_then(Node::as_bool).unwrap_or(true))
+    };
     if collections(o) && !collections(n) {
         out.push(b(
             "service.collections_disabled",
@@ -157,14 +159,17 @@ fn layer(old: &Resource, new: &Resource) -> Vec<Breaking> {
                 show(new.service_id())
             ),
         ));
-    } else if old.index != new.index {
-        out.push(b(
-            "layer.reordered",
-            format!(
-                "layer `{id}` moves from Esri index {} to {}: FeatureServer clients address layers by index",
-                old.index, new.index
-            ),
-        ));
+    } else if let (Some(from), Some(to)) = (old.index, new.index) {
+        // Honua's index: position after sorting by `catalog.ordering`, then title. A layer added, removed
+        // or retitled can shift others; reordering the file alone shifts nothing.
+        if from != to {
+            out.push(b(
+                "layer.reordered",
+                format!(
+                    "layer `{id}` moves from Esri index {from} to {to}: FeatureServer clients address layers by index (sorted by `catalog.ordering`, then title; pin it with `catalog.ordering`)"
+                ),
+            ));
+        }
     }
     let subject = format!("layer `{id}`");
     let mut text_change = |path: &[&str], code: &'static str, what: &str, consequence: &str| {
