@@ -167,7 +167,7 @@ async fn a_reload_error_or_a_server_that_never_turns_ready_rolls_back() {
     push(&s, &merged, &newer, "g-3").await;
     s.honua.state.lock().unwrap().fail_reloads = true;
     let PollOutcome::RolledBack { cause, .. } = agent.poll_once(0).await.unwrap() else { panic!("not rolled back") };
-    assert!(cause.starts_with("reload answered HTTP 500"), "{cause}");
+    assert!(cause.starts_with("Honua refused the new metadata (HTTP 500"), "{cause}");
     assert!(cause.contains("restoring the previous release failed too"), "{cause}");
     assert_eq!(std::fs::read_link(s.config.target_dir.join("current")).unwrap(), good_release);
 
@@ -237,9 +237,9 @@ fn agent_command(config: &AgentConfig, args: &[&str]) -> std::process::Command {
         ("HONUA_AGENT_PUBLIC_KEY", config.public_key.clone()),
         ("HONUA_AGENT_GIT_URL", config.git_url.clone()),
         ("HONUA_AGENT_TARGET_DIR", config.target_dir.display().to_string()),
-        ("HONUA_AGENT_RELOAD_URL", config.reload_url.clone()),
-        ("HONUA_AGENT_HEALTH_URL", config.health_url.clone()),
-        ("HONUA_AGENT_COLLECTIONS_URL", config.collections_url.clone().unwrap()),
+        ("HONUA_AGENT_HONUA_URL", config.reload_url.split("/v1/").next().unwrap().to_string()),
+        ("HONUA_AGENT_ADMIN_USER", honua_gitops::standin::ADMIN_USER.to_string()),
+        ("HONUA_AGENT_ADMIN_PASSWORD", honua_gitops::standin::ADMIN_PASSWORD.to_string()),
         ("HONUA_AGENT_STATE_DIR", config.state_dir.display().to_string()),
         ("HONUA_AGENT_SECRETS_FILE", config.secrets_file.as_ref().unwrap().display().to_string()),
         ("HONUA_AGENT_HEALTH_TIMEOUT", "2".into()),
@@ -396,27 +396,34 @@ async fn without_rollback_on_failure_a_failed_release_is_left_in_place_and_repor
 async fn a_server_config_change_restarts_honua_and_require_backup_takes_a_snapshot() {
     let mut s = setup("staging").await;
     let marker = s.config.state_dir.parent().unwrap().join("restarts.log");
-    // A restart, as the stand-in knows it: noted, then Honua loads what `current` holds.
+    // A restart, as the stand-in knows it: noted, then Honua loads what `current` holds (the script
+    // holds an administrator's token, and sends the X-API-Key Honua's CSRF check wants).
     s.config.restart_command = Some(format!(
-        "echo restarted >> '{}' && curl -fsS -X POST {}/admin/metadata/reload",
+        "echo restarted >> '{}' && curl -fsS -X POST -H 'X-API-Key: restart' -H 'Authorization: Bearer {}' {}/v1/admin/metadata/reload",
         marker.display(),
+        s.honua.admin_token(),
         s.honua.url
     ));
     let agent = Agent::new(s.config.clone()).unwrap();
     let base = s.origin.main_sha();
     push(&s, &"0".repeat(40), &base, "g-1").await;
     assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
-    // staging says requireBackup: Honua's snapshot API was called before the swap.
-    assert_eq!(s.honua.state.lock().unwrap().snapshots, 1);
+    // staging says requireBackup, but nothing ran before the first release: no snapshot to take.
+    assert_eq!(s.honua.state.lock().unwrap().snapshots, 0);
     let restarts = || std::fs::read_to_string(&marker).unwrap_or_default().lines().count();
     assert_eq!(restarts(), 1, "the first release brings the server configuration");
     let reloads = s.honua.state.lock().unwrap().reloads;
+    let first_release = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
 
-    // Only metadata changes: a reload, no restart.
+    // Only metadata changes: a reload, no restart; Honua's snapshot API was called before the swap, and
+    // Honua wrote the snapshot through `current`, into the release that was live then.
     let merged = s.origin.merge(&common::examples().join("honua-config-pr"));
     push(&s, &base, &merged, "g-2").await;
     assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
     assert_eq!((restarts(), s.honua.state.lock().unwrap().reloads), (1, reloads + 1));
+    assert_eq!(s.honua.state.lock().unwrap().snapshots, 1);
+    let snapshots = std::fs::read_dir(first_release.join("metadata-snapshots")).unwrap().count();
+    assert_eq!(snapshots, 1, "one snapshot, labelled with the deployment id");
 
     // config.yaml changes: the restart command, not a reload.
     let changed = tempfile::tempdir().unwrap();
@@ -448,7 +455,7 @@ async fn a_snapshot_that_fails_refuses_a_deployment_that_requires_a_backup() {
     let agent = Agent::new(s.config.clone()).unwrap();
     push(&s, &"0".repeat(40), &s.origin.main_sha(), "g-1").await;
     let err = agent.poll_once(0).await.unwrap_err().to_string();
-    assert!(err.contains("requireBackup: the snapshot request answered HTTP 404"), "{err}");
+    assert!(err.contains("requireBackup: ") && err.contains("no-such-snapshot-api answered HTTP 404"), "{err}");
     assert!(!s.config.target_dir.join("current").exists(), "nothing was touched");
     assert_eq!(s.honua.state.lock().unwrap().reloads, 0);
 }
@@ -750,9 +757,9 @@ async fn the_gitops_block_of_honuas_sample_runs_git_only_where_the_policy_auto_a
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_honua"));
         cmd.args(["agent", "--once", "--config"]).arg(&config_file).env_clear();
         cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HONUA_AGENT_RELOAD_URL", format!("{honua}/admin/metadata/reload"))
-            .env("HONUA_AGENT_HEALTH_URL", format!("{honua}/healthz/ready"))
-            .env("HONUA_AGENT_COLLECTIONS_URL", format!("{honua}/ogc/collections"))
+            .env("HONUA_AGENT_HONUA_URL", &honua)
+            .env("HONUA_AGENT_ADMIN_USER", honua_gitops::standin::ADMIN_USER)
+            .env("HONUA_AGENT_ADMIN_PASSWORD", honua_gitops::standin::ADMIN_PASSWORD)
             .env("DB_PASSWORD", "s3cret-pw");
         cmd.output().unwrap()
     };

@@ -49,7 +49,10 @@ pub enum AgentError {
 }
 
 mod git_only;
+pub mod honua;
 pub mod settings;
+
+pub use honua::{AdminAuth, HonuaClient, HonuaError};
 
 /// What a request to the service may take beyond any time the service holds it open on purpose.
 pub const NETWORK_GRACE: Duration = Duration::from_secs(10);
@@ -68,20 +71,32 @@ pub struct AgentConfig {
     /// Honua's config directory: the agent owns `current` (a link to the live release) there.
     pub target_dir: PathBuf,
     pub metadata_file: String,
+    /// Honua's `POST /v1/admin/metadata/reload`.
     pub reload_url: String,
-    /// Sent as a bearer token with the reload, restart-less snapshot and collection requests.
-    pub reload_token: Option<String>,
+    /// Sent as `X-API-Key` with every admin request: any value passes Honua's CSRF check.
+    pub api_key: Option<String>,
+    /// How the agent authenticates to Honua's admin routes.
+    pub admin: AdminAuth,
+    /// Honua's local login (`POST /api/auth/local/login`), with [`AdminAuth::Login`].
+    pub login_url: String,
     /// Run (`sh -c`) instead of the reload request when set.
     pub reload_command: Option<String>,
-    /// Run (`sh -c`) instead of a reload when the server configuration (`config.yaml`) changed.
+    /// Run (`sh -c`) instead of a reload when the server configuration (`config.yaml`) changed, and to
+    /// start Honua when it is not running on a first install.
     pub restart_command: Option<String>,
-    /// `POST`ed before the swap when the policy says `requireBackup` (Honua's snapshot API).
+    /// Honua's `POST /v1/admin/metadata/snapshots`, called before the swap when the policy says
+    /// `requireBackup`.
     pub snapshot_url: Option<String>,
     /// The server configuration's file name in a release (written when the environment has a `config.yaml`).
     pub server_config_file: String,
     pub health_url: String,
-    /// `GET` listing the served collections (`{collections: [{id}]}`); post-validation is skipped without it.
+    /// Honua's `/v1/ogc/collections`: each expected collection is asked for by id after a reload (and each
+    /// removed one must be gone); post-validation is skipped without it.
     pub collections_url: Option<String>,
+    /// Plan and report what would change, never apply (Honua's `GitOps:DryRun`; Git-only mode).
+    pub dry_run: bool,
+    /// Warnings from the settings (deprecated names, sections read and ignored), logged at start.
+    pub notices: Vec<String>,
     /// Releases, mirror and the agent's own state.
     pub state_dir: PathBuf,
     /// Releases kept besides the live one and the one before it.
@@ -118,7 +133,10 @@ struct Journal {
     phase: String,
     release: PathBuf,
     previous: Option<PathBuf>,
+    /// OGC collections Honua must serve after the reload, and those it must no longer serve.
     expected: Vec<String>,
+    #[serde(default)]
+    gone: Vec<String>,
     /// The server configuration changed: restart Honua instead of reloading it.
     #[serde(default)]
     restart: bool,
@@ -165,6 +183,7 @@ pub struct Agent {
     config: AgentConfig,
     key: VerifyingKey,
     http: reqwest::Client,
+    honua: HonuaClient,
     /// The last poll could not reach the service (and read the Git ledger instead): the loop backs off
     /// as after a failure, rather than re-reading the ledger at the long-poll's pace.
     service_out_of_reach: std::sync::atomic::AtomicBool,
@@ -196,6 +215,10 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 
 /// `${VAR}` from the secrets file, then the agent's environment; a missing one refuses the deployment,
 /// named (never a value).
+/// `${VAR}` placeholders of a rendered file, from the secrets file, then the agent's environment. The
+/// rendered files are JSON and placeholders sit inside its strings, so each value is JSON-escaped: a quote
+/// or a backslash in a password cannot change the document. Errors name the placeholder, never the
+/// rendered text (it holds the secrets resolved so far).
 fn resolve_secrets(text: &str, secrets_file: Option<&Path>) -> Result<String, AgentError> {
     let file: Vec<(String, String)> = match secrets_file {
         Some(path) => std::fs::read_to_string(path)
@@ -208,11 +231,29 @@ fn resolve_secrets(text: &str, secrets_file: Option<&Path>) -> Result<String, Ag
     };
     let lookup =
         |name: &str| file.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| std::env::var(name).ok());
-    crate::controller::notify::resolve_placeholders(text, lookup).map_err(|missing| {
-        AgentError::Refused(format!(
-            "`${{{missing}}}` is set neither in the secrets file nor in the agent's environment: the deployment is refused (set it, then deploy again)"
-        ))
-    })
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find(['}', '"']).filter(|&i| after.as_bytes()[i] == b'}') else {
+            let shown: String = after.chars().take_while(|c| *c != '"').take(40).collect();
+            return Err(AgentError::Refused(format!(
+                "a placeholder is not closed: `${{{shown}` has no `}}`; close it in the repository, then deploy again"
+            )));
+        };
+        let name = &after[..end];
+        let value = lookup(name).ok_or_else(|| {
+            AgentError::Refused(format!(
+                "`${{{name}}}` is set neither in the secrets file nor in the agent's environment: the deployment is refused (set it, then deploy again)"
+            ))
+        })?;
+        let quoted = serde_json::to_string(&value).expect("strings encode");
+        out.push_str(&quoted[1..quoted.len() - 1]);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 impl Agent {
@@ -227,7 +268,12 @@ impl Agent {
             std::fs::create_dir_all(dir)
                 .map_err(|e| AgentError::State { path: dir.clone(), message: e.to_string() })?;
         }
-        Ok(Agent { config, key, http, service_out_of_reach: Default::default() })
+        for notice in &config.notices {
+            tracing::warn!("{notice}");
+        }
+        let honua = HonuaClient::new(config.api_key.clone(), config.admin.clone(), config.login_url.clone())
+            .map_err(apply_err)?;
+        Ok(Agent { config, key, http, honua, service_out_of_reach: Default::default() })
     }
 
     fn mirror_root(&self) -> PathBuf {
@@ -497,19 +543,30 @@ impl Agent {
             }
         };
         let safety = record.safety.clone();
-        if safety.as_ref().is_some_and(|s| s.require_backup) {
-            if let Err(e) = self.snapshot().await {
-                let message = format!("requireBackup: {e}; nothing was changed");
-                self.report(&id, "failed", &message).await;
-                return Err(apply_err(message));
-            }
-        }
-        let release = self.config.state_dir.join("releases").join(format!("{:010}-{id}", record.sequence));
         let previous = std::fs::read_link(self.current()).ok();
+        let backup = if safety.as_ref().is_some_and(|s| s.require_backup) {
+            match self.backup(record, previous.is_some()).await {
+                Ok(how) => format!("; backup: {how}"),
+                Err(e) => {
+                    let message = format!("requireBackup: {e}; nothing was changed");
+                    self.report(&id, "failed", &message).await;
+                    return Err(apply_err(message));
+                }
+            }
+        } else {
+            String::new()
+        };
+        let release = self.config.state_dir.join("releases").join(format!("{:010}-{id}", record.sequence));
         let old_server_config =
             previous.as_ref().and_then(|p| std::fs::read(p.join(&self.config.server_config_file)).ok());
         let restart = old_server_config.as_deref() != rendered.server_config.as_ref().map(|c| c.as_bytes())
             && (previous.is_some() || rendered.server_config.is_some());
+        // What the live release publishes and the new one does not: it must be gone after the reload.
+        let served_before = previous.as_deref().map(|p| self.collections_in(p)).unwrap_or_default();
+        let gone = served_before
+            .into_iter()
+            .filter(|c| !rendered.collections.iter().any(|n| n.eq_ignore_ascii_case(c)))
+            .collect();
         let mut journal = Journal {
             deployment: id.clone(),
             sequence: record.sequence,
@@ -517,11 +574,12 @@ impl Agent {
             release: release.clone(),
             previous,
             expected: rendered.collections.clone(),
+            gone,
             restart,
             safety,
         };
         self.journal(Some(&journal))?;
-        self.report(&id, "writing", "release directory").await;
+        self.report(&id, "writing", &format!("release directory{backup}")).await;
         let written = self.write_release(&release, record, &rendered);
         if let Err(e) = written {
             let message = format!("could not write the release: {e}");
@@ -544,10 +602,9 @@ impl Agent {
         let timeout = self.health_timeout(journal.safety.as_ref());
         let rollback = journal.safety.as_ref().is_none_or(|s| s.rollback_on_failure);
         self.report(&id, "reloading", &self.reload_how(journal.restart)).await;
-        let outcome = match self.reload_and_verify(&journal.expected, journal.restart, timeout).await {
-            Ok(()) => {
-                let how = if journal.restart { "restarted" } else { "reloaded" };
-                self.report(&id, "completed", &format!("{how}; healthy, every expected collection served")).await;
+        let outcome = match self.reload_and_verify(&journal.expected, &journal.gone, journal.restart, timeout).await {
+            Ok(how) => {
+                self.report(&id, "completed", &how).await;
                 Ok(PollOutcome::Applied { deployment: id.clone() })
             }
             Err(cause) if !rollback => {
@@ -559,7 +616,7 @@ impl Agent {
                 let restored = match &previous {
                     Some(prev) => match self.swap(prev) {
                         Ok(()) => self
-                            .reload_and_verify(&[], journal.restart, timeout)
+                            .reload_and_verify(&[], &[], journal.restart, timeout)
                             .await
                             .map(|_| "previous release restored".to_string()),
                         Err(e) => Err(format!("swap back: {e}")),
@@ -773,76 +830,119 @@ impl Agent {
         ))
     }
 
-    fn with_admin(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.config.reload_token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
+    /// `requireBackup`: Honua's own snapshot of what it runs, on top of the agent's previous release,
+    /// which is always kept. Honua writes it next to its metadata path, so through `current` into the
+    /// live release (`current/<file stem>-snapshots/<label>/`), where it stays with that release.
+    async fn backup(&self, record: &SignedRecord, live: bool) -> Result<String, String> {
+        let Some(url) = &self.config.snapshot_url else {
+            return Ok("the previous release is kept (no snapshot URL is set)".into());
+        };
+        let notes = format!("honua-gitops {} {}", record.environment, record.commit);
+        match self.honua.snapshot(url, &record.deployment, &notes).await {
+            Ok(label) => Ok(format!("Honua snapshot `{label}`, and the previous release")),
+            // A first install: Honua does not run without metadata, or has no file yet to copy (its own
+            // 404 "Metadata file not found."), so there is nothing to back up.
+            Err(HonuaError::NotRunning { .. }) if !live => Ok("nothing runs yet, so no snapshot".into()),
+            Err(HonuaError::NoSnapshotStore { detail, .. }) if !live && detail.contains("Metadata file not found") => {
+                Ok("Honua has no metadata yet, so no snapshot".into())
+            }
+            Err(e) => Err(e.to_string()),
         }
     }
 
-    /// Honua's snapshot API, when configured (`requireBackup`); the previous release is kept regardless.
-    async fn snapshot(&self) -> Result<(), String> {
-        let Some(url) = &self.config.snapshot_url else { return Ok(()) };
-        match self.with_admin(self.http.post(url)).send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("the snapshot request answered HTTP {}", r.status().as_u16())),
-            Err(_) => Err(format!("{url} is unreachable")),
-        }
+    /// The OGC collections the metadata of `release` publishes, by Honua's rule.
+    fn collections_in(&self, release: &Path) -> Vec<String> {
+        let Ok(bytes) = std::fs::read(release.join(&self.config.metadata_file)) else { return Vec::new() };
+        let node = crate::config::yaml::decode(&bytes)
+            .ok()
+            .and_then(|text| crate::config::yaml::parse(text, crate::config::node::FileId(0)).ok());
+        node.map(|n| crate::config::served::collections(&n)).unwrap_or_default()
     }
 
-    async fn reload_and_verify(&self, expected: &[String], restart: bool, timeout: Duration) -> Result<(), String> {
+    /// Makes Honua load the live release (the reload request, or the operator's command), waits for it
+    /// to be healthy, then checks each collection that must be served is, and each that must be gone
+    /// is. Honua refuses to start without metadata: on a first install it is not running yet, so it is
+    /// started with the restart command, or waited for (a supervisor restarting it now finds the file).
+    /// Says how it went, for the report.
+    async fn reload_and_verify(
+        &self,
+        expected: &[String],
+        gone: &[String],
+        restart: bool,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let mut how = if restart { "restarted" } else { "reloaded" }.to_string();
+        let mut started = false;
         match (restart, &self.config.restart_command, &self.config.reload_command) {
             (true, Some(command), _) => Self::run_command("restart", command).await?,
             (_, _, Some(command)) => Self::run_command("reload", command).await?,
-            _ => {
-                let reload = self
-                    .with_admin(self.http.post(&self.config.reload_url))
-                    .send()
-                    .await
-                    .map_err(|_| "reload: Honua unreachable".to_string())?;
-                if !reload.status().is_success() {
-                    return Err(format!("reload answered HTTP {}", reload.status().as_u16()));
+            _ => match self.honua.reload(&self.config.reload_url).await {
+                Ok(()) => {}
+                Err(HonuaError::NotRunning { url }) => {
+                    started = true;
+                    match &self.config.restart_command {
+                        Some(command) => {
+                            tracing::info!(url, "Honua is not running: starting it with the restart command");
+                            Self::run_command("restart", command).await?;
+                            how = "Honua was not running: started with the restart command".into();
+                        }
+                        None => {
+                            tracing::info!(url, "Honua is not running: waiting for it to start on the new release");
+                            how = "Honua was not running: it started on the new release".into();
+                        }
+                    }
                 }
-            }
+                Err(e) => return Err(e.to_string()),
+            },
         }
         let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if self.healthy().await {
-                break;
-            }
+        while !self.honua.healthy(&self.config.health_url).await {
             if tokio::time::Instant::now() >= deadline {
-                return Err(format!("not healthy within {} s", timeout.as_secs()));
+                return Err(if started {
+                    format!("Honua was not running and did not start within {} s (it refuses to start without metadata, which is now in place): start it, or set HONUA_AGENT_RESTART_COMMAND", timeout.as_secs())
+                } else {
+                    format!("not healthy within {} s", timeout.as_secs())
+                });
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let Some(url) = &self.config.collections_url else { return Ok(()) };
-        let served: Value = self
-            .with_admin(self.http.get(url))
-            .send()
-            .await
-            .map_err(|_| "collections: Honua unreachable".to_string())?
-            .json()
-            .await
-            .map_err(|e| format!("collections: {e}"))?;
-        let ids: Vec<&str> =
-            served["collections"].as_array().into_iter().flatten().filter_map(|c| c["id"].as_str()).collect();
-        let missing: Vec<&String> = expected.iter().filter(|e| !ids.contains(&e.as_str())).collect();
-        if !missing.is_empty() {
-            return Err(format!(
-                "post-validation: {} not served",
-                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
-            ));
+        let Some(url) = &self.config.collections_url else {
+            return Ok(format!("{how}; healthy (post-validation is off: no collections URL)"));
+        };
+        // Each collection asked for by id (not cached by Honua), eight at a time.
+        let asks: Vec<(&String, bool)> =
+            expected.iter().map(|id| (id, true)).chain(gone.iter().map(|id| (id, false))).collect();
+        let mut answers = Vec::with_capacity(asks.len());
+        for chunk in asks.chunks(8) {
+            let asked =
+                chunk.iter().map(|(id, want)| async move { (*id, *want, self.honua.serves_collection(url, id).await) });
+            answers.extend(futures_util::future::join_all(asked).await);
         }
-        Ok(())
+        let mut missing = Vec::new();
+        let mut still = Vec::new();
+        for (id, want, served) in answers {
+            match served {
+                Ok(served) if served == want => {}
+                Ok(_) if want => missing.push(format!("`{id}`")),
+                Ok(_) => still.push(format!("`{id}`")),
+                Err(e) => return Err(format!("post-validation: {e}")),
+            }
+        }
+        missing.sort();
+        still.sort();
+        match (missing.is_empty(), still.is_empty()) {
+            (true, true) => Ok(format!(
+                "{how}; healthy, {} expected collection(s) served{}",
+                expected.len(),
+                if gone.is_empty() { String::new() } else { format!(", {} removed one(s) gone", gone.len()) }
+            )),
+            (false, _) => Err(format!("post-validation: {} not served", missing.join(", "))),
+            (true, false) => Err(format!("post-validation: {} still served after their removal", still.join(", "))),
+        }
     }
 
     async fn healthy(&self) -> bool {
-        self.http
-            .get(&self.config.health_url)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
+        self.honua.healthy(&self.config.health_url).await
     }
 
     /// Writes `rendered` as the release directory `release` (owner-only, fsynced) and its manifest.
@@ -947,10 +1047,13 @@ impl Agent {
                 Err(_) => drifted.push(format!("{name} (removed)")),
             }
         }
+        // Honua's own snapshots of the metadata land next to it, in the live release: not an edit.
+        let stem = Path::new(&self.config.metadata_file).file_stem().map(|s| s.to_string_lossy().into_owned());
+        let snapshots = stem.map(|s| format!("{s}-snapshots")).unwrap_or_default();
         if let Ok(entries) = std::fs::read_dir(&live) {
             for e in entries.filter_map(Result::ok) {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if !manifest.files.contains_key(&name) {
+                if !manifest.files.contains_key(&name) && name != snapshots {
                     drifted.push(format!("{name} (added)"));
                 }
             }
@@ -973,9 +1076,9 @@ impl Agent {
             .map_err(|e| format!("could not write the restored release: {e}"))?;
         self.swap(&release).map_err(|e| format!("swap: {e}"))?;
         let timeout = self.health_timeout(record.safety.as_ref());
-        if let Err(cause) = self.reload_and_verify(&rendered.collections, false, timeout).await {
+        if let Err(cause) = self.reload_and_verify(&rendered.collections, &[], false, timeout).await {
             let _ = self.swap(edited);
-            let _ = self.reload_and_verify(&[], false, timeout).await;
+            let _ = self.reload_and_verify(&[], &[], false, timeout).await;
             return Err(cause);
         }
         self.prune_releases(None);
@@ -1054,12 +1157,7 @@ impl Agent {
                     .effective(&env)
                     .ok_or_else(|| AgentError::Refused(format!("`{env}` does not exist at {commit}")))?;
                 let metadata = effective.metadata.to_json();
-                let collections = metadata["layers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|l| Some(format!("{}::{}", l["serviceId"].as_str()?, l["id"].as_str()?)))
-                    .collect();
+                let collections = crate::config::served::collections(&effective.metadata);
                 // JSON is YAML too: the server configuration is written as JSON under its YAML name.
                 let server_config = effective
                     .config
@@ -1081,7 +1179,8 @@ impl Agent {
 struct Rendered {
     metadata: String,
     server_config: Option<String>,
-    /// `service::layer` of every layer: what Honua must serve after the reload.
+    /// The `service::layer` collections Honua must serve after the reload (its rule: enabled services
+    /// with an `ogc` block whose `collectionsEnabled` is not false).
     collections: Vec<String>,
 }
 
@@ -1093,4 +1192,29 @@ fn backoff(failures: &mut u32, why: &str) -> Duration {
     let jitter = Duration::from_millis(u64::from(std::process::id() % 1000));
     tracing::warn!(error = why, retry_in_s = base.as_secs(), "poll failed");
     base + jitter
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_escaped_for_the_json_they_land_in() {
+        std::env::set_var("HONUA_TEST_PW_QUOTED", r#"p"w\x"#);
+        let text = r#"{"connectionString": "Host=db;Password=${HONUA_TEST_PW_QUOTED}"}"#;
+        let resolved = resolve_secrets(text, None).unwrap();
+        let parsed: Value = serde_json::from_str(&resolved).expect("still JSON");
+        assert_eq!(parsed["connectionString"], r#"Host=db;Password=p"w\x"#);
+    }
+
+    #[test]
+    fn a_missing_and_an_unclosed_placeholder_say_which_never_the_document() {
+        let missing = resolve_secrets(r#"{"a": "s3cret ${NOT_SET_ANYWHERE_42}"}"#, None).unwrap_err().to_string();
+        assert!(missing.contains("`${NOT_SET_ANYWHERE_42}` is set neither"), "{missing}");
+        assert!(!missing.contains("s3cret"), "{missing}");
+        let unclosed =
+            resolve_secrets(r#"{"a": "s3cret", "b": "${DB_PASS", "c": "x}"}"#, None).unwrap_err().to_string();
+        assert!(unclosed.contains("`${DB_PASS` has no `}`"), "{unclosed}");
+        assert!(!unclosed.contains("s3cret"), "{unclosed}");
+    }
 }

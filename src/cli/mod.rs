@@ -83,13 +83,13 @@ pub enum Command {
         Example:\n  HONUA_GITHUB_APP_ID=12345 HONUA_GITHUB_PRIVATE_KEY_PATH=/etc/honua/app.pem \\\n  \
         HONUA_GITHUB_WEBHOOK_SECRET=… honua serve --listen 0.0.0.0:8080"
     )]
-    Serve(ServeCommand),
+    Serve(Box<ServeCommand>),
     /// Run the edge agent: apply approved, signed deployments of one environment to a Honua server.
     #[command(
         after_help = "Every setting is a flag, a HONUA_AGENT_* environment variable, or a key of --config (snake_case).\n\n\
         Examples:\n  honua agent --config /etc/honua/agent.yaml --check\n  honua agent --config /etc/honua/agent.yaml"
     )]
-    Agent(AgentCommand),
+    Agent(Box<AgentCommand>),
     /// Manage API tokens (stored hashed in the service's database; a token is shown once).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -346,9 +346,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Diff(args) => diff_command(args),
         Command::Plan(args) => plan_command(args),
         Command::Render(args) => render_command(args),
-        Command::Serve(args) => serve_command(args),
+        Command::Serve(args) => serve_command(*args),
         Command::Token(TokenCommand::Create(args)) => token_create_command(args),
-        Command::Agent(args) => agent_command(args),
+        Command::Agent(args) => agent_command(*args),
         Command::Demo(args) => demo::run(args),
         Command::Status { environment, client } => client::status(&client, environment.as_deref()),
         Command::Deployments { environment, limit, client } => client::deployments(&client, &environment, limit),

@@ -96,21 +96,23 @@ impl Mirror {
     }
 }
 
-/// Credentials for a fetch or push: the installation token as `x-access-token`, offered once.
+/// Credentials for a fetch or push: the token (or password) offered once, as the URL's user when it
+/// names one (`https://deploy@host/…`), else as `x-access-token` (a GitHub installation token).
 pub(crate) fn credentials(token: Option<&str>) -> RemoteCallbacks<'static> {
     let mut callbacks = RemoteCallbacks::new();
     if let Some(token) = token {
         let token = token.to_string();
         let mut offered = false;
         // libgit2 asks again after every refusal: offer the token once, or a revoked token loops forever.
-        callbacks.credentials(move |_url, _user, _allowed| {
-                if std::mem::replace(&mut offered, true) {
-                    return Err(git2::Error::from_str(
-                        "the Git server refused the installation token (x-access-token); check the App's access to this repository",
-                    ));
-                }
-                Cred::userpass_plaintext("x-access-token", &token)
-            });
+        callbacks.credentials(move |_url, user, _allowed| {
+            let user = user.filter(|u| !u.is_empty()).unwrap_or("x-access-token");
+            if std::mem::replace(&mut offered, true) {
+                return Err(git2::Error::from_str(&format!(
+                    "the Git server refused the credentials of `{user}`; check the token's (or password's) access to this repository"
+                )));
+            }
+            Cred::userpass_plaintext(user, &token)
+        });
     }
     callbacks
 }
