@@ -79,7 +79,7 @@ pub struct HonuaSettings {
 }
 
 /// The administrator [`HonuaSettings::supported`] creates, and [`StandIn::serving`] gives the agent.
-pub const ADMIN_USER: &str = "honua-admin";
+pub const ADMIN_USER: &str = "honua-agent";
 pub const ADMIN_PASSWORD: &str = "stand-in-admin-password";
 
 impl HonuaSettings {
@@ -173,6 +173,8 @@ fn starts_with_segment(path: &str, prefix: &str) -> bool {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Claims {
     sub: String,
+    /// Random per token, as Honua's `LocalTokenService` writes one: two logins never share a token.
+    jti: String,
     iss: String,
     aud: String,
     iat: i64,
@@ -192,8 +194,11 @@ enum Identity {
 impl Honua {
     fn issue_token(&self, user: &LocalUser) -> String {
         let now = chrono::Utc::now().timestamp();
+        let mut jti = [0u8; 16];
+        let _ = getrandom::fill(&mut jti);
         let claims = Claims {
             sub: user.name.clone(),
+            jti: hex::encode(jti),
             iss: "honua-local".into(),
             aud: "honua-local".into(),
             iat: now,

@@ -23,10 +23,18 @@ fn the_deploy_files_pass_the_linters_available_here() {
 
 #[test]
 fn the_example_agent_and_gitops_files_load_as_documented() {
-    let args = honua_gitops::agent::settings::AgentArgs { token: Some("honua_example".into()), ..Default::default() };
+    // The token and the admin password live in agent.env, as the file says.
+    let args = honua_gitops::agent::settings::AgentArgs {
+        token: Some("honua_example".into()),
+        admin_password: Some("from-agent-env".into()),
+        ..Default::default()
+    };
     let agent = args.resolve(Some(&deploy("examples/agent.yaml"))).unwrap();
     assert_eq!(agent.environment, "production");
     assert_eq!(agent.restart_command.as_deref(), Some("systemctl restart honua"));
+    assert_eq!(agent.reload_url, "http://127.0.0.1:5000/v1/admin/metadata/reload");
+    assert_eq!(agent.snapshot_url.as_deref(), Some("http://127.0.0.1:5000/v1/admin/metadata/snapshots"));
+    assert!(matches!(agent.admin, honua_gitops::agent::AdminAuth::Login { ref user, .. } if user == "honua-agent"));
     assert_eq!(agent.keep_releases, 5);
     assert!(agent.git_only.is_none());
 

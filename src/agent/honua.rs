@@ -301,13 +301,15 @@ impl HonuaClient {
             return Err(HonuaError::CrossOrigin { url, location });
         }
         let detail = detail(response).await;
+        if status == StatusCode::FORBIDDEN && detail.contains("CSRF") {
+            return Err(HonuaError::Csrf { url });
+        }
         Err(fail(match status.as_u16() {
             401 => format!("Honua refused `{user}` (HTTP 401): wrong password, or a locked, disabled or expired account (HONUA_AGENT_ADMIN_USER, HONUA_AGENT_ADMIN_PASSWORD)"),
             404 if final_url != url => format!(
                 "it was redirected to {final_url}, where Honua has no route (HTTP 404): Honua redirects every `/api` path to `/v1` (`ApiVersioning:AllowLegacyUrls`, on by default) but its local login is not versioned. Set `ApiVersioning:AllowLegacyUrls` to false in Honua's appsettings, or use HTTP Basic over HTTPS (HONUA_AGENT_ADMIN_AUTH=basic)"
             ),
             503 => format!("local authentication is not enabled on this Honua (HTTP 503{detail}): it runs in QuickStart or OIDC mode; use HONUA_AGENT_ADMIN_TOKEN, or the reload command"),
-            403 if detail.contains("CSRF") => "Honua's CSRF check refused the login: set HONUA_AGENT_API_KEY to any non-empty value".into(),
             status => format!("HTTP {status}{detail}"),
         }))
     }
