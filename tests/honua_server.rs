@@ -91,21 +91,21 @@ async fn the_example_agent_file_deploys_production_with_a_snapshot_against_honua
     let id = approve(&s, "production", &merged).await;
     let outcome = agent.poll_once(0).await.unwrap();
     assert_eq!(outcome, PollOutcome::Applied { deployment: id.clone() }, "{:?}", reports(&s, &id).await);
-    let honua = s.honua.state.lock().unwrap();
-    assert_eq!(honua.snapshots, 1, "requireBackup: one snapshot, answered 201");
+    let requests = {
+        let honua = s.honua.state.lock().unwrap();
+        assert_eq!(honua.snapshots, 1, "requireBackup: one snapshot, answered 201");
+        honua.requests.clone()
+    };
     assert!(first.join("metadata-snapshots").join(&id).join("metadata.json").exists(), "labelled with the deployment");
-    let asked: Vec<&str> = honua
-        .requests
+    let asked: Vec<&str> = requests
         .iter()
         .filter(|(m, p, _, _)| m == "GET" && p.starts_with("/v1/ogc/collections/"))
         .map(|(_, p, _, _)| p.as_str())
         .collect();
     assert!(asked.iter().any(|p| p.ends_with("transportation::bike_lanes")), "{asked:?}");
     assert!(!asked.iter().any(|p| p.contains("utilities::")), "collectionsEnabled: false is not expected: {asked:?}");
-    let admin: Vec<_> =
-        honua.requests.iter().filter(|(m, p, _, _)| m == "POST" && p.starts_with("/v1/admin")).collect();
+    let admin: Vec<_> = requests.iter().filter(|(m, p, _, _)| m == "POST" && p.starts_with("/v1/admin")).collect();
     assert!(admin.iter().all(|(_, _, key, scheme)| *key && scheme.as_deref() == Some("Bearer")), "{admin:?}");
-    drop(honua);
     let completed = reports(&s, &id).await;
     assert!(
         completed.iter().any(|r| r.starts_with("completed: reloaded; healthy, 11 expected collection(s) served")),
@@ -288,13 +288,15 @@ async fn redirects_are_followed_with_method_body_and_credentials_to_the_same_ori
     let merged = s.origin.merge(&common::examples().join("honua-config-pr"));
     push(&s, &base, &merged, "s-2").await;
     assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
-    let state = honua.state.lock().unwrap();
-    assert_eq!(state.snapshots, 1, "the snapshot's POST body survived the redirect");
-    let posts: Vec<_> = state.requests.iter().filter(|(m, _, _, _)| m == "POST").collect();
+    let requests = {
+        let state = honua.state.lock().unwrap();
+        assert_eq!(state.snapshots, 1, "the snapshot's POST body survived the redirect");
+        state.requests.clone()
+    };
+    let posts: Vec<_> = requests.iter().filter(|(m, _, _, _)| m == "POST").collect();
     assert!(posts.iter().any(|(_, p, _, _)| p == "/admin/metadata/reload"), "{posts:?}");
     let followed = posts.iter().find(|(_, p, _, _)| p == "/v1/admin/metadata/reload").expect("the 308 followed");
     assert!(followed.2 && followed.3.as_deref() == Some("Bearer"), "X-API-Key and credentials kept: {followed:?}");
-    drop(state);
 
     // Another origin: a server that redirects everything to the stand-in is not followed.
     let elsewhere = honua.url.clone();
