@@ -31,6 +31,10 @@ pub struct Diagnostic {
     pub severity: Severity,
     pub code: String,
     pub message: String,
+    /// The environments whose merged configuration shows this finding; empty for a finding about a file
+    /// on its own (a duplicate id, a literal secret) or a lone file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<String>,
 }
 
 impl Diagnostic {
@@ -50,6 +54,22 @@ impl Diagnostic {
             severity,
             code: code.to_string(),
             message: message.into(),
+            environments: Vec::new(),
+        }
+    }
+
+    /// The same finding, seen in the merged configuration of `env`.
+    pub fn in_environment(mut self, env: &str) -> Self {
+        self.environments = vec![env.to_string()];
+        self
+    }
+
+    /// The message with the environments it concerns: "… (in production, staging)".
+    pub fn full_message(&self) -> String {
+        match self.environments.len() {
+            0 => self.message.clone(),
+            1 => format!("{} (in environment {})", self.message, self.environments[0]),
+            _ => format!("{} (in environments {})", self.message, self.environments.join(", ")),
         }
     }
 
@@ -75,9 +95,26 @@ impl<'a> Place<'a> {
 
 /// Sorts by file and position and drops exact duplicates: the same common file is validated once per
 /// environment, and its findings must be reported once.
+/// The same finding seen in several environments is kept once, naming them all.
 pub fn normalize(diagnostics: &mut Vec<Diagnostic>) {
     diagnostics.sort();
-    diagnostics.dedup();
+    diagnostics.dedup_by(|later, kept| {
+        let same = later.file == kept.file
+            && later.line == kept.line
+            && later.column == kept.column
+            && later.severity == kept.severity
+            && later.code == kept.code
+            && later.message == kept.message;
+        if same {
+            for env in later.environments.drain(..) {
+                if !kept.environments.contains(&env) {
+                    kept.environments.push(env);
+                }
+            }
+            kept.environments.sort();
+        }
+        same
+    });
 }
 
 pub fn count_errors(diagnostics: &[Diagnostic]) -> usize {

@@ -247,8 +247,11 @@ impl Honua {
     /// Reads the metadata file as Honua's reload does; `Err` when Honua would refuse it.
     fn load(&self) -> Result<(Value, Node), String> {
         let file = crate::config::load_single_file(&self.metadata_path).map_err(|e| e.to_string())?;
-        let errors: Vec<String> =
-            crate::validate::validate_single(&file).into_iter().filter(|d| d.is_error()).map(|d| d.message).collect();
+        let errors: Vec<String> = crate::validate::validate_single(&file)
+            .into_iter()
+            .filter(crate::validate::refused_by_honua)
+            .map(|d| d.message)
+            .collect();
         if !errors.is_empty() {
             return Err(errors.join("; "));
         }

@@ -794,6 +794,58 @@ async fn the_gitops_block_of_honuas_sample_runs_git_only_where_the_policy_auto_a
     assert!(!prod_target.join("current").exists());
 }
 
+/// Honua's own appsettings `GitOps` section (JSON with comments, PascalCase): `DryRun` plans and reports
+/// the head and never touches Honua; without it the same file applies the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honuas_gitops_section_dry_runs_then_applies() {
+    let s = setup("development").await;
+    let home = s.config.state_dir.parent().unwrap().to_path_buf();
+    let clone = home.join("local-clone");
+    git2::Repository::init(&clone).unwrap().remote("origin", &s.config.git_url).unwrap();
+    let settings = |dry_run: bool| {
+        format!(
+            "{{\n  // Honua's appsettings\n  \"Honua\": {{ \"Metadata\": {{ \"Provider\": \"json\", \"Path\": \"{}\" }} }},\n  \"GitOps\": {{\n    \"RepositoryPath\": \"{}\",\n    \"StateDirectory\": \"{}\",\n    \"DryRun\": {dry_run},\n    \"Watcher\": {{ \"Branch\": \"main\", \"Environment\": \"development\", \"PollIntervalSeconds\": 30 }},\n    \"Approvals\": {{ \"Required\": false }} /* read and ignored */\n  }}\n}}\n",
+            s.config.target_dir.join("current").join("metadata.json").display(),
+            clone.display(),
+            home.join("gitops-state").display(),
+        )
+    };
+    let run = |file: std::path::PathBuf, honua: String| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_honua"));
+        cmd.args(["agent", "--once", "--config"]).arg(&file).env_clear();
+        cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HONUA_AGENT_HONUA_URL", &honua)
+            .env("HONUA_AGENT_ADMIN_USER", honua_gitops::standin::ADMIN_USER)
+            .env("HONUA_AGENT_ADMIN_PASSWORD", honua_gitops::standin::ADMIN_PASSWORD)
+            .env("DB_PASSWORD", "s3cret-pw");
+        cmd.output().unwrap()
+    };
+    let file = home.join("appsettings.json");
+
+    std::fs::write(&file, settings(true)).unwrap();
+    let (f, url) = (file.clone(), s.honua.url.clone());
+    let out = tokio::task::spawn_blocking(move || run(f, url)).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (stdout, log) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let head = s.origin.main_sha();
+    assert!(stdout.starts_with("DryRun") && stdout.contains(&head), "{stdout}");
+    assert!(stdout.contains("for `development`: ") && stdout.contains(" added, "), "{stdout}");
+    assert!(stdout.contains("the policy would apply it now"), "{stdout}");
+    assert!(log.contains("GitOps:Approvals") && log.contains("ignored"), "{log}");
+    assert!(!s.config.target_dir.join("current").exists(), "a dry run writes nothing");
+    assert_eq!(s.honua.state.lock().unwrap().reloads, 0, "a dry run reloads nothing");
+    let (f, url) = (file.clone(), s.honua.url.clone());
+    let again = tokio::task::spawn_blocking(move || run(f, url)).await.unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("Unchanged"), "reported once: {again:?}");
+
+    std::fs::write(&file, settings(false)).unwrap();
+    let (f, url) = (file.clone(), s.honua.url.clone());
+    let out = tokio::task::spawn_blocking(move || run(f, url)).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Applied"), "{out:?}");
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &head, "development"));
+}
+
 /// Links planted in the agent's directories never make it write outside them: a release path that is
 /// a link to elsewhere, and a stale `.current.tmp` link, are replaced, not followed.
 #[cfg(unix)]

@@ -37,9 +37,26 @@ fn the_service_collection_sample_is_normalized_and_its_gaps_located() {
     };
     assert_eq!(at("dialect.service_collection", "Migrate"), Some((2, 7)));
     // `- name: parcels` under `layers:` is line 13, `- name: roads` line 44.
-    assert_eq!(at("schema.required", "layer `parcels` is missing required key `geometryType`"), Some((13, 9)));
-    assert_eq!(at("schema.required", "layer `roads` is missing required key `geometryType`"), Some((44, 9)));
-    assert_eq!(at("schema.required", "service `roads` is missing required key `folderId`"), Some((39, 5)));
+    // Honua's own sentences, as its validator refuses the file.
+    assert_eq!(at("honua.required", "Layer 'parcels' is missing geometryType."), Some((13, 9)));
+    assert_eq!(at("honua.required", "Layer 'roads' is missing geometryType."), Some((44, 9)));
+    assert_eq!(at("honua.required", "Service 'roads' is missing folderId."), Some((39, 5)));
+    assert_eq!(at("honua.required", "Metadata catalog must include an 'id'."), Some((1, 1)));
+    // Keys Honua does not read are warnings at the key, naming the merged environment.
+    let pooling = diagnostics
+        .iter()
+        .find(|d| {
+            d.file == "environments/production/datasources.yaml"
+                && d.code == "key.unknown"
+                && d.message.contains("`pooling`")
+        })
+        .expect("pooling is not read by Honua");
+    assert_eq!(
+        (pooling.line, pooling.column, pooling.environments.as_slice()),
+        (11, 5, &["production".to_string()][..])
+    );
+    // The sample's `caching: {ttl: 3600}` is known (Honua's GitOps vocabulary): no finding on it.
+    assert!(!diagnostics.iter().any(|d| d.message.contains("caching")), "{diagnostics:#?}");
     // The sample's datasources use ${DB_PASSWORD}: no secret findings.
     assert!(!diagnostics.iter().any(|d| d.code == "secret.literal"), "{diagnostics:#?}");
 }

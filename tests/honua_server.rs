@@ -362,3 +362,45 @@ async fn a_honua_that_starts_only_after_the_first_release_is_waited_for_or_start
         assert!(honua.state.lock().unwrap().loaded.is_some());
     }
 }
+
+/// `honua agent --check` probes Honua's admin API as a deployment will use it, without changing
+/// anything: accepted credentials, wrong ones, QuickStart (fatal unless a reload command replaces the
+/// API), and a missing `X-API-Key`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_probes_honuas_admin_api_as_a_deployment_will_use_it() {
+    let s = setup("development").await;
+    let admin_line = |checks: Vec<(String, Result<String, String>)>| {
+        checks.into_iter().find(|(what, _)| what == "honua admin").expect("an admin line").1
+    };
+
+    let (agent, honua) = against(&s, HonuaSettings::supported(), |c| c).await;
+    let ok = admin_line(agent.check().await).unwrap();
+    assert!(ok.contains("/v1/admin/metadata/snapshots accepts the agent (local login as `"), "{ok}");
+    assert_eq!(honua.state.lock().unwrap().snapshots, 0, "a probe takes no snapshot");
+
+    let wrong = AdminAuth::Login { user: ADMIN_USER.into(), password: "not-the-password".into() };
+    let (agent, _honua) = against(&s, HonuaSettings::supported(), |c| AgentConfig { admin: wrong, ..c }).await;
+    let err = admin_line(agent.check().await).unwrap_err();
+    assert!(err.contains("(HTTP 401)") && !err.contains("not-the-password"), "{err}");
+
+    let quick = || HonuaSettings { mode: AuthMode::QuickStart, ..HonuaSettings::supported() };
+    let bearer = || AdminAuth::Bearer("whatever".into());
+    let (agent, _honua) = against(&s, quick(), |c| AgentConfig { admin: bearer(), ..c }).await;
+    let err = admin_line(agent.check().await).unwrap_err();
+    assert!(err.starts_with("Honua runs in QuickStart mode") && err.contains("HONUA_AGENT_RELOAD_COMMAND"), "{err}");
+    // QuickStart closes the local login too (503): the check says what to use instead.
+    let (agent, _honua) = against(&s, quick(), |c| c).await;
+    let err = admin_line(agent.check().await).unwrap_err();
+    assert!(err.contains("local authentication is not enabled") && err.contains("the reload command"), "{err}");
+    // With a reload command, QuickStart is a way of running, not a failure, whatever the credentials.
+    for admin in [bearer(), AdminAuth::Login { user: ADMIN_USER.into(), password: ADMIN_PASSWORD.into() }] {
+        let command = Some("systemctl reload honua".into());
+        let (agent, _honua) = against(&s, quick(), |c| AgentConfig { admin, reload_command: command, ..c }).await;
+        let ok = admin_line(agent.check().await).unwrap();
+        assert!(ok.starts_with("QuickStart mode") && ok.contains("HONUA_AGENT_SNAPSHOT_URL empty"), "{ok}");
+    }
+
+    let (agent, _honua) = against(&s, HonuaSettings::supported(), |c| AgentConfig { api_key: None, ..c }).await;
+    let err = admin_line(agent.check().await).unwrap_err();
+    assert!(err.starts_with("HONUA_AGENT_API_KEY is empty") && err.contains("X-API-Key"), "{err}");
+}

@@ -9,7 +9,7 @@ use honua_gitops::config::ConfigRepo;
 use honua_gitops::validate::validate_repo;
 use proptest::prelude::*;
 
-const VALID: &str = "catalog: {id: c}\nfolders: [{id: f}]\ndataSources: [{id: d, provider: postgis, connectionString: \"Host=x\"}]\nservices: [{id: s, folderId: f, serviceType: feature, dataSourceId: d}]\nlayers:\n  - id: l\n    serviceId: s\n    geometryType: Point\n    idField: id\n    geometryField: geom\n";
+const VALID: &str = "catalog: {id: c}\nfolders: [{id: f}]\ndataSources: [{id: d, provider: postgis, connectionString: \"Host=x\"}]\nservices: [{id: s, folderId: f, serviceType: feature, dataSourceId: d}]\nlayers:\n  - id: l\n    serviceId: s\n    geometryType: Point\n    idField: id\n    geometryField: geom\n    storage: {table: t}\n";
 
 fn findings(content: &[u8]) -> Vec<(String, u32, u32, String)> {
     let mut rf = honua_gitops::config::source::RepoFiles::default();
@@ -28,9 +28,9 @@ fn truncated_yaml_is_a_syntax_error_with_a_position() {
 }
 
 #[test]
-fn wrong_types_are_schema_errors_at_the_value() {
+fn wrong_types_are_errors_at_the_value() {
     let f = findings(VALID.replace("geometryType: Point", "geometryType: [Point]").as_bytes());
-    let e = f.iter().find(|x| x.0 == "schema.type").expect("type error");
+    let e = f.iter().find(|x| x.0 == "type.mismatch").expect("type error");
     assert_eq!((e.1, e.2), (8, 19), "{f:?}");
     assert!(e.3.contains("must be a string, found a list"), "{}", e.3);
 }
@@ -135,8 +135,10 @@ fn the_deepest_document_accepted_is_walked_on_a_small_stack() {
         .spawn(move || {
             let from = common::repo(&[("environments/production/metadata.yaml", &base)]);
             let to = common::repo(&[("environments/production/metadata.yaml", &deep)]);
+            // The only finding: Honua does not read `extra` (a warning at its key).
             let findings = validate_repo(&to, None);
-            assert!(findings.is_empty(), "{findings:?}");
+            assert_eq!(findings.len(), 1, "{findings:?}");
+            assert_eq!((findings[0].code.as_str(), findings[0].line), ("key.unknown", 10), "{findings:?}");
             let at = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap();
             let set = honua_gitops::plan::build(&from, &to, None, at);
             let json = honua_gitops::plan::render::plan_json(&set.plans);
@@ -182,7 +184,7 @@ fn a_secret_committed_by_mistake_is_never_printed() {
         all
     };
     let validate = check(&["validate", "--path", to]);
-    assert!(validate.contains("datasources.yaml:11:") && validate.contains("secret.literal"), "{validate}");
+    assert!(validate.contains("datasources.yaml:12:") && validate.contains("secret.literal"), "{validate}");
     let diff = check(&["diff", "--from-dir", from, "--to-dir", to, "--env", "production"]);
     assert!(diff.contains("Password=•••• (8-15 chars, sha256:"), "{diff}");
     check(&["diff", "--from-dir", from, "--to-dir", to, "--format", "json"]);

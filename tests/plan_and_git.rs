@@ -69,7 +69,7 @@ fn digests_are_stable_and_change_with_the_plan() {
     // Pinned: the canonical encoding must not drift between versions or machines.
     assert_eq!(
         plan_for(&a.plans, "production").digest,
-        "sha256:744a5231fb25c3df96c173d636767e71ac4f09bcc16fec28b254fe5f4b63e01c"
+        "sha256:62228ec5fe97d79f98796f7ce69b072771574fca0af8a0db972cf81480d9c73a"
     );
     let mut changed = plan_for(&a.plans, "production").changes.clone();
     changed.changes[0].fields[0].to = serde_json::json!(7201);

@@ -59,11 +59,11 @@ fn validate_check_fails_with_annotations_at_the_lines_of_the_findings() {
         .iter()
         .find(|a| {
             a.path == "environments/production/metadata.yaml"
-                && a.message.contains("layer `roads` is missing required key `geometryType`")
+                && a.message.contains("Layer 'roads' is missing geometryType.")
         })
         .expect("annotation for the roads layer");
     assert_eq!((a.start_line, a.start_column, a.annotation_level), (44, Some(9), "failure"));
-    assert!(check.summary.contains("| `schema.required` |"));
+    assert!(check.summary.contains("| `honua.required` |"));
 }
 
 #[test]

@@ -34,12 +34,18 @@ fn literal_password_in_a_lone_file_is_a_warning_with_its_position() {
 
 /// (file, code, line, column, a word the message must contain)
 const INVALID: [(&str, &str, u32, u32, &str); 6] = [
-    ("invalid-bbox.json", "extent.bbox", 33, 11, "bbox"),
+    ("invalid-bbox.json", "honua.extent", 33, 11, "Layer 'layer1' extent contains an invalid bounding box."),
     ("invalid-broken-references.json", "reference.unknown_folder", 20, 19, "reference"),
     ("invalid-cors-config.json", "cors.credentials_with_wildcard", 9, 27, "CORS"),
     ("invalid-duplicate-ids.json", "duplicate_id", 11, 13, "duplicate"),
-    ("invalid-missing-catalog-id.json", "schema.required", 2, 14, "`catalog` is missing required key `id`"),
-    ("invalid-temporal-format.json", "temporal.invalid_interval", 34, 14, "temporal"),
+    ("invalid-missing-catalog-id.json", "honua.required", 2, 14, "Metadata catalog must include an 'id'."),
+    (
+        "invalid-temporal-format.json",
+        "honua.temporal",
+        34,
+        14,
+        "Layer 'layer1' temporal extent boundary 'not-a-valid-date' is not a valid date/time value.",
+    ),
 ];
 
 #[test]

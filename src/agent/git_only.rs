@@ -4,6 +4,9 @@
 //! applies only what that policy approves automatically, inside its deployment windows. Anything that
 //! needs an approval waits, said once in the log: approvals need `honua serve`.
 //!
+//! With `DryRun` (Honua's `GitOps:DryRun`) every new head is planned and reported, what it changes and
+//! whether the policy would apply it or wait, and nothing is ever written or reloaded.
+//!
 //! Nothing is signed in this mode: the agent trusts the branch exactly as far as its Git credentials
 //! and the repository's branch protection make it trustworthy.
 
@@ -29,6 +32,11 @@ enum GitStep {
         head: String,
         why: String,
     },
+    /// A dry run's report of the head.
+    DryRun {
+        head: String,
+        report: String,
+    },
 }
 
 impl Agent {
@@ -42,7 +50,9 @@ impl Agent {
             EnvName::new(&self.config.environment),
             branch.to_string(),
         );
-        let (applied, seen, sequence) = (state.commit.clone(), state.seen.clone(), state.sequence);
+        let dry_run = self.config.dry_run;
+        let seen = if dry_run { state.dry_run_seen.clone() } else { state.seen.clone() };
+        let (applied, sequence) = (state.commit.clone(), state.sequence);
         let step = tokio::task::spawn_blocking(move || -> Result<GitStep, AgentError> {
             let mirror = Mirror::open(&dir, &url).map_err(apply_err)?;
             let reference = format!("refs/heads/{branch}");
@@ -71,6 +81,9 @@ impl Agent {
             };
             if applied.is_some() && !plan.has_changes() {
                 return Ok(GitStep::NothingToApply { head });
+            }
+            if dry_run {
+                return Ok(GitStep::DryRun { report: dry_run_report(&plan, &head), head });
             }
             if let Decision::Auto = plan.decision {
             } else {
@@ -116,6 +129,14 @@ impl Agent {
                 self.save_state(&state)?;
                 Ok(PollOutcome::Unchanged)
             }
+            GitStep::DryRun { head, report } => {
+                tracing::info!(commit = %head, "dry run, nothing applied: {report}");
+                let mut state = self.load_state();
+                state.dry_run_seen = Some(head.clone());
+                state.last_result = Some(format!("dry run: {report}"));
+                self.save_state(&state)?;
+                Ok(PollOutcome::DryRun { commit: head, report })
+            }
             GitStep::Waiting { head, why } => {
                 tracing::warn!(commit = %head, "not applied: {why}");
                 let mut state = self.load_state();
@@ -143,4 +164,48 @@ impl Agent {
             }
         }
     }
+}
+
+/// One paragraph a dry run logs for a head: what it changes and what the policy would do with it.
+fn dry_run_report(plan: &crate::plan::Plan, head: &str) -> String {
+    let short = &head[..head.len().min(7)];
+    let sum = plan.changes.summary;
+    let verdict = match &plan.decision {
+        Decision::Auto if plan.schedule.allowed_now => "would apply it now".to_string(),
+        Decision::Auto => format!(
+            "would apply it when its window opens ({})",
+            plan.schedule.reason.as_deref().unwrap_or("outside its deployment windows")
+        ),
+        other => format!("would wait for an approval ({})", other.reasons().join("; ")),
+    };
+    let mut changes: Vec<String> = plan
+        .changes
+        .sorted_for_review()
+        .iter()
+        .map(|c| {
+            let breaking = if c.breaking.is_empty() { "" } else { " (breaking)" };
+            format!("{} {} {}{breaking}", c.action.as_str(), c.kind.as_str(), c.id)
+        })
+        .collect();
+    const SHOWN: usize = 20;
+    if changes.len() > SHOWN {
+        let more = changes.len() - SHOWN;
+        changes.truncate(SHOWN);
+        changes.push(format!("and {more} more"));
+    }
+    let validation = match (plan.validation.errors, plan.validation.warnings) {
+        (0, 0) => String::new(),
+        (0, w) => format!("; validation: {w} warning(s)"),
+        (e, w) => format!("; validation: {e} error(s), {w} warning(s), so a real run would refuse it"),
+    };
+    format!(
+        "{short} for `{}`: {} added, {} modified, {} removed, {} breaking{validation}; the policy {verdict}{}{}",
+        plan.environment,
+        sum.added,
+        sum.modified,
+        sum.removed,
+        sum.breaking,
+        if changes.is_empty() { "" } else { ": " },
+        changes.join(", ")
+    )
 }

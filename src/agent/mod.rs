@@ -166,17 +166,33 @@ struct State {
     commit: Option<String>,
     #[serde(default)]
     seen: Option<String>,
+    /// Git-only dry run: the last head reported. Kept apart from `seen`, so that turning the dry run off
+    /// applies the head it reported.
+    #[serde(default)]
+    dry_run_seen: Option<String>,
     /// When the Git ledger is next read while the service answers (ms since the epoch).
     #[serde(default)]
     ledger_due: i64,
 }
 
+const QUICKSTART_WITH_COMMAND: &str = "QuickStart mode (the admin API is closed): reloads run HONUA_AGENT_RELOAD_COMMAND; a policy with requireBackup cannot snapshot, so set HONUA_AGENT_SNAPSHOT_URL empty to rely on the agent's previous release";
+
 /// What one poll did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PollOutcome {
     Unchanged,
-    Applied { deployment: String },
-    RolledBack { deployment: String, cause: String },
+    Applied {
+        deployment: String,
+    },
+    RolledBack {
+        deployment: String,
+        cause: String,
+    },
+    /// Git-only dry run (Honua's `GitOps:DryRun`): what the head would do, planned and reported only.
+    DryRun {
+        commit: String,
+        report: String,
+    },
 }
 
 pub struct Agent {
@@ -759,7 +775,38 @@ impl Agent {
             Err(_) => Err(format!("{} is unreachable: is Honua running?", c.health_url)),
         };
         out.push(("honua".into(), honua));
+        out.push(("honua admin".into(), self.check_admin().await));
         out
+    }
+
+    /// Honua's admin API as a deployment will use it, probed without changing anything: a `GET` of the
+    /// snapshot list needs the same administrator a reload does, and tells QuickStart from wrong
+    /// credentials.
+    async fn check_admin(&self) -> Result<String, String> {
+        let c = &self.config;
+        let uses_api = c.reload_command.is_none();
+        if uses_api && c.api_key.is_none() {
+            return Err("HONUA_AGENT_API_KEY is empty: Honua's CSRF check refuses every admin POST without an `X-API-Key` header (403); set it to any non-empty value".into());
+        }
+        let Some(url) = &c.snapshot_url else {
+            return Ok(if uses_api {
+                format!(
+                    "not probed (HONUA_AGENT_SNAPSHOT_URL is empty); the first reload at {} tests the credentials",
+                    c.reload_url
+                )
+            } else {
+                "not used: reloads run HONUA_AGENT_RELOAD_COMMAND, and no snapshot URL is set".into()
+            });
+        };
+        match self.honua.probe_admin(url).await {
+            Ok(()) => Ok(format!("{url} accepts the agent ({:?}, with an X-API-Key)", self.honua.auth())),
+            // QuickStart closes the admin routes and the local login (503) alike.
+            Err(honua::HonuaError::QuickStart { .. }) if !uses_api => Ok(QUICKSTART_WITH_COMMAND.into()),
+            Err(honua::HonuaError::Login { message, .. }) if !uses_api && message.contains("HTTP 503") => {
+                Ok(QUICKSTART_WITH_COMMAND.into())
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// Polls until `stop` turns true, long-polling the service; failures back off (1 s … 60 s, with

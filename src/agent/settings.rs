@@ -726,4 +726,112 @@ mod gitops_block_tests {
         let typo = resolve(&block.replace("intervalSeconds", "intervalSecs")).unwrap_err().to_string();
         assert!(typo.contains("the `gitops:` block") && typo.contains("intervalSecs"), "{typo}");
     }
+
+    /// Honua's appsettings.json, comments and all, with the `GitOps` section its dormant code reads.
+    fn appsettings(dir: &Path, gitops: &str) -> PathBuf {
+        let file = dir.join("appsettings.json");
+        let text = format!(
+            "{{\n  // Honua's server settings\n  \"honua\": {{ \"metadata\": {{ \"provider\": \"json\", \"path\": \"{}/current/metadata.json\" }} }},\n  /* the section Honua's GitOps code binds */\n  \"GitOps\": {gitops}\n}}\n",
+            dir.join("honua").display()
+        );
+        std::fs::write(&file, text).unwrap();
+        file
+    }
+
+    fn clone_with_origin(dir: &Path, origin: Option<&str>) -> PathBuf {
+        let clone = dir.join("config-repo");
+        let repo = git2::Repository::init(&clone).unwrap();
+        if let Some(url) = origin {
+            repo.remote("origin", url).unwrap();
+        }
+        clone
+    }
+
+    #[test]
+    fn honuas_gitops_section_is_read_as_its_code_binds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let clone = clone_with_origin(dir.path(), Some("https://git.example.org/gis/honua-config.git"));
+        let section = format!(
+            r#"{{ "enabled": true, "repositoryPath": "{}", "STATEDIRECTORY": "{}", "DryRun": "True",
+                "Watcher": {{ "Branch": "release", "Environment": "staging", "PollIntervalSeconds": 45 }},
+                "Credentials": {{ "Username": "deploy-bot", "Password": "pat-123" }},
+                "Notifications": {{ "Slack": {{ "WebhookUrl": "https://hooks.example/x" }} }},
+                "Approvals": {{ "Required": true }} }}"#,
+            clone.display(),
+            dir.path().join("state").display()
+        );
+        let config = AgentArgs::default().resolve(Some(&appsettings(dir.path(), &section))).unwrap();
+        let git_only = config.git_only.as_ref().expect("a GitOps section without a service runs Git-only");
+        assert_eq!((git_only.branch.as_str(), git_only.interval.as_secs()), ("release", 45));
+        assert_eq!(config.environment, "staging");
+        assert_eq!(config.git_url, "https://deploy-bot@git.example.org/gis/honua-config.git", "origin, with the user");
+        assert_eq!(config.git_token.as_deref(), Some("pat-123"));
+        assert_eq!(config.state_dir, dir.path().join("state"));
+        assert_eq!(config.target_dir, dir.path().join("honua"), "through `current`");
+        assert_eq!(config.metadata_file, "metadata.json");
+        assert!(config.dry_run);
+        assert_eq!(config.notices.len(), 2, "{:?}", config.notices);
+        assert!(config.notices[0].starts_with("GitOps:Notifications in") && config.notices[0].contains("ignored"));
+        assert!(config.notices[1].starts_with("GitOps:Approvals in") && config.notices[1].contains("honua serve"));
+        assert!(
+            !format!("{config:?}").contains("pat-123") && !config.notices.concat().contains("pat-123"),
+            "the password is never shown"
+        );
+    }
+
+    #[test]
+    fn honuas_gitops_section_mistakes_are_named_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let resolve_section = |section: String| {
+            AgentArgs::default().resolve(Some(&appsettings(dir.path(), &section))).map_err(|e| e.to_string())
+        };
+
+        // A clone without `origin` is its own remote.
+        let clone = clone_with_origin(dir.path(), None);
+        let plain =
+            format!(r#"{{ "RepositoryPath": "{}", "StateDirectory": "{}" }}"#, clone.display(), state.display());
+        let config = resolve_section(plain.clone()).unwrap();
+        assert!(config.git_url.starts_with("file://") && config.git_url.ends_with("config-repo"), "{}", config.git_url);
+        assert_eq!((config.environment.as_str(), config.dry_run), ("production", false), "Honua's defaults");
+        assert!(config.notices.is_empty());
+
+        let off = resolve_section(plain.replacen('{', r#"{ "Enabled": false,"#, 1)).unwrap_err();
+        assert!(off.starts_with("GitOps:Enabled: is false in") && off.contains("set it to true"), "{off}");
+        let no_clone = resolve_section(format!(r#"{{ "StateDirectory": "{}" }}"#, state.display())).unwrap_err();
+        assert!(
+            no_clone.starts_with("GitOps:RepositoryPath: not set") && no_clone.contains("local clone"),
+            "{no_clone}"
+        );
+        let not_git = resolve_section(plain.replace(&clone.display().to_string(), &state.display().to_string()));
+        assert!(not_git.unwrap_err().contains("is not a Git clone"));
+        let no_state = resolve_section(format!(r#"{{ "RepositoryPath": "{}" }}"#, clone.display())).unwrap_err();
+        assert!(no_state.starts_with("GitOps:StateDirectory: not set"), "{no_state}");
+        let dry = resolve_section(plain.replacen('{', r#"{ "DryRun": "maybe","#, 1)).unwrap_err();
+        assert_eq!(dry, "GitOps:DryRun: `maybe` is not true or false");
+        let interval = resolve_section(plain.replacen('{', r#"{ "Watcher": { "PollIntervalSeconds": "often" },"#, 1));
+        assert!(interval.unwrap_err().contains("`often` is not a number of seconds"));
+
+        // Honua's metadata path must go through the `current` link the agent swaps.
+        let file = appsettings(dir.path(), &plain);
+        let text = std::fs::read_to_string(&file).unwrap().replace("/current/metadata.json", "/metadata.json");
+        std::fs::write(&file, text).unwrap();
+        let err = AgentArgs::default().resolve(Some(&file)).unwrap_err().to_string();
+        assert!(err.starts_with("honua:metadata:path:") && err.contains("<dir>/current/metadata.json"), "{err}");
+    }
+
+    #[test]
+    fn a_dry_run_belongs_to_git_only_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.yaml");
+        let key = crate::plan::signing::Signer::from_secret(&[7u8; 32]).unwrap().public_key();
+        let settings = format!(
+            "server: http://127.0.0.1:1\ntoken: t\nenvironment: dev\npublic_key: {key}\ngit_url: https://example.org/r.git\ntarget_dir: /tmp/x\n"
+        );
+        std::fs::write(&file, &settings).unwrap();
+        assert!(AgentArgs::default().resolve(Some(&file)).is_ok());
+        std::fs::write(&file, format!("{settings}dry_run: true\n")).unwrap();
+        let err = AgentArgs::default().resolve(Some(&file)).unwrap_err().to_string();
+        assert!(err.starts_with("HONUA_AGENT_DRY_RUN: a dry run is for Git-only mode"), "{err}");
+    }
 }

@@ -247,6 +247,8 @@ pub struct ServeCommand {
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
     /// A repository root, its `environments/` directory, one environment directory, or a metadata file.
+    /// A file inside `environments/<env>/` is validated as that environment merged with `common/` (an
+    /// overlay alone lacks what it inherits); any other file is validated on its own.
     #[arg(long, default_value = ".")]
     pub path: PathBuf,
     /// Only this environment (and the common layer and policy).
@@ -400,13 +402,35 @@ enum Target {
 fn resolve_target(path: &Path, env: Option<String>) -> Result<Target> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("{}: cannot read this path; check that it exists", path.display()))?;
+    let name_of = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
     if meta.is_file() {
+        // A file of a repository (`environments/<env>/metadata.yaml`) is only meaningful merged with
+        // `common/`: alone, an overlay lacks everything it inherits. A file in `common/` concerns every
+        // environment.
+        let dir = parent(path);
+        let envs = parent(&dir);
+        let is_repo_file = name_of(&envs).as_deref() == Some("environments")
+            && name_of(path).is_some_and(|n| crate::config::source::is_config_file(&n));
+        if is_repo_file {
+            let dir_env = name_of(&dir).unwrap_or_default();
+            let root = parent(&envs);
+            if dir_env == "common" {
+                return Ok(Target::Repo { root, env });
+            }
+            if env.as_ref().is_some_and(|e| *e != dir_env) {
+                bail!(
+                    "--env {} contradicts --path {}, which belongs to environment `{dir_env}`",
+                    env.unwrap_or_default(),
+                    path.display()
+                );
+            }
+            return Ok(Target::Repo { root, env: Some(dir_env) });
+        }
         if env.is_some() {
             bail!("--env applies to a repository; {} is a single file", path.display());
         }
         return Ok(Target::File(path.to_path_buf()));
     }
-    let name_of = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
     if path.join("environments").is_dir() {
         return Ok(Target::Repo { root: path.to_path_buf(), env });
     }
@@ -446,6 +470,14 @@ fn validate_command(args: ValidateArgs) -> Result<ExitCode> {
         }
         Target::Repo { root, env } => {
             let repo = ConfigRepo::load_dir(&root)?;
+            if args.path.is_file() && args.format == DiagnosticFormat::Text {
+                let scope = env.as_deref().map_or("every environment".to_string(), |e| format!("environment `{e}`"));
+                println!(
+                    "{} is part of the repository at {}: validating {scope} as merged with environments/common/",
+                    args.path.display(),
+                    root.display()
+                );
+            }
             let env = env.map(EnvName::new);
             if let Some(e) = &env {
                 if !repo.has_environment(e.as_str()) {

@@ -79,7 +79,7 @@ pub fn annotations(diagnostics: &[Diagnostic]) -> Vec<Annotation> {
                 end_column: column,
                 annotation_level: if d.is_error() { "failure" } else { "warning" },
                 title: d.code.clone(),
-                message: d.message.clone(),
+                message: d.full_message(),
             }
         })
         .collect()

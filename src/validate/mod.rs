@@ -1,9 +1,12 @@
 //! Validation: the server's JSON schema and the semantic rules it enforces, plus ours (literal secrets,
 //! policy sanity, environments without metadata), all as located [`Diagnostic`]s.
 
+pub mod instant;
+pub mod model;
 pub mod report;
 pub mod rules;
 pub mod schema;
+pub mod server;
 
 use crate::config::node::{Node, Value};
 use crate::config::source::SourceMap;
@@ -11,26 +14,41 @@ use crate::config::{ConfigRepo, EnvName, SingleFile};
 use crate::diagnostic::{self, Diagnostic, Severity};
 use crate::policy::Policy;
 
-/// Every finding on one effective metadata document (the server's view of an environment).
+/// Every finding on one effective metadata document (the server's view of an environment): what Honua
+/// refuses (errors), what it reads differently from what was written (warnings), and Honua's schema
+/// as advice (warnings, dropped where an error already stands at the same place).
 pub fn check_metadata(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
     if !matches!(root.value, Value::Map(_)) {
         return;
     }
-    // The schema check is the costliest single pass; it runs beside the semantic rules.
-    let schema_findings = std::thread::scope(|s| {
+    // The schema check is the costliest single pass; it runs beside the other rules.
+    let (found, schema_findings) = std::thread::scope(|s| {
         let schema = s.spawn(|| {
             let mut found = Vec::new();
             schema::check(root, sources, &mut found);
             found
         });
-        rules::references(root, sources, out);
-        rules::bboxes(root, sources, out);
-        rules::temporal_intervals(root, sources, out);
-        rules::cors(root, sources, out);
-        rules::layer_fields(root, sources, out);
-        schema.join().expect("schema thread")
+        let mut found = Vec::new();
+        model::check(root, sources, &mut found);
+        server::check(root, sources, &mut found);
+        rules::references(root, sources, &mut found);
+        rules::cors(root, sources, &mut found);
+        rules::layer_fields(root, sources, &mut found);
+        (found, schema.join().expect("schema thread"))
     });
-    out.extend(schema_findings);
+    let errors: std::collections::HashSet<(&str, u32, u32)> =
+        found.iter().filter(|d| d.is_error()).map(|d| (d.file.as_str(), d.line, d.column)).collect();
+    let advice: Vec<Diagnostic> =
+        schema_findings.into_iter().filter(|d| !errors.contains(&(d.file.as_str(), d.line, d.column))).collect();
+    out.extend(found);
+    out.extend(advice);
+}
+
+/// Whether Honua's JSON-era server refuses a file with this finding (and keeps its previous metadata):
+/// every error except those about what it loads but serves wrongly or does not read at all. The
+/// stand-in refuses a reload on exactly these.
+pub fn refused_by_honua(d: &Diagnostic) -> bool {
+    d.is_error() && !matches!(d.code.as_str(), "layer.geometry_type" | "value.invalid" | "honua.stored_query")
 }
 
 /// Validates a repository: load problems, each environment's effective config (or only `only`),
@@ -59,10 +77,14 @@ pub fn validate_repo(repo: &ConfigRepo, only: Option<&EnvName>) -> Vec<Diagnosti
             let Some(effective) = repo.effective(env) else {
                 continue;
             };
-            check_metadata(&effective.metadata, &repo.sources, &mut out);
+            // A finding on the merged document names its environment: the same common file can be
+            // right in one environment and wrong in another (normalize merges the names).
+            let mut found = Vec::new();
+            check_metadata(&effective.metadata, &repo.sources, &mut found);
             if let Some(config) = &effective.config {
-                rules::cors(config, &repo.sources, &mut out);
+                rules::cors(config, &repo.sources, &mut found);
             }
+            out.extend(found.into_iter().map(|d| d.in_environment(env.as_str())));
         }
         per_file.join().expect("per-file rules thread")
     });

@@ -33,10 +33,10 @@ pub fn text(diagnostics: &[Diagnostic], sources: &SourceMap, prefix: &str) -> St
     for d in diagnostics {
         let file = display_path(prefix, &d.file);
         if d.line == 0 {
-            let _ = writeln!(out, "{file}: {}[{}]: {}", d.severity, d.code, d.message);
+            let _ = writeln!(out, "{file}: {}[{}]: {}", d.severity, d.code, d.full_message());
             continue;
         }
-        let _ = writeln!(out, "{file}:{}:{}: {}[{}]: {}", d.line, d.column, d.severity, d.code, d.message);
+        let _ = writeln!(out, "{file}:{}:{}: {}[{}]: {}", d.line, d.column, d.severity, d.code, d.full_message());
         if let Some(line) = sources.line(&d.file, d.line) {
             let gutter = d.line.to_string().len();
             let columns: Vec<u32> =
@@ -71,14 +71,14 @@ pub fn github(diagnostics: &[Diagnostic], prefix: &str) -> String {
         let file = escape_property(&display_path(prefix, &d.file));
         let title = escape_property(&d.code);
         if d.line == 0 {
-            let _ = writeln!(out, "::{level} file={file},title={title}::{}", escape_data(&d.message));
+            let _ = writeln!(out, "::{level} file={file},title={title}::{}", escape_data(&d.full_message()));
         } else {
             let _ = writeln!(
                 out,
                 "::{level} file={file},line={},col={},title={title}::{}",
                 d.line,
                 d.column,
-                escape_data(&d.message)
+                escape_data(&d.full_message())
             );
         }
     }

@@ -2,16 +2,12 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
-
 use crate::config::dialect::place;
 use crate::config::layering::ENTITY_LISTS;
 use crate::config::node::{Node, Value};
 use crate::config::secrets::{connection_string_secret, is_connection_key, is_placeholder, is_secret_key};
 use crate::config::source::SourceMap;
 use crate::diagnostic::{Diagnostic, Severity};
-
-use super::describe_path;
 
 /// Ids must be unique per kind, compared without case (the server's dictionaries ignore case); layer ids
 /// are unique across services. Checked per file, because layering merges equal ids on purpose.
@@ -121,134 +117,6 @@ pub fn references(doc: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Every `bbox` holds 4 numbers (2D) or 6 (3D), alone or as a list of boxes.
-pub fn bboxes(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
-    walk_keys(root, "", &mut |pointer, key, node| {
-        if key != "bbox" {
-            return;
-        }
-        let Some(items) = node.as_seq() else {
-            out.push(bbox_error(
-                root,
-                sources,
-                pointer,
-                node,
-                format!("is {}, not a list of numbers", article_kind(node)),
-            ));
-            return;
-        };
-        let boxes: Vec<(String, &Node)> = if items.iter().all(|i| i.as_seq().is_some()) && !items.is_empty() {
-            items.iter().enumerate().map(|(i, b)| (format!("{pointer}/{i}"), b)).collect()
-        } else {
-            vec![(pointer.to_string(), node)]
-        };
-        for (ptr, b) in boxes {
-            let coords = b.as_seq().unwrap_or_default();
-            if coords.iter().any(|c| c.as_f64().is_none()) {
-                out.push(bbox_error(root, sources, &ptr, b, "must hold only numbers".into()));
-            } else if coords.len() != 4 && coords.len() != 6 {
-                out.push(bbox_error(
-                    root,
-                    sources,
-                    &ptr,
-                    b,
-                    format!(
-                        "has {} number(s); a bounding box has 4 (minx, miny, maxx, maxy) or 6 (with min and max z)",
-                        coords.len()
-                    ),
-                ));
-            } else {
-                let half = coords.len() / 2;
-                let v: Vec<f64> = coords.iter().filter_map(Node::as_f64).collect();
-                // minx > maxx is legal (a box crossing the antimeridian); other minimums above maximums are not.
-                if (1..half).any(|i| v[i] > v[i + half]) {
-                    out.push(bbox_error(
-                        root,
-                        sources,
-                        &ptr,
-                        b,
-                        "has a minimum above its maximum; order is minx, miny, [minz,] maxx, maxy, [maxz]".into(),
-                    ));
-                }
-            }
-        }
-    });
-}
-
-fn bbox_error(root: &Node, sources: &SourceMap, pointer: &str, node: &Node, what: String) -> Diagnostic {
-    Diagnostic::error(
-        "extent.bbox",
-        place(sources, node.loc),
-        format!("invalid bbox: `{}` {what}", describe_path(root, pointer)),
-    )
-}
-
-fn article_kind(node: &Node) -> String {
-    format!("a {}", node.kind())
-}
-
-/// Temporal extents: each interval is `[start, end]`, each an ISO-8601 date or date-time, `..` or null
-/// (open), and start not after end.
-pub fn temporal_intervals(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
-    walk_keys(root, "", &mut |pointer, key, node| {
-        if key != "interval" || !pointer.contains("temporal") {
-            return;
-        }
-        for (i, interval) in node.as_seq().unwrap_or_default().iter().enumerate() {
-            let Some(ends) = interval.as_seq() else {
-                continue;
-            };
-            let mut parsed = Vec::new();
-            for (j, end) in ends.iter().enumerate().take(2) {
-                match &end.value {
-                    Value::Null => parsed.push(None),
-                    Value::Str(s) if s == ".." || s.is_empty() => parsed.push(None),
-                    Value::Str(s) => match parse_instant(s) {
-                        Some(t) => parsed.push(Some(t)),
-                        None => {
-                            out.push(Diagnostic::error(
-                                "temporal.invalid_interval",
-                                place(sources, end.loc),
-                                format!(
-                                    "invalid temporal interval: {} `{s}` in `{}` is not an ISO-8601 date-time; write e.g. `2024-01-01T00:00:00Z`, or `..` for an open end",
-                                    if j == 0 { "start" } else { "end" },
-                                    describe_path(root, &format!("{pointer}/{i}"))
-                                ),
-                            ));
-                            parsed.push(None);
-                        }
-                    },
-                    _ => parsed.push(None),
-                }
-            }
-            if let [Some(start), Some(end)] = parsed[..] {
-                if start > end {
-                    out.push(Diagnostic::error(
-                        "temporal.invalid_interval",
-                        place(sources, interval.loc),
-                        format!(
-                            "invalid temporal interval: `{}` starts after it ends; swap start and end",
-                            describe_path(root, &format!("{pointer}/{i}"))
-                        ),
-                    ));
-                }
-            }
-        }
-    });
-}
-
-fn parse_instant(s: &str) -> Option<NaiveDateTime> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.naive_utc());
-    }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
-            return Some(t);
-        }
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0))
-}
-
 /// Browsers refuse credentials with a wildcard origin, and Honua refuses the combination at start.
 pub fn cors(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
     for cors in [root.get_path(&["server", "cors"]), root.get("cors")].into_iter().flatten() {
@@ -271,7 +139,7 @@ pub fn cors(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
     }
 }
 
-/// A layer's field list names each field once and contains its `idField`.
+/// A layer's field list names each field once and contains its `idField`: warnings, Honua checks neither.
 pub fn layer_fields(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
     for layer in root.get("layers").and_then(Node::as_seq).unwrap_or_default() {
         let Some(fields) = layer.get("fields").and_then(Node::as_seq) else {
@@ -287,10 +155,10 @@ pub fn layer_fields(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>)
                 continue;
             };
             if let Some(line) = seen.insert(name.to_lowercase(), name_node.loc.line) {
-                out.push(Diagnostic::error(
+                out.push(Diagnostic::warning(
                     "field.duplicate_name",
                     place(sources, name_node.loc),
-                    format!("layer `{layer_id}` lists field `{name}` twice (first at line {line}); remove one"),
+                    format!("layer `{layer_id}` lists field `{name}` twice (first at line {line}); Honua loads it, but a filter naming `{name}` fails (it looks a field up expecting one match). Remove one"),
                 ));
             }
         }
@@ -300,10 +168,10 @@ pub fn layer_fields(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>)
         if let Some(id_field) = layer.get("idField") {
             if let Some(name) = id_field.as_str() {
                 if !seen.contains_key(&name.to_lowercase()) {
-                    out.push(Diagnostic::error(
+                    out.push(Diagnostic::warning(
                         "field.missing_id_field",
                         place(sources, id_field.loc),
-                        format!("layer `{layer_id}` has `idField: {name}` but its `fields` list has no field `{name}`; add it to `fields` or fix `idField`"),
+                        format!("layer `{layer_id}` has `idField: {name}` but its `fields` list has no field `{name}`; Honua accepts it (it does not check), but clients describing the layer will not see the id field. Add it to `fields` or fix `idField`"),
                     ));
                 }
             }
@@ -369,20 +237,5 @@ fn walk<'a>(node: &'a Node, pointer: &mut String, visit: &mut dyn FnMut(&str, &s
             }
         }
         _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iso_instants() {
-        for ok in ["2024-12-31T23:59:59Z", "2024-01-01", "2024-01-01T00:00:00+02:00", "2024-01-01T00:00:00.5Z"] {
-            assert!(parse_instant(ok).is_some(), "{ok}");
-        }
-        for bad in ["not-a-valid-date", "2024-13-01", "01/02/2024", "2024-01-01T25:00:00Z"] {
-            assert!(parse_instant(bad).is_none(), "{bad}");
-        }
     }
 }

@@ -1,4 +1,6 @@
 //! Validation against the JSON schema the Honua server embeds (`metadata-schema.json`, draft 2020-12).
+//! The server ships the schema but does not hold a file to it at load, so a schema finding is advice:
+//! a warning that says the server would accept the file.
 //!
 //! The schema ships with a flaw: `iso19115Metadata`, `iso19115Contact`, `iso19115ContactInfo`,
 //! `stacMetadata` and `stacAsset` sit under `properties` while every `$ref` points at `#/$defs/…`. They are
@@ -35,7 +37,12 @@ fn validator() -> &'static Validator {
     })
 }
 
-/// Validates an effective metadata document; every error is located at the node it concerns.
+/// What every schema finding adds: the server itself does not validate against this schema when it
+/// loads metadata (what it does check is in `server.rs` and `model.rs`, as errors).
+const STRICTER: &str = "Honua's JSON schema asks for this, but the server loads the file without it";
+
+/// Validates an effective metadata document against Honua's schema. Every finding is a warning, located
+/// at the node it concerns; `check_metadata` drops those where an error already stands.
 pub fn check(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
     let instance = root.to_json();
     for error in validator().iter_errors(&instance) {
@@ -48,7 +55,7 @@ pub fn check(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
         let node = root.deepest_at_pointer(&pointer);
         let path = describe_path(root, &pointer);
         let (code, message) = describe(&path, error.kind(), &error.instance().clone(), &pointer);
-        out.push(Diagnostic::error(code, place(sources, node.loc), message));
+        out.push(Diagnostic::warning(code, place(sources, node.loc), format!("{message}; {STRICTER}")));
     }
 }
 
@@ -129,7 +136,7 @@ fn required_hint(pointer: &str, prop: &str) -> &'static str {
         (Some("layers"), "geometryField") => " (the geometry column, e.g. `geometryField: geom`)",
         (Some("services"), "folderId") => " (add a `folders:` entry and reference its id)",
         (Some("services"), "dataSourceId") => " (reference an entry of `dataSources:` or `datasources.yaml`)",
-        (Some("services"), "serviceType") => " (e.g. `serviceType: feature`)",
+        (Some("services"), "serviceType") => " (Honua takes `feature` when it is missing)",
         (None, "catalog") => " (e.g. `catalog: {id: my-catalog, title: …}`)",
         (None, "folders" | "dataSources" | "services" | "layers") => " (an empty list `[]` is allowed)",
         _ => "",
