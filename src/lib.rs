@@ -1,8 +1,11 @@
 //! Honua GitOps: safe, reviewed, audited changes to the configuration of Honua geospatial servers.
 //!
-//! The offline heart lives here: `config` loads a config repository, `validate` finds problems with
-//! real positions, `diff` computes semantic changes and breaking changes, `policy` decides, `plan`
-//! binds it all into a digest-stamped plan.
+//! The offline core: `config` loads a config repository, `validate` finds problems with real positions
+//! (as Honua's server would refuse them), `diff` computes semantic changes and breaking changes,
+//! `policy` decides, `plan` binds it all into a digest-stamped plan. The online half: `github` (the
+//! edge to GitHub), `store` (SQLite or PostgreSQL), `controller` (the handlers of events, deployments,
+//! approvals), `server` (HTTP: webhooks, API, pages), `git` (mirrors and the ledger), `agent` (the edge
+//! agent beside Honua), `cli`; `standin` is a faithful stand-in Honua for the demo and the tests.
 
 pub mod agent;
 pub mod cli;

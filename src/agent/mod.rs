@@ -1,4 +1,4 @@
-//! The edge agent (first slice): asks the service for its environment's desired state, trusts only a
+//! The edge agent, one per Honua server, outbound connections only: asks the service for its environment's desired state, trusts only a
 //! record whose signature verifies with the pinned key, for its own environment, newer than what it
 //! applied; fetches the commit, renders the environment's effective metadata with the same code as
 //! `validate` (an invalid render is refused before anything is touched), resolves `${VAR}` secrets
@@ -20,6 +20,9 @@
 //!
 //! How a deployment is applied (health timeout, rollback on failure, backup, self-heal) comes from the
 //! signed record, so it is what the policy said when the deployment was approved.
+//!
+//! Honua's admin API is spoken as Honua's source answers it ([`honua`]); without a service the agent
+//! runs Git-only from Honua's own `gitops:` block or `GitOps` section (`git_only`), dry runs included.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,9 @@
 //! The domain side of the service: workers take jobs from the durable queue and run the handler of
-//! their event. This slice handles pull requests: fetch base and head into the mirror, validate the
-//! head, plan base → head with the BASE branch's policy, complete the `honua/validate` and
-//! `honua/diff` check runs and keep one sticky plan comment up to date.
+//! their event. Pull requests (here): fetch base and head into the mirror, validate the head, plan base →
+//! head with the BASE branch's policy, complete the `honua/validate` and `honua/diff` check runs and
+//! keep one sticky plan comment up to date. Pushes to a deployment branch become deployments
+//! (`deployments`), comment commands approve, reject and roll back (`comments`, `rollback`), agents'
+//! polls and reports move deployments (`agents`), and notifications leave through an outbox (`notify`).
 
 pub mod agents;
 mod comments;

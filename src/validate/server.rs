@@ -417,7 +417,13 @@ impl Rules<'_> {
             if known.iter().any(|k| k.eq_ignore_ascii_case(&terminal)) || !reported.insert(terminal.to_lowercase()) {
                 continue;
             }
-            let listing: Vec<String> = known.iter().take(12).map(|k| format!("`{k}`")).collect();
+            let mut distinct: Vec<&String> = Vec::new();
+            for k in known.iter() {
+                if !distinct.iter().any(|d| d.eq_ignore_ascii_case(k)) {
+                    distinct.push(k);
+                }
+            }
+            let listing: Vec<String> = distinct.iter().take(12).map(|k| format!("`{k}`")).collect();
             self.refuse(
                 "honua.auto_filter",
                 filter.at,
