@@ -11,6 +11,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod deployment;
 pub mod diagnostic;
 pub mod diff;
 pub mod git;

@@ -756,3 +756,99 @@ async fn the_openapi_document_lists_every_route_with_its_errors() {
         assert_eq!(api.call("GET", path, None, None).await.0, 401, "{path}");
     }
 }
+
+/// The schema the OpenAPI document gives for `method path`'s `status` answer, with the document's
+/// components beside it so that its `$ref`s resolve.
+fn documented(doc: &Value, path: &str, method: &str, status: &str) -> Value {
+    let schema = doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"].clone();
+    assert!(schema["$ref"].is_string(), "{method} {path} {status}: documented as {schema}, not a named schema");
+    json!({ "$ref": schema["$ref"], "components": doc["components"] })
+}
+
+fn conforms(schema: &Value, answer: &Value) -> Result<(), String> {
+    let validator = jsonschema::validator_for(schema).map_err(|e| format!("the schema does not compile: {e}"))?;
+    let errors: Vec<String> = validator.iter_errors(answer).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Every body the API answers is what its OpenAPI document says, checked with a JSON Schema validator
+/// on real answers: environments with a completed deployment, its agent's heartbeat, an approval, the
+/// audit log. A body that breaks the contract (a required key gone, a wrong type) is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_matches_its_documented_schema() {
+    let db = common::db::sqlite().await;
+    let store = db.store.clone();
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
+    let (_, doc) = api.call("GET", "/api/v1/openapi.json", None, None).await;
+    let viewer = Api::token(&store, "viewer", Role::Viewer, None).await;
+    let approver = Api::token(&store, "oncall", Role::Approver, None).await;
+    let agent = Api::token(&store, "dev-agent-1", Role::Agent, Some("development")).await;
+
+    let base = origin.main_sha();
+    service.deliver("push", "s-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
+    let all = wait_for_deployments(&store, "three deployments", |all| all.len() == 3).await;
+    let dev = of(&all, "development", &base).id.clone();
+    let prod = of(&all, "production", &base).id.clone();
+    let heartbeat = json!({"deployment": dev, "commit": base, "sequence": 1, "health": "healthy",
+        "version": "test", "sync": "drifted", "drifted": ["metadata.json"], "restored": null, "last_result": "ok"});
+    assert_eq!(api.call("POST", "/api/v1/agent/heartbeat", Some(&agent), Some(heartbeat)).await.0, 204);
+
+    let mut checked = Vec::new();
+    let mut check = |path: &str, status: &str, answer: &Value| {
+        let method = if path.ends_with("/approve") || path.ends_with("/report") { "post" } else { "get" };
+        let schema = documented(&doc, path, method, status);
+        conforms(&schema, answer).unwrap_or_else(|e| panic!("{method} {path}: {e}\n{answer:#}"));
+        checked.push(path.to_string());
+        schema
+    };
+    let (status, body) = api.call("GET", "/api/v1/agent/desired?environment=development", Some(&agent), None).await;
+    assert_eq!(status, 200, "{body}");
+    check("/api/v1/agent/desired", "200", &body);
+    let report = json!({"deployment": dev, "phase": "completed", "message": "done"});
+    let (status, body) = api.call("POST", "/api/v1/agent/report", Some(&agent), Some(report)).await;
+    assert_eq!(status, 200, "{body}");
+    check("/api/v1/agent/report", "200", &body);
+    let (status, body) = api
+        .call("POST", &format!("/api/v1/deployments/{prod}/approve"), Some(&approver), Some(json!({"breaking": true})))
+        .await;
+    assert!(status == 200, "{body}");
+    check("/api/v1/deployments/{id}/approve", "200", &body);
+
+    let (_, key) = api.call("GET", "/api/v1/signing-key", None, None).await;
+    check("/api/v1/signing-key", "200", &key);
+    let (_, environments) = api.call("GET", "/api/v1/environments", Some(&viewer), None).await;
+    assert!(environments["environments"].as_array().is_some_and(|e| e.len() == 3), "{environments}");
+    let environments_schema = check("/api/v1/environments", "200", &environments);
+    let (_, environment) = api.call("GET", "/api/v1/environments/development", Some(&viewer), None).await;
+    assert_eq!(environment["repositories"][0]["current"]["id"], dev.as_str(), "{environment}");
+    assert_eq!(environment["agents"][0]["sync"], "drifted");
+    check("/api/v1/environments/{env}", "200", &environment);
+    let (_, list) = api.call("GET", "/api/v1/deployments", Some(&viewer), None).await;
+    check("/api/v1/deployments", "200", &list);
+    let (_, detail) = api.call("GET", &format!("/api/v1/deployments/{dev}"), Some(&viewer), None).await;
+    assert!(detail["signed"]["record"].is_string() && !detail["reports"].as_array().unwrap().is_empty(), "{detail}");
+    let detail_schema = check("/api/v1/deployments/{id}", "200", &detail);
+    let (_, audit) = api.call("GET", "/api/v1/audit", Some(&viewer), None).await;
+    check("/api/v1/audit", "200", &audit);
+    let (_, agents) = api.call("GET", "/api/v1/agents", Some(&viewer), None).await;
+    check("/api/v1/agents", "200", &agents);
+    assert_eq!(checked.len(), 10);
+
+    // The check can fail: a required key gone, or a value of the wrong type, breaks the contract.
+    let mut broken = detail.clone();
+    broken.as_object_mut().unwrap().remove("plan_digest");
+    assert!(conforms(&detail_schema, &broken).is_err(), "a missing key passes");
+    let mut broken = environments.clone();
+    broken["environments"][0]["agents"] = json!([{"name": "x"}]);
+    assert!(conforms(&environments_schema, &broken).is_err(), "an agent without its fields passes");
+    let mut broken = detail;
+    broken["state"] = json!("exploded");
+    assert!(conforms(&detail_schema, &broken).is_err(), "a state outside the enum passes");
+}

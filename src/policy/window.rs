@@ -55,7 +55,7 @@ impl Rules {
 }
 
 /// Whether a deployment may start at an instant, and if not, why and from when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Schedule {
     pub allowed_now: bool,
     #[serde(skip_serializing_if = "Option::is_none")]

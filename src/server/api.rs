@@ -19,6 +19,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::controller::{Controller, DecisionError};
+use crate::deployment::wire::{
+    AgentView, Agents, AuditLog, DeploymentDetail, DeploymentSummary, DeploymentView, Deployments, DesiredState,
+    EnvironmentDetail, EnvironmentView, Environments, Heartbeat, PhaseReport, SignedView, SigningKey,
+};
 use crate::store::{ApiToken, Deployment, DeploymentFilter, DeploymentState, Role, StoreError};
 
 /// Largest JSON body the API reads (approve/reject bodies are a few bytes).
@@ -262,37 +266,15 @@ pub fn bearer_token(header: &str) -> Option<&str> {
 
 /// The public key agents pin to verify signed deployment records.
 #[utoipa::path(get, path = "/api/v1/signing-key", tag = "deployments",
-    responses((status = 200, description = "`{algorithm: \"ed25519\", public_key: \"ed25519:<hex>\"}`", body = Object)))]
-async fn signing_key(State(c): State<Arc<Controller>>) -> Json<serde_json::Value> {
-    Json(json!({ "algorithm": "ed25519", "public_key": c.signer.public_key() }))
+    responses((status = 200, description = "the key agents pin", body = SigningKey)))]
+async fn signing_key(State(c): State<Arc<Controller>>) -> Json<SigningKey> {
+    Json(SigningKey { algorithm: "ed25519".into(), public_key: c.signer.public_key() })
 }
 
-/// A deployment in lists: everything but the plan.
-fn summary(d: &Deployment) -> serde_json::Value {
-    json!({
-        "id": d.id,
-        "repository": d.repository,
-        "environment": d.environment,
-        "sequence": d.sequence,
-        "commit": d.commit,
-        "from_commit": d.from_commit,
-        "state": d.state,
-        "gate": d.gate,
-        "reasons": d.reasons,
-        "plan_digest": d.plan_digest,
-        // Evaluated now: an approved deployment outside its window says why it waits and until when.
-        "schedule": d.windows.at(chrono::Utc::now()),
-        "cause": d.cause,
-        "created_at": chrono::DateTime::from_timestamp_millis(d.created_at),
-        "updated_at": chrono::DateTime::from_timestamp_millis(d.updated_at),
-    })
-}
-
-/// [`summary`] with when it ran and who is behind it: `started_at`/`finished_at` (entering `applying`,
-/// reaching an end), `duration_ms` between them, and `by`: its approvers (not the policy), else who
-/// caused it (the pusher, the operator who rolled back).
-async fn with_timing(c: &Controller, d: &Deployment) -> Result<serde_json::Value, ApiError> {
-    let mut out = summary(d);
+/// A deployment with when it ran and who is behind it: `started_at`/`finished_at` (entering
+/// `applying`, reaching an end), `duration_ms` between them, and `by`: its approvers (not the policy),
+/// else who caused it (the pusher, the operator who rolled back).
+async fn with_timing(c: &Controller, d: &Deployment) -> Result<DeploymentView, ApiError> {
     let transitions = c.store.audit(0, Some(&d.id), 1000).await?;
     let approvals = c.store.approvals(&d.id).await?;
     let at = |states: &[&str]| {
@@ -302,23 +284,25 @@ async fn with_timing(c: &Controller, d: &Deployment) -> Result<serde_json::Value
     let approvers: Vec<&str> = approvals.iter().filter(|a| a.via != "policy").map(|a| a.actor.as_str()).collect();
     let by =
         if approvers.is_empty() { transitions.first().map(|e| e.actor.clone()) } else { Some(approvers.join(", ")) };
-    out["started_at"] = json!(started.and_then(chrono::DateTime::from_timestamp_millis));
-    out["finished_at"] = json!(finished.and_then(chrono::DateTime::from_timestamp_millis));
-    out["duration_ms"] = json!(started.zip(finished).map(|(s, f)| f - s));
-    out["by"] = json!(by);
-    Ok(out)
+    Ok(DeploymentView {
+        summary: DeploymentSummary::of(d, chrono::Utc::now()),
+        started_at: started.and_then(chrono::DateTime::from_timestamp_millis),
+        finished_at: finished.and_then(chrono::DateTime::from_timestamp_millis),
+        duration_ms: started.zip(finished).map(|(s, f)| f - s),
+        by,
+    })
 }
 
-async fn timed(c: &Controller, d: Option<&&Deployment>) -> Result<serde_json::Value, ApiError> {
+async fn timed(c: &Controller, d: Option<&&Deployment>) -> Result<Option<DeploymentView>, ApiError> {
     match d {
-        Some(d) => with_timing(c, d).await,
-        None => Ok(serde_json::Value::Null),
+        Some(d) => with_timing(c, d).await.map(Some),
+        None => Ok(None),
     }
 }
 
 /// Per repository and environment (all, or `only`): status, the deployment that runs (`current`), the
 /// one pending, the last, and its agents.
-pub(crate) async fn environment_views(c: &Controller, only: Option<&str>) -> Result<Vec<serde_json::Value>, ApiError> {
+pub(crate) async fn environment_views(c: &Controller, only: Option<&str>) -> Result<Vec<EnvironmentView>, ApiError> {
     let filter = DeploymentFilter { environment: only.map(str::to_string), limit: 1000, ..Default::default() };
     let all = c.store.deployments(&filter).await?;
     let mut seen = std::collections::BTreeMap::new();
@@ -332,41 +316,21 @@ pub(crate) async fn environment_views(c: &Controller, only: Option<&str>) -> Res
         let current = list.iter().find(|d| d.state == DeploymentState::Completed);
         let pending = list.iter().find(|d| d.state.is_unstarted());
         let last = list.first();
-        let status = match (pending, last) {
-            (Some(p), _) => p.state.as_str(),
-            (None, Some(l)) if l.state == DeploymentState::Completed => "in_sync",
-            (None, Some(l)) => l.state.as_str(),
-            (None, None) => "unknown",
-        };
-        let agents: Vec<serde_json::Value> =
-            agents.iter().filter(|a| a.environment == environment).map(|a| agent_json(a, now)).collect();
-        // Sync and health are separate axes: one drifted agent makes the environment drifted.
-        let sync = if agents.iter().any(|a| a["sync"] == "drifted") {
-            "drifted"
-        } else if !agents.is_empty() && agents.iter().all(|a| a["sync"] == "synced") {
-            "synced"
-        } else {
-            "unknown"
-        };
-        let health = if agents.is_empty() {
-            "unknown"
-        } else if agents.iter().all(|a| a["health"] == "healthy") {
-            "healthy"
-        } else {
-            "unhealthy"
-        };
-        out.push(json!({
-            "repository": repository,
-            "environment": environment,
-            "status": status,
-            "sync": sync,
-            "health": health,
-            "current": timed(c, current).await?,
-            "pending": timed(c, pending).await?,
-            "last": timed(c, last).await?,
-            "recent": list.iter().take(10).map(|d| summary(d)).collect::<Vec<_>>(),
-            "agents": agents,
-        }));
+        let agents: Vec<AgentView> =
+            agents.iter().filter(|a| a.environment == environment).map(|a| AgentView::of(a, now)).collect();
+        let (sync, health) = EnvironmentView::sync_and_health(&agents);
+        out.push(EnvironmentView {
+            status: EnvironmentView::status_of(pending.copied(), last.copied()),
+            sync,
+            health,
+            current: timed(c, current).await?,
+            pending: timed(c, pending).await?,
+            last: timed(c, last).await?,
+            recent: list.iter().take(10).map(|d| DeploymentSummary::of(d, chrono::Utc::now())).collect(),
+            agents,
+            repository,
+            environment,
+        });
     }
     Ok(out)
 }
@@ -374,24 +338,24 @@ pub(crate) async fn environment_views(c: &Controller, only: Option<&str>) -> Res
 /// Per repository and environment: status, sync, health, the deployment that runs (`current`), the one
 /// pending, the last, and the environment's agents.
 #[utoipa::path(get, path = "/api/v1/environments", tag = "environments", security(("bearer" = [])),
-    responses((status = 200, description = "`{environments: [...]}`", body = Object),
+    responses((status = 200, description = "every environment", body = Environments),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn environments(caller: Caller, State(c): State<Arc<Controller>>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn environments(caller: Caller, State(c): State<Arc<Controller>>) -> Result<Json<Environments>, ApiError> {
     caller.require(Role::Viewer)?;
-    Ok(Json(json!({ "environments": environment_views(&c, None).await? })))
+    Ok(Json(Environments { environments: environment_views(&c, None).await? }))
 }
 
 /// One environment (per repository that deploys it): status, sync, health, current, pending, the ten
 /// most recent deployments, and each agent with its last heartbeat (commit, health, version, sync).
 #[utoipa::path(get, path = "/api/v1/environments/{env}", tag = "environments", security(("bearer" = [])),
     params(("env" = String, Path, description = "environment name")),
-    responses((status = 200, description = "`{environment, repositories: [...]}`", body = Object),
+    responses((status = 200, description = "the environment per repository, and its agents", body = EnvironmentDetail),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn environment(
     caller: Caller,
     State(c): State<Arc<Controller>>,
     Path(env): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<EnvironmentDetail>, ApiError> {
     caller.require(Role::Viewer)?;
     let views = environment_views(&c, Some(&env)).await?;
     let agents_only = c.store.agents(Some(&env)).await?;
@@ -403,11 +367,11 @@ async fn environment(
         ));
     }
     let now = crate::store::now_ms();
-    Ok(Json(json!({
-        "environment": env,
-        "repositories": views,
-        "agents": agents_only.iter().map(|a| agent_json(a, now)).collect::<Vec<_>>(),
-    })))
+    Ok(Json(EnvironmentDetail {
+        environment: env,
+        repositories: views,
+        agents: agents_only.iter().map(|a| AgentView::of(a, now)).collect(),
+    }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -442,7 +406,7 @@ async fn events(
             // Enabled now, so a change between this look and the wait below is not missed.
             changed.as_mut().enable();
             if let Ok(views) = environment_views(&c, env.as_deref()).await {
-                let body = json!({ "environments": views }).to_string();
+                let body = serde_json::to_string(&Environments { environments: views }).expect("views encode");
                 if last.as_deref() != Some(body.as_str()) {
                     let event = axum::response::sse::Event::default().event("environments").data(body.clone());
                     return Some((Ok(event), (c, env, Some(body))));
@@ -470,13 +434,13 @@ struct ListQuery {
 
 /// Deployments, newest first.
 #[utoipa::path(get, path = "/api/v1/deployments", tag = "deployments", security(("bearer" = [])), params(ListQuery),
-    responses((status = 200, description = "`{deployments: [...]}`", body = Object),
+    responses((status = 200, description = "deployments, newest first", body = Deployments),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn deployments(
     caller: Caller,
     State(c): State<Arc<Controller>>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Deployments>, ApiError> {
     caller.require(Role::Viewer)?;
     let states = match q.state.as_deref() {
         None => Vec::new(),
@@ -491,39 +455,39 @@ async fn deployments(
     for d in &list {
         out.push(with_timing(&c, d).await?);
     }
-    Ok(Json(json!({ "deployments": out })))
+    Ok(Json(Deployments { deployments: out }))
 }
 
-pub(crate) async fn detail(c: &Controller, id: &str) -> Result<serde_json::Value, ApiError> {
+pub(crate) async fn detail(c: &Controller, id: &str) -> Result<DeploymentDetail, ApiError> {
     let d = c
         .store
         .deployment(id)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no deployment `{id}`")))?;
-    let approvals = c.store.approvals(id).await?;
-    let transitions = c.store.audit(0, Some(id), 10_000).await?;
-    let mut out = with_timing(c, &d).await?;
-    out["plan"] = d.plan.clone();
-    if let Some(changes) = out["plan"].get_mut("changes") {
+    let mut plan = d.plan.clone();
+    if let Some(changes) = plan.get_mut("changes") {
         crate::diff::values::mask_stored_changes(changes);
     }
-    out["approvals"] = json!(approvals);
-    out["transitions"] = json!(transitions);
-    out["signed"] = json!(d.record.as_ref().map(|r| json!({ "record": r, "signature": d.signature })));
-    out["reports"] = json!(c.store.agent_reports(id).await?);
-    Ok(out)
+    Ok(DeploymentDetail {
+        view: with_timing(c, &d).await?,
+        plan,
+        approvals: c.store.approvals(id).await?,
+        transitions: c.store.audit(0, Some(id), 10_000).await?,
+        signed: d.record.clone().map(|record| SignedView { record, signature: d.signature.clone() }),
+        reports: c.store.agent_reports(id).await?,
+    })
 }
 
 /// One deployment with its plan, approvals, transitions and signed record.
 #[utoipa::path(get, path = "/api/v1/deployments/{id}", tag = "deployments", security(("bearer" = [])),
     params(("id" = String, Path, description = "e.g. prod-20261125101500-abc1234")),
-    responses((status = 200, description = "the deployment", body = Object),
+    responses((status = 200, description = "the deployment", body = DeploymentDetail),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn deployment(
     caller: Caller,
     State(c): State<Arc<Controller>>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeploymentDetail>, ApiError> {
     caller.require(Role::Viewer)?;
     Ok(Json(detail(&c, &id).await?))
 }
@@ -574,7 +538,7 @@ async fn require_decider(c: &Controller, caller: &Caller, id: &str, action: &str
 /// bound to its plan digest, and signs it. Approver or admin.
 #[utoipa::path(post, path = "/api/v1/deployments/{id}/approve", tag = "deployments", security(("bearer" = [])),
     params(("id" = String, Path)), request_body(content = ApproveBody, description = "optional"),
-    responses((status = 200, description = "the approved deployment", body = Object),
+    responses((status = 200, description = "the approved deployment", body = DeploymentDetail),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn approve(
@@ -582,7 +546,7 @@ async fn approve(
     State(c): State<Arc<Controller>>,
     Path(id): Path<String>,
     bytes: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeploymentDetail>, ApiError> {
     require_decider(&c, &caller, &id, "approve").await?;
     let b: ApproveBody = body(&bytes)?;
     let via = match b.via.as_deref() {
@@ -607,7 +571,7 @@ struct RejectBody {
 /// Rejects a deployment that has not started. Approver or admin.
 #[utoipa::path(post, path = "/api/v1/deployments/{id}/reject", tag = "deployments", security(("bearer" = [])),
     params(("id" = String, Path)), request_body(content = RejectBody, description = "optional"),
-    responses((status = 200, description = "the rejected deployment", body = Object),
+    responses((status = 200, description = "the rejected deployment", body = DeploymentDetail),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 async fn reject(
@@ -615,7 +579,7 @@ async fn reject(
     State(c): State<Arc<Controller>>,
     Path(id): Path<String>,
     bytes: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeploymentDetail>, ApiError> {
     require_decider(&c, &caller, &id, "reject").await?;
     let b: RejectBody = body(&bytes)?;
     let d = c.reject(&id, &caller.0.name, &b.reason, chrono::Utc::now()).await?;
@@ -638,7 +602,7 @@ struct RollbackBody {
 /// automatic deployments of the environment until a newer commit lands. Approver or admin.
 #[utoipa::path(post, path = "/api/v1/environments/{env}/rollback", tag = "environments", security(("bearer" = [])),
     params(("env" = String, Path)), request_body(content = RollbackBody, description = "optional"),
-    responses((status = 201, description = "the rollback deployment", body = Object),
+    responses((status = 201, description = "the rollback deployment", body = DeploymentDetail),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 async fn rollback(
@@ -646,7 +610,7 @@ async fn rollback(
     State(c): State<Arc<Controller>>,
     Path(env): Path<String>,
     bytes: axum::body::Bytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<DeploymentDetail>), ApiError> {
     require_decider(&c, &caller, "", "rollback").await?;
     let b: RollbackBody = body(&bytes)?;
     let d = c.rollback(b.repository.as_deref(), &env, b.to.as_deref(), &caller.0.name, chrono::Utc::now()).await?;
@@ -664,16 +628,16 @@ struct AuditQuery {
 
 /// The append-only audit log, oldest first, paged by `after` (the last id seen).
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditQuery),
-    responses((status = 200, description = "`{entries: [...]}`", body = Object),
+    responses((status = 200, description = "audit entries, oldest first", body = AuditLog),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn audit(
     caller: Caller,
     State(c): State<Arc<Controller>>,
     Query(q): Query<AuditQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AuditLog>, ApiError> {
     caller.require(Role::Viewer)?;
     let entries = c.store.audit(q.after.unwrap_or(0), q.deployment.as_deref(), q.limit.unwrap_or(500)).await?;
-    Ok(Json(json!({ "entries": entries })))
+    Ok(Json(AuditLog { entries }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -684,52 +648,20 @@ struct AgentsQuery {
 
 /// Every agent's last check-in: environment, time, and the last phase it reported.
 #[utoipa::path(get, path = "/api/v1/agents", tag = "agents", security(("bearer" = [])), params(AgentsQuery),
-    responses((status = 200, description = "`{agents: [...]}`", body = Object),
+    responses((status = 200, description = "every agent", body = Agents),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn agents(
     caller: Caller,
     State(c): State<Arc<Controller>>,
     Query(q): Query<AgentsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Agents>, ApiError> {
     caller.require(Role::Viewer)?;
     let now = crate::store::now_ms();
     let agents = c.store.agents(q.environment.as_deref()).await?;
-    Ok(Json(json!({ "agents": agents.iter().map(|a| agent_json(a, now)).collect::<Vec<_>>() })))
+    Ok(Json(Agents { agents: agents.iter().map(|a| AgentView::of(a, now)).collect() }))
 }
 
 pub use crate::controller::agents::AGENT_STALE_AFTER_MS;
-
-/// An agent as the API shows it. Health (is Honua ready) and sync (is it running the release the agent
-/// wrote) are separate axes; a stale agent is never shown as healthy, whatever it last said.
-fn agent_json(a: &crate::store::AgentStatus, now: i64) -> serde_json::Value {
-    let stale = now - a.last_seen > AGENT_STALE_AFTER_MS;
-    let beat: serde_json::Value =
-        a.heartbeat.as_deref().and_then(|h| serde_json::from_str(h).ok()).unwrap_or(serde_json::Value::Null);
-    let health = match (stale, beat["health"].as_str()) {
-        (true, _) => "stale",
-        (false, Some("healthy")) if !matches!(a.last_phase.as_deref(), Some("failed" | "rolled_back")) => "healthy",
-        (false, Some("healthy")) => "degraded",
-        (false, Some(_)) => "unhealthy",
-        (false, None) => "unknown",
-    };
-    json!({
-        "name": a.name,
-        "environment": a.environment,
-        "last_seen": chrono::DateTime::from_timestamp_millis(a.last_seen),
-        "last_deployment": a.last_deployment,
-        "last_phase": a.last_phase,
-        "last_message": a.last_message,
-        "stale": stale,
-        "healthy": health == "healthy",
-        "health": health,
-        "sync": if stale { "unknown" } else { beat["sync"].as_str().unwrap_or("unknown") },
-        "drifted": beat["drifted"],
-        "commit": beat["commit"],
-        "deployment": beat["deployment"],
-        "version": beat["version"],
-        "last_result": beat["last_result"],
-    })
-}
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -744,7 +676,7 @@ struct DesiredQuery {
 /// windows are open, or of what runs. With `If-None-Match` set to the last ETag, the answer waits up to
 /// `wait` seconds for a change (304 if none). 204 when nothing was approved yet.
 #[utoipa::path(get, path = "/api/v1/agent/desired", tag = "agents", security(("bearer" = [])), params(DesiredQuery),
-    responses((status = 200, description = "`{deployment, repository, environment, commit, sequence, state, record, signature}` with an ETag", body = Object),
+    responses((status = 200, description = "the signed record to apply, with an ETag", body = DesiredState),
         (status = 204, description = "nothing approved yet"), (status = 304, description = "unchanged"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn agent_desired(
@@ -774,16 +706,16 @@ async fn agent_desired(
             let mut response = match (&desired, known.as_deref() == Some(etag.as_str())) {
                 (_, true) => StatusCode::NOT_MODIFIED.into_response(),
                 (None, false) => StatusCode::NO_CONTENT.into_response(),
-                (Some(d), false) => Json(json!({
-                    "deployment": d.id,
-                    "repository": d.repository,
-                    "environment": d.environment,
-                    "commit": d.commit,
-                    "sequence": d.sequence,
-                    "state": d.state,
-                    "record": d.record,
-                    "signature": d.signature,
-                }))
+                (Some(d), false) => Json(DesiredState {
+                    deployment: d.id.clone(),
+                    repository: d.repository.clone(),
+                    environment: d.environment.clone(),
+                    commit: d.commit.clone(),
+                    sequence: d.sequence,
+                    state: d.state,
+                    record: d.record.clone(),
+                    signature: d.signature.clone(),
+                })
                 .into_response(),
             };
             if let Ok(value) = axum::http::HeaderValue::from_str(&etag) {
@@ -800,28 +732,9 @@ async fn agent_desired(
     }
 }
 
-#[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct HeartbeatBody {
-    deployment: Option<String>,
-    commit: Option<String>,
-    sequence: Option<i64>,
-    /// `healthy` or `unhealthy`: what Honua's health endpoint said.
-    health: String,
-    /// The agent's version.
-    version: String,
-    /// `synced`, `drifted` or `unknown`: whether Honua runs byte-for-byte the release the agent wrote.
-    sync: String,
-    #[serde(default)]
-    drifted: Vec<String>,
-    /// Set when the agent restored a drifted release (`selfHeal`), or failed to.
-    restored: Option<String>,
-    last_result: Option<String>,
-}
-
 /// An agent's heartbeat, sent on every poll: commit, health, version, sync status, last result.
 #[utoipa::path(post, path = "/api/v1/agent/heartbeat", tag = "agents", security(("bearer" = [])),
-    request_body = HeartbeatBody,
+    request_body = Heartbeat,
     responses((status = 204, description = "recorded"), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn agent_heartbeat(
@@ -830,7 +743,7 @@ async fn agent_heartbeat(
     bytes: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
     let environment = caller.agent_environment("sends heartbeats")?;
-    let mut b: HeartbeatBody = serde_json::from_slice(&bytes)
+    let mut b: Heartbeat = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
     // Bounded: a heartbeat is a status line, not a log.
     b.drifted.truncate(100);
@@ -879,29 +792,19 @@ async fn refuse_other_environment(
     ))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ReportBody {
-    deployment: String,
-    /// fetching, rendering, writing, swapping, reloading, verifying, applying, completed, failed, rolled_back
-    phase: String,
-    #[serde(default)]
-    message: String,
-}
-
 /// An agent reports a phase of a deployment of its environment. Idempotent: a re-sent report is
 /// accepted and changes nothing.
 #[utoipa::path(post, path = "/api/v1/agent/report", tag = "agents", security(("bearer" = [])),
-    request_body = ReportBody,
-    responses((status = 200, description = "the deployment after the report", body = Object),
+    request_body = PhaseReport,
+    responses((status = 200, description = "the deployment after the report", body = DeploymentSummary),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn agent_report(
     caller: Caller,
     State(c): State<Arc<Controller>>,
     bytes: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let b: ReportBody = serde_json::from_slice(&bytes)
+) -> Result<Json<DeploymentSummary>, ApiError> {
+    let b: PhaseReport = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
     let environment = caller.agent_environment("reports deployments")?;
     refuse_other_environment(&c, &caller, &environment, &b.deployment, "report").await?;
@@ -909,5 +812,5 @@ async fn agent_report(
         c.agent_report(&caller.0.name, &environment, &b.deployment, &b.phase, &b.message, chrono::Utc::now()).await?;
     // An agent's report never waits for GitHub or the ledger.
     mirror_later(&c, &d.repository);
-    Ok(Json(summary(&d)))
+    Ok(Json(DeploymentSummary::of(&d, chrono::Utc::now())))
 }

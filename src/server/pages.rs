@@ -18,6 +18,8 @@ use serde_json::Value;
 
 use super::api;
 use crate::controller::Controller;
+use crate::deployment::wire::DeploymentView;
+use crate::deployment::{duration_text, short_sha};
 use crate::store::Role;
 
 const COOKIE: &str = "honua_session";
@@ -109,9 +111,8 @@ fn class_of(state: &str) -> &'static str {
     }
 }
 
-fn state(value: &Value) -> Markup {
-    let s = value.as_str().unwrap_or("unknown");
-    html! { span class=(class_of(s)) { (s.replace('_', " ")) } }
+fn state(value: &str) -> Markup {
+    html! { span class=(class_of(value)) { (value.replace('_', " ")) } }
 }
 
 fn text(value: &Value) -> String {
@@ -122,13 +123,13 @@ fn text(value: &Value) -> String {
     }
 }
 
-fn short(value: &Value) -> String {
-    value.as_str().map(|s| s[..s.len().min(7)].to_string()).unwrap_or_else(|| "-".into())
+fn or_dash(value: Option<&str>) -> &str {
+    value.unwrap_or("-")
 }
 
-fn deployment_link(d: &Value) -> Markup {
-    match d["id"].as_str() {
-        Some(id) => html! { a href={ "/deployments/" (id) } { code { (id) } } },
+fn deployment_link(d: Option<&DeploymentView>) -> Markup {
+    match d {
+        Some(d) => html! { a href={ "/deployments/" (d.summary.id) } { code { (d.summary.id) } } },
         None => html! { "-" },
     }
 }
@@ -185,18 +186,19 @@ async fn overview(State(pages): State<Pages>, headers: HeaderMap) -> Response {
                  th { "Current" } th { "Pending" } th { "Last deployment" } th { "Agents" } }
             @for e in &views {
                 tr {
-                    td { strong { (text(&e["environment"])) } }
-                    td { (text(&e["repository"])) }
-                    td { (state(&e["status"])) }
-                    td { (state(&e["sync"])) }
-                    td { (state(&e["health"])) }
-                    td { (deployment_link(&e["current"])) " " (short(&e["current"]["commit"])) }
-                    td { (deployment_link(&e["pending"])) " " @if e["pending"].is_object() { (state(&e["pending"]["state"])) } }
-                    td { (deployment_link(&e["last"])) " " (state(&e["last"]["state"])) " by " (text(&e["last"]["by"])) }
+                    td { strong { (e.environment) } }
+                    td { (e.repository) }
+                    td { (state(&e.status)) }
+                    td { (state(e.sync.as_str())) }
+                    td { (state(e.health.as_str())) }
+                    td { (deployment_link(e.current.as_ref())) " " (or_dash(e.current.as_ref().map(|d| d.summary.short_commit()))) }
+                    td { (deployment_link(e.pending.as_ref())) " " @if let Some(p) = &e.pending { (state(p.summary.state.as_str())) } }
+                    td { (deployment_link(e.last.as_ref())) " " (state(e.last.as_ref().map_or("unknown", |l| l.summary.state.as_str())))
+                         " by " (or_dash(e.last.as_ref().and_then(|l| l.by.as_deref()))) }
                     td {
-                        @if e["agents"].as_array().is_none_or(|a| a.is_empty()) { "none yet" }
-                        @for a in e["agents"].as_array().into_iter().flatten() {
-                            div { (text(&a["name"])) ": " (state(&a["health"])) ", " (state(&a["sync"])) }
+                        @if e.agents.is_empty() { "none yet" }
+                        @for a in &e.agents {
+                            div { (a.name) ": " (state(a.health.as_str())) ", " (state(a.sync.as_str())) }
                         }
                     }
                 }
@@ -241,39 +243,40 @@ async fn deployment(State(pages): State<Pages>, headers: HeaderMap, Path(id): Pa
         Ok(d) => d,
         Err(_) => return failed(StatusCode::NOT_FOUND, &format!("no deployment `{id}`")),
     };
-    let changes = d["plan"]["changes"].as_array().cloned().unwrap_or_default();
+    let changes = d.plan["changes"].as_array().cloned().unwrap_or_default();
+    let (v, s) = (&d.view, &d.view.summary);
     let body = html! {
         h1 { "Deployment " code { (id) } }
         div class="card" {
-            p { (text(&d["repository"])) " → " strong { (text(&d["environment"])) } " · " (state(&d["state"]))
-                " · commit " code { (short(&d["commit"])) } @if d["from_commit"].is_string() { " (from " code { (short(&d["from_commit"])) } ")" } }
-            p { "Duration " (crate::cli::client::duration(&d["duration_ms"])) " · by " (text(&d["by"])) " · gate " (text(&d["gate"])) }
-            @for r in d["reasons"].as_array().into_iter().flatten() { p class="wait" { (text(r)) } }
+            p { (s.repository) " → " strong { (s.environment) } " · " (state(s.state.as_str()))
+                " · commit " code { (s.short_commit()) } @if let Some(from) = &s.from_commit { " (from " code { (short_sha(from)) } ")" } }
+            p { "Duration " (duration_text(v.duration_ms)) " · by " (or_dash(v.by.as_deref())) " · gate " (s.gate.as_str()) }
+            @for r in &s.reasons { p class="wait" { (r) } }
         }
-        h2 { "Plan (" (changes.len()) " changes, digest " code { (text(&d["plan_digest"])) } ")" }
+        h2 { "Plan (" (changes.len()) " changes, digest " code { (s.plan_digest) } ")" }
         (changes_table(&changes))
         h2 { "Approvals" }
-        @if d["approvals"].as_array().is_none_or(|a| a.is_empty()) { p { "None." } }
-        @for a in d["approvals"].as_array().into_iter().flatten() {
-            p { (text(&a["actor"])) " via " (text(&a["via"])) @if a["breaking"] == true { " (breaking changes acknowledged)" } }
+        @if d.approvals.is_empty() { p { "None." } }
+        @for a in &d.approvals {
+            p { (a.actor) " via " (a.via) @if a.breaking { " (breaking changes acknowledged)" } }
         }
         h2 { "Transitions" }
         table {
             tr { th { "When (UTC)" } th { "To" } th { "Who" } th { "What" } }
-            @for e in d["transitions"].as_array().into_iter().flatten() {
+            @for e in &d.transitions {
                 tr {
-                    td { (e["at"].as_i64().and_then(chrono::DateTime::from_timestamp_millis).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()) }
-                    td { (state(if e["to_state"].is_string() { &e["to_state"] } else { &e["action"] })) }
-                    td { (text(&e["actor"])) }
-                    td { (text(&e["message"])) }
+                    td { (chrono::DateTime::from_timestamp_millis(e.at).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()) }
+                    td { (state(e.to_state.as_deref().unwrap_or(&e.action))) }
+                    td { (e.actor) }
+                    td { (e.message) }
                 }
             }
         }
         h2 { "Agents" }
-        @if d["reports"].as_array().is_none_or(|r| r.is_empty()) { p { "No agent has reported on it." } }
+        @if d.reports.is_empty() { p { "No agent has reported on it." } }
         table {
-            @for r in d["reports"].as_array().into_iter().flatten() {
-                tr { td { (text(&r["agent"])) } td { (state(&r["phase"])) } td { (text(&r["message"])) } }
+            @for r in &d.reports {
+                tr { td { (r.agent) } td { (state(&r.phase)) } td { (r.message) } }
             }
         }
     };
@@ -297,11 +300,11 @@ async fn plan(
         Err(e) => return failed(StatusCode::NOT_FOUND, &format!("no plan for {owner}/{repo} at {sha}: {e}")),
     };
     let body = html! {
-        h1 { "Plan of " (owner) "/" (repo) " #" (number) " at " code { (&sha[..7]) } }
+        h1 { "Plan of " (owner) "/" (repo) " #" (number) " at " code { (short_sha(&sha)) } }
         p { "Against the default branch, judged by its policy; the same plan the PR comment shows." }
         @for p in &plans {
             div class="card" {
-                h2 { (text(&p["environment"])) " · " (state(&p["decision"]["decision"])) }
+                h2 { (text(&p["environment"])) " · " (state(p["decision"]["decision"].as_str().unwrap_or("unknown"))) }
                 @for r in p["decision"]["reasons"].as_array().into_iter().flatten() { p class="wait" { (text(r)) } }
                 (changes_table(p["changes"].as_array().map(Vec::as_slice).unwrap_or_default()))
                 p { "digest " code { (text(&p["digest"])) } }

@@ -8,96 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-/// The deployment state machine of DESIGN.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeploymentState {
-    Pending,
-    AwaitingApproval,
-    Approved,
-    Applying,
-    Completed,
-    Failed,
-    RolledBack,
-    Blocked,
-    Rejected,
-    Superseded,
-    Expired,
-}
-
-impl DeploymentState {
-    /// Not yet picked up by an agent: a newer deployment of the environment supersedes these.
-    pub const UNSTARTED: [DeploymentState; 4] = [
-        DeploymentState::Pending,
-        DeploymentState::AwaitingApproval,
-        DeploymentState::Approved,
-        DeploymentState::Blocked,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeploymentState::Pending => "pending",
-            DeploymentState::AwaitingApproval => "awaiting_approval",
-            DeploymentState::Approved => "approved",
-            DeploymentState::Applying => "applying",
-            DeploymentState::Completed => "completed",
-            DeploymentState::Failed => "failed",
-            DeploymentState::RolledBack => "rolled_back",
-            DeploymentState::Blocked => "blocked",
-            DeploymentState::Rejected => "rejected",
-            DeploymentState::Superseded => "superseded",
-            DeploymentState::Expired => "expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<DeploymentState> {
-        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
-    }
-
-    pub fn is_unstarted(self) -> bool {
-        Self::UNSTARTED.contains(&self)
-    }
-}
-
-impl std::fmt::Display for DeploymentState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What it takes to approve a deployment, fixed by the policy when the deployment is created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Gate {
-    /// The policy approved it.
-    Auto,
-    /// An approver's approval.
-    Approval,
-    /// An approver's approval that acknowledges its breaking changes (`--breaking`).
-    Breaking,
-    /// Nothing: it is blocked for a reason no approval lifts (validation errors, unreadable files).
-    Closed,
-}
-
-impl Gate {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Gate::Auto => "auto",
-            Gate::Approval => "approval",
-            Gate::Breaking => "breaking",
-            Gate::Closed => "closed",
-        }
-    }
-
-    fn parse(s: &str) -> Gate {
-        match s {
-            "auto" => Gate::Auto,
-            "approval" => Gate::Approval,
-            "breaking" => Gate::Breaking,
-            _ => Gate::Closed,
-        }
-    }
-}
+pub use crate::deployment::{DeploymentState, Gate, Role};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Deployment {
@@ -126,7 +37,7 @@ pub struct Deployment {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Approval {
     pub actor: String,
     /// `policy`, `comment`, `api` or `cli`.
@@ -165,7 +76,7 @@ pub struct NewDeployment {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: i64,
@@ -188,31 +99,6 @@ pub struct NewAudit {
     pub environment: Option<String>,
     pub deployment: Option<String>,
     pub message: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Agents only read their own environment's desired state and report on it.
-    Agent,
-    Viewer,
-    Approver,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Agent => "agent",
-            Role::Viewer => "viewer",
-            Role::Approver => "approver",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -433,7 +319,7 @@ pub(super) const NOTIFICATION_COLUMNS: &str =
     "id, deployment_id, event, kind, url, payload, state, attempts, last_error";
 
 /// One phase of one deployment as an agent reported it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AgentReport {
     #[sqlx(rename = "deployment_id")]
     pub deployment: String,

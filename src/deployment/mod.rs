@@ -1,0 +1,236 @@
+//! The deployment model and its contract: the states a deployment moves through ([`DeploymentState`]),
+//! what it takes to approve one ([`Gate`]), who may do what
+//! ([`Role`]), the phases an agent reports ([`Phase`]), and (in [`wire`]) every body the API answers or
+//! takes. The service builds these types, and the CLI, the pages, `honua watch` and the agent read the
+//! same ones, so the compiler checks both ends of the contract; the store maps its rows to them.
+
+pub mod wire;
+
+use serde::{Deserialize, Serialize};
+
+/// How long a deployment ran, for people: `2.3s`, `1m 05s`, `-` when it has not run.
+pub fn duration_text(ms: Option<i64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        Some(ms) => format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+/// The 7-character abbreviation of a commit, as Git shows it (the whole text when shorter).
+pub fn short_sha(sha: &str) -> &str {
+    match sha.char_indices().nth(7) {
+        Some((end, _)) => &sha[..end],
+        None => sha,
+    }
+}
+
+/// The deployment state machine of DESIGN.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentState {
+    Pending,
+    AwaitingApproval,
+    Approved,
+    Applying,
+    Completed,
+    Failed,
+    RolledBack,
+    Blocked,
+    Rejected,
+    Superseded,
+    Expired,
+}
+
+impl DeploymentState {
+    /// Not yet picked up by an agent: a newer deployment of the environment supersedes these.
+    pub const UNSTARTED: [DeploymentState; 4] = [
+        DeploymentState::Pending,
+        DeploymentState::AwaitingApproval,
+        DeploymentState::Approved,
+        DeploymentState::Blocked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Pending => "pending",
+            DeploymentState::AwaitingApproval => "awaiting_approval",
+            DeploymentState::Approved => "approved",
+            DeploymentState::Applying => "applying",
+            DeploymentState::Completed => "completed",
+            DeploymentState::Failed => "failed",
+            DeploymentState::RolledBack => "rolled_back",
+            DeploymentState::Blocked => "blocked",
+            DeploymentState::Rejected => "rejected",
+            DeploymentState::Superseded => "superseded",
+            DeploymentState::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeploymentState> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+
+    pub fn is_unstarted(self) -> bool {
+        Self::UNSTARTED.contains(&self)
+    }
+}
+
+impl std::fmt::Display for DeploymentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What it takes to approve a deployment, fixed by the policy when the deployment is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// The policy approved it.
+    Auto,
+    /// An approver's approval.
+    Approval,
+    /// An approver's approval that acknowledges its breaking changes (`--breaking`).
+    Breaking,
+    /// Nothing: it is blocked for a reason no approval lifts (validation errors, unreadable files).
+    Closed,
+}
+
+impl Gate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gate::Auto => "auto",
+            Gate::Approval => "approval",
+            Gate::Breaking => "breaking",
+            Gate::Closed => "closed",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Gate {
+        match s {
+            "auto" => Gate::Auto,
+            "approval" => Gate::Approval,
+            "breaking" => Gate::Breaking,
+            _ => Gate::Closed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Agents only read their own environment's desired state and report on it.
+    Agent,
+    Viewer,
+    Approver,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Viewer => "viewer",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}
+
+/// A phase an agent reports for a deployment. The last three end it; any other moves it to `applying`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Fetching,
+    Rendering,
+    Writing,
+    Swapping,
+    Reloading,
+    Verifying,
+    Applying,
+    Completed,
+    Failed,
+    RolledBack,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 10] = [
+        Phase::Fetching,
+        Phase::Rendering,
+        Phase::Writing,
+        Phase::Swapping,
+        Phase::Reloading,
+        Phase::Verifying,
+        Phase::Applying,
+        Phase::Completed,
+        Phase::Failed,
+        Phase::RolledBack,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Fetching => "fetching",
+            Phase::Rendering => "rendering",
+            Phase::Writing => "writing",
+            Phase::Swapping => "swapping",
+            Phase::Reloading => "reloading",
+            Phase::Verifying => "verifying",
+            Phase::Applying => "applying",
+            Phase::Completed => "completed",
+            Phase::Failed => "failed",
+            Phase::RolledBack => "rolled_back",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The state a deployment moves to when an agent reports this phase.
+    pub fn target_state(self) -> DeploymentState {
+        match self {
+            Phase::Completed => DeploymentState::Completed,
+            Phase::Failed => DeploymentState::Failed,
+            Phase::RolledBack => DeploymentState::RolledBack,
+            _ => DeploymentState::Applying,
+        }
+    }
+
+    /// A phase that ends the deployment for the agent that reports it.
+    pub fn is_final(self) -> bool {
+        self.target_state() != DeploymentState::Applying
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_and_states_read_back_as_they_are_written() {
+        for phase in Phase::ALL {
+            assert_eq!(Phase::parse(phase.as_str()), Some(phase));
+            assert_eq!(serde_json::to_value(phase).unwrap(), phase.as_str());
+        }
+        assert_eq!(Phase::parse("done"), None);
+        assert_eq!(Phase::RolledBack.target_state(), DeploymentState::RolledBack);
+        assert!(!Phase::Verifying.is_final() && Phase::Failed.is_final());
+    }
+
+    #[test]
+    fn a_short_sha_is_seven_characters_or_the_whole_text() {
+        assert_eq!(short_sha("a1b2c3d4e5f6"), "a1b2c3d");
+        assert_eq!(short_sha("abc"), "abc");
+        assert_eq!(short_sha("ééééééééé"), "ééééééé", "never cut inside a character");
+    }
+}

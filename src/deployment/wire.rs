@@ -1,0 +1,344 @@
+//! Every body of the API (`/api/v1`), as the service writes it and the CLI, the pages, `honua watch`
+//! and the agent read it. One type per body: the OpenAPI document is generated from these, and a test
+//! compares each route's documented schema with what it returns.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{DeploymentState, Gate, Phase};
+use crate::policy::window::Schedule;
+use crate::store::{AgentReport, AgentStatus, Approval, AuditEntry, Deployment};
+
+/// A deployment in lists: everything but the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentSummary {
+    pub id: String,
+    /// GitHub `owner/name`, or the Git URL of a plain-Git repository.
+    pub repository: String,
+    pub environment: String,
+    /// Its place in the environment's sequence: agents apply only newer ones.
+    pub sequence: i64,
+    pub commit: String,
+    /// What the environment ran before (absent for its first deployment).
+    pub from_commit: Option<String>,
+    pub state: DeploymentState,
+    pub gate: Gate,
+    pub reasons: Vec<String>,
+    pub plan_digest: String,
+    /// Evaluated when answered: an approved deployment outside its window says why it waits, and until when.
+    pub schedule: Schedule,
+    /// `push` or `rollback`.
+    pub cause: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl DeploymentSummary {
+    pub fn of(d: &Deployment, now: DateTime<Utc>) -> DeploymentSummary {
+        DeploymentSummary {
+            id: d.id.clone(),
+            repository: d.repository.clone(),
+            environment: d.environment.clone(),
+            sequence: d.sequence,
+            commit: d.commit.clone(),
+            from_commit: d.from_commit.clone(),
+            state: d.state,
+            gate: d.gate,
+            reasons: d.reasons.clone(),
+            plan_digest: d.plan_digest.clone(),
+            schedule: d.windows.at(now),
+            cause: d.cause.clone(),
+            created_at: DateTime::from_timestamp_millis(d.created_at),
+            updated_at: DateTime::from_timestamp_millis(d.updated_at),
+        }
+    }
+
+    pub fn short_commit(&self) -> &str {
+        super::short_sha(&self.commit)
+    }
+}
+
+/// A deployment with when it ran and who is behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentView {
+    #[serde(flatten)]
+    pub summary: DeploymentSummary,
+    /// Entering `applying`.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Reaching an end (completed, failed, rolled back).
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    /// Its approvers (not the policy), else who caused it (the pusher, the operator who rolled back).
+    pub by: Option<String>,
+}
+
+/// The signed record (canonical JSON, as signed) and its Ed25519 signature (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SignedView {
+    pub record: String,
+    pub signature: Option<String>,
+}
+
+/// `GET /api/v1/deployments/{id}`: the deployment with its plan, approvals, transitions, signed record
+/// and the agents' reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentDetail {
+    #[serde(flatten)]
+    pub view: DeploymentView,
+    /// The plan of this environment as `honua plan --format json` gives it, literal secrets masked.
+    #[schema(value_type = Object)]
+    pub plan: serde_json::Value,
+    pub approvals: Vec<Approval>,
+    /// The audit entries of this deployment, oldest first.
+    pub transitions: Vec<AuditEntry>,
+    pub signed: Option<SignedView>,
+    pub reports: Vec<AgentReport>,
+}
+
+/// Is Honua ready, as an agent last said (a stale agent is never healthy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Healthy,
+    /// Honua is ready, but the agent's last deployment failed or was rolled back.
+    Degraded,
+    Unhealthy,
+    /// The agent has not checked in for [`crate::controller::agents::AGENT_STALE_AFTER_MS`].
+    Stale,
+    Unknown,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Degraded => "degraded",
+            Health::Unhealthy => "unhealthy",
+            Health::Stale => "stale",
+            Health::Unknown => "unknown",
+        }
+    }
+}
+
+/// Does Honua run byte for byte the release its agent wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Sync {
+    Synced,
+    Drifted,
+    Unknown,
+}
+
+impl Sync {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sync::Synced => "synced",
+            Sync::Drifted => "drifted",
+            Sync::Unknown => "unknown",
+        }
+    }
+}
+
+/// An agent's heartbeat, sent on every poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub deployment: Option<String>,
+    pub commit: Option<String>,
+    pub sequence: Option<i64>,
+    /// `healthy` or `unhealthy`: what Honua's health endpoint said.
+    pub health: String,
+    /// The agent's version.
+    pub version: String,
+    /// `synced`, `drifted` or `unknown`: whether Honua runs byte-for-byte the release the agent wrote.
+    pub sync: String,
+    #[serde(default)]
+    pub drifted: Vec<String>,
+    /// Set when the agent restored a drifted release (`selfHeal`), or failed to.
+    pub restored: Option<String>,
+    pub last_result: Option<String>,
+}
+
+/// `POST /api/v1/agent/report`: one phase of a deployment of the agent's environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseReport {
+    pub deployment: String,
+    /// fetching, rendering, writing, swapping, reloading, verifying, applying, completed, failed, rolled_back
+    #[schema(value_type = Phase)]
+    pub phase: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// An agent as the API shows it. Health and sync are separate axes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AgentView {
+    /// The agent token's name.
+    pub name: String,
+    pub environment: String,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub last_deployment: Option<String>,
+    pub last_phase: Option<String>,
+    pub last_message: Option<String>,
+    pub stale: bool,
+    pub healthy: bool,
+    pub health: Health,
+    pub sync: Sync,
+    /// Paths that differ from the release the agent wrote (`null` before the first heartbeat).
+    pub drifted: Option<Vec<String>>,
+    pub commit: Option<String>,
+    pub deployment: Option<String>,
+    pub version: Option<String>,
+    pub last_result: Option<String>,
+}
+
+impl AgentView {
+    /// The agent as of `now` (ms): stale after [`crate::controller::agents::AGENT_STALE_AFTER_MS`]
+    /// without a check-in, and never healthy then, whatever it last said.
+    pub fn of(a: &AgentStatus, now: i64) -> AgentView {
+        let stale = now - a.last_seen > crate::controller::agents::AGENT_STALE_AFTER_MS;
+        let beat: Option<Heartbeat> = a.heartbeat.as_deref().and_then(|h| serde_json::from_str(h).ok());
+        let ended_badly = matches!(a.last_phase.as_deref(), Some("failed" | "rolled_back"));
+        let health = match (stale, beat.as_ref().map(|b| b.health.as_str())) {
+            (true, _) => Health::Stale,
+            (false, Some("healthy")) if !ended_badly => Health::Healthy,
+            (false, Some("healthy")) => Health::Degraded,
+            (false, Some(_)) => Health::Unhealthy,
+            (false, None) => Health::Unknown,
+        };
+        let sync = match beat.as_ref().map(|b| b.sync.as_str()) {
+            _ if stale => Sync::Unknown,
+            Some("synced") => Sync::Synced,
+            Some("drifted") => Sync::Drifted,
+            _ => Sync::Unknown,
+        };
+        AgentView {
+            name: a.name.clone(),
+            environment: a.environment.clone(),
+            last_seen: DateTime::from_timestamp_millis(a.last_seen),
+            last_deployment: a.last_deployment.clone(),
+            last_phase: a.last_phase.clone(),
+            last_message: a.last_message.clone(),
+            stale,
+            healthy: health == Health::Healthy,
+            health,
+            sync,
+            drifted: beat.as_ref().map(|b| b.drifted.clone()),
+            commit: beat.as_ref().and_then(|b| b.commit.clone()),
+            deployment: beat.as_ref().and_then(|b| b.deployment.clone()),
+            version: beat.as_ref().map(|b| b.version.clone()),
+            last_result: beat.and_then(|b| b.last_result),
+        }
+    }
+}
+
+/// One environment of one repository: its status, what runs, what waits, and its agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EnvironmentView {
+    pub repository: String,
+    pub environment: String,
+    /// The pending deployment's state, else `in_sync` when the last one completed, else the last one's
+    /// state (`unknown` without any).
+    pub status: String,
+    /// One drifted agent makes the environment drifted; synced when every agent is.
+    pub sync: Sync,
+    /// Healthy when every agent is; unknown without agents.
+    pub health: Health,
+    /// The deployment that runs (the newest completed).
+    pub current: Option<DeploymentView>,
+    /// The newest one not yet picked up by an agent.
+    pub pending: Option<DeploymentView>,
+    pub last: Option<DeploymentView>,
+    /// The ten most recent.
+    pub recent: Vec<DeploymentSummary>,
+    pub agents: Vec<AgentView>,
+}
+
+impl EnvironmentView {
+    /// The status line of an environment from its deployments, newest first.
+    pub fn status_of(pending: Option<&Deployment>, last: Option<&Deployment>) -> String {
+        match (pending, last) {
+            (Some(p), _) => p.state.as_str().to_string(),
+            (None, Some(l)) if l.state == DeploymentState::Completed => "in_sync".into(),
+            (None, Some(l)) => l.state.as_str().to_string(),
+            (None, None) => "unknown".into(),
+        }
+    }
+
+    /// Sync and health of an environment from its agents.
+    pub fn sync_and_health(agents: &[AgentView]) -> (Sync, Health) {
+        let sync = if agents.iter().any(|a| a.sync == Sync::Drifted) {
+            Sync::Drifted
+        } else if !agents.is_empty() && agents.iter().all(|a| a.sync == Sync::Synced) {
+            Sync::Synced
+        } else {
+            Sync::Unknown
+        };
+        let health = if agents.is_empty() {
+            Health::Unknown
+        } else if agents.iter().all(|a| a.health == Health::Healthy) {
+            Health::Healthy
+        } else {
+            Health::Unhealthy
+        };
+        (sync, health)
+    }
+}
+
+/// `GET /api/v1/environments`, and each `environments` event of `GET /api/v1/events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Environments {
+    pub environments: Vec<EnvironmentView>,
+}
+
+/// `GET /api/v1/environments/{env}`: the environment per repository that deploys it, and its agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EnvironmentDetail {
+    pub environment: String,
+    pub repositories: Vec<EnvironmentView>,
+    pub agents: Vec<AgentView>,
+}
+
+/// `GET /api/v1/deployments`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Deployments {
+    pub deployments: Vec<DeploymentView>,
+}
+
+/// `GET /api/v1/agents`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Agents {
+    pub agents: Vec<AgentView>,
+}
+
+/// `GET /api/v1/audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditLog {
+    pub entries: Vec<AuditEntry>,
+}
+
+/// `GET /api/v1/signing-key`: the key agents pin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SigningKey {
+    /// Always `ed25519`.
+    pub algorithm: String,
+    /// `ed25519:<hex>`.
+    pub public_key: String,
+}
+
+/// `GET /api/v1/agent/desired`: what the agent's environment should run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DesiredState {
+    pub deployment: String,
+    pub repository: String,
+    pub environment: String,
+    pub commit: String,
+    pub sequence: i64,
+    pub state: DeploymentState,
+    /// The signed record, canonical JSON as signed.
+    pub record: Option<String>,
+    /// Its Ed25519 signature, hex.
+    pub signature: Option<String>,
+}
