@@ -509,9 +509,19 @@ async fn approve_waiting_if_any(s: &Setup, environment: &str) {
     }
 }
 
-/// A service that answers every desired-state request with one fixed body (a compromised or confused
-/// service, as far as the agent can tell).
-async fn fixed_desired(body: serde_json::Value) -> String {
+/// A service that answers every desired-state request with one fixed signed record (a compromised or
+/// confused service, as far as the agent can tell); the rest of the body says whatever it likes.
+async fn fixed_desired(signed: serde_json::Value) -> String {
+    let body = honua_gitops::deployment::wire::DesiredState {
+        deployment: "whatever".into(),
+        repository: "whatever".into(),
+        environment: "development".into(),
+        commit: "0".repeat(40),
+        sequence: i64::MAX,
+        state: honua_gitops::store::DeploymentState::Approved,
+        record: signed["record"].as_str().map(str::to_string),
+        signature: signed["signature"].as_str().map(str::to_string),
+    };
     fixed_service(axum::Json(body).into_response()).await
 }
 

@@ -100,7 +100,7 @@ impl Agent {
                 return Ok(GitStep::Unchanged);
             }
             let policy = crate::policy::Policy::of(policy_source).for_env(env.as_str()).0;
-            let short = &head[..head.len().min(7)];
+            let short = crate::deployment::short_sha(&head);
             Ok(GitStep::Apply(Box::new(SignedRecord {
                 format: RECORD_FORMAT.into(),
                 deployment: format!("{env}-git-{}-{short}", now.format("%Y%m%d%H%M%S")),
@@ -168,7 +168,7 @@ impl Agent {
 
 /// One paragraph a dry run logs for a head: what it changes and what the policy would do with it.
 fn dry_run_report(plan: &crate::plan::Plan, head: &str) -> String {
-    let short = &head[..head.len().min(7)];
+    let short = crate::deployment::short_sha(head);
     let sum = plan.changes.summary;
     let verdict = match &plan.decision {
         Decision::Auto if plan.schedule.allowed_now => "would apply it now".to_string(),

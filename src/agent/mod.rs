@@ -30,9 +30,10 @@ use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::config::{ConfigRepo, EnvName};
+use crate::deployment::wire::{DesiredState, Heartbeat, PhaseReport};
+use crate::deployment::{short_sha, Phase};
 use crate::git::mirror::Mirror;
 use crate::plan::signing::{self, SignedRecord};
 
@@ -322,11 +323,11 @@ impl Agent {
         self.config.state_dir.join("pending-reports.json")
     }
 
-    fn pending(&self) -> Vec<Value> {
+    fn pending(&self) -> Vec<PhaseReport> {
         std::fs::read(self.pending_path()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
     }
 
-    fn save_pending(&self, pending: &[Value]) {
+    fn save_pending(&self, pending: &[PhaseReport]) {
         let path = self.pending_path();
         let tmp = path.with_extension("json.tmp");
         let _ = std::fs::remove_file(&tmp);
@@ -338,13 +339,13 @@ impl Agent {
     }
 
     /// `true` when the service took it (or refused it for good); `false` when it was unreachable.
-    async fn send_report(&self, body: &Value) -> bool {
+    async fn send_report(&self, body: &PhaseReport) -> bool {
         let url = format!("{}/api/v1/agent/report", self.config.server.trim_end_matches('/'));
         match self.http.post(&url).bearer_auth(&self.config.token).json(body).timeout(NETWORK_GRACE).send().await {
             Ok(r) if r.status().is_success() => true,
             Ok(r) if r.status().is_server_error() => false,
             Ok(r) => {
-                tracing::warn!(report = %body, status = r.status().as_u16(), "report refused");
+                tracing::warn!(deployment = %body.deployment, phase = %body.phase, status = r.status().as_u16(), "report refused");
                 true
             }
             Err(_) => false,
@@ -353,17 +354,17 @@ impl Agent {
 
     /// Reports a phase; when the service is unreachable the report is kept on disk and re-sent by the
     /// next poll (the service takes reports idempotently).
-    async fn report(&self, deployment: &str, phase: &str, message: &str) {
+    async fn report(&self, deployment: &str, phase: Phase, message: &str) {
         if self.config.git_only.is_some() {
-            tracing::info!(deployment, phase, "{message}");
+            tracing::info!(deployment, %phase, "{message}");
             return;
         }
-        let body = serde_json::json!({ "deployment": deployment, "phase": phase, "message": message });
+        let body = PhaseReport { deployment: deployment.into(), phase: phase.as_str().into(), message: message.into() };
         let mut pending = self.pending();
         if pending.is_empty() && self.send_report(&body).await {
             return;
         }
-        tracing::warn!(deployment, phase, "report kept: the service is unreachable");
+        tracing::warn!(deployment, %phase, "report kept: the service is unreachable");
         pending.push(body);
         self.save_pending(&pending);
     }
@@ -477,8 +478,8 @@ impl Agent {
             200 => {}
             status => return Err(service(format!("HTTP {status}"))),
         }
-        let body: Value = response.json().await.map_err(|e| service(format!("bad answer: {e}")))?;
-        let (Some(record), Some(signature)) = (body["record"].as_str(), body["signature"].as_str()) else {
+        let body: DesiredState = response.json().await.map_err(|e| service(format!("bad answer: {e}")))?;
+        let (Some(record), Some(signature)) = (body.record.as_deref(), body.signature.as_deref()) else {
             return Err(AgentError::Refused("the desired state carries no signed record".into()));
         };
         let record = signing::verify(&self.key, record, signature).map_err(|e| AgentError::Refused(e.to_string()))?;
@@ -552,12 +553,12 @@ impl Agent {
 
     async fn apply(&self, record: &SignedRecord) -> Result<PollOutcome, AgentError> {
         let id = record.deployment.clone();
-        self.report(&id, "fetching", &format!("commit {}", &record.commit[..record.commit.len().min(7)])).await;
+        self.report(&id, Phase::Fetching, &format!("commit {}", short_sha(&record.commit))).await;
         let rendered = match self.render(record).await {
             Ok(r) => r,
             Err(e) => {
                 // Nothing was touched: Honua keeps what it runs.
-                self.report(&id, "failed", &e.to_string()).await;
+                self.report(&id, Phase::Failed, &e.to_string()).await;
                 return Err(e);
             }
         };
@@ -568,7 +569,7 @@ impl Agent {
                 Ok(how) => format!("; backup: {how}"),
                 Err(e) => {
                     let message = format!("requireBackup: {e}; nothing was changed");
-                    self.report(&id, "failed", &message).await;
+                    self.report(&id, Phase::Failed, &message).await;
                     return Err(apply_err(message));
                 }
             }
@@ -598,16 +599,16 @@ impl Agent {
             safety,
         };
         self.journal(Some(&journal))?;
-        self.report(&id, "writing", &format!("release directory{backup}")).await;
+        self.report(&id, Phase::Writing, &format!("release directory{backup}")).await;
         let written = self.write_release(&release, record, &rendered);
         if let Err(e) = written {
             let message = format!("could not write the release: {e}");
-            self.report(&id, "failed", &message).await;
+            self.report(&id, Phase::Failed, &message).await;
             return Err(apply_err(message));
         }
         journal.phase = "swapping".into();
         self.journal(Some(&journal))?;
-        self.report(&id, "swapping", "current → new release").await;
+        self.report(&id, Phase::Swapping, "current → new release").await;
         self.swap(&release).map_err(|e| apply_err(format!("swap: {e}")))?;
         journal.phase = "swapped".into();
         self.journal(Some(&journal))?;
@@ -620,15 +621,15 @@ impl Agent {
         let (id, previous) = (journal.deployment.clone(), journal.previous.clone());
         let timeout = self.health_timeout(journal.safety.as_ref());
         let rollback = journal.safety.as_ref().is_none_or(|s| s.rollback_on_failure);
-        self.report(&id, "reloading", &self.reload_how(journal.restart)).await;
+        self.report(&id, Phase::Reloading, &self.reload_how(journal.restart)).await;
         let outcome = match self.reload_and_verify(&journal.expected, &journal.gone, journal.restart, timeout).await {
             Ok(how) => {
-                self.report(&id, "completed", &how).await;
+                self.report(&id, Phase::Completed, &how).await;
                 Ok(PollOutcome::Applied { deployment: id.clone() })
             }
             Err(cause) if !rollback => {
                 let message = format!("{cause}; left in place: the policy says rollbackOnFailure: false");
-                self.report(&id, "failed", &message).await;
+                self.report(&id, Phase::Failed, &message).await;
                 Err(apply_err(message))
             }
             Err(cause) => {
@@ -646,7 +647,7 @@ impl Agent {
                     Ok(how) => format!("{cause}; {how}"),
                     Err(e) => format!("{cause}; restoring the previous release failed too: {e}"),
                 };
-                self.report(&id, "rolled_back", &message).await;
+                self.report(&id, Phase::RolledBack, &message).await;
                 Ok(PollOutcome::RolledBack { deployment: id.clone(), cause: message })
             }
         };
@@ -1157,17 +1158,17 @@ impl Agent {
             Ok(()) => "restored (selfHeal)".to_string(),
             Err(e) => format!("restoring failed: {e}"),
         });
-        let body = serde_json::json!({
-            "deployment": record.as_ref().map(|r| r.deployment.clone()).or(state.deployment.clone()),
-            "commit": record.as_ref().map(|r| r.commit.clone()),
-            "sequence": record.as_ref().map(|r| r.sequence),
-            "health": if self.healthy().await { "healthy" } else { "unhealthy" },
-            "version": env!("CARGO_PKG_VERSION"),
-            "sync": sync,
-            "drifted": drifted,
-            "restored": restored_text,
-            "last_result": state.last_result,
-        });
+        let body = Heartbeat {
+            deployment: record.as_ref().map(|r| r.deployment.clone()).or(state.deployment.clone()),
+            commit: record.as_ref().map(|r| r.commit.clone()),
+            sequence: record.as_ref().map(|r| r.sequence),
+            health: if self.healthy().await { "healthy" } else { "unhealthy" }.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            sync: sync.into(),
+            drifted,
+            restored: restored_text,
+            last_result: state.last_result,
+        };
         if self.config.git_only.is_some() {
             return;
         }
@@ -1253,7 +1254,7 @@ mod secret_tests {
         std::env::set_var("HONUA_TEST_PW_QUOTED", r#"p"w\x"#);
         let text = r#"{"connectionString": "Host=db;Password=${HONUA_TEST_PW_QUOTED}"}"#;
         let resolved = resolve_secrets(text, None).unwrap();
-        let parsed: Value = serde_json::from_str(&resolved).expect("still JSON");
+        let parsed: serde_json::Value = serde_json::from_str(&resolved).expect("still JSON");
         assert_eq!(parsed["connectionString"], r#"Host=db;Password=p"w\x"#);
     }
 

@@ -14,6 +14,12 @@ use anyhow::{bail, Context, Result};
 use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
 use serde_json::Value;
 
+use crate::deployment::wire::{
+    AgentView, Agents, DeploymentDetail, DeploymentView, Deployments, EnvironmentDetail, EnvironmentView, Environments,
+    Health, Sync,
+};
+use crate::deployment::{duration_text, short_sha as short};
+
 /// Tables and the box fit this many columns.
 pub const WIDTH: u16 = 80;
 
@@ -119,6 +125,27 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Calls the API and reads its answer as the contract's type `T`; the raw answer comes along for
+    /// `--output json`, which prints exactly what the service said.
+    pub async fn fetch<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(Value, T)> {
+        let raw = self.call(method, path, body).await?;
+        let typed = serde_json::from_value(raw.clone()).with_context(|| {
+            format!(
+                "{}{path} answered a body this CLI does not read: is the service the same version as `honua` ({})?",
+                self.server,
+                env!("CARGO_PKG_VERSION")
+            )
+        })?;
+        Ok((raw, typed))
+    }
+}
+
 fn print_json(value: &Value) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
@@ -128,23 +155,10 @@ fn print_json(value: &Value) -> Result<ExitCode> {
 
 // ---------------------------------------------------------------------------------------------- render
 
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
-}
-
 fn title_case(state: &str) -> String {
     let spaced = state.replace('_', " ");
     let mut chars = spaced.chars();
     chars.next().map(|c| c.to_uppercase().collect::<String>() + chars.as_str()).unwrap_or_default()
-}
-
-/// `2.3s`, `1m 05s`, `-` when it has not run.
-pub fn duration(ms: &Value) -> String {
-    match ms.as_i64() {
-        None => "-".into(),
-        Some(ms) if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        Some(ms) => format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1000),
-    }
 }
 
 fn state_colour(state: &str) -> Option<Color> {
@@ -179,44 +193,38 @@ fn state_cell(state: &str) -> Cell {
 }
 
 /// `honua deployments ENV`: id, state, duration, by.
-pub fn deployments_table(list: &Value, colour: bool) -> String {
+pub fn deployments_table(list: &[DeploymentView], colour: bool) -> String {
     let mut t = table(&["Deployment ID", "State", "Duration", "By"], colour);
-    for d in list.as_array().into_iter().flatten() {
+    for d in list {
         t.add_row(vec![
-            Cell::new(d["id"].as_str().unwrap_or("?")),
-            state_cell(d["state"].as_str().unwrap_or("?")),
-            Cell::new(duration(&d["duration_ms"])),
-            Cell::new(d["by"].as_str().unwrap_or("-")),
+            Cell::new(&d.summary.id),
+            state_cell(d.summary.state.as_str()),
+            Cell::new(duration_text(d.duration_ms)),
+            Cell::new(d.by.as_deref().unwrap_or("-")),
         ]);
     }
     t.to_string()
 }
 
 /// `honua agents`: name, environment, health, sync, commit, last seen.
-pub fn agents_table(list: &Value, colour: bool) -> String {
+pub fn agents_table(list: &[AgentView], colour: bool) -> String {
     let mut t = table(&["Agent", "Environment", "Health", "Sync", "Commit", "Last seen"], colour);
-    for a in list.as_array().into_iter().flatten() {
-        let health = a["health"].as_str().unwrap_or("unknown");
-        let health_cell = match health {
-            "healthy" => Cell::new(health).fg(Color::Green),
-            "unknown" => Cell::new(health),
+    for a in list {
+        let health = a.health.as_str();
+        let health_cell = match a.health {
+            Health::Healthy => Cell::new(health).fg(Color::Green),
+            Health::Unknown => Cell::new(health),
             _ => Cell::new(health).fg(Color::Red),
         };
-        let sync = a["sync"].as_str().unwrap_or("unknown");
-        let sync_cell = if sync == "drifted" { Cell::new(sync).fg(Color::Red) } else { Cell::new(sync) };
+        let sync = a.sync.as_str();
+        let sync_cell = if a.sync == Sync::Drifted { Cell::new(sync).fg(Color::Red) } else { Cell::new(sync) };
         t.add_row(vec![
-            Cell::new(a["name"].as_str().unwrap_or("?")),
-            Cell::new(a["environment"].as_str().unwrap_or("?")),
+            Cell::new(&a.name),
+            Cell::new(&a.environment),
             if colour { health_cell } else { Cell::new(health) },
             if colour { sync_cell } else { Cell::new(sync) },
-            Cell::new(a["commit"].as_str().map(short).unwrap_or("-")),
-            Cell::new(
-                a["last_seen"]
-                    .as_str()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                    .unwrap_or_else(|| "-".into()),
-            ),
+            Cell::new(a.commit.as_deref().map(short).unwrap_or("-")),
+            Cell::new(a.last_seen.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())),
         ]);
     }
     t.to_string()
@@ -232,54 +240,44 @@ fn mark(ok: bool, colour: bool) -> &'static str {
 }
 
 /// The boxed view of one environment (per repository), as in the product README.
-pub fn status_box(env: &Value, colour: bool) -> String {
-    let sync = match env["sync"].as_str().unwrap_or("unknown") {
-        "synced" => format!("{} Synced", mark(true, colour)),
-        "drifted" => {
-            let paths: Vec<String> = env["agents"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|a| a["drifted"].as_array().cloned().unwrap_or_default())
-                .filter_map(|p| p.as_str().map(str::to_string))
-                .collect();
+pub fn status_box(env: &EnvironmentView, colour: bool) -> String {
+    let sync = match env.sync {
+        Sync::Synced => format!("{} Synced", mark(true, colour)),
+        Sync::Drifted => {
+            let paths: Vec<&str> =
+                env.agents.iter().flat_map(|a| a.drifted.iter().flatten()).map(String::as_str).collect();
             format!("{} Drifted ({})", mark(false, colour), paths.join(", "))
         }
-        _ => "? Unknown (no agent has reported)".into(),
+        Sync::Unknown => "? Unknown (no agent has reported)".into(),
     };
-    let health = match env["health"].as_str().unwrap_or("unknown") {
-        "healthy" => format!("{} Healthy", mark(true, colour)),
-        "unknown" => "? Unknown (no agent has reported)".into(),
-        other => format!("{} {}", mark(false, colour), title_case(other)),
+    let health = match env.health {
+        Health::Healthy => format!("{} Healthy", mark(true, colour)),
+        Health::Unknown => "? Unknown (no agent has reported)".into(),
+        other => format!("{} {}", mark(false, colour), title_case(other.as_str())),
     };
-    let current = env["current"]["commit"].as_str().map(short).unwrap_or("-");
+    let current = env.current.as_ref().map_or("-", |c| c.summary.short_commit());
     let mut lines = vec![
         String::new(),
-        format!("Environment: {}", env["environment"].as_str().unwrap_or("?")),
-        format!("Repository: {}", env["repository"].as_str().unwrap_or("?")),
+        format!("Environment: {}", env.environment),
+        format!("Repository: {}", env.repository),
         format!("Current Commit: {current}"),
         format!("Sync Status: {sync}"),
         format!("Health: {health}"),
     ];
-    let agents = env["agents"].as_array().map_or(0, Vec::len);
-    let stale = env["agents"].as_array().into_iter().flatten().filter(|a| a["stale"] == true).count();
+    let agents = env.agents.len();
+    let stale = env.agents.iter().filter(|a| a.stale).count();
     lines.push(format!("Agents: {agents}{}", if stale > 0 { format!(" ({stale} stale)") } else { String::new() }));
-    if let Some(p) = env["pending"].as_object() {
+    if let Some(p) = &env.pending {
         lines.push(String::new());
-        lines.push(format!(
-            "Pending: {} ({})",
-            p.get("id").and_then(Value::as_str).unwrap_or("?"),
-            p.get("state").and_then(Value::as_str).map(title_case).unwrap_or_default()
-        ));
+        lines.push(format!("Pending: {} ({})", p.summary.id, title_case(p.summary.state.as_str())));
     }
-    let last = &env["last"];
-    if last.is_object() {
+    if let Some(last) = &env.last {
         lines.push(String::new());
         lines.push("Last Deployment:".into());
-        lines.push(format!("  ID: {}", last["id"].as_str().unwrap_or("?")));
-        lines.push(format!("  State: {}", title_case(last["state"].as_str().unwrap_or("?"))));
-        lines.push(format!("  Duration: {}", duration(&last["duration_ms"])));
-        lines.push(format!("  By: {}", last["by"].as_str().unwrap_or("-")));
+        lines.push(format!("  ID: {}", last.summary.id));
+        lines.push(format!("  State: {}", title_case(last.summary.state.as_str())));
+        lines.push(format!("  Duration: {}", duration_text(last.duration_ms)));
+        lines.push(format!("  By: {}", last.by.as_deref().unwrap_or("-")));
     }
     lines.push(String::new());
     boxed(" Honua GitOps Status ", &lines)
@@ -315,25 +313,29 @@ fn boxed(title: &str, lines: &[String]) -> String {
 
 /// `honua deployment show ID`: the deployment, its plan's changes (breaking first), approvals,
 /// transitions and what each agent reported.
-pub fn deployment_detail(d: &Value, colour: bool) -> String {
+pub fn deployment_detail(detail: &DeploymentDetail, colour: bool) -> String {
     let mut out = String::new();
-    let state = d["state"].as_str().unwrap_or("?");
-    out.push_str(&format!("Deployment {}\n", d["id"].as_str().unwrap_or("?")));
+    let (view, d) = (&detail.view, &detail.view.summary);
+    out.push_str(&format!("Deployment {}\n", d.id));
     out.push_str(&format!(
         "  {} → {} · {} · commit {}{}\n",
-        d["repository"].as_str().unwrap_or("?"),
-        d["environment"].as_str().unwrap_or("?"),
-        title_case(state),
-        d["commit"].as_str().map(short).unwrap_or("?"),
-        d["from_commit"].as_str().map(|f| format!(" (from {})", short(f))).unwrap_or_default(),
+        d.repository,
+        d.environment,
+        title_case(d.state.as_str()),
+        d.short_commit(),
+        d.from_commit.as_deref().map(|f| format!(" (from {})", short(f))).unwrap_or_default(),
     ));
-    out.push_str(&format!("  Duration: {} · By: {}\n", duration(&d["duration_ms"]), d["by"].as_str().unwrap_or("-")));
-    for reason in d["reasons"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    out.push_str(&format!(
+        "  Duration: {} · By: {}\n",
+        duration_text(view.duration_ms),
+        view.by.as_deref().unwrap_or("-")
+    ));
+    for reason in &d.reasons {
         out.push_str(&format!("  Reason: {reason}\n"));
     }
-    let mut changes: Vec<&Value> = d["plan"]["changes"].as_array().into_iter().flatten().collect();
+    let mut changes: Vec<&Value> = detail.plan["changes"].as_array().into_iter().flatten().collect();
     changes.sort_by_key(|c| c["breaking"].as_array().is_none_or(|b| b.is_empty()));
-    out.push_str(&format!("\nPlan ({} changes, digest {})\n", changes.len(), d["plan_digest"].as_str().unwrap_or("?")));
+    out.push_str(&format!("\nPlan ({} changes, digest {})\n", changes.len(), d.plan_digest));
     let mut t = table(&["", "Type", "Id", "Details"], colour);
     for c in &changes {
         let breaking: Vec<&str> =
@@ -359,39 +361,32 @@ pub fn deployment_detail(d: &Value, colour: bool) -> String {
     out.push_str(&t.to_string());
     out.push('\n');
     out.push_str("\nApprovals\n");
-    let approvals = d["approvals"].as_array().cloned().unwrap_or_default();
-    if approvals.is_empty() {
+    if detail.approvals.is_empty() {
         out.push_str("  none\n");
     }
-    for a in approvals {
+    for a in &detail.approvals {
         out.push_str(&format!(
             "  {} via {}{}\n",
-            a["actor"].as_str().unwrap_or("?"),
-            a["via"].as_str().unwrap_or("?"),
-            if a["breaking"] == true { " (breaking changes acknowledged)" } else { "" }
+            a.actor,
+            a.via,
+            if a.breaking { " (breaking changes acknowledged)" } else { "" }
         ));
     }
     out.push_str("\nTransitions\n");
-    for e in d["transitions"].as_array().into_iter().flatten() {
-        let at = e["at"].as_i64().and_then(chrono::DateTime::from_timestamp_millis);
+    for e in &detail.transitions {
+        let at = chrono::DateTime::from_timestamp_millis(e.at);
         out.push_str(&format!(
             "  {} {:<18} {} {}\n",
             at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
-            e["to_state"].as_str().or(e["action"].as_str()).unwrap_or("?"),
-            e["actor"].as_str().unwrap_or("?"),
-            e["message"].as_str().unwrap_or(""),
+            e.to_state.as_deref().unwrap_or(&e.action),
+            e.actor,
+            e.message,
         ));
     }
-    let reports = d["reports"].as_array().cloned().unwrap_or_default();
-    if !reports.is_empty() {
+    if !detail.reports.is_empty() {
         out.push_str("\nAgents\n");
-        for r in reports {
-            out.push_str(&format!(
-                "  {:<22} {:<12} {}\n",
-                r["agent"].as_str().unwrap_or("?"),
-                r["phase"].as_str().unwrap_or("?"),
-                r["message"].as_str().unwrap_or("")
-            ));
+        for r in &detail.reports {
+            out.push_str(&format!("  {:<22} {:<12} {}\n", r.agent, r.phase, r.message));
         }
     }
     out
@@ -410,20 +405,24 @@ pub fn status(args: &ClientArgs, environment: Option<&str>) -> Result<ExitCode> 
             Some(env) => (None, format!("/api/v1/environments/{env}")),
             None => (Some(()), "/api/v1/environments".to_string()),
         };
-        let body = client.call(reqwest::Method::GET, &path, None).await?;
+        let (body, list) = if envs.is_some() {
+            let (raw, typed) = client.fetch::<Environments>(reqwest::Method::GET, &path, None).await?;
+            (raw, typed.environments)
+        } else {
+            let (raw, typed) = client.fetch::<EnvironmentDetail>(reqwest::Method::GET, &path, None).await?;
+            (raw, typed.repositories)
+        };
         if client.output == Output::Json {
             return print_json(&body);
         }
-        let list = if envs.is_some() { &body["environments"] } else { &body["repositories"] };
-        let list = list.as_array().cloned().unwrap_or_default();
         if list.is_empty() {
             println!(
                 "No environment has a deployment yet: merge a change to the default branch of a configured repository."
             );
         }
         let colour = colour();
-        for env in list {
-            print!("{}", status_box(&env, colour));
+        for env in &list {
+            print!("{}", status_box(env, colour));
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -432,17 +431,16 @@ pub fn status(args: &ClientArgs, environment: Option<&str>) -> Result<ExitCode> 
 pub fn deployments(args: &ClientArgs, environment: &str, limit: u32) -> Result<ExitCode> {
     let client = Client::new(args)?;
     runtime()?.block_on(async {
-        let body = client
-            .call(reqwest::Method::GET, &format!("/api/v1/deployments?environment={environment}&limit={limit}"), None)
-            .await?;
+        let path = format!("/api/v1/deployments?environment={environment}&limit={limit}");
+        let (body, list) = client.fetch::<Deployments>(reqwest::Method::GET, &path, None).await?;
         if client.output == Output::Json {
             return print_json(&body);
         }
-        if body["deployments"].as_array().is_none_or(|l| l.is_empty()) {
+        if list.deployments.is_empty() {
             println!("No deployment of `{environment}` yet.");
             return Ok(ExitCode::SUCCESS);
         }
-        println!("{}", deployments_table(&body["deployments"], colour()));
+        println!("{}", deployments_table(&list.deployments, colour()));
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -450,11 +448,12 @@ pub fn deployments(args: &ClientArgs, environment: &str, limit: u32) -> Result<E
 pub fn show(args: &ClientArgs, id: &str) -> Result<ExitCode> {
     let client = Client::new(args)?;
     runtime()?.block_on(async {
-        let body = client.call(reqwest::Method::GET, &format!("/api/v1/deployments/{id}"), None).await?;
+        let (body, detail) =
+            client.fetch::<DeploymentDetail>(reqwest::Method::GET, &format!("/api/v1/deployments/{id}"), None).await?;
         if client.output == Output::Json {
             return print_json(&body);
         }
-        print!("{}", deployment_detail(&body, colour()));
+        print!("{}", deployment_detail(&detail, colour()));
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -467,16 +466,12 @@ pub fn decide(args: &ClientArgs, id: &str, approve: bool, breaking: bool, reason
         } else {
             (format!("/api/v1/deployments/{id}/reject"), serde_json::json!({ "reason": reason }))
         };
-        let d = client.call(reqwest::Method::POST, &path, Some(body)).await?;
+        let (raw, d) = client.fetch::<DeploymentDetail>(reqwest::Method::POST, &path, Some(body)).await?;
         if client.output == Output::Json {
-            return print_json(&d);
+            return print_json(&raw);
         }
-        println!(
-            "{} {}: {}",
-            if approve { "Approved" } else { "Rejected" },
-            d["id"].as_str().unwrap_or(id),
-            title_case(d["state"].as_str().unwrap_or("?"))
-        );
+        let d = &d.view.summary;
+        println!("{} {}: {}", if approve { "Approved" } else { "Rejected" }, d.id, title_case(d.state.as_str()));
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -501,17 +496,17 @@ pub fn rollback(args: &ClientArgs, environment: &str, to: Option<&str>, yes: boo
     }
     runtime()?.block_on(async {
         let body = serde_json::json!({ "to": to });
-        let d = client
-            .call(reqwest::Method::POST, &format!("/api/v1/environments/{environment}/rollback"), Some(body))
-            .await?;
+        let path = format!("/api/v1/environments/{environment}/rollback");
+        let (raw, d) = client.fetch::<DeploymentDetail>(reqwest::Method::POST, &path, Some(body)).await?;
         if client.output == Output::Json {
-            return print_json(&d);
+            return print_json(&raw);
         }
+        let d = &d.view.summary;
         println!(
             "Rollback {} of `{environment}` to commit {}: {}",
-            d["id"].as_str().unwrap_or("?"),
-            d["commit"].as_str().map(short).unwrap_or("?"),
-            title_case(d["state"].as_str().unwrap_or("?"))
+            d.id,
+            d.short_commit(),
+            title_case(d.state.as_str())
         );
         Ok(ExitCode::SUCCESS)
     })
@@ -524,15 +519,15 @@ pub fn agents(args: &ClientArgs, environment: Option<&str>) -> Result<ExitCode> 
             Some(env) => format!("/api/v1/agents?environment={env}"),
             None => "/api/v1/agents".to_string(),
         };
-        let body = client.call(reqwest::Method::GET, &path, None).await?;
+        let (body, list) = client.fetch::<Agents>(reqwest::Method::GET, &path, None).await?;
         if client.output == Output::Json {
             return print_json(&body);
         }
-        if body["agents"].as_array().is_none_or(|l| l.is_empty()) {
+        if list.agents.is_empty() {
             println!("No agent has checked in yet: see `honua agent --help`.");
             return Ok(ExitCode::SUCCESS);
         }
-        println!("{}", agents_table(&body["agents"], colour()));
+        println!("{}", agents_table(&list.agents, colour()));
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -540,64 +535,129 @@ pub fn agents(args: &ClientArgs, environment: Option<&str>) -> Result<ExitCode> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deployment::wire::{DeploymentSummary, Health, Sync};
+    use crate::deployment::{DeploymentState, Gate};
     use serde_json::json;
 
-    fn env(sync: &str, health: &str, agents: Value) -> Value {
-        json!({
-            "repository": "city/gis-config",
-            "environment": "production",
-            "status": "in_sync",
-            "sync": sync,
-            "health": health,
-            "current": {"id": "prod-20261125101500-a1b2c3d", "commit": "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678", "state": "completed"},
-            "pending": null,
-            "last": {"id": "prod-20261125101500-a1b2c3d", "state": "completed", "duration_ms": 2300, "by": "mike"},
-            "agents": agents,
-        })
+    fn summary(id: &str, commit: &str, state: DeploymentState) -> DeploymentSummary {
+        DeploymentSummary {
+            id: id.into(),
+            repository: "city/gis-config".into(),
+            environment: "production".into(),
+            sequence: 1,
+            commit: commit.into(),
+            from_commit: None,
+            state,
+            gate: Gate::Approval,
+            reasons: Vec::new(),
+            plan_digest: "sha256:00ff".into(),
+            schedule: crate::policy::window::Schedule { allowed_now: true, reason: None, next_allowed: None },
+            cause: "push".into(),
+            created_at: None,
+            updated_at: None,
+        }
+    }
+
+    fn view(id: &str, state: DeploymentState, duration_ms: Option<i64>, by: &str) -> DeploymentView {
+        DeploymentView {
+            summary: summary(id, "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678", state),
+            started_at: None,
+            finished_at: None,
+            duration_ms,
+            by: Some(by.into()),
+        }
+    }
+
+    fn agent(name: &str, environment: &str, health: Health, sync: Sync, commit: Option<&str>, seen: &str) -> AgentView {
+        AgentView {
+            name: name.into(),
+            environment: environment.into(),
+            last_seen: chrono::DateTime::parse_from_rfc3339(seen).ok().map(|t| t.with_timezone(&chrono::Utc)),
+            last_deployment: None,
+            last_phase: None,
+            last_message: None,
+            stale: health == Health::Stale,
+            healthy: health == Health::Healthy,
+            health,
+            sync,
+            drifted: None,
+            commit: commit.map(str::to_string),
+            deployment: None,
+            version: None,
+            last_result: None,
+        }
+    }
+
+    fn env(sync: Sync, health: Health, agents: Vec<AgentView>) -> EnvironmentView {
+        let current = view("prod-20261125101500-a1b2c3d", DeploymentState::Completed, Some(2300), "mike");
+        EnvironmentView {
+            repository: "city/gis-config".into(),
+            environment: "production".into(),
+            status: "in_sync".into(),
+            sync,
+            health,
+            current: Some(current.clone()),
+            pending: None,
+            last: Some(current),
+            recent: Vec::new(),
+            agents,
+        }
     }
 
     #[test]
     fn the_status_box_shows_commit_sync_health_and_the_last_deployment() {
-        let healthy = env("synced", "healthy", json!([{"name": "prod-1", "stale": false}]));
+        let seen = "2026-11-25T10:15:00Z";
+        let prod_1 = agent("prod-1", "production", Health::Healthy, Sync::Synced, None, seen);
+        let healthy = env(Sync::Synced, Health::Healthy, vec![prod_1.clone()]);
         insta::assert_snapshot!("status_synced", status_box(&healthy, false));
-        let drifted = env(
-            "drifted",
-            "healthy",
-            json!([{"name": "prod-1", "stale": false, "drifted": ["metadata.json"]}, {"name": "prod-2", "stale": true}]),
-        );
+        let drifted_agent = AgentView { drifted: Some(vec!["metadata.json".into()]), ..prod_1 };
+        let stale_agent = agent("prod-2", "production", Health::Stale, Sync::Unknown, None, seen);
+        let drifted = env(Sync::Drifted, Health::Healthy, vec![drifted_agent, stale_agent]);
         insta::assert_snapshot!("status_drifted", status_box(&drifted, false));
-        let mut waiting = env("unknown", "unknown", json!([]));
-        waiting["pending"] = json!({"id": "prod-20261125120000-0f1e2d3", "state": "awaiting_approval"});
+        let mut waiting = env(Sync::Unknown, Health::Unknown, Vec::new());
+        waiting.pending = Some(view("prod-20261125120000-0f1e2d3", DeploymentState::AwaitingApproval, None, "alice"));
         insta::assert_snapshot!("status_pending_no_agents", status_box(&waiting, false));
         for text in [status_box(&healthy, true), status_box(&drifted, false)] {
             assert!(text.lines().all(|l| visible(l) <= WIDTH as usize), "wider than 80 columns:\n{text}");
         }
         // A very long id is cut, not allowed to break the box.
         let mut long = healthy.clone();
-        long["last"]["id"] = json!("x".repeat(200));
+        long.last.as_mut().unwrap().summary.id = "x".repeat(200);
         assert!(status_box(&long, false).lines().all(|l| visible(l) <= WIDTH as usize));
     }
 
     #[test]
     fn the_deployments_and_agents_tables_fit_80_columns() {
-        let list = json!([
-            {"id": "prod-20241004123456-abc1234", "state": "completed", "duration_ms": 2300, "by": "mike"},
-            {"id": "prod-20241004120000-def4567", "state": "completed", "duration_ms": 1800, "by": "ai-agent"},
-            {"id": "prod-20241003180000-0a1b2c3", "state": "failed", "duration_ms": 500, "by": "jane"},
-            {"id": "prod-20241003170000-9f8e7d6", "state": "awaiting_approval", "duration_ms": null, "by": "alice"},
-            {"id": "prod-20241003160000-1234567", "state": "rolled_back", "duration_ms": 95000, "by": "alice, bob"},
-        ]);
+        use DeploymentState::*;
+        let list = vec![
+            view("prod-20241004123456-abc1234", Completed, Some(2300), "mike"),
+            view("prod-20241004120000-def4567", Completed, Some(1800), "ai-agent"),
+            view("prod-20241003180000-0a1b2c3", Failed, Some(500), "jane"),
+            view("prod-20241003170000-9f8e7d6", AwaitingApproval, None, "alice"),
+            view("prod-20241003160000-1234567", RolledBack, Some(95000), "alice, bob"),
+        ];
         let table = deployments_table(&list, false);
         insta::assert_snapshot!("deployments", table);
         assert!(table.lines().all(|l| l.chars().count() <= 80));
-        let agents = json!([
-            {"name": "production-agent-1", "environment": "production", "health": "healthy", "sync": "synced",
-             "commit": "a1b2c3d4e5f6", "last_seen": "2026-11-25T10:15:00Z"},
-            {"name": "production-agent-2", "environment": "production", "health": "stale", "sync": "unknown",
-             "commit": null, "last_seen": "2026-11-25T09:00:00Z"},
-            {"name": "staging-agent", "environment": "staging", "health": "healthy", "sync": "drifted",
-             "commit": "0f1e2d3c4b5a", "last_seen": "2026-11-25T10:15:02Z"},
-        ]);
+        let agents = vec![
+            agent(
+                "production-agent-1",
+                "production",
+                Health::Healthy,
+                Sync::Synced,
+                Some("a1b2c3d4e5f6"),
+                "2026-11-25T10:15:00Z",
+            ),
+            agent("production-agent-2", "production", Health::Stale, Sync::Unknown, None, "2026-11-25T09:00:00Z"),
+            agent(
+                "staging-agent",
+                "staging",
+                Health::Healthy,
+                Sync::Drifted,
+                Some("0f1e2d3c4b5a"),
+                "2026-11-25T10:15:02Z",
+            ),
+        ];
         let table = agents_table(&agents, false);
         insta::assert_snapshot!("agents", table);
         assert!(table.lines().all(|l| l.chars().count() <= 80));
@@ -607,38 +667,67 @@ mod tests {
 
     #[test]
     fn a_deployment_shows_breaking_changes_first_then_approvals_transitions_and_agents() {
-        let d = json!({
-            "id": "prod-20261125101500-a1b2c3d", "repository": "city/gis-config", "environment": "production",
-            "state": "completed", "commit": "a1b2c3d4e5f6", "from_commit": "0f1e2d3c4b5a", "duration_ms": 2300,
-            "by": "mike", "reasons": ["autoApprove is false for this environment"], "plan_digest": "sha256:00ff",
-            "plan": {"changes": [
+        let mut shown = view("prod-20261125101500-a1b2c3d", DeploymentState::Completed, Some(2300), "mike");
+        shown.summary.commit = "a1b2c3d4e5f6".into();
+        shown.summary.from_commit = Some("0f1e2d3c4b5a".into());
+        shown.summary.reasons = vec!["autoApprove is false for this environment".into()];
+        let transition = |at: i64, to: &str, actor: &str, message: &str| crate::store::AuditEntry {
+            id: at,
+            at,
+            actor: actor.into(),
+            action: "transition".into(),
+            repository: None,
+            environment: None,
+            deployment: None,
+            from_state: None,
+            to_state: Some(to.into()),
+            message: message.into(),
+        };
+        let report = |phase: &str, message: &str| crate::store::AgentReport {
+            deployment: shown.summary.id.clone(),
+            agent: "production-agent".into(),
+            environment: "production".into(),
+            phase: phase.into(),
+            message: message.into(),
+            at: 0,
+        };
+        let d = DeploymentDetail {
+            plan: json!({"changes": [
                 {"type": "layer", "id": "transportation::bike_lanes", "action": "added", "breaking": []},
                 {"type": "layer", "id": "cadastre::parcels", "action": "modified",
                  "breaking": [{"code": "field.removed"}],
                  "fields": [{"path": "fields.owner_name", "from": {"type": "string"}, "to": null}]},
                 {"type": "layer", "id": "cadastre::parcels_ttl", "action": "modified", "breaking": [],
                  "fields": [{"path": "caching.ttl", "from": 3600, "to": 7200}]},
-            ]},
-            "approvals": [{"actor": "mike", "via": "comment", "breaking": true}],
-            "transitions": [
-                {"at": 1764065700000i64, "to_state": "awaiting_approval", "actor": "alice", "message": "planned from commit a1b2c3d of main"},
-                {"at": 1764065760000i64, "to_state": "approved", "actor": "mike", "message": "approved by mike via comment"},
-                {"at": 1764065761000i64, "to_state": "applying", "actor": "production-agent", "message": "production-agent: fetching"},
-                {"at": 1764065763300i64, "to_state": "completed", "actor": "production-agent", "message": "production-agent: completed"},
+            ]}),
+            approvals: vec![crate::store::Approval {
+                actor: "mike".into(),
+                via: "comment".into(),
+                plan_digest: "sha256:00ff".into(),
+                breaking: true,
+                at: 0,
+            }],
+            transitions: vec![
+                transition(1764065700000, "awaiting_approval", "alice", "planned from commit a1b2c3d of main"),
+                transition(1764065760000, "approved", "mike", "approved by mike via comment"),
+                transition(1764065761000, "applying", "production-agent", "production-agent: fetching"),
+                transition(1764065763300, "completed", "production-agent", "production-agent: completed"),
             ],
-            "reports": [
-                {"agent": "production-agent", "phase": "fetching", "message": "commit a1b2c3d"},
-                {"agent": "production-agent", "phase": "completed", "message": "reloaded; healthy, every expected collection served"},
+            signed: None,
+            reports: vec![
+                report("fetching", "commit a1b2c3d"),
+                report("completed", "reloaded; healthy, every expected collection served"),
             ],
-        });
+            view: shown.clone(),
+        };
         insta::assert_snapshot!("deployment_show", deployment_detail(&d, false));
     }
 
     #[test]
     fn durations_read_like_the_readme() {
-        assert_eq!(duration(&json!(2300)), "2.3s");
-        assert_eq!(duration(&json!(65_000)), "1m 05s");
-        assert_eq!(duration(&Value::Null), "-");
+        assert_eq!(duration_text(Some(2300)), "2.3s");
+        assert_eq!(duration_text(Some(65_000)), "1m 05s");
+        assert_eq!(duration_text(None), "-");
         assert_eq!(title_case("awaiting_approval"), "Awaiting approval");
     }
 }

@@ -15,6 +15,8 @@ use serde_json::Value;
 use crate::agent::{Agent, AgentConfig};
 use crate::config::ConfigRepo;
 use crate::controller::DeploySource;
+use crate::deployment::wire::{DeploymentDetail, DeploymentSummary, Deployments, Environments};
+use crate::deployment::DeploymentState;
 use crate::standin::StandIn;
 use crate::store::{ApiTokenHash, Role};
 
@@ -193,38 +195,44 @@ impl World {
         Ok((status, body))
     }
 
+    /// `GET path`, read as the contract's type.
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await?;
+        if status != 200 {
+            bail!("the demo service answered HTTP {status} to {path}: {body}");
+        }
+        serde_json::from_value(body).with_context(|| format!("the demo service's answer to {path}"))
+    }
+
     /// The deployment of `commit` to `env`, once planned.
-    async fn deployment(&self, env: &str, commit: &str) -> Result<Value> {
+    async fn deployment(&self, env: &str, commit: &str) -> Result<DeploymentSummary> {
         let deadline = Instant::now() + self.step_timeout;
         loop {
-            let (_, body) = self
-                .call(reqwest::Method::GET, &format!("/api/v1/deployments?environment={env}&limit=20"), None)
-                .await?;
-            let found = body["deployments"].as_array().into_iter().flatten().find(|d| d["commit"] == commit).cloned();
-            if let Some(d) = found {
-                return Ok(d);
+            let list: Deployments = self.get(&format!("/api/v1/deployments?environment={env}&limit=20")).await?;
+            if let Some(d) = list.deployments.into_iter().find(|d| d.summary.commit == commit) {
+                return Ok(d.summary);
             }
             if Instant::now() > deadline {
                 bail!(
                     "commit {} was never planned for {env} (the service polls the repository every second)",
-                    &commit[..7]
+                    crate::deployment::short_sha(commit)
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    async fn wait_state(&self, id: &str, states: &[&str]) -> Result<Value> {
+    async fn wait_state(&self, id: &str, states: &[DeploymentState]) -> Result<DeploymentDetail> {
+        use DeploymentState::*;
         let deadline = Instant::now() + self.step_timeout;
         loop {
-            let (_, d) = self.call(reqwest::Method::GET, &format!("/api/v1/deployments/{id}"), None).await?;
-            let state = d["state"].as_str().unwrap_or_default().to_string();
-            if states.contains(&state.as_str()) {
+            let d: DeploymentDetail = self.get(&format!("/api/v1/deployments/{id}")).await?;
+            let state = d.view.summary.state;
+            if states.contains(&state) {
                 return Ok(d);
             }
-            if ["failed", "rolled_back", "rejected", "superseded"].contains(&state.as_str())
-                || Instant::now() > deadline
-            {
+            if [Failed, RolledBack, Rejected, Superseded].contains(&state) || Instant::now() > deadline {
+                let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
                 bail!(
                     "deployment {id} is `{state}`, not {}: see {}/api/v1/deployments/{id}",
                     states.join(" or "),
@@ -355,14 +363,14 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
     p.step("Bootstrap: the initial configuration reaches every environment");
     for env in ["development", "staging"] {
         let d = world.deployment(env, &initial).await?;
-        world.wait_state(d["id"].as_str().unwrap_or_default(), &["completed"]).await?;
-        p.ok(&format!("{env}: {} completed (the policy approves it by itself)", d["id"].as_str().unwrap_or("?")));
+        world.wait_state(&d.id, &[DeploymentState::Completed]).await?;
+        p.ok(&format!("{env}: {} completed (the policy approves it by itself)", d.id));
     }
     let prod = world.deployment("production", &initial).await?;
-    let prod_id = prod["id"].as_str().unwrap_or_default().to_string();
-    p.note(&format!("production: {prod_id} is `{}` ({})", prod["state"].as_str().unwrap_or("?"), reasons(&prod)));
+    let prod_id = prod.id.clone();
+    p.note(&format!("production: {prod_id} is `{}` ({})", prod.state, reasons(&prod)));
     approve(&world, &prod_id, true).await?;
-    world.wait_state(&prod_id, &["completed"]).await?;
+    world.wait_state(&prod_id, &[DeploymentState::Completed]).await?;
     p.ok("production: approved by the operator and applied");
 
     // Example 1: a new layer.
@@ -371,22 +379,25 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
     let base = String::from_utf8(files[shared].clone())?;
     files.insert(shared.into(), format!("{}{BIKE_LANES}", base.trim_end_matches('\n').to_string() + "\n").into_bytes());
     let bikes = commit(&origin, &files, "Add bike lanes from public.bike_lanes")?;
-    p.note(&format!("commit {} pushed to main; the plan, as `honua plan` and the PR comment show it:", &bikes[..7]));
+    p.note(&format!(
+        "commit {} pushed to main; the plan, as `honua plan` and the PR comment show it:",
+        crate::deployment::short_sha(&bikes)
+    ));
     for line in world.plan(&initial, &bikes)?.lines() {
         p.note(&format!("  {line}"));
     }
     for env in ["development", "staging"] {
         let d = world.deployment(env, &bikes).await?;
-        world.wait_state(d["id"].as_str().unwrap_or_default(), &["completed"]).await?;
+        world.wait_state(&d.id, &[DeploymentState::Completed]).await?;
         if layer(&world.served(env), "bike_lanes").is_none() {
             bail!("{env} completed but its Honua does not serve bike_lanes");
         }
         p.ok(&format!("{env}: applied automatically; Honua serves transportation::bike_lanes"));
     }
     let d = world.deployment("production", &bikes).await?;
-    let id = d["id"].as_str().unwrap_or_default().to_string();
-    if d["state"] != "awaiting_approval" {
-        bail!("production should await approval, it is `{}`", d["state"]);
+    let id = d.id.clone();
+    if d.state != DeploymentState::AwaitingApproval {
+        bail!("production should await approval, it is `{}`", d.state);
     }
     if layer(&world.served("production"), "bike_lanes").is_some() {
         bail!("production serves bike_lanes before anyone approved it");
@@ -394,11 +405,11 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
     p.ok(&format!("production: {id} awaits approval ({}); Honua does not serve it yet", reasons(&d)));
     p.note(&format!("$ honua deployment approve {id}"));
     approve(&world, &id, false).await?;
-    let done = world.wait_state(&id, &["completed"]).await?;
+    let done = world.wait_state(&id, &[DeploymentState::Completed]).await?;
     if layer(&world.served("production"), "bike_lanes").is_none() {
         bail!("production completed but its Honua does not serve bike_lanes");
     }
-    p.ok(&format!("production: approved, applied, verified ({} transitions recorded)", count(&done["transitions"])));
+    p.ok(&format!("production: approved, applied, verified ({} transitions recorded)", done.transitions.len()));
 
     // Example 2: a cache TTL.
     p.step("Example 2: raise the parcels cache TTL 3600 → 7200 in production");
@@ -413,10 +424,10 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
         p.note(&format!("  {line}"));
     }
     let d = world.deployment("production", &ttl_commit).await?;
-    let ttl_id = d["id"].as_str().unwrap_or_default().to_string();
+    let ttl_id = d.id.clone();
     p.ok(&format!("production: {ttl_id} awaits approval; development and staging have nothing to do"));
     approve(&world, &ttl_id, false).await?;
-    world.wait_state(&ttl_id, &["completed"]).await?;
+    world.wait_state(&ttl_id, &[DeploymentState::Completed]).await?;
     if ttl(&world.served("production")) != Some(7200) {
         bail!("production completed but Honua serves parcels with TTL {:?}", ttl(&world.served("production")));
     }
@@ -431,8 +442,9 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
     if status != 201 {
         bail!("rollback refused: HTTP {status} {body}");
     }
-    let rollback_id = body["id"].as_str().unwrap_or_default().to_string();
-    world.wait_state(&rollback_id, &["completed"]).await?;
+    let rollback: DeploymentDetail = serde_json::from_value(body).context("the rollback's answer")?;
+    let rollback_id = rollback.view.summary.id;
+    world.wait_state(&rollback_id, &[DeploymentState::Completed]).await?;
     if ttl(&world.served("production")) != Some(3600) {
         bail!("the rollback completed but Honua serves parcels with TTL {:?}", ttl(&world.served("production")));
     }
@@ -441,16 +453,16 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
 
     // Where things are.
     p.step("Status");
-    let (_, envs) = world.call(reqwest::Method::GET, "/api/v1/environments", None).await?;
-    for e in envs["environments"].as_array().into_iter().flatten() {
-        let agent = &e["agents"][0];
+    let envs: Environments = world.get("/api/v1/environments").await?;
+    for e in &envs.environments {
+        let agent = e.agents.first();
         p.note(&format!(
             "{:<12} {:<10} sync {:<8} health {:<8} current {}",
-            e["environment"].as_str().unwrap_or("?"),
-            e["status"].as_str().unwrap_or("?"),
-            agent["sync"].as_str().unwrap_or("unknown"),
-            agent["health"].as_str().unwrap_or("unknown"),
-            e["current"]["id"].as_str().unwrap_or("-"),
+            e.environment,
+            e.status,
+            agent.map_or("unknown", |a| a.sync.as_str()),
+            agent.map_or("unknown", |a| a.health.as_str()),
+            e.current.as_ref().map_or("-", |c| c.summary.id.as_str()),
         ));
     }
     p.ok(&format!("every step happened, in {:.1} s", started.elapsed().as_secs_f64()));
@@ -474,16 +486,11 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn count(list: &Value) -> usize {
-    list.as_array().map_or(0, Vec::len)
-}
-
-fn reasons(d: &Value) -> String {
-    let list: Vec<&str> = d["reasons"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
-    if list.is_empty() {
+fn reasons(d: &DeploymentSummary) -> String {
+    if d.reasons.is_empty() {
         "no reasons given".into()
     } else {
-        list.join("; ")
+        d.reasons.join("; ")
     }
 }
 

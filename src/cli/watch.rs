@@ -5,20 +5,20 @@
 
 use std::time::{Duration, Instant};
 
+use super::client::ClientArgs;
+use crate::deployment::wire::{EnvironmentView, Environments};
+use crate::deployment::{duration_text, short_sha};
 use anyhow::{Context, Result};
 use crossterm::event::{self, Event, KeyCode, KeyModifiers};
 use ratatui::layout::{Constraint, Direction, Layout};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
-use serde_json::Value;
-
-use super::client::{duration, ClientArgs};
 
 /// What the dashboard shows; the stream reader replaces it as events arrive.
 #[derive(Clone, Default)]
 struct Model {
-    environments: Value,
+    environments: Vec<EnvironmentView>,
     connected: bool,
     problem: Option<String>,
     updated: Option<chrono::DateTime<chrono::Utc>>,
@@ -42,9 +42,9 @@ async fn follow(url: String, token: String, model: tokio::sync::watch::Sender<Mo
                         if let Some(rest) = line.strip_prefix("data:") {
                             data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
                         } else if line.is_empty() && !data.is_empty() {
-                            if let Ok(value) = serde_json::from_str::<Value>(&data) {
+                            if let Ok(event) = serde_json::from_str::<Environments>(&data) {
                                 model.send_modify(|m| {
-                                    m.environments = value["environments"].clone();
+                                    m.environments = event.environments;
                                     m.connected = true;
                                     m.problem = None;
                                     m.updated = Some(chrono::Utc::now());
@@ -94,11 +94,11 @@ fn words(state: &str) -> String {
     state.replace('_', " ")
 }
 
-fn age(seen: &Value) -> String {
-    let Some(at) = seen.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) else {
+fn age(seen: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    let Some(at) = seen else {
         return "-".into();
     };
-    let secs = (chrono::Utc::now() - at.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    let secs = (chrono::Utc::now() - at).num_seconds().max(0);
     if secs < 120 {
         format!("{secs}s ago")
     } else {
@@ -107,7 +107,7 @@ fn age(seen: &Value) -> String {
 }
 
 fn draw(frame: &mut ratatui::Frame, model: &Model, server: &str) {
-    let envs: Vec<Value> = model.environments.as_array().cloned().unwrap_or_default();
+    let envs = &model.environments;
     let mut constraints = vec![Constraint::Length(1)];
     constraints.extend(envs.iter().map(|_| Constraint::Min(8)));
     if envs.is_empty() {
@@ -140,8 +140,7 @@ fn draw(frame: &mut ratatui::Frame, model: &Model, server: &str) {
         frame.render_widget(Paragraph::new(text), areas[1]);
     }
     for (env, area) in envs.iter().zip(areas.iter().skip(1)) {
-        let name = env["environment"].as_str().unwrap_or("?");
-        let title = format!(" {name} · {} ", env["repository"].as_str().unwrap_or("?"));
+        let title = format!(" {} · {} ", env.environment, env.repository);
         let block = Block::default().borders(Borders::ALL).title(title);
         let inner = block.inner(*area);
         frame.render_widget(block, *area);
@@ -150,66 +149,58 @@ fn draw(frame: &mut ratatui::Frame, model: &Model, server: &str) {
             .constraints([Constraint::Percentage(45), Constraint::Percentage(55)])
             .split(inner);
 
-        let status = env["status"].as_str().unwrap_or("unknown");
-        let current = &env["current"];
+        let status = env.status.as_str();
+        let (sync, health) = (env.sync.as_str(), env.health.as_str());
         let mut lines = vec![
             Line::from(vec![
                 Span::raw("Status "),
                 Span::styled(words(status), state_style(status)),
                 Span::raw("  Sync "),
-                Span::styled(
-                    env["sync"].as_str().unwrap_or("unknown").to_string(),
-                    state_style(env["sync"].as_str().unwrap_or("")),
-                ),
+                Span::styled(sync, state_style(sync)),
                 Span::raw("  Health "),
-                Span::styled(
-                    env["health"].as_str().unwrap_or("unknown").to_string(),
-                    state_style(env["health"].as_str().unwrap_or("")),
-                ),
+                Span::styled(health, state_style(health)),
             ]),
             Line::from(format!(
                 "Current {} ({})",
-                current["id"].as_str().unwrap_or("-"),
-                current["commit"].as_str().map(|c| &c[..c.len().min(7)]).unwrap_or("-")
+                env.current.as_ref().map_or("-", |c| c.summary.id.as_str()),
+                env.current.as_ref().map_or("-", |c| short_sha(&c.summary.commit))
             )),
         ];
-        for (label, d) in [("Pending", &env["pending"]), ("Last", &env["last"])] {
-            if let Some(id) = d["id"].as_str() {
-                let state = d["state"].as_str().unwrap_or("?");
+        for (label, d) in [("Pending", &env.pending), ("Last", &env.last)] {
+            if let Some(d) = d {
+                let state = d.summary.state.as_str();
                 lines.push(Line::from(vec![
-                    Span::raw(format!("{label} {id} ")),
+                    Span::raw(format!("{label} {} ", d.summary.id)),
                     Span::styled(words(state), state_style(state)),
-                    Span::raw(format!(" {} by {}", duration(&d["duration_ms"]), d["by"].as_str().unwrap_or("-"))),
+                    Span::raw(format!(" {} by {}", duration_text(d.duration_ms), d.by.as_deref().unwrap_or("-"))),
                 ]));
             }
         }
         lines.push(Line::from(Span::styled("Recent", Style::default().add_modifier(Modifier::BOLD))));
-        for d in env["recent"].as_array().into_iter().flatten().take(4) {
-            let state = d["state"].as_str().unwrap_or("?");
+        for d in env.recent.iter().take(4) {
+            let state = d.state.as_str();
             lines.push(Line::from(vec![
-                Span::raw(format!("  {} ", d["id"].as_str().unwrap_or("?"))),
+                Span::raw(format!("  {} ", d.id)),
                 Span::styled(words(state), state_style(state)),
             ]));
         }
         frame.render_widget(Paragraph::new(lines), parts[0]);
 
-        let rows: Vec<Row> = env["agents"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let rows: Vec<Row> = env
+            .agents
+            .iter()
             .map(|a| {
-                let health = a["health"].as_str().unwrap_or("unknown").to_string();
-                let sync = a["sync"].as_str().unwrap_or("unknown").to_string();
+                let (health, sync) = (a.health.as_str(), a.sync.as_str());
                 Row::new(vec![
-                    ratatui::text::Text::raw(a["name"].as_str().unwrap_or("?").to_string()),
-                    ratatui::text::Text::styled(health.clone(), state_style(&health)),
-                    ratatui::text::Text::styled(sync.clone(), state_style(&sync)),
+                    ratatui::text::Text::raw(a.name.clone()),
+                    ratatui::text::Text::styled(health, state_style(health)),
+                    ratatui::text::Text::styled(sync, state_style(sync)),
                     ratatui::text::Text::raw(format!(
                         "{} {}",
-                        a["last_phase"].as_str().unwrap_or("-"),
-                        a["last_deployment"].as_str().unwrap_or("")
+                        a.last_phase.as_deref().unwrap_or("-"),
+                        a.last_deployment.as_deref().unwrap_or("")
                     )),
-                    ratatui::text::Text::raw(age(&a["last_seen"])),
+                    ratatui::text::Text::raw(age(a.last_seen)),
                 ])
             })
             .collect();

@@ -15,6 +15,8 @@ use chrono::{DateTime, Utc};
 
 use super::deployments::ms;
 use super::{Controller, DecisionError};
+use crate::deployment::wire::Heartbeat;
+use crate::deployment::Phase;
 use crate::store::{AgentReport, AgentStatus, Deployment, DeploymentFilter, DeploymentState, NewAudit, StoreError};
 
 /// How long agents asking for the same environment share one read of the store. Decisions of this
@@ -50,29 +52,6 @@ fn environment_filter(repository: Option<&str>, environment: &str, states: Vec<D
         environment: Some(environment.to_string()),
         states,
         limit: 1,
-    }
-}
-
-/// Phases an agent reports. The last three end a deployment; any other moves it to `applying`.
-pub const PHASES: [&str; 10] = [
-    "fetching",
-    "rendering",
-    "writing",
-    "swapping",
-    "reloading",
-    "verifying",
-    "applying",
-    "completed",
-    "failed",
-    "rolled_back",
-];
-
-fn target_state(phase: &str) -> DeploymentState {
-    match phase {
-        "completed" => DeploymentState::Completed,
-        "failed" => DeploymentState::Failed,
-        "rolled_back" => DeploymentState::RolledBack,
-        _ => DeploymentState::Applying,
     }
 }
 
@@ -197,26 +176,24 @@ impl Controller {
         &self,
         agent: &str,
         environment: &str,
-        heartbeat: &serde_json::Value,
+        heartbeat: &Heartbeat,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let previous = self.store.agent_heartbeat(agent, environment, &heartbeat.to_string(), ms(at)).await?;
+        let text = serde_json::to_string(heartbeat).expect("heartbeats encode");
+        let previous = self.store.agent_heartbeat(agent, environment, &text, ms(at)).await?;
         self.events.notify_waiters();
-        let previous: serde_json::Value =
-            previous.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or(serde_json::Value::Null);
-        let drifted = heartbeat["sync"] == "drifted" || heartbeat["restored"].is_string();
-        let news = drifted && (previous["sync"] != "drifted" || previous["drifted"] != heartbeat["drifted"]);
+        let previous: Option<Heartbeat> = previous.and_then(|p| serde_json::from_str(&p).ok());
+        let drifted = heartbeat.sync == "drifted" || heartbeat.restored.is_some();
+        let news = drifted && previous.as_ref().is_none_or(|p| p.sync != "drifted" || p.drifted != heartbeat.drifted);
         if !news {
             return Ok(());
         }
-        let paths: Vec<&str> =
-            heartbeat["drifted"].as_array().into_iter().flatten().filter_map(|p| p.as_str()).collect();
         let mut message = format!(
             "{agent}: the live configuration differs from the release of {} ({})",
-            heartbeat["deployment"].as_str().unwrap_or("?"),
-            paths.join(", ")
+            heartbeat.deployment.as_deref().unwrap_or("?"),
+            heartbeat.drifted.join(", ")
         );
-        if let Some(restored) = heartbeat["restored"].as_str() {
+        if let Some(restored) = &heartbeat.restored {
             message.push_str(&format!("; {restored}"));
         }
         let entry = NewAudit {
@@ -224,7 +201,7 @@ impl Controller {
             action: "agent.drift".into(),
             repository: None,
             environment: Some(environment.into()),
-            deployment: heartbeat["deployment"].as_str().map(str::to_string),
+            deployment: heartbeat.deployment.clone(),
             message,
         };
         self.store.record_audit(&entry, ms(at)).await
@@ -240,12 +217,10 @@ impl Controller {
         message: &str,
         at: DateTime<Utc>,
     ) -> Result<Deployment, DecisionError> {
-        if !PHASES.contains(&phase) {
-            return Err(DecisionError::BadReport(format!(
-                "`{phase}` is not a phase; use one of {}",
-                PHASES.join(", ")
-            )));
-        }
+        let Some(phase) = Phase::parse(phase) else {
+            let known: Vec<&str> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+            return Err(DecisionError::BadReport(format!("`{phase}` is not a phase; use one of {}", known.join(", "))));
+        };
         let d = self.store.deployment(deployment).await?.ok_or_else(|| DecisionError::NotFound(deployment.into()))?;
         if d.environment != environment {
             return Err(DecisionError::Forbidden(format!(
@@ -257,12 +232,12 @@ impl Controller {
             deployment: d.id.clone(),
             agent: agent.into(),
             environment: environment.into(),
-            phase: phase.into(),
+            phase: phase.as_str().into(),
             // Bounded: a report is a line, not a log.
             message: message.chars().take(2000).collect(),
             at: ms(at),
         };
-        let mut target = target_state(phase);
+        let mut target = phase.target_state();
         if target == DeploymentState::Completed {
             // Complete only when every active agent of the environment has.
             let agents = self.store.agents(Some(environment)).await?;

@@ -9,6 +9,7 @@ use chrono::Utc;
 
 use super::{Controller, JobError};
 use crate::config::ConfigRepo;
+use crate::deployment::short_sha as short;
 use crate::git::mirror::Mirror;
 use crate::github::client::{GithubRepo, PullRequestHeads};
 use crate::github::commands::{self, CommentCommand, HELP};
@@ -47,10 +48,6 @@ impl Outcome {
     fn note(line: String) -> Self {
         Outcome { ok: false, line: format!("ℹ️ {line}") }
     }
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
 }
 
 impl Controller {

@@ -11,6 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::{Controller, JobError};
 use crate::config::source::RepoFiles;
 use crate::config::{ConfigRepo, EnvName};
+use crate::deployment::short_sha as short;
 use crate::diff::{diff_environment, values};
 use crate::git::ledger::LedgerEntry;
 use crate::git::mirror::Mirror;
@@ -80,7 +81,7 @@ impl DecisionError {
 
 /// `<env-short>-<yyyymmddHHMMSS>-<sha7>`, e.g. `prod-20241004123456-abc1234`.
 pub fn deployment_id(env: &EnvName, at: DateTime<Utc>, sha: &str) -> String {
-    format!("{}-{}-{}", env.short(), at.format("%Y%m%d%H%M%S"), &sha[..sha.len().min(7)])
+    format!("{}-{}-{}", env.short(), at.format("%Y%m%d%H%M%S"), short(sha))
 }
 
 /// The signing key of the service: generated on first start and kept in the store, so every replica
@@ -97,10 +98,6 @@ pub(super) fn ms(at: DateTime<Utc>) -> i64 {
 
 fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-pub(super) fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
 }
 
 /// The policy `repo` carries for `env` (the cautious default when it has none).

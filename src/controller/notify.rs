@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::deployments::short;
 use super::{Controller, JobError};
+use crate::deployment::short_sha as short;
 use crate::store::{Deployment, DeploymentState, NewAudit, NewNotification, NotificationOutcome};
 
 /// Attempts before a message is marked failed; waits double from 10 s up to an hour.

@@ -5,9 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::deployments::{deployment_id, load, ms, short};
+use super::deployments::{deployment_id, load, ms};
 use super::{Controller, DecisionError, DeploySource, JobError};
 use crate::config::EnvName;
+use crate::deployment::short_sha as short;
 use crate::git::mirror::Mirror;
 use crate::store::{
     Approval, Deployment, DeploymentFilter, DeploymentState, EnvironmentPause, Gate, NewAudit, NewDeployment,

@@ -753,8 +753,7 @@ async fn agent_heartbeat(
     if let Some(id) = &b.deployment {
         refuse_other_environment(&c, &caller, &environment, id, "heartbeat").await?;
     }
-    let value = serde_json::to_value(&b).expect("heartbeats encode");
-    c.agent_heartbeat(&caller.0.name, &environment, &value, chrono::Utc::now()).await?;
+    c.agent_heartbeat(&caller.0.name, &environment, &b, chrono::Utc::now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

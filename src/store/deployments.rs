@@ -648,7 +648,7 @@ macro_rules! impl_deployment_store {
                         .bind(id)
                         .bind(state)
                         .bind(S::Superseded.as_str())
-                        .bind(format!("superseded by {} (commit {})", d.id, &d.commit[..d.commit.len().min(7)]))
+                        .bind(format!("superseded by {} (commit {})", d.id, crate::deployment::short_sha(&d.commit)))
                         .execute(&mut *tx)
                         .await?;
                 }
