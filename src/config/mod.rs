@@ -1,6 +1,7 @@
 //! The config repository: its files, documents with positions, dialect normalization, environment
 //! layering and the effective configuration Honua loads.
 
+pub mod commit;
 pub mod dialect;
 pub mod layering;
 pub mod node;
@@ -21,6 +22,14 @@ use sha2::{Digest, Sha256};
 use crate::diagnostic::{Diagnostic, Place};
 use node::{FileId, Loc, Node, Value};
 use source::{RepoFiles, SourceError, SourceMap, COMMON_ENV, ENVIRONMENTS_DIR};
+
+/// The 7-character abbreviation of a commit, as Git shows it (the whole text when shorter).
+pub fn short_sha(sha: &str) -> &str {
+    match sha.char_indices().nth(7) {
+        Some((end, _)) => &sha[..end],
+        None => sha,
+    }
+}
 
 /// The name of an environment (`production`), as discovered from `environments/<name>/`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
@@ -128,7 +137,7 @@ impl ConfigRepo {
 
     /// Loads the repository as it is at `rev` in the Git repository at `repo`, without a work tree.
     pub fn load_git(repo: &Path, rev: &str) -> Result<Self, SourceError> {
-        let (commit, files) = crate::git::read_commit(repo, rev)?;
+        let (commit, files) = commit::read_commit(repo, rev)?;
         Ok(Self::from_files(files, commit.sha))
     }
 

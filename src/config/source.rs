@@ -38,7 +38,7 @@ pub enum SourceError {
     #[error("{0}: not a config repository: there is no `environments/` directory; point --path at the repository root, an environment directory or a metadata file")]
     NotARepository(PathBuf),
     #[error(transparent)]
-    Git(#[from] crate::git::GitError),
+    Git(#[from] super::commit::GitError),
 }
 
 /// A name that may be used as one path component of the repository: no separators, no `.`/`..`,

@@ -33,8 +33,7 @@ pub(super) struct Memo {
     answer: Arc<tokio::sync::OnceCell<Option<Deployment>>>,
 }
 
-/// An agent checks in at least every 30 s (its long-poll); three missed check-ins make it stale.
-pub const AGENT_STALE_AFTER_MS: i64 = 3 * 60_000;
+pub use crate::deployment::AGENT_STALE_AFTER_MS;
 
 /// The agents of `environment` that checked in recently, by name.
 fn active(agents: &[AgentStatus], environment: &str, now: i64) -> Vec<String> {

@@ -26,6 +26,15 @@ use crate::github::client::{GithubApp, GithubError, GithubRepo};
 use crate::github::webhook::{parse_event, Event, PullRequestAction, RepoRef};
 use crate::store::{now_ms, retry_delay, Job, Store};
 
+/// Jobs run, by event and outcome (`honua_jobs_total`), and how long they took.
+pub const JOBS: &str = "honua_jobs_total";
+pub const JOB_SECONDS: &str = "honua_job_duration_seconds";
+
+fn record_job(event: &str, outcome: &'static str, seconds: f64) {
+    metrics::counter!(JOBS, "event" => event.to_string(), "outcome" => outcome).increment(1);
+    metrics::histogram!(JOB_SECONDS, "event" => event.to_string()).record(seconds);
+}
+
 /// How long a claimed job is ours before another worker may take it over.
 pub const JOB_LEASE: Duration = Duration::from_secs(120);
 
@@ -193,7 +202,7 @@ impl Controller {
         let recorded = match &outcome {
             Ok(()) => {
                 tracing::info!(delivery = %job.delivery_id, repository, event = %job.event, ms = started.elapsed().as_millis() as u64, "job done");
-                crate::server::metrics::job(&job.event, "done", seconds);
+                record_job(&job.event, "done", seconds);
                 self.store.complete_job(job.id, worker, now).await
             }
             Err(e) => {
@@ -202,7 +211,7 @@ impl Controller {
                     _ => retry_delay(job.attempts).map(|d| now + d.as_millis() as i64),
                 };
                 tracing::warn!(delivery = %job.delivery_id, repository, event = %job.event, attempt = job.attempts, error = %e, retry = retry_at.is_some(), "job failed");
-                crate::server::metrics::job(&job.event, if retry_at.is_some() { "retry" } else { "failed" }, seconds);
+                record_job(&job.event, if retry_at.is_some() { "retry" } else { "failed" }, seconds);
                 self.store.fail_job(job.id, worker, &e.to_string(), retry_at, now).await
             }
         };
@@ -219,7 +228,7 @@ impl Controller {
     async fn quarantine(&self, worker: &str, job: Job) {
         let reason = format!("the job stopped its worker {} times; quarantined", job.takeovers);
         tracing::error!(delivery = %job.delivery_id, event = %job.event, takeovers = job.takeovers, "{reason}");
-        crate::server::metrics::job(&job.event, "quarantined", 0.0);
+        record_job(&job.event, "quarantined", 0.0);
         let shown = match parse_event(&job.event, &job.payload) {
             Ok(Event::PullRequest { repo, number, head_sha, action, .. }) if action != PullRequestAction::Closed => {
                 self.report_quarantine(&repo, number, &head_sha, &reason).await

@@ -6,7 +6,12 @@
 
 pub mod wire;
 
+pub use crate::config::short_sha;
+
 use serde::{Deserialize, Serialize};
+
+/// An agent checks in at least every 30 s (its long-poll); three missed check-ins make it stale.
+pub const AGENT_STALE_AFTER_MS: i64 = 3 * 60_000;
 
 /// How long a deployment ran, for people: `2.3s`, `1m 05s`, `-` when it has not run.
 pub fn duration_text(ms: Option<i64>) -> String {
@@ -14,14 +19,6 @@ pub fn duration_text(ms: Option<i64>) -> String {
         None => "-".into(),
         Some(ms) if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
         Some(ms) => format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1000),
-    }
-}
-
-/// The 7-character abbreviation of a commit, as Git shows it (the whole text when shorter).
-pub fn short_sha(sha: &str) -> &str {
-    match sha.char_indices().nth(7) {
-        Some((end, _)) => &sha[..end],
-        None => sha,
     }
 }
 
@@ -139,6 +136,83 @@ impl Role {
     pub fn parse(s: &str) -> Option<Role> {
         serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
     }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub id: String,
+    pub repository: String,
+    pub environment: String,
+    pub sequence: i64,
+    pub commit: String,
+    pub from_commit: Option<String>,
+    pub plan_digest: String,
+    /// The plan as JSON (the `honua plan --format json` entry of this environment).
+    pub plan: serde_json::Value,
+    pub state: DeploymentState,
+    pub gate: Gate,
+    pub reasons: Vec<String>,
+    /// The environment's deployment windows and blackouts: when it may start.
+    pub windows: crate::policy::window::Rules,
+    /// How agents apply it (from the environment's policy); `None` for deployments made before it was kept.
+    pub safety: Option<crate::plan::signing::ApplySafety>,
+    /// `push` or `rollback`.
+    pub cause: String,
+    /// The signed record (canonical JSON) and its Ed25519 signature (hex), once approved.
+    pub record: Option<String>,
+    pub signature: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Approval {
+    pub actor: String,
+    /// `policy`, `comment`, `api` or `cli`.
+    pub via: String,
+    pub plan_digest: String,
+    /// Breaking changes acknowledged.
+    pub breaking: bool,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub repository: Option<String>,
+    pub environment: Option<String>,
+    pub deployment: Option<String>,
+    pub from_state: Option<String>,
+    pub to_state: Option<String>,
+    pub message: String,
+}
+
+/// One phase of one deployment as an agent reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct AgentReport {
+    #[sqlx(rename = "deployment_id")]
+    pub deployment: String,
+    pub agent: String,
+    pub environment: String,
+    pub phase: String,
+    pub message: String,
+    pub at: i64,
+}
+
+/// An agent's last check-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct AgentStatus {
+    pub name: String,
+    pub environment: String,
+    pub last_seen: i64,
+    pub last_deployment: Option<String>,
+    pub last_phase: Option<String>,
+    pub last_message: Option<String>,
+    /// The last heartbeat as the agent sent it (JSON): commit, health, version, sync, drifted paths.
+    pub heartbeat: Option<String>,
 }
 
 /// A phase an agent reports for a deployment. The last three end it; any other moves it to `applying`.

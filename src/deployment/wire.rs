@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::{AgentReport, AgentStatus, Approval, AuditEntry, Deployment};
 use super::{DeploymentState, Gate, Phase};
 use crate::policy::window::Schedule;
-use crate::store::{AgentReport, AgentStatus, Approval, AuditEntry, Deployment};
 
 /// A deployment in lists: everything but the plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -104,7 +104,7 @@ pub enum Health {
     /// Honua is ready, but the agent's last deployment failed or was rolled back.
     Degraded,
     Unhealthy,
-    /// The agent has not checked in for [`crate::controller::agents::AGENT_STALE_AFTER_MS`].
+    /// The agent has not checked in for [`super::AGENT_STALE_AFTER_MS`].
     Stale,
     Unknown,
 }
@@ -195,10 +195,10 @@ pub struct AgentView {
 }
 
 impl AgentView {
-    /// The agent as of `now` (ms): stale after [`crate::controller::agents::AGENT_STALE_AFTER_MS`]
+    /// The agent as of `now` (ms): stale after [`super::AGENT_STALE_AFTER_MS`]
     /// without a check-in, and never healthy then, whatever it last said.
     pub fn of(a: &AgentStatus, now: i64) -> AgentView {
-        let stale = now - a.last_seen > crate::controller::agents::AGENT_STALE_AFTER_MS;
+        let stale = now - a.last_seen > super::AGENT_STALE_AFTER_MS;
         let beat: Option<Heartbeat> = a.heartbeat.as_deref().and_then(|h| serde_json::from_str(h).ok());
         let ended_badly = matches!(a.last_phase.as_deref(), Some("failed" | "rolled_back"));
         let health = match (stale, beat.as_ref().map(|b| b.health.as_str())) {

@@ -31,7 +31,7 @@ const FOLD_AFTER: usize = 15;
 fn short_rev(rev: &str) -> String {
     match rev.strip_prefix("dir:") {
         Some(d) => format!("dir:{}", &d[..d.len().min(8)]),
-        None => crate::deployment::short_sha(rev).to_string(),
+        None => crate::config::short_sha(rev).to_string(),
     }
 }
 

@@ -9,8 +9,7 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub const DELIVERIES: &str = "honua_webhook_deliveries_total";
-pub const JOBS: &str = "honua_jobs_total";
-pub const JOB_SECONDS: &str = "honua_job_duration_seconds";
+pub use crate::controller::{JOBS, JOB_SECONDS};
 pub const QUEUE_DEPTH: &str = "honua_queue_depth";
 
 /// The process-wide recorder, installed on first use. If another recorder is already installed (an
@@ -40,9 +39,4 @@ pub fn delivery(event: &str, outcome: &'static str) {
         "other".into()
     };
     metrics::counter!(DELIVERIES, "event" => event, "outcome" => outcome).increment(1);
-}
-
-pub fn job(event: &str, outcome: &'static str, seconds: f64) {
-    metrics::counter!(JOBS, "event" => event.to_string(), "outcome" => outcome).increment(1);
-    metrics::histogram!(JOB_SECONDS, "event" => event.to_string()).record(seconds);
 }

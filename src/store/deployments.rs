@@ -4,49 +4,11 @@
 //! SQLite `BEGIN IMMEDIATE`, which takes the write lock up front (a transaction that reads first and
 //! writes later would fail with SQLITE_BUSY_SNAPSHOT when another writer committed in between).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::StoreError;
 
-pub use crate::deployment::{DeploymentState, Gate, Role};
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Deployment {
-    pub id: String,
-    pub repository: String,
-    pub environment: String,
-    pub sequence: i64,
-    pub commit: String,
-    pub from_commit: Option<String>,
-    pub plan_digest: String,
-    /// The plan as JSON (the `honua plan --format json` entry of this environment).
-    pub plan: serde_json::Value,
-    pub state: DeploymentState,
-    pub gate: Gate,
-    pub reasons: Vec<String>,
-    /// The environment's deployment windows and blackouts: when it may start.
-    pub windows: crate::policy::window::Rules,
-    /// How agents apply it (from the environment's policy); `None` for deployments made before it was kept.
-    pub safety: Option<crate::plan::signing::ApplySafety>,
-    /// `push` or `rollback`.
-    pub cause: String,
-    /// The signed record (canonical JSON) and its Ed25519 signature (hex), once approved.
-    pub record: Option<String>,
-    pub signature: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Approval {
-    pub actor: String,
-    /// `policy`, `comment`, `api` or `cli`.
-    pub via: String,
-    pub plan_digest: String,
-    /// Breaking changes acknowledged.
-    pub breaking: bool,
-    pub at: i64,
-}
+pub use crate::deployment::{AgentReport, AgentStatus, Approval, AuditEntry, Deployment, DeploymentState, Gate, Role};
 
 /// A deployment to create. The caller assigned its id and sequence (see
 /// [`DeploymentStore::next_sequence`]) so an auto-approved one is created already signed.
@@ -73,20 +35,6 @@ pub struct NewDeployment {
     pub signature: Option<String>,
     /// Who caused it and why, for the audit log.
     pub actor: String,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AuditEntry {
-    pub id: i64,
-    pub at: i64,
-    pub actor: String,
-    pub action: String,
-    pub repository: Option<String>,
-    pub environment: Option<String>,
-    pub deployment: Option<String>,
-    pub from_state: Option<String>,
-    pub to_state: Option<String>,
     pub message: String,
 }
 
@@ -317,31 +265,6 @@ pub(super) struct UnnotifiedRow {
 
 pub(super) const NOTIFICATION_COLUMNS: &str =
     "id, deployment_id, event, kind, url, payload, state, attempts, last_error";
-
-/// One phase of one deployment as an agent reported it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct AgentReport {
-    #[sqlx(rename = "deployment_id")]
-    pub deployment: String,
-    pub agent: String,
-    pub environment: String,
-    pub phase: String,
-    pub message: String,
-    pub at: i64,
-}
-
-/// An agent's last check-in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct AgentStatus {
-    pub name: String,
-    pub environment: String,
-    pub last_seen: i64,
-    pub last_deployment: Option<String>,
-    pub last_phase: Option<String>,
-    pub last_message: Option<String>,
-    /// The last heartbeat as the agent sent it (JSON): commit, health, version, sync, drifted paths.
-    pub heartbeat: Option<String>,
-}
 
 /// Which deployments to list.
 #[derive(Debug, Clone, Default)]
