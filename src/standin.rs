@@ -170,6 +170,11 @@ fn starts_with_segment(path: &str, prefix: &str) -> bool {
     lower == prefix || lower.starts_with(&format!("{prefix}/"))
 }
 
+/// Why Honua would refuse its metadata file: what its reload answers with (a 500 problem).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Claims {
     sub: String,
@@ -245,19 +250,19 @@ impl Honua {
     }
 
     /// Reads the metadata file as Honua's reload does; `Err` when Honua would refuse it.
-    fn load(&self) -> Result<(Value, Node), String> {
-        let file = crate::config::load_single_file(&self.metadata_path).map_err(|e| e.to_string())?;
+    fn load(&self) -> Result<(Value, Node), Refused> {
+        let file = crate::config::load_single_file(&self.metadata_path).map_err(|e| Refused(e.to_string()))?;
         let errors: Vec<String> = crate::validate::validate_single(&file)
             .into_iter()
             .filter(crate::validate::refused_by_honua)
             .map(|d| d.message)
             .collect();
         if !errors.is_empty() {
-            return Err(errors.join("; "));
+            return Err(Refused(errors.join("; ")));
         }
-        let node = file.metadata.ok_or("the metadata file is empty")?;
-        let text = std::fs::read(&self.metadata_path).map_err(|e| e.to_string())?;
-        let value = serde_json::from_slice(&text).map_err(|e| format!("not JSON: {e}"))?;
+        let node = file.metadata.ok_or_else(|| Refused("the metadata file is empty".into()))?;
+        let text = std::fs::read(&self.metadata_path).map_err(|e| Refused(e.to_string()))?;
+        let value = serde_json::from_slice(&text).map_err(|e| Refused(format!("not JSON: {e}")))?;
         Ok((value, node))
     }
 

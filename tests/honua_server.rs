@@ -369,8 +369,8 @@ async fn a_honua_that_starts_only_after_the_first_release_is_waited_for_or_start
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_check_probes_honuas_admin_api_as_a_deployment_will_use_it() {
     let s = setup("development").await;
-    let admin_line = |checks: Vec<(String, Result<String, String>)>| {
-        checks.into_iter().find(|(what, _)| what == "honua admin").expect("an admin line").1
+    let admin_line = |checks: Vec<(String, Result<String, honua_gitops::agent::CheckFailure>)>| {
+        checks.into_iter().find(|(what, _)| what == "honua admin").expect("an admin line").1.map_err(|e| e.0)
     };
 
     let (agent, honua) = against(&s, HonuaSettings::supported(), |c| c).await;

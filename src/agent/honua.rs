@@ -104,7 +104,7 @@ fn same_origin(a: &url::Url, b: &url::Url) -> bool {
 }
 
 impl HonuaClient {
-    pub fn new(api_key: Option<String>, auth: AdminAuth, login_url: String) -> Result<HonuaClient, String> {
+    pub fn new(api_key: Option<String>, auth: AdminAuth, login_url: String) -> Result<HonuaClient, reqwest::Error> {
         let policy = reqwest::redirect::Policy::custom(|attempt| {
             let first = attempt.previous().first().cloned();
             match first {
@@ -113,12 +113,8 @@ impl HonuaClient {
                 _ => attempt.follow(),
             }
         });
-        let http = reqwest::Client::builder()
-            .redirect(policy)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent("honua-agent")
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+        let http =
+            reqwest::Client::builder().redirect(policy).timeout(REQUEST_TIMEOUT).user_agent("honua-agent").build()?;
         Ok(HonuaClient {
             http,
             api_key: api_key.filter(|k| !k.is_empty()),

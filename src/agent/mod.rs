@@ -52,6 +52,64 @@ pub enum AgentError {
     Crashed(String),
 }
 
+/// An operator's reload or restart command that did not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{what} command could not start: {source}")]
+    NotStarted { what: &'static str, source: std::io::Error },
+    #[error("{what} command failed ({status}): {stderr}")]
+    Failed { what: &'static str, status: std::process::ExitStatus, stderr: String },
+}
+
+/// Why Honua does not run a release correctly after the reload: what the report says.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Honua(#[from] HonuaError),
+    #[error("Honua was not running and did not start within {secs} s (it refuses to start without metadata, which is now in place): start it, or set HONUA_AGENT_RESTART_COMMAND")]
+    NeverStarted { secs: u64 },
+    #[error("not healthy within {secs} s")]
+    Unhealthy { secs: u64 },
+    #[error("post-validation: {0}")]
+    Asking(HonuaError),
+    #[error("post-validation: {} not served", .0.join(", "))]
+    NotServed(Vec<String>),
+    #[error("post-validation: {} still served after their removal", .0.join(", "))]
+    StillServed(Vec<String>),
+}
+
+/// Why a drifted release could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum HealError {
+    #[error(transparent)]
+    Render(Box<AgentError>),
+    #[error("could not write the restored release: {0}")]
+    Write(std::io::Error),
+    #[error("swap: {0}")]
+    Swap(std::io::Error),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+}
+
+/// One failed prerequisite of `honua agent --check`, in words that say what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CheckFailure(pub String);
+
+impl From<String> for CheckFailure {
+    fn from(problem: String) -> Self {
+        CheckFailure(problem)
+    }
+}
+
+impl From<&str> for CheckFailure {
+    fn from(problem: &str) -> Self {
+        CheckFailure(problem.to_string())
+    }
+}
+
 mod git_only;
 pub mod honua;
 pub mod settings;
@@ -292,7 +350,7 @@ impl Agent {
             tracing::warn!("{notice}");
         }
         let honua = HonuaClient::new(config.api_key.clone(), config.admin.clone(), config.login_url.clone())
-            .map_err(apply_err)?;
+            .map_err(|e| apply_err(format!("HTTP client: {e}")))?;
         Ok(Agent { config, key, http, honua, service_out_of_reach: Default::default() })
     }
 
@@ -633,19 +691,16 @@ impl Agent {
                 Err(apply_err(message))
             }
             Err(cause) => {
-                let restored = match &previous {
+                let failed_too = "restoring the previous release failed too";
+                let message = match &previous {
                     Some(prev) => match self.swap(prev) {
-                        Ok(()) => self
-                            .reload_and_verify(&[], &[], journal.restart, timeout)
-                            .await
-                            .map(|_| "previous release restored".to_string()),
-                        Err(e) => Err(format!("swap back: {e}")),
+                        Ok(()) => match self.reload_and_verify(&[], &[], journal.restart, timeout).await {
+                            Ok(_) => format!("{cause}; previous release restored"),
+                            Err(e) => format!("{cause}; {failed_too}: {e}"),
+                        },
+                        Err(e) => format!("{cause}; {failed_too}: swap back: {e}"),
                     },
-                    None => Ok("no previous release to restore".into()),
-                };
-                let message = match restored {
-                    Ok(how) => format!("{cause}; {how}"),
-                    Err(e) => format!("{cause}; restoring the previous release failed too: {e}"),
+                    None => format!("{cause}; no previous release to restore"),
                 };
                 self.report(&id, Phase::RolledBack, &message).await;
                 Ok(PollOutcome::RolledBack { deployment: id.clone(), cause: message })
@@ -729,7 +784,7 @@ impl Agent {
     }
 
     /// `honua agent --check`: one line per prerequisite, `Err` with what to do.
-    pub async fn check(&self) -> Vec<(String, Result<String, String>)> {
+    pub async fn check(&self) -> Vec<(String, Result<String, CheckFailure>)> {
         let c = &self.config;
         let mut out = vec![("signing key".to_string(), Ok(c.public_key.clone()))];
         let url = format!("{}/api/v1/agent/desired?environment={}&wait=0", c.server, c.environment);
@@ -740,10 +795,10 @@ impl Agent {
                     Err("the token is refused (unknown or revoked): create one with `honua token create --role agent`"
                         .into())
                 }
-                403 => Err(format!("the token is not an agent token of `{}`", c.environment)),
-                status => Err(format!("{} answered HTTP {status}", c.server)),
+                403 => Err(format!("the token is not an agent token of `{}`", c.environment).into()),
+                status => Err(format!("{} answered HTTP {status}", c.server).into()),
             },
-            Err(_) => Err(format!("{} is unreachable", c.server)),
+            Err(_) => Err(format!("{} is unreachable", c.server).into()),
         };
         let service = match &c.git_only {
             Some(g) => Ok(format!(
@@ -759,10 +814,10 @@ impl Agent {
             Mirror::open(&dir, &git_url)
                 .and_then(|m| m.fetch(&["refs/heads/*"], token.as_deref()))
                 .map(|_| "the config repository can be fetched".to_string())
-                .map_err(|e| e.to_string())
+                .map_err(|e| CheckFailure(e.to_string()))
         })
         .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+        .unwrap_or_else(|e| Err(CheckFailure(e.to_string())));
         out.push(("git".into(), git));
         for (name, dir) in [("target directory", &c.target_dir), ("state directory", &c.state_dir)] {
             let probe = dir.join(".honua-agent-check");
@@ -771,12 +826,12 @@ impl Agent {
                 name.into(),
                 writable
                     .map(|_| format!("{} is writable", dir.display()))
-                    .map_err(|e| format!("{}: {e}", dir.display())),
+                    .map_err(|e| CheckFailure(format!("{}: {e}", dir.display()))),
             ));
         }
         let honua = match self.http.get(&c.health_url).send().await {
             Ok(r) => Ok(format!("{} answers HTTP {}", c.health_url, r.status().as_u16())),
-            Err(_) => Err(format!("{} is unreachable: is Honua running?", c.health_url)),
+            Err(_) => Err(format!("{} is unreachable: is Honua running?", c.health_url).into()),
         };
         out.push(("honua".into(), honua));
         out.push(("honua admin".into(), self.check_admin().await));
@@ -786,7 +841,7 @@ impl Agent {
     /// Honua's admin API as a deployment will use it, probed without changing anything: a `GET` of the
     /// snapshot list needs the same administrator a reload does, and tells QuickStart from wrong
     /// credentials.
-    async fn check_admin(&self) -> Result<String, String> {
+    async fn check_admin(&self) -> Result<String, CheckFailure> {
         let c = &self.config;
         let uses_api = c.reload_command.is_none();
         if uses_api && c.api_key.is_none() {
@@ -809,7 +864,7 @@ impl Agent {
             Err(honua::HonuaError::Login { message, .. }) if !uses_api && message.contains("HTTP 503") => {
                 Ok(QUICKSTART_WITH_COMMAND.into())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(CheckFailure(e.to_string())),
         }
     }
 
@@ -862,29 +917,25 @@ impl Agent {
     }
 
     /// Runs an operator's command (`sh -c`); its exit status decides.
-    async fn run_command(what: &str, command: &str) -> Result<(), String> {
+    async fn run_command(what: &'static str, command: &str) -> Result<(), CommandError> {
         let output = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(command)
             .stdin(std::process::Stdio::null())
             .output()
             .await
-            .map_err(|e| format!("{what} command could not start: {e}"))?;
+            .map_err(|source| CommandError::NotStarted { what, source })?;
         if output.status.success() {
             return Ok(());
         }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        Err(format!(
-            "{what} command failed ({}): {}",
-            output.status,
-            stderr.trim().chars().take(500).collect::<String>()
-        ))
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().chars().take(500).collect();
+        Err(CommandError::Failed { what, status: output.status, stderr })
     }
 
     /// `requireBackup`: Honua's own snapshot of what it runs, on top of the agent's previous release,
     /// which is always kept. Honua writes it next to its metadata path, so through `current` into the
     /// live release (`current/<file stem>-snapshots/<label>/`), where it stays with that release.
-    async fn backup(&self, record: &SignedRecord, live: bool) -> Result<String, String> {
+    async fn backup(&self, record: &SignedRecord, live: bool) -> Result<String, HonuaError> {
         let Some(url) = &self.config.snapshot_url else {
             return Ok("the previous release is kept (no snapshot URL is set)".into());
         };
@@ -897,7 +948,7 @@ impl Agent {
             Err(HonuaError::NoSnapshotStore { detail, .. }) if !live && detail.contains("Metadata file not found") => {
                 Ok("Honua has no metadata yet, so no snapshot".into())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         }
     }
 
@@ -921,7 +972,7 @@ impl Agent {
         gone: &[String],
         restart: bool,
         timeout: Duration,
-    ) -> Result<String, String> {
+    ) -> Result<String, VerifyError> {
         let mut how = if restart { "restarted" } else { "reloaded" }.to_string();
         let mut started = false;
         match (restart, &self.config.restart_command, &self.config.reload_command) {
@@ -943,17 +994,14 @@ impl Agent {
                         }
                     }
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             },
         }
         let deadline = tokio::time::Instant::now() + timeout;
         while !self.honua.healthy(&self.config.health_url).await {
             if tokio::time::Instant::now() >= deadline {
-                return Err(if started {
-                    format!("Honua was not running and did not start within {} s (it refuses to start without metadata, which is now in place): start it, or set HONUA_AGENT_RESTART_COMMAND", timeout.as_secs())
-                } else {
-                    format!("not healthy within {} s", timeout.as_secs())
-                });
+                let secs = timeout.as_secs();
+                return Err(if started { VerifyError::NeverStarted { secs } } else { VerifyError::Unhealthy { secs } });
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -976,7 +1024,7 @@ impl Agent {
                 Ok(served) if served == want => {}
                 Ok(_) if want => missing.push(format!("`{id}`")),
                 Ok(_) => still.push(format!("`{id}`")),
-                Err(e) => return Err(format!("post-validation: {e}")),
+                Err(e) => return Err(VerifyError::Asking(e)),
             }
         }
         missing.sort();
@@ -987,8 +1035,8 @@ impl Agent {
                 expected.len(),
                 if gone.is_empty() { String::new() } else { format!(", {} removed one(s) gone", gone.len()) }
             )),
-            (false, _) => Err(format!("post-validation: {} not served", missing.join(", "))),
-            (true, false) => Err(format!("post-validation: {} still served after their removal", still.join(", "))),
+            (false, _) => Err(VerifyError::NotServed(missing)),
+            (true, false) => Err(VerifyError::StillServed(still)),
         }
     }
 
@@ -1114,23 +1162,22 @@ impl Agent {
 
     /// Writes the release of `manifest.record` afresh and makes it live, as an apply would (reload,
     /// health, post-validation); if the restored release does not verify, the edited one goes back.
-    async fn heal(&self, edited: &Path, manifest: &Manifest) -> Result<(), String> {
+    async fn heal(&self, edited: &Path, manifest: &Manifest) -> Result<(), HealError> {
         let record = &manifest.record;
-        let rendered = self.render(record).await.map_err(|e| e.to_string())?;
+        let rendered = self.render(record).await.map_err(|e| HealError::Render(Box::new(e)))?;
         let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S%3f");
         let release = self
             .config
             .state_dir
             .join("releases")
             .join(format!("{:010}-{}-restored-{stamp}", record.sequence, record.deployment));
-        self.write_release(&release, record, &rendered)
-            .map_err(|e| format!("could not write the restored release: {e}"))?;
-        self.swap(&release).map_err(|e| format!("swap: {e}"))?;
+        self.write_release(&release, record, &rendered).map_err(HealError::Write)?;
+        self.swap(&release).map_err(HealError::Swap)?;
         let timeout = self.health_timeout(record.safety.as_ref());
         if let Err(cause) = self.reload_and_verify(&rendered.collections, &[], false, timeout).await {
             let _ = self.swap(edited);
             let _ = self.reload_and_verify(&[], &[], false, timeout).await;
-            return Err(cause);
+            return Err(cause.into());
         }
         self.prune_releases(None);
         Ok(())

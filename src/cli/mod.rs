@@ -335,10 +335,13 @@ pub struct RenderArgs {
     pub show_secrets: bool,
 }
 
-fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("{e}; write an RFC 3339 instant such as 2026-11-25T10:00:00Z"))
+/// `--at` that is not an instant.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}; write an RFC 3339 instant such as 2026-11-25T10:00:00Z")]
+pub struct BadInstant(chrono::ParseError);
+
+fn parse_instant(s: &str) -> Result<DateTime<Utc>, BadInstant> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).map_err(BadInstant)
 }
 
 /// Runs the parsed command; errors here mean "could not run" (exit 2).

@@ -50,6 +50,17 @@ impl Outcome {
     }
 }
 
+/// Why a commenter may not decide for an environment, in words for the PR.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Refusal {
+    #[error("bots cannot approve or reject deployments")]
+    Bot,
+    #[error("you opened this pull request, and `{env}` has `preventSelfApproval`: another approver must decide")]
+    SelfApproval { env: String },
+    #[error("your role on {repo} is `{role}`; deciding for `{env}` needs write, maintain or admin, or a place in its `approvers`")]
+    Role { repo: String, role: String, env: String },
+}
+
 impl Controller {
     pub(super) async fn handle_comment(&self, c: CommentEvent) -> Result<(), JobError> {
         let Some(command) = commands::parse(&c.body) else { return Ok(()) };
@@ -145,7 +156,7 @@ impl Controller {
         }
     }
 
-    /// May `c.author` approve or reject `env`? `Err` says why not, in words for the PR.
+    /// May `c.author` approve or reject `env`? The inner `Err` says why not, in words for the PR.
     async fn authorise(
         &self,
         gh: &GithubRepo,
@@ -153,14 +164,12 @@ impl Controller {
         env: &str,
         policy: &EnvironmentPolicy,
         pr_author: &str,
-    ) -> Result<Result<(), String>, JobError> {
+    ) -> Result<Result<(), Refusal>, JobError> {
         if c.author_is_bot {
-            return Ok(Err("bots cannot approve or reject deployments".into()));
+            return Ok(Err(Refusal::Bot));
         }
         if policy.prevent_self_approval && c.author.eq_ignore_ascii_case(pr_author) {
-            return Ok(Err(format!(
-                "you opened this pull request, and `{env}` has `preventSelfApproval`: another approver must decide"
-            )));
+            return Ok(Err(Refusal::SelfApproval { env: env.to_string() }));
         }
         let permission = gh.permission(&c.author).await?;
         if permission.can_approve() {
@@ -176,10 +185,7 @@ impl Controller {
             }
         }
         let role = if permission.role_name.is_empty() { &permission.permission } else { &permission.role_name };
-        Ok(Err(format!(
-            "your role on {} is `{role}`; deciding for `{env}` needs write, maintain or admin, or a place in its `approvers`",
-            c.repo.full_name()
-        )))
+        Ok(Err(Refusal::Role { repo: c.repo.full_name(), role: role.to_string(), env: env.to_string() }))
     }
 
     async fn approve_open_pr(
@@ -208,7 +214,7 @@ impl Controller {
             };
             let (env_policy, _) = policy.for_env(&env);
             if let Err(why) = self.authorise(gh, c, &env, &env_policy, &pr.author).await? {
-                self.audit(c, "approve.refused", &env, None, &why).await;
+                self.audit(c, "approve.refused", &env, None, &why.to_string()).await;
                 out.push(Outcome::refused(format!("`{env}`: {why}")));
                 continue;
             }
@@ -257,7 +263,7 @@ impl Controller {
     ) -> Result<Vec<Outcome>, JobError> {
         let base = self.base_policy(gh, &c.repo, c.number, pr).await?;
         if let Err(why) = self.authorise(gh, c, env, &base.for_env(env).0, &pr.author).await? {
-            self.audit(c, "reject.refused", env, None, &why).await;
+            self.audit(c, "reject.refused", env, None, &why.to_string()).await;
             return Ok(vec![Outcome::refused(format!("`{env}`: {why}"))]);
         }
         let now = Utc::now().timestamp_millis();
@@ -346,7 +352,7 @@ impl Controller {
             let policy = self.deployment_policy(d, &url).await?;
             let env = d.environment.as_str();
             if let Err(why) = self.authorise(gh, c, env, &policy.for_env(env).0, &pr.author).await? {
-                self.audit(c, &format!("{}.refused", decide.verb()), env, Some(&d.id), &why).await;
+                self.audit(c, &format!("{}.refused", decide.verb()), env, Some(&d.id), &why.to_string()).await;
                 out.push(Outcome::refused(format!("`{env}` ({}): {why}", d.id)));
                 continue;
             }

@@ -657,34 +657,51 @@ impl Controller {
 
     /// The plans of a PR head already fetched into the mirror (the check runs' details page), against
     /// the default branch as the mirror has it now. Nothing is fetched: a page view costs no Git traffic.
-    pub async fn plan_of_head(&self, owner: &str, name: &str, sha: &str) -> Result<Vec<serde_json::Value>, String> {
+    pub async fn plan_of_head(
+        &self,
+        owner: &str,
+        name: &str,
+        sha: &str,
+    ) -> Result<Vec<serde_json::Value>, PlanOfHeadError> {
         let url = format!("{}/{owner}/{name}.git", self.git_url);
         let (mirrors, sha) = (self.mirrors.clone(), sha.to_string());
         let lock = self.repo_lock(&format!("{owner}/{name}")).await;
         let _held = lock.lock().await;
         tokio::task::spawn_blocking(move || {
             if !Mirror::exists(&mirrors, &url) {
-                return Err("the repository has no mirror on this service yet".to_string());
+                return Err(PlanOfHeadError::NoMirror);
             }
-            let mirror = Mirror::open(&mirrors, &url).map_err(|e| e.to_string())?;
+            let mirror = Mirror::open(&mirrors, &url).map_err(|e| PlanOfHeadError::Git(e.to_string()))?;
             let base = ["refs/heads/main", "refs/heads/master"]
                 .iter()
                 .find_map(|r| mirror.resolve(r).ok())
-                .ok_or("the default branch was not fetched yet")?;
-            let from = ConfigRepo::load_git(mirror.path(), &base).map_err(|e| e.to_string())?;
-            let to =
-                ConfigRepo::load_git(mirror.path(), &sha).map_err(|_| "this commit was not fetched".to_string())?;
+                .ok_or(PlanOfHeadError::NoDefaultBranch)?;
+            let from = ConfigRepo::load_git(mirror.path(), &base).map_err(|e| PlanOfHeadError::Git(e.to_string()))?;
+            let to = ConfigRepo::load_git(mirror.path(), &sha).map_err(|_| PlanOfHeadError::NotFetched)?;
             let set = crate::plan::build(&from, &to, None, chrono::Utc::now());
             Ok(set.plans.iter().map(|p| serde_json::to_value(p).expect("plans encode")).collect())
         })
         .await
-        .map_err(|e| format!("planning task: {e}"))?
+        .map_err(|e| PlanOfHeadError::Git(format!("planning task: {e}")))?
     }
 
     /// Git work on one repository is serialized: two jobs must not fetch into one mirror at once.
     async fn repo_lock(&self, repo: &str) -> Arc<Mutex<()>> {
         self.repo_locks.lock().await.entry(repo.to_string()).or_default().clone()
     }
+}
+
+/// Why the plan of a PR head cannot be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanOfHeadError {
+    #[error("the repository has no mirror on this service yet")]
+    NoMirror,
+    #[error("the default branch was not fetched yet")]
+    NoDefaultBranch,
+    #[error("this commit was not fetched")]
+    NotFetched,
+    #[error("{0}")]
+    Git(String),
 }
 
 /// A pull request planned against its base.

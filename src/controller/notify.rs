@@ -30,17 +30,26 @@ fn event_of(state: DeploymentState) -> Option<&'static str> {
     }
 }
 
-/// `${VAR}` placeholders from the environment; the name of the first missing one otherwise.
-pub fn resolve_placeholders(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+/// Why a notification URL's placeholders could not be filled in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceholderError {
+    #[error("`${{{0}}}` is not set in the service's environment")]
+    Unset(String),
+    #[error("the URL has an unclosed `${{` (a placeholder without its `}}`)")]
+    Unclosed,
+}
+
+/// `${VAR}` placeholders from the environment; the first missing one, or an unclosed `${`, otherwise.
+pub fn resolve_placeholders(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, PlaceholderError> {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let Some(end) = rest[start..].find('}') else {
-            return Err(format!("unclosed `${{` in `{text}`"));
+            return Err(PlaceholderError::Unclosed);
         };
         let name = &rest[start + 2..start + end];
-        out.push_str(&env(name).ok_or_else(|| name.to_string())?);
+        out.push_str(&env(name).ok_or_else(|| PlaceholderError::Unset(name.to_string()))?);
         rest = &rest[start + end + 1..];
     }
     out.push_str(rest);
@@ -135,10 +144,7 @@ impl Controller {
                         })
                     };
                 }
-                Err(missing) => {
-                    message.undeliverable =
-                        Some(format!("not delivered: `${{{missing}}}` is not set in the service's environment"))
-                }
+                Err(problem) => message.undeliverable = Some(format!("not delivered: {problem}")),
             },
             ("slack", None) => {
                 message.undeliverable = Some(
@@ -216,7 +222,11 @@ mod tests {
             resolve_placeholders("https://hooks.example/${HOOK}", env).unwrap(),
             "https://hooks.example/T00/B00/x"
         );
-        assert_eq!(resolve_placeholders("https://x/${NOPE}", env).unwrap_err(), "NOPE");
+        let missing = resolve_placeholders("https://x/${NOPE}", env).unwrap_err();
+        assert_eq!(missing, PlaceholderError::Unset("NOPE".into()));
+        assert_eq!(missing.to_string(), "`${NOPE}` is not set in the service's environment");
+        let unclosed = resolve_placeholders("https://x/${HOOK", env).unwrap_err();
+        assert_eq!(unclosed, PlaceholderError::Unclosed, "not taken for a variable's name");
         assert_eq!(resolve_placeholders("plain", env).unwrap(), "plain");
     }
 

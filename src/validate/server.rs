@@ -395,7 +395,7 @@ impl Rules<'_> {
         self.filters.push(PendingFilter { layer: id.to_string(), at: node.loc, cql: cql.to_string(), known });
     }
 
-    fn filter_findings(&mut self, filter: &PendingFilter, parsed: Result<Vec<String>, String>) {
+    fn filter_findings(&mut self, filter: &PendingFilter, parsed: Result<Vec<String>, FilterError>) {
         let (id, known) = (&filter.layer, &filter.known);
         let prefix = format!("Layer '{id}' autoFilter is invalid:");
         let names = match parsed {
@@ -821,13 +821,24 @@ fn too_complex(cql: &str) -> Option<String> {
 /// Parses each filter (bounded by [`too_complex`]) on one thread with [`PARSER_STACK`], returning the
 /// properties each names or why it does not parse. The trees are dropped there too: drop recursion is
 /// as deep as the parse.
-fn parse_filters(filters: Vec<String>) -> Vec<Result<Vec<String>, String>> {
+/// Why an `autoFilter.cql` could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum FilterError {
+    /// The parser's own words: where, and what it expected.
+    #[error("{0}")]
+    Parse(String),
+    /// The parser thread could not run (never a verdict on the filter).
+    #[error("could not be checked: {0}")]
+    Unchecked(String),
+}
+
+fn parse_filters(filters: Vec<String>) -> Vec<Result<Vec<String>, FilterError>> {
     let count = filters.len();
     let parse = move || {
         filters
             .iter()
             .map(|cql| {
-                cql2::parse_text(cql).map_err(|e| parse_error(&e)).map(|expr| {
+                cql2::parse_text(cql).map_err(|e| FilterError::Parse(parse_error(&e))).map(|expr| {
                     let mut names = Vec::new();
                     properties(&expr, &mut names);
                     names
@@ -843,7 +854,7 @@ fn parse_filters(filters: Vec<String>) -> Vec<Result<Vec<String>, String>> {
         .and_then(|thread| thread.join().map_err(|_| "the CQL2 parser failed".to_string()));
     match parsed {
         Ok(results) => results,
-        Err(why) => (0..count).map(|_| Err(format!("could not be checked: {why}"))).collect(),
+        Err(why) => (0..count).map(|_| Err(FilterError::Unchecked(why.clone()))).collect(),
     }
 }
 
