@@ -2,11 +2,14 @@
 # Agent footprint at idle: `honua serve` in plain-Git mode (no GitHub), one `honua agent` for
 # `development` against a minimal stand-in Honua (Python), the example repository as origin. Once the
 # agent has applied the first deployment, its RSS and CPU time are sampled for DURATION seconds.
-#   benches/agent_idle.sh [DURATION]     (default 600; needs target/release/honua and python3)
+#   benches/agent_idle.sh [DURATION]     (default 600; needs target/release/honua, python3, and
+#   target/release/honua-agent, or AGENT_BIN=target/release/honua AGENT_ARGS=agent for the full binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-600}"
 BIN="$PWD/target/release/honua"
+AGENT_BIN="${AGENT_BIN:-$PWD/target/release/honua-agent}"
+AGENT_ARGS="${AGENT_ARGS:-}"
 WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -15,7 +18,7 @@ git init -q -b main "$WORK/src" && cp -r examples/honua-config/. "$WORK/src/"
 git -C "$WORK/src" add -A && git -C "$WORK/src" -c user.name=b -c user.email=b@x commit -qm base
 git clone -q --bare "$WORK/src" "$WORK/origin.git"
 
-# Stand-in Honua: reload, health and collections answer 200.
+# Stand-in Honua: every admin POST (reload), health and each collection by id answer 200.
 cat > "$WORK/honua.py" <<'PY'
 import http.server, json, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -39,8 +42,9 @@ mkdir -p "$WORK/target" "$WORK/agent"
 echo "DB_PASSWORD=bench" > "$WORK/secrets.env"
 HONUA_AGENT_SERVER=http://127.0.0.1:18090 HONUA_AGENT_TOKEN="$TOKEN" HONUA_AGENT_ENVIRONMENT=development \
   HONUA_AGENT_PUBLIC_KEY="$KEY" HONUA_AGENT_GIT_URL="file://$WORK/origin.git" HONUA_AGENT_TARGET_DIR="$WORK/target" \
-  HONUA_AGENT_RELOAD_URL=http://127.0.0.1:18091/reload HONUA_AGENT_HEALTH_URL=http://127.0.0.1:18091/ready \
-  HONUA_AGENT_STATE_DIR="$WORK/agent" HONUA_AGENT_SECRETS_FILE="$WORK/secrets.env" HONUA_LOG=warn ${AGENT_ENV:-} "$BIN" agent &
+  HONUA_AGENT_HONUA_URL=http://127.0.0.1:18091 \
+  HONUA_AGENT_STATE_DIR="$WORK/agent" HONUA_AGENT_SECRETS_FILE="$WORK/secrets.env" HONUA_LOG=warn ${AGENT_ENV:-} \
+  "$AGENT_BIN" $AGENT_ARGS &
 AGENT=$!
 
 for _ in $(seq 1 60); do [ -L "$WORK/target/current" ] && break; sleep 1; done

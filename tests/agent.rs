@@ -229,7 +229,17 @@ fn agent_process(config: &AgentConfig, args: &[&str]) -> std::process::Output {
 /// `honua agent` configured by its environment variables only.
 fn agent_command(config: &AgentConfig, args: &[&str]) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_honua"));
-    cmd.arg("agent").args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.arg("agent");
+    configured(cmd, config, args)
+}
+
+/// The slim `honua-agent` binary, configured the same way.
+fn slim_agent_command(config: &AgentConfig, args: &[&str]) -> std::process::Command {
+    configured(std::process::Command::new(env!("CARGO_BIN_EXE_honua-agent")), config, args)
+}
+
+fn configured(mut cmd: std::process::Command, config: &AgentConfig, args: &[&str]) -> std::process::Command {
+    cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     for (k, v) in [
         ("HONUA_AGENT_SERVER", config.server.clone()),
         ("HONUA_AGENT_TOKEN", config.token.clone()),
@@ -247,6 +257,29 @@ fn agent_command(config: &AgentConfig, args: &[&str]) -> std::process::Command {
         cmd.env(k, v);
     }
     cmd
+}
+
+/// The slim binary is the same agent: it checks, then applies once, as `honua agent` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slim_honua_agent_binary_checks_and_applies_as_honua_agent_does() {
+    let s = setup("development").await;
+    std::fs::create_dir_all(&s.config.state_dir).unwrap();
+    let config = s.config.clone();
+    let out =
+        tokio::task::spawn_blocking(move || slim_agent_command(&config, &["--check"]).output().unwrap()).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for line in ["ok    service:", "ok    git:", "ok    honua:", "ok    honua admin:"] {
+        assert!(text.contains(line), "{line} missing: {text}");
+    }
+    push(&s, &"0".repeat(40), &s.origin.main_sha(), "g-1").await;
+    let config = s.config.clone();
+    let out =
+        tokio::task::spawn_blocking(move || slim_agent_command(&config, &["--once"]).output().unwrap()).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Applied"), "{out:?}");
+    let base = s.origin.main_sha();
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,7 @@ use crate::config::ConfigRepo;
 use crate::git::mirror::Mirror;
 use crate::github::checks::{diff_check, plan_comment, quarantined_check, validate_check, DIFF_CHECK, VALIDATE_CHECK};
 use crate::github::client::{GithubApp, GithubError, GithubRepo};
-use crate::github::webhook::{parse_event, Event, PullRequestAction, RepoRef};
+use crate::github::webhook::{parse_job, polled_job, Event, PullRequestAction, RepoRef};
 use crate::store::{now_ms, retry_delay, Job, Store};
 
 /// Jobs run, by event and outcome (`honua_jobs_total`), and how long they took.
@@ -229,7 +229,7 @@ impl Controller {
         let reason = format!("the job stopped its worker {} times; quarantined", job.takeovers);
         tracing::error!(delivery = %job.delivery_id, event = %job.event, takeovers = job.takeovers, "{reason}");
         record_job(&job.event, "quarantined", 0.0);
-        let shown = match parse_event(&job.event, &job.payload) {
+        let shown = match parse_job(&job.event, &job.payload) {
             Ok(Event::PullRequest { repo, number, head_sha, action, .. }) if action != PullRequestAction::Closed => {
                 self.report_quarantine(&repo, number, &head_sha, &reason).await
             }
@@ -268,7 +268,7 @@ impl Controller {
             self.deploy_commit(&source, &polled.sha, None, "poller", chrono::Utc::now()).await?;
             return Ok(());
         }
-        let event = parse_event(&job.event, &job.payload).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let event = parse_job(&job.event, &job.payload).map_err(|e| JobError::Permanent(e.to_string()))?;
         match event {
             Event::PullRequest { repo, number, action, head_sha, base_ref, merged, merge_commit_sha, .. } => {
                 match action {
@@ -418,19 +418,26 @@ impl Controller {
         };
         let known = self.store.branch_head(&full_name, default_branch).await?;
         if let Some(head) = head.filter(|head| known.as_deref() != Some(head.as_str())) {
-            let payload = serde_json::json!({
-                "ref": format!("refs/heads/{default_branch}"),
-                "before": "",
-                "after": head,
-                "repository": {"name": name, "full_name": full_name, "owner": {"login": owner}, "default_branch": default_branch},
-                "installation": {"id": installation},
-                "sender": {"login": "poller"},
-            });
+            let repo = RepoRef {
+                owner: owner.to_string(),
+                name: name.to_string(),
+                default_branch: default_branch.to_string(),
+                installation: Some(installation),
+            };
+            let push = Event::Push {
+                repo,
+                git_ref: format!("refs/heads/{default_branch}"),
+                before: String::new(),
+                after: head.clone(),
+                pusher: "poller".into(),
+                deleted: false,
+            };
+            let (event, payload) = polled_job("push", &push);
             let delivery = crate::store::NewDelivery {
                 id: format!("poll:push:{full_name}@{head}"),
-                event: "push".into(),
+                event,
                 repository: Some(full_name.clone()),
-                payload: serde_json::to_vec(&payload).expect("JSON encodes"),
+                payload,
                 pr_head: None,
             };
             if let crate::store::Recorded::New(_) = self.store.record_delivery(&delivery, now_ms()).await? {
@@ -439,22 +446,31 @@ impl Controller {
             }
         }
         for pr in gh.open_pull_requests().await? {
-            let payload = serde_json::json!({
-                "action": "synchronize",
-                "number": pr.number,
-                "pull_request": {
-                    "head": {"sha": pr.head_sha, "ref": "", "repo": {"name": name, "full_name": full_name, "owner": {"login": owner}}},
-                    "base": {"sha": "", "ref": pr.base_ref, "repo": {"name": name, "full_name": full_name, "owner": {"login": owner}}},
-                    "user": {"login": ""},
-                },
-                "repository": {"name": name, "full_name": full_name, "owner": {"login": owner}, "default_branch": default_branch},
-                "installation": {"id": installation},
-            });
+            let repo = RepoRef {
+                owner: owner.to_string(),
+                name: name.to_string(),
+                default_branch: default_branch.to_string(),
+                installation: Some(installation),
+            };
+            let synchronize = Event::PullRequest {
+                repo,
+                number: pr.number,
+                action: PullRequestAction::Synchronize,
+                head_sha: pr.head_sha.clone(),
+                head_ref: String::new(),
+                base_sha: String::new(),
+                base_ref: pr.base_ref.clone(),
+                author: String::new(),
+                merged: false,
+                merge_commit_sha: None,
+                from_fork: false,
+            };
+            let (event, payload) = polled_job("pull_request", &synchronize);
             let delivery = crate::store::NewDelivery {
                 id: format!("poll:{full_name}#{}@{}", pr.number, pr.head_sha),
-                event: "pull_request".into(),
+                event,
                 repository: Some(full_name.clone()),
-                payload: serde_json::to_vec(&payload).expect("JSON encodes"),
+                payload,
                 pr_head: Some(crate::store::PrHead { number: pr.number, sha: pr.head_sha.clone(), only_if_new: true }),
             };
             if let crate::store::Recorded::New(_) = self.store.record_delivery(&delivery, now_ms()).await? {

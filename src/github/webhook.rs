@@ -4,7 +4,7 @@
 //! naming the JSON path that failed.
 
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 /// A webhook secret. Never printed: `Debug` shows only its length.
@@ -68,7 +68,7 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 }
 
 /// A repository as events name it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoRef {
     pub owner: String,
     pub name: String,
@@ -83,7 +83,7 @@ impl RepoRef {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PullRequestAction {
     Opened,
     Synchronize,
@@ -92,7 +92,7 @@ pub enum PullRequestAction {
 }
 
 /// What the service acts on. Everything else is [`Event::Ignored`] with the event (and action) name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     PullRequest {
         repo: RepoRef,
@@ -341,6 +341,24 @@ fn decode<'de, T: Deserialize<'de>>(event: &str, body: &'de [u8]) -> Result<T, P
     })
 }
 
+/// The job kind of an [`Event`] the service found itself (the poller's missed pushes and pull requests),
+/// queued as the event, not as GitHub JSON made up for it: `polled.push`, `polled.pull_request`.
+pub const POLLED: &str = "polled.";
+
+/// A polled event as a job: its kind and its payload.
+pub fn polled_job(kind: &str, event: &Event) -> (String, Vec<u8>) {
+    (format!("{POLLED}{kind}"), serde_json::to_vec(event).expect("events encode"))
+}
+
+/// Reads a queued job: a GitHub delivery (see [`parse_event`]), or an event the service queued itself.
+/// Only the worker reads polled jobs; a webhook that names such a kind is GitHub's, and ignored.
+pub fn parse_job(kind: &str, body: &[u8]) -> Result<Event, PayloadError> {
+    match kind.strip_prefix(POLLED) {
+        Some(_) => decode(kind, body),
+        None => parse_event(kind, body),
+    }
+}
+
 /// Parses a delivery (`X-GitHub-Event` name and body) into an [`Event`].
 pub fn parse_event(event: &str, body: &[u8]) -> Result<Event, PayloadError> {
     let ignored = |action: &str| Ok(Event::Ignored(format!("{event}.{action}")));
@@ -478,6 +496,30 @@ mod tests {
     #[test]
     fn secrets_never_print() {
         assert_eq!(format!("{:?}", WebhookSecret::new("hunter2")), "WebhookSecret(<7 bytes>)");
+    }
+
+    #[test]
+    fn a_polled_event_is_queued_as_itself_and_a_webhook_cannot_pass_for_one() {
+        let push = Event::Push {
+            repo: RepoRef {
+                owner: "o".into(),
+                name: "r".into(),
+                default_branch: "trunk".into(),
+                installation: Some(7),
+            },
+            git_ref: "refs/heads/trunk".into(),
+            before: String::new(),
+            after: "a".repeat(40),
+            pusher: "poller".into(),
+            deleted: false,
+        };
+        let (kind, payload) = polled_job("push", &push);
+        assert_eq!(kind, "polled.push");
+        assert_eq!(parse_job(&kind, &payload).unwrap(), push, "the worker reads back the same event");
+        // GitHub's deliveries go through `parse_event`, which knows no such kind: a signed delivery
+        // naming it is ignored, never taken for the service's own event.
+        assert!(matches!(parse_event(&kind, &payload).unwrap(), Event::Ignored(_)));
+        assert!(parse_job("polled.push", b"{\"ref\": 5}").is_err());
     }
 
     #[test]
