@@ -167,6 +167,53 @@ async fn a_writer_approves_production_on_the_pr_and_the_approval_carries_at_merg
     assert!(prod.record.as_deref().unwrap().contains("\"by\":\"bob\""));
 }
 
+/// Where reviewers look: the API shows, per environment, who approved which plan of the PR's head and
+/// who may still approve (the base branch's policy); a push clears what no longer holds.
+async fn a_prs_approvals_are_shown_per_environment_with_who_may_still_approve(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    let head = w.open_pr(12, &pr_tree()).await;
+    w.comment(12, "/honua approve production --breaking", "bob").await;
+    let viewer = common::api_token(&w.store, "reviewer", honua_gitops::store::Role::Viewer, None).await;
+    let get = |path: String| {
+        let (url, token) = (format!("{}{path}", w.service.url), viewer.clone());
+        async move {
+            let resp = reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, body) = get(format!("/api/v1/pulls/{REPO}/12")).await;
+    assert_eq!(status, 200, "{body}");
+    let pull: honua_gitops::deployment::wire::PullApprovals = serde_json::from_str(&body).unwrap();
+    assert_eq!((pull.number, pull.head.as_deref()), (12, Some(head.as_str())));
+    let envs: Vec<&str> = pull.environments.iter().map(|e| e.environment.as_str()).collect();
+    assert_eq!(envs, ["development", "production", "staging"], "every environment of the base policy");
+    let prod = pull.environments.iter().find(|e| e.environment == "production").unwrap();
+    assert_eq!(prod.approvers, ["city-gis/platform-team", "mike"]);
+    assert_eq!(prod.approvals.len(), 1);
+    let given = &prod.approvals[0];
+    assert_eq!((given.actor.as_str(), given.head_sha.as_str(), given.breaking), ("bob", head.as_str(), true));
+    let stored = w.store.pr_approvals(REPO, 12).await.unwrap();
+    assert_eq!(given.plan_digest, stored[0].plan_digest, "the plan the approval binds to");
+    assert!(pull.environments.iter().filter(|e| e.environment != "production").all(|e| e.approvals.is_empty()));
+
+    // A new commit: the approval no longer holds, and the API shows the new head without it.
+    let head2 = w.origin.push_pr(12, &pr_tree());
+    w.github.open_pr(REPO, 12, &head2, "main");
+    w.service.pull_request(&w.delivery(), "synchronize", 12, &head2, &w.origin.main_sha()).await;
+    w.github
+        .wait_for(WAIT, "the PR is told", |gh| gh.comments(REPO, 12).iter().any(|c| c.body.contains("no longer hold")))
+        .await;
+    let (_, body) = get(format!("/api/v1/pulls/{REPO}/12")).await;
+    let pull: honua_gitops::deployment::wire::PullApprovals = serde_json::from_str(&body).unwrap();
+    assert_eq!(pull.head.as_deref(), Some(head2.as_str()));
+    assert!(pull.environments.iter().all(|e| e.approvals.is_empty()), "{body}");
+
+    // A pull request nobody knows here is a 404 that says why.
+    let (status, body) = get("/api/v1/pulls/someone/else/1".to_string()).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("is the App installed on someone/else?"), "{body}");
+}
+
 /// The scenario: a merge deploys development and staging by policy, production waits with
 /// its reasons, a writer's `/honua approve production` approves and signs it, the ledger gets the
 /// record and GitHub shows the deployment `queued`.
@@ -427,4 +474,5 @@ on_both_stores!(
     refused_a_blocked_plan_without_breaking,
     refused_a_pr_that_loosens_its_own_policy,
     commands_in_quotes_or_code_are_not_commands_and_help_is_answered,
+    a_prs_approvals_are_shown_per_environment_with_who_may_still_approve,
 );

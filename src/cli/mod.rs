@@ -226,10 +226,13 @@ pub fn lean_allocator() {
 
 #[derive(Args, Debug)]
 pub struct AgentCommand {
-    /// A YAML file with the settings (flags and environment variables win over it).
+    /// A settings file (flags and environment variables win over it): the agent's own YAML, Honua's
+    /// server configuration with a `gitops:` block, or Honua's appsettings (JSON with comments, or YAML)
+    /// with a `GitOps` section.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Check every prerequisite (service, token, key, Git, directories, Honua), one line each, and exit.
+    /// Check every prerequisite (service, token, key, Git, directories, Honua's health and admin API), one
+    /// line each, and exit.
     #[arg(long)]
     pub check: bool,
     /// Poll once (apply what is new) and exit.

@@ -701,6 +701,34 @@ impl Controller {
         .map_err(|e| PlanOfHeadError::Git(format!("planning task: {e}")))?
     }
 
+    /// Who may decide for each environment of `owner/name` by the default branch's policy, as the mirror
+    /// has it: `(approvers, preventSelfApproval)` per environment. Nothing is fetched.
+    pub async fn approvers(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<std::collections::BTreeMap<String, (Vec<String>, bool)>, PlanOfHeadError> {
+        let url = format!("{}/{owner}/{name}.git", self.git_url);
+        let mirrors = self.mirrors.clone();
+        let lock = self.repo_lock(&format!("{owner}/{name}")).await;
+        let _held = lock.lock().await;
+        tokio::task::spawn_blocking(move || {
+            if !Mirror::exists(&mirrors, &url) {
+                return Err(PlanOfHeadError::NoMirror);
+            }
+            let mirror = Mirror::open(&mirrors, &url).map_err(|e| PlanOfHeadError::Git(e.to_string()))?;
+            let base = ["refs/heads/main", "refs/heads/master"]
+                .iter()
+                .find_map(|r| mirror.resolve(r).ok())
+                .ok_or(PlanOfHeadError::NoDefaultBranch)?;
+            let repo = ConfigRepo::load_git(mirror.path(), &base).map_err(|e| PlanOfHeadError::Git(e.to_string()))?;
+            let policy = crate::policy::Policy::of(&repo);
+            Ok(policy.environments.into_iter().map(|(env, p)| (env, (p.approvers, p.prevent_self_approval))).collect())
+        })
+        .await
+        .map_err(|e| PlanOfHeadError::Git(format!("policy task: {e}")))?
+    }
+
     /// Git work on one repository is serialized: two jobs must not fetch into one mirror at once.
     async fn repo_lock(&self, repo: &str) -> Arc<Mutex<()>> {
         self.repo_locks.lock().await.entry(repo.to_string()).or_default().clone()

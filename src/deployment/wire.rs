@@ -342,3 +342,41 @@ pub struct DesiredState {
     /// Its Ed25519 signature, hex.
     pub signature: Option<String>,
 }
+
+/// One approval given on a pull request and still standing (a push invalidates it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PullApproval {
+    pub actor: String,
+    /// The head it was given at.
+    pub head_sha: String,
+    /// The plan it binds to: at merge it carries only to a deployment that changes and decides the same.
+    pub plan_digest: String,
+    /// Breaking changes acknowledged.
+    pub breaking: bool,
+    /// Milliseconds since the epoch.
+    pub at: i64,
+}
+
+/// A pull request's approvals for one environment, and who may still give one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnvironmentApprovals {
+    pub environment: String,
+    pub approvals: Vec<PullApproval>,
+    /// The base branch's policy `approvers` (users and `org/team`s); anyone with write access to the
+    /// repository may approve as well.
+    pub approvers: Vec<String>,
+    /// The PR's author may not approve it.
+    pub prevent_self_approval: bool,
+}
+
+/// `GET /api/v1/pulls/{owner}/{repo}/{number}`: who approved which plan of a pull request, per
+/// environment, and who may still approve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PullApprovals {
+    /// `owner/name`.
+    pub repository: String,
+    pub number: u64,
+    /// The newest head the service has seen for it.
+    pub head: Option<String>,
+    pub environments: Vec<EnvironmentApprovals>,
+}

@@ -21,7 +21,8 @@ use utoipa_axum::routes;
 use crate::controller::{Controller, DecisionError};
 use crate::deployment::wire::{
     AgentView, Agents, AuditLog, DeploymentDetail, DeploymentSummary, DeploymentView, Deployments, DesiredState,
-    EnvironmentDetail, EnvironmentView, Environments, Heartbeat, PhaseReport, SignedView, SigningKey,
+    EnvironmentApprovals, EnvironmentDetail, EnvironmentView, Environments, Heartbeat, PhaseReport, PullApproval,
+    PullApprovals, SignedView, SigningKey,
 };
 use crate::store::{ApiToken, Deployment, DeploymentFilter, DeploymentState, Role, StoreError};
 
@@ -34,6 +35,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .routes(routes!(environments))
         .routes(routes!(deployments))
         .routes(routes!(deployment))
+        .routes(routes!(pull))
         .routes(routes!(approve))
         .routes(routes!(reject))
         .routes(routes!(rollback))
@@ -490,6 +492,60 @@ async fn deployment(
 ) -> Result<Json<DeploymentDetail>, ApiError> {
     caller.require(Role::Viewer)?;
     Ok(Json(detail(&c, &id).await?))
+}
+
+/// A pull request's approvals: per environment, who approved which plan of its newest head, and who may
+/// still approve by the default branch's policy (as the service's mirror has it).
+#[utoipa::path(get, path = "/api/v1/pulls/{owner}/{repo}/{number}", tag = "deployments", security(("bearer" = [])),
+    params(("owner" = String, Path), ("repo" = String, Path), ("number" = u64, Path, description = "the pull request")),
+    responses((status = 200, description = "the pull request's approvals", body = PullApprovals),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn pull(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+) -> Result<Json<PullApprovals>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let repository = format!("{owner}/{repo}");
+    let head = c.store.latest_pr_head(&repository, number).await?;
+    let given = c.store.pr_approvals(&repository, number).await?;
+    // Without a mirror yet (no PR of this repository was checked here) nobody is listed, and that says so.
+    let policy = match c.approvers(&owner, &repo).await {
+        Ok(policy) => policy,
+        Err(crate::controller::PlanOfHeadError::NoMirror) if head.is_none() && given.is_empty() => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no pull request {repository}#{number} is known here; is the App installed on {repository}?"),
+            ))
+        }
+        Err(_) => Default::default(),
+    };
+    let mut names: Vec<String> = policy.keys().cloned().collect();
+    for a in &given {
+        if !names.contains(&a.environment) {
+            names.push(a.environment.clone());
+        }
+    }
+    let environments = names
+        .into_iter()
+        .map(|environment| {
+            let (approvers, prevent_self_approval) = policy.get(&environment).cloned().unwrap_or_default();
+            let approvals = given
+                .iter()
+                .filter(|a| a.environment == environment)
+                .map(|a| PullApproval {
+                    actor: a.actor.clone(),
+                    head_sha: a.head_sha.clone(),
+                    plan_digest: a.plan_digest.clone(),
+                    breaking: a.breaking,
+                    at: a.at,
+                })
+                .collect();
+            EnvironmentApprovals { environment, approvals, approvers, prevent_self_approval }
+        })
+        .collect();
+    Ok(Json(PullApprovals { repository, number, head, environments }))
 }
 
 /// GitHub's Deployments mirror is updated after the answer, not before it.
