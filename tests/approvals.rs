@@ -172,7 +172,27 @@ async fn a_writer_approves_production_on_the_pr_and_the_approval_carries_at_merg
 async fn a_prs_approvals_are_shown_per_environment_with_who_may_still_approve(store: Arc<dyn Store>) {
     let w = World::new(store).await;
     let head = w.open_pr(12, &pr_tree()).await;
+    let plan_comment = || {
+        let comments = w.github.comments(REPO, 12);
+        comments.into_iter().find(|c| c.body.starts_with(honua_gitops::github::checks::PLAN_MARKER)).unwrap().body
+    };
+    w.github
+        .wait_for(WAIT, "the plan comment", |gh| {
+            gh.comments(REPO, 12).iter().any(|c| c.body.starts_with(honua_gitops::github::checks::PLAN_MARKER))
+        })
+        .await;
+    let before = plan_comment();
+    assert!(
+        before.contains("| `production` | none yet | repository writers, `city-gis/platform-team`, `mike`"),
+        "{before}"
+    );
     w.comment(12, "/honua approve production --breaking", "bob").await;
+    // The sticky plan comment shows who approved which plan, naming nobody with an @.
+    let after = plan_comment();
+    let digest = &w.store.pr_approvals(REPO, 12).await.unwrap()[0].plan_digest;
+    let row = format!("| `production` | `bob` for plan `{}…` (breaking changes acknowledged) |", &digest[..19]);
+    assert!(after.contains(&row), "{row} missing:\n{after}");
+    assert!(!after.contains("@bob"), "{after}");
     let viewer = common::api_token(&w.store, "reviewer", honua_gitops::store::Role::Viewer, None).await;
     let get = |path: String| {
         let (url, token) = (format!("{}{path}", w.service.url), viewer.clone());

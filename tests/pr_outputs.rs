@@ -23,7 +23,7 @@ fn example_plans() -> plan::PlanSet {
 #[test]
 fn the_readme_example_comment() {
     let set = example_plans();
-    let bodies = plan_comment(&set.plans, Some("https://honua.example.org/plans/42"));
+    let bodies = plan_comment(&set.plans, Some("https://honua.example.org/plans/42"), &[]);
     assert_eq!(bodies.len(), 1);
     assert_eq!(plan_comment_part(&bodies[0]), Some((1, 1)));
     insta::assert_snapshot!(bodies[0]);
@@ -81,7 +81,7 @@ fn an_oversized_plan_comment_is_split_into_balanced_parts() {
     let set = plan::build(&from, &to, None, at());
     assert_eq!(set.plans[0].changes.summary.modified, 3000);
 
-    let bodies = plan_comment(&set.plans, None);
+    let bodies = plan_comment(&set.plans, None, &[]);
     assert!(bodies.len() > 1, "3,000 modified layers do not fit one comment");
     for (i, body) in bodies.iter().enumerate() {
         assert!(body.chars().count() <= MAX_COMMENT_CHARS, "part {i} is {} chars", body.chars().count());

@@ -11,6 +11,7 @@ use super::{Controller, JobError};
 use crate::config::ConfigRepo;
 use crate::deployment::short_sha as short;
 use crate::git::mirror::Mirror;
+use crate::github::checks::plan_comment;
 use crate::github::client::{GithubRepo, PullRequestHeads};
 use crate::github::commands::{self, CommentCommand, HELP};
 use crate::github::webhook::RepoRef;
@@ -207,6 +208,7 @@ impl Controller {
             return Ok(vec![Outcome::note("no environment of this pull request needs approval.".into())]);
         }
         let mut out = Vec::new();
+        let mut approved_any = false;
         for env in targets {
             let Some(plan) = planned.plans.iter().find(|p| p.environment.as_str() == env) else {
                 out.push(Outcome::refused(format!("`{env}` is not an environment of this repository")));
@@ -240,6 +242,7 @@ impl Controller {
                         at: Utc::now().timestamp_millis(),
                     };
                     self.store.add_pr_approval(&approval).await?;
+                    approved_any = true;
                     Outcome::done(format!(
                         "`{env}` approved at {} (plan `{}`). A push to this pull request withdraws it; at merge it carries to `{env}`'s deployment if that plan is the same.",
                         short(&pr.head_sha),
@@ -250,6 +253,12 @@ impl Controller {
             let action = if outcome.ok { "pr.approve" } else { "approve.refused" };
             self.audit(c, action, &env, None, &outcome.line).await;
             out.push(outcome);
+        }
+        // The sticky plan comment shows who approved what: it is rendered again with the new approvals.
+        if approved_any {
+            let approvals = self.approval_lines(&c.repo.full_name(), c.number, &pr.head_sha, &planned).await?;
+            let details = self.details_url(&c.repo, c.number, &pr.head_sha);
+            gh.upsert_plan_comment(c.number, &plan_comment(&planned.plans, details.as_deref(), &approvals)).await?;
         }
         Ok(out)
     }

@@ -634,7 +634,8 @@ impl Controller {
 
         gh.complete_check_run(validate_id, &validate_check(&planned.diagnostics)).await?;
         gh.complete_check_run(diff_id, &diff_check(&planned.plans)).await?;
-        gh.upsert_plan_comment(number, &plan_comment(&planned.plans, details.as_deref())).await?;
+        let approvals = self.approval_lines(&repo.full_name(), number, head_sha, &planned).await?;
+        gh.upsert_plan_comment(number, &plan_comment(&planned.plans, details.as_deref(), &approvals)).await?;
         self.invalidate_stale_approvals(&gh, repo, number, head_sha).await?;
         Ok(())
     }
@@ -699,6 +700,38 @@ impl Controller {
         })
         .await
         .map_err(|e| PlanOfHeadError::Git(format!("planning task: {e}")))?
+    }
+
+    /// The plan comment's approvals table: for each environment that needs an approval, who approved its
+    /// plan at `head_sha` on the pull request, and who may, by the base branch's policy.
+    pub(crate) async fn approval_lines(
+        &self,
+        repository: &str,
+        number: u64,
+        head_sha: &str,
+        planned: &PlannedPr,
+    ) -> Result<Vec<crate::github::checks::ApprovalLine>, JobError> {
+        let given = self.store.pr_approvals(repository, number).await?;
+        let policy = crate::policy::Policy::of(&planned.base);
+        Ok(planned
+            .plans
+            .iter()
+            .filter(|p| p.has_changes() && p.decision != crate::policy::Decision::Auto)
+            .map(|p| {
+                let env = p.environment.as_str();
+                let (env_policy, _) = policy.for_env(env);
+                crate::github::checks::ApprovalLine {
+                    environment: env.to_string(),
+                    approved: given
+                        .iter()
+                        .filter(|a| a.environment == env && a.head_sha == head_sha)
+                        .map(|a| (a.actor.clone(), a.plan_digest.clone(), a.breaking))
+                        .collect(),
+                    approvers: env_policy.approvers,
+                    prevent_self_approval: env_policy.prevent_self_approval,
+                }
+            })
+            .collect())
     }
 
     /// Who may decide for each environment of `owner/name` by the default branch's policy, as the mirror

@@ -8,6 +8,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::diagnostic::Diagnostic;
+use crate::markdown as md;
 use crate::plan::render::{plan_sections, PLAN_HEADING};
 use crate::plan::Plan;
 use crate::policy::Decision;
@@ -182,11 +183,61 @@ fn truncate(s: String, max: usize) -> String {
 /// The plan comment, as one body or several parts when it exceeds GitHub's limit. Each part starts
 /// with the marker (`<!-- honua-gitops:plan part=2/3 -->`), splits fall between environments where
 /// possible, and a `<details>` block or table cut in two is closed and reopened so every part renders.
-pub fn plan_comment(plans: &[Plan], details_url: Option<&str>) -> Vec<String> {
-    plan_comment_with_limit(plans, details_url, MAX_COMMENT_CHARS)
+pub fn plan_comment(plans: &[Plan], details_url: Option<&str>, approvals: &[ApprovalLine]) -> Vec<String> {
+    plan_comment_with_limit(plans, details_url, approvals, MAX_COMMENT_CHARS)
 }
 
-pub fn plan_comment_with_limit(plans: &[Plan], details_url: Option<&str>, limit: usize) -> Vec<String> {
+/// Who approved an environment's plan on the pull request (at its current head), and who may.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalLine {
+    pub environment: String,
+    /// `(actor, plan digest, breaking changes acknowledged)`.
+    pub approved: Vec<(String, String, bool)>,
+    /// The policy's `approvers`, besides the repository's writers.
+    pub approvers: Vec<String>,
+    pub prevent_self_approval: bool,
+}
+
+/// The approvals table of the plan comment: one row per environment that needs an approval. Names are
+/// code spans, so nobody is mentioned (and notified) by the bot.
+fn approvals_section(lines: &[ApprovalLine]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("### Approvals\n\n| Environment | Approved by | May approve |\n|---|---|---|\n");
+    for line in lines {
+        let approved = if line.approved.is_empty() {
+            "none yet".to_string()
+        } else {
+            line.approved
+                .iter()
+                .map(|(actor, digest, breaking)| {
+                    let short: String = digest.chars().take(19).collect();
+                    format!(
+                        "{} for plan {}{}",
+                        md::code_in_table(actor),
+                        md::code_in_table(&format!("{short}…")),
+                        if *breaking { " (breaking changes acknowledged)" } else { "" }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let mut who = vec!["repository writers".to_string()];
+        who.extend(line.approvers.iter().map(|a| md::code_in_table(a)));
+        let author = if line.prevent_self_approval { "; not the PR's author" } else { "" };
+        let _ = writeln!(out, "| {} | {approved} | {}{author} |", md::code_in_table(&line.environment), who.join(", "));
+    }
+    out.push('\n');
+    out
+}
+
+pub fn plan_comment_with_limit(
+    plans: &[Plan],
+    details_url: Option<&str>,
+    approvals: &[ApprovalLine],
+    limit: usize,
+) -> Vec<String> {
     let footer = match details_url {
         Some(url) => format!("\n<sub>[Plan details]({url}) · updated on every push · approve with `/honua approve <environment>`</sub>\n"),
         None => "\n<sub>Updated on every push · approve with `/honua approve <environment>`</sub>\n".to_string(),
@@ -194,7 +245,12 @@ pub fn plan_comment_with_limit(plans: &[Plan], details_url: Option<&str>, limit:
     // Room for the marker line of each part (the part numbers are filled in at the end).
     let budget = limit.saturating_sub(footer.len() + PLAN_HEADING.len() + 64).max(1024);
     let mut parts: Vec<String> = vec![String::new()];
-    for section in plan_sections(plans) {
+    let mut sections = plan_sections(plans);
+    let approvals = approvals_section(approvals);
+    if !approvals.is_empty() {
+        sections.push(approvals);
+    }
+    for section in sections {
         let current = parts.last_mut().expect("one part at least");
         if current.len() + section.len() <= budget {
             current.push_str(&section);
