@@ -680,8 +680,39 @@ impl Controller {
         name: &str,
         sha: &str,
     ) -> Result<Vec<serde_json::Value>, PlanOfHeadError> {
+        let sha = sha.to_string();
+        self.on_default_branch(owner, name, move |mirror, from| {
+            let to = ConfigRepo::load_git(mirror.path(), &sha).map_err(|_| PlanOfHeadError::NotFetched)?;
+            let set = crate::plan::build(&from, &to, None, chrono::Utc::now());
+            Ok(set.plans.iter().map(|p| serde_json::to_value(p).expect("plans encode")).collect())
+        })
+        .await
+    }
+
+    /// Who may decide for each environment of `owner/name` by the default branch's policy, as the mirror
+    /// has it: `(approvers, preventSelfApproval)` per environment. Nothing is fetched.
+    pub async fn approvers(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<std::collections::BTreeMap<String, (Vec<String>, bool)>, PlanOfHeadError> {
+        self.on_default_branch(owner, name, |_, repo| {
+            let policy = crate::policy::Policy::of(&repo);
+            Ok(policy.environments.into_iter().map(|(env, p)| (env, (p.approvers, p.prevent_self_approval))).collect())
+        })
+        .await
+    }
+
+    /// Runs `read` on the repository's mirror and its default branch as the mirror has it (no fetch),
+    /// holding the repository's lock, off the async threads.
+    async fn on_default_branch<T: Send + 'static>(
+        &self,
+        owner: &str,
+        name: &str,
+        read: impl FnOnce(&Mirror, ConfigRepo) -> Result<T, PlanOfHeadError> + Send + 'static,
+    ) -> Result<T, PlanOfHeadError> {
         let url = format!("{}/{owner}/{name}.git", self.git_url);
-        let (mirrors, sha) = (self.mirrors.clone(), sha.to_string());
+        let mirrors = self.mirrors.clone();
         let lock = self.repo_lock(&format!("{owner}/{name}")).await;
         let _held = lock.lock().await;
         tokio::task::spawn_blocking(move || {
@@ -693,13 +724,11 @@ impl Controller {
                 .iter()
                 .find_map(|r| mirror.resolve(r).ok())
                 .ok_or(PlanOfHeadError::NoDefaultBranch)?;
-            let from = ConfigRepo::load_git(mirror.path(), &base).map_err(|e| PlanOfHeadError::Git(e.to_string()))?;
-            let to = ConfigRepo::load_git(mirror.path(), &sha).map_err(|_| PlanOfHeadError::NotFetched)?;
-            let set = crate::plan::build(&from, &to, None, chrono::Utc::now());
-            Ok(set.plans.iter().map(|p| serde_json::to_value(p).expect("plans encode")).collect())
+            let repo = ConfigRepo::load_git(mirror.path(), &base).map_err(|e| PlanOfHeadError::Git(e.to_string()))?;
+            read(&mirror, repo)
         })
         .await
-        .map_err(|e| PlanOfHeadError::Git(format!("planning task: {e}")))?
+        .map_err(|e| PlanOfHeadError::Git(format!("mirror task: {e}")))?
     }
 
     /// The plan comment's approvals table: for each environment that needs an approval, who approved its
@@ -732,34 +761,6 @@ impl Controller {
                 }
             })
             .collect())
-    }
-
-    /// Who may decide for each environment of `owner/name` by the default branch's policy, as the mirror
-    /// has it: `(approvers, preventSelfApproval)` per environment. Nothing is fetched.
-    pub async fn approvers(
-        &self,
-        owner: &str,
-        name: &str,
-    ) -> Result<std::collections::BTreeMap<String, (Vec<String>, bool)>, PlanOfHeadError> {
-        let url = format!("{}/{owner}/{name}.git", self.git_url);
-        let mirrors = self.mirrors.clone();
-        let lock = self.repo_lock(&format!("{owner}/{name}")).await;
-        let _held = lock.lock().await;
-        tokio::task::spawn_blocking(move || {
-            if !Mirror::exists(&mirrors, &url) {
-                return Err(PlanOfHeadError::NoMirror);
-            }
-            let mirror = Mirror::open(&mirrors, &url).map_err(|e| PlanOfHeadError::Git(e.to_string()))?;
-            let base = ["refs/heads/main", "refs/heads/master"]
-                .iter()
-                .find_map(|r| mirror.resolve(r).ok())
-                .ok_or(PlanOfHeadError::NoDefaultBranch)?;
-            let repo = ConfigRepo::load_git(mirror.path(), &base).map_err(|e| PlanOfHeadError::Git(e.to_string()))?;
-            let policy = crate::policy::Policy::of(&repo);
-            Ok(policy.environments.into_iter().map(|(env, p)| (env, (p.approvers, p.prevent_self_approval))).collect())
-        })
-        .await
-        .map_err(|e| PlanOfHeadError::Git(format!("policy task: {e}")))?
     }
 
     /// Git work on one repository is serialized: two jobs must not fetch into one mirror at once.
