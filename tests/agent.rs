@@ -783,6 +783,19 @@ async fn an_agent_process_killed_mid_apply_converges_when_restarted() {
     assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
 }
 
+/// `honua agent --once --config FILE` with no service (Git-only), against the stand-in Honua at `honua`
+/// and its administrator.
+fn once_with_settings_file(file: std::path::PathBuf, honua: String) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_honua"));
+    cmd.args(["agent", "--once", "--config"]).arg(&file).env_clear();
+    cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HONUA_AGENT_HONUA_URL", &honua)
+        .env("HONUA_AGENT_ADMIN_USER", honua_gitops::standin::ADMIN_USER)
+        .env("HONUA_AGENT_ADMIN_PASSWORD", honua_gitops::standin::ADMIN_PASSWORD)
+        .env("DB_PASSWORD", "s3cret-pw");
+    cmd.output().unwrap()
+}
+
 /// Honua's own server configuration with the `gitops:` block of its GitOps sample, and no service:
 /// the agent applies the branch head where the policy approves by itself, and waits where it does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -796,16 +809,7 @@ async fn the_gitops_block_of_honuas_sample_runs_git_only_where_the_policy_auto_a
             state.join("gitops-state").display(),
         )
     };
-    let run = |config_file: std::path::PathBuf, honua: String| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_honua"));
-        cmd.args(["agent", "--once", "--config"]).arg(&config_file).env_clear();
-        cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HONUA_AGENT_HONUA_URL", &honua)
-            .env("HONUA_AGENT_ADMIN_USER", honua_gitops::standin::ADMIN_USER)
-            .env("HONUA_AGENT_ADMIN_PASSWORD", honua_gitops::standin::ADMIN_PASSWORD)
-            .env("DB_PASSWORD", "s3cret-pw");
-        cmd.output().unwrap()
-    };
+    let run = once_with_settings_file;
 
     // Development auto-approves: the head is applied; Honua's config directory is the file's.
     let config_file = s.config.target_dir.join("honua.yaml");
@@ -853,16 +857,7 @@ async fn honuas_gitops_section_dry_runs_then_applies() {
             home.join("gitops-state").display(),
         )
     };
-    let run = |file: std::path::PathBuf, honua: String| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_honua"));
-        cmd.args(["agent", "--once", "--config"]).arg(&file).env_clear();
-        cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HONUA_AGENT_HONUA_URL", &honua)
-            .env("HONUA_AGENT_ADMIN_USER", honua_gitops::standin::ADMIN_USER)
-            .env("HONUA_AGENT_ADMIN_PASSWORD", honua_gitops::standin::ADMIN_PASSWORD)
-            .env("DB_PASSWORD", "s3cret-pw");
-        cmd.output().unwrap()
-    };
+    let run = once_with_settings_file;
     let file = home.join("appsettings.json");
 
     std::fs::write(&file, settings(true)).unwrap();

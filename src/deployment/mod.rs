@@ -273,11 +273,6 @@ impl Phase {
             _ => DeploymentState::Applying,
         }
     }
-
-    /// A phase that ends the deployment for the agent that reports it.
-    pub fn is_final(self) -> bool {
-        self.target_state() != DeploymentState::Applying
-    }
 }
 
 impl std::fmt::Display for Phase {
@@ -298,7 +293,7 @@ mod tests {
         }
         assert_eq!(Phase::parse("done"), None);
         assert_eq!(Phase::RolledBack.target_state(), DeploymentState::RolledBack);
-        assert!(!Phase::Verifying.is_final() && Phase::Failed.is_final());
+        assert_eq!(Phase::Verifying.target_state(), DeploymentState::Applying);
     }
 
     #[test]

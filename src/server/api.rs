@@ -717,7 +717,7 @@ async fn agents(
     Ok(Json(Agents { agents: agents.iter().map(|a| AgentView::of(a, now)).collect() }))
 }
 
-pub use crate::controller::agents::AGENT_STALE_AFTER_MS;
+pub use crate::deployment::AGENT_STALE_AFTER_MS;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
