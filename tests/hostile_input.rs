@@ -78,6 +78,21 @@ fn a_50_mb_file_and_a_symlink_to_etc_passwd_are_refused_unread() {
     assert!(common::stdout(&out).contains("symbolic link"));
 }
 
+/// A lone carriage return is a line break to the YAML parser but not to the files a reviewer sees: a
+/// syntax error after one still points inside the file (found by `mutated_documents_never_panic`).
+#[test]
+fn a_syntax_error_after_a_lone_carriage_return_points_inside_the_file() {
+    // `{id: c}` becomes `{i\r: c}`, and the file ends inside an unclosed flow mapping.
+    let mut doc = VALID.as_bytes()[..291].to_vec();
+    doc[11] = b'\r';
+    let lines = doc.split(|b| *b == b'\n').count() as u32;
+    let f = findings(&doc);
+    assert!(f.iter().any(|(code, ..)| code == "yaml.syntax"), "{f:?}");
+    for (code, line, ..) in &f {
+        assert!(*line <= lines, "{code} at line {line} of {lines}");
+    }
+}
+
 #[test]
 fn a_missing_path_is_exit_2_with_a_sentence() {
     let out = common::honua(&["validate", "--path", "/nonexistent/honua"]);

@@ -260,8 +260,11 @@ pub fn parse(text: &str, file: FileId) -> Result<Node, ParseError> {
     let mut documents = 0;
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| {
-            let m = e.marker();
-            ParseError { line: (m.line() as u32).max(1), column: m.col() as u32 + 1, message: e.info().to_string() }
+            // From the parser's character index, counting lines at `\n` as every other position and the
+            // quoted source do: the parser's own line counts a lone `\r` too, and could point past the end.
+            let byte = text.char_indices().nth(e.marker().index()).map_or(text.len(), |(at, _)| at);
+            let (line, column) = line_col_of_byte(text.as_bytes(), byte);
+            ParseError { line, column, message: e.info().to_string() }
         })?;
         let at = b.loc(&span);
         match event {
