@@ -133,6 +133,10 @@ pub struct AgentConfig {
     /// Honua's config directory: the agent owns `current` (a link to the live release) there.
     pub target_dir: PathBuf,
     pub metadata_file: String,
+    /// A Configuration 2.0 environment's file in `target_dir` (Honua's `HONUA_CONFIG_PATH`): replaced in
+    /// place on each deployment, because Honua's file watcher sees a file renamed over in its directory,
+    /// never a parent link swapped.
+    pub hcl_file: String,
     /// Honua's `POST /v1/admin/metadata/reload`.
     pub reload_url: String,
     /// Sent as `X-API-Key` with every admin request: any value passes Honua's CSRF check.
@@ -204,6 +208,10 @@ struct Journal {
     restart: bool,
     #[serde(default)]
     safety: Option<signing::ApplySafety>,
+    /// A Configuration 2.0 release: Honua picks it up by its file watcher, so verification waits for
+    /// the collections to settle instead of checking once.
+    #[serde(default)]
+    hcl: bool,
 }
 
 /// What a release holds, kept outside Honua's reach: the record it renders and each file's SHA-256.
@@ -298,6 +306,26 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 /// or a backslash in a password cannot change the document. Errors name the placeholder, never the
 /// rendered text (it holds the secrets resolved so far).
 fn resolve_secrets(text: &str, secrets_file: Option<&Path>) -> Result<String, AgentError> {
+    resolve_secrets_in(text, secrets_file, |value| {
+        let quoted = serde_json::to_string(value).expect("strings encode");
+        quoted[1..quoted.len() - 1].to_string()
+    })
+}
+
+/// [`resolve_secrets`] for a rendered Configuration 2.0 file: values escaped as Honua's HCL reader
+/// reads a quoted string back.
+fn resolve_hcl_secrets(text: &str, secrets_file: Option<&Path>) -> Result<String, AgentError> {
+    resolve_secrets_in(text, secrets_file, |value| {
+        let quoted = crate::config::hcl::quote(value);
+        quoted[1..quoted.len() - 1].to_string()
+    })
+}
+
+fn resolve_secrets_in(
+    text: &str,
+    secrets_file: Option<&Path>,
+    escape: impl Fn(&str) -> String,
+) -> Result<String, AgentError> {
     let file: Vec<(String, String)> = match secrets_file {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| AgentError::State { path: path.to_path_buf(), message: e.to_string() })?
@@ -326,8 +354,7 @@ fn resolve_secrets(text: &str, secrets_file: Option<&Path>) -> Result<String, Ag
                 "`${{{name}}}` is set neither in the secrets file nor in the agent's environment: the deployment is refused (set it, then deploy again)"
             ))
         })?;
-        let quoted = serde_json::to_string(&value).expect("strings encode");
-        out.push_str(&quoted[1..quoted.len() - 1]);
+        out.push_str(&escape(&value));
         rest = &after[end + 1..];
     }
     out.push_str(rest);
@@ -622,7 +649,10 @@ impl Agent {
         };
         let safety = record.safety.clone();
         let previous = std::fs::read_link(self.current()).ok();
-        let backup = if safety.as_ref().is_some_and(|s| s.require_backup) {
+        let backup = if safety.as_ref().is_some_and(|s| s.require_backup) && rendered.hcl {
+            "; backup: the previous release is kept (Configuration 2.0 has no snapshot store: Honua removed it)"
+                .to_string()
+        } else if safety.as_ref().is_some_and(|s| s.require_backup) {
             match self.backup(record, previous.is_some()).await {
                 Ok(how) => format!("; backup: {how}"),
                 Err(e) => {
@@ -655,6 +685,7 @@ impl Agent {
             gone,
             restart,
             safety,
+            hcl: rendered.hcl,
         };
         self.journal(Some(&journal))?;
         self.report(&id, Phase::Writing, &format!("release directory{backup}")).await;
@@ -680,7 +711,10 @@ impl Agent {
         let timeout = self.health_timeout(journal.safety.as_ref());
         let rollback = journal.safety.as_ref().is_none_or(|s| s.rollback_on_failure);
         self.report(&id, Phase::Reloading, &self.reload_how(journal.restart)).await;
-        let outcome = match self.reload_and_verify(&journal.expected, &journal.gone, journal.restart, timeout).await {
+        let outcome = match self
+            .reload_and_verify(&journal.expected, &journal.gone, journal.restart, journal.hcl, timeout)
+            .await
+        {
             Ok(how) => {
                 self.report(&id, Phase::Completed, &how).await;
                 Ok(PollOutcome::Applied { deployment: id.clone() })
@@ -694,7 +728,7 @@ impl Agent {
                 let failed_too = "restoring the previous release failed too";
                 let message = match &previous {
                     Some(prev) => match self.swap(prev) {
-                        Ok(()) => match self.reload_and_verify(&[], &[], journal.restart, timeout).await {
+                        Ok(()) => match self.reload_and_verify(&[], &[], journal.restart, journal.hcl, timeout).await {
                             Ok(_) => format!("{cause}; previous release restored"),
                             Err(e) => format!("{cause}; {failed_too}: {e}"),
                         },
@@ -913,6 +947,25 @@ impl Agent {
         #[cfg(unix)]
         std::os::unix::fs::symlink(release, &tmp)?;
         std::fs::rename(&tmp, self.current())?;
+        sync_dir(&self.config.target_dir)?;
+        self.install_hcl(release)
+    }
+
+    /// A Configuration 2.0 release's file copied over Honua's in place: written beside it, fsynced,
+    /// renamed over it, the directory fsynced. Honua's watcher sees the rename in its directory; a
+    /// reader never sees half a file. Metadata releases have no such file and are left to the link.
+    fn install_hcl(&self, release: &Path) -> std::io::Result<()> {
+        let source = release.join(&self.config.hcl_file);
+        let bytes = match std::fs::read(&source) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let target = self.config.target_dir.join(&self.config.hcl_file);
+        let tmp = self.config.target_dir.join(format!(".{}.tmp", self.config.hcl_file));
+        let _ = std::fs::remove_file(&tmp);
+        write_synced(&tmp, &bytes)?;
+        std::fs::rename(&tmp, &target)?;
         sync_dir(&self.config.target_dir)
     }
 
@@ -954,6 +1007,12 @@ impl Agent {
 
     /// The OGC collections the metadata of `release` publishes, by Honua's rule.
     fn collections_in(&self, release: &Path) -> Vec<String> {
+        if let Ok(text) = std::fs::read_to_string(release.join(&self.config.hcl_file)) {
+            let file = crate::config::node::FileId(0);
+            return crate::config::hcl::parse(&text, file, &self.config.hcl_file)
+                .map(|p| crate::config::hcl::served_collections(&p.root))
+                .unwrap_or_default();
+        }
         let Ok(bytes) = std::fs::read(release.join(&self.config.metadata_file)) else { return Vec::new() };
         let node = crate::config::yaml::decode(&bytes)
             .ok()
@@ -971,6 +1030,7 @@ impl Agent {
         expected: &[String],
         gone: &[String],
         restart: bool,
+        settle: bool,
         timeout: Duration,
     ) -> Result<String, VerifyError> {
         let mut how = if restart { "restarted" } else { "reloaded" }.to_string();
@@ -1005,9 +1065,33 @@ impl Agent {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let Some(url) = &self.config.collections_url else {
+        let Some(url) = self.config.collections_url.clone() else {
             return Ok(format!("{how}; healthy (post-validation is off: no collections URL)"));
         };
+        let url = url.as_str();
+        // Configuration 2.0: Honua's reload rebuilds from what it holds and its file watcher re-reads
+        // the file after a 500 ms quiet period, so the collections are asked for again until they match
+        // or the health timeout runs out.
+        loop {
+            match self.verify_collections(url, expected, gone, &how).await {
+                Err(VerifyError::NotServed(_) | VerifyError::StillServed(_))
+                    if settle && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Each expected collection must be served and each gone one must not: one round of asking.
+    async fn verify_collections(
+        &self,
+        url: &str,
+        expected: &[String],
+        gone: &[String],
+        how: &str,
+    ) -> Result<String, VerifyError> {
         // Each collection asked for by id (not cached by Honua), eight at a time.
         let asks: Vec<(&String, bool)> =
             expected.iter().map(|id| (id, true)).chain(gone.iter().map(|id| (id, false))).collect();
@@ -1047,7 +1131,8 @@ impl Agent {
     /// Writes `rendered` as the release directory `release` (owner-only, fsynced) and its manifest.
     /// Whatever was at that path before (a partial attempt, a planted link) is removed, not followed.
     fn write_release(&self, release: &Path, record: &SignedRecord, rendered: &Rendered) -> std::io::Result<()> {
-        let mut files = vec![(&self.config.metadata_file, rendered.metadata.as_bytes())];
+        let name = if rendered.hcl { &self.config.hcl_file } else { &self.config.metadata_file };
+        let mut files = vec![(name, rendered.metadata.as_bytes())];
         if let Some(config) = &rendered.server_config {
             files.push((&self.config.server_config_file, config.as_bytes()));
         }
@@ -1139,6 +1224,14 @@ impl Agent {
             return Some((release, manifest, vec!["current".into()]));
         };
         let mut drifted = Vec::new();
+        // Honua reads a Configuration 2.0 file where it is, not through the link: that copy is compared.
+        if let Some(hash) = manifest.files.get(&self.config.hcl_file) {
+            match std::fs::read(self.config.target_dir.join(&self.config.hcl_file)) {
+                Ok(bytes) if &sha256_hex(&bytes) == hash => {}
+                Ok(_) => drifted.push(format!("{} (edited in place)", self.config.hcl_file)),
+                Err(_) => drifted.push(format!("{} (removed)", self.config.hcl_file)),
+            }
+        }
         for (name, hash) in &manifest.files {
             match std::fs::read(live.join(name)) {
                 Ok(bytes) if &sha256_hex(&bytes) == hash => {}
@@ -1174,9 +1267,9 @@ impl Agent {
         self.write_release(&release, record, &rendered).map_err(HealError::Write)?;
         self.swap(&release).map_err(HealError::Swap)?;
         let timeout = self.health_timeout(record.safety.as_ref());
-        if let Err(cause) = self.reload_and_verify(&rendered.collections, &[], false, timeout).await {
+        if let Err(cause) = self.reload_and_verify(&rendered.collections, &[], false, rendered.hcl, timeout).await {
             let _ = self.swap(edited);
-            let _ = self.reload_and_verify(&[], &[], false, timeout).await;
+            let _ = self.reload_and_verify(&[], &[], false, rendered.hcl, timeout).await;
             return Err(cause.into());
         }
         self.prune_releases(None);
@@ -1236,7 +1329,7 @@ impl Agent {
             EnvName::new(&record.environment),
         );
         let rendered =
-            tokio::task::spawn_blocking(move || -> Result<(String, Option<String>, Vec<String>), AgentError> {
+            tokio::task::spawn_blocking(move || -> Result<(String, Option<String>, Vec<String>, bool), AgentError> {
                 let mirror = Mirror::open(&dir, &url).map_err(apply_err)?;
                 mirror.fetch(&["refs/heads/*"], token.as_deref()).map_err(apply_err)?;
                 let repo = ConfigRepo::load_git(mirror.path(), &commit).map_err(apply_err)?;
@@ -1254,6 +1347,11 @@ impl Agent {
                 let effective = repo
                     .effective(&env)
                     .ok_or_else(|| AgentError::Refused(format!("`{env}` does not exist at {commit}")))?;
+                if effective.format == crate::config::ConfigFormat::Hcl {
+                    let text = crate::config::hcl::render(&effective.metadata);
+                    let collections = crate::config::hcl::served_collections(&effective.metadata);
+                    return Ok((text, None, collections, true));
+                }
                 let metadata = effective.metadata.to_json();
                 let collections = crate::config::served::collections(&effective.metadata);
                 // JSON is YAML too: the server configuration is written as JSON under its YAML name.
@@ -1261,15 +1359,21 @@ impl Agent {
                     .config
                     .as_ref()
                     .map(|c| serde_json::to_string_pretty(&c.to_json()).expect("JSON encodes"));
-                Ok((serde_json::to_string_pretty(&metadata).expect("JSON encodes"), server_config, collections))
+                Ok((serde_json::to_string_pretty(&metadata).expect("JSON encodes"), server_config, collections, false))
             })
             .await
             .map_err(|e| apply_err(format!("render task: {e}")))??;
         let secrets = self.config.secrets_file.as_deref();
+        let hcl = rendered.3;
         Ok(Rendered {
-            metadata: resolve_secrets(&rendered.0, secrets)?,
+            metadata: if hcl {
+                resolve_hcl_secrets(&rendered.0, secrets)?
+            } else {
+                resolve_secrets(&rendered.0, secrets)?
+            },
             server_config: rendered.1.map(|c| resolve_secrets(&c, secrets)).transpose()?,
             collections: rendered.2,
+            hcl,
         })
     }
 }
@@ -1280,6 +1384,8 @@ struct Rendered {
     /// The `service::layer` collections Honua must serve after the reload (its rule: enabled services
     /// with an `ogc` block whose `collectionsEnabled` is not false).
     collections: Vec<String>,
+    /// A Configuration 2.0 environment: `metadata` is Honua's HCL file, installed in place.
+    hcl: bool,
 }
 
 /// 1 s, 2 s, 4 s … 60 s after consecutive failures, with a per-process jitter so a fleet that lost its

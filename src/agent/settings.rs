@@ -36,6 +36,11 @@ pub struct AgentArgs {
     pub target_dir: Option<PathBuf>,
     #[arg(long, env = "HONUA_AGENT_METADATA_FILE")]
     pub metadata_file: Option<String>,
+    /// For a Configuration 2.0 environment: the file name, in the target directory, Honua reads its HCL
+    /// from (`HONUA_CONFIG_PATH`; default `honua.config.hcl`, the name Honua looks for). The agent
+    /// replaces that file in place, so Honua's file watcher sees each deployment.
+    #[arg(long, env = "HONUA_AGENT_HCL_FILE")]
+    pub hcl_file: Option<String>,
     /// Honua's address (default `http://127.0.0.1:5000`): the reload, snapshot, collections, health and
     /// login URLs default to Honua's own paths under it.
     #[arg(long, env = "HONUA_AGENT_HONUA_URL")]
@@ -465,6 +470,7 @@ impl AgentArgs {
             git_token: self.git_token.or(o.git_token),
             target_dir: self.target_dir.or(o.target_dir),
             metadata_file: self.metadata_file.or(o.metadata_file),
+            hcl_file: self.hcl_file.or(o.hcl_file),
             honua_url: self.honua_url.or(o.honua_url),
             reload_url: self.reload_url.or(o.reload_url),
             api_key: self.api_key.or(o.api_key),
@@ -580,6 +586,7 @@ impl AgentArgs {
             mirror_dir: extras.mirror_dir,
             git_token: a.git_token,
             metadata_file: file_name("HONUA_AGENT_METADATA_FILE", a.metadata_file, &d.metadata_file)?,
+            hcl_file: file_name("HONUA_AGENT_HCL_FILE", a.hcl_file, &d.hcl_file)?,
             reload_url,
             api_key,
             admin,
@@ -643,6 +650,7 @@ impl AgentConfig {
             git_token: None,
             target_dir,
             metadata_file: "metadata.json".into(),
+            hcl_file: "honua.config.hcl".into(),
             reload_url: String::new(),
             api_key: Some(DEFAULT_API_KEY.into()),
             admin: AdminAuth::None,

@@ -636,7 +636,13 @@ fn render_command(args: RenderArgs) -> Result<ExitCode> {
     if !args.show_secrets {
         crate::config::secrets::mask_json("", &mut metadata, false);
     }
-    println!("{}", serde_json::to_string_pretty(&metadata)?);
+    match effective.format {
+        crate::config::ConfigFormat::Metadata => println!("{}", serde_json::to_string_pretty(&metadata)?),
+        crate::config::ConfigFormat::Hcl => {
+            let tree = crate::config::node::Node::from_json(&metadata, effective.metadata.loc);
+            print!("{}", crate::config::hcl::render(&tree));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

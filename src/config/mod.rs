@@ -3,6 +3,7 @@
 
 pub mod commit;
 pub mod dialect;
+pub mod hcl;
 pub mod layering;
 pub mod node;
 pub mod resource;
@@ -29,6 +30,26 @@ pub fn short_sha(sha: &str) -> &str {
         Some((end, _)) => &sha[..end],
         None => sha,
     }
+}
+
+/// The known name closest to a typo (`titel` → `title`), when it is close enough to be what was meant;
+/// else a known name the typed one extends (`dataType` → `type`).
+pub fn nearest<'a>(typed: &str, known: &[&'a str]) -> Option<&'a str> {
+    let typed = typed.to_lowercase();
+    known
+        .iter()
+        .map(|name| (strsim::damerau_levenshtein(&typed, &name.to_lowercase()), *name))
+        .filter(|(distance, name)| *distance <= (name.len().max(typed.len()) / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+        .or_else(|| {
+            known
+                .iter()
+                .copied()
+                .filter(|name| name.len() >= 4 && typed.len() > name.len())
+                .filter(|name| typed.ends_with(&name.to_lowercase()) || typed.starts_with(&name.to_lowercase()))
+                .max_by_key(|name| name.len())
+        })
 }
 
 /// The name of an environment (`production`), as discovered from `environments/<name>/`.
@@ -93,6 +114,26 @@ pub struct Document {
     pub root: Node,
 }
 
+/// Which configuration generation an environment is written in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigFormat {
+    /// JSON-era metadata (`metadata.yaml`/`.json`, `datasources`, `config`), Honua before 2025-11.
+    #[default]
+    Metadata,
+    /// Configuration 2.0: `.hcl`/`.honua` files, what Honua reads since 2025-11-11.
+    Hcl,
+}
+
+impl ConfigFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigFormat::Metadata => "metadata",
+            ConfigFormat::Hcl => "hcl",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct EnvironmentDocs {
     /// A file of this environment exists but could not be read; its effective config is not trusted.
@@ -100,6 +141,8 @@ struct EnvironmentDocs {
     metadata: Option<Document>,
     datasources: Option<Document>,
     config: Option<Document>,
+    /// Configuration 2.0 files, in path order.
+    hcl: Vec<Document>,
     /// Built on first use and shared: validation and diff of one revision both need it.
     effective: std::sync::OnceLock<EffectiveConfig>,
 }
@@ -111,6 +154,8 @@ pub struct ConfigRepo {
     /// The commit SHA, or for a directory a content digest (`dir:<sha256>`) so plans stay reproducible.
     pub revision: String,
     common: Option<Document>,
+    /// Configuration 2.0 files of the common layer, in path order.
+    common_hcl: Vec<Document>,
     /// The common layer exists but could not be read: every environment is then unreadable.
     common_unreadable: bool,
     environments: BTreeMap<EnvName, EnvironmentDocs>,
@@ -119,10 +164,12 @@ pub struct ConfigRepo {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// What Honua loads for one environment: metadata (server format, layered) and server config.
+/// What Honua loads for one environment: metadata (server format, layered) and server config; or, for
+/// Configuration 2.0, the layered HCL tree (see [`hcl`]) in `metadata` and no `config`.
 #[derive(Debug, Clone)]
 pub struct EffectiveConfig {
     pub environment: EnvName,
+    pub format: ConfigFormat,
     pub metadata: Node,
     pub config: Option<Node>,
 }
@@ -147,6 +194,7 @@ impl ConfigRepo {
             sources: SourceMap::default(),
             revision,
             common: None,
+            common_hcl: Vec::new(),
             common_unreadable: false,
             environments: BTreeMap::new(),
             policy: None,
@@ -169,6 +217,13 @@ impl ConfigRepo {
         for (path, bytes) in files.files {
             let (dir, file_name) = path.rsplit_once('/').expect("repository paths have a directory");
             let stem = file_name.rsplit_once('.').map_or(file_name, |(s, _)| s).to_string();
+            if source::is_hcl_file(file_name) {
+                match repo.parse_file(&path, &bytes) {
+                    Some(doc) => repo.place_hcl(dir, doc),
+                    None => repo.mark_unreadable(dir),
+                }
+                continue;
+            }
             if let Some(first) = seen.insert((dir.to_string(), stem.clone()), path.clone()) {
                 repo.diagnostics.push(Diagnostic::error(
                     "file.ambiguous",
@@ -182,8 +237,9 @@ impl ConfigRepo {
                 None => repo.mark_unreadable(dir),
             }
         }
+        repo.check_formats();
         for (name, docs) in &repo.environments {
-            if docs.metadata.is_none() && !docs.unreadable {
+            if docs.metadata.is_none() && docs.hcl.is_empty() && repo.common_hcl.is_empty() && !docs.unreadable {
                 let dir = format!("{ENVIRONMENTS_DIR}/{name}");
                 repo.diagnostics.push(Diagnostic::error(
                     "environment.missing_metadata",
@@ -196,7 +252,80 @@ impl ConfigRepo {
     }
 
     fn parse_file(&mut self, path: &str, bytes: &[u8]) -> Option<Document> {
-        parse_document(&mut self.sources, path, bytes).map_err(|d| self.diagnostics.push(d)).ok()
+        match parse_document(&mut self.sources, path, bytes) {
+            Ok((doc, findings)) => {
+                self.diagnostics.extend(findings);
+                Some(doc)
+            }
+            Err(d) => {
+                self.diagnostics.push(d);
+                None
+            }
+        }
+    }
+
+    fn place_hcl(&mut self, dir: &str, doc: Document) {
+        match dir.strip_prefix(&format!("{ENVIRONMENTS_DIR}/")) {
+            Some(COMMON_ENV) => self.common_hcl.push(doc),
+            Some(env) => self.environments.entry(EnvName::new(env)).or_default().hcl.push(doc),
+            None => {}
+        }
+    }
+
+    /// One generation per environment: an environment (with `common/`) written partly as metadata and
+    /// partly as Configuration 2.0 would deploy neither whole, so it is an error and not planned.
+    fn check_formats(&mut self) {
+        let common_yaml = self.common.is_some();
+        let common_hcl = !self.common_hcl.is_empty();
+        let common_dir = format!("{ENVIRONMENTS_DIR}/{COMMON_ENV}");
+        let mut found = Vec::new();
+        if common_yaml && common_hcl {
+            found.push((
+                common_dir.clone(),
+                None::<EnvName>,
+                "`common/` holds both a metadata file and Configuration 2.0 (`.hcl`/`.honua`) files".to_string(),
+            ));
+        }
+        for (name, docs) in &self.environments {
+            let yaml = docs.metadata.is_some() || docs.datasources.is_some() || docs.config.is_some();
+            let hcl = !docs.hcl.is_empty();
+            let dir = format!("{ENVIRONMENTS_DIR}/{name}");
+            if yaml && hcl {
+                found.push((
+                    dir,
+                    Some(name.clone()),
+                    format!(
+                        "environment `{name}` holds both metadata files and Configuration 2.0 (`.hcl`/`.honua`) files"
+                    ),
+                ));
+            } else if yaml && common_hcl && !common_yaml {
+                found.push((dir, Some(name.clone()), format!("environment `{name}` is written as metadata but `common/` as Configuration 2.0 (`.hcl`/`.honua`)")));
+            } else if hcl && common_yaml && !common_hcl {
+                found.push((dir, Some(name.clone()), format!("environment `{name}` is written as Configuration 2.0 (`.hcl`/`.honua`) but `common/` as metadata")));
+            }
+        }
+        for (dir, env, what) in found {
+            self.diagnostics.push(Diagnostic::error(
+                "environment.mixed_formats",
+                Place::file(&dir),
+                format!("{what}; Honua reads one generation, so this environment is not planned. Finish the migration: `honua convert --to hcl` writes the Configuration 2.0 files, then delete `metadata.*`, `datasources.*` and `config.*` (or delete the `.hcl` files to stay on metadata)"),
+            ));
+            match env {
+                Some(env) => self.environments.entry(env).or_default().unreadable = true,
+                None => self.common_unreadable = true,
+            }
+        }
+    }
+
+    /// The generation an environment is written in (with its `common/` layer).
+    pub fn format(&self, env: &EnvName) -> ConfigFormat {
+        let own = self.environments.get(env).is_some_and(|d| !d.hcl.is_empty());
+        let own_yaml = self.environments.get(env).is_some_and(|d| d.metadata.is_some());
+        if own || (!own_yaml && !self.common_hcl.is_empty()) {
+            ConfigFormat::Hcl
+        } else {
+            ConfigFormat::Metadata
+        }
     }
 
     fn mark_unreadable(&mut self, dir: &str) {
@@ -265,6 +394,20 @@ impl ConfigRepo {
     }
 
     fn build_effective(&self, env: &EnvName, docs: &EnvironmentDocs) -> EffectiveConfig {
+        if self.format(env) == ConfigFormat::Hcl {
+            let file = docs.hcl.first().or(self.common_hcl.first()).map_or(FileId(u32::MAX), |d| d.file);
+            let mut root = Node::map(Loc { file, line: 1, column: 1 });
+            for doc in self.common_hcl.iter().chain(&docs.hcl) {
+                layering::deep_merge(&mut root, doc.root.clone());
+            }
+            hcl::interpolate(&mut root);
+            return EffectiveConfig {
+                environment: env.clone(),
+                format: ConfigFormat::Hcl,
+                metadata: root,
+                config: None,
+            };
+        }
         let root_loc =
             docs.metadata.as_ref().map(|d| d.root.loc).unwrap_or(Loc { file: FileId(u32::MAX), line: 0, column: 0 });
         let mut metadata = match &self.common {
@@ -288,7 +431,12 @@ impl ConfigRepo {
                 }
             }
         }
-        EffectiveConfig { environment: env.clone(), metadata, config: docs.config.as_ref().map(|d| d.root.clone()) }
+        EffectiveConfig {
+            environment: env.clone(),
+            format: ConfigFormat::Metadata,
+            metadata,
+            config: docs.config.as_ref().map(|d| d.root.clone()),
+        }
     }
 
     /// Whether a repository path (a file, or an environment directory) bears on `env`: its own files,
@@ -303,19 +451,41 @@ impl ConfigRepo {
 
     /// Every parsed document of the repository, with its path (for checks that apply file by file).
     pub fn documents(&self) -> impl Iterator<Item = (&str, &Document)> {
-        let env_docs =
-            self.environments.values().flat_map(|d| [&d.metadata, &d.datasources, &d.config].into_iter().flatten());
-        self.common.iter().chain(env_docs).chain(self.policy.iter()).map(|d| (self.sources.path(d.file), d))
+        let env_docs = self
+            .environments
+            .values()
+            .flat_map(|d| [&d.metadata, &d.datasources, &d.config].into_iter().flatten().chain(d.hcl.iter()));
+        self.common
+            .iter()
+            .chain(self.common_hcl.iter())
+            .chain(env_docs)
+            .chain(self.policy.iter())
+            .map(|d| (self.sources.path(d.file), d))
     }
 }
 
 /// Decodes and parses one file into `sources`; a failure is returned as the diagnostic to report.
-fn parse_document(sources: &mut SourceMap, path: &str, bytes: &[u8]) -> Result<Document, Diagnostic> {
+/// Configuration 2.0 files also return the findings their parse met without stopping.
+fn parse_document(
+    sources: &mut SourceMap,
+    path: &str,
+    bytes: &[u8],
+) -> Result<(Document, Vec<Diagnostic>), Diagnostic> {
     let text = yaml::decode(bytes).map_err(|e| {
         Diagnostic::error("file.encoding", Place { file: path, line: e.line, column: e.column }, e.message)
     })?;
     let file = sources.add(path, text);
     let text = &sources.get(path).expect("just added").text;
+    if source::is_hcl_file(path) {
+        return match hcl::parse(text, file, path) {
+            Ok(parsed) => Ok((Document { file, root: parsed.root }, parsed.findings)),
+            Err(e) => Err(Diagnostic::error(
+                "hcl.syntax",
+                Place { file: path, line: e.line, column: e.column },
+                format!("Honua cannot load this file: {}", e.message),
+            )),
+        };
+    }
     let root = yaml::parse(text, file).map_err(|e| {
         let at = Place { file: path, line: e.line, column: e.column };
         if e.message.contains("limit") || e.message.contains("budget") {
@@ -332,13 +502,15 @@ fn parse_document(sources: &mut SourceMap, path: &str, bytes: &[u8]) -> Result<D
             )
         }
     })?;
-    Ok(Document { file, root })
+    Ok((Document { file, root }, Vec::new()))
 }
 
 /// One metadata file validated on its own, outside a repository.
 #[derive(Debug)]
 pub struct SingleFile {
     pub sources: SourceMap,
+    pub format: ConfigFormat,
+    /// The metadata document, or for a `.hcl`/`.honua` file its interpolated Configuration 2.0 tree.
     pub metadata: Option<Node>,
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -355,11 +527,17 @@ pub fn load_single_file(path: &Path) -> Result<SingleFile, SourceError> {
     };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut admitted = RepoFiles::default();
-    let mut out = SingleFile { sources: SourceMap::default(), metadata: None, diagnostics: Vec::new() };
+    let format = if source::is_hcl_file(&name) { ConfigFormat::Hcl } else { ConfigFormat::Metadata };
+    let mut out = SingleFile { sources: SourceMap::default(), format, metadata: None, diagnostics: Vec::new() };
     if admitted.admit(&display, &name, kind, meta.len()) {
         let bytes = std::fs::read(path).map_err(io)?;
         match parse_document(&mut out.sources, &display, &bytes) {
-            Ok(mut doc) => {
+            Ok((mut doc, findings)) if format == ConfigFormat::Hcl => {
+                out.diagnostics = findings;
+                hcl::interpolate(&mut doc.root);
+                out.metadata = Some(doc.root);
+            }
+            Ok((mut doc, _)) => {
                 out.diagnostics = dialect::normalize_metadata(&mut doc.root, &out.sources);
                 out.metadata = Some(doc.root);
             }

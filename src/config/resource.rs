@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::node::Node;
-use super::EffectiveConfig;
+use super::{ConfigFormat, EffectiveConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -17,6 +17,15 @@ pub enum ResourceKind {
     Raster,
     Config,
     Policy,
+    /// Configuration 2.0 blocks: `data_source`, `cache`, the `honua` block (settings), `rate_limit`,
+    /// `variable`. (Services and layers share the JSON era's kinds.)
+    #[serde(rename = "data_source")]
+    DataSource,
+    Cache,
+    Settings,
+    #[serde(rename = "rate_limit")]
+    RateLimit,
+    Variable,
 }
 
 impl ResourceKind {
@@ -31,6 +40,11 @@ impl ResourceKind {
             ResourceKind::Raster => "raster",
             ResourceKind::Config => "config",
             ResourceKind::Policy => "policy",
+            ResourceKind::DataSource => "data_source",
+            ResourceKind::Cache => "cache",
+            ResourceKind::Settings => "settings",
+            ResourceKind::RateLimit => "rate_limit",
+            ResourceKind::Variable => "variable",
         }
     }
 
@@ -64,6 +78,7 @@ pub struct Resource<'a> {
     /// For a layer of an enabled service: its Esri FeatureServer index, as Honua computes it (see
     /// [`super::served::esri_indexes`]).
     pub index: Option<usize>,
+    pub format: ConfigFormat,
 }
 
 impl Resource<'_> {
@@ -93,10 +108,19 @@ pub fn resources(cfg: &EffectiveConfig) -> Vec<Resource<'_>> {
     let Some(map) = cfg.metadata.as_map() else {
         return out;
     };
+    if cfg.format == ConfigFormat::Hcl {
+        return hcl_resources(map);
+    }
     let esri = super::served::esri_indexes(&cfg.metadata);
     for (key, value) in map.iter() {
         if key == "catalog" {
-            out.push(Resource { kind: ResourceKind::Catalog, id: "catalog".into(), node: value, index: None });
+            out.push(Resource {
+                kind: ResourceKind::Catalog,
+                id: "catalog".into(),
+                node: value,
+                index: None,
+                format: ConfigFormat::Metadata,
+            });
         } else if let Some(kind) = ResourceKind::of_list(key) {
             for item in value.as_seq().unwrap_or_default() {
                 let Some(id) = item.get_str("id") else {
@@ -108,14 +132,59 @@ pub fn resources(cfg: &EffectiveConfig) -> Vec<Resource<'_>> {
                         esri.get(&(service, id.to_lowercase())).copied()
                     })
                     .flatten();
-                out.push(Resource { kind, id: id.to_string(), node: item, index });
+                out.push(Resource { kind, id: id.to_string(), node: item, index, format: ConfigFormat::Metadata });
             }
         } else {
-            out.push(Resource { kind: ResourceKind::Config, id: format!("metadata.{key}"), node: value, index: None });
+            out.push(Resource {
+                kind: ResourceKind::Config,
+                id: format!("metadata.{key}"),
+                node: value,
+                index: None,
+                format: ConfigFormat::Metadata,
+            });
         }
     }
     if let Some(config) = &cfg.config {
-        out.push(Resource { kind: ResourceKind::Config, id: "config.yaml".into(), node: config, index: None });
+        out.push(Resource {
+            kind: ResourceKind::Config,
+            id: "config.yaml".into(),
+            node: config,
+            index: None,
+            format: ConfigFormat::Metadata,
+        });
+    }
+    out
+}
+
+/// The blocks of a Configuration 2.0 tree: one resource per labeled block (`layer "parcels"` is layer
+/// `parcels`), the `honua` block as `settings`, and `rate_limit`.
+fn hcl_resources(map: &super::node::Map) -> Vec<Resource<'_>> {
+    let mut out = Vec::new();
+    let one =
+        |kind, id: &str, node| Resource { kind, id: id.to_string(), node, index: None, format: ConfigFormat::Hcl };
+    for (key, value) in map.iter() {
+        let kind = match key {
+            "honua" => {
+                out.push(one(ResourceKind::Settings, "honua", value));
+                continue;
+            }
+            "rate_limit" => {
+                out.push(one(ResourceKind::RateLimit, "rate_limit", value));
+                continue;
+            }
+            "data_source" => ResourceKind::DataSource,
+            "service" => ResourceKind::Service,
+            "layer" => ResourceKind::Layer,
+            "cache" => ResourceKind::Cache,
+            "variable" => ResourceKind::Variable,
+            other => {
+                out.push(one(ResourceKind::Config, other, value));
+                continue;
+            }
+        };
+        for (label, block) in value.as_map().map(|m| m.iter().collect::<Vec<_>>()).unwrap_or_default() {
+            out.push(one(kind, label, block));
+        }
     }
     out
 }

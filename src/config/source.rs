@@ -55,7 +55,15 @@ pub fn is_config_file(file_name: &str) -> bool {
     let Some((stem, ext)) = file_name.rsplit_once('.') else {
         return false;
     };
-    matches!(ext, "yaml" | "yml" | "json") && matches!(stem, "metadata" | "datasources" | "config" | "base-metadata")
+    is_hcl_file(file_name)
+        || matches!(ext, "yaml" | "yml" | "json")
+            && matches!(stem, "metadata" | "datasources" | "config" | "base-metadata")
+}
+
+/// Whether `file_name` is a Configuration 2.0 file (`.hcl`, `.honua`): every such file of an environment
+/// directory is read, in name order, as Honua's HCL.
+pub fn is_hcl_file(file_name: &str) -> bool {
+    file_name.rsplit_once('.').is_some_and(|(stem, ext)| !stem.is_empty() && matches!(ext, "hcl" | "honua"))
 }
 
 fn is_policy_file(file_name: &str) -> bool {

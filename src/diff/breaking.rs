@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::config::node::Node;
 use crate::config::resource::{Resource, ResourceKind};
+use crate::config::ConfigFormat;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Breaking {
@@ -15,7 +16,7 @@ pub struct Breaking {
     pub reason: String,
 }
 
-fn b(code: &'static str, reason: String) -> Breaking {
+pub(super) fn b(code: &'static str, reason: String) -> Breaking {
     Breaking { code, reason }
 }
 
@@ -32,6 +33,9 @@ impl Context<'_> {
 
 /// Breaking codes of a removed resource.
 pub fn removed(old: &Resource, ctx: &Context) -> Vec<Breaking> {
+    if old.format == ConfigFormat::Hcl {
+        return super::hcl::removed(old);
+    }
     let id = old.display_id();
     match old.kind {
         ResourceKind::Service => {
@@ -80,6 +84,9 @@ pub fn removed(old: &Resource, ctx: &Context) -> Vec<Breaking> {
 
 /// Breaking codes of a resource present in both revisions.
 pub fn modified(old: &Resource, new: &Resource) -> Vec<Breaking> {
+    if old.format == ConfigFormat::Hcl || new.format == ConfigFormat::Hcl {
+        return super::hcl::modified(old, new);
+    }
     match old.kind {
         ResourceKind::Service => service(old, new),
         ResourceKind::Layer => layer(old, new),
@@ -298,7 +305,7 @@ fn strings(node: Option<&Node>) -> Vec<String> {
 }
 
 /// Differs, ignoring case (ids and type names are case-insensitive in Honua).
-fn changed_ci(a: Option<&str>, b: Option<&str>) -> bool {
+pub(super) fn changed_ci(a: Option<&str>, b: Option<&str>) -> bool {
     match (a, b) {
         (Some(x), Some(y)) => !x.eq_ignore_ascii_case(y),
         (None, None) => false,
@@ -306,7 +313,7 @@ fn changed_ci(a: Option<&str>, b: Option<&str>) -> bool {
     }
 }
 
-fn show(v: Option<&str>) -> String {
+pub(super) fn show(v: Option<&str>) -> String {
     v.map_or("(none)".into(), |s| format!("`{s}`"))
 }
 
@@ -314,6 +321,6 @@ fn opt(v: Option<i64>) -> String {
     v.map_or("(none)".into(), |s| s.to_string())
 }
 
-fn list(items: &[String]) -> String {
+pub(super) fn list(items: &[String]) -> String {
     items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
 }

@@ -2,6 +2,7 @@
 //! classification: the [`ChangeSet`] reviewers and policies act on.
 
 pub mod breaking;
+mod hcl;
 pub mod values;
 
 use std::collections::{BTreeSet, HashMap};

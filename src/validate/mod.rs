@@ -1,6 +1,7 @@
 //! Validation: the server's JSON schema and the semantic rules it enforces, plus ours (literal secrets,
 //! policy sanity, environments without metadata), all as located [`Diagnostic`]s.
 
+pub mod hcl;
 pub mod instant;
 pub mod model;
 pub mod report;
@@ -80,7 +81,10 @@ pub fn validate_repo(repo: &ConfigRepo, only: Option<&EnvName>) -> Vec<Diagnosti
             // A finding on the merged document names its environment: the same common file can be
             // right in one environment and wrong in another (normalize merges the names).
             let mut found = Vec::new();
-            check_metadata(&effective.metadata, &repo.sources, &mut found);
+            match effective.format {
+                crate::config::ConfigFormat::Metadata => check_metadata(&effective.metadata, &repo.sources, &mut found),
+                crate::config::ConfigFormat::Hcl => hcl::check(&effective.metadata, &repo.sources, &mut found),
+            }
             if let Some(config) = &effective.config {
                 rules::cors(config, &repo.sources, &mut found);
             }
@@ -101,7 +105,10 @@ pub fn validate_repo(repo: &ConfigRepo, only: Option<&EnvName>) -> Vec<Diagnosti
 /// a local copy that is never committed.
 pub fn validate_single(file: &SingleFile) -> Vec<Diagnostic> {
     let mut out = file.diagnostics.clone();
-    if let Some(root) = &file.metadata {
+    if let (Some(root), crate::config::ConfigFormat::Hcl) = (&file.metadata, file.format) {
+        hcl::check(root, &file.sources, &mut out);
+        rules::literal_secrets(root, &file.sources, Severity::Warning, &mut out);
+    } else if let Some(root) = &file.metadata {
         if !matches!(root.value, Value::Map(_)) {
             out.push(Diagnostic::error(
                 "file.not_a_mapping",

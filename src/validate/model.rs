@@ -575,24 +575,8 @@ fn unknown_key(object: &Object, entry: &Entry, path: &[Step<'_>], sources: &Sour
 
 /// The known key closest to a typo, when it is close enough to be what was meant.
 fn nearest(object: &Object, key: &str) -> Option<&'static str> {
-    let typed = key.to_lowercase();
-    object
-        .keys
-        .iter()
-        .map(|(name, _)| (strsim::damerau_levenshtein(&typed, &name.to_lowercase()), *name))
-        .filter(|(distance, name)| *distance <= (name.len().max(typed.len()) / 3).max(1))
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, name)| name)
-        // `dataType` for `type`, `geometryTypeName` for `geometryType`: a known key with a word added.
-        .or_else(|| {
-            object
-                .keys
-                .iter()
-                .map(|(name, _)| *name)
-                .filter(|name| name.len() >= 4 && typed.len() > name.len())
-                .filter(|name| typed.ends_with(&name.to_lowercase()) || typed.starts_with(&name.to_lowercase()))
-                .max_by_key(|name| name.len())
-        })
+    let known: Vec<&'static str> = object.keys.iter().map(|(name, _)| *name).collect();
+    crate::config::nearest(key, &known)
 }
 
 fn list_hint(path: &[Step<'_>]) -> &'static str {
