@@ -29,6 +29,17 @@
 //!    `GET /healthz/ready` (200 Healthy, 503 Unhealthy); `GET /v1/ogc/collections` and
 //!    `GET /v1/ogc/collections/{id}` by Honua's collection rule (`crate::config::served`).
 //!
+//! **Configuration 2.0** ([`HonuaSettings::configuration_2_0`]): Honua.Server at HEAD (`00710654`,
+//! REAL-SERVER.md §6). It reads one HCL file (`HONUA_CONFIG_PATH`, here `<dir>/honua.config.hcl`) with
+//! `HclParser` and `ConfigurationProcessor` (a parse error, an unknown setting or an undefined `var.x`
+//! is refused and the previous configuration stays); `HclConfigurationWatcher` re-reads it after a
+//! change seen in its directory and 500 ms of quiet (a `FileSystemWatcher` on the directory as it was
+//! resolved at start, so a swapped parent link is never seen); `POST /v1/admin/metadata/reload`
+//! answers 200 and rebuilds from what is held, reading nothing from disk; the snapshot routes are gone
+//! (404, "Metadata snapshot store removed"); collections are `HclMetadataProvider`'s
+//! ([`crate::config::hcl::served_collections`]). Deviation: the watcher runs even when the file does not
+//! exist yet, where Honua's throws at start and a restart is needed.
+//!
 //! Metadata Honua refuses is what this project's validator reports as errors (its errors are Honua's
 //! refusals; stricter checks are warnings). Deviations, for tests: [`StandIn::start`] listens before a
 //! metadata file exists (answering 503 on readiness) where Honua would not start at all;
@@ -76,6 +87,9 @@ pub struct HonuaSettings {
     /// `honua:authentication:local:sessionLifetime` (Honua's default: 30 minutes).
     pub session_lifetime: Duration,
     pub users: Vec<LocalUser>,
+    /// Configuration 2.0 (Honua at HEAD): the HCL file name in the stand-in's directory. `None`: the
+    /// JSON era, `<dir>/current/metadata.json`.
+    pub hcl_file: Option<String>,
 }
 
 /// The administrator [`HonuaSettings::supported`] creates, and [`StandIn::serving`] gives the agent.
@@ -97,7 +111,14 @@ impl HonuaSettings {
                 password: ADMIN_PASSWORD.into(),
                 roles: vec!["administrator".into()],
             }],
+            hcl_file: None,
         }
+    }
+
+    /// Honua at HEAD, reading Configuration 2.0 from `<dir>/honua.config.hcl` (the name Honua looks for
+    /// and the agent writes by default), otherwise as [`HonuaSettings::supported`].
+    pub fn configuration_2_0() -> HonuaSettings {
+        HonuaSettings { hcl_file: Some("honua.config.hcl".into()), ..HonuaSettings::supported() }
     }
 
     /// Honua's own defaults: as [`HonuaSettings::supported`], but un-versioned paths are redirected.
@@ -113,6 +134,8 @@ pub struct Honua {
     pub loaded: Option<Value>,
     loaded_node: Option<Node>,
     pub reloads: u32,
+    /// Configuration 2.0: loads made by the file watcher.
+    pub watcher_loads: u32,
     pub snapshots: u32,
     pub logins: u32,
     /// Every request: method, path, whether it carried `X-API-Key`, and the `Authorization` scheme.
@@ -251,6 +274,9 @@ impl Honua {
 
     /// Reads the metadata file as Honua's reload does; `Err` when Honua would refuse it.
     fn load(&self) -> Result<(Value, Node), Refused> {
+        if self.settings.hcl_file.is_some() {
+            return self.load_hcl();
+        }
         let file = crate::config::load_single_file(&self.metadata_path).map_err(|e| Refused(e.to_string()))?;
         let errors: Vec<String> = crate::validate::validate_single(&file)
             .into_iter()
@@ -266,8 +292,16 @@ impl Honua {
         Ok((value, node))
     }
 
+    fn load_hcl(&self) -> Result<(Value, Node), Refused> {
+        load_hcl_file(&self.metadata_path)
+    }
+
     fn collections(&self) -> Vec<String> {
-        let served = self.loaded_node.as_ref().map(crate::config::served::collections).unwrap_or_default();
+        let served = match (&self.loaded_node, self.settings.hcl_file.is_some()) {
+            (Some(node), true) => crate::config::hcl::served_collections(node),
+            (Some(node), false) => crate::config::served::collections(node),
+            (None, _) => Vec::new(),
+        };
         served.into_iter().filter(|id| self.hide_collection.as_deref() != Some(id.as_str())).collect()
     }
 
@@ -485,7 +519,14 @@ async fn pipeline(
             problem(StatusCode::NOT_FOUND, "Not Found", &format!("Collection '{id}' was not found."), &path)
         };
     }
+    let hcl = s.settings.hcl_file.is_some();
     match (method.clone(), admin.as_deref().unwrap_or_default()) {
+        // Configuration 2.0: the reload rebuilds from the configuration held in memory.
+        (Method::POST, "/reload") if hcl => {
+            s.reloads += 1;
+            axum::Json(json!({ "status": "reloaded" })).into_response()
+        }
+        (_, "/snapshots") if hcl => StatusCode::NOT_FOUND.into_response(),
         (Method::POST, "/reload") => {
             s.reloads += 1;
             if s.fail_reloads {
@@ -531,6 +572,26 @@ async fn pipeline(
         }
         _ => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// `HonuaConfigLoader.Load`: what its parser or processor throws on is refused; what only
+/// `honua config validate` would flag is loaded.
+fn load_hcl_file(path: &std::path::Path) -> Result<(Value, Node), Refused> {
+    let file = crate::config::load_single_file(path).map_err(|e| Refused(e.to_string()))?;
+    let refused: Vec<String> = crate::validate::validate_single(&file)
+        .into_iter()
+        .filter(|d| {
+            d.is_error()
+                && (d.code.starts_with("file.")
+                    || matches!(d.code.as_str(), "hcl.syntax" | "hcl.unknown_attribute" | "hcl.variable_undefined"))
+        })
+        .map(|d| d.message)
+        .collect();
+    if !refused.is_empty() {
+        return Err(Refused(refused.join("; ")));
+    }
+    let node = file.metadata.ok_or_else(|| Refused("HCL content cannot be empty.".into()))?;
+    Ok((node.to_json(), node))
 }
 
 fn percent_decode(text: &str) -> String {
@@ -607,6 +668,7 @@ impl StandIn {
     }
 
     fn state(dir: PathBuf, settings: HonuaSettings) -> Shared {
+        let settings_hcl = settings.hcl_file.clone();
         let mut key = vec![0u8; 32];
         let _ = getrandom::fill(&mut key);
         let mut honua = Honua {
@@ -614,6 +676,7 @@ impl StandIn {
             loaded: None,
             loaded_node: None,
             reloads: 0,
+            watcher_loads: 0,
             snapshots: 0,
             logins: 0,
             requests: Vec::new(),
@@ -623,7 +686,10 @@ impl StandIn {
             unhealthy: false,
             hide_collection: None,
             hang: None,
-            metadata_path: dir.join("current").join("metadata.json"),
+            metadata_path: match &settings_hcl {
+                Some(name) => dir.join(name),
+                None => dir.join("current").join("metadata.json"),
+            },
             signing_key: key,
         };
         // Honua loads its metadata at start.
@@ -631,7 +697,50 @@ impl StandIn {
             honua.loaded = Some(value);
             honua.loaded_node = Some(node);
         }
-        Arc::new(Mutex::new(honua))
+        let shared = Arc::new(Mutex::new(honua));
+        if let Some(name) = settings_hcl {
+            StandIn::watch(dir, name, shared.clone());
+        }
+        shared
+    }
+
+    /// `HclConfigurationWatcher`: the file's directory, resolved once, is looked at every 100 ms; a
+    /// change (time, size or inode) is loaded after 500 ms without another. A refused file is logged and
+    /// the configuration held stays.
+    fn watch(dir: PathBuf, name: String, state: Shared) {
+        let path = std::fs::canonicalize(&dir).unwrap_or(dir).join(name);
+        let signature = |p: &std::path::Path| {
+            std::fs::metadata(p).ok().map(|m| {
+                use std::os::unix::fs::MetadataExt as _;
+                (m.modified().ok(), m.len(), m.ino())
+            })
+        };
+        tokio::spawn(async move {
+            let mut seen = signature(&path);
+            let mut changed_at: Option<tokio::time::Instant> = None;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let now = signature(&path);
+                if now != seen {
+                    seen = now;
+                    changed_at = Some(tokio::time::Instant::now());
+                    continue;
+                }
+                if changed_at.is_some_and(|t| t.elapsed() >= Duration::from_millis(500)) {
+                    changed_at = None;
+                    let loaded = load_hcl_file(&path);
+                    let mut s = state.lock().expect("stand-in state");
+                    match loaded {
+                        Ok((value, node)) => {
+                            s.loaded = Some(value);
+                            s.loaded_node = Some(node);
+                            s.watcher_loads += 1;
+                        }
+                        Err(cause) => tracing::warn!(cause = %cause, "the stand-in Honua kept its configuration"),
+                    }
+                }
+            }
+        });
     }
 
     fn serve(listener: tokio::net::TcpListener, state: Shared) {

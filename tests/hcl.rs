@@ -330,3 +330,79 @@ fn the_cli_diffs_renders_and_plans_an_hcl_repository() {
     let out = honua(&["plan", "--from-dir", o, "--to-dir", n, "--format", "markdown"]);
     assert!(stdout(&out).contains("bike_lanes"), "{}", stdout(&out));
 }
+
+/// `honua convert --to hcl` on the example repository: the written repository validates clean, and
+/// per environment the collections Honua served from the metadata are, under their new ids, exactly
+/// those it serves from the HCL, with the same data sources; nothing else differs.
+#[test]
+fn the_example_repository_converts_and_the_proof_holds() {
+    let source = common::examples().join("honua-config");
+    let repo = honua_gitops::config::ConfigRepo::load_dir(&source).unwrap();
+    let conversion = honua_gitops::config::convert::to_hcl(&repo).unwrap();
+    assert!(conversion.mismatches.is_empty(), "{:#?}", conversion.mismatches);
+    assert_eq!(conversion.proved.len(), 3);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("converted");
+    let run = honua(&["convert", "--to", "hcl", "--path", source.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert_eq!(code(&run), 0, "{}", stdout(&run));
+    let report = stdout(&run);
+    assert!(report.contains("cadastre::parcels -> ogc_api::parcels_ogc_api, wfs::parcels_wfs"), "{report}");
+    assert!(report.contains("layer cadastre::parcels: catalog, crs, extent, query, styles, caching"), "{report}");
+    let converted = honua_gitops::config::ConfigRepo::load_dir(&out).unwrap();
+    let findings = validate_repo(&converted, None);
+    assert!(findings.iter().all(|d| !d.is_error()), "{findings:#?}");
+    for env in repo.environments() {
+        let before = honua_gitops::config::served::collections(&repo.effective(env).unwrap().metadata);
+        let mut expected: Vec<String> = before
+            .iter()
+            .flat_map(|c| {
+                conversion.renamings.iter().find(|r| r.environment == env.as_str() && &r.from == c).unwrap().to.clone()
+            })
+            .collect();
+        let mut after = honua_gitops::config::hcl::served_collections(&converted.effective(env).unwrap().metadata);
+        expected.sort();
+        after.sort();
+        assert_eq!(expected, after, "{env}");
+        let data_sources = |r: &honua_gitops::config::ConfigRepo, key: &str| -> Vec<String> {
+            let json = r.effective(env).unwrap().metadata.to_json();
+            match key {
+                "dataSources" => {
+                    json[key].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect()
+                }
+                _ => json[key].as_object().unwrap().keys().cloned().collect(),
+            }
+        };
+        assert_eq!(data_sources(&repo, "dataSources"), data_sources(&converted, "data_source"), "{env}");
+    }
+    // The policy came along, its data-source rule renamed for Configuration 2.0's type name.
+    let policy = std::fs::read_to_string(out.join(".gitops/deployment-policy.yaml")).unwrap();
+    assert!(policy.contains("type == \"data_source\""));
+    // The committed HCL example is this conversion (plus production's hand-written rate limit).
+    let example =
+        std::fs::read_to_string(common::examples().join("honua-config-hcl/environments/common/honua.hcl")).unwrap();
+    assert_eq!(example, std::fs::read_to_string(out.join("environments/common/honua.hcl")).unwrap());
+    // Converting again is refused: the repository is Configuration 2.0 already.
+    let again = honua(&["convert", "--to", "hcl", "--path", out.to_str().unwrap()]);
+    assert_eq!(code(&again), 2);
+}
+
+/// Every valid metadata sample of Honua's converts with the proof holding.
+#[test]
+fn every_valid_honua_sample_converts_with_the_proof_holding() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(common::shared().join("metadata/valid")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let ext = path.extension().unwrap().to_string_lossy().into_owned();
+        let r = repo(&[(&format!("environments/production/metadata.{ext}"), &text)]);
+        let conversion = honua_gitops::config::convert::to_hcl(&r).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(conversion.mismatches.is_empty(), "{name}: {:#?}", conversion.mismatches);
+        let served =
+            honua_gitops::config::served::collections(&r.effective(&EnvName::new("production")).unwrap().metadata);
+        assert_eq!(conversion.renamings.len(), served.len(), "{name}: every served collection is accounted for");
+        assert_eq!(conversion.proved[0].2, conversion.renamings.iter().map(|r| r.to.len()).sum::<usize>(), "{name}");
+        seen += 1;
+    }
+    assert!(seen >= 3);
+}

@@ -69,7 +69,7 @@ pub enum Command {
         honua plan --from-dir examples/honua-config --to-dir examples/honua-config-pr --at 2026-11-25T10:00:00Z"
     )]
     Plan(PlanArgs),
-    /// Print the effective metadata of one environment as the Honua server loads it (JSON).
+    /// Print one environment as the Honua server loads it: metadata as JSON, Configuration 2.0 as one HCL file.
     #[command(
         after_help = "Literal secrets (values of password/secret/token/apiKey keys, a connection string's password) are \
         masked as `•••• (length, sha256:xxxx)`; `${VAR}` placeholders are shown as written, since the agent resolves them \
@@ -77,6 +77,22 @@ pub enum Command {
         Examples:\n  honua render --env production\n  honua render --path . --rev main --env staging"
     )]
     Render(RenderArgs),
+    /// Rewrite a metadata repository (YAML/JSON) as Honua Configuration 2.0 (HCL), and prove it.
+    #[command(
+        after_help = "Each environment's effective metadata is mapped to Configuration 2.0 blocks; what every environment \
+        shares goes to environments/common/honua.hcl, the rest to environments/<env>/honua.hcl. The result is loaded again \
+        and compared with the metadata, environment by environment: the same data sources and, for every collection, the \
+        same table, geometry, id field, data source and fields, under the new collection ids (Configuration 2.0 names \
+        collections by protocol: `cadastre::parcels` becomes `ogc_api::parcels`, or `ogc_api::parcels_ogc_api` and \
+        `wfs::parcels_wfs` when the layer has two protocols). Everything Configuration 2.0 cannot say (catalog, folders, \
+        styles, layer caching, extents, …) is listed.\n\n\
+        Without --output or --in-place nothing is written: the report shows what would be.\n\n\
+        Exit status: 0 converted (or would convert) with the proof holding, 1 the proof found a difference (nothing \
+        written), 2 error.\n\n\
+        Examples:\n  honua convert --to hcl --path examples/honua-config\n  \
+        honua convert --to hcl --path . --output ../city-gis-hcl\n  honua convert --to hcl --in-place"
+    )]
+    Convert(ConvertArgs),
     /// Run the central service: GitHub webhooks in, check runs and the plan comment out.
     #[command(
         after_help = "Every setting is a flag, a HONUA_* environment variable, or a key of --config (snake_case).\n\n\
@@ -355,6 +371,36 @@ pub struct PlanArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// The format to convert to.
+    #[arg(long, value_enum)]
+    pub to: ConvertTarget,
+    /// The repository to convert (a directory).
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+    /// Write the converted repository (its `.gitops/` policy included) to this new directory.
+    #[arg(long, conflicts_with = "in_place")]
+    pub output: Option<PathBuf>,
+    /// Write the Configuration 2.0 files into --path and delete the metadata files they replace.
+    #[arg(long)]
+    pub in_place: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvertTarget {
+    /// Honua Configuration 2.0 (`.hcl`).
+    Hcl,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
 pub struct RenderArgs {
     /// The repository root (a directory), or with --rev the Git repository.
     #[arg(long, default_value = ".")]
@@ -385,6 +431,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Diff(args) => diff_command(args),
         Command::Plan(args) => plan_command(args),
         Command::Render(args) => render_command(args),
+        Command::Convert(args) => convert_command(args),
         Command::Serve(args) => serve_command(*args),
         Command::Token(TokenCommand::Create(args)) => token_create_command(args),
         Command::Agent(args) => agent_command(*args),
@@ -644,6 +691,128 @@ fn render_command(args: RenderArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn convert_command(args: ConvertArgs) -> Result<ExitCode> {
+    use crate::config::convert;
+    let ConvertTarget::Hcl = args.to;
+    let repo = ConfigRepo::load_dir(&args.path)?;
+    let conversion = convert::to_hcl(&repo).with_context(|| format!("{}: cannot convert", args.path.display()))?;
+    let proved = conversion.mismatches.is_empty();
+    let written = match (&args.output, args.in_place, proved) {
+        (_, _, false) => None,
+        (Some(out), _, true) => Some(write_conversion(&args.path, out, &conversion, false)?),
+        (None, true, true) => Some(write_conversion(&args.path, &args.path, &conversion, true)?),
+        (None, false, true) => None,
+    };
+    match args.format {
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&conversion)?),
+        ReportFormat::Text => print!("{}", conversion_report(&conversion, written.as_deref())),
+    }
+    Ok(if proved { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Writes the files of `conversion` under `to` (a new directory, or the repository itself with
+/// `in_place`, whose metadata files are then deleted). The policy comes along; a condition on the
+/// metadata type name `datasource` is renamed to Configuration 2.0's `data_source`.
+fn write_conversion(
+    from: &Path,
+    to: &Path,
+    conversion: &crate::config::convert::Conversion,
+    in_place: bool,
+) -> Result<String> {
+    if !in_place && to.exists() && std::fs::read_dir(to).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!("{}: exists and is not empty; give --output a new directory", to.display());
+    }
+    for (path, text) in &conversion.files {
+        let target = to.join(path);
+        std::fs::create_dir_all(target.parent().expect("repository paths have a directory"))
+            .with_context(|| format!("cannot create {}", target.display()))?;
+        std::fs::write(&target, text).with_context(|| format!("cannot write {}", target.display()))?;
+    }
+    let policy_dir = from.join(crate::config::source::POLICY_DIR);
+    for entry in std::fs::read_dir(&policy_dir).into_iter().flatten().filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let text =
+            std::fs::read_to_string(entry.path()).with_context(|| format!("cannot read {}", entry.path().display()))?;
+        let text = text.replace("type == \"datasource\"", "type == \"data_source\"");
+        let target = to.join(crate::config::source::POLICY_DIR).join(&name);
+        std::fs::create_dir_all(target.parent().expect("in a directory"))?;
+        std::fs::write(&target, text).with_context(|| format!("cannot write {}", target.display()))?;
+    }
+    let mut removed = 0;
+    if in_place {
+        let envs = from.join(crate::config::source::ENVIRONMENTS_DIR);
+        for dir in std::fs::read_dir(&envs).into_iter().flatten().filter_map(Result::ok) {
+            for file in std::fs::read_dir(dir.path()).into_iter().flatten().filter_map(Result::ok) {
+                let name = file.file_name().to_string_lossy().into_owned();
+                if crate::config::source::is_config_file(&name) && !crate::config::source::is_hcl_file(&name) {
+                    std::fs::remove_file(file.path())
+                        .with_context(|| format!("cannot delete {}", file.path().display()))?;
+                    removed += 1;
+                }
+            }
+        }
+    }
+    Ok(if in_place {
+        format!(
+            "written into {} ({removed} metadata file(s) deleted; review with `git status`, then commit)",
+            to.display()
+        )
+    } else {
+        format!("written to {}", to.display())
+    })
+}
+
+fn conversion_report(c: &crate::config::convert::Conversion, written: Option<&str>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "Configuration 2.0 files:");
+    for (path, text) in &c.files {
+        let _ = writeln!(out, "  {path} ({} lines)", text.lines().count());
+    }
+    let _ = writeln!(out, "\nProof (the files loaded again, compared with the metadata):");
+    for (env, data_sources, collections) in &c.proved {
+        let _ = writeln!(out, "  {env}: {data_sources} data source(s), {collections} collection(s) the same");
+    }
+    for m in &c.mismatches {
+        let _ = writeln!(out, "  DIFFERENT in {}: {}", m.environment, m.what);
+    }
+    let _ = writeln!(out, "\nCollections renamed (Configuration 2.0 names them by protocol):");
+    let mut seen = std::collections::BTreeMap::<(&str, String), Vec<&str>>::new();
+    for r in &c.renamings {
+        seen.entry((r.from.as_str(), r.to.join(", "))).or_default().push(r.environment.as_str());
+    }
+    for ((from, to), envs) in &seen {
+        let _ = writeln!(out, "  {from} -> {to} ({})", envs.join(", "));
+    }
+    let _ = writeln!(out, "\nNot carried over (Configuration 2.0 has no equivalent):");
+    let mut lost = std::collections::BTreeMap::<(String, String, &str), Vec<&str>>::new();
+    for u in &c.unconverted {
+        lost.entry((u.owner.clone(), u.keys.join(", "), u.why.as_str())).or_default().push(u.environment.as_str());
+    }
+    if lost.is_empty() {
+        let _ = writeln!(out, "  nothing");
+    }
+    for ((owner, keys, why), envs) in &lost {
+        let _ = writeln!(out, "  {owner}: {keys} ({}): {why}", envs.join(", "));
+    }
+    let _ = writeln!(out);
+    match (written, c.mismatches.is_empty()) {
+        (_, false) => {
+            let _ = writeln!(out, "Nothing written: the proof found differences (above).");
+        }
+        (Some(w), true) => {
+            let _ = writeln!(out, "Converted: {w}.");
+        }
+        (None, true) => {
+            let _ = writeln!(out, "Nothing written (a preview): add --output DIR for a converted copy, or --in-place.");
+        }
+    }
+    out
 }
 
 fn serve_command(args: ServeCommand) -> Result<ExitCode> {

@@ -2,6 +2,7 @@
 //! layering and the effective configuration Honua loads.
 
 pub mod commit;
+pub mod convert;
 pub mod dialect;
 pub mod hcl;
 pub mod layering;

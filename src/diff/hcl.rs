@@ -130,6 +130,7 @@ fn layer(old: &Resource, new: &Resource) -> Vec<Breaking> {
     if a != z {
         out.push(b("layer.srid_changed", format!("layer `{id}` SRID {a} -> {z}: coordinates clients receive change")));
     }
+    fields(id, old.node, new.node, &mut out);
     let source = |n: &Node| n.get_str("data_source").map(|r| reference_target(r).to_string());
     let (a, z) = (source(old.node), source(new.node));
     if changed_ci(a.as_deref(), z.as_deref()) {
@@ -143,4 +144,36 @@ fn layer(old: &Resource, new: &Resource) -> Vec<Breaking> {
         ));
     }
     out
+}
+
+/// Declared fields (`fields = { name = { type, nullable } }`), as Honua serves them: one dropped, its
+/// type or its nullability changed. Field names are matched as Honua's dictionary does, exactly.
+fn fields(id: &str, old: &Node, new: &Node, out: &mut Vec<Breaking>) {
+    let Some(before) = old.get("fields").and_then(Node::as_map) else { return };
+    let after = new.get("fields").and_then(Node::as_map);
+    for (name, f) in before.iter() {
+        let Some(g) = after.and_then(|a| a.get(name)) else {
+            out.push(b(
+                "field.removed",
+                format!("layer `{id}` drops field `{name}`: clients selecting or filtering on it fail"),
+            ));
+            continue;
+        };
+        let (a, z) = (f.get_str("type"), g.get_str("type"));
+        if changed_ci(a, z) {
+            out.push(b(
+                "field.type_changed",
+                format!("layer `{id}` field `{name}` type {} -> {}: clients parsing it fail", show(a), show(z)),
+            ));
+        }
+        let nullable = |x: &Node| x.get("nullable").and_then(Node::as_bool).unwrap_or(true);
+        if nullable(f) != nullable(g) {
+            let (now, why) = if nullable(g) {
+                ("nullable", "readers that assumed a value get nulls")
+            } else {
+                ("required", "edits without it are rejected")
+            };
+            out.push(b("field.nullability_changed", format!("layer `{id}` field `{name}` becomes {now}: {why}")));
+        }
+    }
 }
