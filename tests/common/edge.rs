@@ -34,6 +34,15 @@ pub async fn agent_token(store: &Arc<dyn Store>, name: &str, environment: &str) 
 }
 
 pub async fn setup_from(environment: &str, tree: &std::path::Path) -> Setup {
+    setup_with(environment, tree, honua_gitops::standin::HonuaSettings::supported()).await
+}
+
+/// [`setup_from`] against a stand-in Honua with `settings` (Configuration 2.0, say).
+pub async fn setup_with(
+    environment: &str,
+    tree: &std::path::Path,
+    settings: honua_gitops::standin::HonuaSettings,
+) -> Setup {
     let db = super::db::sqlite().await;
     let store = db.store.clone();
     let github = FakeGithub::start().await;
@@ -42,7 +51,7 @@ pub async fn setup_from(environment: &str, tree: &std::path::Path) -> Setup {
     let dirs = tempfile::tempdir().unwrap();
     let target = dirs.path().join("honua");
     std::fs::create_dir_all(&target).unwrap();
-    let honua = StandIn::start(target.clone()).await;
+    let honua = StandIn::start_with(target.clone(), settings).await;
     let token = agent_token(&store, &format!("{environment}-agent"), environment).await;
     let secrets = dirs.path().join("secrets.env");
     std::fs::write(&secrets, "# the agent's secrets\nDB_PASSWORD=s3cret-pw\n").unwrap();
