@@ -24,3 +24,27 @@ fn the_demo_runs_the_whole_loop_and_every_step_happens() {
     }
     assert!(!text.contains("\u{1b}["), "no colour with --ci");
 }
+
+/// `honua demo --format hcl`: the same tour on the Configuration 2.0 example, against stand-ins that
+/// read one HCL file by their watcher.
+#[test]
+fn the_demo_runs_on_configuration_2_0() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_honua"))
+        .args(["demo", "--ci", "--format", "hcl"])
+        .env_remove("HONUA_SERVER")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "config repository with Configuration 2.0 (HCL)",
+        "✓ staging: applied automatically; Honua serves ogc_api::bike_lanes_ogc_api and wfs::bike_lanes_wfs",
+        "│ + ┆ layer ┆ bike_lanes ┆ added   │",
+        "│ ~ ┆ rate_limit ┆ rate_limit ┆ rules.default.requests: 1000 -> 2000 │",
+        "✓ production: Honua serves rate_limit.rules.default.requests 2000",
+        "the rate limit is 1000 requests a minute again",
+        "✓ every step happened",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+}

@@ -119,6 +119,10 @@ pub use honua::{AdminAuth, HonuaClient, HonuaError};
 /// What a request to the service may take beyond any time the service holds it open on purpose.
 pub const NETWORK_GRACE: Duration = Duration::from_secs(10);
 
+/// How long Honua's `HclConfigurationWatcher` takes to re-read a replaced file: its 500 ms debounce and
+/// a margin for the file system's notification.
+pub const WATCHER_SETTLE: Duration = Duration::from_millis(1500);
+
 /// What the agent needs to know. Every field has a flag and a `HONUA_AGENT_*` twin ([`settings`]).
 #[derive(Clone)]
 pub struct AgentConfig {
@@ -1070,8 +1074,12 @@ impl Agent {
         };
         let url = url.as_str();
         // Configuration 2.0: Honua's reload rebuilds from what it holds and its file watcher re-reads
-        // the file after a 500 ms quiet period, so the collections are asked for again until they match
-        // or the health timeout runs out.
+        // the file after a 500 ms quiet period. A change that adds or removes no collection shows
+        // nowhere, so the agent first gives the watcher that period and a margin; then the collections
+        // are asked for again until they match or the health timeout runs out.
+        if settle {
+            tokio::time::sleep(WATCHER_SETTLE).await;
+        }
         loop {
             match self.verify_collections(url, expected, gone, &how).await {
                 Err(VerifyError::NotServed(_) | VerifyError::StillServed(_))

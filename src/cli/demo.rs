@@ -3,6 +3,9 @@
 //! example; one stand-in Honua and one agent per environment apply what is approved. It narrates the
 //! product README's three examples (a new `bike_lanes` layer, the parcels cache TTL raised from 3600 to
 //! 7200, a rollback of production) and checks each step really happened: the exit code is 0 only then.
+//! With `--format hcl` the same tour runs on the Configuration 2.0 example (`examples/honua-config-hcl`)
+//! against stand-ins in their Configuration 2.0 mode; its second example raises production's rate limit,
+//! since Configuration 2.0 has no per-layer cache TTL.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +65,39 @@ const EXAMPLE: &[(&str, &str)] = &[
     ),
 ];
 
+/// The Configuration 2.0 example repository (converted from the one above by `honua convert`).
+const EXAMPLE_HCL: &[(&str, &str)] = &[
+    (".gitops/deployment-policy.yaml", include_str!("../../examples/honua-config-hcl/.gitops/deployment-policy.yaml")),
+    ("environments/common/honua.hcl", include_str!("../../examples/honua-config-hcl/environments/common/honua.hcl")),
+    (
+        "environments/development/honua.hcl",
+        include_str!("../../examples/honua-config-hcl/environments/development/honua.hcl"),
+    ),
+    ("environments/staging/honua.hcl", include_str!("../../examples/honua-config-hcl/environments/staging/honua.hcl")),
+    (
+        "environments/production/honua.hcl",
+        include_str!("../../examples/honua-config-hcl/environments/production/honua.hcl"),
+    ),
+];
+
+/// The first example's layer as a Configuration 2.0 block, appended to the shared file.
+const BIKE_LANES_HCL: &str = "
+layer \"bike_lanes\" {
+  title             = \"Bike Lanes\"
+  data_source       = data_source.city-postgis
+  table             = \"public.bike_lanes\"
+  id_field          = \"lane_id\"
+  display_field     = \"street_name\"
+  introspect_fields = true
+  geometry = {
+    column = \"geom\"
+    type   = \"LineString\"
+    srid   = 4326
+  }
+  services = [service.ogc_api, service.wfs]
+}
+";
+
 /// The layer of the README's first example, appended to the shared layers.
 const BIKE_LANES: &str = "  - id: bike_lanes
     serviceId: transportation
@@ -96,12 +132,26 @@ pub struct DemoArgs {
     /// For CI: no colour, shorter polling; the same checks.
     #[arg(long)]
     pub ci: bool,
+    /// The repository's format: JSON-era metadata (YAML), or Honua's Configuration 2.0 (HCL), deployed
+    /// to stand-ins that read one HCL file by its watcher.
+    #[arg(long, value_enum, default_value = "metadata")]
+    pub format: DemoFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoFormat {
+    Metadata,
+    Hcl,
 }
 
 type Files = BTreeMap<String, Vec<u8>>;
 
-fn example_files() -> Files {
-    let mut files: Files = EXAMPLE.iter().map(|(p, t)| (p.to_string(), t.as_bytes().to_vec())).collect();
+fn example_files(format: DemoFormat) -> Files {
+    let example = match format {
+        DemoFormat::Metadata => EXAMPLE,
+        DemoFormat::Hcl => EXAMPLE_HCL,
+    };
+    let mut files: Files = example.iter().map(|(p, t)| (p.to_string(), t.as_bytes().to_vec())).collect();
     // The demo must run at any hour: production's deployment windows and holiday blackout are taken out.
     let policy = files.get_mut(".gitops/deployment-policy.yaml").expect("embedded");
     let text = String::from_utf8(policy.clone()).expect("UTF-8");
@@ -259,8 +309,44 @@ fn layer<'a>(served: &'a Value, id: &str) -> Option<&'a Value> {
     served["layers"].as_array()?.iter().find(|l| l["id"] == id)
 }
 
-fn ttl(served: &Value) -> Option<i64> {
-    layer(served, "parcels")?["caching"]["ttl"].as_i64()
+/// Whether Honua serves the bike lanes: a metadata layer, or a Configuration 2.0 layer block.
+fn serves_bike_lanes(format: DemoFormat, served: &Value) -> bool {
+    match format {
+        DemoFormat::Metadata => layer(served, "bike_lanes").is_some(),
+        DemoFormat::Hcl => served["layer"]["bike_lanes"].is_object(),
+    }
+}
+
+/// The value the second example changes: parcels' cache TTL, or production's rate limit.
+fn second_value(format: DemoFormat, served: &Value) -> Option<i64> {
+    match format {
+        DemoFormat::Metadata => layer(served, "parcels")?["caching"]["ttl"].as_i64(),
+        DemoFormat::Hcl => served["rate_limit"]["rules"]["default"]["requests"].as_i64(),
+    }
+}
+
+/// The second example: (file, text before, text after, what it does, what Honua then serves, message).
+fn second_example(
+    format: DemoFormat,
+) -> (&'static str, &'static str, &'static str, &'static str, &'static str, &'static str) {
+    match format {
+        DemoFormat::Metadata => (
+            "environments/production/metadata.yaml",
+            "ttl: 3600",
+            "ttl: 7200",
+            "Example 2: raise the parcels cache TTL 3600 → 7200 in production",
+            "parcels with caching.ttl",
+            "Increase cache TTL for parcels layer",
+        ),
+        DemoFormat::Hcl => (
+            "environments/production/honua.hcl",
+            "requests = 1000",
+            "requests = 2000",
+            "Example 2: raise production's rate limit 1000 → 2000 requests a minute (Configuration 2.0 has no per-layer cache TTL)",
+            "rate_limit.rules.default.requests",
+            "Raise the production rate limit",
+        ),
+    }
 }
 
 pub fn run(args: DemoArgs) -> Result<std::process::ExitCode> {
@@ -280,10 +366,15 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
     // The config repository, as a team would keep it (bare, served over file://).
     let origin = dir.join("honua-config.git");
     git2::Repository::init_bare(&origin)?;
-    let mut files = example_files();
+    let format = args.format;
+    let mut files = example_files(format);
     let initial = commit(&origin, &files, "Initial configuration")?;
     let url = format!("file://{}", origin.display());
-    painter.ok(&format!("config repository with 4 services, 13 layers, 3 environments: {url}"));
+    let shape = match format {
+        DemoFormat::Metadata => "4 services, 13 layers, 3 environments",
+        DemoFormat::Hcl => "Configuration 2.0 (HCL): 2 protocol services, 13 layers, 3 environments",
+    };
+    painter.ok(&format!("config repository with {shape}: {url}"));
 
     // The service, plain-Git mode (no GitHub App), SQLite, polling the repository every second.
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -328,7 +419,11 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
     for env in ENVIRONMENTS {
         let target = dir.join(env).join("honua");
         std::fs::create_dir_all(&target)?;
-        let standin = StandIn::start(target.clone()).await;
+        let honua_settings = match format {
+            DemoFormat::Metadata => crate::standin::HonuaSettings::supported(),
+            DemoFormat::Hcl => crate::standin::HonuaSettings::configuration_2_0(),
+        };
+        let standin = StandIn::start_with(target.clone(), honua_settings).await;
         let token = crate::server::api::new_token()?;
         let hash = crate::server::api::token_hash(&token);
         let name = format!("{env}-agent");
@@ -375,9 +470,16 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
 
     // Example 1: a new layer.
     p.step("Example 1: add a `bike_lanes` layer");
-    let shared = "environments/common/base-metadata.yaml";
+    let (shared, block) = match format {
+        DemoFormat::Metadata => ("environments/common/base-metadata.yaml", BIKE_LANES),
+        DemoFormat::Hcl => ("environments/common/honua.hcl", BIKE_LANES_HCL),
+    };
     let base = String::from_utf8(files[shared].clone())?;
-    files.insert(shared.into(), format!("{}{BIKE_LANES}", base.trim_end_matches('\n').to_string() + "\n").into_bytes());
+    files.insert(shared.into(), format!("{}{block}", base.trim_end_matches('\n').to_string() + "\n").into_bytes());
+    let collection = match format {
+        DemoFormat::Metadata => "transportation::bike_lanes",
+        DemoFormat::Hcl => "ogc_api::bike_lanes_ogc_api and wfs::bike_lanes_wfs",
+    };
     let bikes = commit(&origin, &files, "Add bike lanes from public.bike_lanes")?;
     p.note(&format!(
         "commit {} pushed to main; the plan, as `honua plan` and the PR comment show it:",
@@ -389,37 +491,39 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
     for env in ["development", "staging"] {
         let d = world.deployment(env, &bikes).await?;
         world.wait_state(&d.id, &[DeploymentState::Completed]).await?;
-        if layer(&world.served(env), "bike_lanes").is_none() {
+        if !serves_bike_lanes(format, &world.served(env)) {
             bail!("{env} completed but its Honua does not serve bike_lanes");
         }
-        p.ok(&format!("{env}: applied automatically; Honua serves transportation::bike_lanes"));
+        p.ok(&format!("{env}: applied automatically; Honua serves {collection}"));
     }
     let d = world.deployment("production", &bikes).await?;
     let id = d.id.clone();
     if d.state != DeploymentState::AwaitingApproval {
         bail!("production should await approval, it is `{}`", d.state);
     }
-    if layer(&world.served("production"), "bike_lanes").is_some() {
+    if serves_bike_lanes(format, &world.served("production")) {
         bail!("production serves bike_lanes before anyone approved it");
     }
     p.ok(&format!("production: {id} awaits approval ({}); Honua does not serve it yet", reasons(&d)));
     p.note(&format!("$ honua deployment approve {id}"));
     approve(&world, &id, false).await?;
     let done = world.wait_state(&id, &[DeploymentState::Completed]).await?;
-    if layer(&world.served("production"), "bike_lanes").is_none() {
+    if !serves_bike_lanes(format, &world.served("production")) {
         bail!("production completed but its Honua does not serve bike_lanes");
     }
     p.ok(&format!("production: approved, applied, verified ({} transitions recorded)", done.transitions.len()));
 
     // Example 2: a cache TTL.
-    p.step("Example 2: raise the parcels cache TTL 3600 → 7200 in production");
-    let prod_meta = "environments/production/metadata.yaml";
-    let text = String::from_utf8(files[prod_meta].clone())?;
-    if !text.contains("ttl: 3600") {
-        bail!("the embedded example no longer has `ttl: 3600` in {prod_meta}");
+    let (prod_file, from, to, title, what, message) = second_example(format);
+    let number = |t: &str| t.rsplit(' ').next().and_then(|n| n.parse::<i64>().ok());
+    let (before, after) = (number(from), number(to));
+    p.step(title);
+    let text = String::from_utf8(files[prod_file].clone())?;
+    if !text.contains(from) {
+        bail!("the embedded example no longer has `{from}` in {prod_file}");
     }
-    files.insert(prod_meta.into(), text.replacen("ttl: 3600", "ttl: 7200", 1).into_bytes());
-    let ttl_commit = commit(&origin, &files, "Increase cache TTL for parcels layer")?;
+    files.insert(prod_file.into(), text.replacen(from, to, 1).into_bytes());
+    let ttl_commit = commit(&origin, &files, message)?;
     for line in world.plan(&bikes, &ttl_commit)?.lines() {
         p.note(&format!("  {line}"));
     }
@@ -428,10 +532,11 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
     p.ok(&format!("production: {ttl_id} awaits approval; development and staging have nothing to do"));
     approve(&world, &ttl_id, false).await?;
     world.wait_state(&ttl_id, &[DeploymentState::Completed]).await?;
-    if ttl(&world.served("production")) != Some(7200) {
-        bail!("production completed but Honua serves parcels with TTL {:?}", ttl(&world.served("production")));
+    let now = second_value(format, &world.served("production"));
+    if now != after {
+        bail!("production completed but Honua serves {what} {now:?}");
     }
-    p.ok("production: Honua serves parcels with caching.ttl 7200");
+    p.ok(&format!("production: Honua serves {what} {}", after.unwrap_or_default()));
 
     // Example 3: emergency rollback.
     p.step("Example 3: roll production back");
@@ -445,10 +550,15 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
     let rollback: DeploymentDetail = serde_json::from_value(body).context("the rollback's answer")?;
     let rollback_id = rollback.view.summary.id;
     world.wait_state(&rollback_id, &[DeploymentState::Completed]).await?;
-    if ttl(&world.served("production")) != Some(3600) {
-        bail!("the rollback completed but Honua serves parcels with TTL {:?}", ttl(&world.served("production")));
+    let now = second_value(format, &world.served("production"));
+    if now != before {
+        bail!("the rollback completed but Honua serves {what} {now:?}");
     }
-    p.ok(&format!("production: {rollback_id} restored the previous commit; parcels TTL is 3600 again"));
+    let again = match format {
+        DemoFormat::Metadata => format!("parcels TTL is {} again", before.unwrap_or_default()),
+        DemoFormat::Hcl => format!("the rate limit is {} requests a minute again", before.unwrap_or_default()),
+    };
+    p.ok(&format!("production: {rollback_id} restored the previous commit; {again}"));
     p.ok("automatic deployments of production pause until a newer commit lands");
 
     // Where things are.
