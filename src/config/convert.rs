@@ -212,13 +212,15 @@ impl Served {
             let provider = ds.get_str("provider").unwrap_or_default().to_string();
             out.data_sources.insert(id.to_string(), (provider, ds.get_str("connection").unwrap_or_default().into()));
         }
-        let layers: BTreeMap<&str, &Node> = labeled(root, "layer").into_iter().collect();
+        // `layer_protocol` for a layer with several protocols: the block that built each collection.
+        let built: BTreeMap<String, &Node> = labeled(root, "layer")
+            .into_iter()
+            .flat_map(|(label, node)| {
+                hcl::layer_collections(label, node).into_iter().map(move |(s, c)| (format!("{s}::{c}"), node))
+            })
+            .collect();
         for served in hcl::served_collections(root) {
-            // `layer_protocol` for a layer with several protocols: find the block that built it.
-            let block = layers.iter().find(|(label, node)| {
-                hcl::layer_collections(label, node).iter().any(|(s, c)| format!("{s}::{c}") == served)
-            });
-            if let Some((_, node)) = block {
+            if let Some(node) = built.get(&served) {
                 out.collections.insert(served.clone(), Collection::of_hcl(node));
             }
         }
@@ -619,19 +621,23 @@ fn map_environment(effective: &EffectiveConfig) -> Mapped {
         services.iter().filter_map(|s| Some((s.get_str("id")?.to_lowercase(), *s))).collect();
     let mut layers = Map::default();
     let all_layers = seq(m, "layers");
-    let served: Vec<String> = super::served::collections(m);
+    let served: std::collections::HashSet<String> =
+        super::served::collections(m).into_iter().map(|c| c.to_lowercase()).collect();
+    let mut uses: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for id in all_layers.iter().filter_map(|l| l.get_str("id")) {
+        *uses.entry(id.to_lowercase()).or_default() += 1;
+    }
     for layer in &all_layers {
         let (Some(id), Some(service_id)) = (layer.get_str("id"), layer.get_str("serviceId")) else { continue };
         let service = by_id.get(&service_id.to_lowercase());
         let data_source = service.and_then(|s| s.get_str("dataSourceId")).unwrap_or_default();
         let protocols = service.map(|s| protocols(s)).unwrap_or_default();
         // Labels are unique across a Configuration 2.0 file; metadata ids only within a service.
-        let clash =
-            all_layers.iter().filter(|l| l.get_str("id").is_some_and(|o| o.eq_ignore_ascii_case(id))).count() > 1;
+        let clash = uses.get(&id.to_lowercase()).is_some_and(|n| *n > 1);
         let label = if clash { format!("{service_id}_{id}") } else { id.to_string() };
         put(&mut layers, &label, map_layer(layer, data_source, &protocols));
         let old = format!("{service_id}::{id}");
-        if served.iter().any(|c| c.eq_ignore_ascii_case(&old)) {
+        if served.contains(&old.to_lowercase()) {
             let body = layers.get(&label).expect("just put");
             let to = hcl::layer_collections(&label, body).into_iter().map(|(p, c)| format!("{p}::{c}")).collect();
             renamings.push(Renaming { environment: env.clone(), from: old, to });

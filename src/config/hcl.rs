@@ -128,7 +128,17 @@ pub struct Parsed {
 
 /// Parses one Configuration 2.0 file. `path` names the file in findings.
 pub fn parse(text: &str, file: FileId, path: &str) -> Result<Parsed, ParseError> {
-    let mut p = Parser { text, pos: 0, line: 1, column: 1, file, path, nodes: 0, findings: Vec::new() };
+    let mut p = Parser {
+        text,
+        pos: 0,
+        line: 1,
+        column: 1,
+        file,
+        path,
+        nodes: 0,
+        findings: Vec::new(),
+        labels: std::collections::HashMap::new(),
+    };
     let root = p.document()?;
     Ok(Parsed { root, findings: p.findings })
 }
@@ -142,6 +152,8 @@ struct Parser<'a> {
     path: &'a str,
     nodes: usize,
     findings: Vec<Diagnostic>,
+    /// `(kind, label)` → position among the blocks of that kind.
+    labels: std::collections::HashMap<(String, String), usize>,
 }
 
 fn is_word_char(c: char) -> bool {
@@ -584,12 +596,20 @@ impl<'a> Parser<'a> {
             let map = Node { loc: at, value: Value::Map(Map::default()) };
             root.insert(kind, at, map);
         }
-        let first = root.get(kind).and_then(|m| m.as_map()).and_then(|m| m.entry(label)).map(|e| e.key_loc);
-        if let Some(first) = first {
-            self.repeated(&format!("{kind} \"{label}\""), first, at);
-        }
         let blocks = root.get_mut(kind).and_then(Node::as_map_mut).expect("just inserted");
-        insert_last_wins(blocks, label, label_loc, node);
+        // Labels found by index: a file may hold tens of thousands of layers.
+        let key = (kind.to_string(), label.to_string());
+        match self.labels.get(&key) {
+            Some(&i) => {
+                let first = blocks.entries[i].key_loc;
+                blocks.entries[i].value = node;
+                self.repeated(&format!("{kind} \"{label}\""), first, at);
+            }
+            None => {
+                self.labels.insert(key, blocks.entries.len());
+                blocks.entries.push(Entry { key: label.into(), key_loc: label_loc, value: node });
+            }
+        }
     }
 
     fn repeated(&mut self, what: &str, first: Loc, again: Loc) {

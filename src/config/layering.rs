@@ -32,6 +32,20 @@ pub fn merge_document(base: &mut Node, over: Node) {
 /// Mappings merge key by key (recursively); lists and scalars are replaced by the overriding value.
 pub fn deep_merge(base: &mut Node, over: Node) {
     match (&mut base.value, over.value) {
+        (Value::Map(b), Value::Map(o)) if b.entries.len() * o.entries.len() > 4096 => {
+            // Thousands of labeled blocks on both sides: keys found by index, not by scanning.
+            let mut index: HashMap<super::node::Text, usize> =
+                b.entries.iter().enumerate().map(|(i, e)| (e.key.clone(), i)).collect();
+            for entry in o.entries {
+                match index.get(&entry.key) {
+                    Some(&i) => deep_merge(&mut b.entries[i].value, entry.value),
+                    None => {
+                        index.insert(entry.key.clone(), b.entries.len());
+                        b.entries.push(entry);
+                    }
+                }
+            }
+        }
         (Value::Map(b), Value::Map(o)) => {
             for entry in o.entries {
                 match b.get_mut(&entry.key) {

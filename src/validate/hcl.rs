@@ -446,12 +446,14 @@ fn semantic(root: &Node, c: &mut Check) {
     }
 
     // Ids are unique across block kinds, checked in Honua's order.
-    let mut seen: Vec<(&str, &str)> = ds_ids.iter().map(|id| (*id, "data_source")).collect();
+    let mut seen: std::collections::HashMap<&str, &str> = ds_ids.iter().map(|id| (*id, "data_source")).collect();
     for (kind, list) in [("service", &services), ("layer", &layers), ("cache", &caches)] {
         for (id, _, node) in list.iter() {
-            match seen.iter().find(|(s, _)| s == id) {
-                Some((_, first)) => c.error("hcl.duplicate_id", node.loc, format!("Duplicate ID '{id}' found in {kind} (already used in {first}). Use unique IDs across all configuration blocks")),
-                None => seen.push((id, kind)),
+            match seen.get(id) {
+                Some(first) => c.error("hcl.duplicate_id", node.loc, format!("Duplicate ID '{id}' found in {kind} (already used in {first}). Use unique IDs across all configuration blocks")),
+                None => {
+                    seen.insert(id, kind);
+                }
             }
         }
     }
