@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of config loading + validation, policy conditions,
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of config loading + validation (metadata and
+# Configuration 2.0), policy conditions,
 # webhook parsing and comment-command parsing, each for a fixed budget. The config and policy targets run
 # on a 256 KiB stack so recursion bombs overflow at sizes the fuzzer reaches (fuzz_targets/small_stack.rs).
 # Exit status 1 when any target found a crash (a stack overflow included), a hang (over 10 s on one
@@ -15,8 +16,8 @@ cd "$(dirname "$0")"
 budget="${1:-60}"
 minimize=false
 if [[ "$budget" == "--minimize" ]]; then minimize=true; budget=0; fi
-targets=(config policy webhook comment)
-declare -A max_len=([config]=262144 [policy]=8192 [webhook]=131072 [comment]=70000)
+targets=(config hcl policy webhook comment)
+declare -A max_len=([config]=262144 [hcl]=262144 [policy]=8192 [webhook]=131072 [comment]=70000)
 flags=(-s none --debug-assertions)
 
 # The committed corpus, packed: one archive per target, files in name order, no timestamps.

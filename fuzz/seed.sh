@@ -4,7 +4,7 @@
 # the tests, and comment commands with the quoting and Unicode tricks a reviewer could try.
 set -euo pipefail
 cd "$(dirname "$0")"
-rm -rf seeds && mkdir -p seeds/config seeds/policy seeds/webhook seeds/comment
+rm -rf seeds && mkdir -p seeds/config seeds/policy seeds/webhook seeds/comment seeds/hcl
 python3 - <<'PY'
 import hashlib, hmac, json, pathlib
 
@@ -36,6 +36,13 @@ for sample in sorted((shared / "metadata").glob("*/*")):
 for scenario in sorted((shared / "gitops-sample/gitops-e2e-test/test-scenarios").glob("*.yaml")):
     write("config", f"scenario-{scenario.stem}", policy + b"\0\0" + scenario.read_bytes())
 
+hcl_slots = ["environments/common/honua.hcl", "environments/development/honua.hcl", "environments/production/honua.hcl"]
+for name in ["honua-config-hcl", "honua-config-hcl-pr"]:
+    tree = root / "examples" / name
+    write("hcl", name, b"\0".join((tree / s).read_bytes() for s in hcl_slots))
+for sample in sorted((root / "tests/fixtures/honua-hcl").iterdir()):
+    write("hcl", f"honua-{sample.stem}", b"\0\0" + sample.read_bytes())
+
 conditions = [
     "resourcesRemoved > 0", "(resourcesModified + resourcesAdded) > 10", "breakingChanges == true",
     'type == "datasource"', 'action == "removed" && type == "layer"', "!breakingChanges", "resourcesAdded >= -1",
@@ -66,4 +73,4 @@ comments = [
 for i, text in enumerate(comments):
     write("comment", f"{i:02}", text.encode())
 PY
-echo "seeds: $(ls seeds/config | wc -l) config, $(ls seeds/policy | wc -l) policy, $(ls seeds/webhook | wc -l) webhook, $(ls seeds/comment | wc -l) comment"
+echo "seeds: $(ls seeds/hcl | wc -l) hcl, $(ls seeds/config | wc -l) config, $(ls seeds/policy | wc -l) policy, $(ls seeds/webhook | wc -l) webhook, $(ls seeds/comment | wc -l) comment"

@@ -28,7 +28,10 @@ fn errors_of(path: &Path) -> Vec<(String, u32, u32)> {
 /// Honua's own Configuration 2.0 files (honua-io/Honua.Server `00710654`), with the verdict Honua's
 /// `HclParser` and `honua config validate` give: most of its examples use nested-block syntax
 /// (`cors { … }`, `pool { … }`) its parser refuses at the `{` ("Expected '='").
-const VERDICTS: [(&str, Option<(&str, u32, u32)>); 12] = [
+/// The error a file must fail with, `(code, line, column)`, or none.
+type Verdict = Option<(&'static str, u32, u32)>;
+
+const VERDICTS: [(&str, Verdict); 12] = [
     ("minimal.honua", None),
     ("production.honua", None),
     // `log_level = "info"`: SyntaxValidator's levels are trace … information … critical.

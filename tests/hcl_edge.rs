@@ -132,3 +132,16 @@ async fn a_release_honua_does_not_serve_is_restored_in_place() {
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert!(!served(&s).iter().any(|c| c.contains("bike_lanes")), "{:?}", served(&s));
 }
+
+/// `honua agent --check` against a Configuration 2.0 Honua: no snapshot store is not a failure, and the
+/// line says where Honua reads its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_recognises_a_configuration_2_0_honua() {
+    let tree = common::without_windows(&common::examples().join("honua-config-hcl"));
+    let s = setup_with("production", tree.path(), HonuaSettings::configuration_2_0()).await;
+    let agent = Agent::new(s.config.clone()).unwrap();
+    let checks = agent.check().await;
+    let admin = checks.into_iter().find(|(what, _)| what == "honua admin").expect("an admin line").1;
+    let line = admin.unwrap_or_else(|e| panic!("{}", e.0));
+    assert!(line.contains("Configuration 2.0") && line.contains("honua.config.hcl"), "{line}");
+}

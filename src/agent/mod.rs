@@ -902,6 +902,12 @@ impl Agent {
             Err(honua::HonuaError::Login { message, .. }) if !uses_api && message.contains("HTTP 503") => {
                 Ok(QUICKSTART_WITH_COMMAND.into())
             }
+            // Honua at HEAD (Configuration 2.0) removed the snapshot store and its routes.
+            Err(honua::HonuaError::Status { status: 404, .. }) => Ok(format!(
+                "{url} answered 404: no snapshot store, as in a Configuration 2.0 Honua (it reads {} by its file \
+                 watcher; the first deployment's reload tests the credentials); for a JSON-era Honua, the URL is wrong",
+                c.target_dir.join(&c.hcl_file).display()
+            )),
             Err(e) => Err(CheckFailure(e.to_string())),
         }
     }

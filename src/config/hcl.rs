@@ -715,14 +715,14 @@ fn replace_env(text: &str) -> String {
             }
         }
         if let Some(after) = rest.strip_prefix("env(") {
-            if let Some(q) = after.chars().next().filter(|c| *c == '"' || *c == '\'') {
-                let inner = &after[1..];
-                let end = inner.find(['"', '\'']).unwrap_or(0);
-                if end > 0 && inner[end..].starts_with(|c| c == '"' || c == '\'') && inner[end + 1..].starts_with(')') {
-                    let _ = q;
-                    out.push_str(&format!("${{{}}}", &inner[..end]));
-                    rest = &inner[end + 2..];
-                    continue;
+            // `env("VAR")` or `env('VAR')`: a quote, a name without quotes, a quote, `)`.
+            if let Some(inner) = after.strip_prefix(['"', '\'']) {
+                if let Some(end) = inner.find(['"', '\'']).filter(|&e| e > 0) {
+                    if inner[end + 1..].starts_with(')') {
+                        out.push_str(&format!("${{{}}}", &inner[..end]));
+                        rest = &inner[end + 2..];
+                        continue;
+                    }
                 }
             }
         }
