@@ -409,3 +409,29 @@ fn every_valid_honua_sample_converts_with_the_proof_holding() {
     }
     assert!(seen >= 3);
 }
+
+/// A comment right above an entity in the metadata comes along above its block, saying where from.
+#[test]
+fn comments_above_an_entity_come_along() {
+    let r = repo(&[
+        ("environments/common/base-metadata.yaml", "services:\n  - id: s\n    dataSourceId: db\n    ogc: {collectionsEnabled: true}\n\nlayers:\n  # The city's parcels,\n  # refreshed nightly.\n  - id: parcels\n    serviceId: s\n    title: Parcels\n    storage: {table: parcels}\n"),
+        ("environments/production/metadata.yaml", "dataSources:\n  # The primary database.\n  - {id: db, provider: postgis, connectionString: \"Host=db\"}\n"),
+        ("environments/staging/metadata.yaml", "dataSources:\n  - {id: db, provider: postgis, connectionString: \"Host=db2\"}\n"),
+    ]);
+    let conversion = honua_gitops::config::convert::to_hcl(&r).unwrap();
+    let common = &conversion.files["environments/common/honua.hcl"];
+    assert!(
+        common.contains("# (from environments/common/base-metadata.yaml)\n# The city's parcels,\n# refreshed nightly.\nlayer \"parcels\" {"),
+        "{common}"
+    );
+    // The data source is shared (its provider) and differs (its connection): its comment goes with the
+    // block in common/, where it is written first.
+    assert!(
+        common
+            .contains("# (from environments/production/metadata.yaml)\n# The primary database.\ndata_source \"db\" {"),
+        "{common}"
+    );
+    let staging = &conversion.files["environments/staging/honua.hcl"];
+    assert!(!staging.contains("# The primary"), "{staging}");
+    assert!(conversion.mismatches.is_empty(), "{:#?}", conversion.mismatches);
+}

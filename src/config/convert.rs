@@ -86,6 +86,7 @@ pub fn to_hcl(repo: &ConfigRepo) -> Result<Conversion, ConvertError> {
     }
     let mut out = Conversion::default();
     let mut trees = Vec::new();
+    let mut comments: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for env in &envs {
         if repo.format(env) == ConfigFormat::Hcl {
             return Err(ConvertError::AlreadyHcl(env.to_string()));
@@ -94,20 +95,32 @@ pub fn to_hcl(repo: &ConfigRepo) -> Result<Conversion, ConvertError> {
             return Err(ConvertError::Unreadable(env.to_string()));
         }
         let effective = repo.effective(env).ok_or_else(|| ConvertError::Unreadable(env.to_string()))?;
-        let mapped = map_environment(effective);
+        let mapped = map_environment(effective, &repo.sources);
         out.renamings.extend(mapped.renamings);
         out.unconverted.extend(mapped.unconverted);
+        for (key, lines) in mapped.comments {
+            comments.entry(key).or_insert(lines);
+        }
         trees.push((env.clone(), mapped.tree));
     }
     let (common, rest) = factor(&trees);
+    // A block's comment goes where the block is written first: `common/` when it is there.
+    let in_common = |kind: &str, label: &str| common.get(kind).and_then(|k| k.get(label)).is_some();
+    let for_common = |kind: &str, label: &str| comments.get(&(kind.to_string(), label.to_string())).cloned();
+    let for_env = |kind: &str, label: &str| {
+        if in_common(kind, label) {
+            None
+        } else {
+            comments.get(&(kind.to_string(), label.to_string())).cloned()
+        }
+    };
     if common.as_map().is_some_and(|m| !m.is_empty()) {
-        out.files.insert(
-            format!("{ENVIRONMENTS_DIR}/{COMMON_ENV}/{FILE_NAME}"),
-            header("every environment") + &hcl::render(&common),
-        );
+        let text = header("every environment") + &hcl::render_with_comments(&common, &for_common);
+        out.files.insert(format!("{ENVIRONMENTS_DIR}/{COMMON_ENV}/{FILE_NAME}"), text);
     }
     for (env, tree) in rest {
-        let text = header(&format!("`{env}`, on top of environments/common/{FILE_NAME}")) + &hcl::render(&tree);
+        let text = header(&format!("`{env}`, on top of environments/common/{FILE_NAME}"))
+            + &hcl::render_with_comments(&tree, &for_env);
         out.files.insert(format!("{ENVIRONMENTS_DIR}/{env}/{FILE_NAME}"), text);
     }
     prove(repo, &envs, &mut out);
@@ -273,6 +286,34 @@ struct Mapped {
     tree: Node,
     renamings: Vec<Renaming>,
     unconverted: Vec<Unconverted>,
+    /// `(kind, label)` → the comment lines written right above the entity in its source file.
+    comments: BTreeMap<(String, String), Vec<String>>,
+}
+
+/// The comment lines directly above where `entity` starts in the file that first defines it (layering
+/// keeps an entity where its base wrote it), without their `#`, preceded by where they come from; a
+/// blank line ends the run.
+fn comments_above(entity: &Node, sources: &super::source::SourceMap) -> Vec<String> {
+    let at = entity.loc;
+    if at.file.0 == u32::MAX || at.line < 2 {
+        return Vec::new();
+    }
+    let path = sources.path(at.file);
+    let mut lines = Vec::new();
+    let mut line = at.line - 1;
+    while line >= 1 {
+        match sources.line(path, line).map(str::trim_start) {
+            Some(text) if text.starts_with('#') => lines.push(text.trim_start_matches('#').trim().to_string()),
+            _ => break,
+        }
+        line -= 1;
+    }
+    if lines.is_empty() {
+        return lines;
+    }
+    lines.reverse();
+    lines.insert(0, format!("(from {path})"));
+    lines
 }
 
 const PROTOCOLS: [(&str, &str); 6] = [
@@ -461,13 +502,14 @@ fn map_layer(layer: &Node, data_source: &str, services: &[&str]) -> Node {
     Node::new(loc, Value::Map(body))
 }
 
-fn map_environment(effective: &EffectiveConfig) -> Mapped {
+fn map_environment(effective: &EffectiveConfig, sources: &super::source::SourceMap) -> Mapped {
     let env = effective.environment.to_string();
     let m = &effective.metadata;
     let loc = m.loc;
     let mut root = Map::default();
     let mut renamings = Vec::new();
     let mut unconverted = Vec::new();
+    let mut comments = BTreeMap::new();
     let mut lost = |owner: String, keys: Vec<String>, why: &str| {
         if !keys.is_empty() {
             unconverted.push(Unconverted { environment: env.clone(), owner, keys, why: why.into() });
@@ -537,6 +579,7 @@ fn map_environment(effective: &EffectiveConfig) -> Mapped {
     let mut data_sources = Map::default();
     for ds in seq(m, "dataSources") {
         let Some(id) = ds.get_str("id") else { continue };
+        comments.insert(("data_source".to_string(), id.to_string()), comments_above(ds, sources));
         let mut body = Map::default();
         put(&mut body, "provider", s(ds.loc, &provider(ds.get_str("provider").unwrap_or_default())));
         put(&mut body, "connection", s(ds.loc, &env_syntax(ds.get_str("connectionString").unwrap_or_default())));
@@ -635,6 +678,7 @@ fn map_environment(effective: &EffectiveConfig) -> Mapped {
         // Labels are unique across a Configuration 2.0 file; metadata ids only within a service.
         let clash = uses.get(&id.to_lowercase()).is_some_and(|n| *n > 1);
         let label = if clash { format!("{service_id}_{id}") } else { id.to_string() };
+        comments.insert(("layer".to_string(), label.clone()), comments_above(layer, sources));
         put(&mut layers, &label, map_layer(layer, data_source, &protocols));
         let old = format!("{service_id}::{id}");
         if served.contains(&old.to_lowercase()) {
@@ -659,7 +703,8 @@ fn map_environment(effective: &EffectiveConfig) -> Mapped {
             lost(key.to_string(), vec![key.to_string()], "Configuration 2.0 has no such block");
         }
     }
-    Mapped { tree: Node::new(loc, Value::Map(root)), renamings, unconverted }
+    comments.retain(|_, lines: &mut Vec<String>| !lines.is_empty());
+    Mapped { tree: Node::new(loc, Value::Map(root)), renamings, unconverted, comments }
 }
 
 /// Splits environment trees into what all share (for `common/`) and what each adds or overrides, such

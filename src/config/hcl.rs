@@ -5,7 +5,8 @@
 //! defines it but a dialect of its own, and a general HCL crate gets both directions wrong: it refuses
 //! what Honua's documentation and examples write (`"${env:DATABASE_URL}"`, single-quoted strings,
 //! `variable "x" = "v"`) and accepts what Honua refuses (nested blocks such as `pool { … }`,
-//! commas between attributes, fractional numbers). So this module reads exactly Honua's grammar:
+//! commas between attributes, fractional numbers); measured with hcl-edit 0.9 on 2026-12-01, it refused
+//! the first three and accepted the last three. So this module reads exactly Honua's grammar:
 //!
 //! - top-level blocks `honua { }`, `data_source "id" { }`, `service "id" { }`, `layer "id" { }`,
 //!   `cache "id" { }`, `rate_limit { }`, and `variable "name" = value` (or `var`);
@@ -816,6 +817,12 @@ pub fn served_collections(root: &Node) -> Vec<String> {
 /// HCL: two-space indents, the `=` of consecutive one-line attributes aligned, a blank line between
 /// blocks. References (`data_source.main`, `service.wfs`) are written bare, as people write them.
 pub fn render(root: &Node) -> String {
+    render_with_comments(root, &|_, _| None)
+}
+
+/// [`render`], with comment lines (without their `#`) written above the labeled blocks `comments`
+/// gives them for: `(kind, label)`.
+pub fn render_with_comments(root: &Node, comments: &dyn Fn(&str, &str) -> Option<Vec<String>>) -> String {
     let mut out = String::new();
     let Some(map) = root.as_map() else { return out };
     let mut first = true;
@@ -837,6 +844,12 @@ pub fn render(root: &Node) -> String {
         if LABELED.contains(&kind) {
             for (label, body) in node.as_map().map(|m| m.iter().collect::<Vec<_>>()).unwrap_or_default() {
                 gap(&mut out);
+                for line in comments(kind, label).unwrap_or_default() {
+                    // One comment line per line: nothing in a comment can end it early.
+                    for part in line.split(['\n', '\r']) {
+                        out.push_str(&format!("#{}{part}\n", if part.is_empty() { "" } else { " " }));
+                    }
+                }
                 out.push_str(&format!("{kind} {} {{\n", quote(label)));
                 attributes(&mut out, body, 1, kind == "layer");
                 out.push_str("}\n");

@@ -17,6 +17,9 @@ service "wfs" {
   enabled = true
 }
 
+# (from environments/common/base-metadata.yaml)
+# `catalog.ordering` pins each layer's Esri FeatureServer index: Honua sorts a service's layers by it,
+# then by title, so without it a new layer whose title sorts first shifts the others (layer.reordered).
 layer "parcels" {
   title             = "Property Parcels"
   data_source       = data_source.city-postgis
