@@ -56,6 +56,8 @@ async fn an_hcl_repository_deploys_rolls_back_and_heals_through_honuas_file_watc
     let text = std::fs::read_to_string(hcl_file(&s)).unwrap();
     assert!(text.contains("Password=s3cret-pw;"), "the secret is resolved on the edge");
     assert!(!std::fs::symlink_metadata(hcl_file(&s)).unwrap().file_type().is_symlink(), "a file, replaced in place");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(hcl_file(&s)).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o640, "secrets inside: the agent's user and group only");
     assert!(served(&s).contains(&"ogc_api::parcels_ogc_api".to_string()), "{:?}", served(&s));
     let done = reports(&s, &first).await;
     assert!(done.iter().any(|r| r.contains("26 expected collection(s) served")), "{done:?}");

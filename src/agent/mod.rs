@@ -975,6 +975,9 @@ impl Agent {
         let tmp = self.config.target_dir.join(format!(".{}.tmp", self.config.hcl_file));
         let _ = std::fs::remove_file(&tmp);
         write_synced(&tmp, &bytes)?;
+        // It holds resolved secrets: the agent's user and its group (Honua's, if it runs as another user).
+        #[cfg(unix)]
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o640))?;
         std::fs::rename(&tmp, &target)?;
         sync_dir(&self.config.target_dir)
     }
