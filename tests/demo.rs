@@ -1,15 +1,22 @@
 //! `honua demo` as a newcomer runs it: the binary alone, on loopback, in a temporary directory. It
 //! exits 0 only if every step of the README's three examples really happened.
 
-#[test]
-fn the_demo_runs_the_whole_loop_and_every_step_happens() {
+/// `honua demo --ci` with `args`: its output, once it exited 0.
+fn demo(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_honua"))
         .args(["demo", "--ci"])
+        .args(args)
         .env_remove("HONUA_SERVER")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+#[test]
+fn the_demo_runs_the_whole_loop_and_every_step_happens() {
+    let text = demo(&[]);
     for line in [
         "✓ development: applied automatically; Honua serves transportation::bike_lanes",
         "✓ staging: applied automatically; Honua serves transportation::bike_lanes",
@@ -29,13 +36,7 @@ fn the_demo_runs_the_whole_loop_and_every_step_happens() {
 /// read one HCL file by their watcher.
 #[test]
 fn the_demo_runs_on_configuration_2_0() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_honua"))
-        .args(["demo", "--ci", "--format", "hcl"])
-        .env_remove("HONUA_SERVER")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let text = demo(&["--format", "hcl"]);
     for line in [
         "config repository with Configuration 2.0 (HCL)",
         "✓ staging: applied automatically; Honua serves ogc_api::bike_lanes_ogc_api and wfs::bike_lanes_wfs",

@@ -395,23 +395,13 @@ fn field_type(name: &str) -> String {
 
 /// A geometry type spelled as `SyntaxValidator` wants it (it compares the case).
 fn geometry_type(name: &str) -> String {
-    const TYPES: [&str; 8] = [
-        "Point",
-        "LineString",
-        "Polygon",
-        "MultiPoint",
-        "MultiLineString",
-        "MultiPolygon",
-        "Geometry",
-        "GeometryCollection",
-    ];
     let plain = name.trim_start_matches("esriGeometry").to_lowercase();
     let plain = match plain.as_str() {
         "polyline" | "line" => "linestring".to_string(),
         "multipolyline" => "multilinestring".to_string(),
         other => other.to_string(),
     };
-    TYPES.iter().find(|t| t.to_lowercase() == plain).map_or(name.to_string(), |t| t.to_string())
+    hcl::GEOMETRY_TYPES.iter().find(|t| t.to_lowercase() == plain).map_or(name.to_string(), |t| t.to_string())
 }
 
 const LAYER_KEYS: [&str; 10] = [

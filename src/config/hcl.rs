@@ -30,6 +30,18 @@ use super::yaml::MAX_NODES;
 /// The block kinds Honua reads, in the order it documents them.
 pub const BLOCKS: [&str; 7] = ["honua", "data_source", "service", "layer", "cache", "rate_limit", "variable"];
 
+/// The geometry types `SyntaxValidator` accepts, spelled as it compares them (case included).
+pub const GEOMETRY_TYPES: [&str; 8] = [
+    "Point",
+    "LineString",
+    "Polygon",
+    "MultiPoint",
+    "MultiLineString",
+    "MultiPolygon",
+    "Geometry",
+    "GeometryCollection",
+];
+
 /// Block kinds that carry a label (`layer "parcels" { … }`), keyed by it in the tree.
 pub const LABELED: [&str; 4] = ["data_source", "service", "layer", "cache"];
 

@@ -90,24 +90,20 @@ pub fn modified(old: &Resource, new: &Resource) -> Vec<Breaking> {
     match old.kind {
         ResourceKind::Service => service(old, new),
         ResourceKind::Layer => layer(old, new),
-        ResourceKind::Datasource => {
-            let (o, n) = (old.node.get_str("provider"), new.node.get_str("provider"));
-            if changed_ci(o, n) {
-                vec![b(
-                    "datasource.provider_changed",
-                    format!(
-                        "data source `{}` changes provider {} -> {}: queries and types may differ",
-                        old.id,
-                        show(o),
-                        show(n)
-                    ),
-                )]
-            } else {
-                vec![]
-            }
-        }
+        ResourceKind::Datasource => provider_changed(old, new),
         _ => vec![],
     }
+}
+
+/// A data source's `provider` changed (both generations name it so).
+pub(super) fn provider_changed(old: &Resource, new: &Resource) -> Vec<Breaking> {
+    let (o, n) = (old.node.get_str("provider"), new.node.get_str("provider"));
+    if !changed_ci(o, n) {
+        return vec![];
+    }
+    let reason =
+        format!("data source `{}` changes provider {} -> {}: queries and types may differ", old.id, show(o), show(n));
+    vec![b("datasource.provider_changed", reason)]
 }
 
 /// A text attribute at `path` that changed (ignoring case), as `{subject} {what} old -> new: {consequence}`.

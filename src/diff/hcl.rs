@@ -63,22 +63,7 @@ pub fn modified(old: &Resource, new: &Resource) -> Vec<Breaking> {
             }
             out
         }
-        ResourceKind::DataSource => {
-            let (a, z) = (old.node.get_str("provider"), new.node.get_str("provider"));
-            if changed_ci(a, z) {
-                vec![b(
-                    "datasource.provider_changed",
-                    format!(
-                        "data source `{}` changes provider {} -> {}: queries and types may differ",
-                        old.id,
-                        show(a),
-                        show(z)
-                    ),
-                )]
-            } else {
-                vec![]
-            }
-        }
+        ResourceKind::DataSource => super::breaking::provider_changed(old, new),
         _ => vec![],
     }
 }

@@ -7,22 +7,12 @@
 //!
 //! Ours on top: a `var.name` no variable defines (Honua's processor stops the load on it).
 
-use crate::config::hcl::{reference_target, variable_references};
+use crate::config::hcl::{reference_target, variable_references, GEOMETRY_TYPES};
 use crate::config::node::{Loc, Node};
 use crate::config::source::SourceMap;
 use crate::diagnostic::{Diagnostic, Place, Severity};
 
 const PROVIDERS: [&str; 5] = ["sqlite", "postgresql", "sqlserver", "mysql", "oracle"];
-const GEOMETRY_TYPES: [&str; 8] = [
-    "Point",
-    "LineString",
-    "Polygon",
-    "MultiPoint",
-    "MultiLineString",
-    "MultiPolygon",
-    "Geometry",
-    "GeometryCollection",
-];
 const FIELD_TYPES: [&str; 12] =
     ["int", "long", "string", "double", "float", "datetime", "date", "time", "bool", "boolean", "geometry", "binary"];
 const LOG_LEVELS: [&str; 6] = ["trace", "debug", "information", "warning", "error", "critical"];
