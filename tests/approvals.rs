@@ -60,14 +60,8 @@ impl World {
     async fn complete(&self, id: &str) {
         let now = honua_gitops::store::now_ms();
         let s = &self.store;
-        assert!(s
-            .transition(id, &[DeploymentState::Approved], DeploymentState::Applying, "agent", "", now)
-            .await
-            .unwrap());
-        assert!(s
-            .transition(id, &[DeploymentState::Applying], DeploymentState::Completed, "agent", "", now)
-            .await
-            .unwrap());
+        assert!(s.transition(id, DeploymentState::Applying, "agent", "", now).await.unwrap());
+        assert!(s.transition(id, DeploymentState::Completed, "agent", "", now).await.unwrap());
     }
 
     async fn wait_deployments(&self, what: &str, done: impl Fn(&[Deployment]) -> bool) -> Vec<Deployment> {

@@ -46,14 +46,8 @@ fn of<'a>(all: &'a [Deployment], env: &str, commit: &str) -> &'a Deployment {
 /// What the agent will report: applying, then completed.
 async fn complete(store: &Arc<dyn Store>, id: &str) {
     let now = honua_gitops::store::now_ms();
-    assert!(store
-        .transition(id, &[DeploymentState::Approved], DeploymentState::Applying, "agent-test", "applying", now)
-        .await
-        .unwrap());
-    assert!(store
-        .transition(id, &[DeploymentState::Applying], DeploymentState::Completed, "agent-test", "healthy", now)
-        .await
-        .unwrap());
+    assert!(store.transition(id, DeploymentState::Applying, "agent-test", "applying", now).await.unwrap());
+    assert!(store.transition(id, DeploymentState::Completed, "agent-test", "healthy", now).await.unwrap());
 }
 
 struct Api {

@@ -482,11 +482,8 @@ async fn secrets_committed_by_mistake_are_masked_in_comments_api_and_pages(store
     };
     let first = production_of(origin.main_sha()).await;
     service.controller.approve(&first, "ops", "api", true, chrono::Utc::now()).await.unwrap();
-    for (from, to) in [
-        (DeploymentState::Approved, DeploymentState::Applying),
-        (DeploymentState::Applying, DeploymentState::Completed),
-    ] {
-        assert!(store.transition(&first, &[from], to, "agent", "test", now_ms()).await.unwrap());
+    for to in [DeploymentState::Applying, DeploymentState::Completed] {
+        assert!(store.transition(&first, to, "agent", "test", now_ms()).await.unwrap());
     }
     let leaked = tempfile::tempdir().unwrap();
     common::copy_tree(&common::examples().join("honua-config"), leaked.path());

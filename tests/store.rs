@@ -167,8 +167,8 @@ async fn deployments_supersede_unstarted_ones_and_transitions_are_compare_and_se
     assert!(s.create_deployment(&new_deployment("prod-1", "production", 1, awaiting), 10).await.unwrap().is_empty());
     assert!(s.create_deployment(&new_deployment("stage-1", "staging", 1, awaiting), 10).await.unwrap().is_empty());
     // A started one is never superseded; an unstarted one is.
-    assert!(s.transition("prod-1", &[awaiting], DeploymentState::Rejected, "bob", "no", 11).await.unwrap());
-    assert!(!s.transition("prod-1", &[awaiting], DeploymentState::Approved, "bob", "late", 12).await.unwrap(), "CAS");
+    assert!(s.transition("prod-1", DeploymentState::Rejected, "bob", "no", 11).await.unwrap());
+    assert!(!s.transition("prod-1", DeploymentState::Approved, "bob", "late", 12).await.unwrap(), "CAS");
     assert!(s.create_deployment(&new_deployment("prod-2", "production", 2, awaiting), 20).await.unwrap().is_empty());
     let superseded = s.create_deployment(&new_deployment("prod-3", "production", 3, awaiting), 30).await.unwrap();
     assert_eq!(superseded, ["prod-2"]);
@@ -179,8 +179,8 @@ async fn deployments_supersede_unstarted_ones_and_transitions_are_compare_and_se
     // Approval: recorded with the signed record in one step, only from the expected states.
     let approval =
         Approval { actor: "mike".into(), via: "api".into(), plan_digest: "sha256:3".into(), breaking: false, at: 40 };
-    assert!(s.approve("prod-3", &[awaiting], &approval, "{}", "ab", "approved by mike").await.unwrap());
-    assert!(!s.approve("prod-3", &[awaiting], &approval, "{}", "ab", "again").await.unwrap());
+    assert!(s.approve("prod-3", &approval, "{}", "ab", "approved by mike").await.unwrap());
+    assert!(!s.approve("prod-3", &approval, "{}", "ab", "again").await.unwrap());
     let d = s.deployment("prod-3").await.unwrap().unwrap();
     assert_eq!(
         (d.state, d.record.as_deref(), d.signature.as_deref()),

@@ -250,16 +250,12 @@ impl Controller {
             }
         }
         if d.state != target {
-            let from: &[DeploymentState] = match target {
-                DeploymentState::Applying => &[DeploymentState::Approved],
-                _ => &[DeploymentState::Approved, DeploymentState::Applying],
-            };
             let text = if report.message.is_empty() {
                 format!("{agent}: {phase}")
             } else {
                 format!("{agent}: {phase}: {}", report.message)
             };
-            if !self.store.transition(&d.id, from, target, agent, &text, ms(at)).await? {
+            if !self.store.transition(&d.id, target, agent, &text, ms(at)).await? {
                 let now = self.store.deployment(&d.id).await?.map_or(d.state, |d| d.state);
                 // A re-sent report of a phase already passed is fine; anything else is refused.
                 let passed = now == target || (target == DeploymentState::Applying && !now.is_unstarted());

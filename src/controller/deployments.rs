@@ -222,7 +222,6 @@ impl Controller {
                 self.store
                     .transition(
                         &d.id,
-                        &DeploymentState::UNSTARTED,
                         DeploymentState::Superseded,
                         actor,
                         &format!("commit {} brings {env} back to what it runs", short(&to.revision)),
@@ -426,8 +425,7 @@ impl Controller {
             if breaking { ", breaking changes acknowledged" } else { "" },
             d.plan_digest
         );
-        let from = [DeploymentState::AwaitingApproval, DeploymentState::Blocked];
-        if !self.store.approve(&d.id, &from, &approval, &record, &signature, &message).await? {
+        if !self.store.approve(&d.id, &approval, &record, &signature, &message).await? {
             let now = self.store.deployment(&d.id).await?.map_or(d.state, |d| d.state);
             return Err(DecisionError::WrongState {
                 id: d.id,
@@ -452,11 +450,7 @@ impl Controller {
         } else {
             format!("rejected by {actor}: {}", reason.trim())
         };
-        if !self
-            .store
-            .transition(id, &DeploymentState::UNSTARTED, DeploymentState::Rejected, actor, &message, ms(at))
-            .await?
-        {
+        if !self.store.transition(id, DeploymentState::Rejected, actor, &message, ms(at)).await? {
             let refused = DecisionError::WrongState {
                 id: d.id,
                 state: d.state,

@@ -48,6 +48,22 @@ impl DeploymentState {
         DeploymentState::Blocked,
     ];
 
+    /// The transition table, as data: the states a deployment may move into `self` from. The store moves
+    /// a deployment only if it is in one of them (a compare-and-set under a row lock), so of two writers
+    /// racing for one deployment (an approval and a newer merge, two agents) exactly one wins. A
+    /// deployment is created in `pending`, `awaiting_approval`, `approved` or `blocked`; nothing moves
+    /// into those, or into `expired`, later.
+    pub fn comes_from(self) -> &'static [DeploymentState] {
+        use DeploymentState::*;
+        match self {
+            Approved => &[AwaitingApproval, Blocked],
+            Applying => &[Approved],
+            Completed | Failed | RolledBack => &[Approved, Applying],
+            Superseded | Rejected => &Self::UNSTARTED,
+            Pending | AwaitingApproval | Blocked | Expired => &[],
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeploymentState::Pending => "pending",
@@ -294,6 +310,37 @@ mod tests {
         assert_eq!(Phase::parse("done"), None);
         assert_eq!(Phase::RolledBack.target_state(), DeploymentState::RolledBack);
         assert_eq!(Phase::Verifying.target_state(), DeploymentState::Applying);
+    }
+
+    #[test]
+    fn the_transition_table_ends_in_final_states_and_never_loops() {
+        use DeploymentState::*;
+        let all = [
+            Pending,
+            AwaitingApproval,
+            Approved,
+            Applying,
+            Completed,
+            Failed,
+            RolledBack,
+            Blocked,
+            Rejected,
+            Superseded,
+            Expired,
+        ];
+        for to in all {
+            assert!(!to.comes_from().contains(&to), "{to} never moves to itself");
+        }
+        // Nothing leaves a final state; the agent's reports move only approved or applying deployments.
+        for finished in [Completed, Failed, RolledBack, Rejected, Superseded, Expired] {
+            assert!(all.iter().all(|to| !to.comes_from().contains(&finished)), "{finished} is final");
+        }
+        for phase in Phase::ALL {
+            assert!(phase.target_state().comes_from().iter().all(|s| [Approved, Applying].contains(s)), "{phase:?}");
+        }
+        // Only what no agent has started can be superseded or rejected; an approval needs a decision.
+        assert_eq!(Superseded.comes_from(), DeploymentState::UNSTARTED);
+        assert_eq!(Approved.comes_from(), [AwaitingApproval, Blocked]);
     }
 
     #[test]

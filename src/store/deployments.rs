@@ -291,24 +291,23 @@ pub trait DeploymentStore: Send + Sync {
 
     async fn approvals(&self, id: &str) -> Result<Vec<Approval>, StoreError>;
 
-    /// Moves a deployment from one of `from` to `to`, recording who and why. `false` (nothing
-    /// changed) when it is no longer in one of `from`: someone else moved it first.
+    /// Moves a deployment to `to` if the transition table allows it from where it is
+    /// ([`DeploymentState::comes_from`]), recording who and why. `false` (nothing changed) otherwise:
+    /// someone else moved it first.
     async fn transition(
         &self,
         id: &str,
-        from: &[DeploymentState],
         to: DeploymentState,
         actor: &str,
         message: &str,
         now: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Approves a deployment in one of `from`: records the approval, the signed record and the
-    /// transition to `approved` together. `false` when it moved on meanwhile.
+    /// Approves a deployment that may be approved (awaiting approval, or blocked): records the approval,
+    /// the signed record and the transition to `approved` together. `false` when it moved on meanwhile.
     async fn approve(
         &self,
         id: &str,
-        from: &[DeploymentState],
         approval: &Approval,
         record: &str,
         signature: &str,
@@ -617,7 +616,6 @@ macro_rules! impl_deployment_store {
             async fn transition(
                 &self,
                 id: &str,
-                from: &[DeploymentState],
                 to: DeploymentState,
                 actor: &str,
                 message: &str,
@@ -625,7 +623,7 @@ macro_rules! impl_deployment_store {
             ) -> Result<bool, StoreError> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 let Some(d) = lock_deployment(&mut tx, id).await? else { return Ok(false) };
-                if !from.contains(&d.state) {
+                if !to.comes_from().contains(&d.state) {
                     return Ok(false);
                 }
                 sqlx::query("UPDATE deployments SET state = $1, updated_at = $2 WHERE id = $3")
@@ -642,7 +640,6 @@ macro_rules! impl_deployment_store {
             async fn approve(
                 &self,
                 id: &str,
-                from: &[DeploymentState],
                 a: &Approval,
                 record: &str,
                 signature: &str,
@@ -650,7 +647,7 @@ macro_rules! impl_deployment_store {
             ) -> Result<bool, StoreError> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 let Some(d) = lock_deployment(&mut tx, id).await? else { return Ok(false) };
-                if !from.contains(&d.state) {
+                if !DeploymentState::Approved.comes_from().contains(&d.state) {
                     return Ok(false);
                 }
                 sqlx::query("UPDATE deployments SET state = 'approved', record = $1, signature = $2, updated_at = $3 WHERE id = $4")
