@@ -482,7 +482,7 @@ impl Controller {
     /// state GitHub has not seen. Plain-Git repositories and the service without an App have none.
     pub async fn sync_github_deployments(&self, repository: &str) -> Result<(), JobError> {
         let Some(github) = &self.github else { return Ok(()) };
-        let Some((owner, name)) = repository.split_once('/').filter(|_| !repository.contains(':')) else {
+        let Some((owner, name)) = crate::deployment::RepoId::parse(repository).github() else {
             return Ok(());
         };
         let _one_at_a_time = self.github_sync.lock().await;
@@ -608,7 +608,7 @@ impl Controller {
                 })
             })
             .collect();
-        let token = match (&self.github, repository.split_once('/').filter(|_| !repository.contains(':'))) {
+        let token = match (&self.github, crate::deployment::RepoId::parse(repository).github()) {
             (Some(github), Some((owner, name))) => {
                 let installation = github.repo_installation(owner, name).await?;
                 Some(github.repo(installation, owner, name)?.git_token().await?)

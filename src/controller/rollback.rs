@@ -227,9 +227,8 @@ impl Controller {
         actor: &str,
     ) -> Result<(), JobError> {
         let github = self.github.as_ref().expect("checked by the caller");
-        let (owner, name) = source
-            .repository
-            .split_once('/')
+        let (owner, name) = crate::deployment::RepoId::parse(&source.repository)
+            .github()
             .ok_or_else(|| JobError::Permanent(format!("{} is not owner/name", source.repository)))?;
         let installation = github.repo_installation(owner, name).await?;
         let gh = github.repo(installation, owner, name)?;

@@ -297,9 +297,49 @@ impl std::fmt::Display for Phase {
     }
 }
 
+/// What a deployment's `repository` names: a GitHub repository (`owner/name`), whose App the service
+/// talks to, or a plain Git remote (a URL, in plain-Git mode), which it only fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoId<'a> {
+    GitHub { owner: &'a str, name: &'a str },
+    Git(&'a str),
+}
+
+impl<'a> RepoId<'a> {
+    /// `owner/name` (one `/`, both parts present, no scheme) is GitHub; anything else is a Git remote.
+    pub fn parse(repository: &'a str) -> RepoId<'a> {
+        match repository.split_once('/') {
+            Some((owner, name))
+                if !repository.contains(':') && !owner.is_empty() && !name.is_empty() && !name.contains('/') =>
+            {
+                RepoId::GitHub { owner, name }
+            }
+            _ => RepoId::Git(repository),
+        }
+    }
+
+    /// `(owner, name)` of a GitHub repository.
+    pub fn github(self) -> Option<(&'a str, &'a str)> {
+        match self {
+            RepoId::GitHub { owner, name } => Some((owner, name)),
+            RepoId::Git(_) => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repository_is_github_only_as_owner_slash_name() {
+        assert_eq!(RepoId::parse("city/gis-config").github(), Some(("city", "gis-config")));
+        for git in
+            ["file:///srv/git/gis.git", "https://git.example.org/city/gis.git", "/srv/git/gis.git", "a/b/c", "gis"]
+        {
+            assert_eq!(RepoId::parse(git), RepoId::Git(git), "{git}");
+        }
+    }
 
     #[test]
     fn phases_and_states_read_back_as_they_are_written() {
