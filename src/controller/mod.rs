@@ -720,9 +720,13 @@ impl Controller {
                 return Err(PlanOfHeadError::NoMirror);
             }
             let mirror = Mirror::open(&mirrors, &url).map_err(|e| PlanOfHeadError::Git(e.to_string()))?;
-            let base = ["refs/heads/main", "refs/heads/master"]
-                .iter()
-                .find_map(|r| mirror.resolve(r).ok())
+            // The remote's own HEAD, as the last fetch recorded it; a mirror from before that was
+            // recorded is read at `main` or `master`.
+            let base = mirror
+                .default_branch()
+                .into_iter()
+                .chain(["refs/heads/main".to_string(), "refs/heads/master".to_string()])
+                .find_map(|r| mirror.resolve(&r).ok())
                 .ok_or(PlanOfHeadError::NoDefaultBranch)?;
             let repo = ConfigRepo::load_git(mirror.path(), &base).map_err(|e| PlanOfHeadError::Git(e.to_string()))?;
             read(&mirror, repo)

@@ -55,6 +55,13 @@ impl Mirror {
         // An anonymous remote: the URL (which may carry nothing secret, but could) is not written to config.
         let mut remote = self.repo.remote_anonymous(&self.url).map_err(|e| self.fetch_error(refs, e))?;
         remote.fetch(&refspecs, Some(&mut options), None).map_err(|e| self.fetch_error(refs, e))?;
+        // The remote's HEAD, as it advertised it: what its default branch is, remembered for readers
+        // that need "what should run" without asking GitHub. A remote that does not say keeps the last.
+        if let Some(head) = remote.default_branch().ok().and_then(|b| b.as_str().map(str::to_string)) {
+            if head.starts_with("refs/heads/") {
+                let _ = self.repo.reference_symbolic(DEFAULT_BRANCH_REF, &head, true, "the remote's HEAD");
+            }
+        }
         let stats = remote.stats();
         Ok(FetchStats { received_objects: stats.received_objects(), received_bytes: stats.received_bytes() })
     }
@@ -128,12 +135,21 @@ impl Mirror {
     }
 
     /// The commit a local ref or revision names.
+    /// The remote's default branch (`refs/heads/main`) as its last fetch advertised it; `None` before a
+    /// fetch recorded it.
+    pub fn default_branch(&self) -> Option<String> {
+        self.repo.find_reference(DEFAULT_BRANCH_REF).ok()?.symbolic_target().map(str::to_string)
+    }
+
     pub fn resolve(&self, rev: &str) -> Result<String, GitError> {
         self.repo.revparse_single(rev).and_then(|o| o.peel_to_commit()).map(|c| c.id().to_string()).map_err(|e| {
             GitError::Revision { path: self.path.clone(), rev: rev.to_string(), message: e.message().to_string() }
         })
     }
 }
+
+/// Where a mirror remembers its remote's HEAD: a symbolic ref of its own, outside what is fetched.
+const DEFAULT_BRANCH_REF: &str = "refs/mirror/default-branch";
 
 /// `<tail>-<hash>.git`: the tail (`gis-config`) keeps the cache readable, the hash keeps names unique.
 fn mirror_dir_name(url: &str) -> String {
@@ -213,6 +229,22 @@ mod tests {
             assert!(name.ends_with(".git"));
         }
         assert!(mirror_dir_name("https://github.com/city/gis-config.git").starts_with("gis-config-"));
+    }
+
+    #[test]
+    fn a_fetch_remembers_the_remotes_default_branch() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = Repository::init_bare(dir.path().join("origin.git")).unwrap();
+        let sig = git2::Signature::now("t", "t@example.org").unwrap();
+        let tree = origin.find_tree(origin.treebuilder(None).unwrap().write().unwrap()).unwrap();
+        origin.commit(Some("refs/heads/trunk"), &sig, &sig, "first", &tree, &[]).unwrap();
+        origin.commit(Some("refs/heads/main"), &sig, &sig, "not the default", &tree, &[]).unwrap();
+        origin.set_head("refs/heads/trunk").unwrap();
+        let url = format!("file://{}", dir.path().join("origin.git").display());
+        let mirror = Mirror::open(&dir.path().join("mirrors"), &url).unwrap();
+        assert_eq!(mirror.default_branch(), None, "nothing known before a fetch");
+        mirror.fetch(&["refs/heads/*"], None).unwrap();
+        assert_eq!(mirror.default_branch().as_deref(), Some("refs/heads/trunk"));
     }
 
     #[test]
