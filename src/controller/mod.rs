@@ -10,6 +10,7 @@ mod comments;
 pub mod deployments;
 pub mod notify;
 mod rollback;
+pub mod views;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

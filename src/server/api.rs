@@ -20,11 +20,10 @@ use utoipa_axum::routes;
 
 use crate::controller::{Controller, DecisionError};
 use crate::deployment::wire::{
-    AgentView, Agents, AuditLog, DeploymentDetail, DeploymentSummary, DeploymentView, Deployments, DesiredState,
-    EnvironmentApprovals, EnvironmentDetail, EnvironmentView, Environments, Heartbeat, PhaseReport, PullApproval,
-    PullApprovals, SignedView, SigningKey,
+    AgentView, Agents, AuditLog, DeploymentDetail, DeploymentSummary, Deployments, DesiredState, EnvironmentApprovals,
+    EnvironmentDetail, Environments, Heartbeat, PhaseReport, PullApproval, PullApprovals, SigningKey,
 };
-use crate::store::{ApiToken, Deployment, DeploymentFilter, DeploymentState, Role, StoreError};
+use crate::store::{ApiToken, DeploymentFilter, DeploymentState, Role, StoreError};
 
 /// Largest JSON body the API reads (approve/reject bodies are a few bytes).
 const MAX_BODY: usize = 64 * 1024;
@@ -273,70 +272,6 @@ async fn signing_key(State(c): State<Arc<Controller>>) -> Json<SigningKey> {
     Json(SigningKey { algorithm: "ed25519".into(), public_key: c.signer.public_key() })
 }
 
-/// A deployment with when it ran and who is behind it: `started_at`/`finished_at` (entering
-/// `applying`, reaching an end), `duration_ms` between them, and `by`: its approvers (not the policy),
-/// else who caused it (the pusher, the operator who rolled back).
-async fn with_timing(c: &Controller, d: &Deployment) -> Result<DeploymentView, ApiError> {
-    let transitions = c.store.audit(0, Some(&d.id), 1000).await?;
-    let approvals = c.store.approvals(&d.id).await?;
-    let at = |states: &[&str]| {
-        transitions.iter().find(|e| e.to_state.as_deref().is_some_and(|s| states.contains(&s))).map(|e| e.at)
-    };
-    let (started, finished) = (at(&["applying"]), at(&["completed", "failed", "rolled_back"]));
-    let approvers: Vec<&str> = approvals.iter().filter(|a| a.via != "policy").map(|a| a.actor.as_str()).collect();
-    let by =
-        if approvers.is_empty() { transitions.first().map(|e| e.actor.clone()) } else { Some(approvers.join(", ")) };
-    Ok(DeploymentView {
-        summary: DeploymentSummary::of(d, chrono::Utc::now()),
-        started_at: started.and_then(chrono::DateTime::from_timestamp_millis),
-        finished_at: finished.and_then(chrono::DateTime::from_timestamp_millis),
-        duration_ms: started.zip(finished).map(|(s, f)| f - s),
-        by,
-    })
-}
-
-async fn timed(c: &Controller, d: Option<&&Deployment>) -> Result<Option<DeploymentView>, ApiError> {
-    match d {
-        Some(d) => with_timing(c, d).await.map(Some),
-        None => Ok(None),
-    }
-}
-
-/// Per repository and environment (all, or `only`): status, the deployment that runs (`current`), the
-/// one pending, the last, and its agents.
-pub(crate) async fn environment_views(c: &Controller, only: Option<&str>) -> Result<Vec<EnvironmentView>, ApiError> {
-    let filter = DeploymentFilter { environment: only.map(str::to_string), limit: 1000, ..Default::default() };
-    let all = c.store.deployments(&filter).await?;
-    let mut seen = std::collections::BTreeMap::new();
-    for d in &all {
-        seen.entry((d.repository.clone(), d.environment.clone())).or_insert_with(Vec::new).push(d);
-    }
-    let agents = c.store.agents(only).await?;
-    let now = crate::store::now_ms();
-    let mut out = Vec::new();
-    for ((repository, environment), list) in seen {
-        let current = list.iter().find(|d| d.state == DeploymentState::Completed);
-        let pending = list.iter().find(|d| d.state.is_unstarted());
-        let last = list.first();
-        let agents: Vec<AgentView> =
-            agents.iter().filter(|a| a.environment == environment).map(|a| AgentView::of(a, now)).collect();
-        let (sync, health) = EnvironmentView::sync_and_health(&agents);
-        out.push(EnvironmentView {
-            status: EnvironmentView::status_of(pending.copied(), last.copied()),
-            sync,
-            health,
-            current: timed(c, current).await?,
-            pending: timed(c, pending).await?,
-            last: timed(c, last).await?,
-            recent: list.iter().take(10).map(|d| DeploymentSummary::of(d, chrono::Utc::now())).collect(),
-            agents,
-            repository,
-            environment,
-        });
-    }
-    Ok(out)
-}
-
 /// Per repository and environment: status, sync, health, the deployment that runs (`current`), the one
 /// pending, the last, and the environment's agents.
 #[utoipa::path(get, path = "/api/v1/environments", tag = "environments", security(("bearer" = [])),
@@ -344,7 +279,7 @@ pub(crate) async fn environment_views(c: &Controller, only: Option<&str>) -> Res
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn environments(caller: Caller, State(c): State<Arc<Controller>>) -> Result<Json<Environments>, ApiError> {
     caller.require(Role::Viewer)?;
-    Ok(Json(Environments { environments: environment_views(&c, None).await? }))
+    Ok(Json(Environments { environments: c.environment_views(None).await? }))
 }
 
 /// One environment (per repository that deploys it): status, sync, health, current, pending, the ten
@@ -359,8 +294,8 @@ async fn environment(
     Path(env): Path<String>,
 ) -> Result<Json<EnvironmentDetail>, ApiError> {
     caller.require(Role::Viewer)?;
-    let views = environment_views(&c, Some(&env)).await?;
-    let agents_only = c.store.agents(Some(&env)).await?;
+    let views = c.environment_views(Some(&env)).await?;
+    let agents_only = c.agent_views(Some(&env)).await?;
     if views.is_empty() && agents_only.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -368,12 +303,7 @@ async fn environment(
             format!("no deployment or agent of `{env}` is known; `GET /api/v1/environments` lists them"),
         ));
     }
-    let now = crate::store::now_ms();
-    Ok(Json(EnvironmentDetail {
-        environment: env,
-        repositories: views,
-        agents: agents_only.iter().map(|a| AgentView::of(a, now)).collect(),
-    }))
+    Ok(Json(EnvironmentDetail { environment: env, repositories: views, agents: agents_only }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -407,7 +337,7 @@ async fn events(
             tokio::pin!(changed);
             // Enabled now, so a change between this look and the wait below is not missed.
             changed.as_mut().enable();
-            if let Ok(views) = environment_views(&c, env.as_deref()).await {
+            if let Ok(views) = c.environment_views(env.as_deref()).await {
                 let body = serde_json::to_string(&Environments { environments: views }).expect("views encode");
                 if last.as_deref() != Some(body.as_str()) {
                     let event = axum::response::sse::Event::default().event("environments").data(body.clone());
@@ -452,32 +382,13 @@ async fn deployments(
     };
     let filter =
         DeploymentFilter { repository: q.repository, environment: q.environment, states, limit: q.limit.unwrap_or(20) };
-    let list = c.store.deployments(&filter).await?;
-    let mut out = Vec::with_capacity(list.len());
-    for d in &list {
-        out.push(with_timing(&c, d).await?);
-    }
-    Ok(Json(Deployments { deployments: out }))
+    Ok(Json(Deployments { deployments: c.deployment_views(&filter).await? }))
 }
 
 pub(crate) async fn detail(c: &Controller, id: &str) -> Result<DeploymentDetail, ApiError> {
-    let d = c
-        .store
-        .deployment(id)
+    c.deployment_detail(id)
         .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no deployment `{id}`")))?;
-    let mut plan = d.plan.clone();
-    if let Some(changes) = plan.get_mut("changes") {
-        crate::diff::values::mask_stored_changes(changes);
-    }
-    Ok(DeploymentDetail {
-        view: with_timing(c, &d).await?,
-        plan,
-        approvals: c.store.approvals(id).await?,
-        transitions: c.store.audit(0, Some(id), 10_000).await?,
-        signed: d.record.clone().map(|record| SignedView { record, signature: d.signature.clone() }),
-        reports: c.store.agent_reports(id).await?,
-    })
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no deployment `{id}`")))
 }
 
 /// One deployment with its plan, approvals, transitions and signed record.

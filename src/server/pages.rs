@@ -172,7 +172,7 @@ async fn overview(State(pages): State<Pages>, headers: HeaderMap) -> Response {
     if let Err(r) = allowed(&pages, &headers, "/").await {
         return r;
     }
-    let views = match api::environment_views(&pages.controller, None).await {
+    let views = match pages.controller.environment_views(None).await {
         Ok(v) => v,
         Err(_) => return failed(StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable; try again"),
     };
