@@ -463,16 +463,8 @@ impl Controller {
     }
 
     async fn audit_refusal(&self, id: &str, actor: &str, action: &str, message: &str, at: DateTime<Utc>) {
-        let d = self.store.deployment(id).await.ok().flatten();
-        let entry = NewAudit {
-            actor: actor.into(),
-            action: format!("{action}.refused"),
-            repository: d.as_ref().map(|d| d.repository.clone()),
-            environment: d.as_ref().map(|d| d.environment.clone()),
-            deployment: d.map(|d| d.id),
-            message: message.into(),
-        };
-        if let Err(e) = self.store.record_audit(&entry, ms(at)).await {
+        let refused = format!("{action}.refused");
+        if let Err(e) = self.record_refusal(actor, &refused, id, None, message, ms(at)).await {
             tracing::warn!(error = %e, "could not record a refused {action} in the audit log");
         }
     }

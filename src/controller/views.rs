@@ -1,11 +1,12 @@
 //! Read models: what the API, the pages and `watch` show of deployments and environments, built from the
 //! store in one place (the HTTP layer asks these and does not read the store for them).
 
-use super::Controller;
+use super::{Controller, PlanOfHeadError};
 use crate::deployment::wire::{
-    AgentView, DeploymentDetail, DeploymentSummary, DeploymentView, EnvironmentView, SignedView,
+    AgentView, DeploymentDetail, DeploymentSummary, DeploymentView, EnvironmentApprovals, EnvironmentView,
+    PullApproval, PullApprovals, SignedView,
 };
-use crate::store::{Deployment, DeploymentFilter, DeploymentState, StoreError};
+use crate::store::{AuditEntry, Deployment, DeploymentFilter, DeploymentState, NewAudit, StoreError};
 
 impl Controller {
     /// A deployment with when it ran and who is behind it: `started_at`/`finished_at` (entering
@@ -107,5 +108,93 @@ impl Controller {
             });
         }
         Ok(out)
+    }
+
+    pub async fn deployment(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
+        self.store.deployment(id).await
+    }
+
+    /// Audit entries with an id above `after`, oldest first (of one deployment if given).
+    pub async fn audit_log(
+        &self,
+        after: i64,
+        deployment: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.store.audit(after, deployment, limit).await
+    }
+
+    /// An agent asked for its desired state: it is alive.
+    pub async fn agent_seen(&self, agent: &str, environment: &str) -> Result<(), StoreError> {
+        self.store.agent_seen(agent, environment, crate::store::now_ms()).await
+    }
+
+    /// Records a refused attempt on deployment `id` (a caller without the role, an agent naming another
+    /// environment's deployment): who, what, and why, under the deployment's repository and environment
+    /// (or `environment` when given: the one the caller acted for).
+    pub async fn record_refusal(
+        &self,
+        actor: &str,
+        action: &str,
+        id: &str,
+        environment: Option<&str>,
+        message: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let d = self.store.deployment(id).await.ok().flatten();
+        let entry = NewAudit {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            repository: d.as_ref().map(|d| d.repository.clone()),
+            environment: environment.map(str::to_string).or_else(|| d.as_ref().map(|d| d.environment.clone())),
+            deployment: d.map(|d| d.id),
+            message: message.to_string(),
+        };
+        self.store.record_audit(&entry, at_ms).await
+    }
+
+    /// A pull request's approvals: per environment, who approved which plan of its newest head, and who
+    /// may still approve by the default branch's policy (as the mirror has it). `None` when nothing of
+    /// the pull request is known and the repository has no mirror here.
+    pub async fn pull_approvals(
+        &self,
+        owner: &str,
+        repo: &str,
+        number: u64,
+    ) -> Result<Option<PullApprovals>, StoreError> {
+        let repository = format!("{owner}/{repo}");
+        let head = self.store.latest_pr_head(&repository, number).await?;
+        let given = self.store.pr_approvals(&repository, number).await?;
+        // Without a mirror yet (no PR of this repository was checked here) nobody is listed.
+        let policy = match self.approvers(owner, repo).await {
+            Ok(policy) => policy,
+            Err(PlanOfHeadError::NoMirror) if head.is_none() && given.is_empty() => return Ok(None),
+            Err(_) => Default::default(),
+        };
+        let mut names: Vec<String> = policy.keys().cloned().collect();
+        for a in &given {
+            if !names.contains(&a.environment) {
+                names.push(a.environment.clone());
+            }
+        }
+        let environments = names
+            .into_iter()
+            .map(|environment| {
+                let (approvers, prevent_self_approval) = policy.get(&environment).cloned().unwrap_or_default();
+                let approvals = given
+                    .iter()
+                    .filter(|a| a.environment == environment)
+                    .map(|a| PullApproval {
+                        actor: a.actor.clone(),
+                        head_sha: a.head_sha.clone(),
+                        plan_digest: a.plan_digest.clone(),
+                        breaking: a.breaking,
+                        at: a.at,
+                    })
+                    .collect();
+                EnvironmentApprovals { environment, approvals, approvers, prevent_self_approval }
+            })
+            .collect();
+        Ok(Some(PullApprovals { repository, number, head, environments }))
     }
 }

@@ -20,8 +20,8 @@ use utoipa_axum::routes;
 
 use crate::controller::{Controller, DecisionError};
 use crate::deployment::wire::{
-    AgentView, Agents, AuditLog, DeploymentDetail, DeploymentSummary, Deployments, DesiredState, EnvironmentApprovals,
-    EnvironmentDetail, Environments, Heartbeat, PhaseReport, PullApproval, PullApprovals, SigningKey,
+    Agents, AuditLog, DeploymentDetail, DeploymentSummary, Deployments, DesiredState, EnvironmentDetail, Environments,
+    Heartbeat, PhaseReport, PullApprovals, SigningKey,
 };
 use crate::store::{ApiToken, DeploymentFilter, DeploymentState, Role, StoreError};
 
@@ -417,46 +417,14 @@ async fn pull(
     Path((owner, repo, number)): Path<(String, String, u64)>,
 ) -> Result<Json<PullApprovals>, ApiError> {
     caller.require(Role::Viewer)?;
-    let repository = format!("{owner}/{repo}");
-    let head = c.store.latest_pr_head(&repository, number).await?;
-    let given = c.store.pr_approvals(&repository, number).await?;
-    // Without a mirror yet (no PR of this repository was checked here) nobody is listed, and that says so.
-    let policy = match c.approvers(&owner, &repo).await {
-        Ok(policy) => policy,
-        Err(crate::controller::PlanOfHeadError::NoMirror) if head.is_none() && given.is_empty() => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no pull request {repository}#{number} is known here; is the App installed on {repository}?"),
-            ))
-        }
-        Err(_) => Default::default(),
-    };
-    let mut names: Vec<String> = policy.keys().cloned().collect();
-    for a in &given {
-        if !names.contains(&a.environment) {
-            names.push(a.environment.clone());
-        }
+    match c.pull_approvals(&owner, &repo, number).await? {
+        Some(pull) => Ok(Json(pull)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no pull request {owner}/{repo}#{number} is known here; is the App installed on {owner}/{repo}?"),
+        )),
     }
-    let environments = names
-        .into_iter()
-        .map(|environment| {
-            let (approvers, prevent_self_approval) = policy.get(&environment).cloned().unwrap_or_default();
-            let approvals = given
-                .iter()
-                .filter(|a| a.environment == environment)
-                .map(|a| PullApproval {
-                    actor: a.actor.clone(),
-                    head_sha: a.head_sha.clone(),
-                    plan_digest: a.plan_digest.clone(),
-                    breaking: a.breaking,
-                    at: a.at,
-                })
-                .collect();
-            EnvironmentApprovals { environment, approvals, approvers, prevent_self_approval }
-        })
-        .collect();
-    Ok(Json(PullApprovals { repository, number, head, environments }))
 }
 
 /// GitHub's Deployments mirror is updated after the answer, not before it.
@@ -487,16 +455,8 @@ fn body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, Api
 async fn require_decider(c: &Controller, caller: &Caller, id: &str, action: &str) -> Result<(), ApiError> {
     let refused = caller.require(Role::Approver);
     if let Err(e) = &refused {
-        let d = c.store.deployment(id).await.ok().flatten();
-        let entry = crate::store::NewAudit {
-            actor: caller.0.name.clone(),
-            action: format!("{action}.forbidden"),
-            repository: d.as_ref().map(|d| d.repository.clone()),
-            environment: d.as_ref().map(|d| d.environment.clone()),
-            deployment: d.map(|d| d.id),
-            message: e.message.clone(),
-        };
-        c.store.record_audit(&entry, crate::store::now_ms()).await?;
+        let (forbidden, now) = (format!("{action}.forbidden"), crate::store::now_ms());
+        c.record_refusal(&caller.0.name, &forbidden, id, None, &e.message, now).await?;
     }
     refused
 }
@@ -603,7 +563,7 @@ async fn audit(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<AuditLog>, ApiError> {
     caller.require(Role::Viewer)?;
-    let entries = c.store.audit(q.after.unwrap_or(0), q.deployment.as_deref(), q.limit.unwrap_or(500)).await?;
+    let entries = c.audit_log(q.after.unwrap_or(0), q.deployment.as_deref(), q.limit.unwrap_or(500)).await?;
     Ok(Json(AuditLog { entries }))
 }
 
@@ -623,9 +583,7 @@ async fn agents(
     Query(q): Query<AgentsQuery>,
 ) -> Result<Json<Agents>, ApiError> {
     caller.require(Role::Viewer)?;
-    let now = crate::store::now_ms();
-    let agents = c.store.agents(q.environment.as_deref()).await?;
-    Ok(Json(Agents { agents: agents.iter().map(|a| AgentView::of(a, now)).collect() }))
+    Ok(Json(Agents { agents: c.agent_views(q.environment.as_deref()).await? }))
 }
 
 pub use crate::deployment::AGENT_STALE_AFTER_MS;
@@ -653,7 +611,7 @@ async fn agent_desired(
     headers: axum::http::HeaderMap,
 ) -> Result<axum::response::Response, ApiError> {
     caller.require_agent_of(&q.environment)?;
-    c.store.agent_seen(&caller.0.name, &q.environment, crate::store::now_ms()).await?;
+    c.agent_seen(&caller.0.name, &q.environment).await?;
     let known = headers.get(axum::http::header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(q.wait.unwrap_or(0).min(60));
     let mut woken = false;
@@ -733,7 +691,7 @@ async fn refuse_other_environment(
     deployment: &str,
     what: &str,
 ) -> Result<(), ApiError> {
-    let Some(d) = c.store.deployment(deployment).await? else { return Ok(()) };
+    let Some(d) = c.deployment(deployment).await? else { return Ok(()) };
     if d.environment == environment {
         return Ok(());
     }
@@ -741,15 +699,8 @@ async fn refuse_other_environment(
         "agent `{}` of `{environment}` sent a {what} naming {}, a deployment of `{}`; refused",
         caller.0.name, d.id, d.environment
     );
-    let entry = crate::store::NewAudit {
-        actor: caller.0.name.clone(),
-        action: format!("agent.{what}.forbidden"),
-        repository: Some(d.repository.clone()),
-        environment: Some(environment.to_string()),
-        deployment: Some(d.id.clone()),
-        message: message.clone(),
-    };
-    c.store.record_audit(&entry, crate::store::now_ms()).await?;
+    let action = format!("agent.{what}.forbidden");
+    c.record_refusal(&caller.0.name, &action, &d.id, Some(environment), &message, crate::store::now_ms()).await?;
     tracing::warn!(agent = %caller.0.name, environment, deployment = %d.id, "{message}");
     Err(ApiError::new(
         StatusCode::FORBIDDEN,
