@@ -275,7 +275,7 @@ impl Honua {
     /// Reads the metadata file as Honua's reload does; `Err` when Honua would refuse it.
     fn load(&self) -> Result<(Value, Node), Refused> {
         if self.settings.hcl_file.is_some() {
-            return self.load_hcl();
+            return load_hcl_file(&self.metadata_path);
         }
         let file = crate::config::load_single_file(&self.metadata_path).map_err(|e| Refused(e.to_string()))?;
         let errors: Vec<String> = crate::validate::validate_single(&file)
@@ -290,10 +290,6 @@ impl Honua {
         let text = std::fs::read(&self.metadata_path).map_err(|e| Refused(e.to_string()))?;
         let value = serde_json::from_slice(&text).map_err(|e| Refused(format!("not JSON: {e}")))?;
         Ok((value, node))
-    }
-
-    fn load_hcl(&self) -> Result<(Value, Node), Refused> {
-        load_hcl_file(&self.metadata_path)
     }
 
     fn collections(&self) -> Vec<String> {

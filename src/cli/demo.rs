@@ -317,35 +317,58 @@ fn serves_bike_lanes(format: DemoFormat, served: &Value) -> bool {
     }
 }
 
-/// The value the second example changes: parcels' cache TTL, or production's rate limit.
-fn second_value(format: DemoFormat, served: &Value) -> Option<i64> {
-    match format {
-        DemoFormat::Metadata => layer(served, "parcels")?["caching"]["ttl"].as_i64(),
-        DemoFormat::Hcl => served["rate_limit"]["rules"]["default"]["requests"].as_i64(),
-    }
+/// The README's second example in one format: a value of production that a commit changes and the
+/// rollback restores.
+struct SecondExample {
+    file: &'static str,
+    /// The text replaced in `file`, and what replaces it.
+    from: &'static str,
+    to: &'static str,
+    /// The value Honua serves before and after the change.
+    before: i64,
+    after: i64,
+    title: &'static str,
+    /// What Honua serves, named for the narration.
+    what: &'static str,
+    message: &'static str,
+    /// The narration once the rollback restored `before`.
+    again: &'static str,
 }
 
-/// The second example: (file, text before, text after, what it does, what Honua then serves, message).
-fn second_example(
-    format: DemoFormat,
-) -> (&'static str, &'static str, &'static str, &'static str, &'static str, &'static str) {
-    match format {
-        DemoFormat::Metadata => (
-            "environments/production/metadata.yaml",
-            "ttl: 3600",
-            "ttl: 7200",
-            "Example 2: raise the parcels cache TTL 3600 → 7200 in production",
-            "parcels with caching.ttl",
-            "Increase cache TTL for parcels layer",
-        ),
-        DemoFormat::Hcl => (
-            "environments/production/honua.hcl",
-            "requests = 1000",
-            "requests = 2000",
-            "Example 2: raise production's rate limit 1000 → 2000 requests a minute (Configuration 2.0 has no per-layer cache TTL)",
-            "rate_limit.rules.default.requests",
-            "Raise the production rate limit",
-        ),
+impl SecondExample {
+    fn of(format: DemoFormat) -> SecondExample {
+        match format {
+            DemoFormat::Metadata => SecondExample {
+                file: "environments/production/metadata.yaml",
+                from: "ttl: 3600",
+                to: "ttl: 7200",
+                before: 3600,
+                after: 7200,
+                title: "Example 2: raise the parcels cache TTL 3600 → 7200 in production",
+                what: "parcels with caching.ttl",
+                message: "Increase cache TTL for parcels layer",
+                again: "parcels TTL is 3600 again",
+            },
+            DemoFormat::Hcl => SecondExample {
+                file: "environments/production/honua.hcl",
+                from: "requests = 1000",
+                to: "requests = 2000",
+                before: 1000,
+                after: 2000,
+                title: "Example 2: raise production's rate limit 1000 → 2000 requests a minute (Configuration 2.0 has no per-layer cache TTL)",
+                what: "rate_limit.rules.default.requests",
+                message: "Raise the production rate limit",
+                again: "the rate limit is 1000 requests a minute again",
+            },
+        }
+    }
+
+    /// The value as Honua serves it: parcels' cache TTL, or production's rate limit.
+    fn served(format: DemoFormat, served: &Value) -> Option<i64> {
+        match format {
+            DemoFormat::Metadata => layer(served, "parcels")?["caching"]["ttl"].as_i64(),
+            DemoFormat::Hcl => served["rate_limit"]["rules"]["default"]["requests"].as_i64(),
+        }
     }
 }
 
@@ -514,16 +537,14 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
     p.ok(&format!("production: approved, applied, verified ({} transitions recorded)", done.transitions.len()));
 
     // Example 2: a cache TTL.
-    let (prod_file, from, to, title, what, message) = second_example(format);
-    let number = |t: &str| t.rsplit(' ').next().and_then(|n| n.parse::<i64>().ok());
-    let (before, after) = (number(from), number(to));
-    p.step(title);
-    let text = String::from_utf8(files[prod_file].clone())?;
-    if !text.contains(from) {
-        bail!("the embedded example no longer has `{from}` in {prod_file}");
+    let second = SecondExample::of(format);
+    p.step(second.title);
+    let text = String::from_utf8(files[second.file].clone())?;
+    if !text.contains(second.from) {
+        bail!("the embedded example no longer has `{}` in {}", second.from, second.file);
     }
-    files.insert(prod_file.into(), text.replacen(from, to, 1).into_bytes());
-    let ttl_commit = commit(&origin, &files, message)?;
+    files.insert(second.file.into(), text.replacen(second.from, second.to, 1).into_bytes());
+    let ttl_commit = commit(&origin, &files, second.message)?;
     for line in world.plan(&bikes, &ttl_commit)?.lines() {
         p.note(&format!("  {line}"));
     }
@@ -532,11 +553,11 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
     p.ok(&format!("production: {ttl_id} awaits approval; development and staging have nothing to do"));
     approve(&world, &ttl_id, false).await?;
     world.wait_state(&ttl_id, &[DeploymentState::Completed]).await?;
-    let now = second_value(format, &world.served("production"));
-    if now != after {
-        bail!("production completed but Honua serves {what} {now:?}");
+    let now = SecondExample::served(format, &world.served("production"));
+    if now != Some(second.after) {
+        bail!("production completed but Honua serves {} {now:?}", second.what);
     }
-    p.ok(&format!("production: Honua serves {what} {}", after.unwrap_or_default()));
+    p.ok(&format!("production: Honua serves {} {}", second.what, second.after));
 
     // Example 3: emergency rollback.
     p.step("Example 3: roll production back");
@@ -550,15 +571,11 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
     let rollback: DeploymentDetail = serde_json::from_value(body).context("the rollback's answer")?;
     let rollback_id = rollback.view.summary.id;
     world.wait_state(&rollback_id, &[DeploymentState::Completed]).await?;
-    let now = second_value(format, &world.served("production"));
-    if now != before {
-        bail!("the rollback completed but Honua serves {what} {now:?}");
+    let now = SecondExample::served(format, &world.served("production"));
+    if now != Some(second.before) {
+        bail!("the rollback completed but Honua serves {} {now:?}", second.what);
     }
-    let again = match format {
-        DemoFormat::Metadata => format!("parcels TTL is {} again", before.unwrap_or_default()),
-        DemoFormat::Hcl => format!("the rate limit is {} requests a minute again", before.unwrap_or_default()),
-    };
-    p.ok(&format!("production: {rollback_id} restored the previous commit; {again}"));
+    p.ok(&format!("production: {rollback_id} restored the previous commit; {}", second.again));
     p.ok("automatic deployments of production pause until a newer commit lands");
 
     // Where things are.

@@ -140,7 +140,8 @@ fn prove(repo: &ConfigRepo, envs: &[EnvName], out: &mut Conversion) {
     files.env_dirs = envs.iter().map(|e| e.to_string()).collect();
     let converted = ConfigRepo::from_files(files, "converted".into());
     for d in converted.diagnostics.iter().filter(|d| d.is_error()) {
-        out.mismatches.push(Mismatch { environment: d.file.clone(), what: d.message.clone() });
+        let what = format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message);
+        out.mismatches.push(Mismatch { environment: d.environments.join(", "), what });
     }
     for env in envs {
         let (Some(before), Some(after)) = (repo.effective(env), converted.effective(env)) else { continue };

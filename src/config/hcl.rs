@@ -645,41 +645,49 @@ fn insert_last_wins(map: &mut Map, key: &str, key_loc: Loc, value: Node) {
     }
 }
 
-/// The strings Honua's `ConfigurationProcessor` interpolates: a data source's `connection` and
-/// `health_check`, every string setting of a service, a cache's `connection`, and `rate_limit.store`.
-/// Calls `visit` with the dotted place and the node of each.
-pub fn interpolated_strings<'n>(root: &'n mut Node, visit: &mut dyn FnMut(String, &'n mut Node)) {
-    let Some(map) = root.as_map_mut() else { return };
-    for entry in map.entries.iter_mut() {
-        let kind = entry.key.to_string();
-        match kind.as_str() {
+/// Whether Honua's `ConfigurationProcessor` interpolates attribute `attr` of a `kind` block: a data
+/// source's `connection` and `health_check`, every setting of a service, a cache's `connection`, and
+/// `rate_limit.store`.
+fn is_interpolated(kind: &str, attr: &str) -> bool {
+    match kind {
+        "data_source" => matches!(attr, "connection" | "health_check"),
+        "service" => !matches!(attr, "enabled" | "type"),
+        "cache" => attr == "connection",
+        "rate_limit" => attr == "store",
+        _ => false,
+    }
+}
+
+/// The bodies whose attributes Honua may interpolate, with their dotted place: each labeled block of
+/// `data_source`, `service` and `cache` (`service.wfs`), and `rate_limit`.
+fn interpolated_bodies(root: &Node) -> Vec<(&str, String, &Node)> {
+    let mut out = Vec::new();
+    for (kind, node) in root.as_map().map(|m| m.iter().collect::<Vec<_>>()).unwrap_or_default() {
+        match kind {
+            "rate_limit" => out.push((kind, kind.to_string(), node)),
             "data_source" | "service" | "cache" => {
-                let Some(blocks) = entry.value.as_map_mut() else { continue };
-                for block in blocks.entries.iter_mut() {
-                    let label = block.key.to_string();
-                    let Some(attrs) = block.value.as_map_mut() else { continue };
-                    for attr in attrs.entries.iter_mut() {
-                        let takes = match kind.as_str() {
-                            "data_source" => matches!(attr.key.as_str(), "connection" | "health_check"),
-                            "cache" => attr.key == "connection",
-                            _ => !matches!(attr.key.as_str(), "enabled" | "type"),
-                        };
-                        if takes && attr.value.as_str().is_some() {
-                            visit(format!("{kind}.{label}.{}", attr.key), &mut attr.value);
-                        }
-                    }
-                }
-            }
-            "rate_limit" => {
-                if let Some(store) = entry.value.as_map_mut().and_then(|m| m.get_mut("store")) {
-                    if store.as_str().is_some() {
-                        visit("rate_limit.store".into(), store);
-                    }
+                for (label, body) in node.as_map().map(|m| m.iter().collect::<Vec<_>>()).unwrap_or_default() {
+                    out.push((kind, format!("{kind}.{label}"), body));
                 }
             }
             _ => {}
         }
     }
+    out
+}
+
+/// The strings Honua's `ConfigurationProcessor` interpolates ([`is_interpolated`]), with their dotted
+/// place (`data_source.main.connection`).
+pub fn interpolated_strings(root: &Node) -> Vec<(String, &Node)> {
+    let mut out = Vec::new();
+    for (kind, place, body) in interpolated_bodies(root) {
+        for (attr, value) in body.as_map().map(|m| m.iter().collect::<Vec<_>>()).unwrap_or_default() {
+            if is_interpolated(kind, attr) && value.as_str().is_some() {
+                out.push((format!("{place}.{attr}"), value));
+            }
+        }
+    }
+    out
 }
 
 /// Honua's `ConfigurationProcessor`, as far as it can run before the server: in the strings it
@@ -693,15 +701,26 @@ pub fn interpolate(root: &mut Node) {
         .and_then(Node::as_map)
         .map(|m| m.iter().filter_map(|(k, v)| Some((k.to_string(), variable_text(v)?))).collect())
         .unwrap_or_default();
-    interpolated_strings(root, &mut |_, node| {
-        let Some(text) = node.as_str() else { return };
-        if !text.contains("env") && !text.contains("var.") {
-            return;
+    let lookup = |name: &str| variables.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let Some(root) = root.as_map_mut() else { return };
+    for entry in root.entries.iter_mut() {
+        let kind = entry.key.to_string();
+        let bodies: Vec<&mut Node> = match kind.as_str() {
+            "rate_limit" => vec![&mut entry.value],
+            "data_source" | "service" | "cache" => match entry.value.as_map_mut() {
+                Some(blocks) => blocks.entries.iter_mut().map(|b| &mut b.value).collect(),
+                None => continue,
+            },
+            _ => continue,
+        };
+        for attr in bodies.into_iter().filter_map(Node::as_map_mut).flat_map(|m| m.entries.iter_mut()) {
+            let Some(text) = attr.value.as_str().filter(|_| is_interpolated(&kind, &attr.key)) else { continue };
+            if text.contains("env") || text.contains("var.") {
+                let text = replace_vars(&replace_env(text), &lookup);
+                attr.value.value = Value::Str(text.into());
+            }
         }
-        let text = replace_env(text);
-        let text = replace_vars(&text, &|name| variables.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()));
-        node.value = Value::Str(text.into());
-    });
+    }
 }
 
 /// A variable's value as Honua's processor writes it into a string (`value.ToString()` in C#).

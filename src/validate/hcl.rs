@@ -39,16 +39,8 @@ impl Check<'_> {
 }
 
 /// The labeled blocks of one kind, in file order: `(label, label's place, body)`.
-fn blocks<'n>(root: &'n Node, kind: &str) -> Vec<(&'n str, Loc, &'n Node)> {
-    root.get(kind)
-        .and_then(Node::as_map)
-        .map(|m| m.entries.iter().map(|e| (e.key.as_str(), e.value.loc, &e.value)).collect())
-        .unwrap_or_default()
-}
-
-/// A string attribute, `None` when absent; blank strings count as written.
-fn text<'n>(node: &'n Node, key: &str) -> Option<&'n str> {
-    node.get_str(key)
+fn blocks<'n>(root: &'n Node, kind: &str) -> Vec<(&'n str, &'n Node)> {
+    root.get(kind).and_then(Node::as_map).map(|m| m.iter().collect()).unwrap_or_default()
 }
 
 fn blank(value: Option<&str>) -> bool {
@@ -89,7 +81,7 @@ pub fn check(root: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) {
 fn syntax(root: &Node, c: &mut Check) {
     let empty = Node::map(root.loc);
     let honua = root.get("honua").unwrap_or(&empty);
-    let version = text(honua, "version").unwrap_or("1.0");
+    let version = honua.get_str("version").unwrap_or("1.0");
     if version.trim().is_empty() {
         c.error(
             "hcl.version_required",
@@ -103,14 +95,14 @@ fn syntax(root: &Node, c: &mut Check) {
             format!("Unknown version '{version}'. Expected version starting with '1.'"),
         );
     }
-    if text(honua, "environment").is_some_and(|e| e.trim().is_empty()) {
+    if honua.get_str("environment").is_some_and(|e| e.trim().is_empty()) {
         c.error(
             "hcl.environment_required",
             at(honua, "environment"),
             "Environment is required: name it in the `honua` block (`environment = \"production\"`)",
         );
     }
-    if let Some(level) = text(honua, "log_level").filter(|l| !l.trim().is_empty()) {
+    if let Some(level) = honua.get_str("log_level").filter(|l| !l.trim().is_empty()) {
         if !LOG_LEVELS.contains(&level.to_lowercase().as_str()) {
             let near = crate::config::nearest(level, &LOG_LEVELS)
                 .map(|n| format!(" (did you mean `{n}`?)"))
@@ -137,8 +129,8 @@ fn syntax(root: &Node, c: &mut Check) {
     if data_sources.is_empty() {
         c.warning("hcl.no_data_sources", root.loc, "No data sources defined. Add at least one data source");
     }
-    for (id, _, ds) in &data_sources {
-        match text(ds, "provider") {
+    for (id, ds) in &data_sources {
+        match ds.get_str("provider") {
             p if blank(p) => c.error(
                 "hcl.provider_required",
                 at(ds, "provider"),
@@ -151,7 +143,7 @@ fn syntax(root: &Node, c: &mut Check) {
             ),
             _ => {}
         }
-        if blank(text(ds, "connection")) {
+        if blank(ds.get_str("connection")) {
             c.error("hcl.connection_required", at(ds, "connection"), format!("Connection string is required (data_source.{id}); write `connection = \"${{env:DATABASE_URL}}\"` and give the agent that variable"));
         }
         if let Some(pool) = ds.get("pool") {
@@ -195,8 +187,8 @@ fn syntax(root: &Node, c: &mut Check) {
             "No services defined. Add at least one service (odata, ogc_api, wfs, etc.)",
         );
     }
-    for (id, _, service) in &services {
-        let kind = text(service, "type").unwrap_or(id);
+    for (id, service) in &services {
+        let kind = service.get_str("type").unwrap_or(id);
         if kind.trim().is_empty() {
             c.error(
                 "hcl.service_type_required",
@@ -220,23 +212,23 @@ fn syntax(root: &Node, c: &mut Check) {
     if layers.is_empty() {
         c.warning("hcl.no_layers", root.loc, "No layers defined. Add at least one layer");
     }
-    for (id, _, layer) in &layers {
+    for (id, layer) in &layers {
         for (key, what) in
             [("title", "title"), ("data_source", "data source"), ("table", "table"), ("id_field", "id_field")]
         {
-            if blank(text(layer, key)) {
+            if blank(layer.get_str(key)) {
                 c.error("hcl.layer_required", at(layer, key), format!("Layer {what} is required (layer.{id}.{key})"));
             }
         }
         if let Some(geometry) = layer.get("geometry") {
-            if blank(text(geometry, "column")) {
+            if blank(geometry.get_str("column")) {
                 c.error(
                     "hcl.geometry_required",
                     at(geometry, "column"),
                     format!("Geometry column is required (layer.{id}.geometry.column)"),
                 );
             }
-            match text(geometry, "type") {
+            match geometry.get_str("type") {
                 t if blank(t) => c.error(
                     "hcl.geometry_required",
                     at(geometry, "type"),
@@ -273,7 +265,7 @@ fn syntax(root: &Node, c: &mut Check) {
             c.error("hcl.fields_required", at(layer, "fields"), format!("When introspect_fields is false, explicit fields must be defined (layer.{id}). Either set introspect_fields to true or define fields explicitly"));
         }
         for (name, field) in fields.map(|f| f.iter().collect::<Vec<_>>()).unwrap_or_default() {
-            match text(field, "type") {
+            match field.get_str("type") {
                 t if blank(t) => c.error(
                     "hcl.field_type_required",
                     at(field, "type"),
@@ -299,8 +291,8 @@ fn syntax(root: &Node, c: &mut Check) {
         }
     }
 
-    for (id, _, cache) in blocks(root, "cache") {
-        let kind = text(cache, "type").unwrap_or("memory");
+    for (id, cache) in blocks(root, "cache") {
+        let kind = cache.get_str("type").unwrap_or("memory");
         if kind.trim().is_empty() {
             c.error("hcl.cache_type_required", at(cache, "type"), format!("Cache type is required (cache.{id}.type)"));
         } else if !CACHE_TYPES.contains(&kind.to_lowercase().as_str()) {
@@ -310,7 +302,7 @@ fn syntax(root: &Node, c: &mut Check) {
                 format!("Unknown cache type '{kind}' (cache.{id}.type). Expected one of: {}", CACHE_TYPES.join(", ")),
             );
         }
-        if kind.eq_ignore_ascii_case("redis") && blank(text(cache, "connection")) {
+        if kind.eq_ignore_ascii_case("redis") && blank(cache.get_str("connection")) {
             c.error(
                 "hcl.cache_connection_required",
                 at(cache, "connection"),
@@ -320,7 +312,7 @@ fn syntax(root: &Node, c: &mut Check) {
     }
 
     if let Some(limit) = root.get("rate_limit") {
-        if text(limit, "store").is_some_and(|s| s.trim().is_empty()) {
+        if limit.get_str("store").is_some_and(|s| s.trim().is_empty()) {
             c.error(
                 "hcl.rate_limit_store",
                 at(limit, "store"),
@@ -339,7 +331,7 @@ fn syntax(root: &Node, c: &mut Check) {
                     format!("Rate limit requests must be >= 1 (rate_limit.rules.{name}.requests)"),
                 );
             }
-            match text(rule, "window") {
+            match rule.get_str("window") {
                 w if w.is_some() && blank(w) => c.error("hcl.rate_limit_rule", at(rule, "window"), format!("Rate limit window is required (rate_limit.rules.{name}.window)")),
                 Some(w) if !valid_window(w) => c.warning("hcl.rate_limit_window", at(rule, "window"), format!("Invalid time window format '{w}' (rate_limit.rules.{name}.window). Expected format: <number><unit>, e.g., '1m', '1h', '1d'")),
                 _ => {}
@@ -360,12 +352,12 @@ fn semantic(root: &Node, c: &mut Check) {
     let services = blocks(root, "service");
     let layers = blocks(root, "layer");
     let caches = blocks(root, "cache");
-    let ds_ids: Vec<&str> = data_sources.iter().map(|(id, ..)| *id).collect();
-    let service_ids: Vec<&str> = services.iter().map(|(id, ..)| *id).collect();
+    let ds_ids: Vec<&str> = data_sources.iter().map(|(id, _)| *id).collect();
+    let service_ids: Vec<&str> = services.iter().map(|(id, _)| *id).collect();
     let list = |ids: &[&str]| if ids.is_empty() { "none".to_string() } else { ids.join(", ") };
 
-    for (id, _, layer) in &layers {
-        if let Some(reference) = text(layer, "data_source").filter(|r| !r.trim().is_empty()) {
+    for (id, layer) in &layers {
+        if let Some(reference) = layer.get_str("data_source").filter(|r| !r.trim().is_empty()) {
             let target = reference_target(reference);
             if !ds_ids.contains(&target) {
                 c.error("hcl.reference_undefined", at(layer, "data_source"), format!("Layer references undefined data source '{target}' (layer.{id}.data_source). Available data sources: {}", list(&ds_ids)));
@@ -384,15 +376,15 @@ fn semantic(root: &Node, c: &mut Check) {
         if let (Some(geometry), Some(fields)) = (layer.get("geometry"), layer.get("fields").and_then(Node::as_map)) {
             if !fields.is_empty() {
                 let at_fields = at(layer, "fields");
-                let column = text(geometry, "column").unwrap_or("");
+                let column = geometry.get_str("column").unwrap_or("");
                 if fields.get(column).is_none() {
                     c.warning("hcl.field_missing", at_fields, format!("Geometry column '{column}' is not defined in fields (layer.{id}.fields). Add geometry field or ensure introspect_fields is true"));
                 }
-                let id_field = text(layer, "id_field").unwrap_or("");
+                let id_field = layer.get_str("id_field").unwrap_or("");
                 if fields.get(id_field).is_none() {
                     c.warning("hcl.field_missing", at_fields, format!("ID field '{id_field}' is not defined in fields (layer.{id}.fields). Add id field or ensure introspect_fields is true"));
                 }
-                if let Some(display) = text(layer, "display_field").filter(|d| !d.trim().is_empty()) {
+                if let Some(display) = layer.get_str("display_field").filter(|d| !d.trim().is_empty()) {
                     if fields.get(display).is_none() {
                         c.warning(
                             "hcl.field_missing",
@@ -407,10 +399,10 @@ fn semantic(root: &Node, c: &mut Check) {
 
     let used: Vec<&str> = layers
         .iter()
-        .flat_map(|(_, _, l)| l.get("services").and_then(Node::as_seq).unwrap_or_default())
+        .flat_map(|(_, l)| l.get("services").and_then(Node::as_seq).unwrap_or_default())
         .filter_map(|n| n.as_str().map(reference_target))
         .collect();
-    for (id, _, service) in &services {
+    for (id, service) in &services {
         if enabled(service) && !used.contains(id) {
             c.warning("hcl.service_unused", service.loc, format!("Service '{id}' is enabled but not used by any layers. Add layers that expose this service or disable it"));
         }
@@ -420,15 +412,15 @@ fn semantic(root: &Node, c: &mut Check) {
         root.get_path(&["honua", "environment"]).and_then(Node::as_str).unwrap_or("development").to_lowercase();
     let rate_limit = root.get("rate_limit");
     if let Some(limit) = rate_limit {
-        let store = text(limit, "store").unwrap_or("memory");
+        let store = limit.get_str("store").unwrap_or("memory");
         let redis_cache = caches
             .iter()
-            .any(|(_, _, c)| text(c, "type").unwrap_or("memory").eq_ignore_ascii_case("redis") && enabled(c));
+            .any(|(_, c)| c.get_str("type").unwrap_or("memory").eq_ignore_ascii_case("redis") && enabled(c));
         if store.eq_ignore_ascii_case("redis") && !redis_cache {
             c.warning("hcl.rate_limit_redis", at(limit, "store"), "Rate limiting uses Redis but no Redis cache is defined or enabled. Define a Redis cache or use 'memory' store");
         }
     }
-    for (id, _, cache) in &caches {
+    for (id, cache) in &caches {
         let required = strings(cache, "required_in").iter().any(|e| e.to_lowercase() == environment);
         if required && !enabled(cache) {
             c.error("hcl.cache_required", at(cache, "enabled"), format!("Cache '{id}' is required in '{environment}' environment but is disabled. Enable the cache or remove the environment from required_in"));
@@ -438,7 +430,7 @@ fn semantic(root: &Node, c: &mut Check) {
     // Ids are unique across block kinds, checked in Honua's order.
     let mut seen: std::collections::HashMap<&str, &str> = ds_ids.iter().map(|id| (*id, "data_source")).collect();
     for (kind, list) in [("service", &services), ("layer", &layers), ("cache", &caches)] {
-        for (id, _, node) in list.iter() {
+        for (id, node) in list.iter() {
             match seen.get(id) {
                 Some(first) => c.error("hcl.duplicate_id", node.loc, format!("Duplicate ID '{id}' found in {kind} (already used in {first}). Use unique IDs across all configuration blocks")),
                 None => {
@@ -448,10 +440,10 @@ fn semantic(root: &Node, c: &mut Check) {
         }
     }
 
-    for (id, _, layer) in &layers {
+    for (id, layer) in &layers {
         let reachable = strings(layer, "services")
             .iter()
-            .any(|s| services.iter().any(|(sid, _, service)| *sid == reference_target(s) && enabled(service)));
+            .any(|s| services.iter().any(|(sid, service)| *sid == reference_target(s) && enabled(service)));
         if !reachable {
             c.warning("hcl.layer_unreachable", at(layer, "services"), format!("Layer '{id}' has no enabled services and will not be accessible. Enable at least one service or add more service references"));
         }
@@ -464,9 +456,9 @@ fn semantic(root: &Node, c: &mut Check) {
             c.warning("hcl.production_cors", any.loc, "CORS allow_any_origin is enabled in production environment. Set to false and specify explicit allowed_origins for better security");
         }
         if !caches.is_empty()
-            && caches.iter().all(|(_, _, c)| text(c, "type").unwrap_or("memory").eq_ignore_ascii_case("memory"))
+            && caches.iter().all(|(_, c)| c.get_str("type").unwrap_or("memory").eq_ignore_ascii_case("memory"))
         {
-            c.warning("hcl.production_memory_cache", caches[0].2.loc, "Only in-memory caching is configured in production environment. Consider using Redis for distributed caching in production");
+            c.warning("hcl.production_memory_cache", caches[0].1.loc, "Only in-memory caching is configured in production environment. Consider using Redis for distributed caching in production");
         }
         if rate_limit.is_none_or(|l| !enabled(l)) {
             let loc = rate_limit.map_or(honua.map_or(root.loc, |h| h.loc), |l| at(l, "enabled"));
@@ -478,8 +470,8 @@ fn semantic(root: &Node, c: &mut Check) {
         }
     }
     if data_sources.len() > 1 {
-        for (id, _, ds) in &data_sources {
-            let used = layers.iter().any(|(_, _, l)| text(l, "data_source").map(reference_target) == Some(id));
+        for (id, ds) in &data_sources {
+            let used = layers.iter().any(|(_, l)| l.get_str("data_source").map(reference_target) == Some(id));
             if !used {
                 c.warning("hcl.data_source_unused", ds.loc, format!("Data source '{id}' is defined but not used by any layers. Remove unused data source or add layers that use it"));
             }
@@ -489,15 +481,11 @@ fn semantic(root: &Node, c: &mut Check) {
 
 /// A `var.name` left after interpolation names no variable: Honua's processor stops the load.
 fn variables(root: &Node, c: &mut Check) {
-    let mut copy = root.clone();
-    let mut found = Vec::new();
-    crate::config::hcl::interpolated_strings(&mut copy, &mut |place, node| {
+    for (place, node) in crate::config::hcl::interpolated_strings(root) {
         for name in variable_references(node.as_str().unwrap_or_default()) {
-            found.push((place.clone(), name.to_string(), node.loc));
+            let loc = node.loc;
+            c.error("hcl.variable_undefined", loc, format!("`var.{name}` in {place} names no variable: Honua stops loading (\"Variable '{name}' not found in configuration\"). Add `variable \"{name}\" = \"…\"` or fix the name"));
         }
-    });
-    for (place, name, loc) in found {
-        c.error("hcl.variable_undefined", loc, format!("`var.{name}` in {place} names no variable: Honua stops loading (\"Variable '{name}' not found in configuration\"). Add `variable \"{name}\" = \"…\"` or fix the name"));
     }
 }
 
