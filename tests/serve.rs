@@ -114,7 +114,7 @@ async fn a_delivery_accepted_before_a_sigkill_is_processed_once_after_restart() 
 
 #[tokio::test]
 async fn a_token_is_printed_once_and_stored_only_as_a_hash() {
-    use honua_gitops::store::{DeploymentStore, Role};
+    use honua_gitops::store::{Role, TokenStore};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("honua.db").display());
     let create = |args: &[&str]| {
@@ -128,7 +128,7 @@ async fn a_token_is_printed_once_and_stored_only_as_a_hash() {
     assert!(token.starts_with("honua_") && token.len() == 70, "{token}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("shown once"));
 
-    let store = honua_gitops::store::SqliteStore::open(&url).await.unwrap();
+    let store = honua_gitops::store::SqlStore::open(&url).await.unwrap();
     let found = store.token(&honua_gitops::server::api::token_hash(&token)).await.unwrap().unwrap();
     assert_eq!((found.name.as_str(), found.role), ("release-bot", Role::Approver));
     for file in std::fs::read_dir(dir.path()).unwrap() {

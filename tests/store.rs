@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use honua_gitops::store::{
-    ApiTokenHash, Approval, DeploymentFilter, DeploymentState, DeploymentStore, Gate, JobState, NewAudit, NewDelivery,
+    ApiTokenHash, Approval, AuditLog, DeploymentFilter, DeploymentState, Gate, JobState, NewAudit, NewDelivery,
     NewDeployment, PrHead, Recorded, Role, Store,
 };
 
@@ -249,7 +249,7 @@ async fn the_audit_log_is_append_only_in_sqlite() {
     use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("honua.db").display());
-    let store = honua_gitops::store::SqliteStore::open(&url).await.unwrap();
+    let store = honua_gitops::store::SqlStore::open(&url).await.unwrap();
     let entry =
         NewAudit { actor: "a".into(), action: "token.create".into(), message: "m".into(), ..Default::default() };
     store.record_audit(&entry, 1).await.unwrap();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use honua_gitops::github::webhook::{parse_event, sign, Event, PullRequestAction, WebhookSecret};
 use honua_gitops::server::{router, AppState};
-use honua_gitops::store::{SqliteStore, Store};
+use honua_gitops::store::{SqlStore, Store};
 
 fn fixtures(event: &str) -> Vec<serde_json::Value> {
     let path = format!("{}/tests/fixtures/webhooks/{event}.json", env!("CARGO_MANIFEST_DIR"));
@@ -79,7 +79,7 @@ struct Service {
 async fn service() -> Service {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&format!("sqlite://{}", dir.path().join("h.db").display())).await.unwrap());
+        Arc::new(SqlStore::open(&format!("sqlite://{}", dir.path().join("h.db").display())).await.unwrap());
     let state = AppState {
         store: store.clone(),
         webhook_secrets: Arc::new(WebhookSecret::parse_list(&format!("old,{SECRET}"))),

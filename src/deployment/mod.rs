@@ -207,9 +207,8 @@ pub struct AuditEntry {
 }
 
 /// One phase of one deployment as an agent reported it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentReport {
-    #[sqlx(rename = "deployment_id")]
     pub deployment: String,
     pub agent: String,
     pub environment: String,
@@ -219,7 +218,7 @@ pub struct AgentReport {
 }
 
 /// An agent's last check-in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AgentStatus {
     pub name: String,
     pub environment: String,
@@ -229,6 +228,63 @@ pub struct AgentStatus {
     pub last_message: Option<String>,
     /// The last heartbeat as the agent sent it (JSON): commit, health, version, sync, drifted paths.
     pub heartbeat: Option<String>,
+}
+
+/// Who an API token belongs to and what it may do.
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    pub environment: Option<String>,
+}
+
+/// An approval given on an open pull request for one environment, bound to the plan of one head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrApproval {
+    pub repository: String,
+    pub number: u64,
+    pub environment: String,
+    pub head_sha: String,
+    pub plan_digest: String,
+    /// Digest of the environment, changes and decision (no revisions): what must match at merge.
+    pub change_digest: String,
+    pub actor: String,
+    pub breaking: bool,
+    pub at: i64,
+}
+
+/// A merged pull request: its merge commit and the head it was merged at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrMerge {
+    pub number: u64,
+    pub merge_sha: String,
+    pub head_sha: String,
+}
+
+/// Automatic deployments of an environment are paused after a rollback, until the branch moves past
+/// `commit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvironmentPause {
+    pub repository: String,
+    pub environment: String,
+    pub commit: String,
+    pub deployment: String,
+    pub actor: String,
+    pub at: i64,
+}
+
+/// The audit message of the policy's decision on a new deployment.
+pub fn decision_message(reasons: &[String]) -> String {
+    if reasons.is_empty() {
+        "the policy approves it automatically".to_string()
+    } else {
+        reasons.join("; ")
+    }
+}
+
+/// The audit message of a deployment that a newer one replaced before it started.
+pub fn superseded_message(by: &str, commit: &str) -> String {
+    format!("superseded by {by} (commit {})", short_sha(commit))
 }
 
 /// A phase an agent reports for a deployment. The last three end it; any other moves it to `applying`.

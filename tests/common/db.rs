@@ -1,12 +1,10 @@
 //! Test databases: a SQLite file in a temporary directory, and PostgreSQL (when
 //! `HONUA_TEST_DATABASE_URL` is set) in a schema of its own per test, dropped afterwards.
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use honua_gitops::store::{PgStore, SqliteStore, Store};
-use sqlx::postgres::PgConnectOptions;
+use honua_gitops::store::{SqlStore, Store};
 use sqlx::Connection;
 
 pub struct TestDb {
@@ -46,7 +44,7 @@ impl TestDb {
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("honua.db").display());
-    TestDb { store: Arc::new(SqliteStore::open(&url).await.unwrap()), _dir: Some(dir), schema: None }
+    TestDb { store: Arc::new(SqlStore::open(&url).await.unwrap()), _dir: Some(dir), schema: None }
 }
 
 /// A PostgreSQL store in a fresh schema, or `None` (with a notice) when no test database is configured.
@@ -77,10 +75,14 @@ pub async fn postgres_through(port: Option<u16>) -> Option<TestDb> {
     );
     let mut conn = sqlx::PgConnection::connect(&url).await.expect("HONUA_TEST_DATABASE_URL is reachable");
     sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
-    let mut options = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+    // The schema as the connection's search path (PostgreSQL's `options` parameter), and the host and
+    // port of the fault proxy when there is one.
+    let mut store_url = url::Url::parse(&url).expect("HONUA_TEST_DATABASE_URL is a URL");
+    store_url.query_pairs_mut().append_pair("options", &format!("-c search_path={schema}"));
     if let Some(port) = port {
-        options = options.host("127.0.0.1").port(port);
+        store_url.set_host(Some("127.0.0.1")).unwrap();
+        store_url.set_port(Some(port)).unwrap();
     }
-    let store = Arc::new(PgStore::connect(options).await.unwrap());
+    let store = Arc::new(SqlStore::open(store_url.as_str()).await.unwrap());
     Some(TestDb { store, _dir: None, schema: Some((url, schema)) })
 }
