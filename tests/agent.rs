@@ -549,7 +549,7 @@ async fn fixed_desired(signed: serde_json::Value) -> String {
         deployment: "whatever".into(),
         repository: "whatever".into(),
         environment: "development".into(),
-        commit: "0".repeat(40),
+        commit: "0".repeat(40).into(),
         sequence: i64::MAX,
         state: honua_gitops::store::DeploymentState::Approved,
         record: signed["record"].as_str().map(str::to_string),
@@ -731,7 +731,7 @@ async fn end_to_end_a_merge_reaches_development_at_once_and_production_after_an_
         assert!(tokio::time::Instant::now() < deadline, "the comment did not approve production");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(prod.poll_once(0).await.unwrap(), PollOutcome::Applied { deployment: prod_deployment.id.clone() });
+    assert_eq!(prod.poll_once(0).await.unwrap(), PollOutcome::Applied { deployment: prod_deployment.id.to_string() });
     let done = s.store.deployment(&prod_deployment.id).await.unwrap().unwrap();
     assert_eq!(done.state, DeploymentState::Completed);
     assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &merged, "production"));

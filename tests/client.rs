@@ -74,7 +74,7 @@ async fn every_client_command_works_against_the_service_and_speaks_json() {
     // Text: tables and the box, no colour off a terminal, within 80 columns.
     let (code, out, _) = run(&url, &token, &["deployments", "production"]).await;
     assert_eq!(code, 0);
-    assert!(out.contains(&prod.id) && out.contains("Awaiting approval") && out.contains("alice"), "{out}");
+    assert!(out.contains(prod.id.as_str()) && out.contains("Awaiting approval") && out.contains("alice"), "{out}");
     assert!(!out.contains('\u{1b}') && out.lines().all(|l| l.chars().count() <= 80), "{out}");
     let (_, out, _) = run(&url, &token, &["status", "production"]).await;
     assert!(out.contains("Environment: production") && out.contains(&format!("Pending: {}", prod.id)), "{out}");

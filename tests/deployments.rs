@@ -517,7 +517,7 @@ async fn the_policy_notifies_approvals_required_and_completions_and_records_what
     assert_eq!(message["channel"], "#deployments");
     let text = message["text"].as_str().unwrap();
     assert!(
-        text.contains(&prod) && text.contains("awaits approval") && text.contains("/honua approve production"),
+        text.contains(prod.as_str()) && text.contains("awaits approval") && text.contains("/honua approve production"),
         "{text}"
     );
     // E-mail has no transport here: recorded, with the reason, not dropped.

@@ -16,7 +16,7 @@ async fn approve(s: &Setup, commit: &str) -> String {
     let filter = DeploymentFilter { environment: Some("production".into()), limit: 10, ..Default::default() };
     let d = s.store.deployments(&filter).await.unwrap().into_iter().find(|d| d.commit == commit).unwrap();
     s.service.controller.approve(&d.id, "ops", "api", true, chrono::Utc::now()).await.unwrap();
-    d.id
+    d.id.to_string()
 }
 
 async fn reports(s: &Setup, id: &str) -> Vec<String> {
@@ -84,7 +84,7 @@ async fn an_hcl_repository_deploys_rolls_back_and_heals_through_honuas_file_watc
     let outcome = agent.poll_once(0).await.unwrap();
     assert_eq!(
         outcome,
-        PollOutcome::Applied { deployment: rollback.id.clone() },
+        PollOutcome::Applied { deployment: rollback.id.to_string() },
         "{:?}",
         reports(&s, &rollback.id).await
     );

@@ -34,7 +34,7 @@ async fn approve(s: &Setup, environment: &str, commit: &str) -> String {
     let filter = DeploymentFilter { environment: Some(environment.into()), limit: 10, ..Default::default() };
     let d = s.store.deployments(&filter).await.unwrap().into_iter().find(|d| d.commit == commit).unwrap();
     s.service.controller.approve(&d.id, "ops", "api", true, chrono::Utc::now()).await.unwrap();
-    d.id
+    d.id.to_string()
 }
 
 async fn reports(s: &Setup, id: &str) -> Vec<String> {

@@ -136,7 +136,7 @@ fn new_deployment(id: &str, env: &str, sequence: i64, state: DeploymentState) ->
         repository: "city/gis-config".into(),
         environment: env.into(),
         sequence,
-        commit: format!("{sequence:040}"),
+        commit: format!("{sequence:040}").into(),
         from_commit: None,
         plan_digest: format!("sha256:{sequence}"),
         plan: serde_json::json!({"environment": env}),

@@ -581,7 +581,7 @@ mod tests {
             health,
             sync,
             drifted: None,
-            commit: commit.map(str::to_string),
+            commit: commit.map(Into::into),
             deployment: None,
             version: None,
             last_result: None,
@@ -622,7 +622,7 @@ mod tests {
         }
         // A very long id is cut, not allowed to break the box.
         let mut long = healthy.clone();
-        long.last.as_mut().unwrap().summary.id = "x".repeat(200);
+        long.last.as_mut().unwrap().summary.id = "x".repeat(200).into();
         assert!(status_box(&long, false).lines().all(|l| visible(l) <= WIDTH as usize));
     }
 

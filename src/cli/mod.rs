@@ -881,7 +881,7 @@ fn token_create_command(args: TokenCreateArgs) -> Result<ExitCode> {
         let audit = NewAudit {
             actor: "cli".into(),
             action: "token.create".into(),
-            environment: args.environment.clone(),
+            environment: args.environment.as_deref().map(Into::into),
             message: format!("token `{}` created with the {} role", args.name, role.as_str()),
             ..NewAudit::default()
         };

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use super::client::ClientArgs;
+use crate::deployment::duration_text;
 use crate::deployment::wire::{EnvironmentView, Environments};
-use crate::deployment::{duration_text, short_sha};
 use anyhow::{Context, Result};
 use crossterm::event::{self, Event, KeyCode, KeyModifiers};
 use ratatui::layout::{Constraint, Direction, Layout};
@@ -163,7 +163,7 @@ fn draw(frame: &mut ratatui::Frame, model: &Model, server: &str) {
             Line::from(format!(
                 "Current {} ({})",
                 env.current.as_ref().map_or("-", |c| c.summary.id.as_str()),
-                env.current.as_ref().map_or("-", |c| short_sha(&c.summary.commit))
+                env.current.as_ref().map_or("-", |c| c.summary.commit.short())
             )),
         ];
         for (label, d) in [("Pending", &env.pending), ("Last", &env.last)] {

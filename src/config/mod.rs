@@ -54,8 +54,9 @@ pub fn nearest<'a>(typed: &str, known: &[&'a str]) -> Option<&'a str> {
 }
 
 /// The name of an environment (`production`), as discovered from `environments/<name>/`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String)]
 pub struct EnvName(String);
 
 /// Environments sort in promotion order (development, test, staging, production), then by name, so

@@ -149,7 +149,7 @@ impl Controller {
             action: action.into(),
             repository: Some(c.repo.full_name()),
             environment: Some(environment.into()),
-            deployment: deployment.map(str::to_string),
+            deployment: deployment.map(Into::into),
             message: format!("PR #{}: {message}", c.number),
         };
         if let Err(e) = self.store.record_audit(&entry, Utc::now().timestamp_millis()).await {

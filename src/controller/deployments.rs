@@ -12,6 +12,7 @@ use super::{Controller, JobError};
 use crate::config::source::RepoFiles;
 use crate::config::{ConfigRepo, EnvName};
 use crate::deployment::short_sha as short;
+use crate::deployment::DeploymentId;
 use crate::diff::{diff_environment, values};
 use crate::git::ledger::LedgerEntry;
 use crate::git::mirror::Mirror;
@@ -34,13 +35,13 @@ pub struct DeploySource {
 #[derive(Debug, thiserror::Error)]
 pub enum DecisionError {
     #[error("no deployment `{0}`; list them with `honua deployments ENV`")]
-    NotFound(String),
+    NotFound(DeploymentId),
     #[error("deployment {id} is {state}: {hint}")]
-    WrongState { id: String, state: DeploymentState, hint: &'static str },
+    WrongState { id: DeploymentId, state: DeploymentState, hint: &'static str },
     #[error("deployment {id} cannot be approved: {reasons}; push a fix, which plans a new deployment")]
-    Closed { id: String, reasons: String },
+    Closed { id: DeploymentId, reasons: String },
     #[error("deployment {id} has breaking changes and the policy does not allow them: approve again acknowledging them (`--breaking`)")]
-    NeedsBreaking { id: String },
+    NeedsBreaking { id: DeploymentId },
     #[error("{0}")]
     Rollback(String),
     #[error("{0}")]
@@ -80,8 +81,8 @@ impl DecisionError {
 }
 
 /// `<env-short>-<yyyymmddHHMMSS>-<sha7>`, e.g. `prod-20241004123456-abc1234`.
-pub fn deployment_id(env: &EnvName, at: DateTime<Utc>, sha: &str) -> String {
-    format!("{}-{}-{}", env.short(), at.format("%Y%m%d%H%M%S"), short(sha))
+pub fn deployment_id(env: &EnvName, at: DateTime<Utc>, sha: &str) -> DeploymentId {
+    DeploymentId::new(format!("{}-{}-{}", env.short(), at.format("%Y%m%d%H%M%S"), short(sha)))
 }
 
 /// The signing key of the service: generated on first start and kept in the store, so every replica
@@ -196,7 +197,7 @@ impl Controller {
                 actor: actor.to_string(),
                 action: "environment.resume".into(),
                 repository: Some(source.repository.clone()),
-                environment: Some(env.to_string()),
+                environment: Some(env.clone()),
                 deployment: None,
                 message: format!(
                     "commit {} landed after the rollback {}: automatic deployments resume",
@@ -251,7 +252,7 @@ impl Controller {
         let sequence = self.store.next_sequence(&source.repository, env.as_str()).await?;
         let mut id = deployment_id(env, at, &to.revision);
         if self.store.deployment(&id).await?.is_some() {
-            id = format!("{id}-{sequence}");
+            id = DeploymentId::new(format!("{id}-{sequence}"));
         }
         let (state, gate) = match &plan.decision {
             Decision::Auto => (DeploymentState::Approved, Gate::Auto),
@@ -268,9 +269,9 @@ impl Controller {
         let mut new = NewDeployment {
             id,
             repository: source.repository.clone(),
-            environment: env.to_string(),
+            environment: env.clone(),
             sequence,
-            commit: to.revision.clone(),
+            commit: to.revision.clone().into(),
             from_commit: last.map(|d| d.commit),
             plan_digest: plan.digest.clone(),
             plan: serde_json::to_value(&plan).expect("plans encode"),
@@ -380,7 +381,7 @@ impl Controller {
         breaking: bool,
         at: DateTime<Utc>,
     ) -> Result<Deployment, DecisionError> {
-        let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.to_string()))?;
+        let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))?;
         match d.state {
             DeploymentState::AwaitingApproval | DeploymentState::Blocked => {}
             DeploymentState::Approved => {
@@ -433,7 +434,7 @@ impl Controller {
                 hint: "it changed while the approval was recorded",
             });
         }
-        self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.to_string()))
+        self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))
     }
 
     /// Rejects a deployment that has not started.
@@ -444,7 +445,7 @@ impl Controller {
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<Deployment, DecisionError> {
-        let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.to_string()))?;
+        let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))?;
         let message = if reason.trim().is_empty() {
             format!("rejected by {actor}")
         } else {
@@ -459,7 +460,7 @@ impl Controller {
             self.audit_refusal(id, actor, "reject", &refused.to_string(), at).await;
             return Err(refused);
         }
-        self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.to_string()))
+        self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))
     }
 
     async fn audit_refusal(&self, id: &str, actor: &str, action: &str, message: &str, at: DateTime<Utc>) {
@@ -488,7 +489,7 @@ impl Controller {
             let github_id = match github_id {
                 Some(id) => id as u64,
                 None => {
-                    let description = format!("{} of {}", d.id, short(&d.commit));
+                    let description = format!("{} of {}", d.id, d.commit.short());
                     gh.create_deployment(&d.commit, &d.environment, &d.id, &description).await?
                 }
             };
@@ -591,9 +592,9 @@ impl Controller {
             .iter()
             .filter_map(|d| {
                 Some(LedgerEntry {
-                    environment: d.environment.clone(),
+                    environment: d.environment.to_string(),
                     sequence: d.sequence,
-                    deployment: d.id.clone(),
+                    deployment: d.id.to_string(),
                     record: d.record.clone()?,
                     signature: d.signature.clone()?,
                     windows: d.windows.clone(),
@@ -617,7 +618,7 @@ impl Controller {
         })
         .await
         .map_err(|e| JobError::Git(format!("ledger task: {e}")))??;
-        let ids: Vec<String> = pending.into_iter().map(|d| d.id).collect();
+        let ids: Vec<DeploymentId> = pending.into_iter().map(|d| d.id).collect();
         self.store.set_ledger_published(&ids, crate::store::now_ms()).await?;
         Ok(())
     }

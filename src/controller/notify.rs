@@ -11,7 +11,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{Controller, JobError};
-use crate::deployment::short_sha as short;
 use crate::store::{Deployment, DeploymentState, NewAudit, NewNotification, NotificationOutcome};
 
 /// Attempts before a message is marked failed; waits double from 10 s up to an hour.
@@ -64,7 +63,7 @@ fn text(d: &Deployment, event: &str) -> String {
         slack_text(&d.environment),
         d.id,
         slack_text(&d.repository),
-        short(&d.commit)
+        d.commit.short()
     );
     match event {
         "onApprovalRequired" => format!(
@@ -191,7 +190,7 @@ impl Controller {
                     let entry = NewAudit {
                         actor: "service".into(),
                         action: "notification.failed".into(),
-                        deployment: Some(n.deployment.clone()),
+                        deployment: Some(n.deployment.as_str().into()),
                         message: format!("{} {} not delivered after {MAX_ATTEMPTS} attempts: {error}", n.event, n.kind),
                         ..NewAudit::default()
                     };

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::deployments::{deployment_id, load, ms};
 use super::{Controller, DecisionError, DeploySource, JobError};
 use crate::config::EnvName;
-use crate::deployment::short_sha as short;
+use crate::deployment::{CommitSha, DeploymentId};
 use crate::git::mirror::Mirror;
 use crate::store::{
     Approval, Deployment, DeploymentFilter, DeploymentState, EnvironmentPause, Gate, NewAudit, NewDeployment,
@@ -55,7 +55,7 @@ impl Controller {
         };
         let target = match to {
             Some(id) => {
-                let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.to_string()))?;
+                let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))?;
                 if d.repository != repository || d.environment != environment || d.state != DeploymentState::Completed {
                     return Err(DecisionError::Rollback(format!(
                         "{id} is not a completed deployment of `{environment}` in {repository}; name one from `honua deployments {environment}`"
@@ -90,13 +90,13 @@ impl Controller {
         .await
         .map_err(|e| DecisionError::Failed(format!("planning task: {e}")))?
         .ok_or_else(|| {
-            DecisionError::Rollback(format!("`{environment}` does not exist at {}", short(&target.commit)))
+            DecisionError::Rollback(format!("`{environment}` does not exist at {}", target.commit.short()))
         })?;
 
         let sequence = self.store.next_sequence(&repository, environment).await?;
         let mut id = deployment_id(&env, at, &target.commit);
         if self.store.deployment(&id).await?.is_some() {
-            id = format!("{id}-{sequence}");
+            id = DeploymentId::new(format!("{id}-{sequence}"));
         }
         // The policy of what runs now decides how the rollback is applied.
         let policy = super::deployments::env_policy(&from, environment);
@@ -123,7 +123,7 @@ impl Controller {
             "rollback of {} to {} (commit {}) requested by {actor}",
             current.id,
             target.id,
-            short(&target.commit)
+            target.commit.short()
         );
         let new = NewDeployment {
             id: id.clone(),
@@ -152,14 +152,14 @@ impl Controller {
         // The newest commit known on the branch (what would otherwise deploy next); at least the commit
         // rolled back from, which the branch head may not show yet while its push is being processed.
         let head = match self.store.branch_head(&repository, &source.branch).await? {
-            Some(head) if head != target.commit => head,
+            Some(head) if head != target.commit => CommitSha::from(head),
             _ => current.commit.clone(),
         };
         let pause = EnvironmentPause {
             repository: repository.clone(),
             environment: environment.into(),
-            commit: head.clone(),
-            deployment: id.clone(),
+            commit: head.to_string(),
+            deployment: id.to_string(),
             actor: actor.into(),
             at: ms(at),
         };
@@ -172,7 +172,7 @@ impl Controller {
                     repository: Some(repository.clone()),
                     environment: Some(environment.into()),
                     deployment: Some(id.clone()),
-                    message: format!("automatic deployments paused until a commit newer than {} lands", short(&head)),
+                    message: format!("automatic deployments paused until a commit newer than {} lands", head.short()),
                 },
                 ms(at),
             )
@@ -246,7 +246,7 @@ impl Controller {
         let branch = format!("honua/rollback-{rollback_id}");
         let message = format!(
             "Roll back to {} ({})\n\nReverts the configuration to what deployment {} ran. Requested by {actor}; the rollback {rollback_id} is already deployed.",
-            short(&target.commit),
+            target.commit.short(),
             target.id,
             target.id
         );
@@ -257,14 +257,14 @@ impl Controller {
              Merging this pull request makes `{}` match what runs again. Automatic deployments of `{}` are paused \
              until a newer commit lands on `{}`.",
             target.environment,
-            short(&target.commit),
+            target.commit.short(),
             target.id,
             source.branch,
             target.environment,
             source.branch
         );
         gh.create_pull_request(
-            &format!("Roll back {} to {}", target.environment, short(&target.commit)),
+            &format!("Roll back {} to {}", target.environment, target.commit.short()),
             &branch,
             &source.branch,
             &body,

@@ -146,7 +146,7 @@ impl Controller {
             actor: actor.to_string(),
             action: action.to_string(),
             repository: d.as_ref().map(|d| d.repository.clone()),
-            environment: environment.map(str::to_string).or_else(|| d.as_ref().map(|d| d.environment.clone())),
+            environment: environment.map(Into::into).or_else(|| d.as_ref().map(|d| d.environment.clone())),
             deployment: d.map(|d| d.id),
             message: message.to_string(),
         };

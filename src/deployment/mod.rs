@@ -4,7 +4,10 @@
 //! takes. The service builds these types, and the CLI, the pages, `honua watch` and the agent read the
 //! same ones, so the compiler checks both ends of the contract; the store maps its rows to them.
 
+mod ids;
 pub mod wire;
+
+pub use ids::{CommitSha, DeploymentId, EnvName};
 
 pub use crate::config::short_sha;
 
@@ -156,12 +159,12 @@ impl Role {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Deployment {
-    pub id: String,
+    pub id: DeploymentId,
     pub repository: String,
-    pub environment: String,
+    pub environment: EnvName,
     pub sequence: i64,
-    pub commit: String,
-    pub from_commit: Option<String>,
+    pub commit: CommitSha,
+    pub from_commit: Option<CommitSha>,
     pub plan_digest: String,
     /// The plan as JSON (the `honua plan --format json` entry of this environment).
     pub plan: serde_json::Value,
@@ -199,8 +202,8 @@ pub struct AuditEntry {
     pub actor: String,
     pub action: String,
     pub repository: Option<String>,
-    pub environment: Option<String>,
-    pub deployment: Option<String>,
+    pub environment: Option<EnvName>,
+    pub deployment: Option<DeploymentId>,
     pub from_state: Option<String>,
     pub to_state: Option<String>,
     pub message: String,
@@ -209,9 +212,9 @@ pub struct AuditEntry {
 /// One phase of one deployment as an agent reported it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentReport {
-    pub deployment: String,
+    pub deployment: DeploymentId,
     pub agent: String,
-    pub environment: String,
+    pub environment: EnvName,
     pub phase: String,
     pub message: String,
     pub at: i64,
@@ -221,9 +224,9 @@ pub struct AgentReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AgentStatus {
     pub name: String,
-    pub environment: String,
+    pub environment: EnvName,
     pub last_seen: i64,
-    pub last_deployment: Option<String>,
+    pub last_deployment: Option<DeploymentId>,
     pub last_phase: Option<String>,
     pub last_message: Option<String>,
     /// The last heartbeat as the agent sent it (JSON): commit, health, version, sync, drifted paths.

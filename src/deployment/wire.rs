@@ -7,21 +7,21 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{AgentReport, AgentStatus, Approval, AuditEntry, Deployment};
-use super::{DeploymentState, Gate, Phase};
+use super::{CommitSha, DeploymentId, DeploymentState, EnvName, Gate, Phase};
 use crate::policy::window::Schedule;
 
 /// A deployment in lists: everything but the plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeploymentSummary {
-    pub id: String,
+    pub id: DeploymentId,
     /// GitHub `owner/name`, or the Git URL of a plain-Git repository.
     pub repository: String,
-    pub environment: String,
+    pub environment: EnvName,
     /// Its place in the environment's sequence: agents apply only newer ones.
     pub sequence: i64,
-    pub commit: String,
+    pub commit: CommitSha,
     /// What the environment ran before (absent for its first deployment).
-    pub from_commit: Option<String>,
+    pub from_commit: Option<CommitSha>,
     pub state: DeploymentState,
     pub gate: Gate,
     pub reasons: Vec<String>,
@@ -55,7 +55,7 @@ impl DeploymentSummary {
     }
 
     pub fn short_commit(&self) -> &str {
-        super::short_sha(&self.commit)
+        self.commit.short()
     }
 }
 
@@ -144,8 +144,8 @@ impl Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
-    pub deployment: Option<String>,
-    pub commit: Option<String>,
+    pub deployment: Option<DeploymentId>,
+    pub commit: Option<CommitSha>,
     pub sequence: Option<i64>,
     /// `healthy` or `unhealthy`: what Honua's health endpoint said.
     pub health: String,
@@ -164,7 +164,7 @@ pub struct Heartbeat {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PhaseReport {
-    pub deployment: String,
+    pub deployment: DeploymentId,
     /// fetching, rendering, writing, swapping, reloading, verifying, applying, completed, failed, rolled_back
     #[schema(value_type = Phase)]
     pub phase: String,
@@ -177,9 +177,9 @@ pub struct PhaseReport {
 pub struct AgentView {
     /// The agent token's name.
     pub name: String,
-    pub environment: String,
+    pub environment: EnvName,
     pub last_seen: Option<DateTime<Utc>>,
-    pub last_deployment: Option<String>,
+    pub last_deployment: Option<DeploymentId>,
     pub last_phase: Option<String>,
     pub last_message: Option<String>,
     pub stale: bool,
@@ -188,8 +188,8 @@ pub struct AgentView {
     pub sync: Sync,
     /// Paths that differ from the release the agent wrote (`null` before the first heartbeat).
     pub drifted: Option<Vec<String>>,
-    pub commit: Option<String>,
-    pub deployment: Option<String>,
+    pub commit: Option<CommitSha>,
+    pub deployment: Option<DeploymentId>,
     pub version: Option<String>,
     pub last_result: Option<String>,
 }
@@ -238,7 +238,7 @@ impl AgentView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EnvironmentView {
     pub repository: String,
-    pub environment: String,
+    pub environment: EnvName,
     /// The pending deployment's state, else `in_sync` when the last one completed, else the last one's
     /// state (`unknown` without any).
     pub status: String,
@@ -296,7 +296,7 @@ pub struct Environments {
 /// `GET /api/v1/environments/{env}`: the environment per repository that deploys it, and its agents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EnvironmentDetail {
-    pub environment: String,
+    pub environment: EnvName,
     pub repositories: Vec<EnvironmentView>,
     pub agents: Vec<AgentView>,
 }
@@ -331,10 +331,10 @@ pub struct SigningKey {
 /// `GET /api/v1/agent/desired`: what the agent's environment should run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DesiredState {
-    pub deployment: String,
+    pub deployment: DeploymentId,
     pub repository: String,
-    pub environment: String,
-    pub commit: String,
+    pub environment: EnvName,
+    pub commit: CommitSha,
     pub sequence: i64,
     pub state: DeploymentState,
     /// The signed record, canonical JSON as signed.

@@ -303,7 +303,7 @@ async fn environment(
             format!("no deployment or agent of `{env}` is known; `GET /api/v1/environments` lists them"),
         ));
     }
-    Ok(Json(EnvironmentDetail { environment: env, repositories: views, agents: agents_only }))
+    Ok(Json(EnvironmentDetail { environment: env.into(), repositories: views, agents: agents_only }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

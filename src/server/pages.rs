@@ -249,7 +249,7 @@ async fn deployment(State(pages): State<Pages>, headers: HeaderMap, Path(id): Pa
         h1 { "Deployment " code { (id) } }
         div class="card" {
             p { (s.repository) " → " strong { (s.environment) } " · " (state(s.state.as_str()))
-                " · commit " code { (s.short_commit()) } @if let Some(from) = &s.from_commit { " (from " code { (short_sha(from)) } ")" } }
+                " · commit " code { (s.short_commit()) } @if let Some(from) = &s.from_commit { " (from " code { (from.short()) } ")" } }
             p { "Duration " (duration_text(v.duration_ms)) " · by " (or_dash(v.by.as_deref())) " · gate " (s.gate.as_str()) }
             @for r in &s.reasons { p class="wait" { (r) } }
         }

@@ -21,9 +21,9 @@ impl From<AgentRow> for AgentStatus {
     fn from(r: AgentRow) -> AgentStatus {
         AgentStatus {
             name: r.name,
-            environment: r.environment,
+            environment: r.environment.into(),
             last_seen: r.last_seen,
-            last_deployment: r.last_deployment,
+            last_deployment: r.last_deployment.map(Into::into),
             last_phase: r.last_phase,
             last_message: r.last_message,
             heartbeat: r.heartbeat,
@@ -44,9 +44,9 @@ struct ReportRow {
 impl From<ReportRow> for AgentReport {
     fn from(r: ReportRow) -> AgentReport {
         AgentReport {
-            deployment: r.deployment_id,
+            deployment: r.deployment_id.into(),
             agent: r.agent,
-            environment: r.environment,
+            environment: r.environment.into(),
             phase: r.phase,
             message: r.message,
             at: r.at,
@@ -86,7 +86,7 @@ impl AgentStore for SqlStore {
             "INSERT INTO agent_reports (deployment_id, agent, phase, message, at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (agent, deployment_id, phase) DO NOTHING",
         )
-        .bind(&r.deployment)
+        .bind(r.deployment.as_str())
         .bind(&r.agent)
         .bind(&r.phase)
         .bind(&r.message)
@@ -101,9 +101,9 @@ impl AgentStore for SqlStore {
              last_deployment = excluded.last_deployment, last_phase = excluded.last_phase, last_message = excluded.last_message",
         )
         .bind(&r.agent)
-        .bind(&r.environment)
+        .bind(r.environment.as_str())
         .bind(r.at)
-        .bind(&r.deployment)
+        .bind(r.deployment.as_str())
         .bind(&r.phase)
         .bind(&r.message)
         .execute(&mut *tx)

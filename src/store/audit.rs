@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::sql::SqlStore;
 use super::StoreError;
-use crate::deployment::AuditEntry;
+use crate::deployment::{AuditEntry, DeploymentId, EnvName};
 
 /// An audit entry that is not a state transition (a refused approval, a token created).
 #[derive(Debug, Clone, Default)]
@@ -12,8 +12,8 @@ pub struct NewAudit {
     pub actor: String,
     pub action: String,
     pub repository: Option<String>,
-    pub environment: Option<String>,
-    pub deployment: Option<String>,
+    pub environment: Option<EnvName>,
+    pub deployment: Option<DeploymentId>,
     pub message: String,
 }
 
@@ -39,8 +39,8 @@ impl From<AuditRow> for AuditEntry {
             actor: r.actor,
             action: r.action,
             repository: r.repository,
-            environment: r.environment,
-            deployment: r.deployment_id,
+            environment: r.environment.map(Into::into),
+            deployment: r.deployment_id.map(Into::into),
             from_state: r.from_state,
             to_state: r.to_state,
             message: r.message,
@@ -80,8 +80,8 @@ impl AuditLog for SqlStore {
         .bind(&e.actor)
         .bind(&e.action)
         .bind(&e.repository)
-        .bind(&e.environment)
-        .bind(&e.deployment)
+        .bind(e.environment.as_deref())
+        .bind(e.deployment.as_deref())
         .bind(&e.message)
         .execute(&self.pool)
         .await?;

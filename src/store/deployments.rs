@@ -6,18 +6,20 @@ use sqlx::{Any, Transaction};
 
 use super::sql::{placeholders, Dialect, SqlStore};
 use super::StoreError;
-use crate::deployment::{Approval, Deployment, DeploymentState, EnvironmentPause, Gate};
+use crate::deployment::{
+    Approval, CommitSha, Deployment, DeploymentId, DeploymentState, EnvName, EnvironmentPause, Gate,
+};
 
 /// A deployment to create. The caller assigned its id and sequence (see
 /// [`DeploymentStore::next_sequence`]) so an auto-approved one is created already signed.
 #[derive(Debug, Clone)]
 pub struct NewDeployment {
-    pub id: String,
+    pub id: DeploymentId,
     pub repository: String,
-    pub environment: String,
+    pub environment: EnvName,
     pub sequence: i64,
-    pub commit: String,
-    pub from_commit: Option<String>,
+    pub commit: CommitSha,
+    pub from_commit: Option<CommitSha>,
     pub plan_digest: String,
     pub plan: serde_json::Value,
     pub state: DeploymentState,
@@ -72,12 +74,12 @@ pub(super) struct DeploymentRow {
 impl From<DeploymentRow> for Deployment {
     fn from(r: DeploymentRow) -> Deployment {
         Deployment {
-            id: r.id,
+            id: r.id.into(),
             repository: r.repository,
-            environment: r.environment,
+            environment: r.environment.into(),
             sequence: r.seq,
-            commit: r.commit_sha,
-            from_commit: r.from_sha,
+            commit: r.commit_sha.into(),
+            from_commit: r.from_sha.map(Into::into),
             plan_digest: r.plan_digest,
             plan: serde_json::from_str(&r.plan).unwrap_or(serde_json::Value::Null),
             // The column's CHECK constraint admits only known states.
@@ -213,12 +215,12 @@ impl DeploymentStore for SqlStore {
              reasons, windows, cause, record, signature, created_at, updated_at, notifications, safety) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18)",
         )
-        .bind(&d.id)
+        .bind(d.id.as_str())
         .bind(&d.repository)
-        .bind(&d.environment)
+        .bind(d.environment.as_str())
         .bind(d.sequence)
-        .bind(&d.commit)
-        .bind(&d.from_commit)
+        .bind(d.commit.as_str())
+        .bind(d.from_commit.as_deref())
         .bind(&d.plan_digest)
         .bind(d.plan.to_string())
         .bind(d.state.as_str())
@@ -235,7 +237,7 @@ impl DeploymentStore for SqlStore {
         .await?;
         for a in &d.approvals {
             sqlx::query("INSERT INTO approvals (deployment_id, actor, via, plan_digest, breaking, at) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(&d.id)
+                .bind(d.id.as_str())
                 .bind(&a.actor)
                 .bind(&a.via)
                 .bind(&a.plan_digest)
@@ -255,8 +257,8 @@ impl DeploymentStore for SqlStore {
                 .bind(now)
                 .bind(actor)
                 .bind(&d.repository)
-                .bind(&d.environment)
-                .bind(&d.id)
+                .bind(d.environment.as_str())
+                .bind(d.id.as_str())
                 .bind(from.map(S::as_str))
                 .bind(to.as_str())
                 .bind(message)
@@ -268,8 +270,10 @@ impl DeploymentStore for SqlStore {
             "SELECT id, state FROM deployments WHERE repository = $1 AND environment = $2 AND id <> $3 AND state IN ({unstarted}) ORDER BY seq{}",
             self.dialect.lock()
         );
-        let mut older =
-            sqlx::query_as::<_, (String, String)>(&sql).bind(&d.repository).bind(&d.environment).bind(&d.id);
+        let mut older = sqlx::query_as::<_, (String, String)>(&sql)
+            .bind(&d.repository)
+            .bind(d.environment.as_str())
+            .bind(d.id.as_str());
         for s in S::UNSTARTED {
             older = older.bind(s.as_str());
         }
@@ -284,7 +288,7 @@ impl DeploymentStore for SqlStore {
                 .bind(now)
                 .bind("policy")
                 .bind(&d.repository)
-                .bind(&d.environment)
+                .bind(d.environment.as_str())
                 .bind(id)
                 .bind(state)
                 .bind(S::Superseded.as_str())
@@ -479,8 +483,8 @@ async fn insert_transition(
     .bind(now)
     .bind(actor)
     .bind(&d.repository)
-    .bind(&d.environment)
-    .bind(&d.id)
+    .bind(d.environment.as_str())
+    .bind(d.id.as_str())
     .bind(d.state.as_str())
     .bind(to.as_str())
     .bind(message)

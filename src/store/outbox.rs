@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::deployments::{DeploymentRow, DEPLOYMENT_COLUMNS};
 use super::sql::SqlStore;
 use super::StoreError;
-use crate::deployment::{Deployment, DeploymentState};
+use crate::deployment::{Deployment, DeploymentId, DeploymentState};
 
 /// A message to queue.
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ pub trait Outboxes: Send + Sync {
     /// Signed deployments of `repository` whose record is not in the Git ledger yet, in sequence order.
     async fn unpublished_records(&self, repository: &str, limit: i64) -> Result<Vec<Deployment>, StoreError>;
 
-    async fn set_ledger_published(&self, ids: &[String], now: i64) -> Result<(), StoreError>;
+    async fn set_ledger_published(&self, ids: &[DeploymentId], now: i64) -> Result<(), StoreError>;
 
     /// Deployments of `repository` whose current state has not been considered for notifications,
     /// with the policy's `notifications` block they were planned under.
@@ -142,11 +142,11 @@ impl Outboxes for SqlStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    async fn set_ledger_published(&self, ids: &[String], now: i64) -> Result<(), StoreError> {
+    async fn set_ledger_published(&self, ids: &[DeploymentId], now: i64) -> Result<(), StoreError> {
         for id in ids {
             sqlx::query("UPDATE deployments SET ledger_at = $1 WHERE id = $2 AND ledger_at IS NULL")
                 .bind(now)
-                .bind(id)
+                .bind(id.as_str())
                 .execute(&self.pool)
                 .await?;
         }

@@ -200,7 +200,7 @@ impl JobQueue for SqlStore {
         let inserted = sqlx::query(
             "INSERT INTO deliveries (id, event, repository, payload, received_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
         )
-        .bind(&d.id)
+        .bind(d.id.as_str())
         .bind(&d.event)
         .bind(&d.repository)
         .bind(&d.payload)
@@ -230,7 +230,7 @@ impl JobQueue for SqlStore {
         let (job,): (i64,) = sqlx::query_as(
             "INSERT INTO jobs (delivery_id, state, run_after, created_at, updated_at) VALUES ($1, 'queued', $2, $2, $2) RETURNING id",
         )
-        .bind(&d.id)
+        .bind(d.id.as_str())
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
