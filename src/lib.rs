@@ -20,6 +20,7 @@ pub mod markdown;
 pub mod plan;
 pub mod policy;
 pub mod server;
+pub mod settings;
 pub mod standin;
 pub mod store;
 pub mod validate;

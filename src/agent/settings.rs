@@ -7,12 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{AdminAuth, AgentConfig, GitOnly};
+pub use crate::settings::SettingError;
+use crate::settings::{bad, layer, read_file};
 
-#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, clap::Args)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub struct AgentArgs {
     /// The service's URL (`https://gitops.example.org`).
@@ -159,7 +161,7 @@ struct FileExtras {
 
 impl GitopsBlock {
     /// The agent settings the block gives; Honua's config directory is the one the file is in.
-    fn args(&self, file: &Path) -> Result<(AgentArgs, FileExtras), AgentSettingsError> {
+    fn args(&self, file: &Path) -> Result<(AgentArgs, FileExtras), SettingError> {
         if self.enabled == Some(false) {
             return Err(bad(
                 "gitops.enabled",
@@ -209,7 +211,7 @@ fn text_ci(value: &Value, key: &str) -> Option<String> {
     }
 }
 
-fn bool_ci(value: &Value, key: &str, setting: &'static str) -> Result<Option<bool>, AgentSettingsError> {
+fn bool_ci(value: &Value, key: &str, setting: &'static str) -> Result<Option<bool>, SettingError> {
     text_ci(value, key)
         .map(|t| match t.to_ascii_lowercase().as_str() {
             "true" => Ok(true),
@@ -224,11 +226,7 @@ fn bool_ci(value: &Value, key: &str, setting: &'static str) -> Result<Option<boo
 /// `StateDirectory`, `DryRun`, `Watcher{Branch, Environment, PollIntervalSeconds}`,
 /// `Credentials{Username, Password}`; `Notifications` and `Approvals` are read and ignored. Honua's
 /// metadata path (`honua:metadata:path`, which must go through `current`) gives the target directory.
-fn honua_gitops_section(
-    root: &Value,
-    section: &Value,
-    file: &Path,
-) -> Result<(AgentArgs, FileExtras), AgentSettingsError> {
+fn honua_gitops_section(root: &Value, section: &Value, file: &Path) -> Result<(AgentArgs, FileExtras), SettingError> {
     if bool_ci(section, "Enabled", "GitOps:Enabled")? == Some(false) {
         return Err(bad(
             "GitOps:Enabled",
@@ -327,56 +325,7 @@ fn honua_gitops_section(
     Ok((args, extras))
 }
 
-/// Comments out of a JSON text (`//` and `/* */`, outside strings), as .NET's configuration allows them.
-fn strip_json_comments(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    let mut in_string = false;
-    while let Some(c) = chars.next() {
-        if in_string {
-            out.push(c);
-            match c {
-                '\\' => out.extend(chars.next()),
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match (c, chars.peek()) {
-            ('"', _) => {
-                in_string = true;
-                out.push(c);
-            }
-            ('/', Some('/')) => while chars.next_if(|&n| n != '\n').is_some() {},
-            ('/', Some('*')) => {
-                chars.next();
-                let mut last = ' ';
-                for n in chars.by_ref() {
-                    if last == '*' && n == '/' {
-                        break;
-                    }
-                    last = n;
-                }
-                out.push(' ');
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{setting}: {problem}")]
-pub struct AgentSettingsError {
-    pub setting: &'static str,
-    pub problem: String,
-}
-
-fn bad(setting: &'static str, problem: impl Into<String>) -> AgentSettingsError {
-    AgentSettingsError { setting, problem: problem.into() }
-}
-
-fn url(setting: &'static str, value: Option<String>, default: Option<&str>) -> Result<String, AgentSettingsError> {
+fn url(setting: &'static str, value: Option<String>, default: Option<&str>) -> Result<String, SettingError> {
     let value = value.or(default.map(str::to_string)).ok_or_else(|| bad(setting, "not set"))?;
     let parsed = url::Url::parse(&value).map_err(|e| bad(setting, format!("`{value}` is not a URL ({e})")))?;
     if !["http", "https", "file"].contains(&parsed.scheme()) {
@@ -386,11 +335,7 @@ fn url(setting: &'static str, value: Option<String>, default: Option<&str>) -> R
 }
 
 /// An optional URL: unset takes `default`, an empty value turns the feature off.
-fn optional_url(
-    setting: &'static str,
-    value: Option<String>,
-    default: &str,
-) -> Result<Option<String>, AgentSettingsError> {
+fn optional_url(setting: &'static str, value: Option<String>, default: &str) -> Result<Option<String>, SettingError> {
     match value {
         Some(v) if v.trim().is_empty() => Ok(None),
         v => url(setting, v, Some(default)).map(Some),
@@ -398,7 +343,7 @@ fn optional_url(
 }
 
 /// A plain file name: a release never writes outside its own directory.
-fn file_name(setting: &'static str, value: Option<String>, default: &str) -> Result<String, AgentSettingsError> {
+fn file_name(setting: &'static str, value: Option<String>, default: &str) -> Result<String, SettingError> {
     let name = value.unwrap_or_else(|| default.to_string());
     let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']);
     if plain {
@@ -409,7 +354,7 @@ fn file_name(setting: &'static str, value: Option<String>, default: &str) -> Res
 }
 
 /// Honua's admin credentials from the settings, and the notices they give.
-fn admin_auth(a: &AgentArgs, honua_is_https: bool, notices: &mut Vec<String>) -> Result<AdminAuth, AgentSettingsError> {
+fn admin_auth(a: &AgentArgs, honua_is_https: bool, notices: &mut Vec<String>) -> Result<AdminAuth, SettingError> {
     let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
     let mut token = nonempty(&a.admin_token);
     if token.is_none() {
@@ -460,53 +405,10 @@ fn admin_auth(a: &AgentArgs, honua_is_https: bool, notices: &mut Vec<String>) ->
 }
 
 impl AgentArgs {
-    fn or(self, o: AgentArgs) -> AgentArgs {
-        AgentArgs {
-            server: self.server.or(o.server),
-            token: self.token.or(o.token),
-            environment: self.environment.or(o.environment),
-            public_key: self.public_key.or(o.public_key),
-            git_url: self.git_url.or(o.git_url),
-            git_token: self.git_token.or(o.git_token),
-            target_dir: self.target_dir.or(o.target_dir),
-            metadata_file: self.metadata_file.or(o.metadata_file),
-            hcl_file: self.hcl_file.or(o.hcl_file),
-            honua_url: self.honua_url.or(o.honua_url),
-            reload_url: self.reload_url.or(o.reload_url),
-            api_key: self.api_key.or(o.api_key),
-            admin_auth: self.admin_auth.or(o.admin_auth),
-            admin_token: self.admin_token.or(o.admin_token),
-            reload_token: self.reload_token.or(o.reload_token),
-            admin_user: self.admin_user.or(o.admin_user),
-            admin_password: self.admin_password.or(o.admin_password),
-            login_url: self.login_url.or(o.login_url),
-            reload_command: self.reload_command.or(o.reload_command),
-            restart_command: self.restart_command.or(o.restart_command),
-            snapshot_url: self.snapshot_url.or(o.snapshot_url),
-            server_config_file: self.server_config_file.or(o.server_config_file),
-            keep_releases: self.keep_releases.or(o.keep_releases),
-            ledger_interval: self.ledger_interval.or(o.ledger_interval),
-            long_poll: self.long_poll.or(o.long_poll),
-            health_url: self.health_url.or(o.health_url),
-            collections_url: self.collections_url.or(o.collections_url),
-            state_dir: self.state_dir.or(o.state_dir),
-            health_timeout: self.health_timeout.or(o.health_timeout),
-            secrets_file: self.secrets_file.or(o.secrets_file),
-            dry_run: self.dry_run.or(o.dry_run),
-        }
-    }
-
     /// Reads a settings file: the agent's own, Honua's server configuration with a `gitops:` block, or
     /// Honua's appsettings with a `GitOps` section.
-    fn from_file(path: &Path) -> Result<(AgentArgs, FileExtras), AgentSettingsError> {
-        let bytes = std::fs::read(path).map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
-        let text =
-            crate::config::yaml::decode(&bytes).map_err(|e| bad("--config", format!("{}: {e}", path.display())))?;
-        let text =
-            if path.extension().is_some_and(|e| e == "json") { strip_json_comments(text) } else { text.to_string() };
-        let node = crate::config::yaml::parse(&text, crate::config::node::FileId(0))
-            .map_err(|e| bad("--config", format!("{}:{e}", path.display())))?;
-        let value = node.to_json();
+    fn from_file(path: &Path) -> Result<(AgentArgs, FileExtras), SettingError> {
+        let value = read_file(path)?;
         // The sample's lowercase block, or Honua's own section (PascalCase, case-insensitive).
         if let Some(block) = value.get("gitops").filter(|b| get_ci(b, "RepositoryPath").is_none()) {
             let block: GitopsBlock = serde_json::from_value(block.clone())
@@ -521,7 +423,7 @@ impl AgentArgs {
     }
 
     /// Every setting checked, each problem named with what to do.
-    pub fn resolve(self, file: Option<&Path>) -> Result<AgentConfig, AgentSettingsError> {
+    pub fn resolve(self, file: Option<&Path>) -> Result<AgentConfig, SettingError> {
         let (from_file, extras) = match file {
             Some(path) => AgentArgs::from_file(path)?,
             None => (AgentArgs::default(), FileExtras::default()),
@@ -529,7 +431,7 @@ impl AgentArgs {
         // A service makes it the service's agent; without one, a Git-only file runs Git-only.
         let git_only = extras.git_only.filter(|_| self.server.is_none());
         let mut notices = extras.notices;
-        let a = self.or(from_file);
+        let a = layer(self, from_file);
         let environment = a
             .environment
             .clone()
@@ -710,7 +612,7 @@ impl std::fmt::Debug for AgentConfig {
 mod gitops_block_tests {
     use super::*;
 
-    fn resolve(yaml: &str) -> Result<AgentConfig, AgentSettingsError> {
+    fn resolve(yaml: &str) -> Result<AgentConfig, SettingError> {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("honua.yaml");
         std::fs::write(&file, yaml).unwrap();

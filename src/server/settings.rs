@@ -5,12 +5,14 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::github::webhook::WebhookSecret;
+pub use crate::settings::SettingError;
+use crate::settings::{bad, check_url, layer, read_file, redact_url};
 
 /// Settings as given (any source); `None` means "not given here".
-#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, clap::Args)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -76,33 +78,6 @@ pub struct ServeArgs {
     pub repositories: Option<String>,
 }
 
-impl ServeArgs {
-    /// Fills what is not given here from `other` (flags and environment win over the file).
-    fn or(self, other: ServeArgs) -> ServeArgs {
-        ServeArgs {
-            listen: self.listen.or(other.listen),
-            database_url: self.database_url.or(other.database_url),
-            github_app_id: self.github_app_id.or(other.github_app_id),
-            github_private_key_path: self.github_private_key_path.or(other.github_private_key_path),
-            github_webhook_secret: self.github_webhook_secret.or(other.github_webhook_secret),
-            github_api_url: self.github_api_url.or(other.github_api_url),
-            git_url: self.git_url.or(other.git_url),
-            data_dir: self.data_dir.or(other.data_dir),
-            public_url: self.public_url.or(other.public_url),
-            public_pages: self.public_pages.or(other.public_pages),
-            workers: self.workers.or(other.workers),
-            job_lease: self.job_lease.or(other.job_lease),
-            header_read_timeout: self.header_read_timeout.or(other.header_read_timeout),
-            body_read_timeout: self.body_read_timeout.or(other.body_read_timeout),
-            github_timeout: self.github_timeout.or(other.github_timeout),
-            poll_interval: self.poll_interval.or(other.poll_interval),
-            repositories: self.repositories.or(other.repositories),
-            rollback_revert_pull_request: self.rollback_revert_pull_request.or(other.rollback_revert_pull_request),
-            slack_webhook_url: self.slack_webhook_url.or(other.slack_webhook_url),
-        }
-    }
-}
-
 /// Checked settings.
 pub struct Settings {
     pub listen: SocketAddr,
@@ -153,44 +128,15 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{setting}: {problem}")]
-pub struct SettingsError {
-    pub setting: &'static str,
-    pub problem: String,
-}
-
-fn bad(setting: &'static str, problem: impl Into<String>) -> SettingsError {
-    SettingsError { setting, problem: problem.into() }
-}
-
-fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
-fn check_url(setting: &'static str, value: &str, schemes: &[&str]) -> Result<String, SettingsError> {
-    let parsed = url::Url::parse(value).map_err(|e| bad(setting, format!("`{value}` is not a URL ({e})")))?;
-    if !schemes.contains(&parsed.scheme()) {
-        return Err(bad(setting, format!("`{value}`: use one of {}", schemes.join(", "))));
-    }
-    Ok(value.trim_end_matches('/').to_string())
-}
-
 impl Settings {
     /// Resolves flags/environment, then `config` (a YAML file with the same names in snake_case), then
     /// defaults, and checks everything.
-    pub fn resolve(given: ServeArgs, config: Option<&Path>) -> Result<Settings, SettingsError> {
+    pub fn resolve(given: ServeArgs, config: Option<&Path>) -> Result<Settings, SettingError> {
         let from_file = match config {
             Some(path) => load_file(path)?,
             None => ServeArgs::default(),
         };
-        let a = given.or(from_file);
+        let a = layer(given, from_file);
         let listen_text = a.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen = listen_text
             .parse()
@@ -285,7 +231,7 @@ impl Settings {
 }
 
 /// `URL[#branch],…` → the remotes of plain-Git mode. A remote is known by its URL without credentials.
-fn parse_repositories(text: &str) -> Result<Vec<crate::controller::DeploySource>, SettingsError> {
+fn parse_repositories(text: &str) -> Result<Vec<crate::controller::DeploySource>, SettingError> {
     let mut out = Vec::new();
     for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (url, branch) = entry.split_once('#').unwrap_or((entry, "main"));
@@ -312,12 +258,8 @@ fn parse_repositories(text: &str) -> Result<Vec<crate::controller::DeploySource>
     Ok(out)
 }
 
-fn load_file(path: &Path) -> Result<ServeArgs, SettingsError> {
-    let bytes = std::fs::read(path).map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
-    let text = crate::config::yaml::decode(&bytes).map_err(|e| bad("--config", format!("{}: {e}", path.display())))?;
-    let node = crate::config::yaml::parse(text, crate::config::node::FileId(0))
-        .map_err(|e| bad("--config", format!("{}:{e}", path.display())))?;
-    serde_json::from_value(node.to_json()).map_err(|e| bad("--config", format!("{}: {e}", path.display())))
+fn load_file(path: &Path) -> Result<ServeArgs, SettingError> {
+    serde_json::from_value(read_file(path)?).map_err(|e| bad("--config", format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]
