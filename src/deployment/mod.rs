@@ -43,6 +43,24 @@ pub enum DeploymentState {
 }
 
 impl DeploymentState {
+    /// Every state, in the order a deployment meets them.
+    pub const ALL: [DeploymentState; 11] = {
+        use DeploymentState::*;
+        [
+            Pending,
+            AwaitingApproval,
+            Approved,
+            Applying,
+            Completed,
+            Failed,
+            RolledBack,
+            Blocked,
+            Rejected,
+            Superseded,
+            Expired,
+        ]
+    };
+
     /// Not yet picked up by an agent: a newer deployment of the environment supersedes these.
     pub const UNSTARTED: [DeploymentState; 4] = [
         DeploymentState::Pending,
@@ -414,19 +432,7 @@ mod tests {
     #[test]
     fn the_transition_table_ends_in_final_states_and_never_loops() {
         use DeploymentState::*;
-        let all = [
-            Pending,
-            AwaitingApproval,
-            Approved,
-            Applying,
-            Completed,
-            Failed,
-            RolledBack,
-            Blocked,
-            Rejected,
-            Superseded,
-            Expired,
-        ];
+        let all = DeploymentState::ALL;
         for to in all {
             assert!(!to.comes_from().contains(&to), "{to} never moves to itself");
         }
