@@ -116,3 +116,116 @@ async fn every_client_command_works_against_the_service_and_speaks_json() {
     assert_eq!(code, 0);
     assert!(out.contains("honua") && out.contains("deployments"));
 }
+
+/// `rollback` shows what it restores before doing it, `--wait` follows the rollback to its end (exit 0
+/// only on completed, 3 when the time runs out first), `status` shows the pause, `resume` lifts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_shows_what_it_restores_waits_for_the_end_and_resume_lifts_the_pause() {
+    let db = common::db::sqlite().await;
+    let store = db.store.clone();
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let token = common::api_token(&store, "operator", Role::Admin, None).await;
+    let url = service.url.clone();
+    let wait_for = |commit: String| {
+        let store = store.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let all = store.deployments(&DeploymentFilter { limit: 50, ..Default::default() }).await.unwrap();
+                if let Some(d) = all.into_iter().find(|d| d.environment == "development" && d.commit == commit) {
+                    break d;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "no deployment of {commit}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let complete = |id: String| {
+        let store = store.clone();
+        async move {
+            let now = honua_gitops::store::now_ms();
+            assert!(store.transition(&id, DeploymentState::Applying, "agent", "applying", now).await.unwrap());
+            assert!(store.transition(&id, DeploymentState::Completed, "agent", "healthy", now).await.unwrap());
+        }
+    };
+    let base = origin.main_sha();
+    service.deliver("push", "w-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
+    complete(wait_for(base.clone()).await.id.to_string()).await;
+    let merged = origin.merge(&common::examples().join("honua-config-pr"));
+    service.deliver("push", "w-2", common::push_payload(&base, &merged, "bob")).await;
+    let bad = wait_for(merged.clone()).await;
+    complete(bad.id.to_string()).await;
+
+    // An agent completes the rollback while the CLI waits for it.
+    let agent = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                let all = store.deployments(&DeploymentFilter { limit: 50, ..Default::default() }).await.unwrap();
+                if let Some(r) = all.iter().find(|d| d.cause == "rollback" && d.state == DeploymentState::Approved) {
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    let now = honua_gitops::store::now_ms();
+                    store.transition(&r.id, DeploymentState::Applying, "agent", "applying", now).await.unwrap();
+                    store.transition(&r.id, DeploymentState::Completed, "agent", "healthy", now).await.unwrap();
+                    break r.id.to_string();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let (code, out, err) = run(&url, &token, &["rollback", "development", "--yes", "--wait", "60"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let rollback_id = agent.await.unwrap();
+    assert!(out.contains("Rollback of `development`"), "{out}");
+    assert!(
+        out.contains(&format!("runs now: {}", bad.id)) && out.contains(&format!("commit {}", &merged[..7])),
+        "{out}"
+    );
+    assert!(out.contains(&format!("restores:")) && out.contains(&format!("commit {}", &base[..7])), "{out}");
+    assert!(out.contains("The change back:"), "{out}");
+    assert!(out.contains("Approved") && out.lines().last().unwrap().contains("Completed"), "{out}");
+
+    let (_, out, _) = run(&url, &token, &["status", "development"]).await;
+    assert!(out.contains(&format!("Paused after the rollback {rollback_id}")), "{out}");
+    assert!(out.contains("honua resume development") && out.lines().all(|l| l.chars().count() <= 80), "{out}");
+
+    // Nothing applies this one: the wait ends when its time does, with exit 3 and what to do.
+    let (code, out, err) = run(&url, &token, &["resume", "development", "--wait", "2"]).await;
+    assert!(out.contains("Resumed automatic deployments of `development`"), "{out}");
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(err.contains("still approved after 2 s") && err.contains("honua deployment show"), "{err}");
+    let (_, out, _) = run(&url, &token, &["status", "development"]).await;
+    assert!(!out.contains("Paused"), "{out}");
+    let (code, _, err) = run(&url, &token, &["resume", "development"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("not paused"), "{err}");
+}
+
+/// A reader that stops early (`| head`) closes the pipe: every printing command then ends quietly, with
+/// exit 0 and nothing on standard error, never a panic (exit 101). The read end is closed before the
+/// command writes anything, so its first write meets the closed pipe whatever the output's size.
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    let example = common::examples().join("honua-config");
+    let example = example.to_str().unwrap();
+    for args in [
+        vec!["render", "--path", example, "--env", "production"],
+        vec!["validate", "--path", example, "--format", "json"],
+        vec!["plan", "--from-dir", example, "--to-dir", example],
+        vec!["completions", "bash"],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_honua"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "honua {args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "honua {args:?}: {stderr}");
+    }
+}

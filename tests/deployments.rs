@@ -461,6 +461,80 @@ async fn a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr(s
     assert!(audit.iter().any(|e| e.action == "environment.resume"), "{audit:#?}");
 }
 
+/// Three commits completed in development, then two rollbacks: the first restores the middle one, the
+/// second the first (never forward to the commit just rolled back), a third finds nothing earlier. The
+/// preview says what each restores before it is asked for; the pause is in the environment's view
+/// until `resume` lifts it, which plans the branch head again and is audited.
+async fn rolling_back_twice_goes_further_back_and_resume_lifts_the_pause(store: Arc<dyn Store>) {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
+    let approver = Api::token(&store, "oncall", Role::Approver, None).await;
+    let viewer = Api::token(&store, "dashboard", Role::Viewer, None).await;
+    let in_dev = |all: &[Deployment], commit: &str| {
+        all.iter().find(|d| d.environment == "development" && d.commit == commit).map(|d| d.id.to_string())
+    };
+    let c0 = origin.main_sha();
+    service.deliver("push", "t-1", common::push_payload(&"0".repeat(40), &c0, "alice")).await;
+    let all = wait_for_deployments(&store, "c0", |all| in_dev(all, &c0).is_some()).await;
+    complete(&store, &in_dev(&all, &c0).unwrap()).await;
+    let c1 = origin.merge(&common::examples().join("honua-config-pr"));
+    service.deliver("push", "t-2", common::push_payload(&c0, &c1, "bob")).await;
+    let all = wait_for_deployments(&store, "c1", |all| in_dev(all, &c1).is_some()).await;
+    complete(&store, &in_dev(&all, &c1).unwrap()).await;
+    let newer = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config-pr"), newer.path());
+    let meta = newer.path().join("environments/development/metadata.yaml");
+    std::fs::write(&meta, std::fs::read_to_string(&meta).unwrap().replacen("title:", "title: Newer ", 1)).unwrap();
+    let c2 = origin.merge(newer.path());
+    service.deliver("push", "t-3", common::push_payload(&c1, &c2, "bob")).await;
+    let all = wait_for_deployments(&store, "c2", |all| in_dev(all, &c2).is_some()).await;
+    let d2 = in_dev(&all, &c2).unwrap();
+    complete(&store, &d2).await;
+
+    let path = "/api/v1/environments/development/rollback";
+    let (status, preview) = api.call("GET", path, Some(&viewer), None).await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(
+        (preview["current"]["id"].as_str(), preview["target"]["commit"].as_str()),
+        (Some(d2.as_str()), Some(c1.as_str()))
+    );
+    assert!(preview["plan"].as_str().unwrap().contains("development"), "{preview}");
+    let (status, first) = api.call("POST", path, Some(&approver), None).await;
+    assert_eq!((status, first["commit"].as_str()), (201, Some(c1.as_str())), "{first}");
+    complete(&store, first["id"].as_str().unwrap()).await;
+
+    // The second rollback goes to c0: c2 was rolled back, and going there would roll forward.
+    let (_, preview) = api.call("GET", path, Some(&viewer), None).await;
+    assert_eq!(preview["target"]["commit"].as_str(), Some(c0.as_str()), "{preview}");
+    let (status, second) = api.call("POST", path, Some(&approver), None).await;
+    assert_eq!((status, second["commit"].as_str()), (201, Some(c0.as_str())), "{second}");
+    let second_id = second["id"].as_str().unwrap().to_string();
+    complete(&store, &second_id).await;
+    let (status, third) = api.call("POST", path, Some(&approver), None).await;
+    assert_eq!((status, third["error"].as_str()), (409, Some("no_rollback_target")), "{third}");
+    assert!(third["message"].as_str().unwrap().contains("nothing earlier"), "{third}");
+
+    // The pause is part of the environment, not only of the audit log.
+    let (_, views) = api.call("GET", "/api/v1/environments", Some(&viewer), None).await;
+    let dev = views["environments"].as_array().unwrap().iter().find(|e| e["environment"] == "development").unwrap();
+    assert_eq!(dev["paused"]["deployment"].as_str(), Some(second_id.as_str()), "{dev:#}");
+
+    assert_eq!(api.call("POST", "/api/v1/environments/development/resume", Some(&viewer), None).await.0, 403);
+    let (status, resumed) = api.call("POST", "/api/v1/environments/development/resume", Some(&approver), None).await;
+    assert_eq!(status, 200, "{resumed}");
+    assert_eq!(resumed["paused"]["deployment"].as_str(), Some(second_id.as_str()));
+    assert_eq!(resumed["deployment"]["commit"].as_str(), Some(c2.as_str()), "the head is planned again: {resumed}");
+    let (_, views) = api.call("GET", "/api/v1/environments", Some(&viewer), None).await;
+    let dev = views["environments"].as_array().unwrap().iter().find(|e| e["environment"] == "development").unwrap();
+    assert!(dev["paused"].is_null(), "{dev:#}");
+    let (status, again) = api.call("POST", "/api/v1/environments/development/resume", Some(&approver), None).await;
+    assert_eq!((status, again["error"].as_str()), (409, Some("not_paused")), "{again}");
+    let audit = store.audit(0, None, 1000).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "environment.resume" && e.actor == "oncall"), "{audit:#?}");
+}
+
 /// A webhook receiver: records every JSON body; answers 500 to the first `fail_first` requests.
 async fn receiver(fail_first: usize) -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
     let got = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -673,6 +747,7 @@ on_both_stores!(
     agents_long_poll_their_desired_state_and_report_phases,
     the_policy_notifies_approvals_required_and_completions_and_records_what_it_cannot_send,
     a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr,
+    rolling_back_twice_goes_further_back_and_resume_lifts_the_pause,
     a_merge_deploys_development_and_staging_and_production_waits_for_an_approver,
     a_newer_merge_supersedes_a_deployment_that_has_not_started,
     a_push_whose_webhook_was_lost_is_deployed_by_polling,
@@ -731,6 +806,8 @@ async fn the_openapi_document_lists_every_route_with_its_errors() {
         ("/api/v1/deployments/{id}/approve", "post"),
         ("/api/v1/deployments/{id}/reject", "post"),
         ("/api/v1/environments/{env}/rollback", "post"),
+        ("/api/v1/environments/{env}/rollback", "get"),
+        ("/api/v1/environments/{env}/resume", "post"),
         ("/api/v1/audit", "get"),
         ("/api/v1/agents", "get"),
         ("/api/v1/agent/desired", "get"),

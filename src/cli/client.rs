@@ -16,8 +16,9 @@ use serde_json::Value;
 
 use crate::deployment::wire::{
     AgentView, Agents, DeploymentDetail, DeploymentView, Deployments, EnvironmentDetail, EnvironmentView, Environments,
-    Health, Sync,
+    Health, Resumed, RollbackPreview, Sync,
 };
+use crate::deployment::DeploymentState;
 use crate::deployment::{duration_text, short_sha as short};
 
 /// Tables and the box fit this many columns.
@@ -267,6 +268,17 @@ pub fn status_box(env: &EnvironmentView, colour: bool) -> String {
     let agents = env.agents.len();
     let stale = env.agents.iter().filter(|a| a.stale).count();
     lines.push(format!("Agents: {agents}{}", if stale > 0 { format!(" ({stale} stale)") } else { String::new() }));
+    if let Some(pause) = &env.paused {
+        lines.push(String::new());
+        lines.push(format!(
+            "{} Paused after the rollback {} by {}",
+            mark(false, colour),
+            pause.deployment,
+            pause.actor
+        ));
+        lines.push(format!("  Automatic deployments wait for a commit newer than {}", short(&pause.commit)));
+        lines.push(format!("  or `honua resume {}`", env.environment));
+    }
     if let Some(p) = &env.pending {
         lines.push(String::new());
         lines.push(format!("Pending: {} ({})", p.summary.id, title_case(p.summary.state.as_str())));
@@ -416,13 +428,13 @@ pub fn status(args: &ClientArgs, environment: Option<&str>) -> Result<ExitCode> 
             return print_json(&body);
         }
         if list.is_empty() {
-            println!(
+            crate::outln!(
                 "No environment has a deployment yet: merge a change to the default branch of a configured repository."
             );
         }
         let colour = colour();
         for env in &list {
-            print!("{}", status_box(env, colour));
+            crate::out!("{}", status_box(env, colour));
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -437,10 +449,10 @@ pub fn deployments(args: &ClientArgs, environment: &str, limit: u32) -> Result<E
             return print_json(&body);
         }
         if list.deployments.is_empty() {
-            println!("No deployment of `{environment}` yet.");
+            crate::outln!("No deployment of `{environment}` yet.");
             return Ok(ExitCode::SUCCESS);
         }
-        println!("{}", deployments_table(&list.deployments, colour()));
+        crate::outln!("{}", deployments_table(&list.deployments, colour()));
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -453,12 +465,19 @@ pub fn show(args: &ClientArgs, id: &str) -> Result<ExitCode> {
         if client.output == Output::Json {
             return print_json(&body);
         }
-        print!("{}", deployment_detail(&detail, colour()));
+        crate::out!("{}", deployment_detail(&detail, colour()));
         Ok(ExitCode::SUCCESS)
     })
 }
 
-pub fn decide(args: &ClientArgs, id: &str, approve: bool, breaking: bool, reason: Option<&str>) -> Result<ExitCode> {
+pub fn decide(
+    args: &ClientArgs,
+    id: &str,
+    approve: bool,
+    breaking: bool,
+    reason: Option<&str>,
+    wait: Option<u64>,
+) -> Result<ExitCode> {
     let client = Client::new(args)?;
     runtime()?.block_on(async {
         let (path, body) = if approve {
@@ -471,26 +490,43 @@ pub fn decide(args: &ClientArgs, id: &str, approve: bool, breaking: bool, reason
             return print_json(&raw);
         }
         let d = &d.view.summary;
-        println!("{} {}: {}", if approve { "Approved" } else { "Rejected" }, d.id, title_case(d.state.as_str()));
-        Ok(ExitCode::SUCCESS)
+        crate::outln!("{} {}: {}", if approve { "Approved" } else { "Rejected" }, d.id, title_case(d.state.as_str()));
+        match wait {
+            Some(limit) => follow(&client, &d.id, limit).await,
+            None => Ok(ExitCode::SUCCESS),
+        }
     })
 }
 
-pub fn rollback(args: &ClientArgs, environment: &str, to: Option<&str>, yes: bool) -> Result<ExitCode> {
+pub fn rollback(
+    args: &ClientArgs,
+    environment: &str,
+    to: Option<&str>,
+    yes: bool,
+    wait: Option<u64>,
+) -> Result<ExitCode> {
     let client = Client::new(args)?;
-    if !yes {
-        if !std::io::stdin().is_terminal() {
-            bail!("rolling back `{environment}` needs a confirmation: pass --yes (no terminal to ask on)");
+    if !yes && !std::io::stdin().is_terminal() {
+        bail!("rolling back `{environment}` needs a confirmation: pass --yes (no terminal to ask on)");
+    }
+    if client.output == Output::Text {
+        // What it restores, before anything is asked or done.
+        let mut path = format!("/api/v1/environments/{environment}/rollback");
+        if let Some(to) = to {
+            path += &format!("?to={}", url_encode(to));
         }
-        print!(
-            "Roll `{environment}` back to {}? Automatic deployments pause until a newer commit lands. [y/N] ",
-            to.unwrap_or("its previous completed deployment")
+        let (_, preview) = runtime()?.block_on(client.fetch::<RollbackPreview>(reqwest::Method::GET, &path, None))?;
+        crate::out!("{}", rollback_preview(&preview));
+    }
+    if !yes {
+        crate::out!(
+            "Roll `{environment}` back? Automatic deployments pause until a newer commit lands or `honua resume {environment}`. [y/N] "
         );
         std::io::stdout().flush()?;
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("Nothing done.");
+            crate::outln!("Nothing done.");
             return Ok(ExitCode::from(1));
         }
     }
@@ -502,14 +538,134 @@ pub fn rollback(args: &ClientArgs, environment: &str, to: Option<&str>, yes: boo
             return print_json(&raw);
         }
         let d = &d.view.summary;
-        println!(
+        crate::outln!(
             "Rollback {} of `{environment}` to commit {}: {}",
             d.id,
             d.short_commit(),
             title_case(d.state.as_str())
         );
-        Ok(ExitCode::SUCCESS)
+        match wait {
+            Some(limit) => follow(&client, &d.id, limit).await,
+            None => Ok(ExitCode::SUCCESS),
+        }
     })
+}
+
+/// The preview `honua rollback` shows before it asks.
+pub fn rollback_preview(p: &RollbackPreview) -> String {
+    let line = |what: &str, d: &crate::deployment::wire::DeploymentSummary| {
+        format!(
+            "  {what} {} (commit {}, {})\n",
+            d.id,
+            d.short_commit(),
+            d.updated_at.map_or_else(|| "-".to_string(), |t| format!("{} ago", age(chrono::Utc::now() - t)))
+        )
+    };
+    let mut out = format!("Rollback of `{}` ({}):\n", p.environment, p.repository);
+    out += &line("runs now:", &p.current);
+    out += &line("restores:", &p.target);
+    out += "\nThe change back:\n";
+    out += &p.plan;
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    if p.breaking {
+        out += "It has breaking changes; the rollback acknowledges them (it restores what ran).\n";
+    }
+    out
+}
+
+/// `3 min`, `2 h`, `5 d`: how long ago, to the unit that reads.
+fn age(d: chrono::TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
+fn url_encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+pub fn resume(args: &ClientArgs, environment: &str, wait: Option<u64>) -> Result<ExitCode> {
+    let client = Client::new(args)?;
+    runtime()?.block_on(async {
+        let path = format!("/api/v1/environments/{environment}/resume");
+        let (raw, r) = client.fetch::<Resumed>(reqwest::Method::POST, &path, Some(serde_json::json!({}))).await?;
+        if client.output == Output::Json {
+            return print_json(&raw);
+        }
+        crate::outln!(
+            "Resumed automatic deployments of `{environment}` (paused after the rollback {}).",
+            r.paused.deployment
+        );
+        match (&r.deployment, wait) {
+            (Some(d), Some(limit)) => {
+                crate::outln!(
+                    "The branch head planned {} (commit {}): {}",
+                    d.id,
+                    d.short_commit(),
+                    title_case(d.state.as_str())
+                );
+                follow(&client, &d.id, limit).await
+            }
+            (Some(d), None) => {
+                crate::outln!(
+                    "The branch head planned {} (commit {}): {}",
+                    d.id,
+                    d.short_commit(),
+                    title_case(d.state.as_str())
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            (None, _) => {
+                crate::outln!("The branch head changes nothing in `{environment}`: nothing to deploy.");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+/// Follows deployment `id` to its end, a line per change of state or agent phase, for at most `limit`
+/// seconds. Exit 0 only on `completed`; 1 on any other end; 3 when the time is up first.
+async fn follow(client: &Client, id: &str, limit: u64) -> Result<ExitCode> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(limit);
+    let path = format!("/api/v1/deployments/{id}");
+    let mut last = String::new();
+    loop {
+        let (_, d) = client.fetch::<DeploymentDetail>(reqwest::Method::GET, &path, None).await?;
+        let state = d.view.summary.state;
+        let phase = d.reports.last().map(|r| format!(" · {} {}", r.agent, r.phase)).unwrap_or_default();
+        let schedule = &d.view.summary.schedule;
+        let waiting = match (&schedule.reason, state) {
+            (Some(why), DeploymentState::Approved) if !schedule.allowed_now => format!(" · {why}"),
+            _ => String::new(),
+        };
+        let line = format!("  {}{phase}{waiting}", title_case(state.as_str()));
+        if line != last {
+            crate::outln!("{line}");
+            last = line;
+        }
+        if state == DeploymentState::Completed {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if state.is_final() {
+            let why = d.reports.last().map(|r| r.message.clone()).filter(|m| !m.is_empty());
+            eprintln!("{id} ended {}{}", state.as_str(), why.map(|w| format!(": {w}")).unwrap_or_default());
+            return Ok(ExitCode::from(1));
+        }
+        if std::time::Instant::now() >= deadline {
+            eprintln!(
+                "{id} is still {} after {limit} s; follow it with `honua deployment show {id}` or `honua watch`",
+                state.as_str()
+            );
+            return Ok(ExitCode::from(3));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 pub fn agents(args: &ClientArgs, environment: Option<&str>) -> Result<ExitCode> {
@@ -524,10 +680,10 @@ pub fn agents(args: &ClientArgs, environment: Option<&str>) -> Result<ExitCode> 
             return print_json(&body);
         }
         if list.agents.is_empty() {
-            println!("No agent has checked in yet: see `honua agent --help`.");
+            crate::outln!("No agent has checked in yet: see `honua agent --help`.");
             return Ok(ExitCode::SUCCESS);
         }
-        println!("{}", agents_table(&list.agents, colour()));
+        crate::outln!("{}", agents_table(&list.agents, colour()));
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -601,6 +757,7 @@ mod tests {
             last: Some(current),
             recent: Vec::new(),
             agents,
+            paused: None,
         }
     }
 

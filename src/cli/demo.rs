@@ -202,22 +202,22 @@ struct Painter {
 impl Painter {
     fn step(&self, text: &str) {
         if self.colour {
-            println!("\n\x1b[1;36m▶ {text}\x1b[0m");
+            crate::outln!("\n\x1b[1;36m▶ {text}\x1b[0m");
         } else {
-            println!("\n▶ {text}");
+            crate::outln!("\n▶ {text}");
         }
     }
 
     fn ok(&self, text: &str) {
         if self.colour {
-            println!("  \x1b[32m✓\x1b[0m {text}");
+            crate::outln!("  \x1b[32m✓\x1b[0m {text}");
         } else {
-            println!("  ✓ {text}");
+            crate::outln!("  ✓ {text}");
         }
     }
 
     fn note(&self, text: &str) {
-        println!("  {text}");
+        crate::outln!("  {text}");
     }
 }
 

@@ -16,6 +16,7 @@ use crate::validate::{self, report};
 
 pub mod client;
 pub mod demo;
+pub mod output;
 pub mod watch;
 
 /// Exit status when the command itself could not run (bad path, unreadable repository).
@@ -150,9 +151,24 @@ pub enum Command {
         /// A completed deployment of the environment to return to.
         #[arg(long)]
         to: Option<String>,
-        /// Do not ask for confirmation.
+        /// Do not ask for confirmation (what it restores is still shown).
         #[arg(long)]
         yes: bool,
+        /// Follow the rollback to its end; exit 0 only when it completed (1 on any other end, 3 when
+        /// SECS, default 600, ran out first).
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "600")]
+        wait: Option<u64>,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Lift the pause a rollback left on an environment, and deploy its branch head again as a push
+    /// would (a commit newer than the rolled-back one lifts the pause by itself).
+    #[command(after_help = CLIENT_HELP)]
+    Resume {
+        environment: String,
+        /// Follow the deployment it plans to its end (see `rollback --wait`).
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "600")]
+        wait: Option<u64>,
         #[command(flatten)]
         client: client::ClientArgs,
     },
@@ -177,7 +193,7 @@ const CLIENT_HELP: &str = "The service and token come from --server/--token, HON
     ~/.config/honua/client.yaml (`server:` and `token:`; HONUA_CLIENT_CONFIG names another file). \
     --output json prints the API's answer.\n\nExamples:\n  honua status production\n  \
     honua deployments production --limit 5\n  honua deployment approve prod-20261125101500-abc1234\n  \
-    honua rollback production --yes";
+    honua rollback production --yes --wait\n  honua resume production";
 
 #[derive(Subcommand, Debug)]
 pub enum DeploymentCommand {
@@ -195,6 +211,10 @@ pub enum DeploymentCommand {
         /// Acknowledge its breaking changes (required when the policy does not allow them).
         #[arg(long)]
         breaking: bool,
+        /// Follow it to its end; exit 0 only when it completed (1 on any other end, 3 when SECS,
+        /// default 600, ran out first).
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "600")]
+        wait: Option<u64>,
         #[command(flatten)]
         client: client::ClientArgs,
     },
@@ -439,21 +459,24 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { environment, client } => client::status(&client, environment.as_deref()),
         Command::Deployments { environment, limit, client } => client::deployments(&client, &environment, limit),
         Command::Deployment(DeploymentCommand::Show { id, client }) => client::show(&client, &id),
-        Command::Deployment(DeploymentCommand::Approve { id, breaking, client }) => {
-            client::decide(&client, &id, true, breaking, None)
+        Command::Deployment(DeploymentCommand::Approve { id, breaking, wait, client }) => {
+            client::decide(&client, &id, true, breaking, None, wait)
         }
         Command::Deployment(DeploymentCommand::Reject { id, reason, client }) => {
-            client::decide(&client, &id, false, false, Some(&reason))
+            client::decide(&client, &id, false, false, Some(&reason), None)
         }
-        Command::Rollback { environment, to, yes, client } => {
-            client::rollback(&client, &environment, to.as_deref(), yes)
+        Command::Rollback { environment, to, yes, wait, client } => {
+            client::rollback(&client, &environment, to.as_deref(), yes, wait)
         }
+        Command::Resume { environment, wait, client } => client::resume(&client, &environment, wait),
         Command::Agents { environment, client } => client::agents(&client, environment.as_deref()),
         Command::Watch { environment, client } => watch::run(&client, environment.as_deref()),
         Command::Probe { url } => probe(&url),
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "honua", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "honua", &mut script);
+            output::write_bytes(&script);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -556,7 +579,7 @@ fn validate_command(args: ValidateArgs) -> Result<ExitCode> {
             let repo = ConfigRepo::load_dir(&root)?;
             if args.path.is_file() && args.format == DiagnosticFormat::Text {
                 let scope = env.as_deref().map_or("every environment".to_string(), |e| format!("environment `{e}`"));
-                println!(
+                crate::outln!(
                     "{} is part of the repository at {}: validating {scope} as merged with environments/common/",
                     args.path.display(),
                     root.display()
@@ -577,12 +600,12 @@ fn validate_command(args: ValidateArgs) -> Result<ExitCode> {
     };
     match args.format {
         DiagnosticFormat::Text => {
-            print!("{}", report::text(&diagnostics, &sources, &prefix));
+            crate::out!("{}", report::text(&diagnostics, &sources, &prefix));
             let verdict = if count_errors(&diagnostics) == 0 { "valid" } else { "invalid" };
-            println!("{}: {verdict} ({})", args.path.display(), report::summary(&diagnostics));
+            crate::outln!("{}: {verdict} ({})", args.path.display(), report::summary(&diagnostics));
         }
-        DiagnosticFormat::Json => println!("{}", report::json(&diagnostics, &prefix)),
-        DiagnosticFormat::Github => print!("{}", report::github(&diagnostics, &prefix)),
+        DiagnosticFormat::Json => crate::outln!("{}", report::json(&diagnostics, &prefix)),
+        DiagnosticFormat::Github => crate::out!("{}", report::github(&diagnostics, &prefix)),
     }
     Ok(ExitCode::from(u8::from(count_errors(&diagnostics) > 0)))
 }
@@ -638,10 +661,10 @@ fn diff_command(args: DiffArgs) -> Result<ExitCode> {
         ChangeFormat::Markdown => render::diff_markdown(&sets),
         ChangeFormat::Json => render::diff_json(&sets),
     };
-    println!("{}", out.trim_end());
+    crate::outln!("{}", out.trim_end());
     let breaking = sets.iter().any(|s| s.summary.breaking > 0);
     if breaking && args.format == ChangeFormat::Text {
-        println!("\nBreaking changes need an explicit acknowledgement where the policy forbids them: `/honua approve <env> --breaking`.");
+        crate::outln!("\nBreaking changes need an explicit acknowledgement where the policy forbids them: `/honua approve <env> --breaking`.");
     }
     Ok(ExitCode::from(u8::from(args.fail_on_breaking && breaking)))
 }
@@ -666,7 +689,7 @@ fn plan_command(args: PlanArgs) -> Result<ExitCode> {
         ChangeFormat::Markdown => render::plan_markdown(&set.plans),
         ChangeFormat::Json => render::plan_json(&set.plans),
     };
-    println!("{}", out.trim_end());
+    crate::outln!("{}", out.trim_end());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -684,10 +707,10 @@ fn render_command(args: RenderArgs) -> Result<ExitCode> {
         crate::config::secrets::mask_json("", &mut metadata, false);
     }
     match effective.format {
-        crate::config::ConfigFormat::Metadata => println!("{}", serde_json::to_string_pretty(&metadata)?),
+        crate::config::ConfigFormat::Metadata => crate::outln!("{}", serde_json::to_string_pretty(&metadata)?),
         crate::config::ConfigFormat::Hcl => {
             let tree = crate::config::node::Node::from_json(&metadata, effective.metadata.loc);
-            print!("{}", crate::config::hcl::render(&tree));
+            crate::out!("{}", crate::config::hcl::render(&tree));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -706,8 +729,8 @@ fn convert_command(args: ConvertArgs) -> Result<ExitCode> {
         (None, false, true) => None,
     };
     match args.format {
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&conversion)?),
-        ReportFormat::Text => print!("{}", conversion_report(&conversion, written.as_deref())),
+        ReportFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&conversion)?),
+        ReportFormat::Text => crate::out!("{}", conversion_report(&conversion, written.as_deref())),
     }
     Ok(if proved { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -887,7 +910,7 @@ fn token_create_command(args: TokenCreateArgs) -> Result<ExitCode> {
         };
         store.record_audit(&audit, crate::store::now_ms()).await?;
         eprintln!("Token `{}` ({}) created. It is shown once; keep it in a secret store:", args.name, role.as_str());
-        println!("{token}");
+        crate::outln!("{token}");
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -907,10 +930,10 @@ pub fn agent_command(args: AgentCommand) -> Result<ExitCode> {
             let mut failed = false;
             for (what, result) in agent.check().await {
                 match result {
-                    Ok(detail) => println!("ok    {what}: {detail}"),
+                    Ok(detail) => crate::outln!("ok    {what}: {detail}"),
                     Err(problem) => {
                         failed = true;
-                        println!("FAIL  {what}: {problem}");
+                        crate::outln!("FAIL  {what}: {problem}");
                     }
                 }
             }
@@ -918,7 +941,7 @@ pub fn agent_command(args: AgentCommand) -> Result<ExitCode> {
         }
         if args.once {
             let outcome = agent.poll_once(0).await?;
-            println!("{outcome:?}");
+            crate::outln!("{outcome:?}");
             return Ok(ExitCode::SUCCESS);
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);

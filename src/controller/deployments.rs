@@ -45,6 +45,8 @@ pub enum DecisionError {
     #[error("{0}")]
     Rollback(String),
     #[error("{0}")]
+    NotPaused(String),
+    #[error("{0}")]
     BadReport(String),
     #[error("{0}")]
     Forbidden(String),
@@ -72,6 +74,7 @@ impl DecisionError {
             DecisionError::Closed { .. } => "not_approvable",
             DecisionError::NeedsBreaking { .. } => "breaking_not_acknowledged",
             DecisionError::Rollback(_) => "no_rollback_target",
+            DecisionError::NotPaused(_) => "not_paused",
             DecisionError::BadReport(_) => "bad_report",
             DecisionError::Forbidden(_) => "forbidden",
             DecisionError::Failed(_) => "failed",
@@ -151,6 +154,18 @@ impl Controller {
         };
         self.decided(&source.repository).await;
         Ok(created)
+    }
+
+    /// The token Git needs to fetch or push `repository`: the App's installation token for a GitHub
+    /// repository, none for a plain-Git remote (its URL carries what it needs).
+    pub(super) async fn git_token_for(&self, repository: &str) -> Result<Option<String>, JobError> {
+        match (&self.github, crate::deployment::RepoId::parse(repository).github()) {
+            (Some(github), Some((owner, name))) => {
+                let installation = github.repo_installation(owner, name).await?;
+                Ok(Some(github.repo(installation, owner, name)?.git_token().await?))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Fetches the branch into the mirror; returns the mirror's path and the branch's head.
@@ -601,13 +616,7 @@ impl Controller {
                 })
             })
             .collect();
-        let token = match (&self.github, crate::deployment::RepoId::parse(repository).github()) {
-            (Some(github), Some((owner, name))) => {
-                let installation = github.repo_installation(owner, name).await?;
-                Some(github.repo(installation, owner, name)?.git_token().await?)
-            }
-            _ => None,
-        };
+        let token = self.git_token_for(repository).await?;
         let source = self.source_for(repository);
         let lock = self.repo_lock(repository).await;
         let _held = lock.lock().await;

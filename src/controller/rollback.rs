@@ -14,6 +14,38 @@ use crate::store::{
     Approval, Deployment, DeploymentFilter, DeploymentState, EnvironmentPause, Gate, NewAudit, NewDeployment,
 };
 
+/// A rollback before it is made: see [`Controller::plan_rollback`].
+pub struct RollbackPlan {
+    pub repository: String,
+    pub source: DeploySource,
+    /// What runs now.
+    pub current: Deployment,
+    /// What the rollback restores.
+    pub target: Deployment,
+    /// The change back, planned with the policy of what runs.
+    pub plan: crate::plan::Plan,
+    /// The repository at what runs.
+    pub running: std::sync::Arc<crate::config::ConfigRepo>,
+}
+
+/// What ran in an environment, oldest first, as a stack: each completed deployment is pushed, and a
+/// completed rollback pops what it rolled back, down to the deployment whose commit it restored. The
+/// last entry runs now; the one before it is what a rollback restores. So rolling back twice goes
+/// further back, never forward to the commit just rolled back.
+fn what_ran(mut completed: Vec<Deployment>) -> Vec<Deployment> {
+    completed.sort_by_key(|d| (d.created_at, d.sequence));
+    let mut stack: Vec<Deployment> = Vec::new();
+    for d in completed {
+        if d.cause == "rollback" {
+            if let Some(at) = stack.iter().rposition(|earlier| earlier.commit == d.commit) {
+                stack.truncate(at);
+            }
+        }
+        stack.push(d);
+    }
+    stack
+}
+
 impl Controller {
     /// Where the service fetches `repository` from: a plain-Git remote it polls, or GitHub.
     pub fn source_for(&self, repository: &str) -> DeploySource {
@@ -27,14 +59,15 @@ impl Controller {
         }
     }
 
-    pub async fn rollback(
+    /// What a rollback of `environment` would do, without doing it: what runs, what it restores, and the
+    /// plan of the change back. `honua rollback` shows it before asking.
+    pub async fn plan_rollback(
         &self,
         repository: Option<&str>,
         environment: &str,
         to: Option<&str>,
-        actor: &str,
         at: DateTime<Utc>,
-    ) -> Result<Deployment, DecisionError> {
+    ) -> Result<RollbackPlan, DecisionError> {
         let repository = match repository {
             Some(r) => r.to_string(),
             None => self.only_repository_of(environment).await?,
@@ -48,7 +81,8 @@ impl Controller {
                 limit: 200,
             })
             .await?;
-        let Some(current) = completed.first().cloned() else {
+        let history = what_ran(completed);
+        let Some(current) = history.last().cloned() else {
             return Err(DecisionError::Rollback(format!(
                 "nothing has completed in `{environment}` of {repository}: there is nothing to roll back"
             )));
@@ -66,10 +100,11 @@ impl Controller {
                 }
                 d
             }
-            None => completed.iter().find(|d| d.commit != current.commit).cloned().ok_or_else(|| {
+            None => history.iter().rev().find(|d| d.commit != current.commit).cloned().ok_or_else(|| {
                 DecisionError::Rollback(format!(
-                    "`{environment}` has no earlier completed deployment than {} to roll back to",
-                    current.id
+                    "`{environment}` has nothing earlier than {} (commit {}) to roll back to: what ran before it was rolled back already, or never completed",
+                    current.id,
+                    current.commit.short()
                 ))
             })?,
         };
@@ -92,6 +127,20 @@ impl Controller {
         .ok_or_else(|| {
             DecisionError::Rollback(format!("`{environment}` does not exist at {}", target.commit.short()))
         })?;
+        Ok(RollbackPlan { repository, source, current, target, plan, running: from })
+    }
+
+    pub async fn rollback(
+        &self,
+        repository: Option<&str>,
+        environment: &str,
+        to: Option<&str>,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Deployment, DecisionError> {
+        let RollbackPlan { repository, source, current, target, plan, running: from } =
+            self.plan_rollback(repository, environment, to, at).await?;
+        let env = EnvName::new(environment);
 
         let sequence = self.store.next_sequence(&repository, environment).await?;
         let mut id = deployment_id(&env, at, &target.commit);
@@ -193,6 +242,48 @@ impl Controller {
             }
         }
         self.store.deployment(&id).await?.ok_or(DecisionError::NotFound(id))
+    }
+
+    /// Lifts the pause a rollback left on `environment` and plans the branch head again, as a push
+    /// would: the operator says the rolled-back commit may run after all (a fix that lands lifts the
+    /// pause by itself). Returns the pause lifted and the deployment planned, if the head changes
+    /// anything.
+    pub async fn resume(
+        &self,
+        repository: Option<&str>,
+        environment: &str,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(EnvironmentPause, Option<Deployment>), DecisionError> {
+        let repository = match repository {
+            Some(r) => r.to_string(),
+            None => self.only_repository_of(environment).await?,
+        };
+        let Some(pause) = self.store.environment_pause(&repository, environment).await? else {
+            return Err(DecisionError::NotPaused(format!(
+                "`{environment}` of {repository} is not paused: automatic deployments run"
+            )));
+        };
+        self.store.resume_environment(&repository, environment).await?;
+        let entry = NewAudit {
+            actor: actor.into(),
+            action: "environment.resume".into(),
+            repository: Some(repository.clone()),
+            environment: Some(environment.into()),
+            deployment: None,
+            message: format!(
+                "automatic deployments resumed by {actor} (paused at commit {} after the rollback {})",
+                CommitSha::new(pause.commit.as_str()).short(),
+                pause.deployment
+            ),
+        };
+        self.store.record_audit(&entry, ms(at)).await?;
+        let source = self.source_for(&repository);
+        let token = self.git_token_for(&repository).await?;
+        let (_, head) = self.fetch_branch(&source, token.clone()).await?;
+        let created = self.deploy_commit(&source, &head, token, actor, at).await?;
+        self.events.notify_waiters();
+        Ok((pause, created.into_iter().find(|d| d.environment == environment)))
     }
 
     async fn only_repository_of(&self, environment: &str) -> Result<String, DecisionError> {

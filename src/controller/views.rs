@@ -94,7 +94,9 @@ impl Controller {
             let agents: Vec<AgentView> =
                 agents.iter().filter(|a| a.environment == environment).map(|a| AgentView::of(a, now)).collect();
             let (sync, health) = EnvironmentView::sync_and_health(&agents);
+            let paused = self.store.environment_pause(&repository, &environment).await?;
             out.push(EnvironmentView {
+                paused,
                 status: EnvironmentView::status_of(pending.copied(), last.copied()),
                 sync,
                 health,

@@ -105,6 +105,12 @@ impl DeploymentState {
         serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
     }
 
+    /// Nothing moves out of it (by the transition table): completed, failed, rolled back, rejected,
+    /// superseded, expired.
+    pub fn is_final(self) -> bool {
+        DeploymentState::ALL.iter().all(|to| !to.comes_from().contains(&self))
+    }
+
     pub fn is_unstarted(self) -> bool {
         Self::UNSTARTED.contains(&self)
     }
@@ -284,7 +290,7 @@ pub struct PrMerge {
 
 /// Automatic deployments of an environment are paused after a rollback, until the branch moves past
 /// `commit`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnvironmentPause {
     pub repository: String,
     pub environment: String,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{AgentReport, AgentStatus, Approval, AuditEntry, Deployment};
+use super::{AgentReport, AgentStatus, Approval, AuditEntry, Deployment, EnvironmentPause};
 use super::{CommitSha, DeploymentId, DeploymentState, EnvName, Gate, Phase};
 use crate::policy::window::Schedule;
 
@@ -254,6 +254,10 @@ pub struct EnvironmentView {
     /// The ten most recent.
     pub recent: Vec<DeploymentSummary>,
     pub agents: Vec<AgentView>,
+    /// Set after a rollback: automatic deployments wait until a newer commit lands or someone runs
+    /// `honua resume`.
+    #[serde(default)]
+    pub paused: Option<EnvironmentPause>,
 }
 
 impl EnvironmentView {
@@ -285,6 +289,29 @@ impl EnvironmentView {
         };
         (sync, health)
     }
+}
+
+/// `GET /api/v1/environments/{env}/rollback`: what a rollback would do, before anyone asks for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RollbackPreview {
+    pub repository: String,
+    pub environment: EnvName,
+    /// What runs now.
+    pub current: DeploymentSummary,
+    /// What the rollback restores.
+    pub target: DeploymentSummary,
+    /// The change back, as `honua plan` prints it.
+    pub plan: String,
+    /// The change back has breaking changes (a rollback acknowledges them: it restores what ran).
+    pub breaking: bool,
+}
+
+/// `POST /api/v1/environments/{env}/resume`: the pause lifted, and the deployment of the branch head it
+/// planned (none when the head changes nothing).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Resumed {
+    pub paused: EnvironmentPause,
+    pub deployment: Option<DeploymentSummary>,
 }
 
 /// `GET /api/v1/environments`, and each `environments` event of `GET /api/v1/events`.

@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use crate::controller::{Controller, DecisionError};
 use crate::deployment::wire::{
     Agents, AuditLog, DeploymentDetail, DeploymentSummary, Deployments, DesiredState, EnvironmentDetail, Environments,
-    Heartbeat, PhaseReport, PullApprovals, SigningKey,
+    Heartbeat, PhaseReport, PullApprovals, Resumed, RollbackPreview, SigningKey,
 };
 use crate::store::{ApiToken, DeploymentFilter, DeploymentState, Role, StoreError};
 
@@ -37,7 +37,8 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .routes(routes!(pull))
         .routes(routes!(approve))
         .routes(routes!(reject))
-        .routes(routes!(rollback))
+        .routes(routes!(rollback, rollback_preview))
+        .routes(routes!(resume))
         .routes(routes!(audit))
         .routes(routes!(agents))
         .routes(routes!(agent_desired))
@@ -125,7 +126,7 @@ impl utoipa::Modify for BearerAuth {
 #[allow(dead_code)]
 struct ErrorBody {
     /// `unauthorized`, `forbidden`, `not_found`, `wrong_state`, `breaking_not_acknowledged`,
-    /// `not_approvable`, `no_rollback_target`, `bad_body`, `bad_state`, `store_unavailable`, `failed`.
+    /// `not_approvable`, `no_rollback_target`, `not_paused`, `bad_body`, `bad_state`, `store_unavailable`, `failed`.
     error: String,
     message: String,
 }
@@ -543,6 +544,76 @@ async fn rollback(
     let d = c.rollback(b.repository.as_deref(), &env, b.to.as_deref(), &caller.0.name, chrono::Utc::now()).await?;
     mirror_later(&c, &d.repository);
     Ok((StatusCode::CREATED, Json(detail(&c, &d.id).await?)))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RollbackQuery {
+    /// A completed deployment to go back to; what ran before what runs now by default.
+    to: Option<String>,
+    /// Needed only when the environment is deployed from several repositories.
+    repository: Option<String>,
+}
+
+/// What `POST /api/v1/environments/{env}/rollback` would do, without doing it: what runs, what it
+/// restores, and the plan of the change back. Viewer or above.
+#[utoipa::path(get, path = "/api/v1/environments/{env}/rollback", tag = "environments", security(("bearer" = [])),
+    params(("env" = String, Path), RollbackQuery),
+    responses((status = 200, description = "what a rollback would restore", body = RollbackPreview),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn rollback_preview(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Path(env): Path<String>,
+    Query(q): Query<RollbackQuery>,
+) -> Result<Json<RollbackPreview>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let now = chrono::Utc::now();
+    let p = c.plan_rollback(q.repository.as_deref(), &env, q.to.as_deref(), now).await?;
+    let (plan, breaking) = (
+        crate::plan::render::plan_text(std::slice::from_ref(&p.plan), 100),
+        p.plan.changes.changes.iter().any(|c| !c.breaking.is_empty()),
+    );
+    Ok(Json(RollbackPreview {
+        repository: p.repository,
+        environment: env.into(),
+        current: DeploymentSummary::of(&p.current, now),
+        target: DeploymentSummary::of(&p.target, now),
+        plan,
+        breaking,
+    }))
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ResumeBody {
+    /// Needed only when the environment is deployed from several repositories.
+    #[serde(default)]
+    repository: Option<String>,
+}
+
+/// Lifts the pause a rollback left on the environment and plans the branch head again, as a push would.
+/// Approver or admin.
+#[utoipa::path(post, path = "/api/v1/environments/{env}/resume", tag = "environments", security(("bearer" = [])),
+    params(("env" = String, Path)), request_body(content = ResumeBody, description = "optional"),
+    responses((status = 200, description = "the pause lifted and the deployment planned", body = Resumed),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn resume(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Path(env): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Resumed>, ApiError> {
+    require_decider(&c, &caller, "", "resume").await?;
+    let b: ResumeBody = body(&bytes)?;
+    let now = chrono::Utc::now();
+    let (paused, deployment) = c.resume(b.repository.as_deref(), &env, &caller.0.name, now).await?;
+    if let Some(d) = &deployment {
+        mirror_later(&c, &d.repository);
+    }
+    Ok(Json(Resumed { paused, deployment: deployment.map(|d| DeploymentSummary::of(&d, now)) }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

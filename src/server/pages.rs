@@ -106,7 +106,7 @@ fn class_of(state: &str) -> &'static str {
     match state {
         "completed" | "in_sync" | "healthy" | "synced" => "ok",
         "failed" | "rolled_back" | "rejected" | "drifted" | "unhealthy" | "stale" | "degraded" => "bad",
-        "awaiting_approval" | "blocked" | "approved" | "applying" | "pending" => "wait",
+        "awaiting_approval" | "blocked" | "approved" | "applying" | "pending" | "paused" => "wait",
         _ => "",
     }
 }
@@ -188,7 +188,17 @@ async fn overview(State(pages): State<Pages>, headers: HeaderMap) -> Response {
                 tr {
                     td { strong { (e.environment) } }
                     td { (e.repository) }
-                    td { (state(&e.status)) }
+                    td {
+                        (state(&e.status))
+                        @if let Some(pause) = &e.paused {
+                            div class="paused" {
+                                (state("paused")) " after the rollback " a href={ "/deployments/" (urlencode(&pause.deployment)) } { (pause.deployment) }
+                                " by " (pause.actor) ": automatic deployments wait for a commit newer than "
+                                code { (crate::deployment::short_sha(&pause.commit)) } " or "
+                                code { "honua resume " (e.environment) }
+                            }
+                        }
+                    }
                     td { (state(e.sync.as_str())) }
                     td { (state(e.health.as_str())) }
                     td { (deployment_link(e.current.as_ref())) " " (or_dash(e.current.as_ref().map(|d| d.summary.short_commit()))) }
