@@ -242,3 +242,99 @@ fn the_example_change_is_exactly_the_documented_one() {
     differing.sort();
     assert_eq!(differing, ["environments/common/base-metadata.yaml", "environments/production/metadata.yaml"]);
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.org")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.org")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn honua(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_honua")).args(args).current_dir(dir).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// CI as GitHub Actions makes it: a depth-1 clone of the PR branch, without the base branch. Every
+/// documented command either works or names the exact fix; the shipped workflow's `run:` steps, run as
+/// written, put the plan in the job summary before breaking changes fail the job.
+#[test]
+fn a_depth_one_clone_runs_the_shipped_workflow_and_names_the_fix() {
+    let origin = tempfile::tempdir().unwrap();
+    git(origin.path(), &["init", "-q", "-b", "main"]);
+    common::copy_tree(&common::examples().join("honua-config"), origin.path());
+    git(origin.path(), &["add", "-A"]);
+    git(origin.path(), &["commit", "-qm", "base"]);
+    git(origin.path(), &["checkout", "-qb", "feature"]);
+    for entry in fs::read_dir(origin.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != ".git" {
+            if path.is_dir() {
+                fs::remove_dir_all(&path).unwrap()
+            } else {
+                fs::remove_file(&path).unwrap()
+            }
+        }
+    }
+    common::copy_tree(&common::examples().join("honua-config-pr"), origin.path());
+    git(origin.path(), &["add", "-A"]);
+    git(origin.path(), &["commit", "-qm", "bike lanes"]);
+    let work = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", origin.path().display());
+    git(work.path(), &["clone", "-q", "--depth", "1", "--branch", "feature", &url, "ci"]);
+    let ci = work.path().join("ci");
+
+    // The base is not in the clone: the error says so and gives the command that fixes it.
+    let (code, _, err) = honua(&ci, &["diff", "--from", "origin/main", "--to", "HEAD"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("shallow clone"), "{err}");
+    let fix = "git fetch --no-tags origin main:refs/remotes/origin/main";
+    assert!(err.contains(fix), "{err}");
+    let (code, _, err) = honua(&ci, &["diff", "--from", "main", "--to", "HEAD"]);
+    assert!(code == 2 && err.contains(fix), "{err}");
+
+    // The shipped workflow, step by step (all but installing honua), as Actions would run them.
+    let workflow = honua_gitops::settings::read_file(Path::new("deploy/github/honua-validate.yml")).unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_honua")).parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let summary = work.path().join("summary.md");
+    let mut outcomes = Vec::new();
+    for step in workflow["jobs"]["validate"]["steps"].as_array().unwrap() {
+        let (Some(name), Some(run)) = (step["name"].as_str(), step["run"].as_str()) else { continue };
+        if name.starts_with("Install") {
+            continue;
+        }
+        let script = run.replace("${{ github.base_ref }}", "main");
+        let out = std::process::Command::new("bash")
+            .args(["-e", "-c", &script])
+            .current_dir(&ci)
+            .env("PATH", &path)
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .output()
+            .unwrap();
+        outcomes.push((name.to_string(), out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    let (last, rest) = outcomes.split_last().unwrap();
+    for (name, code, err) in rest {
+        assert_eq!(*code, Some(0), "{name}: {err}");
+    }
+    // The example PR drops a field: breaking, so the last step fails the job, after the summary is written.
+    assert_eq!(last.1, Some(1), "{}: {}", last.0, last.2);
+    let written = fs::read_to_string(&summary).unwrap();
+    assert!(written.contains("production") && written.contains("bike_lanes"), "{written}");
+
+    // After that fetch: a branch that is not local reads as origin's, and the working tree compares too.
+    let (code, out, err) = honua(&ci, &["diff", "--from", "main", "--to", "HEAD"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("bike_lanes"), "{out}");
+    let (code, out, err) = honua(&ci, &["plan", "--from", "main", "--to-dir", "."]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("bike_lanes"), "{out}");
+}

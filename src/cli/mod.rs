@@ -348,11 +348,12 @@ pub enum ChangeFormat {
 /// Two revisions to compare: Git revisions in one repository, or two directories.
 #[derive(Args, Debug)]
 pub struct Revisions {
-    /// Base revision (branch, tag or SHA) in --repo.
-    #[arg(long, requires = "to", conflicts_with_all = ["from_dir", "to_dir"])]
+    /// Base revision (branch, tag or SHA) in --repo; a branch that is not local is read as
+    /// `origin/<branch>`.
+    #[arg(long, conflicts_with = "from_dir")]
     pub from: Option<String>,
-    /// Target revision in --repo.
-    #[arg(long, requires = "from")]
+    /// Target revision in --repo (`HEAD` in CI).
+    #[arg(long, requires = "from", conflicts_with = "to_dir")]
     pub to: Option<String>,
     /// The Git repository holding --from and --to.
     #[arg(long, default_value = ".")]
@@ -360,8 +361,8 @@ pub struct Revisions {
     /// Base as a directory (a checkout of the config repository).
     #[arg(long, requires = "to_dir")]
     pub from_dir: Option<PathBuf>,
-    /// Target as a directory.
-    #[arg(long, requires = "from_dir")]
+    /// Target as a directory; with --from REV, the working tree against a revision (`--to-dir .`).
+    #[arg(long)]
     pub to_dir: Option<PathBuf>,
     /// Only this environment.
     #[arg(long)]
@@ -629,7 +630,15 @@ fn load_pair(r: &Revisions) -> Result<(ConfigRepo, ConfigRepo)> {
             let to = ConfigRepo::load_dir(b).with_context(|| format!("reading --to-dir {}", b.display()));
             (from.join().expect("loader thread"), to)
         }),
-        _ => bail!("give either --from REV --to REV (with --repo DIR, default .) or --from-dir DIR --to-dir DIR"),
+        (Some(a), None, None, Some(b)) => std::thread::scope(|s| {
+            let from = s.spawn(|| load_rev(&r.repo, a));
+            let to = ConfigRepo::load_dir(b).with_context(|| format!("reading --to-dir {}", b.display()));
+            (from.join().expect("loader thread"), to)
+        }),
+        _ => bail!(
+            "give --from REV --to REV (with --repo DIR, default .), --from REV --to-dir DIR (the working tree \
+             against a revision), or --from-dir DIR --to-dir DIR"
+        ),
     };
     let (from, to) = (from?, to?);
     if let Some(env) = &r.env {
@@ -640,12 +649,9 @@ fn load_pair(r: &Revisions) -> Result<(ConfigRepo, ConfigRepo)> {
     Ok((from, to))
 }
 
-/// A Git revision; `main` falls back to `origin/main`, as CI checkouts often only have the remote branch.
+/// A Git revision (a branch that is not local is read as `origin/<branch>`: see `config::commit`).
 fn load_rev(repo: &Path, rev: &str) -> Result<ConfigRepo> {
-    match ConfigRepo::load_git(repo, rev) {
-        Ok(r) => Ok(r),
-        Err(first) => ConfigRepo::load_git(repo, &format!("origin/{rev}")).map_err(|_| first.into()),
-    }
+    Ok(ConfigRepo::load_git(repo, rev)?)
 }
 
 fn width() -> u16 {
