@@ -808,6 +808,9 @@ async fn the_openapi_document_lists_every_route_with_its_errors() {
         ("/api/v1/environments/{env}/rollback", "post"),
         ("/api/v1/environments/{env}/rollback", "get"),
         ("/api/v1/environments/{env}/resume", "post"),
+        ("/api/v1/tokens", "get"),
+        ("/api/v1/tokens/{name}/revoke", "post"),
+        ("/api/v1/tokens/{name}/rotate", "post"),
         ("/api/v1/audit", "get"),
         ("/api/v1/agents", "get"),
         ("/api/v1/agent/desired", "get"),
@@ -901,6 +904,23 @@ async fn every_answer_matches_its_documented_schema() {
     assert_eq!(environment["repositories"][0]["current"]["id"], dev.as_str(), "{environment}");
     assert_eq!(environment["agents"][0]["sync"], "drifted");
     check("/api/v1/environments/{env}", "200", &environment);
+    let admin = Api::token(&store, "root", Role::Admin, None).await;
+    assert_eq!(api.call("GET", "/api/v1/tokens", Some(&viewer), None).await.0, 403);
+    let (status, tokens) = api.call("GET", "/api/v1/tokens", Some(&admin), None).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens["tokens"].as_array().is_some_and(|t| t.len() == 4) && !tokens.to_string().contains("honua_"));
+    check("/api/v1/tokens", "200", &tokens);
+    let (status, rotated) =
+        api.call("POST", "/api/v1/tokens/viewer/rotate", Some(&admin), Some(json!({"grace_seconds": 60}))).await;
+    assert_eq!(status, 200, "{rotated}");
+    assert!(rotated["token"].as_str().unwrap().starts_with("honua_"));
+    assert_eq!(api.call("GET", "/api/v1/deployments", Some(&viewer), None).await.0, 200, "the old secret, in grace");
+    let fresh = rotated["token"].as_str().unwrap().to_string();
+    assert_eq!(api.call("GET", "/api/v1/deployments", Some(&fresh), None).await.0, 200);
+    assert_eq!(api.call("POST", "/api/v1/tokens/viewer/revoke", Some(&admin), None).await.0, 204);
+    assert_eq!(api.call("GET", "/api/v1/deployments", Some(&fresh), None).await.0, 401);
+    assert_eq!(api.call("POST", "/api/v1/tokens/viewer/revoke", Some(&admin), None).await.0, 404);
+    let viewer = Api::token(&store, "viewer-2", Role::Viewer, None).await;
     let (_, list) = api.call("GET", "/api/v1/deployments", Some(&viewer), None).await;
     check("/api/v1/deployments", "200", &list);
     let (_, detail) = api.call("GET", &format!("/api/v1/deployments/{dev}"), Some(&viewer), None).await;
@@ -910,7 +930,7 @@ async fn every_answer_matches_its_documented_schema() {
     check("/api/v1/audit", "200", &audit);
     let (_, agents) = api.call("GET", "/api/v1/agents", Some(&viewer), None).await;
     check("/api/v1/agents", "200", &agents);
-    assert_eq!(checked.len(), 10);
+    assert_eq!(checked.len(), 11);
 
     // The check can fail: a required key gone, or a value of the wrong type, breaks the contract.
     let mut broken = detail.clone();

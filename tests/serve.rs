@@ -129,7 +129,7 @@ async fn a_token_is_printed_once_and_stored_only_as_a_hash() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("shown once"));
 
     let store = honua_gitops::store::SqlStore::open(&url).await.unwrap();
-    let found = store.token(&honua_gitops::server::api::token_hash(&token)).await.unwrap().unwrap();
+    let found = store.token(&honua_gitops::server::api::token_hash(&token), 1).await.unwrap().unwrap();
     assert_eq!((found.name.as_str(), found.role), ("release-bot", Role::Approver));
     for file in std::fs::read_dir(dir.path()).unwrap() {
         let raw = std::fs::read(file.unwrap().path()).unwrap();
@@ -148,4 +148,35 @@ async fn a_token_is_printed_once_and_stored_only_as_a_hash() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
     assert_eq!(common::code(&create(&["--name", "edge", "--role", "agent", "--environment", "production"])), 0);
+
+    // The lifecycle on the same database: list (never a secret), rotate (the new secret printed once),
+    // revoke; each audited.
+    let token_cmd = |args: &[&str]| {
+        let mut all = vec!["token"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--database-url", url.as_str()]);
+        common::honua(&all)
+    };
+    let out = token_cmd(&["list"]);
+    let listed = common::stdout(&out);
+    assert!(listed.contains("release-bot") && listed.contains("approver") && listed.contains("edge"), "{listed}");
+    assert!(!listed.contains("honua_"), "no secret in the list: {listed}");
+    let out = token_cmd(&["rotate", "release-bot", "--grace-hours", "1"]);
+    assert_eq!(common::code(&out), 0, "{out:?}");
+    let rotated = common::stdout(&out).trim().to_string();
+    assert!(rotated.starts_with("honua_") && rotated != token, "{rotated}");
+    let now = honua_gitops::store::now_ms();
+    assert!(store.token(&honua_gitops::server::api::token_hash(&rotated), now).await.unwrap().is_some());
+    assert!(store.token(&honua_gitops::server::api::token_hash(&token), now).await.unwrap().is_some(), "grace");
+    let out = token_cmd(&["list", "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&common::stdout(&out)).unwrap();
+    let bot = json["tokens"].as_array().unwrap().iter().find(|t| t["name"] == "release-bot").unwrap().clone();
+    assert!(bot["previous_valid_until"].as_i64().unwrap() > now, "{bot}");
+    assert_eq!(common::code(&token_cmd(&["revoke", "release-bot"])), 0);
+    assert!(store.token(&honua_gitops::server::api::token_hash(&rotated), now).await.unwrap().is_none());
+    let out = token_cmd(&["revoke", "release-bot"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no live token named `release-bot`"), "{out:?}");
+    let audit = honua_gitops::store::AuditLog::audit(&store, 0, None, 100).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    assert!(actions.contains(&"token.rotate") && actions.contains(&"token.revoke"), "{actions:?}");
 }

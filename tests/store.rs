@@ -228,9 +228,29 @@ async fn tokens_keys_and_branch_heads(s: Arc<dyn Store>) {
         !s.create_token("release-bot", &ApiTokenHash { hash: "h2", ..t.clone() }, 1).await.unwrap(),
         "names are unique"
     );
-    let found = s.token("h1").await.unwrap().unwrap();
+    let found = s.token("h1", 1).await.unwrap().unwrap();
     assert_eq!((found.name.as_str(), found.role), ("release-bot", Role::Approver));
-    assert!(s.token("h2").await.unwrap().is_none());
+    assert!(s.token("h2", 1).await.unwrap().is_none());
+
+    // Last used, to the minute: a use within a minute of the last is not written again.
+    s.token("h1", 100_000).await.unwrap().unwrap();
+    s.token("h1", 130_000).await.unwrap().unwrap();
+    let listed = s.tokens().await.unwrap();
+    assert_eq!((listed.len(), listed[0].last_used_at, listed[0].created_at), (1, Some(100_000), 1));
+    // Rotation: the new secret works, the old one until the end of its grace period.
+    assert!(s.rotate_token("release-bot", "h3", 200_000).await.unwrap());
+    assert!(!s.rotate_token("nobody", "h4", 200_000).await.unwrap());
+    assert_eq!(s.token("h3", 150_000).await.unwrap().unwrap().name, "release-bot");
+    assert!(s.token("h1", 150_000).await.unwrap().is_some(), "the old secret within its grace");
+    assert!(s.token("h1", 200_001).await.unwrap().is_none(), "the old secret after it");
+    assert_eq!(s.tokens().await.unwrap()[0].previous_valid_until, Some(200_000));
+    // Revocation ends both secrets at once, and a revoked token cannot be revoked or rotated again.
+    assert!(s.rotate_token("release-bot", "h5", 900_000).await.unwrap());
+    assert!(s.revoke_token("release-bot", 160_000).await.unwrap());
+    assert!(s.token("h5", 160_001).await.unwrap().is_none() && s.token("h3", 160_001).await.unwrap().is_none());
+    assert!(!s.revoke_token("release-bot", 170_000).await.unwrap());
+    assert!(!s.rotate_token("release-bot", "h6", 900_000).await.unwrap());
+    assert_eq!(s.tokens().await.unwrap()[0].revoked_at, Some(160_000));
 
     // The first key stored wins: every replica signs with it.
     let first = s.service_key("signing", &[1u8; 32], 1).await.unwrap();

@@ -231,6 +231,35 @@ pub fn agents_table(list: &[AgentView], colour: bool) -> String {
     t.to_string()
 }
 
+/// `honua token list`: name, role, environment, created, last used, state (live, revoked, or the
+/// rotation grace of its previous secret). Times are UTC, to the minute.
+pub fn tokens_table(list: &[crate::deployment::TokenInfo], now: i64) -> String {
+    let when = |ms: Option<i64>| {
+        ms.and_then(chrono::DateTime::from_timestamp_millis)
+            .map_or_else(|| "-".to_string(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+    };
+    let mut t = table(&["Token", "Role", "Environment", "Created", "Last used", "State"], false);
+    for k in list {
+        let state = match (k.revoked_at, k.previous_valid_until) {
+            (Some(at), _) => format!("revoked {}", when(Some(at))),
+            (None, Some(until)) if until > now => format!("rotated; old secret until {}", when(Some(until))),
+            _ => "live".to_string(),
+        };
+        t.add_row(vec![
+            Cell::new(&k.name),
+            Cell::new(k.role.as_str()),
+            Cell::new(k.environment.as_deref().unwrap_or("-")),
+            Cell::new(when(Some(k.created_at))),
+            Cell::new(when(k.last_used_at)),
+            Cell::new(state),
+        ]);
+    }
+    if list.is_empty() {
+        return "No token yet: `honua token create --name NAME --role ROLE`.\n".to_string();
+    }
+    t.to_string() + "\n"
+}
+
 fn mark(ok: bool, colour: bool) -> &'static str {
     match (ok, colour) {
         (true, true) => "\x1b[32m✓\x1b[0m",

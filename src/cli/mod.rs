@@ -279,6 +279,7 @@ pub struct AgentCommand {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(after_help = TOKEN_HELP)]
 pub enum TokenCommand {
     /// Create a token and print it once.
     #[command(after_help = "Roles: viewer (read), approver (read, approve, reject, roll back), admin (everything),
@@ -287,6 +288,43 @@ pub enum TokenCommand {
         Example:
   HONUA_DATABASE_URL=postgres://honua@db/honua honua token create --name release-bot --role approver")]
     Create(TokenCreateArgs),
+    /// Every token: role, environment, created, last used, revoked, rotation grace. Never a secret.
+    List {
+        #[command(flatten)]
+        database: DatabaseArg,
+        /// `json` for scripts.
+        #[arg(long, value_enum, default_value = "text")]
+        output: client::Output,
+    },
+    /// Revoke a token at once (both secrets, if it was rotated).
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
+    /// Give a token a new secret, printed once; the old one keeps working for --grace-hours.
+    Rotate {
+        name: String,
+        /// How long the previous secret keeps working.
+        #[arg(long, default_value_t = 24)]
+        grace_hours: u64,
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
+}
+
+const TOKEN_HELP: &str = "These commands use the service's database directly (HONUA_DATABASE_URL, as `honua serve` \
+    does); admins can do the same over the API (/api/v1/tokens). Where the service runs in a container or under \
+    systemd, run them there:\n  docker exec honua-gitops honua token list\n  \
+    kubectl exec deploy/honua-gitops -- honua token list\n  \
+    sudo systemd-run --pty --wait -p DynamicUser=yes -p StateDirectory=honua -E HONUA_DATABASE_URL=sqlite:///var/lib/honua/honua.db honua token list";
+
+/// The service's database, for the commands that use it directly.
+#[derive(Args, Debug)]
+pub struct DatabaseArg {
+    /// The service's database (the same as `honua serve` uses).
+    #[arg(long, env = "HONUA_DATABASE_URL", default_value = "sqlite://honua.db")]
+    pub database_url: String,
 }
 
 #[derive(Args, Debug)]
@@ -454,7 +492,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Render(args) => render_command(args),
         Command::Convert(args) => convert_command(args),
         Command::Serve(args) => serve_command(*args),
-        Command::Token(TokenCommand::Create(args)) => token_create_command(args),
+        Command::Token(command) => token_command(command),
         Command::Agent(args) => agent_command(*args),
         Command::Demo(args) => demo::run(args),
         Command::Status { environment, client } => client::status(&client, environment.as_deref()),
@@ -884,40 +922,66 @@ fn raise_descriptor_limit() {
 }
 
 fn token_create_command(args: TokenCreateArgs) -> Result<ExitCode> {
-    use crate::store::{ApiTokenHash, NewAudit, Role};
-    let role = Role::parse(&args.role)
-        .ok_or_else(|| anyhow::anyhow!("--role `{}`: use viewer, approver, admin or agent", args.role))?;
-    match (role, &args.environment) {
-        (Role::Agent, None) => anyhow::bail!("--role agent needs --environment: an agent token serves one environment"),
-        (Role::Agent, Some(_)) => {}
-        (_, Some(_)) => anyhow::bail!("--environment is only for --role agent"),
-        _ => {}
-    }
-    if args.name.trim().is_empty() || args.name.len() > 100 {
-        anyhow::bail!("--name: give 1 to 100 characters");
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let store = crate::store::open(&args.database_url)
-            .await
-            .with_context(|| format!("cannot open the database {}", args.database_url))?;
-        let token = crate::server::api::new_token().map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
-        let hash = crate::server::api::token_hash(&token);
-        let stored = ApiTokenHash { role, environment: args.environment.as_deref(), hash: &hash };
-        if !store.create_token(&args.name, &stored, crate::store::now_ms()).await? {
-            anyhow::bail!("a token named `{}` exists already; choose another --name", args.name);
-        }
-        let audit = NewAudit {
-            actor: "cli".into(),
-            action: "token.create".into(),
-            environment: args.environment.as_deref().map(Into::into),
-            message: format!("token `{}` created with the {} role", args.name, role.as_str()),
-            ..NewAudit::default()
-        };
-        store.record_audit(&audit, crate::store::now_ms()).await?;
-        eprintln!("Token `{}` ({}) created. It is shown once; keep it in a secret store:", args.name, role.as_str());
+    with_database(&args.database_url, |store| async move {
+        let token = crate::controller::tokens::create(
+            store.as_ref(),
+            &args.name,
+            &args.role,
+            args.environment.as_deref(),
+            "cli",
+            crate::store::now_ms(),
+        )
+        .await?;
+        eprintln!("Token `{}` ({}) created. It is shown once; keep it in a secret store:", args.name, args.role);
         crate::outln!("{token}");
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn token_command(command: TokenCommand) -> Result<ExitCode> {
+    use crate::controller::tokens;
+    match command {
+        TokenCommand::Create(args) => token_create_command(args),
+        TokenCommand::List { database, output } => with_database(&database.database_url, |store| async move {
+            let list = tokens::list(store.as_ref()).await?;
+            if output == client::Output::Json {
+                crate::outln!("{}", serde_json::to_string_pretty(&serde_json::json!({ "tokens": list }))?);
+            } else {
+                crate::out!("{}", client::tokens_table(&list, chrono::Utc::now().timestamp_millis()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        TokenCommand::Revoke { name, database } => with_database(&database.database_url, |store| async move {
+            tokens::revoke(store.as_ref(), &name, "cli", crate::store::now_ms()).await?;
+            crate::outln!("Token `{name}` revoked.");
+            Ok(ExitCode::SUCCESS)
+        }),
+        TokenCommand::Rotate { name, grace_hours, database } => {
+            with_database(&database.database_url, |store| async move {
+                let grace_ms = grace_hours.min(24 * 365) as i64 * 3_600_000;
+                let token = tokens::rotate(store.as_ref(), &name, grace_ms, "cli", crate::store::now_ms()).await?;
+                eprintln!(
+                    "Token `{name}` rotated; the previous secret works for {grace_hours} h more. The new one is shown once:"
+                );
+                crate::outln!("{token}");
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+    }
+}
+
+/// Runs `work` against the service's database, opened (and migrated) from `url`.
+fn with_database<F, Fut>(url: &str, work: F) -> Result<ExitCode>
+where
+    F: FnOnce(std::sync::Arc<dyn crate::store::Store>) -> Fut,
+    Fut: std::future::Future<Output = Result<ExitCode>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let store = crate::store::open(url)
+            .await
+            .with_context(|| format!("cannot open the database {}", crate::settings::redact_url(url)))?;
+        work(store).await
     })
 }
 

@@ -10,6 +10,7 @@ mod comments;
 pub mod deployments;
 pub mod notify;
 mod rollback;
+pub mod tokens;
 pub mod views;
 
 use std::collections::HashMap;

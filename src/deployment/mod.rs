@@ -257,6 +257,22 @@ pub struct AgentStatus {
     pub heartbeat: Option<String>,
 }
 
+/// A token as `honua token list` and `GET /api/v1/tokens` show it: never its secret or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenInfo {
+    pub name: String,
+    #[schema(value_type = String)]
+    pub role: Role,
+    pub environment: Option<String>,
+    /// Milliseconds since the epoch, as every time of the store.
+    pub created_at: i64,
+    /// To the minute.
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    /// After a rotation: until when the previous secret is still accepted.
+    pub previous_valid_until: Option<i64>,
+}
+
 /// Who an API token belongs to and what it may do.
 #[derive(Debug, Clone)]
 pub struct ApiToken {

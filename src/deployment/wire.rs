@@ -314,6 +314,21 @@ pub struct Resumed {
     pub deployment: Option<DeploymentSummary>,
 }
 
+/// `GET /api/v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Tokens {
+    pub tokens: Vec<super::TokenInfo>,
+}
+
+/// `POST /api/v1/tokens/{name}/rotate`: the new secret, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RotatedToken {
+    pub name: String,
+    pub token: String,
+    /// Milliseconds since the epoch: until then the previous secret still works.
+    pub previous_valid_until: i64,
+}
+
 /// `GET /api/v1/environments`, and each `environments` event of `GET /api/v1/events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Environments {

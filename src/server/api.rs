@@ -13,7 +13,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,7 +20,7 @@ use utoipa_axum::routes;
 use crate::controller::{Controller, DecisionError};
 use crate::deployment::wire::{
     Agents, AuditLog, DeploymentDetail, DeploymentSummary, Deployments, DesiredState, EnvironmentDetail, Environments,
-    Heartbeat, PhaseReport, PullApprovals, Resumed, RollbackPreview, SigningKey,
+    Heartbeat, PhaseReport, PullApprovals, Resumed, RollbackPreview, RotatedToken, SigningKey, Tokens,
 };
 use crate::store::{ApiToken, DeploymentFilter, DeploymentState, Role, StoreError};
 
@@ -39,6 +38,9 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .routes(routes!(reject))
         .routes(routes!(rollback, rollback_preview))
         .routes(routes!(resume))
+        .routes(routes!(tokens))
+        .routes(routes!(revoke_token))
+        .routes(routes!(rotate_token))
         .routes(routes!(audit))
         .routes(routes!(agents))
         .routes(routes!(agent_desired))
@@ -131,17 +133,7 @@ struct ErrorBody {
     message: String,
 }
 
-/// SHA-256 (hex) of a token: what the store keeps and looks up.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// A new random token: `honua_` and 64 hex digits.
-pub fn new_token() -> Result<String, getrandom::Error> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)?;
-    Ok(format!("honua_{}", hex::encode(bytes)))
-}
+pub use crate::controller::tokens::{new_token, token_hash};
 
 pub struct ApiError {
     status: StatusCode,
@@ -253,7 +245,7 @@ impl FromRequestParts<Arc<Controller>> for Caller {
         if token.is_empty() || token.len() > 256 {
             return Err(unauthorised("the token is not valid"));
         }
-        match controller.store.token(&token_hash(token)).await? {
+        match controller.store.token(&token_hash(token), crate::store::now_ms()).await? {
             Some(t) => Ok(Caller(t)),
             None => Err(unauthorised("the token is not valid (unknown or revoked)")),
         }
@@ -614,6 +606,71 @@ async fn resume(
         mirror_later(&c, &d.repository);
     }
     Ok(Json(Resumed { paused, deployment: deployment.map(|d| DeploymentSummary::of(&d, now)) }))
+}
+
+impl From<crate::controller::tokens::TokenError> for ApiError {
+    fn from(e: crate::controller::tokens::TokenError) -> Self {
+        use crate::controller::tokens::TokenError;
+        match e {
+            TokenError::Store(e) => e.into(),
+            TokenError::Unknown(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            TokenError::Random(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()),
+            _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()),
+        }
+    }
+}
+
+/// Every API token: name, role, environment, created, last used (to the minute), revoked, and until when
+/// a rotated token's previous secret works. Never a secret or a hash. Admin.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
+    responses((status = 200, description = "every token", body = Tokens),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn tokens(caller: Caller, State(c): State<Arc<Controller>>) -> Result<Json<Tokens>, ApiError> {
+    caller.require(Role::Admin)?;
+    Ok(Json(Tokens { tokens: crate::controller::tokens::list(c.store.as_ref()).await? }))
+}
+
+/// Revokes a token (both secrets, when it was rotated). Admin.
+#[utoipa::path(post, path = "/api/v1/tokens/{name}/revoke", tag = "tokens", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses((status = 204, description = "revoked"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_token(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Admin)?;
+    crate::controller::tokens::revoke(c.store.as_ref(), &name, &caller.0.name, crate::store::now_ms()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    /// How long the previous secret keeps working, in seconds (default a day).
+    #[serde(default)]
+    grace_seconds: Option<u64>,
+}
+
+/// Gives a token a new secret, answered once; the previous one keeps working for the grace period.
+/// Admin.
+#[utoipa::path(post, path = "/api/v1/tokens/{name}/rotate", tag = "tokens", security(("bearer" = [])),
+    params(("name" = String, Path)), request_body(content = RotateBody, description = "optional"),
+    responses((status = 200, description = "the new secret, shown once", body = RotatedToken),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn rotate_token(
+    caller: Caller,
+    State(c): State<Arc<Controller>>,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Result<Json<RotatedToken>, ApiError> {
+    caller.require(Role::Admin)?;
+    let b: RotateBody = body(&bytes)?;
+    let grace_ms = b.grace_seconds.unwrap_or(86_400).min(365 * 86_400) as i64 * 1000;
+    let now = crate::store::now_ms();
+    let token = crate::controller::tokens::rotate(c.store.as_ref(), &name, grace_ms, &caller.0.name, now).await?;
+    Ok(Json(RotatedToken { name, token, previous_valid_until: now + grace_ms }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -153,7 +153,7 @@ async fn allowed(pages: &Pages, headers: &HeaderMap, here: &str) -> Result<(), R
     }
     let login = || Redirect::to(&format!("/login?next={}", urlencode(here))).into_response();
     let Some(token) = session(headers).filter(|t| !t.is_empty() && t.len() <= 256) else { return Err(login()) };
-    match pages.controller.store.token(&api::token_hash(&token)).await {
+    match pages.controller.store.token(&api::token_hash(&token), crate::store::now_ms()).await {
         Ok(Some(t)) if t.role != Role::Agent && t.role >= Role::Viewer => Ok(()),
         Ok(_) => Err(login()),
         Err(_) => Err((StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable; try again").into_response()),
@@ -366,7 +366,7 @@ async fn login(State(pages): State<Pages>, Form(form): Form<LoginForm>) -> Respo
     let known = if token.is_empty() || token.len() > 256 {
         None
     } else {
-        pages.controller.store.token(&api::token_hash(token)).await.ok().flatten()
+        pages.controller.store.token(&api::token_hash(token), crate::store::now_ms()).await.ok().flatten()
     };
     match known {
         Some(t) if t.role != Role::Agent && t.role >= Role::Viewer => {

@@ -4,7 +4,11 @@ use async_trait::async_trait;
 
 use super::sql::SqlStore;
 use super::StoreError;
-use crate::deployment::{ApiToken, Role};
+use crate::deployment::{ApiToken, Role, TokenInfo};
+
+/// How precisely "last used" is kept: a token used again within a minute is not written again, so
+/// authenticating stays a read.
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
 /// A token to store: its role, environment and SHA-256.
 #[derive(Debug, Clone)]
@@ -19,11 +23,37 @@ pub(super) struct TokenRow {
     name: String,
     role: String,
     environment: Option<String>,
+    last_used_at: Option<i64>,
 }
 
 impl TokenRow {
     pub(super) fn into_token(self) -> Option<ApiToken> {
         Some(ApiToken { name: self.name, role: Role::parse(&self.role)?, environment: self.environment })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenInfoRow {
+    name: String,
+    role: String,
+    environment: Option<String>,
+    created_at: i64,
+    last_used_at: Option<i64>,
+    revoked_at: Option<i64>,
+    previous_expires_at: Option<i64>,
+}
+
+impl TokenInfoRow {
+    fn into_info(self) -> Option<TokenInfo> {
+        Some(TokenInfo {
+            name: self.name,
+            role: Role::parse(&self.role)?,
+            environment: self.environment,
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+            revoked_at: self.revoked_at,
+            previous_valid_until: self.previous_expires_at,
+        })
     }
 }
 
@@ -33,7 +63,19 @@ pub trait TokenStore: Send + Sync {
     /// Stores a token's hash; `false` if the name is taken.
     async fn create_token(&self, name: &str, token: &ApiTokenHash<'_>, now: i64) -> Result<bool, StoreError>;
 
-    async fn token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
+    /// The live token whose secret hashes to `hash` (the current secret, or the previous one of a
+    /// rotation within its grace period), noting its use at `now`.
+    async fn token(&self, hash: &str, now: i64) -> Result<Option<ApiToken>, StoreError>;
+
+    /// Every token, revoked ones included, by name.
+    async fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError>;
+
+    /// Revokes `name` (both its secrets); `false` if there is no live token of that name.
+    async fn revoke_token(&self, name: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// Gives `name` a new secret (`hash`); the old one stays valid until `grace_until`. `false` if there
+    /// is no live token of that name.
+    async fn rotate_token(&self, name: &str, hash: &str, grace_until: i64) -> Result<bool, StoreError>;
 
     /// The secret stored under `name`, storing `candidate` first if there is none (the first replica to
     /// start wins; every replica then signs with the same key).
@@ -57,14 +99,58 @@ impl TokenStore for SqlStore {
         Ok(inserted == 1)
     }
 
-    async fn token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
+    async fn token(&self, hash: &str, now: i64) -> Result<Option<ApiToken>, StoreError> {
         let row: Option<TokenRow> = sqlx::query_as(
-            "SELECT name, role, environment FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            "SELECT name, role, environment, last_used_at FROM api_tokens WHERE revoked_at IS NULL \
+             AND (token_hash = $1 OR (previous_hash = $1 AND previous_expires_at > $2))",
         )
         .bind(hash)
+        .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.and_then(|r| r.into_token()))
+        let Some(row) = row else { return Ok(None) };
+        if row.last_used_at.is_none_or(|at| at < now - LAST_USED_RESOLUTION_MS) {
+            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE name = $2")
+                .bind(now)
+                .bind(&row.name)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(row.into_token())
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let rows: Vec<TokenInfoRow> = sqlx::query_as(
+            "SELECT name, role, environment, created_at, last_used_at, revoked_at, previous_expires_at FROM api_tokens ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().filter_map(TokenInfoRow::into_info).collect())
+    }
+
+    async fn revoke_token(&self, name: &str, now: i64) -> Result<bool, StoreError> {
+        let revoked = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1, previous_hash = NULL, previous_expires_at = NULL \
+             WHERE name = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(revoked.rows_affected() == 1)
+    }
+
+    async fn rotate_token(&self, name: &str, hash: &str, grace_until: i64) -> Result<bool, StoreError> {
+        let rotated = sqlx::query(
+            "UPDATE api_tokens SET previous_hash = token_hash, previous_expires_at = $1, token_hash = $2 \
+             WHERE name = $3 AND revoked_at IS NULL",
+        )
+        .bind(grace_until)
+        .bind(hash)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(rotated.rows_affected() == 1)
     }
 
     async fn service_key(&self, name: &str, candidate: &[u8], now: i64) -> Result<Vec<u8>, StoreError> {
