@@ -57,15 +57,20 @@ else:
 sys.exit(0 if ok else 1)
 PY
 
-# Dockerfile: hadolint if installed; otherwise the rules that matter here, checked by hand.
+# Dockerfiles: hadolint if installed; otherwise the rules that matter here, checked by hand.
 if command -v hadolint >/dev/null; then
-  hadolint deploy/Dockerfile && echo "ok    Dockerfile: hadolint" || failed=1
+  hadolint deploy/Dockerfile deploy/Dockerfile.release && echo "ok    Dockerfiles: hadolint" || failed=1
 else
   skipped+=("hadolint (not installable from Debian's packages)")
-  grep -q '^USER 10001' deploy/Dockerfile && grep -q '^HEALTHCHECK' deploy/Dockerfile \
-    && grep -q 'AS build' deploy/Dockerfile && ! grep -q ':latest' deploy/Dockerfile \
-    && echo "ok    Dockerfile: multi-stage, non-root USER, HEALTHCHECK, no :latest base" \
-    || { echo "FAIL  Dockerfile: needs a build stage, a non-root USER and a HEALTHCHECK" >&2; failed=1; }
+  for f in deploy/Dockerfile deploy/Dockerfile.release; do
+    grep -q '^USER 10001' "$f" && grep -q '^HEALTHCHECK' "$f" && ! grep -q ':latest' "$f" \
+      && echo "ok    $f: non-root USER, HEALTHCHECK, no :latest base" \
+      || { echo "FAIL  $f: needs a non-root USER and a HEALTHCHECK, and no :latest base" >&2; failed=1; }
+  done
+  # The source build caches its dependencies in a layer of their own (cargo-chef's recipe).
+  grep -q 'cargo chef cook' deploy/Dockerfile && grep -q 'AS build' deploy/Dockerfile \
+    && echo "ok    deploy/Dockerfile: dependencies cooked in their own layer before the sources are copied" \
+    || { echo "FAIL  deploy/Dockerfile: build the dependencies from a cargo-chef recipe first" >&2; failed=1; }
 fi
 
 for s in "${skipped[@]}"; do echo "skip  $s"; done

@@ -243,19 +243,6 @@ fn the_example_change_is_exactly_the_documented_one() {
     assert_eq!(differing, ["environments/common/base-metadata.yaml", "environments/production/metadata.yaml"]);
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.org")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.org")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 fn honua(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_honua")).args(args).current_dir(dir).output().unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -267,29 +254,7 @@ fn honua(dir: &Path, args: &[&str]) -> (i32, String, String) {
 /// written, put the plan in the job summary before breaking changes fail the job.
 #[test]
 fn a_depth_one_clone_runs_the_shipped_workflow_and_names_the_fix() {
-    let origin = tempfile::tempdir().unwrap();
-    git(origin.path(), &["init", "-q", "-b", "main"]);
-    common::copy_tree(&common::examples().join("honua-config"), origin.path());
-    git(origin.path(), &["add", "-A"]);
-    git(origin.path(), &["commit", "-qm", "base"]);
-    git(origin.path(), &["checkout", "-qb", "feature"]);
-    for entry in fs::read_dir(origin.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().unwrap() != ".git" {
-            if path.is_dir() {
-                fs::remove_dir_all(&path).unwrap()
-            } else {
-                fs::remove_file(&path).unwrap()
-            }
-        }
-    }
-    common::copy_tree(&common::examples().join("honua-config-pr"), origin.path());
-    git(origin.path(), &["add", "-A"]);
-    git(origin.path(), &["commit", "-qm", "bike lanes"]);
-    let work = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", origin.path().display());
-    git(work.path(), &["clone", "-q", "--depth", "1", "--branch", "feature", &url, "ci"]);
-    let ci = work.path().join("ci");
+    let (_origin, work, ci) = common::ci_clone();
 
     // The base is not in the clone: the error says so and gives the command that fixes it.
     let (code, _, err) = honua(&ci, &["diff", "--from", "origin/main", "--to", "HEAD"]);

@@ -139,3 +139,47 @@ pub async fn api_token(
     assert!(store.create_token(name, &stored, 0).await.unwrap(), "token `{name}` exists already");
     token
 }
+
+/// Runs the git CLI in `dir` (what CI runs, not git2), with a fixed identity.
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.org")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.org")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A pull request as GitHub Actions checks it out: an origin whose `main` is the example and whose
+/// `feature` branch is the example PR, cloned at depth 1 on `feature` (the base is not in the clone).
+/// Returns the origin, the workspace, and the clone (`<workspace>/ci`).
+pub fn ci_clone() -> (tempfile::TempDir, tempfile::TempDir, PathBuf) {
+    let origin = tempfile::tempdir().unwrap();
+    git(origin.path(), &["init", "-q", "-b", "main"]);
+    copy_tree(&examples().join("honua-config"), origin.path());
+    git(origin.path(), &["add", "-A"]);
+    git(origin.path(), &["commit", "-qm", "base"]);
+    git(origin.path(), &["checkout", "-qb", "feature"]);
+    for entry in std::fs::read_dir(origin.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != ".git" {
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap()
+            } else {
+                std::fs::remove_file(&path).unwrap()
+            }
+        }
+    }
+    copy_tree(&examples().join("honua-config-pr"), origin.path());
+    git(origin.path(), &["add", "-A"]);
+    git(origin.path(), &["commit", "-qm", "bike lanes"]);
+    let work = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", origin.path().display());
+    git(work.path(), &["clone", "-q", "--depth", "1", "--branch", "feature", &url, "ci"]);
+    let ci = work.path().join("ci");
+    (origin, work, ci)
+}
