@@ -708,7 +708,7 @@ fn diff_command(args: DiffArgs) -> Result<ExitCode> {
     crate::outln!("{}", out.trim_end());
     let breaking = sets.iter().any(|s| s.summary.breaking > 0);
     if breaking && args.format == ChangeFormat::Text {
-        crate::outln!("\nBreaking changes need an explicit acknowledgement where the policy forbids them: `/honua approve <env> --breaking`.");
+        crate::outln!("\nBreaking changes need an explicit acknowledgement where the policy forbids them: `/honua approve <env> --breaking` on the pull request (GitHub App), or `honua deployment approve <id> --breaking` once it is merged.");
     }
     Ok(ExitCode::from(u8::from(args.fail_on_breaking && breaking)))
 }

@@ -56,7 +56,9 @@ pub fn resolve_placeholders(text: &str, env: impl Fn(&str) -> Option<String>) ->
 }
 
 /// A Slack message: reasons quote the repository's content, so everything but our own markup is escaped.
-fn text(d: &Deployment, event: &str) -> String {
+/// `github`: the service runs as a GitHub App, so a pull request can be approved by comment; in plain-Git
+/// mode only the CLI (or the API) approves.
+fn text(d: &Deployment, event: &str, github: bool) -> String {
     use crate::markdown::slack_text;
     let head = format!(
         "*{}* deployment `{}` of {} at `{}`",
@@ -66,13 +68,22 @@ fn text(d: &Deployment, event: &str) -> String {
         d.commit.short()
     );
     match event {
-        "onApprovalRequired" => format!(
-            "🟡 {head} {}: {}. Approve with `/honua approve {}` on the pull request or `honua deployment approve {}`.",
-            if d.state == DeploymentState::Blocked { "is blocked" } else { "awaits approval" },
-            slack_text(&d.reasons.join("; ")),
-            d.environment,
-            d.id
-        ),
+        "onApprovalRequired" => {
+            let breaking = if d.gate == crate::deployment::Gate::Breaking { " --breaking" } else { "" };
+            let how = if github {
+                format!(
+                    "`/honua approve {}{breaking}` on the pull request or `honua deployment approve {}{breaking}`",
+                    d.environment, d.id
+                )
+            } else {
+                format!("`honua deployment approve {}{breaking}`", d.id)
+            };
+            format!(
+                "🟡 {head} {}: {}. Approve with {how}.",
+                if d.state == DeploymentState::Blocked { "is blocked" } else { "awaits approval" },
+                slack_text(&d.reasons.join("; ")),
+            )
+        }
         "onDeploymentCompleted" => format!("✅ {head} completed."),
         _ => format!("❌ {head} {}.", d.state.as_str().replace('_', " ")),
     }
@@ -108,7 +119,7 @@ impl Controller {
 
     fn message(&self, d: &Deployment, event: &str, entry: &Value) -> NewNotification {
         let kind = entry["type"].as_str().unwrap_or("unknown").to_string();
-        let text = text(d, event);
+        let text = text(d, event, self.github.is_some());
         let mut message = NewNotification {
             event: event.into(),
             kind: kind.clone(),
@@ -227,6 +238,35 @@ mod tests {
         let unclosed = resolve_placeholders("https://x/${HOOK", env).unwrap_err();
         assert_eq!(unclosed, PlaceholderError::Unclosed, "not taken for a variable's name");
         assert_eq!(resolve_placeholders("plain", env).unwrap(), "plain");
+    }
+
+    #[test]
+    fn the_approval_hint_names_a_command_of_the_mode_the_service_runs_in() {
+        let d = Deployment {
+            id: "prod-20261201101500-a1b2c3d".into(),
+            repository: "https://git.example.org/gis-config.git".into(),
+            environment: "production".into(),
+            sequence: 3,
+            commit: "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678".into(),
+            from_commit: None,
+            plan_digest: "sha256:0".into(),
+            plan: Value::Null,
+            state: DeploymentState::Blocked,
+            gate: crate::deployment::Gate::Breaking,
+            reasons: vec!["1 breaking change(s)".into()],
+            windows: Default::default(),
+            safety: None,
+            cause: "push".into(),
+            record: None,
+            signature: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let plain = text(&d, "onApprovalRequired", false);
+        assert!(plain.contains("`honua deployment approve prod-20261201101500-a1b2c3d --breaking`"), "{plain}");
+        assert!(!plain.contains("/honua") && !plain.contains("pull request"), "{plain}");
+        let app = text(&d, "onApprovalRequired", true);
+        assert!(app.contains("`/honua approve production --breaking` on the pull request"), "{app}");
     }
 
     #[test]

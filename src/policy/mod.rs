@@ -296,8 +296,7 @@ pub fn decide(
     let breaking = changes.summary.breaking;
     if breaking > 0 && !policy.allow_breaking_changes {
         blocked.push(format!(
-            "{breaking} breaking change(s) and allowBreakingChanges is false: an approver must acknowledge them with `/honua approve {} --breaking`",
-            changes.environment
+            "{breaking} breaking change(s) and allowBreakingChanges is false: an approver must acknowledge them (approve with --breaking)"
         ));
     }
     if !known {
