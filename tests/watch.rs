@@ -92,3 +92,86 @@ impl Drop for Session {
 fn scopeguard(name: String) -> Session {
     Session(name)
 }
+
+/// The dashboard at 80×24 and 120×40 (tmux), three environments: nothing overprinted, every environment's
+/// title shown in promotion order, and the screen as a reviewed snapshot (times, ids, commits, the
+/// server's port and the repository's path redacted). `watch --once --output json` prints the state for
+/// scripts, and without a terminal plain `watch` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_degrades_with_the_terminal_and_keeps_promotion_order() {
+    let db = common::db::sqlite().await;
+    let store = db.store.clone();
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let token = common::api_token(&store, "watcher", Role::Viewer, None).await;
+    let base = origin.main_sha();
+    service.deliver("push", "s-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store.deployments(&DeploymentFilter { limit: 10, ..Default::default() }).await.unwrap().len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "three deployments");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // For scripts: the state once, as JSON, without a terminal.
+    let once = Command::new(env!("CARGO_BIN_EXE_honua"))
+        .args(["watch", "--once", "--output", "json"])
+        .env("HONUA_SERVER", &service.url)
+        .env("HONUA_TOKEN", &token)
+        .env("HONUA_CLIENT_CONFIG", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(once.status.success(), "{once:?}");
+    let state: serde_json::Value = serde_json::from_slice(&once.stdout).unwrap();
+    let order: Vec<&str> =
+        state["environments"].as_array().unwrap().iter().map(|e| e["environment"].as_str().unwrap()).collect();
+    assert_eq!(order, ["development", "staging", "production"], "promotion order");
+    let piped = Command::new(env!("CARGO_BIN_EXE_honua"))
+        .arg("watch")
+        .env("HONUA_SERVER", &service.url)
+        .env("HONUA_TOKEN", &token)
+        .env("HONUA_CLIENT_CONFIG", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&piped.stderr).contains("--once --output json"), "{piped:?}");
+
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("tmux is not installed: skipping the terminal sizes of `honua watch` (apt-get install tmux)");
+        return;
+    }
+    for (width, height) in [(80u16, 24u16), (120, 40)] {
+        let session = format!("honua-watch-{}-{width}", std::process::id());
+        let command = format!(
+            "HONUA_SERVER={} HONUA_TOKEN={} HONUA_CLIENT_CONFIG=/nonexistent {} watch",
+            service.url,
+            token,
+            env!("CARGO_BIN_EXE_honua")
+        );
+        let (w, h) = (width.to_string(), height.to_string());
+        let started = tmux(&["new-session", "-d", "-s", &session, "-x", &w, "-y", &h, &command]);
+        assert!(started.status.success(), "{started:?}");
+        let _guard = scopeguard(session.clone());
+        let pane = pane_until(&session, "three environments", |p| {
+            p.contains("production ·") && p.contains("staging ·") && p.contains("development ·") && p.contains("● live")
+        })
+        .await;
+        let lines: Vec<&str> = pane.lines().collect();
+        assert!(lines[0].starts_with("Honua GitOps"), "{pane}");
+        assert!(lines.len() <= usize::from(height) && lines.iter().all(|l| l.chars().count() <= usize::from(width)));
+        let at = |name: &str| lines.iter().position(|l| l.contains(&format!(" {name} ·"))).unwrap();
+        assert!(at("development") < at("staging") && at("staging") < at("production"), "{pane}");
+        assert!(!pane.contains("HealthAgent") && !pane.contains("unknownAgent"), "overprinted:\n{pane}");
+        insta::with_settings!({filters => vec![
+            (r"http://127\.0\.0\.1:\d+", "[server]"),
+            (r"\d{2}:\d{2}:\d{2}", "[time]"),
+            (r"[a-z]+-\d{14}-[0-9a-f]{7}", "[id]"),
+            (r"\b[0-9a-f]{7}\b", "[sha]"),
+            (r"\d+[sm] ago", "[age]"),
+            (r"· [^ ]*[/.][^ ]* ", "· [repository] "),
+            (r"─+", "─"),
+            (r" +\n", "\n"),
+        ]}, {
+            insta::assert_snapshot!(format!("watch_{width}x{height}"), pane);
+        });
+    }
+}

@@ -129,6 +129,9 @@ pub enum Command {
     #[command(after_help = CLIENT_HELP)]
     Watch {
         environment: Option<String>,
+        /// Print the state once and exit (with `--output json`, the API's answer): for scripts and pipes.
+        #[arg(long)]
+        once: bool,
         #[command(flatten)]
         client: client::ClientArgs,
     },
@@ -509,7 +512,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Resume { environment, wait, client } => client::resume(&client, &environment, wait),
         Command::Agents { environment, client } => client::agents(&client, environment.as_deref()),
-        Command::Watch { environment, client } => watch::run(&client, environment.as_deref()),
+        Command::Watch { environment, once, client } => watch::run(&client, environment.as_deref(), once),
         Command::Probe { url } => probe(&url),
         Command::Completions { shell } => {
             use clap::CommandFactory;

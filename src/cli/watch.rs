@@ -3,6 +3,7 @@
 //! sync status and last check-in, and recent deployments. It reconnects by itself (the stream's first
 //! event is the whole state, so nothing is missed) and exits cleanly on `q`, Esc or Ctrl-C.
 
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use super::client::ClientArgs;
@@ -106,32 +107,56 @@ fn age(seen: Option<chrono::DateTime<chrono::Utc>>) -> String {
     }
 }
 
+/// How much room each environment gets. The dashboard degrades with the terminal instead of
+/// overprinting: side-by-side panels with the agents' table when it is wide and tall enough, a compact
+/// box of three lines per environment when not, one line per environment at the least.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Density {
+    Full,
+    Compact,
+    Lines,
+}
+
+fn density(width: u16, height: u16, environments: usize) -> Density {
+    let room = usize::from(height.saturating_sub(2));
+    let n = environments.max(1);
+    if width >= 100 && n * 8 <= room {
+        Density::Full
+    } else if n * 5 <= room {
+        Density::Compact
+    } else {
+        Density::Lines
+    }
+}
+
 fn draw(frame: &mut ratatui::Frame, model: &Model, server: &str) {
     let envs = &model.environments;
+    let area = frame.area();
+    let density = density(area.width, area.height, envs.len());
+    let per_env = match density {
+        Density::Full => Constraint::Min(8),
+        Density::Compact => Constraint::Length(5),
+        Density::Lines => Constraint::Length(1),
+    };
     let mut constraints = vec![Constraint::Length(1)];
-    constraints.extend(envs.iter().map(|_| Constraint::Min(8)));
-    if envs.is_empty() {
-        constraints.push(Constraint::Min(1));
-    }
+    constraints.extend(envs.iter().map(|_| per_env));
+    constraints.push(Constraint::Min(if envs.is_empty() { 1 } else { 0 }));
     constraints.push(Constraint::Length(1));
-    let areas = Layout::default().direction(Direction::Vertical).constraints(constraints).split(frame.area());
+    let areas = Layout::default().direction(Direction::Vertical).constraints(constraints).split(area);
 
     let link = if model.connected {
         Span::styled("● live", Style::default().fg(Color::Green))
     } else {
         Span::styled("○ reconnecting", Style::default().fg(Color::Yellow))
     };
-    let mut header = vec![
-        Span::styled("Honua GitOps ", Style::default().add_modifier(Modifier::BOLD)),
-        Span::raw(format!("{server}  ")),
-        link,
-    ];
+    let mut header = vec![Span::styled("Honua GitOps ", Style::default().add_modifier(Modifier::BOLD)), link];
     if let Some(at) = model.updated {
         header.push(Span::raw(format!("  updated {}", at.format("%H:%M:%S"))));
     }
     if let Some(problem) = &model.problem {
         header.push(Span::styled(format!("  {problem}"), Style::default().fg(Color::Yellow)));
     }
+    header.push(Span::raw(format!("  {server}")));
     frame.render_widget(Paragraph::new(Line::from(header)), areas[0]);
 
     if envs.is_empty() {
@@ -140,97 +165,164 @@ fn draw(frame: &mut ratatui::Frame, model: &Model, server: &str) {
         frame.render_widget(Paragraph::new(text), areas[1]);
     }
     for (env, area) in envs.iter().zip(areas.iter().skip(1)) {
-        let title = format!(" {} · {} ", env.environment, env.repository);
-        let block = Block::default().borders(Borders::ALL).title(title);
-        let inner = block.inner(*area);
-        frame.render_widget(block, *area);
-        let parts = Layout::default()
-            .direction(Direction::Horizontal)
-            .constraints([Constraint::Percentage(45), Constraint::Percentage(55)])
-            .split(inner);
-
-        let status = env.status.as_str();
-        let (sync, health) = (env.sync.as_str(), env.health.as_str());
-        let mut lines = vec![
-            Line::from(vec![
-                Span::raw("Status "),
-                Span::styled(words(status), state_style(status)),
-                Span::raw("  Sync "),
-                Span::styled(sync, state_style(sync)),
-                Span::raw("  Health "),
-                Span::styled(health, state_style(health)),
-            ]),
-            Line::from(format!(
-                "Current {} ({})",
-                env.current.as_ref().map_or("-", |c| c.summary.id.as_str()),
-                env.current.as_ref().map_or("-", |c| c.summary.commit.short())
-            )),
-        ];
-        for (label, d) in [("Pending", &env.pending), ("Last", &env.last)] {
-            if let Some(d) = d {
-                let state = d.summary.state.as_str();
-                lines.push(Line::from(vec![
-                    Span::raw(format!("{label} {} ", d.summary.id)),
-                    Span::styled(words(state), state_style(state)),
-                    Span::raw(format!(" {} by {}", duration_text(d.duration_ms), d.by.as_deref().unwrap_or("-"))),
-                ]));
-            }
+        match density {
+            Density::Full => full(frame, env, *area),
+            Density::Compact => compact(frame, env, *area),
+            Density::Lines => frame.render_widget(Paragraph::new(one_line(env)), *area),
         }
-        lines.push(Line::from(Span::styled("Recent", Style::default().add_modifier(Modifier::BOLD))));
-        for d in env.recent.iter().take(4) {
-            let state = d.state.as_str();
-            lines.push(Line::from(vec![
-                Span::raw(format!("  {} ", d.id)),
-                Span::styled(words(state), state_style(state)),
-            ]));
-        }
-        frame.render_widget(Paragraph::new(lines), parts[0]);
-
-        let rows: Vec<Row> = env
-            .agents
-            .iter()
-            .map(|a| {
-                let (health, sync) = (a.health.as_str(), a.sync.as_str());
-                Row::new(vec![
-                    ratatui::text::Text::raw(a.name.clone()),
-                    ratatui::text::Text::styled(health, state_style(health)),
-                    ratatui::text::Text::styled(sync, state_style(sync)),
-                    ratatui::text::Text::raw(format!(
-                        "{} {}",
-                        a.last_phase.as_deref().unwrap_or("-"),
-                        a.last_deployment.as_deref().unwrap_or("")
-                    )),
-                    ratatui::text::Text::raw(age(a.last_seen)),
-                ])
-            })
-            .collect();
-        let table = Table::new(
-            rows,
-            [
-                Constraint::Percentage(26),
-                Constraint::Length(9),
-                Constraint::Length(8),
-                Constraint::Percentage(40),
-                Constraint::Length(8),
-            ],
-        )
-        .header(
-            Row::new(vec!["Agent", "Health", "Sync", "Last phase", "Seen"])
-                .style(Style::default().add_modifier(Modifier::BOLD)),
-        );
-        frame.render_widget(table, parts[1]);
     }
     let footer = Paragraph::new("q quit · reconnects by itself");
     frame.render_widget(footer, areas[areas.len() - 1]);
 }
 
-pub fn run(args: &ClientArgs, environment: Option<&str>) -> Result<std::process::ExitCode> {
+fn status_line(env: &EnvironmentView) -> Line<'static> {
+    let status = env.status.clone();
+    let (sync, health) = (env.sync.as_str(), env.health.as_str());
+    let mut spans = vec![
+        Span::raw("Status "),
+        Span::styled(words(&status), state_style(&status)),
+        Span::raw("  Sync "),
+        Span::styled(sync, state_style(sync)),
+        Span::raw("  Health "),
+        Span::styled(health, state_style(health)),
+    ];
+    if env.paused.is_some() {
+        spans.push(Span::styled("  paused", Style::default().fg(Color::Yellow)));
+    }
+    Line::from(spans)
+}
+
+fn title(env: &EnvironmentView) -> String {
+    format!(" {} · {} ", env.environment, env.repository)
+}
+
+fn full(frame: &mut ratatui::Frame, env: &EnvironmentView, area: ratatui::layout::Rect) {
+    let block = Block::default().borders(Borders::ALL).title(title(env));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    // A column between the panels, so the end of one never runs into the start of the other.
+    let parts = Layout::default()
+        .direction(Direction::Horizontal)
+        .constraints([Constraint::Percentage(55), Constraint::Length(1), Constraint::Min(0)])
+        .split(inner);
+
+    let mut lines = vec![
+        status_line(env),
+        Line::from(format!(
+            "Current {} ({})",
+            env.current.as_ref().map_or("-", |c| c.summary.id.as_str()),
+            env.current.as_ref().map_or("-", |c| c.summary.commit.short())
+        )),
+    ];
+    for (label, d) in [("Pending", &env.pending), ("Last", &env.last)] {
+        if let Some(d) = d {
+            let state = d.summary.state.as_str();
+            lines.push(Line::from(vec![
+                Span::raw(format!("{label} {} ", d.summary.id)),
+                Span::styled(words(state), state_style(state)),
+                Span::raw(format!(" {} by {}", duration_text(d.duration_ms), d.by.as_deref().unwrap_or("-"))),
+            ]));
+        }
+    }
+    lines.push(Line::from(Span::styled("Recent", Style::default().add_modifier(Modifier::BOLD))));
+    for d in env.recent.iter().take(4) {
+        let state = d.state.as_str();
+        lines.push(Line::from(vec![Span::raw(format!("  {} ", d.id)), Span::styled(words(state), state_style(state))]));
+    }
+    frame.render_widget(Paragraph::new(lines), parts[0]);
+
+    let rows: Vec<Row> = env
+        .agents
+        .iter()
+        .map(|a| {
+            let (health, sync) = (a.health.as_str(), a.sync.as_str());
+            Row::new(vec![
+                ratatui::text::Text::raw(a.name.clone()),
+                ratatui::text::Text::styled(health, state_style(health)),
+                ratatui::text::Text::styled(sync, state_style(sync)),
+                ratatui::text::Text::raw(format!(
+                    "{} {}",
+                    a.last_phase.as_deref().unwrap_or("-"),
+                    a.last_deployment.as_deref().unwrap_or("")
+                )),
+                ratatui::text::Text::raw(age(a.last_seen)),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Percentage(26),
+        Constraint::Length(9),
+        Constraint::Length(8),
+        Constraint::Percentage(40),
+        Constraint::Length(8),
+    ];
+    let table = Table::new(rows, widths).header(
+        Row::new(vec!["Agent", "Health", "Sync", "Last phase", "Seen"])
+            .style(Style::default().add_modifier(Modifier::BOLD)),
+    );
+    frame.render_widget(table, parts[2]);
+}
+
+/// Three lines in a box: status; what runs and what waits; the agents in a sentence.
+fn compact(frame: &mut ratatui::Frame, env: &EnvironmentView, area: ratatui::layout::Rect) {
+    let block = Block::default().borders(Borders::ALL).title(title(env));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let mut runs =
+        vec![Span::raw(format!("Current {}", env.current.as_ref().map_or("-", |c| c.summary.commit.short())))];
+    if let Some(p) = &env.pending {
+        let state = p.summary.state.as_str();
+        runs.push(Span::raw(format!("  Pending {} ", p.summary.id)));
+        runs.push(Span::styled(words(state), state_style(state)));
+    }
+    let agents = if env.agents.is_empty() {
+        Line::from("Agents none yet")
+    } else {
+        let mut spans = vec![Span::raw("Agents")];
+        for a in &env.agents {
+            let health = a.health.as_str();
+            spans.push(Span::raw(format!("  {} ", a.name)));
+            spans.push(Span::styled(health, state_style(health)));
+        }
+        Line::from(spans)
+    };
+    frame.render_widget(Paragraph::new(vec![status_line(env), Line::from(runs), agents]), inner);
+}
+
+/// The least room: one line an environment.
+fn one_line(env: &EnvironmentView) -> Line<'static> {
+    let status = env.status.clone();
+    let (sync, health) = (env.sync.as_str(), env.health.as_str());
+    Line::from(vec![
+        Span::styled(format!("{:<12} ", env.environment), Style::default().add_modifier(Modifier::BOLD)),
+        Span::styled(words(&status), state_style(&status)),
+        Span::raw("  "),
+        Span::styled(sync, state_style(sync)),
+        Span::raw("  "),
+        Span::styled(health, state_style(health)),
+        Span::raw(format!(
+            "  {}  {} agent(s)",
+            env.current.as_ref().map_or("-", |c| c.summary.commit.short()),
+            env.agents.len()
+        )),
+    ])
+}
+
+pub fn run(args: &ClientArgs, environment: Option<&str>, once: bool) -> Result<std::process::ExitCode> {
     let client = super::client::Client::new(args)?;
     let (server, token) = client.endpoint();
     let url = match environment {
         Some(env) => format!("{server}/api/v1/events?environment={env}"),
         None => format!("{server}/api/v1/events"),
     };
+    if once || !std::io::stdout().is_terminal() {
+        if !once {
+            anyhow::bail!(
+                "`honua watch` needs a terminal; for scripts, `honua watch --once --output json` prints the state once"
+            );
+        }
+        return super::client::status(args, environment);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let (sender, mut model) = tokio::sync::watch::channel(Model::default());
     runtime.spawn(follow(url, token.to_string(), sender));
