@@ -180,3 +180,79 @@ async fn a_token_is_printed_once_and_stored_only_as_a_hash() {
     let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
     assert!(actions.contains(&"token.rotate") && actions.contains(&"token.revoke"), "{actions:?}");
 }
+
+/// `honua app create`: the manifest flow through the loopback page (its form posts the manifest, with the
+/// public URL filled in, to GitHub; GitHub's redirect with a forged state is refused, the real one taken),
+/// then the code exchange against the fake GitHub; the App id, key and webhook secret are written
+/// owner-only where `honua serve` reads them, and nothing secret is printed. A used code is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_create_runs_the_manifest_flow_and_writes_the_credentials() {
+    let github = common::fake_github::FakeGithub::start().await;
+    let out = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let manifest = common::deploy_file("github/app-manifest.json");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_honua"))
+        .args(["app", "create", "--manifest", manifest.to_str().unwrap(), "--org", "city"])
+        .args(["--public-url", "https://gitops.city.example", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--api-url", &github.url(), "--github-url", "https://github.example"])
+        .arg("--out")
+        .arg(out.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let page = loop {
+        if let Ok(r) = http.get(&base).send().await {
+            break r.text().await.unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the loopback page never answered");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(page.contains("action=\"https://github.example/organizations/city/settings/apps/new?state="), "{page}");
+    let state = page.split("state=").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let manifest_field = page.split("name=\"manifest\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+    let sent: serde_json::Value = serde_json::from_str(&manifest_field.replace("&quot;", "\"")).unwrap();
+    assert_eq!(sent["hook_attributes"]["url"], "https://gitops.city.example/webhooks/github");
+    assert_eq!(sent["redirect_url"], format!("http://127.0.0.1:{port}/callback").as_str());
+    let forged = http.get(format!("{base}/callback?code=abc&state=not-it")).send().await.unwrap();
+    assert_eq!(forged.status(), 400);
+    let back = http.get(format!("{base}/callback?code=abc123&state={state}")).send().await.unwrap();
+    assert_eq!(back.status(), 200);
+    let done =
+        tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&done.stdout), String::from_utf8_lossy(&done.stderr));
+    assert!(done.status.success(), "{stderr}");
+    let env = std::fs::read_to_string(out.path().join("github-app.env")).unwrap();
+    assert!(env.contains("HONUA_GITHUB_APP_ID=") && env.contains("HONUA_GITHUB_WEBHOOK_SECRET=whsec-test"), "{env}");
+    let pem = std::fs::read_to_string(out.path().join("github-app.pem")).unwrap();
+    assert!(pem.contains("PRIVATE KEY"));
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["github-app.env", "github-app.pem"] {
+        let mode = std::fs::metadata(out.path().join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+    for secret in ["whsec-test", "PRIVATE KEY", "client-secret-test"] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "{secret} printed:\n{stdout}{stderr}");
+    }
+    // The settings file loads as `honua serve` reads it: the App id is the fake's.
+    assert!(env.contains(&format!("HONUA_GITHUB_APP_ID={}", common::fake_github::APP_ID)), "{env}");
+
+    let again = tempfile::tempdir().unwrap();
+    let used = common::honua(&[
+        "app",
+        "create",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--code",
+        "used",
+        "--api-url",
+        &github.url(),
+        "--out",
+        again.path().to_str().unwrap(),
+    ]);
+    assert_ne!(common::code(&used), 0);
+    assert!(String::from_utf8_lossy(&used.stderr).contains("GitHub refused the code"), "{used:?}");
+}

@@ -14,6 +14,7 @@ use crate::diff::diff_repositories;
 use crate::plan::{self, render};
 use crate::validate::{self, report};
 
+pub mod app;
 pub mod client;
 pub mod demo;
 pub mod output;
@@ -185,6 +186,9 @@ pub enum Command {
     /// Exit 0 if URL answers 2xx within 5 s (the container image's health check; no curl needed).
     #[command(hide = true)]
     Probe { url: String },
+    /// The GitHub App: `honua app create --manifest deploy/github/app-manifest.json`.
+    #[command(subcommand)]
+    App(AppCommand),
     /// Print a shell completion script (`honua completions bash > /etc/bash_completion.d/honua`).
     Completions {
         #[arg(value_enum)]
@@ -279,6 +283,17 @@ pub struct AgentCommand {
     pub once: bool,
     #[command(flatten)]
     pub settings: crate::agent::settings::AgentArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppCommand {
+    /// Create the GitHub App from a manifest and write its id, key and webhook secret where `honua serve`
+    /// reads them (GitHub's manifest flow: a loopback page, GitHub's confirmation, the code exchange).
+    #[command(after_help = "Examples:
+  honua app create --manifest deploy/github/app-manifest.json --public-url https://gitops.example.org
+  honua app create --manifest deploy/github/app-manifest.json --org city-gis --out /etc/honua
+  honua app create --manifest deploy/github/app-manifest.json --code 4f2a…   (a code copied from the redirect)")]
+    Create(app::AppCreateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -496,6 +511,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Convert(args) => convert_command(args),
         Command::Serve(args) => serve_command(*args),
         Command::Token(command) => token_command(command),
+        Command::App(AppCommand::Create(args)) => app::create(args),
         Command::Agent(args) => agent_command(*args),
         Command::Demo(args) => demo::run(args),
         Command::Status { environment, client } => client::status(&client, environment.as_deref()),

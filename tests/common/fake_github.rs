@@ -502,6 +502,18 @@ async fn get_app(headers: HeaderMap) -> Response {
     Json(json!({"id": APP_ID, "slug": APP_SLUG, "name": "Honua GitOps", "owner": {"login": "city"}})).into_response()
 }
 
+/// GitHub's manifest flow, last step: a code (here, any but `used`) becomes the App's credentials. No
+/// authentication, as on GitHub: the code is the secret.
+async fn convert_manifest(Path(code): Path<String>) -> Response {
+    if code == "used" {
+        return (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response();
+    }
+    let pem = std::fs::read_to_string(super::test_app_key()).unwrap();
+    let body = json!({"id": APP_ID, "slug": APP_SLUG, "name": "Honua GitOps", "html_url": format!("https://github.com/apps/{APP_SLUG}"),
+        "client_id": "Iv1.test", "client_secret": "client-secret-test", "webhook_secret": "whsec-test", "pem": pem});
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
 fn pull_json(s: &State_, repo: &str, n: u64, head: &str, base: &str) -> Value {
     let key = (repo.to_string(), n);
     let merge = s.merged.get(&key);
@@ -672,6 +684,7 @@ impl FakeGithub {
             .route("/repos/{o}/{r}/issues/comments/{id}/reactions", post(create_reaction))
             .route("/app/installations", get(list_installations))
             .route("/app", get(get_app))
+            .route("/app-manifests/{code}/conversions", post(convert_manifest))
             .route("/installation/repositories", get(installation_repositories))
             .route("/repos/{o}/{r}/issues/{n}/comments", get(list_comments).post(create_comment))
             .route("/repos/{o}/{r}/issues/comments/{id}", patch(edit_comment).delete(delete_comment))
