@@ -101,9 +101,8 @@ fn scopeguard(name: String) -> Session {
 async fn watch_degrades_with_the_terminal_and_keeps_promotion_order() {
     let db = common::db::sqlite().await;
     let store = db.store.clone();
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store.clone()).await;
+    let common::service::ExampleScene { origin, service, .. } =
+        common::service::ExampleScene::start(store.clone()).await;
     let token = common::api_token(&store, "watcher", Role::Viewer, None).await;
     let base = origin.main_sha();
     service.deliver("push", "s-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;

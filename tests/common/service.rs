@@ -16,6 +16,23 @@ use super::Origin;
 
 const SECRET: &str = "pr-flow-secret";
 
+/// What most service tests start from: the fake GitHub, an origin holding the example repository, and
+/// the service on `store` with one worker.
+pub struct ExampleScene {
+    pub github: FakeGithub,
+    pub origin: Origin,
+    pub service: Service,
+}
+
+impl ExampleScene {
+    pub async fn start(store: Arc<dyn Store>) -> ExampleScene {
+        let github = FakeGithub::start().await;
+        let origin = Origin::new(&super::examples().join("honua-config"));
+        let service = Service::start(&github, &origin, store).await;
+        ExampleScene { github, origin, service }
+    }
+}
+
 pub struct Service {
     pub url: String,
     pub controller: Arc<Controller>,
