@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::deployment::wire::{
     AgentView, Agents, DeploymentDetail, DeploymentView, Deployments, EnvironmentDetail, EnvironmentView, Environments,
-    Health, Resumed, RollbackPreview, Sync,
+    Health, PlanView, Resumed, RollbackPreview, Sync,
 };
 use crate::deployment::DeploymentState;
 use crate::deployment::{duration_text, short_sha as short};
@@ -374,30 +374,16 @@ pub fn deployment_detail(detail: &DeploymentDetail, colour: bool) -> String {
     for reason in &d.reasons {
         out.push_str(&format!("  Reason: {reason}\n"));
     }
-    let mut changes: Vec<&Value> = detail.plan["changes"].as_array().into_iter().flatten().collect();
-    changes.sort_by_key(|c| c["breaking"].as_array().is_none_or(|b| b.is_empty()));
-    out.push_str(&format!("\nPlan ({} changes, digest {})\n", changes.len(), d.plan_digest));
+    let plan = PlanView::of(&detail.plan);
+    out.push_str(&format!("\nPlan ({} changes, digest {})\n", plan.changes.len(), d.plan_digest));
     let mut t = table(&["", "Type", "Id", "Details"], colour);
-    for c in &changes {
-        let breaking: Vec<&str> =
-            c["breaking"].as_array().into_iter().flatten().filter_map(|b| b["code"].as_str()).collect();
-        let action = c["action"].as_str().unwrap_or("?");
-        let sign = match (breaking.is_empty(), action) {
-            (false, _) => "!",
-            (_, "added") => "+",
-            (_, "removed") => "-",
-            _ => "~",
-        };
-        let fields: Vec<String> = c["fields"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|f| format!("{}: {} → {}", f["path"].as_str().unwrap_or("?"), f["from"], f["to"]))
-            .collect();
+    for c in plan.changes_for_review() {
+        let breaking: Vec<&str> = c.breaking.iter().map(|b| b.code.as_str()).collect();
+        let fields: Vec<String> = c.fields.iter().map(|f| format!("{}: {} → {}", f.path, f.from, f.to)).collect();
         let mut details =
             if breaking.is_empty() { String::new() } else { format!("BREAKING {}; ", breaking.join(", ")) };
-        details.push_str(&if fields.is_empty() { action.to_string() } else { fields.join("; ") });
-        t.add_row(vec![sign, c["type"].as_str().unwrap_or("?"), c["id"].as_str().unwrap_or("?"), &details]);
+        details.push_str(&if fields.is_empty() { c.action.clone() } else { fields.join("; ") });
+        t.add_row(vec![c.sign(), &c.kind, &c.id, &details]);
     }
     out.push_str(&t.to_string());
     out.push('\n');

@@ -86,14 +86,115 @@ pub struct SignedView {
 pub struct DeploymentDetail {
     #[serde(flatten)]
     pub view: DeploymentView,
-    /// The plan of this environment as `honua plan --format json` gives it, literal secrets masked.
-    #[schema(value_type = Object)]
+    /// The plan of this environment as `honua plan --format json` gives it, literal secrets masked (read
+    /// it with [`PlanView::of`]).
+    #[schema(value_type = PlanView)]
     pub plan: serde_json::Value,
     pub approvals: Vec<Approval>,
     /// The audit entries of this deployment, oldest first.
     pub transitions: Vec<AuditEntry>,
     pub signed: Option<SignedView>,
     pub reports: Vec<AgentReport>,
+}
+
+/// One environment's plan as it is stored with a deployment and answered by the API: what `honua plan
+/// --format json` gives for the environment. Read leniently (every part has a default), so a plan stored by
+/// an older version still reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct PlanView {
+    pub environment: String,
+    /// The revisions compared: a commit, or `dir:<digest>` for a directory.
+    pub from: String,
+    pub to: String,
+    pub validation: PlanValidation,
+    pub changes: Vec<ChangeView>,
+    pub summary: ChangeSummary,
+    pub decision: DecisionView,
+    pub digest: String,
+}
+
+impl PlanView {
+    /// The plan in a stored or answered JSON value; an unreadable one reads as empty.
+    pub fn of(plan: &serde_json::Value) -> PlanView {
+        serde_json::from_value(plan.clone()).unwrap_or_default()
+    }
+
+    /// Breaking changes first: what a reviewer must see.
+    pub fn changes_for_review(&self) -> Vec<&ChangeView> {
+        let mut changes: Vec<&ChangeView> = self.changes.iter().collect();
+        changes.sort_by_key(|c| c.breaking.is_empty());
+        changes
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct PlanValidation {
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct ChangeSummary {
+    pub added: usize,
+    pub modified: usize,
+    pub removed: usize,
+    pub breaking: usize,
+}
+
+/// The policy's decision: `auto`, `approval` or `blocked`, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct DecisionView {
+    pub decision: String,
+    pub reasons: Vec<String>,
+}
+
+/// One entity added, modified or removed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct ChangeView {
+    /// `layer`, `service`, `datasource`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    /// `added`, `modified` or `removed`.
+    pub action: String,
+    pub fields: Vec<FieldChange>,
+    pub breaking: Vec<BreakingView>,
+}
+
+impl ChangeView {
+    /// `!` breaking, `+` added, `-` removed, `~` otherwise.
+    pub fn sign(&self) -> &'static str {
+        match (self.breaking.is_empty(), self.action.as_str()) {
+            (false, _) => "!",
+            (_, "added") => "+",
+            (_, "removed") => "-",
+            _ => "~",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct FieldChange {
+    pub path: String,
+    /// Any JSON value; absent on one side when the field is added or removed.
+    #[schema(value_type = Object)]
+    pub from: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub to: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct BreakingView {
+    /// `field.removed`, `layer.collection_renamed`, …
+    pub code: String,
+    pub reason: String,
 }
 
 /// Is Honua ready, as an agent last said (a stale agent is never healthy).

@@ -14,11 +14,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use maud::{html, Markup, DOCTYPE};
-use serde_json::Value;
 
 use super::api;
 use crate::controller::Controller;
-use crate::deployment::wire::DeploymentView;
+use crate::deployment::wire::{DeploymentView, PlanView};
 use crate::deployment::{duration_text, short_sha};
 use crate::store::Role;
 
@@ -113,14 +112,6 @@ fn class_of(state: &str) -> &'static str {
 
 fn state(value: &str) -> Markup {
     html! { span class=(class_of(value)) { (value.replace('_', " ")) } }
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
 }
 
 fn or_dash(value: Option<&str>) -> &str {
@@ -218,26 +209,21 @@ async fn overview(State(pages): State<Pages>, headers: HeaderMap) -> Response {
     page("Environments", body).into_response()
 }
 
-fn changes_table(changes: &[Value]) -> Markup {
-    let mut sorted: Vec<&Value> = changes.iter().collect();
-    // Breaking changes first: what a reviewer must see.
-    sorted.sort_by_key(|c| c["breaking"].as_array().is_none_or(|b| b.is_empty()));
+fn changes_table(plan: &PlanView) -> Markup {
     html! {
         table {
             tr { th { "" } th { "Type" } th { "Id" } th { "Details" } }
-            @for c in sorted {
-                @let breaking: Vec<&Value> = c["breaking"].as_array().into_iter().flatten().collect();
-                tr class=[(!breaking.is_empty()).then_some("breaking")] {
-                    td { @if !breaking.is_empty() { "!" } @else {
-                        @match c["action"].as_str() { Some("added") => "+", Some("removed") => "-", _ => "~" } } }
-                    td { (text(&c["type"])) }
-                    td { code { (text(&c["id"])) } }
+            @for c in plan.changes_for_review() {
+                tr class=[(!c.breaking.is_empty()).then_some("breaking")] {
+                    td { (c.sign()) }
+                    td { (c.kind) }
+                    td { code { (c.id) } }
                     td {
-                        @for b in &breaking { div class="bad" { "BREAKING " (text(&b["code"])) ": " (text(&b["reason"])) } }
-                        @for f in c["fields"].as_array().into_iter().flatten() {
-                            div { code { (text(&f["path"])) } ": " (f["from"].to_string()) " → " (f["to"].to_string()) }
+                        @for b in &c.breaking { div class="bad" { "BREAKING " (b.code) ": " (b.reason) } }
+                        @for f in &c.fields {
+                            div { code { (f.path) } ": " (f.from.to_string()) " → " (f.to.to_string()) }
                         }
-                        @if c["fields"].as_array().is_none_or(|f| f.is_empty()) && breaking.is_empty() { (text(&c["action"])) }
+                        @if c.fields.is_empty() && c.breaking.is_empty() { (c.action) }
                     }
                 }
             }
@@ -253,7 +239,7 @@ async fn deployment(State(pages): State<Pages>, headers: HeaderMap, Path(id): Pa
         Ok(d) => d,
         Err(_) => return failed(StatusCode::NOT_FOUND, &format!("no deployment `{id}`")),
     };
-    let changes = d.plan["changes"].as_array().cloned().unwrap_or_default();
+    let plan = PlanView::of(&d.plan);
     let (v, s) = (&d.view, &d.view.summary);
     let body = html! {
         h1 { "Deployment " code { (id) } }
@@ -263,8 +249,8 @@ async fn deployment(State(pages): State<Pages>, headers: HeaderMap, Path(id): Pa
             p { "Duration " (duration_text(v.duration_ms)) " · by " (or_dash(v.by.as_deref())) " · gate " (s.gate.as_str()) }
             @for r in &s.reasons { p class="wait" { (r) } }
         }
-        h2 { "Plan (" (changes.len()) " changes, digest " code { (s.plan_digest) } ")" }
-        (changes_table(&changes))
+        h2 { "Plan (" (plan.changes.len()) " changes, digest " code { (s.plan_digest) } ")" }
+        (changes_table(&plan))
         h2 { "Approvals" }
         @if d.approvals.is_empty() { p { "None." } }
         @for a in &d.approvals {
@@ -314,10 +300,11 @@ async fn plan(
         p { "Against the default branch, judged by its policy; the same plan the PR comment shows." }
         @for p in &plans {
             div class="card" {
-                h2 { (text(&p["environment"])) " · " (state(p["decision"]["decision"].as_str().unwrap_or("unknown"))) }
-                @for r in p["decision"]["reasons"].as_array().into_iter().flatten() { p class="wait" { (text(r)) } }
-                (changes_table(p["changes"].as_array().map(Vec::as_slice).unwrap_or_default()))
-                p { "digest " code { (text(&p["digest"])) } }
+                @let p = PlanView::of(p);
+                h2 { (p.environment) " · " (state(if p.decision.decision.is_empty() { "unknown" } else { &p.decision.decision })) }
+                @for r in &p.decision.reasons { p class="wait" { (r) } }
+                (changes_table(&p))
+                p { "digest " code { (p.digest) } }
             }
         }
     };
