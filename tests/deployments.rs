@@ -519,6 +519,20 @@ async fn rolling_back_twice_goes_further_back_and_resume_lifts_the_pause(store: 
     let (_, views) = api.call("GET", "/api/v1/environments", Some(&viewer), None).await;
     let dev = views["environments"].as_array().unwrap().iter().find(|e| e["environment"] == "development").unwrap();
     assert_eq!(dev["paused"]["deployment"].as_str(), Some(second_id.as_str()), "{dev:#}");
+    // And on the overview page.
+    let page = reqwest::Client::new()
+        .get(format!("{}/", service.url))
+        .header("cookie", format!("honua_session={viewer}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("after the rollback") && page.contains(&second_id) && page.contains("honua resume development"),
+        "{page}"
+    );
 
     assert_eq!(api.call("POST", "/api/v1/environments/development/resume", Some(&viewer), None).await.0, 403);
     let (status, resumed) = api.call("POST", "/api/v1/environments/development/resume", Some(&approver), None).await;
