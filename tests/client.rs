@@ -182,7 +182,7 @@ async fn rollback_shows_what_it_restores_waits_for_the_end_and_resume_lifts_the_
         out.contains(&format!("runs now: {}", bad.id)) && out.contains(&format!("commit {}", &merged[..7])),
         "{out}"
     );
-    assert!(out.contains(&format!("restores:")) && out.contains(&format!("commit {}", &base[..7])), "{out}");
+    assert!(out.contains("restores:") && out.contains(&format!("commit {}", &base[..7])), "{out}");
     assert!(out.contains("The change back:"), "{out}");
     assert!(out.contains("Approved") && out.lines().last().unwrap().contains("Completed"), "{out}");
 

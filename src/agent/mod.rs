@@ -265,9 +265,6 @@ fn apply_err(what: impl std::fmt::Display) -> AgentError {
     AgentError::Apply(what.to_string())
 }
 
-/// `${VAR}` from the secrets file, then the agent's environment; a missing one refuses the deployment,
-/// named (never a value).
-
 impl Agent {
     pub fn new(config: AgentConfig) -> Result<Agent, AgentError> {
         let key = signing::parse_public_key(&config.public_key).map_err(|e| AgentError::Refused(e.to_string()))?;

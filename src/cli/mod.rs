@@ -34,8 +34,9 @@ pub const EXIT_USAGE: u8 = 2;
         against the Honua server's schema and rules, `honua diff` shows semantic and breaking changes between \
         two revisions, and `honua plan` adds the policy's decision and a digest that approvals bind to. \
         `honua serve` runs the service (PR checks, deployments, approvals), `honua agent` applies approved \
-        deployments to a Honua server, and `status`, `deployments`, `deployment`, `rollback`, `agents` and \
-        `watch` operate them. `honua demo` shows the whole loop on this machine.",
+        deployments to a Honua server, and `status`, `deployments`, `deployment`, `rollback`, `resume`, \
+        `agents` and `watch` operate them (`token` and `app` set them up). `honua demo` shows the whole loop on \
+        this machine.",
     after_help = "Examples:\n  \
         honua demo\n  \
         honua validate --path environments/\n  \

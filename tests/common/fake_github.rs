@@ -508,7 +508,7 @@ async fn convert_manifest(Path(code): Path<String>) -> Response {
     if code == "used" {
         return (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response();
     }
-    let pem = std::fs::read_to_string(super::test_app_key()).unwrap();
+    let pem = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-app-key.pem")).unwrap();
     let body = json!({"id": APP_ID, "slug": APP_SLUG, "name": "Honua GitOps", "html_url": format!("https://github.com/apps/{APP_SLUG}"),
         "client_id": "Iv1.test", "client_secret": "client-secret-test", "webhook_secret": "whsec-test", "pem": pem});
     (StatusCode::CREATED, Json(body)).into_response()
