@@ -228,3 +228,36 @@ fn a_closed_pipe_ends_a_command_quietly() {
         assert!(!stderr.contains("panicked"), "honua {args:?}: {stderr}");
     }
 }
+
+/// A repository controls text the CLI prints (titles, the policy's reasons): terminal control sequences in
+/// it (an OSC 52 clipboard write, a screen clear, conceal) are printed visibly, never passed to the
+/// reader's terminal. Values in change details are JSON-quoted; the policy's reasons are printed as
+/// written, and made visible by the output layer.
+#[test]
+fn control_sequences_in_a_repository_reach_no_terminal() {
+    let base = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config"), base.path());
+    let policy = base.path().join(".gitops/deployment-policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    let hostile = r#"reason: "Breaking\e]52;c;ZXZpbA==\a\e[2J\e[8m changes""#;
+    std::fs::write(&policy, text.replacen(r#"reason: "Breaking changes require approval""#, hostile, 1)).unwrap();
+    let pr = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config-pr"), pr.path());
+    let file = pr.path().join("environments/common/base-metadata.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let title = r#"title: "Land\e]52;c;ZXZpbA==\a\e[8m and Property""#;
+    std::fs::write(&file, text.replacen("title: Land and Property", title, 1)).unwrap();
+    let (from, to) = (base.path().to_str().unwrap(), pr.path().to_str().unwrap());
+    for args in [vec!["plan", "--from-dir", from, "--to-dir", to], vec!["diff", "--from-dir", from, "--to-dir", to]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_honua")).args(&args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !stdout.contains('\u{1b}') && !stdout.contains('\u{7}'),
+            "{args:?}: a control reached the terminal:\n{stdout}"
+        );
+        assert!(stdout.contains("Land"), "{args:?}: {stdout}");
+        if args[0] == "plan" {
+            assert!(stdout.contains("Breaking␛]52;c;ZXZpbA==␇␛[2J␛[8m changes"), "the reason is shown:\n{stdout}");
+        }
+    }
+}
