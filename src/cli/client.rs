@@ -528,7 +528,8 @@ pub fn rollback(
         // What it restores, before anything is asked or done.
         let mut path = format!("/api/v1/environments/{environment}/rollback");
         if let Some(to) = to {
-            path += &format!("?to={}", url_encode(to));
+            let to: String = url::form_urlencoded::byte_serialize(to.as_bytes()).collect();
+            path += &format!("?to={to}");
         }
         let (_, preview) = runtime()?.block_on(client.fetch::<RollbackPreview>(reqwest::Method::GET, &path, None))?;
         crate::out!("{}", rollback_preview(&preview));
@@ -599,10 +600,6 @@ fn age(d: chrono::TimeDelta) -> String {
         7200..=172_799 => format!("{} h", s / 3600),
         _ => format!("{} d", s / 86_400),
     }
-}
-
-fn url_encode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 pub fn resume(args: &ClientArgs, environment: &str, wait: Option<u64>) -> Result<ExitCode> {

@@ -273,7 +273,7 @@ impl Controller {
             deployment: None,
             message: format!(
                 "automatic deployments resumed by {actor} (paused at commit {} after the rollback {})",
-                CommitSha::new(pause.commit.as_str()).short(),
+                crate::deployment::short_sha(&pause.commit),
                 pause.deployment
             ),
         };

@@ -117,7 +117,7 @@ pub struct PlanView {
 impl PlanView {
     /// The plan in a stored or answered JSON value; an unreadable one reads as empty.
     pub fn of(plan: &serde_json::Value) -> PlanView {
-        serde_json::from_value(plan.clone()).unwrap_or_default()
+        PlanView::deserialize(plan).unwrap_or_default()
     }
 
     /// Breaking changes first: what a reviewer must see.

@@ -100,11 +100,6 @@ impl SqlStore {
         }
     }
 
-    /// Which database this is.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
     /// A writing transaction, begun as [`Dialect`] says.
     pub(super) async fn begin(&self) -> Result<Transaction<'_, Any>, StoreError> {
         Ok(self.pool.begin_with(self.dialect.begin()).await?)
