@@ -8,6 +8,7 @@
 //! agent beside Honua), `cli`; `standin` is a faithful stand-in Honua for the demo and the tests.
 
 pub mod agent;
+pub mod author;
 pub mod cli;
 pub mod config;
 pub mod controller;

@@ -472,7 +472,50 @@ async fn commands_in_quotes_or_code_are_not_commands_and_help_is_answered(store:
     w.nothing_approved(31).await;
 }
 
+/// `/honua promote staging production` on a merged PR opens a pull request that carries staging's
+/// configuration to production (its connections kept), and the reply links it; a reader is refused.
+async fn a_writer_promotes_staging_to_production_by_comment(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    let tree = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config"), tree.path());
+    let staging = tree.path().join("environments/staging/metadata.yaml");
+    let text = std::fs::read_to_string(&staging).unwrap();
+    std::fs::write(&staging, text.replace("ttl: 600", "ttl: 900")).unwrap();
+    let head = w.open_pr(31, tree.path()).await;
+    let reply = w.comment(31, "/honua promote staging production", "bob").await;
+    assert!(reply.contains("runs on a merged pull request"), "{reply}");
+    w.merge(31, &head, tree.path()).await;
+
+    let reply = w.comment(31, "/honua promote staging production", "carol").await;
+    assert!(reply.contains("a promotion needs write"), "{reply}");
+    assert!(w.github.opened_pulls().is_empty());
+
+    let reply = w.comment(31, "/honua promote staging production", "bob").await;
+    assert!(reply.contains("✅ opened #") && reply.contains("https://github.com/city/gis-config/pull/"), "{reply}");
+    let pulls = w.github.opened_pulls();
+    assert_eq!(pulls.len(), 1);
+    let pull = &pulls[0].0;
+    let branch = pull["head"].as_str().unwrap().to_string();
+    assert!(branch.starts_with("honua/promote-staging-to-production-"), "{branch}");
+    assert_eq!(pull["base"], "main");
+    let body = pull["body"].as_str().unwrap();
+    assert!(body.contains("`layer parcels`") && body.contains("Kept as they are"), "{body}");
+    assert!(!body.contains("prod-db.internal") && !body.contains("staging-db.internal"), "{body}");
+    let promoted = honua_gitops::config::ConfigRepo::load_git(w.origin.repo.path(), &branch).unwrap();
+    let parcels = |env: &str| {
+        let eff = promoted.effective(&honua_gitops::config::EnvName::new(env)).unwrap().metadata.to_json();
+        eff["layers"].as_array().unwrap().iter().find(|l| l["id"] == "parcels").unwrap()["caching"]["ttl"].clone()
+    };
+    assert_eq!(parcels("production"), 900);
+    let datasources = "environments/production/datasources.yaml";
+    let before = std::fs::read(common::examples().join("honua-config").join(datasources)).unwrap();
+    let tree = w.origin.repo.revparse_single(&branch).unwrap().peel_to_tree().unwrap();
+    let blob = tree.get_path(std::path::Path::new(datasources)).unwrap().to_object(&w.origin.repo).unwrap();
+    assert_eq!(blob.as_blob().unwrap().content(), before.as_slice(), "connections are never promoted");
+}
+
 on_both_stores!(
+    a_writer_promotes_staging_to_production_by_comment,
     a_writer_approves_the_merged_change_for_production_by_comment,
     a_writer_approves_production_on_the_pr_and_the_approval_carries_at_merge,
     a_named_approver_or_team_member_approves_after_merge,

@@ -118,7 +118,7 @@ pub mod honua;
 mod ledger;
 mod release;
 mod reports;
-mod secrets;
+pub(crate) mod secrets;
 pub mod settings;
 mod verify;
 

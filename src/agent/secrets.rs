@@ -25,7 +25,7 @@ pub(super) fn resolve_hcl_secrets(text: &str, secrets_file: Option<&Path>) -> Re
     })
 }
 
-pub(super) fn resolve_secrets_in(
+pub(crate) fn resolve_secrets_in(
     text: &str,
     secrets_file: Option<&Path>,
     escape: impl Fn(&str) -> String,

@@ -14,6 +14,7 @@ use crate::diff::diff_repositories;
 use crate::plan::{self, render};
 use crate::validate::{self, report};
 
+pub mod ai;
 pub mod app;
 pub mod client;
 pub mod demo;
@@ -96,6 +97,12 @@ pub enum Command {
         honua convert --to hcl --path . --output ../city-gis-hcl\n  honua convert --to hcl --in-place"
     )]
     Convert(ConvertArgs),
+    /// A change in plain words, made by the tool and opened as a pull request: a layer from a PostGIS
+    /// table, a cache TTL, a title, a description, a field; disable or remove a layer.
+    Ai(Box<ai::AiArgs>),
+    /// Carry one environment's configuration to another (staging → production) as a pull request;
+    /// connections and server settings stay.
+    Promote(ai::PromoteArgs),
     /// Run the central service: GitHub webhooks in, check runs and the plan comment out.
     #[command(
         after_help = "Every setting is a flag, a HONUA_* environment variable, or a key of --config (snake_case).\n\n\
@@ -510,6 +517,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(args) => plan_command(args),
         Command::Render(args) => render_command(args),
         Command::Convert(args) => convert_command(args),
+        Command::Ai(args) => ai::ai(*args),
+        Command::Promote(args) => ai::promote(args),
         Command::Serve(args) => serve_command(*args),
         Command::Token(command) => token_command(command),
         Command::App(AppCommand::Create(args)) => app::create(args),

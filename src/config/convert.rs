@@ -378,7 +378,7 @@ fn provider(name: &str) -> String {
 }
 
 /// A field type among those `SyntaxValidator` knows.
-fn field_type(name: &str) -> String {
+pub fn field_type(name: &str) -> String {
     match name.to_lowercase().as_str() {
         "int" | "integer" | "int32" | "smallint" | "int16" => "int".into(),
         "long" | "bigint" | "int64" => "long".into(),

@@ -112,6 +112,45 @@ impl Controller {
                 self.decided(&c.repo.full_name()).await;
                 self.answer_outcomes(&gh, &c, outcomes).await
             }
+            CommentCommand::Promote { from, to } => {
+                let pr = gh.pull_request(c.number).await?;
+                if !pr.merged {
+                    return self
+                        .answer(&gh, &c, "confused", "`/honua promote` runs on a merged pull request: merge this one first, or run `honua promote FROM TO` locally.")
+                        .await;
+                }
+                if c.author_is_bot {
+                    return self.answer(&gh, &c, "-1", "bots cannot promote environments.").await;
+                }
+                let permission = gh.permission(&c.author).await?;
+                if !permission.can_approve() {
+                    let role =
+                        if permission.role_name.is_empty() { &permission.permission } else { &permission.role_name };
+                    let text = format!(
+                        "your role on {} is `{}`; a promotion needs write, maintain or admin.",
+                        c.repo.full_name(),
+                        role
+                    );
+                    return self.answer(&gh, &c, "-1", &markdown::prose(&text)).await;
+                }
+                gh.react(c.comment_id, "eyes").await?;
+                let reply = match self.promote_by_comment(&gh, &c, &pr.base_ref, &from, &to).await? {
+                    super::promote::Promoted::Opened { number, url, branch } => {
+                        self.audit(
+                            &c,
+                            "promote",
+                            &to,
+                            None,
+                            &format!("promoted {from} to {to}: PR #{number} from {branch}"),
+                        )
+                        .await;
+                        format!("✅ opened #{number} to promote `{from}` to `{to}`: {url}")
+                    }
+                    super::promote::Promoted::Refused(why) => format!("❌ {}", markdown::prose(&why)),
+                };
+                let reaction = if reply.starts_with('✅') { "+1" } else { "-1" };
+                self.answer(&gh, &c, reaction, &reply).await
+            }
             CommentCommand::Reject { environment, reason } => {
                 let pr = gh.pull_request(c.number).await?;
                 let outcomes = if pr.open {

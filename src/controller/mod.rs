@@ -9,6 +9,7 @@ pub mod agents;
 mod comments;
 pub mod deployments;
 pub mod notify;
+mod promote;
 mod rollback;
 pub mod tokens;
 pub mod views;

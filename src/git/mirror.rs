@@ -168,7 +168,7 @@ fn mirror_dir_name(url: &str) -> String {
 }
 
 /// A URL without userinfo, for messages.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => match rest.split_once('@') {
             Some((_, host))

@@ -469,6 +469,8 @@ struct PullBranch {
 #[derive(Deserialize)]
 struct Pull {
     number: u64,
+    #[serde(default)]
+    html_url: Option<String>,
     state: String,
     head: PullBranch,
     base: PullBranch,
@@ -537,6 +539,35 @@ impl IssueComment {
 }
 
 impl GithubRepo {
+    /// One repository through a user's token (`GITHUB_TOKEN`), for `honua ai` and `honua promote`
+    /// outside the App. The App identity is then unknown, so no comment passes for the App's own.
+    pub fn with_token(
+        api_url: &str,
+        token: &str,
+        owner: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Self, GithubError> {
+        let client = Octocrab::builder()
+            .add_retry_config(RetryConfig::None)
+            .set_connect_timeout(Some(timeout))
+            .set_read_timeout(Some(timeout))
+            .set_write_timeout(Some(timeout))
+            .personal_token(token.to_string())
+            .base_uri(api_url)
+            .map_err(|e| GithubError::ApiUrl { url: api_url.to_string(), message: e.to_string() })?
+            .build()
+            .map_err(|e| GithubError::ApiUrl { url: api_url.to_string(), message: e.to_string() })?;
+        let identity = Arc::new(AppIdentity { id: 0, app: client.clone(), bot_login: Default::default() });
+        Ok(GithubRepo {
+            client,
+            limits: Arc::new(ContentLimits::new(None)),
+            identity,
+            owner: owner.to_string(),
+            name: name.to_string(),
+        })
+    }
+
     fn route(&self, rest: &str) -> String {
         format!("/repos/{}/{}/{rest}", self.owner, self.name)
     }
@@ -698,9 +729,25 @@ impl GithubRepo {
         base: &str,
         body: &str,
     ) -> Result<u64, GithubError> {
+        Ok(self.open_pull_request(title, head, base, body).await?.0)
+    }
+
+    /// Opens a pull request; returns its number and its page (`html_url`, or the usual address when
+    /// GitHub does not say).
+    pub async fn open_pull_request(
+        &self,
+        title: &str,
+        head: &str,
+        base: &str,
+        body: &str,
+    ) -> Result<(u64, String), GithubError> {
         let request = json!({ "title": title, "head": head, "base": base, "body": body });
         let pull: Pull = self.send(Method::POST, "pulls", &request, "open a pull request").await?;
-        Ok(pull.number)
+        let url = pull
+            .html_url
+            .clone()
+            .unwrap_or_else(|| format!("https://github.com/{}/{}/pull/{}", self.owner, self.name, pull.number));
+        Ok((pull.number, url))
     }
 
     /// Posts a comment on a PR or issue.

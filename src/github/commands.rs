@@ -17,6 +17,12 @@ pub enum CommentCommand {
         reason: String,
     },
     Plan,
+    /// `/honua promote FROM TO` on a merged pull request: a pull request carrying FROM's configuration
+    /// to TO.
+    Promote {
+        from: String,
+        to: String,
+    },
     Help,
     /// A `/honua` line that is not a valid command: the reply says what is wrong and shows the help.
     Invalid(String),
@@ -28,6 +34,8 @@ for the named environments, or for every environment that needs approval; `--bre
 changes where the policy does not allow them.\n\
 `/honua reject ENV [reason]`: reject the environment's deployment of this pull request (or withdraw an approval).\n\
 `/honua plan`: plan the pull request again.\n\
+`/honua promote FROM TO`: once merged, open a pull request that makes TO's configuration equal FROM's \
+(connections and server settings stay), as `honua promote` does.\n\
 `/honua help`: this text.\n\n\
 Only new comments count (an edit is never a command), and only from people with write access to the \
 repository or listed in the environment's `approvers`.";
@@ -122,6 +130,13 @@ pub fn parse(body: &str) -> Option<CommentCommand> {
             None => CommentCommand::Invalid("`/honua reject` needs an environment".into()),
         },
         "plan" if rest.is_empty() => CommentCommand::Plan,
+        "promote" => match rest.as_slice() {
+            [from, to] if valid_environment(from) && valid_environment(to) => {
+                CommentCommand::Promote { from: from.to_string(), to: to.to_string() }
+            }
+            [from, to] => invalid_env(if valid_environment(from) { to } else { from }),
+            _ => CommentCommand::Invalid("`/honua promote` needs two environments: `/honua promote FROM TO`".into()),
+        },
         "help" => CommentCommand::Help,
         other => CommentCommand::Invalid(format!("unknown command `{}`", other.escape_default())),
     })

@@ -17,6 +17,9 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 pub const INSTALLATION_TOKEN: &str = "ghs_fake_installation_token";
+/// A person's token (`GITHUB_TOKEN`), which GitHub takes for repository calls as it takes an
+/// installation token.
+pub const USER_TOKEN: &str = "ghp_fake_user_token";
 
 #[derive(Debug, Clone)]
 pub struct CheckRun {
@@ -204,9 +207,10 @@ fn app_call_refused(headers: &HeaderMap) -> Option<Response> {
 }
 
 fn repo_call_refused(headers: &HeaderMap) -> Option<Response> {
-    (!authorized(headers, &format!("Bearer {INSTALLATION_TOKEN}"))
-        && !authorized(headers, &format!("token {INSTALLATION_TOKEN}")))
-    .then(|| (StatusCode::UNAUTHORIZED, Json(json!({"message": "Bad credentials"}))).into_response())
+    let by =
+        |token: &str| authorized(headers, &format!("Bearer {token}")) || authorized(headers, &format!("token {token}"));
+    (!by(INSTALLATION_TOKEN) && !by(USER_TOKEN))
+        .then(|| (StatusCode::UNAUTHORIZED, Json(json!({"message": "Bad credentials"}))).into_response())
 }
 
 fn too_many_annotations(body: &Value) -> Option<Response> {
@@ -313,7 +317,7 @@ async fn get_branch(
 async fn create_deployment(
     State((state, changed)): State<Shared>,
     headers: HeaderMap,
-    Path((_o, _r)): Path<(String, String)>,
+    Path((o, r)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Response {
     if let Some(refused) = repo_call_refused(&headers) {
@@ -321,6 +325,8 @@ async fn create_deployment(
     }
     let mut s = state.lock().unwrap();
     s.next_id += 1;
+    let mut body = body;
+    body["repo"] = json!(format!("{o}/{r}"));
     let id = s.next_id;
     let d = GhDeployment {
         id,
@@ -362,7 +368,7 @@ async fn repo_installation(headers: HeaderMap) -> Response {
 async fn create_git_commit(
     State((state, changed)): State<Shared>,
     headers: HeaderMap,
-    Path((_o, _r)): Path<(String, String)>,
+    Path((o, r)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Response {
     if let Some(refused) = repo_call_refused(&headers) {
@@ -370,6 +376,8 @@ async fn create_git_commit(
     }
     let mut s = state.lock().unwrap();
     s.next_id += 1;
+    let mut body = body;
+    body["repo"] = json!(format!("{o}/{r}"));
     let sha = format!("{:040x}", s.next_id);
     s.git_commits.insert(sha.clone(), body);
     drop(s);
@@ -396,7 +404,7 @@ async fn create_git_ref(
 async fn create_pull(
     State((state, changed)): State<Shared>,
     headers: HeaderMap,
-    Path((_o, _r)): Path<(String, String)>,
+    Path((o, r)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Response {
     if let Some(refused) = repo_call_refused(&headers) {
@@ -404,6 +412,8 @@ async fn create_pull(
     }
     let mut s = state.lock().unwrap();
     s.next_id += 1;
+    let mut body = body;
+    body["repo"] = json!(format!("{o}/{r}"));
     let number = s.next_id;
     s.opened_pulls.push(body.clone());
     drop(s);
@@ -412,7 +422,10 @@ async fn create_pull(
     let base = body["base"].as_str().unwrap_or_default();
     (
         StatusCode::CREATED,
-        Json(json!({"number": number, "state": "open", "head": {"sha": "", "ref": head}, "base": {"sha": "", "ref": base}})),
+        Json(
+            json!({"number": number, "state": "open", "html_url": format!("https://github.com/{o}/{r}/pull/{number}"),
+            "head": {"sha": "", "ref": head}, "base": {"sha": "", "ref": base}}),
+        ),
     )
         .into_response()
 }

@@ -29,6 +29,7 @@ macro_rules! on_both_stores {
 pub mod db;
 pub mod edge;
 pub mod fake_github;
+pub mod fake_llm;
 pub mod fault_proxy;
 pub mod git_http;
 mod origin;

@@ -1,0 +1,100 @@
+//! `/honua promote FROM TO` on a merged pull request: what `honua promote` does, run by the service on
+//! its mirror of the repository. The promotion is computed on the base branch as it is now (the merge
+//! included), proved and validated, committed on a branch `honua/promote-FROM-to-TO-<sha>` pushed with
+//! the installation's token, and opened as a pull request whose body is TO's plan; the reply links it.
+
+use super::comments::CommentEvent;
+use super::{Controller, JobError};
+use crate::author::{new_errors, promote, publish};
+use crate::config::source::RepoFiles;
+use crate::config::{short_sha, ConfigRepo, EnvName};
+use crate::git::mirror::Mirror;
+use crate::github::client::GithubRepo;
+use crate::markdown;
+
+/// What the promotion came to, for the reply.
+pub(super) enum Promoted {
+    Opened { number: u64, url: String, branch: String },
+    Refused(String),
+}
+
+impl Controller {
+    pub(super) async fn promote_by_comment(
+        &self,
+        gh: &GithubRepo,
+        c: &CommentEvent,
+        base_ref: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Promoted, JobError> {
+        let token = gh.git_token().await.ok();
+        let lock = self.repo_lock(&c.repo.full_name()).await;
+        let held = lock.lock().await;
+        let url = format!("{}/{}/{}.git", self.git_url, c.repo.owner, c.repo.name);
+        let mirrors = self.mirrors.clone();
+        let (from_env, to_env) = (EnvName::new(from), EnvName::new(to));
+        let (base_ref, number, author) = (base_ref.to_string(), c.number, c.author.clone());
+        let outcome = tokio::task::spawn_blocking(move || -> Result<Result<(String, String, String), String>, JobError> {
+            let git = |e: crate::git::GitError| JobError::Git(e.to_string());
+            let mirror = Mirror::open(&mirrors, &url).map_err(git)?;
+            let head_ref = format!("refs/heads/{base_ref}");
+            mirror.fetch(&[&head_ref], token.as_deref()).map_err(git)?;
+            let base = mirror.resolve(&head_ref).map_err(git)?;
+            let (_, files) = crate::config::commit::read_commit(mirror.path(), &base).map_err(|e| JobError::Git(e.to_string()))?;
+            let repo = ConfigRepo::from_files(files.clone(), base.clone());
+            let promotion = match promote::promote(&repo, &files, &from_env, &to_env, &[]) {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+            if promotion.changes.is_empty() {
+                return Ok(Err(format!(
+                    "`{to_env}` already equals `{from_env}` in everything a promotion carries: there is nothing to promote"
+                )));
+            }
+            let after = ConfigRepo::from_files(RepoFiles { files: promotion.files.clone(), ..files }, "promote".into());
+            let errors = new_errors(&repo, &after);
+            if !errors.is_empty() {
+                let first = &errors[0];
+                return Ok(Err(format!(
+                    "the promotion does not validate ({} error(s); first: {}:{}: {})",
+                    errors.len(),
+                    first.file,
+                    first.line,
+                    first.message
+                )));
+            }
+            let plan = crate::plan::build(&repo, &after, Some(&to_env), chrono::Utc::now());
+            let message = format!("promote {from_env} to {to_env}\n\nRequested by {author} on #{number}.");
+            let git_repo = git2::Repository::open_bare(mirror.path()).map_err(|e| JobError::Git(e.message().to_string()))?;
+            let oid = publish::build_commit(&git_repo, &base, &message, &promotion.changes)
+                .map_err(|e| JobError::Git(e.message().to_string()))?;
+            let branch = format!("honua/promote-{from_env}-to-{to_env}-{}", short_sha(&base));
+            let local = format!("refs/honua/promote/{branch}");
+            git_repo.reference(&local, oid, true, "promotion").map_err(|e| JobError::Git(e.message().to_string()))?;
+            if !mirror.push(&format!("{local}:refs/heads/{branch}"), token.as_deref()).map_err(git)? {
+                return Ok(Err(format!("the branch `{branch}` already exists with other content; delete it and ask again")));
+            }
+            let mut body = format!("Promotes `{from_env}` to `{to_env}`, as asked by @{author} on #{number}.\n\n");
+            for (e, what) in &promotion.promoted {
+                body.push_str(&format!("- {}: {}\n", markdown::code(&e.to_string()), markdown::prose(what)));
+            }
+            body.push_str("\nKept as they are (never promoted):\n");
+            for k in &promotion.kept {
+                body.push_str(&format!("- {}\n", markdown::prose(k)));
+            }
+            body.push_str("\n### Plan\n\n");
+            body.push_str(&crate::plan::render::plan_markdown(&plan.plans));
+            Ok(Ok((branch, base_ref, publish::bounded_body(&body))))
+        })
+        .await
+        .map_err(|e| JobError::Git(format!("promotion task: {e}")))??;
+        drop(held);
+        let (branch, base_ref, body) = match outcome {
+            Ok(parts) => parts,
+            Err(why) => return Ok(Promoted::Refused(why)),
+        };
+        let title = format!("Promote {from} to {to}");
+        let (number, url) = gh.open_pull_request(&title, &branch, &base_ref, &body).await?;
+        Ok(Promoted::Opened { number, url, branch })
+    }
+}
