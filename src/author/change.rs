@@ -663,6 +663,7 @@ fn remove_yaml(path: &str, text: &str, id: &str) -> Result<Option<String>, Chang
     if let Some(list) = list.filter(|l| l.value.as_seq().is_some_and(|s| s.len() == 1)) {
         top = super::promote::comments_above(&t, list.key_loc.line);
     }
+    let (top, last) = super::text::removal_lines(&t, top, last);
     let mut edits = Edits::default();
     edits.replace(t.line_start(top), t.line_end(last), "");
     Ok(Some(edits.apply(text)))

@@ -525,6 +525,16 @@ mod tests {
         assert!(parse("set the title of roads to \"a\u{1b}[2Jb\"", &envs()).is_err());
     }
 
+    proptest::proptest! {
+        /// Any text is read in linear time without a panic, and what comes out passed its checks.
+        #[test]
+        fn any_request_is_read_or_refused(request in "\\PC{0,300}") {
+            if let Ok(intent) = parse(&request, &envs()) {
+                proptest::prop_assert!(intent.check(&envs()).is_ok());
+            }
+        }
+    }
+
     #[test]
     fn answers_must_have_the_exact_shape() {
         let known = envs();

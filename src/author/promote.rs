@@ -319,6 +319,7 @@ fn carry_yaml(from_text: &str, to_text: &str, e: &Entity) -> Result<(String, &'s
         }
         (None, Some(_)) => {
             let (a, b, _) = yaml_lines(to_text, to_root.as_ref(), e, true).expect("found above");
+            let (a, b) = super::text::removal_lines(&tt, a, b);
             out.push_str(&to_text[..tt.line_start(a)]);
             out.push_str(&to_text[tt.line_end(b)..]);
             "its own override removed (the shared definition applies)"

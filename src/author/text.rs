@@ -128,6 +128,17 @@ pub fn yaml_item_lines(text: &Text, item: &Node) -> (u32, u32) {
     (top, last)
 }
 
+/// The lines to cut for removing lines `top..=last`, with the blank line after them when one is
+/// also before them, so blocks stay one blank line apart.
+pub fn removal_lines(text: &Text, top: u32, last: u32) -> (u32, u32) {
+    let blank = |line: u32| line >= 1 && (line as usize) < text.lines() && text.line(line).trim().is_empty();
+    if top > 1 && blank(top - 1) && blank(last + 1) {
+        (top, last + 1)
+    } else {
+        (top, last)
+    }
+}
+
 /// Byte range of an HCL block or object starting at `from`: from `from` to just past its closing `}`
 /// (strings and comments skipped), or `None` when it does not close.
 pub fn hcl_block_end(text: &str, from: usize) -> Option<usize> {

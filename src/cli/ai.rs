@@ -78,7 +78,7 @@ pub struct AiArgs {
     /// Never call an LLM, even when one is configured.
     #[arg(long)]
     pub no_llm: bool,
-    /// The LLM provider (default: the first configured, in the order above).
+    /// The LLM provider (default: the first configured, in this order: anthropic, azure, openai, ollama).
     #[arg(long, value_enum)]
     pub provider: Option<Provider>,
     /// The model (Azure: the deployment).

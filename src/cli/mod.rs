@@ -36,13 +36,16 @@ pub const EXIT_USAGE: u8 = 2;
         two revisions, and `honua plan` adds the policy's decision and a digest that approvals bind to. \
         `honua serve` runs the service (PR checks, deployments, approvals), `honua agent` applies approved \
         deployments to a Honua server, and `status`, `deployments`, `deployment`, `rollback`, `resume`, \
-        `agents` and `watch` operate them (`token` and `app` set them up). `honua demo` shows the whole loop on \
-        this machine.",
+        `agents` and `watch` operate them (`token` and `app` set them up). `honua ai` writes a change asked for in \
+        plain words (a layer from a PostGIS table) and `honua promote` carries one environment to another, \
+        each as a pull request. `honua demo` shows the whole loop on this machine.",
     after_help = "Examples:\n  \
         honua demo\n  \
         honua validate --path environments/\n  \
         honua diff --from main --to HEAD --format markdown\n  \
         honua plan --from-dir examples/honua-config --to-dir examples/honua-config-pr\n  \
+        honua ai \"Add a new layer for bike lanes from table public.bike_lanes\" --dry-run\n  \
+        honua promote staging production --dry-run\n  \
         honua status production\n\n\
         Exit status: 0 success, 1 findings (validation errors; breaking changes with --fail-on-breaking), 2 the command could not run."
 )]
