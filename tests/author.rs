@@ -691,3 +691,67 @@ async fn promote_proves_equality_and_keeps_connections() {
         assert!(p.changes.iter().all(|c| c.path.contains("/production/")), "{example}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_the_table_has_is_added_where_the_layer_lists_its_fields() {
+    let Some(db) = postgis().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let work = config_repo(dir.path(), false, &connection_string(&db));
+    let common = work.join("environments/common/base-metadata.yaml");
+    let layer = "  - id: bike_lanes\n    serviceId: transportation\n    title: Bike Lanes\n    geometryType: MultiLineString\n    idField: lane_id\n    geometryField: geom\n    storage:\n      table: public.bike_lanes\n      geometryColumn: geom\n      primaryKey: lane_id\n      srid: 3857\n    fields:\n      - {name: lane_id, type: int32, nullable: false}\n";
+    let with_layer = YAML_COMMON.replace("\n# Kept as written", &format!("{layer}\n# Kept as written"));
+    std::fs::write(&common, &with_layer).unwrap();
+    git(&work, &["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "bike lanes"]);
+    let w = work.to_str().unwrap();
+
+    let out = honua(&["ai", "add field surface to bike_lanes", "--repo", w, "--dry-run"], &[]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains(
+            " {name: lane_id, type: int32, nullable: false}\n+      - {name: surface, type: string, nullable: false}\n"
+        ),
+        "{t}"
+    );
+
+    let out = honua(&["ai", "add field wheels to bike_lanes", "--repo", w, "--dry-run"], &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("has no column `wheels`; its columns: lane_id, name, surface, width_m, opened"),
+        "{}",
+        text(&out)
+    );
+    let out = honua(&["ai", "add field lane_id to bike_lanes", "--repo", w, "--dry-run"], &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("already lists field `lane_id`"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_2_0_layers_are_changed_in_their_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = config_repo(dir.path(), true, "Host=127.0.0.1;Database=x");
+    let w = work.to_str().unwrap();
+
+    let out = honua(&["ai", "disable roads", "--repo", w, "--dry-run"], &[]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("-  services = [service.ogc_api]\n+  services = []"), "{}", text(&out));
+
+    let out = honua(&["ai", "set the title of roads to \"Streets\" in staging", "--repo", w, "--dry-run"], &[]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("+++ b/environments/staging/honua.hcl"), "{t}");
+    assert!(t.contains("+layer \"roads\" {\n+  title = \"Streets\"\n+}"), "{t}");
+
+    let out = honua(&["ai", "set the description of roads to \"Centre lines\"", "--repo", w, "--dry-run"], &[]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(" layer \"roads\" {\n+  description = \"Centre lines\"\n"), "{}", text(&out));
+
+    let out = honua(&["ai", "set the cache ttl of roads to 60", "--repo", w, "--dry-run"], &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no per-layer cache TTL"), "{}", text(&out));
+
+    let out = honua(&["ai", "remove roads", "--repo", w, "--dry-run"], &[]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("-# Streets.\n-layer \"roads\" {"), "{}", text(&out));
+    assert!(text(&out).contains(" # The end."), "{}", text(&out));
+}
