@@ -334,6 +334,9 @@ async fn the_products_example_with_an_llm_proposes_and_never_sends_the_connectio
     let work = config_repo(dir.path(), false, &connection_string(&db));
     let github = FakeGithub::start().await;
     let llm = FakeLlm::start(Mode::Helpful).await;
+    // The fake refuses any request that holds the connection string or its parts.
+    let host_port = format!("{}:{}", db.host_str().unwrap(), db.port().unwrap_or(5432));
+    llm.forbid(&[PASSWORD, "Password=", "Host=", &connection_string(&db), &host_port, db.as_str()]);
     let mut env = app_env(&github);
     env.push(("HONUA_GITHUB_REPOSITORY", "city/gis-config".into()));
     env.push(("ANTHROPIC_API_KEY", KEY.into()));
@@ -352,6 +355,7 @@ async fn the_products_example_with_an_llm_proposes_and_never_sends_the_connectio
 
     let requests = llm.requests();
     assert!(!requests.is_empty(), "the LLM was asked");
+    assert_eq!(llm.leaks(), 0, "nothing secret was sent");
     let host = db.host_str().unwrap().to_string();
     for (path, body) in &requests {
         assert_eq!(path, "/v1/messages");

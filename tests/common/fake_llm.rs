@@ -35,21 +35,53 @@ pub enum Mode {
 pub struct FakeLlm {
     pub addr: SocketAddr,
     state: Shared,
+    forbidden: Forbidden,
 }
+
+/// Texts that must never reach the LLM: a request holding one is answered 400 and counted.
+type Forbidden = Arc<Mutex<(Vec<String>, u32)>>;
 
 impl FakeLlm {
     pub async fn start(mode: Mode) -> FakeLlm {
         let state = Arc::new(Mutex::new((mode, Vec::new())));
+        let forbidden: Forbidden = Arc::new(Mutex::new((Vec::new(), 0)));
+        let guard = forbidden.clone();
         let app = Router::new()
             .route("/v1/messages", post(anthropic))
             .route("/chat/completions", post(openai))
             .route("/openai/deployments/{deployment}/chat/completions", post(azure))
             .route("/api/chat", post(ollama))
-            .with_state(state.clone());
+            .with_state(state.clone())
+            .layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let guard = guard.clone();
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+                    let text = String::from_utf8_lossy(&bytes).to_string();
+                    {
+                        let mut g = guard.lock().unwrap();
+                        if g.0.iter().any(|f| text.contains(f.as_str())) {
+                            g.1 += 1;
+                            return (StatusCode::BAD_REQUEST, "a secret was sent to the LLM").into_response();
+                        }
+                    }
+                    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
+                }
+            }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        FakeLlm { addr, state }
+        FakeLlm { addr, state, forbidden }
+    }
+
+    /// Refuses (400) any request whose body holds one of `texts`, and counts it.
+    pub fn forbid(&self, texts: &[&str]) {
+        self.forbidden.lock().unwrap().0.extend(texts.iter().map(|t| t.to_string()));
+    }
+
+    /// How many requests held a forbidden text.
+    pub fn leaks(&self) -> u32 {
+        self.forbidden.lock().unwrap().1
     }
 
     pub fn url(&self) -> String {
