@@ -180,23 +180,65 @@ impl Llm {
         let transport = |e: reqwest::Error| LlmError::Transport { provider, message: e.without_url().to_string() };
         let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
-        let body = read_bounded(response).await.map_err(|message| LlmError::Transport { provider, message })?;
+        let body = read_bounded(response, provider).await?;
         if !(200..300).contains(&status) {
             let message: String = String::from_utf8_lossy(&body).chars().take(300).collect();
             return Err(LlmError::Status { provider, status, message });
         }
-        let wire = |message: String| LlmError::Wire { provider, message };
-        let json: Value = serde_json::from_slice(&body).map_err(|e| wire(e.to_string()))?;
+        let wire = |e: serde_json::Error| LlmError::Wire { provider, message: e.to_string() };
         let text = match self.provider {
-            Provider::Anthropic => json["content"]
-                .as_array()
-                .and_then(|parts| parts.iter().find(|p| p["type"] == "text"))
-                .and_then(|p| p["text"].as_str()),
-            Provider::Azure | Provider::Openai => json["choices"][0]["message"]["content"].as_str(),
-            Provider::Ollama => json["message"]["content"].as_str(),
+            Provider::Anthropic => {
+                let answer: MessagesAnswer = serde_json::from_slice(&body).map_err(wire)?;
+                answer.content.into_iter().find(|p| p.kind == "text").and_then(|p| p.text)
+            }
+            Provider::Azure | Provider::Openai => {
+                let answer: ChatAnswer = serde_json::from_slice(&body).map_err(wire)?;
+                answer.choices.into_iter().next().and_then(|c| c.message.content)
+            }
+            Provider::Ollama => {
+                let answer: OllamaAnswer = serde_json::from_slice(&body).map_err(wire)?;
+                answer.message.content
+            }
         };
-        text.map(str::to_string).ok_or_else(|| wire("no text in the answer".into()))
+        text.ok_or_else(|| LlmError::Wire { provider, message: "no text in the answer".into() })
     }
+}
+
+/// Anthropic's Messages API answer: the text parts of `content`.
+#[derive(Deserialize)]
+struct MessagesAnswer {
+    content: Vec<ContentPart>,
+}
+
+#[derive(Deserialize)]
+struct ContentPart {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// OpenAI's (and Azure OpenAI's) chat completion answer.
+#[derive(Deserialize)]
+struct ChatAnswer {
+    choices: Vec<Choice>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: ChatMessage,
+}
+
+#[derive(Deserialize)]
+struct ChatMessage {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+/// Ollama's `/api/chat` answer (not streamed).
+#[derive(Deserialize)]
+struct OllamaAnswer {
+    message: ChatMessage,
 }
 
 fn chat_body(model: Option<&str>, system: &str, user: &str) -> Value {
@@ -211,11 +253,12 @@ fn chat_body(model: Option<&str>, system: &str, user: &str) -> Value {
     body
 }
 
-async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+async fn read_bounded(mut response: reqwest::Response, provider: &'static str) -> Result<Vec<u8>, LlmError> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.without_url().to_string())? {
+    let transport = |message: String| LlmError::Transport { provider, message };
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport(e.without_url().to_string()))? {
         if body.len() + chunk.len() > MAX_ANSWER {
-            return Err(format!("the answer is larger than {} KiB", MAX_ANSWER / 1024));
+            return Err(transport(format!("the answer is larger than {} KiB", MAX_ANSWER / 1024)));
         }
         body.extend_from_slice(&chunk);
     }
@@ -275,21 +318,34 @@ pub struct Proposal {
     pub keywords: Vec<String>,
 }
 
+/// Why a proposal was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposalError {
+    #[error("no JSON object in the answer")]
+    NoJson,
+    #[error("not a proposal: {0}")]
+    Shape(#[from] serde_json::Error),
+    #[error(transparent)]
+    Text(#[from] super::intent::IntentError),
+    #[error("{0} keywords; at most 10")]
+    Keywords(usize),
+}
+
 impl Proposal {
-    pub fn from_answer(answer: &str) -> Result<Proposal, String> {
-        let json = extract_json_object(answer).ok_or("no JSON object in the answer")?;
-        let p: Proposal = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    pub fn from_answer(answer: &str) -> Result<Proposal, ProposalError> {
+        let json = extract_json_object(answer).ok_or(ProposalError::NoJson)?;
+        let p: Proposal = serde_json::from_str(json)?;
         if let Some(t) = &p.title {
-            check_text("the proposed title", t, MAX_TITLE).map_err(|e| e.to_string())?;
+            check_text("the proposed title", t, MAX_TITLE)?;
         }
         if let Some(d) = &p.description {
-            check_text("the proposed description", d, MAX_DESCRIPTION).map_err(|e| e.to_string())?;
+            check_text("the proposed description", d, MAX_DESCRIPTION)?;
         }
         if p.keywords.len() > 10 {
-            return Err(format!("{} keywords; at most 10", p.keywords.len()));
+            return Err(ProposalError::Keywords(p.keywords.len()));
         }
         for k in &p.keywords {
-            check_text("a proposed keyword", k, 40).map_err(|e| e.to_string())?;
+            check_text("a proposed keyword", k, 40)?;
         }
         Ok(p)
     }

@@ -200,7 +200,11 @@ pub fn ai(args: AiArgs) -> Result<ExitCode> {
             if let Some(llm) = &llm {
                 step(format!("asking {} ({}) for a title, description and keywords", llm.provider.name(), llm.model));
                 let message = llm::proposal_message(&args.request, &info);
-                match rt.block_on(llm.complete(llm::PROPOSAL_PROMPT, &message)).map_err(|e| e.to_string()).and_then(|a| Proposal::from_answer(&a)) {
+                let proposal = rt
+                    .block_on(llm.complete(llm::PROPOSAL_PROMPT, &message))
+                    .map_err(anyhow::Error::from)
+                    .and_then(|answer| Ok(Proposal::from_answer(&answer)?));
+                match proposal {
                     Ok(p) => {
                         if title.is_none() {
                             text.title = p.title.unwrap_or(text.title);

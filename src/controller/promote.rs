@@ -12,6 +12,13 @@ use crate::git::mirror::Mirror;
 use crate::github::client::GithubRepo;
 use crate::markdown;
 
+/// The promotion computed on the mirror: pushed and ready to be opened as a pull request, or refused
+/// with the reason.
+enum Prepared {
+    Pushed { branch: String, base_ref: String, body: String },
+    Refused(String),
+}
+
 /// What the promotion came to, for the reply.
 pub(super) enum Promoted {
     Opened { number: u64, url: String, branch: String },
@@ -34,7 +41,7 @@ impl Controller {
         let mirrors = self.mirrors.clone();
         let (from_env, to_env) = (EnvName::new(from), EnvName::new(to));
         let (base_ref, number, author) = (base_ref.to_string(), c.number, c.author.clone());
-        let outcome = tokio::task::spawn_blocking(move || -> Result<Result<(String, String, String), String>, JobError> {
+        let outcome = tokio::task::spawn_blocking(move || -> Result<Prepared, JobError> {
             let git = |e: crate::git::GitError| JobError::Git(e.to_string());
             let mirror = Mirror::open(&mirrors, &url).map_err(git)?;
             let head_ref = format!("refs/heads/{base_ref}");
@@ -44,10 +51,10 @@ impl Controller {
             let repo = ConfigRepo::from_files(files.clone(), base.clone());
             let promotion = match promote::promote(&repo, &files, &from_env, &to_env, &[]) {
                 Ok(p) => p,
-                Err(e) => return Ok(Err(e.to_string())),
+                Err(e) => return Ok(Prepared::Refused(e.to_string())),
             };
             if promotion.changes.is_empty() {
-                return Ok(Err(format!(
+                return Ok(Prepared::Refused(format!(
                     "`{to_env}` already equals `{from_env}` in everything a promotion carries: there is nothing to promote"
                 )));
             }
@@ -55,7 +62,7 @@ impl Controller {
             let errors = new_errors(&repo, &after);
             if !errors.is_empty() {
                 let first = &errors[0];
-                return Ok(Err(format!(
+                return Ok(Prepared::Refused(format!(
                     "the promotion does not validate ({} error(s); first: {}:{}: {})",
                     errors.len(),
                     first.file,
@@ -72,7 +79,7 @@ impl Controller {
             let local = format!("refs/honua/promote/{branch}");
             git_repo.reference(&local, oid, true, "promotion").map_err(|e| JobError::Git(e.message().to_string()))?;
             if !mirror.push(&format!("{local}:refs/heads/{branch}"), token.as_deref()).map_err(git)? {
-                return Ok(Err(format!("the branch `{branch}` already exists with other content; delete it and ask again")));
+                return Ok(Prepared::Refused(format!("the branch `{branch}` already exists with other content; delete it and ask again")));
             }
             let mut body = format!("Promotes `{from_env}` to `{to_env}`, as asked by @{author} on #{number}.\n\n");
             for (e, what) in &promotion.promoted {
@@ -84,14 +91,14 @@ impl Controller {
             }
             body.push_str("\n### Plan\n\n");
             body.push_str(&crate::plan::render::plan_markdown(&plan.plans));
-            Ok(Ok((branch, base_ref, publish::bounded_body(&body))))
+            Ok(Prepared::Pushed { branch, base_ref, body: publish::bounded_body(&body) })
         })
         .await
         .map_err(|e| JobError::Git(format!("promotion task: {e}")))??;
         drop(held);
         let (branch, base_ref, body) = match outcome {
-            Ok(parts) => parts,
-            Err(why) => return Ok(Promoted::Refused(why)),
+            Prepared::Pushed { branch, base_ref, body } => (branch, base_ref, body),
+            Prepared::Refused(why) => return Ok(Promoted::Refused(why)),
         };
         let title = format!("Promote {from} to {to}");
         let (number, url) = gh.open_pull_request(&title, &branch, &base_ref, &body).await?;
