@@ -286,8 +286,14 @@ async fn the_products_example_without_an_llm_opens_one_pull_request() {
     assert_eq!(pull["head"], "honua/ai-add-layer-bike-lanes");
     assert_eq!(pull["base"], "main");
     let body = pull["body"].as_str().unwrap();
-    assert!(body.contains("staging") && body.contains("production"), "{body}");
-    assert!(body.contains("bike_lanes") && body.to_lowercase().contains("added"), "{body}");
+    // The plan: per environment, one section with the layer added.
+    for env in ["staging", "production"] {
+        let section =
+            body.split("### ").find(|s| s.contains(&format!(" {env} — "))).unwrap_or_else(|| panic!("{env}: {body}"));
+        assert!(section.contains("| ➕ | layer | `transportation::bike_lanes` | added |"), "{env}: {section}");
+        assert!(section.contains("1 added, 0 modified, 0 removed, 0 breaking"), "{env}: {section}");
+    }
+    assert!(body.contains("What was read from `public.bike_lanes`"), "{body}");
     assert!(!body.contains(PASSWORD) && !body.contains("Password="), "no connection string in the PR");
 
     let path = "environments/common/base-metadata.yaml";
@@ -758,4 +764,39 @@ async fn configuration_2_0_layers_are_changed_in_their_blocks() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("-# Streets.\n-layer \"roads\" {"), "{}", text(&out));
     assert!(text(&out).contains(" # The end."), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_several_services_the_llm_chooses_among_them_and_nothing_else() {
+    let Some(db) = postgis().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    common::copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/honua-config"), &work);
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "config"]);
+    let w = work.to_str().unwrap();
+    let args = ["ai", EXAMPLE, "--repo", w, "--dry-run", "--database-url", db.as_str()];
+
+    // Four services on one data source, none named: without an LLM the person is asked.
+    let out = honua(&args, &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("has 4: cadastre, transportation, environment, utilities"), "{}", text(&out));
+
+    let llm = FakeLlm::start(Mode::Helpful).await;
+    let env = vec![("ANTHROPIC_API_KEY", KEY.to_string()), ("ANTHROPIC_BASE_URL", llm.url())];
+    let out = honua(&args, &env).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("chose the service `transportation`"), "{t}");
+    assert!(t.contains("+    serviceId: transportation\n") && t.contains("+    catalog: {ordering: 5}"), "{t}");
+    // After the transportation layers, before the environment ones.
+    let added = t.find("+  - id: bike_lanes").unwrap();
+    assert!(t[..added].contains("{name: installed, type: date, nullable: true}"), "{t}");
+
+    let llm = FakeLlm::start(Mode::OtherService).await;
+    let env = vec![("ANTHROPIC_API_KEY", KEY.to_string()), ("ANTHROPIC_BASE_URL", llm.url())];
+    let out = honua(&args, &env).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("chose the service `admin-only`, which is not one of"), "{}", text(&out));
 }

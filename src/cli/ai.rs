@@ -190,6 +190,7 @@ pub fn ai(args: AiArgs) -> Result<ExitCode> {
             let (schema, name) = intent::split_table(table)?;
             let target = target_of(&base.repo, &scopes[0], service.as_deref(), args.data_source.as_deref())?;
             let info = read_table(&rt, &base.repo, &target, schema, name, &args)?;
+            let mut target = target;
             let mut text = LayerText {
                 id: layer.clone().unwrap_or_else(|| name.to_string()),
                 title: title.clone().unwrap_or_else(|| title_of(name)),
@@ -199,7 +200,12 @@ pub fn ai(args: AiArgs) -> Result<ExitCode> {
             intent::check_name("the layer id", &text.id)?;
             if let Some(llm) = &llm {
                 step(format!("asking {} ({}) for a title, description and keywords", llm.provider.name(), llm.model));
-                let message = llm::proposal_message(&args.request, &info);
+                let choose = if target.service.is_none() && base.repo.format(&target.env) == ConfigFormat::Metadata {
+                    target.services.clone()
+                } else {
+                    Vec::new()
+                };
+                let message = llm::proposal_message(&args.request, &info, &choose);
                 let proposal = rt
                     .block_on(llm.complete(llm::PROPOSAL_PROMPT, &message))
                     .map_err(anyhow::Error::from)
@@ -211,12 +217,27 @@ pub fn ai(args: AiArgs) -> Result<ExitCode> {
                         }
                         text.description = p.description.or(text.description);
                         text.keywords = p.keywords;
+                        match p.service {
+                            Some(s) if choose.contains(&s) => {
+                                notes.push(format!("{} chose the service `{s}`", llm.provider.name()));
+                                target.service = Some(s);
+                            }
+                            Some(s) if !choose.is_empty() => bail!(
+                                "{}'s answer is refused: it chose the service `{s}`, which is not one of {}. Nothing was changed",
+                                llm.provider.name(),
+                                choose.join(", ")
+                            ),
+                            _ => {}
+                        }
                     }
                     Err(e) => notes.push(format!(
                         "{}'s proposal is refused ({e}); the layer's title and description come from the request and the table",
                         llm.provider.name()
                     )),
                 }
+            }
+            if target.service.is_none() && base.repo.format(&target.env) == ConfigFormat::Metadata {
+                bail!("{}", which_service(&target.env, &target.services));
             }
             for scope in &scopes {
                 notes.extend(ws.add_layer(
@@ -315,6 +336,16 @@ struct Target {
     service: Option<String>,
     data_source: Option<String>,
     connection: Option<String>,
+    /// The services a new metadata layer may join (to choose among when none is named).
+    services: Vec<String>,
+}
+
+fn which_service(env: &EnvName, ids: &[impl AsRef<str>]) -> String {
+    format!(
+        "which service should serve the layer? `{env}` has {}: {}. Say `… to the SERVICE service`, or give --service",
+        ids.len(),
+        ids.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", ")
+    )
 }
 
 fn target_of(repo: &ConfigRepo, scope: &Scope, service: Option<&str>, data_source: Option<&str>) -> Result<Target> {
@@ -330,20 +361,31 @@ fn target_of(repo: &ConfigRepo, scope: &Scope, service: Option<&str>, data_sourc
                 m.get("services").and_then(|n| n.as_seq()).unwrap_or_default().iter().collect();
             let ids: Vec<&str> = services.iter().filter_map(|s| s.get_str("id")).collect();
             let chosen = match service {
-                Some(s) => services
-                    .iter()
-                    .find(|n| n.get_str("id").is_some_and(|i| i.eq_ignore_ascii_case(s)))
-                    .with_context(|| format!("there is no service `{s}` in `{env}`; services: {}", ids.join(", ")))?,
-                None if services.len() == 1 => &services[0],
-                None if services.is_empty() => bail!("`{env}` has no service to add the layer to; add one to the metadata first"),
-                None => bail!(
-                    "which service should serve the layer? `{env}` has {}: {}. Say `… to the SERVICE service`, or give --service",
-                    services.len(),
-                    ids.join(", ")
+                Some(s) => Some(
+                    services.iter().find(|n| n.get_str("id").is_some_and(|i| i.eq_ignore_ascii_case(s))).with_context(
+                        || format!("there is no service `{s}` in `{env}`; services: {}", ids.join(", ")),
+                    )?,
                 ),
+                None if services.len() == 1 => Some(&services[0]),
+                None if services.is_empty() => {
+                    bail!("`{env}` has no service to add the layer to; add one to the metadata first")
+                }
+                None => None,
             };
-            let service_id = chosen.get_str("id").unwrap_or_default().to_string();
-            let ds_id = chosen.get_str("dataSourceId").map(String::from);
+            // Several services and none named: the table can still be read when they share one data
+            // source; the service is then chosen after (by an LLM, among these, or by the person).
+            let ds_id = match chosen {
+                Some(c) => c.get_str("dataSourceId").map(String::from),
+                None => {
+                    let sources: std::collections::BTreeSet<&str> =
+                        services.iter().filter_map(|s| s.get_str("dataSourceId")).collect();
+                    match sources.len() {
+                        1 => sources.into_iter().next().map(String::from),
+                        _ => bail!("{}", which_service(&env, &ids)),
+                    }
+                }
+            };
+            let service_id = chosen.and_then(|c| c.get_str("id")).map(String::from);
             let connection = ds_id.as_deref().and_then(|id| {
                 m.get("dataSources")?
                     .as_seq()?
@@ -352,7 +394,8 @@ fn target_of(repo: &ConfigRepo, scope: &Scope, service: Option<&str>, data_sourc
                     .get_str("connectionString")
                     .map(String::from)
             });
-            Ok(Target { env, service: Some(service_id), data_source: ds_id, connection })
+            let services = ids.iter().map(|s| s.to_string()).collect();
+            Ok(Target { env, service: service_id, data_source: ds_id, connection, services })
         }
         ConfigFormat::Hcl => {
             let sources: Vec<String> = m
@@ -376,7 +419,13 @@ fn target_of(repo: &ConfigRepo, scope: &Scope, service: Option<&str>, data_sourc
             }
             let connection =
                 m.get("data_source").and_then(|n| n.get(&ds)).and_then(|d| d.get_str("connection")).map(String::from);
-            Ok(Target { env, service: service.map(String::from), data_source: Some(ds), connection })
+            Ok(Target {
+                env,
+                service: service.map(String::from),
+                data_source: Some(ds),
+                connection,
+                services: Vec::new(),
+            })
         }
     }
 }

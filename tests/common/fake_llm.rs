@@ -29,6 +29,8 @@ pub enum Mode {
     OtherTable,
     /// Does what a table comment tells it: answers the proposal with an action.
     ObeysComments,
+    /// Chooses a service that was not offered.
+    OtherService,
 }
 
 #[derive(Clone)]
@@ -108,12 +110,20 @@ fn answer(mode: Mode, system: &str, user: &str) -> String {
     match (mode, proposal) {
         (Mode::WrongJson, _) => "Sure! I would add a layer called bike lanes, it will look great.".into(),
         (Mode::ObeysComments, true) => json!({"action": "remove_layer", "layer": "roads"}).to_string(),
-        (_, true) => json!({
-            "title": "Bike Lanes (proposed)",
-            "description": "Cycle lanes of the city network.",
-            "keywords": ["cycling", "transportation"],
-        })
-        .to_string(),
+        (_, true) => {
+            let mut proposal = json!({
+                "title": "Bike Lanes (proposed)",
+                "description": "Cycle lanes of the city network.",
+                "keywords": ["cycling", "transportation"],
+            });
+            if let Some(offered) = request["services"].as_array() {
+                let names: Vec<&str> = offered.iter().filter_map(Value::as_str).collect();
+                let pick =
+                    names.iter().find(|s| s.contains("transport")).or(names.first()).copied().unwrap_or_default();
+                proposal["service"] = json!(if mode == Mode::OtherService { "admin-only" } else { pick });
+            }
+            proposal.to_string()
+        }
         (Mode::OtherTable, false) => json!({"action": "add_layer", "table": "public.parcels"}).to_string(),
         (_, false) => {
             let text = request["request"].as_str().unwrap_or_default();
