@@ -284,7 +284,7 @@ impl<'a> Workspace<'a> {
                     .rev()
                     .find(|l| l.get_str("serviceId") == Some(service))
                     .unwrap_or(&items[items.len() - 1]);
-                if t.line(after.loc.line).trim_start().starts_with('{') || !t.line(after.loc.line).contains('-') {
+                if t.text[t.offset(after.loc)..].starts_with('{') || !t.line(after.loc.line).contains('-') {
                     return refuse(format!("{path}: its layers are written in flow style; add the layer by hand"));
                 }
                 let dash = t.line(after.loc.line).find('-').unwrap_or(0);

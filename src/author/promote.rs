@@ -325,22 +325,13 @@ fn carry_yaml(from_text: &str, to_text: &str, e: &Entity) -> Result<(String, &'s
             "its own override removed (the shared definition applies)"
         }
         (Some((block, from_dash)), None) => {
-            out.push_str(to_text);
-            if !out.is_empty() && !out.ends_with('\n') {
-                out.push('\n');
-            }
-            match (
-                &e.id,
-                to_root.as_ref().and_then(|r| r.get(plural(&e.kind))).and_then(Node::as_seq).filter(|s| !s.is_empty()),
-            ) {
-                (None, _) => {
-                    out.push_str(&block);
-                }
+            let list = to_root.as_ref().and_then(|r| r.get(plural(&e.kind)));
+            match (&e.id, list.and_then(Node::as_seq).filter(|s| !s.is_empty())) {
+                // After the last item of TO's list, at its indentation.
                 (Some(_), Some(items)) => {
                     let last = &items[items.len() - 1];
                     let (_, end) = yaml_item_lines(&tt, last);
                     let dash = tt.line(last.loc.line).find('-').unwrap_or(0);
-                    out.truncate(0);
                     out.push_str(&to_text[..tt.line_end(end)]);
                     if !out.ends_with('\n') {
                         out.push('\n');
@@ -348,15 +339,24 @@ fn carry_yaml(from_text: &str, to_text: &str, e: &Entity) -> Result<(String, &'s
                     out.push_str(&reindent(&block, from_dash, dash));
                     out.push_str(&to_text[tt.line_end(end)..]);
                 }
-                (Some(_), None) => {
-                    if to_root.as_ref().and_then(|r| r.get(plural(&e.kind))).is_some() {
-                        return refuse(format!(
-                            "`{}:` of the target is empty or not a list; promote {e} by hand",
-                            plural(&e.kind)
-                        ));
+                (Some(_), None) if list.is_some() => {
+                    return refuse(format!(
+                        "`{}:` of the target is empty or not a list; promote {e} by hand",
+                        plural(&e.kind)
+                    ));
+                }
+                // At the end of the file: a section as it is, an item under a new list.
+                (id, _) => {
+                    out.push_str(to_text);
+                    if !out.is_empty() && !out.ends_with('\n') {
+                        out.push('\n');
                     }
-                    out.push_str(&format!("\n{}:\n", plural(&e.kind)));
-                    out.push_str(&reindent(&block, from_dash, 2));
+                    if id.is_some() {
+                        out.push_str(&format!("\n{}:\n", plural(&e.kind)));
+                        out.push_str(&reindent(&block, from_dash, 2));
+                    } else {
+                        out.push_str(&block);
+                    }
                 }
             }
             "added from the source's override"

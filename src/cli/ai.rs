@@ -189,7 +189,7 @@ pub fn ai(args: AiArgs) -> Result<ExitCode> {
         Intent::AddLayer { table, layer, service, title, .. } => {
             let (schema, name) = intent::split_table(table)?;
             let target = target_of(&base.repo, &scopes[0], service.as_deref(), args.data_source.as_deref())?;
-            let info = read_table(&rt, &base.repo, &target, schema, name, &args)?;
+            let info = read_table(&rt, &target, schema, name, &args)?;
             let mut target = target;
             let mut text = LayerText {
                 id: layer.clone().unwrap_or_else(|| name.to_string()),
@@ -199,41 +199,18 @@ pub fn ai(args: AiArgs) -> Result<ExitCode> {
             };
             intent::check_name("the layer id", &text.id)?;
             if let Some(llm) = &llm {
-                step(format!("asking {} ({}) for a title, description and keywords", llm.provider.name(), llm.model));
                 let choose = if target.service.is_none() && base.repo.format(&target.env) == ConfigFormat::Metadata {
                     target.services.clone()
                 } else {
                     Vec::new()
                 };
-                let message = llm::proposal_message(&args.request, &info, &choose);
-                let proposal = rt
-                    .block_on(llm.complete(llm::PROPOSAL_PROMPT, &message))
-                    .map_err(anyhow::Error::from)
-                    .and_then(|answer| Ok(Proposal::from_answer(&answer)?));
-                match proposal {
-                    Ok(p) => {
-                        if title.is_none() {
-                            text.title = p.title.unwrap_or(text.title);
-                        }
-                        text.description = p.description.or(text.description);
-                        text.keywords = p.keywords;
-                        match p.service {
-                            Some(s) if choose.contains(&s) => {
-                                notes.push(format!("{} chose the service `{s}`", llm.provider.name()));
-                                target.service = Some(s);
-                            }
-                            Some(s) if !choose.is_empty() => bail!(
-                                "{}'s answer is refused: it chose the service `{s}`, which is not one of {}. Nothing was changed",
-                                llm.provider.name(),
-                                choose.join(", ")
-                            ),
-                            _ => {}
-                        }
+                if let Some(p) = proposal(&rt, llm, &args.request, &info, &choose, &mut notes)? {
+                    if title.is_none() {
+                        text.title = p.title.unwrap_or(text.title);
                     }
-                    Err(e) => notes.push(format!(
-                        "{}'s proposal is refused ({e}); the layer's title and description come from the request and the table",
-                        llm.provider.name()
-                    )),
+                    text.description = p.description.or(text.description);
+                    text.keywords = p.keywords;
+                    target.service = p.service.or(target.service);
                 }
             }
             if target.service.is_none() && base.repo.format(&target.env) == ConfigFormat::Metadata {
@@ -279,7 +256,7 @@ pub fn ai(args: AiArgs) -> Result<ExitCode> {
             let (table, target) = layer_table(&base.repo, layer)?;
             let (schema, name) = intent::split_table(&table)
                 .map_err(|_| anyhow::anyhow!("layer `{layer}` reads `{table}`, which is not `schema.table`"))?;
-            let info = read_table(&rt, &base.repo, &target, schema, name, &args)?;
+            let info = read_table(&rt, &target, schema, name, &args)?;
             let Some(column) = info.column(field) else {
                 let have: Vec<&str> = info.columns.iter().map(|c| c.name.as_str()).collect();
                 bail!("table `{table}` has no column `{field}`; its columns: {}", have.join(", "));
@@ -295,6 +272,49 @@ pub fn ai(args: AiArgs) -> Result<ExitCode> {
         body.push_str(&introspection_markdown(info));
     }
     finish(&base, ws.files(), changes, &notes, &intent.summary(), "ai", body, &args.publish, &rt)
+}
+
+/// Asks the LLM for a new layer's title, description and keywords, and for its service among `choose`
+/// when there is a choice to make. A proposal that is not of the exact shape is refused and noted (the
+/// layer is then written from the request and the table); a service that was not offered ends the
+/// command.
+fn proposal(
+    rt: &tokio::runtime::Runtime,
+    llm: &Llm,
+    request: &str,
+    info: &TableInfo,
+    choose: &[String],
+    notes: &mut Vec<String>,
+) -> Result<Option<Proposal>> {
+    let provider = llm.provider.name();
+    step(format!("asking {provider} ({}) for a title, description and keywords", llm.model));
+    let message = llm::proposal_message(request, info, choose);
+    let answer = rt
+        .block_on(llm.complete(llm::PROPOSAL_PROMPT, &message))
+        .map_err(anyhow::Error::from)
+        .and_then(|answer| Ok(Proposal::from_answer(&answer)?));
+    let mut proposal = match answer {
+        Ok(p) => p,
+        Err(e) => {
+            notes.push(format!(
+                "{provider}'s proposal is refused ({e}); the layer's title and description come from the request and the table"
+            ));
+            return Ok(None);
+        }
+    };
+    match proposal.service.take() {
+        Some(s) if choose.contains(&s) => {
+            notes.push(format!("{provider} chose the service `{s}`"));
+            proposal.service = Some(s);
+        }
+        Some(s) if !choose.is_empty() => bail!(
+            "{provider}'s answer is refused: it chose the service `{s}`, which is not one of {}. Nothing was changed",
+            choose.join(", ")
+        ),
+        // A service where none was asked for is not taken.
+        _ => {}
+    }
+    Ok(Some(proposal))
 }
 
 fn scope_text(intent: &Intent) -> String {
@@ -465,13 +485,11 @@ fn layer_table(repo: &ConfigRepo, layer: &str) -> Result<(String, Target)> {
 
 fn read_table(
     rt: &tokio::runtime::Runtime,
-    repo: &ConfigRepo,
     target: &Target,
     schema: &str,
     name: &str,
     args: &AiArgs,
 ) -> Result<TableInfo> {
-    let _ = repo;
     let connection = match (&args.database_url, &target.connection) {
         (Some(url), _) => url.clone(),
         (None, Some(c)) => {
