@@ -698,7 +698,10 @@ fn finish(
                 (_, Some((owner, name))) => outln!(
                     "Pushed {branch}. Open the review: https://github.com/{owner}/{name}/compare/{base_branch}...{branch}?expand=1\n(set GITHUB_TOKEN or the GitHub App to have it opened for you)"
                 ),
-                _ => outln!(
+                (Some(_), None) => outln!(
+                    "Pushed {branch} to {url}. GitHub access is configured but `{url}` is not a GitHub remote: give --github-repo OWNER/NAME (or HONUA_GITHUB_REPOSITORY) to have the pull request opened, or open a review of {branch} against {base_branch} on your Git host"
+                ),
+                (None, None) => outln!(
                     "Pushed {branch} to {url}. Open a review of it against {base_branch} on your Git host, or merge it: git merge {branch}"
                 ),
             }
