@@ -481,34 +481,37 @@ mod tests {
 
     #[test]
     fn title_description_disable_remove_field() {
-        assert_eq!(
-            parse("set the title of layer roads to \"Streets (in production)\" in production", &envs()).unwrap(),
-            Intent::SetTitle {
-                layer: "roads".into(),
-                title: "Streets (in production)".into(),
-                environments: vec!["production".into()]
-            }
-        );
-        assert_eq!(
-            parse("set the description of hydrants to Fire hydrants of the city in staging", &envs()).unwrap(),
-            Intent::SetDescription {
-                layer: "hydrants".into(),
-                description: "Fire hydrants of the city".into(),
-                environments: vec!["staging".into()]
-            }
-        );
-        assert_eq!(
-            parse("disable the layer zoning", &envs()).unwrap(),
-            Intent::DisableLayer { layer: "zoning".into(), environments: vec![] }
-        );
-        assert_eq!(
-            parse("Remove layer tree_canopy from production", &envs()).unwrap(),
-            Intent::RemoveLayer { layer: "tree_canopy".into(), environments: vec!["production".into()] }
-        );
-        assert_eq!(
-            parse("add field surface to bike_lanes", &envs()).unwrap(),
-            Intent::AddField { layer: "bike_lanes".into(), field: "surface".into(), environments: vec![] }
-        );
+        let production = || vec!["production".to_string()];
+        let cases = [
+            (
+                "set the title of layer roads to \"Streets (in production)\" in production",
+                Intent::SetTitle {
+                    layer: "roads".into(),
+                    title: "Streets (in production)".into(),
+                    environments: production(),
+                },
+            ),
+            (
+                "set the description of hydrants to Fire hydrants of the city in staging",
+                Intent::SetDescription {
+                    layer: "hydrants".into(),
+                    description: "Fire hydrants of the city".into(),
+                    environments: vec!["staging".into()],
+                },
+            ),
+            ("disable the layer zoning", Intent::DisableLayer { layer: "zoning".into(), environments: vec![] }),
+            (
+                "Remove layer tree_canopy from production",
+                Intent::RemoveLayer { layer: "tree_canopy".into(), environments: production() },
+            ),
+            (
+                "add field surface to bike_lanes",
+                Intent::AddField { layer: "bike_lanes".into(), field: "surface".into(), environments: vec![] },
+            ),
+        ];
+        for (request, expected) in cases {
+            assert_eq!(parse(request, &envs()).unwrap(), expected, "{request}");
+        }
     }
 
     #[test]
