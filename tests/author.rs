@@ -188,14 +188,26 @@ fn config_repo(dir: &Path, hcl: bool, connection: &str) -> PathBuf {
     } else {
         std::fs::write(work.join("environments/common/base-metadata.yaml"), YAML_COMMON).unwrap();
     }
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["add", "-A"]);
-    git(&work, &["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "config"]);
+    commit_all(&work);
     let origin = dir.join("origin.git");
     git(dir, &["init", "-q", "--bare", origin.to_str().unwrap()]);
     git(&work, &["remote", "add", "origin", origin.to_str().unwrap()]);
     git(&work, &["push", "-q", "origin", "main"]);
     work
+}
+
+/// `examples/honua-config` as a Git repository with one commit, in `dir/work` (no remote).
+fn example_clone(dir: &Path) -> PathBuf {
+    let work = dir.join("work");
+    common::copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/honua-config"), &work);
+    commit_all(&work);
+    work
+}
+
+fn commit_all(work: &Path) {
+    git(work, &["init", "-q", "-b", "main"]);
+    git(work, &["add", "-A"]);
+    git(work, &["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "config"]);
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -606,11 +618,7 @@ async fn other_requests_edit_in_place() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_staging_to_production_on_the_example() {
     let dir = tempfile::tempdir().unwrap();
-    let work = dir.path().join("work");
-    common::copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/honua-config"), &work);
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["add", "-A"]);
-    git(&work, &["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "config"]);
+    let work = example_clone(dir.path());
     let out = honua(&["promote", "staging", "production", "--repo", work.to_str().unwrap(), "--dry-run"], &[]).await;
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
@@ -770,11 +778,7 @@ async fn configuration_2_0_layers_are_changed_in_their_blocks() {
 async fn with_several_services_the_llm_chooses_among_them_and_nothing_else() {
     let Some(db) = postgis().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let work = dir.path().join("work");
-    common::copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/honua-config"), &work);
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["add", "-A"]);
-    git(&work, &["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "config"]);
+    let work = example_clone(dir.path());
     let w = work.to_str().unwrap();
     let args = ["ai", EXAMPLE, "--repo", w, "--dry-run", "--database-url", db.as_str()];
 

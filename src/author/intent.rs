@@ -95,30 +95,29 @@ pub enum IntentError {
     OtherTable { asked: String, got: String },
 }
 
+/// Every variant's `environments`, by reference or by mutable reference as `$intent` is.
+macro_rules! environments_of {
+    ($intent:expr) => {
+        match $intent {
+            Intent::AddLayer { environments, .. }
+            | Intent::SetCacheTtl { environments, .. }
+            | Intent::SetTitle { environments, .. }
+            | Intent::SetDescription { environments, .. }
+            | Intent::DisableLayer { environments, .. }
+            | Intent::RemoveLayer { environments, .. }
+            | Intent::AddField { environments, .. } => environments,
+        }
+    };
+}
+
 impl Intent {
     /// The environments the change is written for; empty means `common/` (every environment).
     pub fn environments(&self) -> &[String] {
-        match self {
-            Intent::AddLayer { environments, .. }
-            | Intent::SetCacheTtl { environments, .. }
-            | Intent::SetTitle { environments, .. }
-            | Intent::SetDescription { environments, .. }
-            | Intent::DisableLayer { environments, .. }
-            | Intent::RemoveLayer { environments, .. }
-            | Intent::AddField { environments, .. } => environments,
-        }
+        environments_of!(self)
     }
 
     pub fn environments_mut(&mut self) -> &mut Vec<String> {
-        match self {
-            Intent::AddLayer { environments, .. }
-            | Intent::SetCacheTtl { environments, .. }
-            | Intent::SetTitle { environments, .. }
-            | Intent::SetDescription { environments, .. }
-            | Intent::DisableLayer { environments, .. }
-            | Intent::RemoveLayer { environments, .. }
-            | Intent::AddField { environments, .. } => environments,
-        }
+        environments_of!(self)
     }
 
     /// The table named by an add-layer intent.
