@@ -45,8 +45,7 @@ mod tests {
     use crate::config::source::RepoFiles;
 
     fn repo(common: &str) -> ConfigRepo {
-        let mut files = RepoFiles::default();
-        files.env_dirs = vec!["common".into(), "staging".into()];
+        let mut files = RepoFiles { env_dirs: vec!["common".into(), "staging".into()], ..Default::default() };
         files.files.insert("environments/common/base-metadata.yaml".into(), common.as_bytes().to_vec());
         files.files.insert("environments/staging/metadata.yaml".into(), b"catalog:\n  id: c\n".to_vec());
         ConfigRepo::from_files(files, "x".into())
