@@ -131,8 +131,10 @@ async fn a_token_is_printed_once_and_stored_only_as_a_hash() {
     let store = honua_gitops::store::SqlStore::open(&url).await.unwrap();
     let found = store.token(&honua_gitops::server::api::token_hash(&token), 1).await.unwrap().unwrap();
     assert_eq!((found.name.as_str(), found.role), ("release-bot", Role::Approver));
-    // The files are read with the store closed: closing a descriptor of an SQLite file drops every POSIX
-    // lock this process holds on it, and other processes could then reset the WAL under open connections.
+    // The files are read with the store closed, and closed for good: closing a descriptor of an SQLite
+    // file drops every POSIX lock this process holds on it, and other processes could then reset the WAL
+    // index under connections still open (a dropped pool closes its connections in the background).
+    store.close().await;
     drop(store);
     for file in std::fs::read_dir(dir.path()).unwrap() {
         let raw = std::fs::read(file.unwrap().path()).unwrap();

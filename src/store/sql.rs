@@ -100,6 +100,13 @@ impl SqlStore {
         }
     }
 
+    /// Closes every connection and waits until they are closed. Dropping the store closes them in the
+    /// background instead; whoever then touches the database's files from this process (an SQLite
+    /// file's locks are per process, and closing any descriptor of it drops them) must close first.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// A writing transaction, begun as [`Dialect`] says.
     pub(super) async fn begin(&self) -> Result<Transaction<'_, Any>, StoreError> {
         Ok(self.pool.begin_with(self.dialect.begin()).await?)
