@@ -289,15 +289,9 @@ impl<'a> Workspace<'a> {
                 }
                 let dash = t.line(after.loc.line).find('-').unwrap_or(0);
                 let (_, last) = yaml_item_lines(&t, after);
-                let mut at = t.line_end(last);
-                let mut block = render_yaml_layer(dash, layer, table, service, ordering);
-                if at == text.len() && !text.ends_with('\n') {
-                    block.insert(0, '\n');
-                }
-                if at > text.len() {
-                    at = text.len();
-                }
-                edits.insert(at, block);
+                let at = t.line_end(last);
+                let block = render_yaml_layer(dash, layer, table, service, ordering);
+                edits.insert(at, ensure_newline_before(&text, at, block));
             }
             None => {
                 if root.as_ref().and_then(|r| r.get("layers")).is_some() {
