@@ -35,7 +35,7 @@ pub enum ChangeError {
     Unreadable { path: String, message: String },
 }
 
-fn refuse<T>(message: impl Into<String>) -> Result<T, ChangeError> {
+pub(super) fn refuse<T>(message: impl Into<String>) -> Result<T, ChangeError> {
     Err(ChangeError::Refused(message.into()))
 }
 
@@ -183,19 +183,17 @@ impl<'a> Workspace<'a> {
     }
 
     /// Refuses a change to a layer some environment of the scope does not have.
-    fn require_layer(&self, scope: &Scope, id: &str) -> Result<Vec<EnvName>, ChangeError> {
-        let reached = self.reached(scope);
-        let missing: Vec<String> =
-            reached.iter().filter(|e| self.effective_layer(e, id).is_none()).map(|e| e.to_string()).collect();
-        if !missing.is_empty() {
-            let known: Vec<String> = reached.first().and_then(|e| self.layer_ids(e)).unwrap_or_default();
-            return refuse(format!(
-                "there is no layer `{id}` in {}; layers there: {}",
-                missing.join(", "),
-                if known.is_empty() { "(none)".into() } else { known.join(", ") }
-            ));
-        }
-        Ok(reached)
+    fn require_layer(&self, scope: &Scope, id: &str) -> Result<(), ChangeError> {
+        let missing: Vec<EnvName> =
+            self.reached(scope).into_iter().filter(|e| self.effective_layer(e, id).is_none()).collect();
+        let Some(first) = missing.first() else { return Ok(()) };
+        let known = self.layer_ids(first).unwrap_or_default();
+        let names: Vec<String> = missing.iter().map(|e| e.to_string()).collect();
+        refuse(format!(
+            "there is no layer `{id}` in {}; layers there: {}",
+            names.join(", "),
+            if known.is_empty() { "(none)".into() } else { known.join(", ") }
+        ))
     }
 
     fn layer_ids(&self, env: &EnvName) -> Option<Vec<String>> {
@@ -517,7 +515,7 @@ impl Scalar {
     }
 }
 
-fn parse_yaml(path: &str, text: &str) -> Result<Option<Node>, ChangeError> {
+pub(super) fn parse_yaml(path: &str, text: &str) -> Result<Option<Node>, ChangeError> {
     if text.trim().is_empty() {
         return Ok(None);
     }
@@ -655,7 +653,7 @@ fn remove_yaml(path: &str, text: &str, id: &str) -> Result<Option<String>, Chang
     // the shared list with nothing.
     let list = root.as_ref().and_then(|r| r.as_map()).and_then(|m| m.entry("layers"));
     if let Some(list) = list.filter(|l| l.value.as_seq().is_some_and(|s| s.len() == 1)) {
-        top = super::promote::comments_above(&t, list.key_loc.line);
+        top = super::text::comments_above(&t, list.key_loc.line);
     }
     let (top, last) = super::text::removal_lines(&t, top, last);
     let mut edits = Edits::default();
@@ -810,10 +808,7 @@ fn remove_hcl(path: &str, text: &str, id: &str) -> Result<Option<String>, Change
     let Some(end) = hcl_block_end(text, start) else {
         return refuse(format!("{path}:{}: the block of layer `{id}` does not close", block.loc.line));
     };
-    let mut top = block.loc.line;
-    while top > 1 && t.line(top - 1).trim_start().starts_with('#') {
-        top -= 1;
-    }
+    let top = super::text::comments_above(&t, block.loc.line);
     let mut cut_end = text[end..].find('\n').map_or(text.len(), |i| end + i + 1);
     // One blank line after the block goes with it, so blocks stay one blank line apart.
     if text[cut_end..].starts_with('\n') {

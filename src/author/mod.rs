@@ -16,19 +16,17 @@ use std::collections::BTreeSet;
 use crate::config::ConfigRepo;
 use crate::diagnostic::{Diagnostic, Severity};
 
-/// Validation errors the change brings: those of `after` that `before` does not have (a repository
-/// with an old error can still take a good change).
-pub fn new_errors(before: &ConfigRepo, after: &ConfigRepo) -> Vec<Diagnostic> {
+/// Validation errors the change brings: those among `after` (the findings of the changed repository,
+/// as a plan already computed them) that `before` does not have (a repository with an old error can
+/// still take a good change).
+pub fn new_errors(before: &ConfigRepo, after: &[Diagnostic]) -> Vec<Diagnostic> {
     let key = |d: &Diagnostic| (d.code.to_string(), d.message.clone());
     let old: BTreeSet<_> = crate::validate::validate_repo(before, None)
         .iter()
         .filter(|d| d.severity == Severity::Error)
         .map(key)
         .collect();
-    crate::validate::validate_repo(after, None)
-        .into_iter()
-        .filter(|d| d.severity == Severity::Error && !old.contains(&key(d)))
-        .collect()
+    after.iter().filter(|d| d.severity == Severity::Error && !old.contains(&key(d))).cloned().collect()
 }
 
 /// A unified diff of one file, for `--dry-run`.
@@ -55,14 +53,15 @@ mod tests {
     fn only_the_errors_a_change_brings_refuse_it() {
         let base = "catalog: {id: c, title: C}\nfolders: [{id: f, title: F}]\nservices:\n  - {id: s, title: S, folderId: f, serviceType: feature, dataSourceId: d, enabled: true}\nlayers:\n  - {id: old, serviceId: s, title: Old, geometryType: Point, idField: id, geometryField: geom}\n";
         let before = repo(base);
-        assert!(new_errors(&before, &before).is_empty());
+        let findings = |r: &ConfigRepo| crate::validate::validate_repo(r, None);
+        assert!(new_errors(&before, &findings(&before)).is_empty());
         // A layer without its geometry type: Honua refuses the file.
         let broken = format!("{base}  - {{id: new, serviceId: s, title: New, idField: id, geometryField: geom}}\n");
-        let errors = new_errors(&before, &repo(&broken));
+        let errors = new_errors(&before, &findings(&repo(&broken)));
         assert!(!errors.is_empty(), "the new layer's error is found");
         assert!(errors.iter().all(|d| d.message.contains("new")), "{errors:#?}");
         // An error the base already has is not the change's.
-        assert!(new_errors(&repo(&broken), &repo(&broken)).is_empty());
+        assert!(new_errors(&repo(&broken), &findings(&repo(&broken))).is_empty());
     }
 
     #[test]

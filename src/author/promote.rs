@@ -12,11 +12,11 @@
 
 use serde::Serialize;
 
-use super::change::{ChangeError, FileChange};
-use super::text::{hcl_block_end, last_line, yaml_item_lines, Text};
-use crate::config::node::{FileId, Node, Value};
+use super::change::{refuse, ChangeError, FileChange};
+use super::text::{comments_above, hcl_block_end, last_line, yaml_item_lines, Text};
+use crate::config::node::{FileId, Node};
 use crate::config::source::{is_hcl_file, RepoFiles, ENVIRONMENTS_DIR};
-use crate::config::{hcl, yaml, ConfigFormat, ConfigRepo, EnvName};
+use crate::config::{hcl, ConfigFormat, ConfigRepo, EnvName};
 use crate::diff::values;
 
 /// Metadata lists of entities keyed by `id` that a promotion carries.
@@ -55,10 +55,6 @@ pub struct Promotion {
     pub changes: Vec<FileChange>,
     #[serde(skip)]
     pub files: std::collections::BTreeMap<String, Vec<u8>>,
-}
-
-fn refuse<T>(message: impl Into<String>) -> Result<T, ChangeError> {
-    Err(ChangeError::Refused(message.into()))
 }
 
 /// Plans the promotion of `from` to `to` in `repo` (loaded from `files`); `only` restricts it to the
@@ -247,8 +243,9 @@ fn entity<'n>(list: Option<&'n Node>, id: &str) -> Option<&'n Node> {
     list?.as_seq()?.iter().find(|n| n.get_str("id").is_some_and(|i| i.eq_ignore_ascii_case(id)))
 }
 
+/// A metadata file's tree (the repository loaded it already, so a file that does not parse is none).
 fn parse_yaml(text: &str) -> Option<Node> {
-    yaml::parse(text, FileId(0)).ok().filter(|n| matches!(n.value, Value::Map(_)))
+    super::change::parse_yaml("", text).ok().flatten()
 }
 
 /// The lines of `e` in a metadata file: `(first, last, dash indent)`.
@@ -368,15 +365,6 @@ fn carry_yaml(from_text: &str, to_text: &str, e: &Entity) -> Result<(String, &'s
     Ok((out, what))
 }
 
-/// The first of the comment lines right above `line` (or `line`).
-pub(super) fn comments_above(t: &Text, line: u32) -> u32 {
-    let mut top = line;
-    while top > 1 && t.line(top - 1).trim_start().starts_with('#') {
-        top -= 1;
-    }
-    top
-}
-
 fn hcl_range(text: &str, e: &Entity, path: &str) -> Result<Option<(usize, usize)>, ChangeError> {
     if text.trim().is_empty() {
         return Ok(None);
@@ -388,10 +376,7 @@ fn hcl_range(text: &str, e: &Entity, path: &str) -> Result<Option<(usize, usize)
         return Ok(None);
     };
     let t = Text::new(text);
-    let mut top = block.loc.line;
-    while top > 1 && t.line(top - 1).trim_start().starts_with('#') {
-        top -= 1;
-    }
+    let top = comments_above(&t, block.loc.line);
     let start = t.offset(block.loc);
     let end = hcl_block_end(text, start).ok_or_else(|| ChangeError::Unreadable {
         path: path.into(),

@@ -47,11 +47,15 @@ impl<'a> Text<'a> {
     pub fn indent(&self, line: u32) -> usize {
         self.line(line).chars().take_while(|c| *c == ' ').count()
     }
+}
 
-    pub fn is_blank_or_comment(&self, line: u32) -> bool {
-        let t = self.line(line).trim_start();
-        t.is_empty() || t.starts_with('#') || t.starts_with("//")
+/// The first of the comment lines right above `line` (or `line` itself): they describe what follows.
+pub fn comments_above(t: &Text, line: u32) -> u32 {
+    let mut top = line;
+    while top > 1 && t.line(top - 1).trim_start().starts_with('#') {
+        top -= 1;
     }
+    top
 }
 
 /// Replacements by byte range, applied together.

@@ -625,7 +625,9 @@ fn finish(
         return Ok(ExitCode::SUCCESS);
     }
     let after = ConfigRepo::from_files(RepoFiles { files, ..base.files.clone() }, "change".into());
-    let errors = new_errors(&base.repo, &after);
+    // The plan validates the changed repository once; its findings are what the change is judged by.
+    let set = plan::build(&base.repo, &after, None, Utc::now());
+    let errors = new_errors(&base.repo, &set.diagnostics);
     if !errors.is_empty() {
         let text = crate::validate::report::text(&errors, &after.sources, "");
         bail!(
@@ -634,7 +636,6 @@ fn finish(
             text.trim_end()
         );
     }
-    let set = plan::build(&base.repo, &after, None, Utc::now());
     for note in notes {
         step(note);
     }

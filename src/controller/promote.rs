@@ -59,7 +59,7 @@ impl Controller {
                 )));
             }
             let after = ConfigRepo::from_files(RepoFiles { files: promotion.files.clone(), ..files }, "promote".into());
-            let errors = new_errors(&repo, &after);
+            let errors = new_errors(&repo, &crate::validate::validate_repo(&after, None));
             if !errors.is_empty() {
                 let first = &errors[0];
                 return Ok(Prepared::Refused(format!(
