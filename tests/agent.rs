@@ -25,17 +25,7 @@ fn tree_with_development_policy(extra: &str) -> tempfile::TempDir {
 }
 
 async fn approve_waiting(s: &Setup, environment: &str) {
-    let waiting = s
-        .store
-        .deployments(&DeploymentFilter {
-            environment: Some(environment.into()),
-            states: vec![DeploymentState::AwaitingApproval],
-            limit: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    s.service.controller.approve(&waiting[0].id, "alice", "api", false, chrono::Utc::now()).await.unwrap();
+    assert!(approve_waiting_if_any(s, environment).await, "a deployment of {environment} awaits approval");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,7 +516,8 @@ async fn one_at_a_time_applies_agent_by_agent_and_stops_at_the_first_failure() {
     assert_eq!(second_honua.state.lock().unwrap().reloads, 1, "the second server was never touched");
 }
 
-async fn approve_waiting_if_any(s: &Setup, environment: &str) {
+/// Approves the newest deployment of `environment` awaiting approval; false when none does.
+async fn approve_waiting_if_any(s: &Setup, environment: &str) -> bool {
     let waiting = s
         .store
         .deployments(&DeploymentFilter {
@@ -537,9 +528,9 @@ async fn approve_waiting_if_any(s: &Setup, environment: &str) {
         })
         .await
         .unwrap();
-    if let Some(d) = waiting.first() {
-        s.service.controller.approve(&d.id, "alice", "api", false, chrono::Utc::now()).await.unwrap();
-    }
+    let Some(d) = waiting.first() else { return false };
+    s.service.controller.approve(&d.id, "alice", "api", false, chrono::Utc::now()).await.unwrap();
+    true
 }
 
 /// A service that answers every desired-state request with one fixed signed record (a compromised or

@@ -117,11 +117,14 @@ impl Client {
         if status.is_success() {
             return Ok(body);
         }
-        let message = body["message"].as_str().unwrap_or("no explanation given");
+        let answer = serde_json::from_value::<crate::deployment::wire::ErrorBody>(body).ok();
+        let message = answer.as_ref().map_or("no explanation given", |a| a.message.as_str());
         match status.as_u16() {
             401 => bail!("the token is refused ({message}): check HONUA_TOKEN"),
             403 => bail!("not allowed: {message}"),
-            _ => bail!("{message} (HTTP {}, {})", status.as_u16(), body["error"].as_str().unwrap_or("error")),
+            _ => {
+                bail!("{message} (HTTP {}, {})", status.as_u16(), answer.as_ref().map_or("error", |a| a.error.as_str()))
+            }
         }
     }
 }

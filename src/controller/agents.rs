@@ -8,6 +8,7 @@
 //! the policy's `rollout: one-at-a-time`, agents (in name order) are offered the deployment one after
 //! the other: the next only once those before it completed it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,11 +27,50 @@ const DESIRED_MEMO_FOR: Duration = Duration::from_secs(1);
 
 /// `(repository, environment, minute)`: deployment windows are minute-grained, so an answer holds for the
 /// minute it was read for.
-pub(super) type MemoKey = (Option<String>, String, i64);
+type MemoKey = (Option<String>, String, i64);
 
-pub(super) struct Memo {
+struct Memo {
     read_at: Instant,
     answer: Arc<tokio::sync::OnceCell<Option<Deployment>>>,
+}
+
+/// What the long-polling agents are fed: the signal that wakes them after a decision or a report, and
+/// what each environment should run, shared by the agents that ask within a second. Every decision of
+/// this process empties the memo ([`DesiredFeed::changed`]).
+#[derive(Default)]
+pub struct DesiredFeed {
+    woken: tokio::sync::Notify,
+    memo: std::sync::Mutex<HashMap<MemoKey, Memo>>,
+}
+
+impl DesiredFeed {
+    /// Signals a decision (or an agent's report) to the long-polling agents, after it is in the store.
+    pub fn changed(&self) {
+        self.memo.lock().expect("desired memo").clear();
+        self.woken.notify_waiters();
+    }
+
+    /// Resolves at the next [`changed`](Self::changed).
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.woken.notified()
+    }
+
+    /// The shared answer for `key`: a recent read's, or a new one to fill. With `not_before`, only a
+    /// read begun since then is shared.
+    fn answer(&self, key: MemoKey, not_before: Option<Instant>) -> Arc<tokio::sync::OnceCell<Option<Deployment>>> {
+        let mut memo = self.memo.lock().expect("desired memo");
+        match memo.get(&key) {
+            Some(m) if m.read_at.elapsed() < DESIRED_MEMO_FOR && not_before.is_none_or(|t| m.read_at >= t) => {
+                m.answer.clone()
+            }
+            _ => {
+                memo.retain(|_, m| m.read_at.elapsed() < DESIRED_MEMO_FOR);
+                let answer = Arc::new(tokio::sync::OnceCell::new());
+                memo.insert(key, Memo { read_at: Instant::now(), answer: answer.clone() });
+                answer
+            }
+        }
+    }
 }
 
 pub use crate::deployment::AGENT_STALE_AFTER_MS;
@@ -103,12 +143,6 @@ impl Controller {
         Ok(completed.into_iter().next())
     }
 
-    /// Signals a decision (or an agent's report) to the long-polling agents, after it is in the store.
-    pub fn decisions_changed(&self) {
-        self.desired_memo.lock().expect("desired memo").clear();
-        self.decisions.notify_waiters();
-    }
-
     /// [`Controller::read_offered`], shared: a decision wakes every long-polling agent of the environment
     /// at once; one of them reads the store, the others share its answer (until the next decision, for a
     /// second at most). With `not_before`, only a read begun since then is shared: a request's first look
@@ -121,20 +155,7 @@ impl Controller {
         not_before: Option<Instant>,
     ) -> Result<Option<Deployment>, StoreError> {
         let key: MemoKey = (repository.map(str::to_string), environment.to_string(), at.timestamp().div_euclid(60));
-        let answer = {
-            let mut memo = self.desired_memo.lock().expect("desired memo");
-            match memo.get(&key) {
-                Some(m) if m.read_at.elapsed() < DESIRED_MEMO_FOR && not_before.is_none_or(|t| m.read_at >= t) => {
-                    m.answer.clone()
-                }
-                _ => {
-                    memo.retain(|_, m| m.read_at.elapsed() < DESIRED_MEMO_FOR);
-                    let answer = Arc::new(tokio::sync::OnceCell::new());
-                    memo.insert(key, Memo { read_at: Instant::now(), answer: answer.clone() });
-                    answer
-                }
-            }
-        };
+        let answer = self.feed.answer(key, not_before);
         answer.get_or_try_init(|| self.read_offered(repository, environment, at)).await.cloned()
     }
 
@@ -272,7 +293,7 @@ impl Controller {
         self.store.record_agent_report(&report).await?;
         // Other agents of the environment may be waiting for this (one-at-a-time); the ledger, GitHub
         // and notifications follow from the caller, after the answer (`publish_decisions`).
-        self.decisions_changed();
+        self.feed.changed();
         self.events.notify_waiters();
         self.store.deployment(&d.id).await?.ok_or(DecisionError::NotFound(d.id))
     }

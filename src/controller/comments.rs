@@ -10,7 +10,6 @@ use chrono::Utc;
 use super::{Controller, JobError};
 use crate::config::ConfigRepo;
 use crate::deployment::short_sha as short;
-use crate::git::mirror::Mirror;
 use crate::github::checks::plan_comment;
 use crate::github::client::{GithubRepo, PullRequestHeads};
 use crate::github::commands::{self, CommentCommand, HELP};
@@ -94,7 +93,8 @@ impl Controller {
                         .await;
                 }
                 gh.react(c.comment_id, "eyes").await?;
-                self.check_pull_request(&c.repo, c.number, &pr.head_sha, &pr.base_ref).await?;
+                let retry = super::worker::retrying();
+                self.pull_requests(&gh).check(&c.repo, c.number, &pr.head_sha, &pr.base_ref, retry).await?;
                 gh.react(c.comment_id, "+1").await?;
                 Ok(())
             }
@@ -236,7 +236,7 @@ impl Controller {
         environments: &[String],
         breaking: bool,
     ) -> Result<Vec<Outcome>, JobError> {
-        let planned = self.plan_pull_request(gh, &c.repo, c.number, &pr.head_sha, &pr.base_ref).await?;
+        let planned = self.pull_requests(gh).plan(&c.repo, c.number, &pr.head_sha, &pr.base_ref).await?;
         let policy = Policy::of(&planned.base);
         let targets: Vec<String> = if environments.is_empty() {
             planned.plans.iter().filter(|p| p.decision != Decision::Auto).map(|p| p.environment.to_string()).collect()
@@ -295,8 +295,10 @@ impl Controller {
         }
         // The sticky plan comment shows who approved what: it is rendered again with the new approvals.
         if approved_any {
-            let approvals = self.approval_lines(&c.repo.full_name(), c.number, &pr.head_sha, &planned).await?;
-            let details = self.details_url(&c.repo, c.number, &pr.head_sha);
+            let approvals =
+                super::pulls::approval_lines(&*self.store, &c.repo.full_name(), c.number, &pr.head_sha, &planned)
+                    .await?;
+            let details = self.pull_requests(gh).details_url(&c.repo, c.number, &pr.head_sha);
             gh.upsert_plan_comment(c.number, &plan_comment(&planned.plans, details.as_deref(), &approvals)).await?;
         }
         Ok(out)
@@ -331,22 +333,15 @@ impl Controller {
         number: u64,
         pr: &PullRequestHeads,
     ) -> Result<Policy, JobError> {
-        let planned = self.plan_pull_request(gh, repo, number, &pr.head_sha, &pr.base_ref).await?;
+        let planned = self.pull_requests(gh).plan(repo, number, &pr.head_sha, &pr.base_ref).await?;
         Ok(Policy::of(&planned.base))
     }
 
     /// The policy a deployment is judged by: that of the commit its environment runs (its first
     /// deployment: its own commit's).
     async fn deployment_policy(&self, d: &Deployment, url: &str) -> Result<Policy, JobError> {
-        let (mirrors, url) = (self.mirrors.clone(), url.to_string());
         let rev = d.from_commit.clone().unwrap_or_else(|| d.commit.clone());
-        tokio::task::spawn_blocking(move || {
-            let mirror = Mirror::open(&mirrors, &url).map_err(|e| JobError::Git(e.to_string()))?;
-            let repo = ConfigRepo::load_git(mirror.path(), &rev).map_err(|e| JobError::Git(e.to_string()))?;
-            Ok(Policy::of(&repo))
-        })
-        .await
-        .map_err(|e| JobError::Git(format!("policy task: {e}")))?
+        self.mirrors.run(url, move |mirror| Ok(Policy::of(&ConfigRepo::load_git(mirror.path(), &rev)?))).await
     }
 
     async fn decide_merged_pr(
@@ -394,7 +389,7 @@ impl Controller {
                 short(&merge_sha)
             ))]);
         }
-        let url = format!("{}/{}/{}.git", self.git_url, c.repo.owner, c.repo.name);
+        let url = self.mirrors.url_of(&c.repo.full_name());
         let mut out = Vec::new();
         for d in targets {
             let policy = self.deployment_policy(d, &url).await?;
@@ -415,34 +410,6 @@ impl Controller {
             });
         }
         Ok(out)
-    }
-
-    /// After a push to an open PR: approvals given at an older head no longer hold; say so on the PR.
-    pub(super) async fn invalidate_stale_approvals(
-        &self,
-        gh: &GithubRepo,
-        repo: &RepoRef,
-        number: u64,
-        head_sha: &str,
-    ) -> Result<(), JobError> {
-        let now = Utc::now().timestamp_millis();
-        let stale =
-            self.store.invalidate_pr_approvals(&repo.full_name(), number, Some(head_sha), None, "push", now).await?;
-        if stale.is_empty() {
-            return Ok(());
-        }
-        let lines: Vec<String> =
-            stale.iter().map(|a| format!("- `{}` by @{} at {}", a.environment, a.actor, short(&a.head_sha))).collect();
-        gh.comment(
-            number,
-            &format!(
-                "{REPLY_MARKER}\nNew commits were pushed ({}): these approvals no longer hold. Review the new plan and approve again.\n{}",
-                short(head_sha),
-                lines.join("\n")
-            ),
-        )
-        .await?;
-        Ok(())
     }
 
     /// A PR was merged: remember its merge commit, and carry its approvals to deployments of that

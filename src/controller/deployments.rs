@@ -15,7 +15,6 @@ use crate::deployment::short_sha as short;
 use crate::deployment::DeploymentId;
 use crate::diff::{diff_environment, values};
 use crate::git::ledger::LedgerEntry;
-use crate::git::mirror::Mirror;
 use crate::plan::signing::{RecordApproval, SignedRecord, Signer, RECORD_FORMAT};
 use crate::policy::Decision;
 use crate::store::{
@@ -139,8 +138,7 @@ impl Controller {
         at: DateTime<Utc>,
     ) -> Result<Vec<Deployment>, JobError> {
         let created = {
-            let lock = self.repo_lock(&source.repository).await;
-            let _held = lock.lock().await;
+            let _held = self.mirrors.lock(&source.repository).await;
             let (mirror, _) = self.fetch_branch(source, token).await?;
             let to = load(&mirror, sha).await?;
             let mut created = Vec::new();
@@ -174,17 +172,14 @@ impl Controller {
         source: &DeploySource,
         token: Option<String>,
     ) -> Result<(PathBuf, String), JobError> {
-        let (mirrors, url, branch) =
-            (self.mirrors.clone(), source.url.clone(), format!("refs/heads/{}", source.branch));
-        tokio::task::spawn_blocking(move || {
-            let git = |e: crate::git::GitError| JobError::Git(e.to_string());
-            let mirror = Mirror::open(&mirrors, &url).map_err(git)?;
-            mirror.fetch(&[&branch], token.as_deref()).map_err(git)?;
-            let head = mirror.resolve(&branch).map_err(git)?;
-            Ok((mirror.path().to_path_buf(), head))
-        })
-        .await
-        .map_err(|e| JobError::Git(format!("fetch task: {e}")))?
+        let branch = format!("refs/heads/{}", source.branch);
+        self.mirrors
+            .run(&source.url, move |mirror| {
+                mirror.fetch(&[&branch], token.as_deref())?;
+                let head = mirror.resolve(&branch)?;
+                Ok((mirror.path().to_path_buf(), head))
+            })
+            .await
     }
 
     async fn deploy_environment(
@@ -534,7 +529,7 @@ impl Controller {
     /// by GitHub) and notifications follow in the background publisher, so neither the job that decided
     /// nor the next one waits for them. Without a running publisher (no worker) they follow inline.
     pub async fn decided(&self, repository: &str) {
-        self.decisions_changed();
+        self.feed.changed();
         self.events.notify_waiters();
         let queued = match self.publisher.lock().expect("publisher lock").as_ref() {
             Some(queue) => queue.send(repository.to_string()).is_ok(),
@@ -581,7 +576,7 @@ impl Controller {
     pub async fn publish_decisions(&self, repository: &str) {
         // Agents long-polling their desired state look again at once: the decision is in the store;
         // the ledger and GitHub (rate-limited) follow.
-        self.decisions_changed();
+        self.feed.changed();
         self.events.notify_waiters();
         if let Err(e) = self.publish_ledger(repository).await {
             tracing::warn!(repository, error = %e, "ledger not published yet; the next decision or poll retries");
@@ -589,10 +584,10 @@ impl Controller {
         if let Err(e) = self.sync_github_deployments(repository).await {
             tracing::warn!(repository, error = %e, "GitHub deployments not updated yet; the next poll retries");
         }
-        if let Err(e) = self.queue_notifications(repository).await {
+        if let Err(e) = self.notifier.queue(&*self.store, repository).await {
             tracing::warn!(repository, error = %e, "notifications not queued yet; the next decision or poll retries");
         }
-        if let Err(e) = self.deliver_notifications().await {
+        if let Err(e) = self.notifier.deliver(&*self.store).await {
             tracing::warn!(error = %e, "notifications not delivered yet; the next poll retries");
         }
     }
@@ -618,15 +613,13 @@ impl Controller {
             .collect();
         let token = self.git_token_for(repository).await?;
         let source = self.source_for(repository);
-        let lock = self.repo_lock(repository).await;
-        let _held = lock.lock().await;
-        let mirrors = self.mirrors.clone();
-        tokio::task::spawn_blocking(move || {
-            let mirror = Mirror::open(&mirrors, &source.url).map_err(|e| JobError::Git(e.to_string()))?;
-            crate::git::ledger::publish(&mirror, &entries, token.as_deref()).map_err(|e| JobError::Git(e.to_string()))
-        })
-        .await
-        .map_err(|e| JobError::Git(format!("ledger task: {e}")))??;
+        let _held = self.mirrors.lock(repository).await;
+        self.mirrors
+            .run(&source.url, move |mirror| {
+                crate::git::ledger::publish(&mirror, &entries, token.as_deref())
+                    .map_err(|e| JobError::Git(e.to_string()))
+            })
+            .await?;
         let ids: Vec<DeploymentId> = pending.into_iter().map(|d| d.id).collect();
         self.store.set_ledger_published(&ids, crate::store::now_ms()).await?;
         Ok(())

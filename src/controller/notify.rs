@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{Controller, JobError};
-use crate::store::{Deployment, DeploymentState, NewAudit, NewNotification, NotificationOutcome};
+use super::JobError;
+use crate::store::{Deployment, DeploymentState, NewAudit, NewNotification, NotificationOutcome, Store};
 
 /// Attempts before a message is marked failed; waits double from 10 s up to an hour.
 const MAX_ATTEMPTS: i64 = 8;
@@ -89,16 +89,47 @@ fn text(d: &Deployment, event: &str, github: bool) -> String {
     }
 }
 
-impl Controller {
+/// One entry of a list in the policy's `notifications` block, as the policy file writes it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    webhook_url: Option<String>,
+    url: Option<String>,
+    channel: Option<String>,
+}
+
+/// Queues and delivers notifications; what it needs besides the store.
+pub struct Notifier {
+    http: reqwest::Client,
+    /// Slack-compatible incoming webhook for `type: slack` entries that name only a channel.
+    slack_webhook: Option<String>,
+    /// Whether decisions are taken on pull requests (GitHub mode) or by API: the hints name the way.
+    github_mode: bool,
+}
+
+impl Notifier {
+    pub fn new(slack_webhook: Option<String>, github_mode: bool) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .user_agent("honua-gitops")
+            .build()
+            .expect("the HTTP client builds");
+        Notifier { http, slack_webhook, github_mode }
+    }
+
     /// Queues the messages the policy asks for, for each deployment of `repository` whose state has
     /// not been considered yet.
-    pub async fn queue_notifications(&self, repository: &str) -> Result<(), JobError> {
+    pub async fn queue(&self, store: &dyn Store, repository: &str) -> Result<(), JobError> {
         let now = crate::store::now_ms();
-        for (d, block) in self.store.unnotified(repository, 200).await? {
+        for (d, block) in store.unnotified(repository, 200).await? {
             let mut messages = Vec::new();
             if let Some(event) = event_of(d.state) {
-                for entry in block[event].as_array().into_iter().flatten() {
-                    messages.push(self.message(&d, event, entry));
+                for entry in block.get(event).and_then(Value::as_array).into_iter().flatten() {
+                    // An entry of the wrong shape is kept, as undeliverable, rather than dropped.
+                    let entry = serde_json::from_value(entry.clone()).unwrap_or_default();
+                    messages.push(self.message(&d, event, &entry));
                 }
             }
             for m in messages.iter().filter(|m| m.undeliverable.is_some()) {
@@ -110,16 +141,16 @@ impl Controller {
                     deployment: Some(d.id.clone()),
                     message: format!("{} {}: {}", m.event, m.kind, m.undeliverable.as_deref().unwrap_or_default()),
                 };
-                self.store.record_audit(&entry, now).await?;
+                store.record_audit(&entry, now).await?;
             }
-            self.store.queue_notifications(&d.id, d.state, &messages, now).await?;
+            store.queue_notifications(&d.id, d.state, &messages, now).await?;
         }
         Ok(())
     }
 
-    fn message(&self, d: &Deployment, event: &str, entry: &Value) -> NewNotification {
-        let kind = entry["type"].as_str().unwrap_or("unknown").to_string();
-        let text = text(d, event, self.github.is_some());
+    fn message(&self, d: &Deployment, event: &str, entry: &Entry) -> NewNotification {
+        let kind = entry.kind.clone().unwrap_or_else(|| "unknown".into());
+        let text = text(d, event, self.github_mode);
         let mut message = NewNotification {
             event: event.into(),
             kind: kind.clone(),
@@ -127,7 +158,7 @@ impl Controller {
             payload: Value::Null,
             undeliverable: None,
         };
-        let url = entry["webhookUrl"].as_str().or(entry["url"].as_str()).map(str::to_string);
+        let url = entry.webhook_url.clone().or_else(|| entry.url.clone());
         let url = match (kind.as_str(), url) {
             ("slack", Some(url)) | ("webhook", Some(url)) => Some(url),
             ("slack", None) => self.slack_webhook.clone(),
@@ -139,7 +170,7 @@ impl Controller {
                     message.url = Some(url);
                     message.payload = if kind == "slack" {
                         let mut p = json!({ "text": text });
-                        if let Some(channel) = entry["channel"].as_str() {
+                        if let Some(channel) = &entry.channel {
                             p["channel"] = json!(channel);
                         }
                         p
@@ -172,9 +203,9 @@ impl Controller {
 
     /// Sends the messages that are due; each failure is retried later, and after the last attempt the
     /// message is marked failed and audited. Returns how many were sent.
-    pub async fn deliver_notifications(&self) -> Result<usize, JobError> {
+    pub async fn deliver(&self, store: &dyn Store) -> Result<usize, JobError> {
         let now = crate::store::now_ms();
-        let due = self.store.claim_notifications(now, 60_000, 20).await?;
+        let due = store.claim_notifications(now, 60_000, 20).await?;
         let mut sent = 0;
         for n in due {
             let Some(url) = n.url.as_deref() else { continue };
@@ -192,12 +223,12 @@ impl Controller {
                     sent += 1;
                     metrics::counter!("honua_notifications_total", "kind" => n.kind.clone(), "outcome" => "sent")
                         .increment(1);
-                    self.store.notification_attempted(n.id, NotificationOutcome::Sent, now).await?;
+                    store.notification_attempted(n.id, NotificationOutcome::Sent, now).await?;
                 }
                 Some(error) if n.attempts + 1 >= MAX_ATTEMPTS => {
                     metrics::counter!("honua_notifications_total", "kind" => n.kind.clone(), "outcome" => "failed")
                         .increment(1);
-                    self.store.notification_attempted(n.id, NotificationOutcome::Failed { error: &error }, now).await?;
+                    store.notification_attempted(n.id, NotificationOutcome::Failed { error: &error }, now).await?;
                     let entry = NewAudit {
                         actor: "service".into(),
                         action: "notification.failed".into(),
@@ -205,15 +236,13 @@ impl Controller {
                         message: format!("{} {} not delivered after {MAX_ATTEMPTS} attempts: {error}", n.event, n.kind),
                         ..NewAudit::default()
                     };
-                    self.store.record_audit(&entry, now).await?;
+                    store.record_audit(&entry, now).await?;
                 }
                 Some(error) => {
                     metrics::counter!("honua_notifications_total", "kind" => n.kind.clone(), "outcome" => "retry")
                         .increment(1);
                     let at = now + retry_wait(n.attempts).as_millis() as i64;
-                    self.store
-                        .notification_attempted(n.id, NotificationOutcome::Retry { at, error: &error }, now)
-                        .await?;
+                    store.notification_attempted(n.id, NotificationOutcome::Retry { at, error: &error }, now).await?;
                 }
             }
         }

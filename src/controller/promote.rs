@@ -8,7 +8,6 @@ use super::{Controller, JobError};
 use crate::author::{new_errors, promote, publish};
 use crate::config::source::RepoFiles;
 use crate::config::{short_sha, ConfigRepo, EnvName};
-use crate::git::mirror::Mirror;
 use crate::github::client::GithubRepo;
 use crate::markdown;
 
@@ -35,19 +34,15 @@ impl Controller {
         to: &str,
     ) -> Result<Promoted, JobError> {
         let token = gh.git_token().await.ok();
-        let lock = self.repo_lock(&c.repo.full_name()).await;
-        let held = lock.lock().await;
-        let url = format!("{}/{}/{}.git", self.git_url, c.repo.owner, c.repo.name);
-        let mirrors = self.mirrors.clone();
+        let held = self.mirrors.lock(&c.repo.full_name()).await;
+        let url = self.mirrors.url_of(&c.repo.full_name());
         let (from_env, to_env) = (EnvName::new(from), EnvName::new(to));
         let (base_ref, number, author) = (base_ref.to_string(), c.number, c.author.clone());
-        let outcome = tokio::task::spawn_blocking(move || -> Result<Prepared, JobError> {
-            let git = |e: crate::git::GitError| JobError::Git(e.to_string());
-            let mirror = Mirror::open(&mirrors, &url).map_err(git)?;
+        let outcome = self.mirrors.run(&url, move |mirror| -> Result<Prepared, JobError> {
             let head_ref = format!("refs/heads/{base_ref}");
-            mirror.fetch(&[&head_ref], token.as_deref()).map_err(git)?;
-            let base = mirror.resolve(&head_ref).map_err(git)?;
-            let (_, files) = crate::config::commit::read_commit(mirror.path(), &base).map_err(|e| JobError::Git(e.to_string()))?;
+            mirror.fetch(&[&head_ref], token.as_deref())?;
+            let base = mirror.resolve(&head_ref)?;
+            let (_, files) = crate::config::commit::read_commit(mirror.path(), &base)?;
             let repo = ConfigRepo::from_files(files.clone(), base.clone());
             let promotion = match promote::promote(&repo, &files, &from_env, &to_env, &[]) {
                 Ok(p) => p,
@@ -72,13 +67,13 @@ impl Controller {
             }
             let plan = crate::plan::build(&repo, &after, Some(&to_env), chrono::Utc::now());
             let message = format!("promote {from_env} to {to_env}\n\nRequested by {author} on #{number}.");
-            let git_repo = git2::Repository::open_bare(mirror.path()).map_err(|e| JobError::Git(e.message().to_string()))?;
+            let git_repo = git2::Repository::open_bare(mirror.path())?;
             let oid = publish::build_commit(&git_repo, &base, &message, &promotion.changes)
-                .map_err(|e| JobError::Git(e.message().to_string()))?;
+                ?;
             let branch = format!("honua/promote-{from_env}-to-{to_env}-{}", short_sha(&base));
             let local = format!("refs/honua/promote/{branch}");
-            git_repo.reference(&local, oid, true, "promotion").map_err(|e| JobError::Git(e.message().to_string()))?;
-            if !mirror.push(&format!("{local}:refs/heads/{branch}"), token.as_deref()).map_err(git)? {
+            git_repo.reference(&local, oid, true, "promotion")?;
+            if !mirror.push(&format!("{local}:refs/heads/{branch}"), token.as_deref())? {
                 return Ok(Prepared::Refused(format!("the branch `{branch}` already exists with other content; delete it and ask again")));
             }
             let mut body = format!("Promotes `{from_env}` to `{to_env}`, as asked by @{author} on #{number}.\n\n");
@@ -93,8 +88,7 @@ impl Controller {
             body.push_str(&crate::plan::render::plan_markdown(&plan.plans));
             Ok(Prepared::Pushed { branch, base_ref, body: publish::bounded_body(&body) })
         })
-        .await
-        .map_err(|e| JobError::Git(format!("promotion task: {e}")))??;
+        .await?;
         drop(held);
         let (branch, base_ref, body) = match outcome {
             Prepared::Pushed { branch, base_ref, body } => (branch, base_ref, body),

@@ -9,7 +9,6 @@ use super::deployments::{deployment_id, load, ms};
 use super::{Controller, DecisionError, DeploySource, JobError};
 use crate::config::EnvName;
 use crate::deployment::{CommitSha, DeploymentId};
-use crate::git::mirror::Mirror;
 use crate::store::{
     Approval, Deployment, DeploymentFilter, DeploymentState, EnvironmentPause, Gate, NewAudit, NewDeployment,
 };
@@ -52,11 +51,7 @@ impl Controller {
         if let Some(source) = self.repositories.iter().find(|r| r.repository == repository) {
             return source.clone();
         }
-        DeploySource {
-            repository: repository.to_string(),
-            url: format!("{}/{repository}.git", self.git_url),
-            branch: "main".into(),
-        }
+        DeploySource { repository: repository.to_string(), url: self.mirrors.url_of(repository), branch: "main".into() }
     }
 
     /// What a rollback of `environment` would do, without doing it: what runs, what it restores, and the
@@ -110,10 +105,10 @@ impl Controller {
         };
 
         let source = self.source_for(&repository);
-        let (mirrors, url) = (self.mirrors.clone(), source.url.clone());
-        let mirror = tokio::task::spawn_blocking(move || Mirror::open(&mirrors, &url).map(|m| m.path().to_path_buf()))
+        let mirror = self
+            .mirrors
+            .run(&source.url, |mirror| Ok(mirror.path().to_path_buf()))
             .await
-            .map_err(|e| DecisionError::Failed(format!("mirror task: {e}")))?
             .map_err(|e| DecisionError::Failed(e.to_string()))?;
         let from = load(&mirror, &current.commit).await?;
         let to_repo = load(&mirror, &target.commit).await?;
@@ -323,17 +318,16 @@ impl Controller {
             .ok_or_else(|| JobError::Permanent(format!("{} is not owner/name", source.repository)))?;
         let installation = github.repo_installation(owner, name).await?;
         let gh = github.repo(installation, owner, name)?;
-        let (mirrors, url, commit) = (self.mirrors.clone(), source.url.clone(), target.commit.clone());
-        let tree = tokio::task::spawn_blocking(move || -> Result<String, JobError> {
-            let mirror = Mirror::open(&mirrors, &url).map_err(|e| JobError::Git(e.to_string()))?;
-            let repo =
-                git2::Repository::open_bare(mirror.path()).map_err(|e| JobError::Git(e.message().to_string()))?;
-            let oid = git2::Oid::from_str(&commit).map_err(|e| JobError::Git(e.message().to_string()))?;
-            let c = repo.find_commit(oid).map_err(|e| JobError::Git(e.message().to_string()))?;
-            Ok(c.tree_id().to_string())
-        })
-        .await
-        .map_err(|e| JobError::Git(format!("tree task: {e}")))??;
+        let commit = target.commit.clone();
+        let tree = self
+            .mirrors
+            .run(&source.url, move |mirror| {
+                let repo = git2::Repository::open_bare(mirror.path())?;
+                let oid = git2::Oid::from_str(&commit)?;
+                let c = repo.find_commit(oid)?;
+                Ok(c.tree_id().to_string())
+            })
+            .await?;
         let branch = format!("honua/rollback-{rollback_id}");
         let message = format!(
             "Roll back to {} ({})\n\nReverts the configuration to what deployment {} ran. Requested by {actor}; the rollback {rollback_id} is already deployed.",

@@ -10,6 +10,15 @@ use super::{AgentReport, AgentStatus, Approval, AuditEntry, Deployment, Environm
 use super::{CommitSha, DeploymentId, DeploymentState, EnvName, Gate, Phase};
 use crate::policy::window::Schedule;
 
+/// Every error the API answers: a stable code and a sentence that says what to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// `unauthorized`, `forbidden`, `not_found`, `wrong_state`, `breaking_not_acknowledged`,
+    /// `not_approvable`, `no_rollback_target`, `not_paused`, `bad_body`, `bad_state`, `store_unavailable`, `failed`.
+    pub error: String,
+    pub message: String,
+}
+
 /// A deployment in lists: everything but the plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeploymentSummary {

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -94,7 +93,7 @@ async fn json_errors(response: Response) -> Response {
     let message = if text.is_empty() { default.to_string() } else { text };
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     parts.headers.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
-    let body = json!({ "error": code, "message": message }).to_string();
+    let body = serde_json::to_string(&ErrorBody { error: code.into(), message }).expect("JSON encodes");
     Response::from_parts(parts, axum::body::Body::from(body))
 }
 
@@ -123,15 +122,7 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Every error: a stable code and a sentence that says what to do.
-#[derive(utoipa::ToSchema, serde::Serialize)]
-#[allow(dead_code)]
-struct ErrorBody {
-    /// `unauthorized`, `forbidden`, `not_found`, `wrong_state`, `breaking_not_acknowledged`,
-    /// `not_approvable`, `no_rollback_target`, `not_paused`, `bad_body`, `bad_state`, `store_unavailable`, `failed`.
-    error: String,
-    message: String,
-}
+use crate::deployment::wire::ErrorBody;
 
 pub use crate::controller::tokens::{new_token, token_hash};
 
@@ -149,7 +140,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.code, "message": self.message }))).into_response()
+        (self.status, Json(ErrorBody { error: self.code.into(), message: self.message })).into_response()
     }
 }
 
@@ -745,7 +736,7 @@ async fn agent_desired(
     let mut woken = false;
     loop {
         // Registered before looking, so a decision in between is not missed.
-        let changed = c.decisions.notified();
+        let changed = c.feed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
         let (repository, agent, now) = (q.repository.as_deref(), Some(caller.0.name.as_str()), chrono::Utc::now());

@@ -226,7 +226,8 @@ pub async fn start(
     );
     controller.repositories = settings.repositories.clone();
     controller.revert_pull_requests = settings.revert_pull_requests;
-    controller.slack_webhook = settings.slack_webhook_url.clone();
+    controller.notifier =
+        crate::controller::notify::Notifier::new(settings.slack_webhook_url.clone(), controller.github.is_some());
     controller.job_lease = settings.job_lease;
     let controller = Arc::new(controller);
     let jobs_queued = controller.jobs_queued.clone();

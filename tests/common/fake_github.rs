@@ -213,6 +213,15 @@ fn repo_call_refused(headers: &HeaderMap) -> Option<Response> {
         .then(|| (StatusCode::UNAUTHORIZED, Json(json!({"message": "Bad credentials"}))).into_response())
 }
 
+/// Calls on a repository (and an installation's repository list) take an installation token or a
+/// user's token, as GitHub's do; anything else is 401 before the handler runs.
+async fn installation_or_user_token(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match repo_call_refused(request.headers()) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    }
+}
+
 fn too_many_annotations(body: &Value) -> Option<Response> {
     let n = body["output"]["annotations"].as_array().map_or(0, Vec::len);
     (n > 50).then(|| {
@@ -222,11 +231,10 @@ fn too_many_annotations(body: &Value) -> Option<Response> {
 
 async fn create_check_run(
     State((state, changed)): State<Shared>,
-    headers: HeaderMap,
     Path((o, r)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers).or_else(|| too_many_annotations(&body)) {
+    if let Some(refused) = too_many_annotations(&body) {
         return refused;
     }
     let mut s = state.lock().unwrap();
@@ -254,11 +262,10 @@ async fn create_check_run(
 
 async fn update_check_run(
     State((state, changed)): State<Shared>,
-    headers: HeaderMap,
     Path((_o, _r, id)): Path<(String, String, u64)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers).or_else(|| too_many_annotations(&body)) {
+    if let Some(refused) = too_many_annotations(&body) {
         return refused;
     }
     let mut s = state.lock().unwrap();
@@ -285,14 +292,7 @@ async fn update_check_run(
     Json(json!({"id": id})).into_response()
 }
 
-async fn get_pull(
-    State((state, _)): State<Shared>,
-    headers: HeaderMap,
-    Path((o, r, n)): Path<(String, String, u64)>,
-) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
+async fn get_pull(State((state, _)): State<Shared>, Path((o, r, n)): Path<(String, String, u64)>) -> Response {
     let s = state.lock().unwrap();
     match s.pulls.get(&(format!("{o}/{r}"), n)) {
         Some((head, base)) => Json(pull_json(&s, &format!("{o}/{r}"), n, head, base)).into_response(),
@@ -300,14 +300,7 @@ async fn get_pull(
     }
 }
 
-async fn get_branch(
-    State((state, _)): State<Shared>,
-    headers: HeaderMap,
-    Path((o, r, b)): Path<(String, String, String)>,
-) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
+async fn get_branch(State((state, _)): State<Shared>, Path((o, r, b)): Path<(String, String, String)>) -> Response {
     match state.lock().unwrap().branches.get(&(format!("{o}/{r}"), b.clone())) {
         Some(sha) => Json(json!({"name": b, "commit": {"sha": sha}})).into_response(),
         None => (StatusCode::NOT_FOUND, Json(json!({"message": "Branch not found"}))).into_response(),
@@ -316,13 +309,9 @@ async fn get_branch(
 
 async fn create_deployment(
     State((state, changed)): State<Shared>,
-    headers: HeaderMap,
     Path((o, r)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
     let mut s = state.lock().unwrap();
     s.next_id += 1;
     let mut body = body;
@@ -343,13 +332,9 @@ async fn create_deployment(
 
 async fn create_deployment_status(
     State((state, changed)): State<Shared>,
-    headers: HeaderMap,
     Path((_o, _r, id)): Path<(String, String, u64)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
     let mut s = state.lock().unwrap();
     let Some(d) = s.deployments.get_mut(&id) else { return StatusCode::NOT_FOUND.into_response() };
     d.statuses.push(body["state"].as_str().unwrap_or_default().into());
@@ -367,13 +352,9 @@ async fn repo_installation(headers: HeaderMap) -> Response {
 
 async fn create_git_commit(
     State((state, changed)): State<Shared>,
-    headers: HeaderMap,
     Path((o, r)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
     let mut s = state.lock().unwrap();
     s.next_id += 1;
     let mut body = body;
@@ -387,13 +368,9 @@ async fn create_git_commit(
 
 async fn create_git_ref(
     State((state, changed)): State<Shared>,
-    headers: HeaderMap,
     Path((_o, _r)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
     let name = body["ref"].as_str().unwrap_or_default().to_string();
     let sha = body["sha"].as_str().unwrap_or_default().to_string();
     state.lock().unwrap().git_refs.insert(name.clone(), sha.clone());
@@ -403,13 +380,9 @@ async fn create_git_ref(
 
 async fn create_pull(
     State((state, changed)): State<Shared>,
-    headers: HeaderMap,
     Path((o, r)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
     let mut s = state.lock().unwrap();
     s.next_id += 1;
     let mut body = body;
@@ -437,10 +410,7 @@ async fn list_installations(headers: HeaderMap) -> Response {
     Json(json!([{"id": 7, "account": {"login": "city"}}])).into_response()
 }
 
-async fn installation_repositories(State((state, _)): State<Shared>, headers: HeaderMap) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
+async fn installation_repositories(State((state, _)): State<Shared>) -> Response {
     let s = state.lock().unwrap();
     let mut repos: Vec<String> =
         s.pulls.keys().map(|(repo, _)| repo.clone()).chain(s.branches.keys().map(|(repo, _)| repo.clone())).collect();
@@ -456,14 +426,7 @@ async fn installation_repositories(State((state, _)): State<Shared>, headers: He
     Json(json!({"total_count": list.len(), "repositories": list})).into_response()
 }
 
-async fn list_pulls(
-    State((state, _)): State<Shared>,
-    headers: HeaderMap,
-    Path((o, r)): Path<(String, String)>,
-) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
+async fn list_pulls(State((state, _)): State<Shared>, Path((o, r)): Path<(String, String)>) -> Response {
     let s = state.lock().unwrap();
     let repo = format!("{o}/{r}");
     let list: Vec<Value> = s
@@ -480,13 +443,9 @@ pub const APP_ID: u64 = 4242;
 
 async fn list_commit_check_runs(
     State((state, _)): State<Shared>,
-    headers: HeaderMap,
     Path((o, r, sha)): Path<(String, String, String)>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
     let s = state.lock().unwrap();
     let runs: Vec<Value> = s
         .check_runs
@@ -543,12 +502,8 @@ fn pull_json(s: &State_, repo: &str, n: u64, head: &str, base: &str) -> Value {
 
 async fn get_permission(
     State((state, _)): State<Shared>,
-    headers: HeaderMap,
     Path((o, r, user)): Path<(String, String, String)>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
     match state.lock().unwrap().permissions.get(&(format!("{o}/{r}"), user.clone())) {
         Some((permission, role)) => {
             Json(json!({"permission": permission, "role_name": role, "user": {"login": user}})).into_response()
@@ -559,12 +514,8 @@ async fn get_permission(
 
 async fn get_membership(
     State((state, _)): State<Shared>,
-    headers: HeaderMap,
     Path((org, team, user)): Path<(String, String, String)>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
     if state.lock().unwrap().team_members.contains(&(org, team, user)) {
         Json(json!({"state": "active", "role": "member"})).into_response()
     } else {
@@ -574,13 +525,9 @@ async fn get_membership(
 
 async fn create_reaction(
     State((state, changed)): State<Shared>,
-    headers: HeaderMap,
     Path((_o, _r, id)): Path<(String, String, u64)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
     let content = body["content"].as_str().unwrap_or_default().to_string();
     state.lock().unwrap().reactions.push((id, content.clone()));
     changed.notify_waiters();
@@ -589,13 +536,9 @@ async fn create_reaction(
 
 async fn list_comments(
     State((state, _)): State<Shared>,
-    headers: HeaderMap,
     Path((o, r, n)): Path<(String, String, u64)>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
     let per_page: usize = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
     let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
     let s = state.lock().unwrap();
@@ -606,13 +549,9 @@ async fn list_comments(
 
 async fn create_comment(
     State((state, changed)): State<Shared>,
-    headers: HeaderMap,
     Path((o, r, n)): Path<(String, String, u64)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
     let mut s = state.lock().unwrap();
     s.next_id += 1;
     let c = Comment {
@@ -634,13 +573,9 @@ async fn create_comment(
 
 async fn edit_comment(
     State((state, changed)): State<Shared>,
-    headers: HeaderMap,
     Path((_o, _r, id)): Path<(String, String, u64)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
     let mut s = state.lock().unwrap();
     let Some(c) = s.comments.get_mut(&id) else { return StatusCode::NOT_FOUND.into_response() };
     c.body = body["body"].as_str().unwrap_or_default().to_string();
@@ -653,12 +588,8 @@ async fn edit_comment(
 
 async fn delete_comment(
     State((state, changed)): State<Shared>,
-    headers: HeaderMap,
     Path((_o, _r, id)): Path<(String, String, u64)>,
 ) -> Response {
-    if let Some(refused) = repo_call_refused(&headers) {
-        return refused;
-    }
     state.lock().unwrap().comments.remove(&id);
     changed.notify_waiters();
     StatusCode::NO_CONTENT.into_response()
@@ -679,13 +610,11 @@ impl FakeGithub {
     pub async fn start() -> FakeGithub {
         let state = Arc::new(Mutex::new(State_::default()));
         let changed = Arc::new(Notify::new());
-        let app = Router::new()
-            .route("/app/installations/{id}/access_tokens", post(access_token))
+        let token_routes = Router::new()
             .route("/repos/{o}/{r}/check-runs", post(create_check_run))
             .route("/repos/{o}/{r}/check-runs/{id}", patch(update_check_run))
             .route("/repos/{o}/{r}/pulls/{n}", get(get_pull))
             .route("/repos/{o}/{r}/pulls", get(list_pulls).post(create_pull))
-            .route("/repos/{o}/{r}/installation", get(repo_installation))
             .route("/repos/{o}/{r}/deployments", post(create_deployment))
             .route("/repos/{o}/{r}/deployments/{id}/statuses", post(create_deployment_status))
             .route("/repos/{o}/{r}/git/commits", post(create_git_commit))
@@ -695,12 +624,17 @@ impl FakeGithub {
             .route("/repos/{o}/{r}/collaborators/{u}/permission", get(get_permission))
             .route("/orgs/{org}/teams/{team}/memberships/{u}", get(get_membership))
             .route("/repos/{o}/{r}/issues/comments/{id}/reactions", post(create_reaction))
-            .route("/app/installations", get(list_installations))
-            .route("/app", get(get_app))
-            .route("/app-manifests/{code}/conversions", post(convert_manifest))
             .route("/installation/repositories", get(installation_repositories))
             .route("/repos/{o}/{r}/issues/{n}/comments", get(list_comments).post(create_comment))
             .route("/repos/{o}/{r}/issues/comments/{id}", patch(edit_comment).delete(delete_comment))
+            .route_layer(axum::middleware::from_fn(installation_or_user_token));
+        let app = Router::new()
+            .route("/app/installations/{id}/access_tokens", post(access_token))
+            .route("/repos/{o}/{r}/installation", get(repo_installation))
+            .route("/app/installations", get(list_installations))
+            .route("/app", get(get_app))
+            .route("/app-manifests/{code}/conversions", post(convert_manifest))
+            .merge(token_routes)
             .layer(axum::middleware::from_fn_with_state((state.clone(), changed.clone()), injected_faults))
             .with_state((state.clone(), changed.clone()))
             .layer(axum::middleware::map_response(rate_limit_headers));
