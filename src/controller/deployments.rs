@@ -503,14 +503,6 @@ impl Controller {
                     gh.create_deployment(&d.commit, &d.environment, &d.id, &description).await?
                 }
             };
-            let state = match d.state {
-                DeploymentState::Pending | DeploymentState::AwaitingApproval | DeploymentState::Blocked => "pending",
-                DeploymentState::Approved => "queued",
-                DeploymentState::Applying => "in_progress",
-                DeploymentState::Completed => "success",
-                DeploymentState::Failed | DeploymentState::RolledBack => "failure",
-                DeploymentState::Rejected | DeploymentState::Superseded | DeploymentState::Expired => "inactive",
-            };
             let description = match d.reasons.first() {
                 Some(reason) if d.state.is_unstarted() && d.state != DeploymentState::Approved => {
                     format!("{}: {reason}", d.state)
@@ -519,7 +511,7 @@ impl Controller {
             };
             let log_url =
                 self.public_url.as_ref().map(|base| format!("{}/deployments/{}", base.trim_end_matches('/'), d.id));
-            gh.create_deployment_status(github_id, state, &description, log_url.as_deref()).await?;
+            gh.create_deployment_status(github_id, d.state, &description, log_url.as_deref()).await?;
             self.store.set_github_sync(&d.id, github_id as i64, d.state).await?;
         }
         Ok(())

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::checks::{plan_comment_part, CheckOutput};
+use crate::deployment::DeploymentState;
 use crate::store::{Store, WriteBudget};
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +189,18 @@ impl ContentLimits {
 }
 
 /// At most `max` characters, ending in `…` when cut.
+/// The state GitHub's Deployments API knows our deployment state by.
+fn deployment_status_state(state: DeploymentState) -> &'static str {
+    match state {
+        DeploymentState::Pending | DeploymentState::AwaitingApproval | DeploymentState::Blocked => "pending",
+        DeploymentState::Approved => "queued",
+        DeploymentState::Applying => "in_progress",
+        DeploymentState::Completed => "success",
+        DeploymentState::Failed | DeploymentState::RolledBack => "failure",
+        DeploymentState::Rejected | DeploymentState::Superseded | DeploymentState::Expired => "inactive",
+    }
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
@@ -691,10 +704,11 @@ impl GithubRepo {
     pub async fn create_deployment_status(
         &self,
         github_id: u64,
-        state: &str,
+        state: DeploymentState,
         description: &str,
         log_url: Option<&str>,
     ) -> Result<(), GithubError> {
+        let state = deployment_status_state(state);
         let mut body = json!({ "state": state, "description": truncate(description, 140), "auto_inactive": false });
         if let Some(url) = log_url {
             body["log_url"] = json!(url);

@@ -48,7 +48,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn reply(status: StatusCode, error: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": error, "message": message.into() }))).into_response()
+    let body = crate::deployment::wire::ErrorBody { error: error.into(), message: message.into() };
+    (status, Json(body)).into_response()
 }
 
 async fn prometheus(State(state): State<AppState>) -> Response {
