@@ -759,8 +759,16 @@ async fn an_agent_process_killed_mid_apply_converges_when_restarted() {
     }
     // Give it the moment to send the reload that hangs, then kill it outright.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let workers = children_of(child.id());
+    assert_eq!(workers.len(), 1, "the apply runs in one child process");
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
+    // The child doing the apply dies with the agent: no orphan goes on writing while it recovers.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while workers.iter().any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+        assert!(tokio::time::Instant::now() < deadline, "the apply's child process outlived the agent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(journal.exists(), "killed mid-apply: the journal remains");
     let d = deployment_of(&s, "development", &base).await;
     assert_eq!(s.store.deployment(&d.id).await.unwrap().unwrap().state, DeploymentState::Applying);
@@ -772,6 +780,21 @@ async fn an_agent_process_killed_mid_apply_converges_when_restarted() {
     assert!(!journal.exists(), "converged: journal cleared");
     assert_eq!(s.store.deployment(&d.id).await.unwrap().unwrap().state, DeploymentState::Completed);
     assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
+}
+
+#[cfg(unix)]
+/// The processes whose parent is `pid` (Linux's `/proc`).
+#[cfg(unix)]
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            // `pid (comm) state ppid …`: the command name may hold spaces, so read after its `)`.
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok()) == Some(pid)
+        })
+        .collect()
 }
 
 /// `honua agent --once --config FILE` with no service (Git-only), against the stand-in Honua at `honua`

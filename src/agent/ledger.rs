@@ -57,7 +57,7 @@ impl Agent {
         let jitter = if interval > 0 { i64::from(std::process::id()) % (interval / 10 + 1) } else { 0 };
         state.ledger_due = now + interval + jitter;
         self.save_state(&state)?;
-        let record = match self.desired_from_ledger().await {
+        let record = match self.read_ledger().await {
             // A one-at-a-time rollout is the service's to pace while it answers.
             Ok(Some(record)) if record.safety.as_ref().is_some_and(|s| s.one_at_a_time()) => {
                 return Ok(PollOutcome::Unchanged)
@@ -70,6 +70,6 @@ impl Agent {
             }
         };
         tracing::warn!(deployment = %record.deployment, "the Git ledger holds a newer record than the service offered: applying it");
-        self.apply_once(&record, None).await
+        self.apply_record(&record, None).await
     }
 }

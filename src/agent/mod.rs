@@ -115,6 +115,7 @@ mod apply;
 mod drift;
 mod git_only;
 pub mod honua;
+pub mod isolate;
 mod ledger;
 mod release;
 mod reports;
@@ -234,7 +235,7 @@ struct State {
 const QUICKSTART_WITH_COMMAND: &str = "QuickStart mode (the admin API is closed): reloads run HONUA_AGENT_RELOAD_COMMAND; a policy with requireBackup cannot snapshot, so set HONUA_AGENT_SNAPSHOT_URL empty to rely on the agent's previous release";
 
 /// What one poll did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PollOutcome {
     Unchanged,
     Applied {
@@ -259,6 +260,8 @@ pub struct Agent {
     /// The last poll could not reach the service (and read the Git ledger instead): the loop backs off
     /// as after a failure, rather than re-reading the ledger at the long-poll's pace.
     service_out_of_reach: std::sync::atomic::AtomicBool,
+    /// Set by the command: Git and applies run in a child process ([`isolate`]).
+    isolation: Option<isolate::Isolation>,
 }
 
 fn apply_err(what: impl std::fmt::Display) -> AgentError {
@@ -282,7 +285,7 @@ impl Agent {
         }
         let honua = HonuaClient::new(config.api_key.clone(), config.admin.clone(), config.login_url.clone())
             .map_err(|e| apply_err(format!("HTTP client: {e}")))?;
-        Ok(Agent { config, key, http, honua, service_out_of_reach: Default::default() })
+        Ok(Agent { config, key, http, honua, service_out_of_reach: Default::default(), isolation: None })
     }
 
     fn mirror_root(&self) -> PathBuf {
@@ -340,14 +343,14 @@ impl Agent {
             Ok(r) if reached => r,
             _ => {
                 // The service is down: the Git ledger is the other source of approved records.
-                let Some(record) = self.desired_from_ledger().await? else {
+                let Some(record) = self.read_ledger().await? else {
                     return Err(service("unreachable, and the Git ledger holds nothing newer".into()));
                 };
                 if record.sequence <= state.sequence {
                     return Ok(PollOutcome::Unchanged);
                 }
                 tracing::info!(deployment = %record.deployment, "service unreachable: applying from the Git ledger");
-                return self.apply_once(&record, None).await;
+                return self.apply_record(&record, None).await;
             }
         };
         let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -381,7 +384,7 @@ impl Agent {
             self.save_state(&state)?;
             return self.ledger_if_due().await;
         }
-        self.apply_once(&record, etag).await
+        self.apply_record(&record, etag).await
     }
 
     /// Polls until `stop` turns true, long-polling the service; failures back off (1 s … 60 s, with

@@ -1019,7 +1019,12 @@ where
 
 /// `honua agent` (and the `honua-agent` binary): runs the edge agent with its settings.
 pub fn agent_command(args: AgentCommand) -> Result<ExitCode> {
-    let config = args.settings.resolve(args.config.as_deref()).context("honua agent cannot start")?;
+    let child = std::env::var_os(crate::agent::isolate::ISOLATED_WORK_ENV).is_some();
+    let mut config = args.settings.resolve(args.config.as_deref()).context("honua agent cannot start")?;
+    if child {
+        // The parent logged them when it started.
+        config.notices.clear();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HONUA_LOG").unwrap_or_else(|_| "info".into()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
@@ -1027,7 +1032,11 @@ pub fn agent_command(args: AgentCommand) -> Result<ExitCode> {
         .init();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let agent = crate::agent::Agent::new(config).context("honua agent cannot start")?;
+        let mut agent = crate::agent::Agent::new(config).context("honua agent cannot start")?;
+        if child {
+            crate::agent::isolate::serve_one(&agent).await.context("the agent's child process could not answer")?;
+            return Ok(ExitCode::SUCCESS);
+        }
         if args.check {
             let mut failed = false;
             for (what, result) in agent.check().await {
@@ -1040,6 +1049,11 @@ pub fn agent_command(args: AgentCommand) -> Result<ExitCode> {
                 }
             }
             return Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS });
+        }
+        // Git and applies run in a child process, so the long-lived poller stays small and a crash in
+        // them does not end it (see `agent::isolate`).
+        if let Some(isolation) = crate::agent::isolate::Isolation::of_this_process() {
+            agent.isolate_work(isolation);
         }
         if args.once {
             let outcome = agent.poll_once(0).await?;
