@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Agent footprint at idle: `honua serve` in plain-Git mode (no GitHub), one `honua agent` for
 # `development` against a minimal stand-in Honua (Python), the example repository as origin. Once the
-# agent has applied the first deployment, its RSS and CPU time are sampled for DURATION seconds.
+# agent has applied the first deployment, its RSS and CPU time are sampled for DURATION seconds (CPU:
+# its own and that of its child processes, which read the Git ledger and apply).
 #   benches/agent_idle.sh [DURATION]     (default 600; needs target/release/honua, python3, and
-#   target/release/honua-agent, or AGENT_BIN=target/release/honua AGENT_ARGS=agent for the full binary)
+#   target/release/honua-agent, or AGENT_BIN=target/release/honua AGENT_ARGS=agent for the full binary;
+#   AGENT_ENV="NAME=value …" adds to the agent's environment, e.g. HONUA_AGENT_LEDGER_INTERVAL=30)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-600}"
@@ -43,13 +45,13 @@ echo "DB_PASSWORD=bench" > "$WORK/secrets.env"
 HONUA_AGENT_SERVER=http://127.0.0.1:18090 HONUA_AGENT_TOKEN="$TOKEN" HONUA_AGENT_ENVIRONMENT=development \
   HONUA_AGENT_PUBLIC_KEY="$KEY" HONUA_AGENT_GIT_URL="file://$WORK/origin.git" HONUA_AGENT_TARGET_DIR="$WORK/target" \
   HONUA_AGENT_HONUA_URL=http://127.0.0.1:18091 \
-  HONUA_AGENT_STATE_DIR="$WORK/agent" HONUA_AGENT_SECRETS_FILE="$WORK/secrets.env" HONUA_LOG=warn ${AGENT_ENV:-} \
+  HONUA_AGENT_STATE_DIR="$WORK/agent" HONUA_AGENT_SECRETS_FILE="$WORK/secrets.env" HONUA_LOG=warn env ${AGENT_ENV:-} \
   "$AGENT_BIN" $AGENT_ARGS &
 AGENT=$!
 
 for _ in $(seq 1 60); do [ -L "$WORK/target/current" ] && break; sleep 1; done
 [ -L "$WORK/target/current" ] || { echo "the agent never applied the first deployment" >&2; exit 1; }
-ticks() { awk '{print $14 + $15}' "/proc/$AGENT/stat"; }
+ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$AGENT/stat"; }  # its own and its children's (the ledger reads and applies)
 HZ=$(getconf CLK_TCK)
 START=$(ticks); PEAK=0
 for _ in $(seq 1 "$DURATION"); do
