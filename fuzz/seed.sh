@@ -37,9 +37,8 @@ for scenario in sorted((shared / "gitops-sample/gitops-e2e-test/test-scenarios")
     write("config", f"scenario-{scenario.stem}", policy + b"\0\0" + scenario.read_bytes())
 
 hcl_slots = ["environments/common/honua.hcl", "environments/development/honua.hcl", "environments/production/honua.hcl"]
-for name in ["honua-config-hcl", "honua-config-hcl-pr"]:
-    tree = root / "examples" / name
-    write("hcl", name, b"\0".join((tree / s).read_bytes() for s in hcl_slots))
+tree = root / "examples/honua-config-hcl"
+write("hcl", "honua-config-hcl", b"\0".join((tree / s).read_bytes() for s in hcl_slots))
 for sample in sorted((root / "tests/fixtures/honua-hcl").iterdir()):
     write("hcl", f"honua-{sample.stem}", b"\0\0" + sample.read_bytes())
 

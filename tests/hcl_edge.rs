@@ -69,7 +69,7 @@ async fn an_hcl_repository_deploys_rolls_back_and_heals_through_honuas_file_watc
     }
 
     // The PR: a layer added, a field dropped (breaking), production's rate limit raised.
-    let pr = common::without_windows(&common::examples().join("honua-config-hcl-pr"));
+    let pr = common::hcl_pull_request();
     let merged = s.origin.merge(pr.path());
     push(&s, &base, &merged, "h-2").await;
     let id = approve(&s, &merged).await;
@@ -121,7 +121,7 @@ async fn a_release_honua_does_not_serve_is_restored_in_place() {
 
     // Honua will not serve the new layer: the agent waits for its watcher, then restores the file.
     s.honua.state.lock().unwrap().hide_collection = Some("ogc_api::bike_lanes_ogc_api".into());
-    let pr = common::without_windows(&common::examples().join("honua-config-hcl-pr"));
+    let pr = common::hcl_pull_request();
     quick_to_fail(&pr);
     let merged = s.origin.merge(pr.path());
     push(&s, &base, &merged, "f-2").await;

@@ -81,7 +81,7 @@ const EXAMPLE_HCL: &[(&str, &str)] = &[
 ];
 
 /// The first example's layer as a Configuration 2.0 block, appended to the shared file.
-const BIKE_LANES_HCL: &str = "
+pub const BIKE_LANES_HCL: &str = "
 layer \"bike_lanes\" {
   title             = \"Bike Lanes\"
   data_source       = data_source.city-postgis

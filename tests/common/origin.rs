@@ -147,6 +147,27 @@ pub fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// `tree` without production's deployment windows and blackouts: a test must not depend on its hour.
+/// The Configuration 2.0 example as its pull request changes it (the change `honua demo --format hcl`
+/// makes, and two more): the `bike_lanes` layer added, the `owner_name` field of `parcels` dropped (a
+/// breaking change), and production's rate limit raised from 1000 to 2000 requests a minute. Deployment
+/// windows removed, as [`without_windows`] does.
+pub fn hcl_pull_request() -> tempfile::TempDir {
+    let dir = without_windows(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/honua-config-hcl"));
+    let edit = |file: &str, from: &str, to: &str| {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches(from).count(), 1, "{file}: `{from}` once");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    };
+    let common = "environments/common/honua.hcl";
+    edit(common, "    owner_name = {\n      type     = \"string\"\n      nullable = true\n    }\n", "");
+    let shared = dir.path().join(common);
+    let text = std::fs::read_to_string(&shared).unwrap();
+    std::fs::write(&shared, text + honua_gitops::cli::demo::BIKE_LANES_HCL).unwrap();
+    edit("environments/production/honua.hcl", "requests = 1000", "requests = 2000");
+    dir
+}
+
 pub fn without_windows(tree: &std::path::Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(tree, dir.path());
