@@ -179,6 +179,13 @@ pub struct FakeGithub {
 
 type Shared = (Arc<Mutex<State_>>, Arc<Notify>);
 
+/// A write done: the state's lock released, waiting scenarios woken, `201 Created` with `body`.
+fn created(state: std::sync::MutexGuard<'_, State_>, changed: &Notify, body: Value) -> Response {
+    drop(state);
+    changed.notify_waiters();
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
 fn authorized(headers: &HeaderMap, expected: &str) -> bool {
     headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with(expected))
 }
@@ -255,9 +262,7 @@ async fn create_check_run(
             details_url: body["details_url"].as_str().map(str::to_string),
         },
     );
-    drop(s);
-    changed.notify_waiters();
-    (StatusCode::CREATED, Json(json!({"id": id}))).into_response()
+    created(s, &changed, json!({"id": id}))
 }
 
 async fn update_check_run(
@@ -325,9 +330,7 @@ async fn create_deployment(
         statuses: Vec::new(),
     };
     s.deployments.insert(id, d);
-    drop(s);
-    changed.notify_waiters();
-    (StatusCode::CREATED, Json(json!({"id": id}))).into_response()
+    created(s, &changed, json!({"id": id}))
 }
 
 async fn create_deployment_status(
@@ -338,9 +341,7 @@ async fn create_deployment_status(
     let mut s = state.lock().unwrap();
     let Some(d) = s.deployments.get_mut(&id) else { return StatusCode::NOT_FOUND.into_response() };
     d.statuses.push(body["state"].as_str().unwrap_or_default().into());
-    drop(s);
-    changed.notify_waiters();
-    (StatusCode::CREATED, Json(json!({"id": 1, "state": body["state"]}))).into_response()
+    created(s, &changed, json!({"id": 1, "state": body["state"]}))
 }
 
 async fn repo_installation(headers: HeaderMap) -> Response {
@@ -361,9 +362,7 @@ async fn create_git_commit(
     body["repo"] = json!(format!("{o}/{r}"));
     let sha = format!("{:040x}", s.next_id);
     s.git_commits.insert(sha.clone(), body);
-    drop(s);
-    changed.notify_waiters();
-    (StatusCode::CREATED, Json(json!({"sha": sha}))).into_response()
+    created(s, &changed, json!({"sha": sha}))
 }
 
 async fn create_git_ref(
@@ -566,9 +565,7 @@ async fn create_comment(
     };
     let out = comment_json(&c);
     s.comments.insert(c.id, c);
-    drop(s);
-    changed.notify_waiters();
-    (StatusCode::CREATED, Json(out)).into_response()
+    created(s, &changed, out)
 }
 
 async fn edit_comment(
