@@ -18,7 +18,9 @@ use super::deployments::ms;
 use super::{Controller, DecisionError};
 use crate::deployment::wire::Heartbeat;
 use crate::deployment::Phase;
-use crate::store::{AgentReport, AgentStatus, Deployment, DeploymentFilter, DeploymentState, NewAudit, StoreError};
+use crate::store::{
+    AgentReport, AgentStatus, Deployment, DeploymentFilter, DeploymentState, NewAudit, Store, StoreError,
+};
 
 /// How long agents asking for the same environment share one read of the store. Decisions of this
 /// process empty the memo at once; those of other replicas are seen within this (their long-polls are
@@ -94,7 +96,23 @@ fn environment_filter(repository: Option<&str>, environment: &str, states: Vec<D
     }
 }
 
+/// The agents' side of the service, with what it needs: the store, the feed that wakes long-polls, and
+/// the signal dashboards wait on. [`Controller::fleet`] lends one.
+pub struct Fleet<'a> {
+    pub store: &'a dyn Store,
+    pub feed: &'a DesiredFeed,
+    /// Signalled on every change a dashboard shows.
+    pub events: &'a tokio::sync::Notify,
+}
+
 impl Controller {
+    /// The agents' handlers, lent the controller's store, feed and dashboard signal.
+    pub fn fleet(&self) -> Fleet<'_> {
+        Fleet { store: &*self.store, feed: &self.feed, events: &self.events }
+    }
+}
+
+impl Fleet<'_> {
     /// What `environment` should run now: the newest approved deployment whose windows are open, or else
     /// the newest one being applied or completed (what runs). `None` before anything was approved. With
     /// `agent` named and a one-at-a-time rollout, an agent whose turn has not come gets what runs.
@@ -108,8 +126,8 @@ impl Controller {
         self.desired_from(repository, environment, agent, at, Some(Instant::now())).await
     }
 
-    /// As [`Controller::desired`], for a long-poll that was woken (by a decision, or its periodic look):
-    /// it may share a read begun before it was woken (see [`Controller::offered`]).
+    /// As [`Fleet::desired`], for a long-poll that was woken (by a decision, or its periodic look):
+    /// it may share a read begun before it was woken (see [`Fleet::offered`]).
     pub async fn desired_when_woken(
         &self,
         repository: Option<&str>,
@@ -143,7 +161,7 @@ impl Controller {
         Ok(completed.into_iter().next())
     }
 
-    /// [`Controller::read_offered`], shared: a decision wakes every long-polling agent of the environment
+    /// [`Fleet::read_offered`], shared: a decision wakes every long-polling agent of the environment
     /// at once; one of them reads the store, the others share its answer (until the next decision, for a
     /// second at most). With `not_before`, only a read begun since then is shared: a request's first look
     /// never gets an answer older than the request.

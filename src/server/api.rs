@@ -741,8 +741,8 @@ async fn agent_desired(
         changed.as_mut().enable();
         let (repository, agent, now) = (q.repository.as_deref(), Some(caller.0.name.as_str()), chrono::Utc::now());
         let desired = match woken {
-            false => c.desired(repository, &q.environment, agent, now).await?,
-            true => c.desired_when_woken(repository, &q.environment, agent, now).await?,
+            false => c.fleet().desired(repository, &q.environment, agent, now).await?,
+            true => c.fleet().desired_when_woken(repository, &q.environment, agent, now).await?,
         };
         woken = true;
         let etag = desired.as_ref().map(|d| format!("\"{}@{}\"", d.id, d.state)).unwrap_or_else(|| "\"none\"".into());
@@ -797,7 +797,7 @@ async fn agent_heartbeat(
     if let Some(id) = &b.deployment {
         refuse_other_environment(&c, &caller, &environment, id, "heartbeat").await?;
     }
-    c.agent_heartbeat(&caller.0.name, &environment, &b, chrono::Utc::now()).await?;
+    c.fleet().agent_heartbeat(&caller.0.name, &environment, &b, chrono::Utc::now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -844,8 +844,10 @@ async fn agent_report(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
     let environment = caller.agent_environment("reports deployments")?;
     refuse_other_environment(&c, &caller, &environment, &b.deployment, "report").await?;
-    let d =
-        c.agent_report(&caller.0.name, &environment, &b.deployment, &b.phase, &b.message, chrono::Utc::now()).await?;
+    let d = c
+        .fleet()
+        .agent_report(&caller.0.name, &environment, &b.deployment, &b.phase, &b.message, chrono::Utc::now())
+        .await?;
     // An agent's report never waits for GitHub or the ledger.
     mirror_later(&c, &d.repository);
     Ok(Json(DeploymentSummary::of(&d, chrono::Utc::now())))
