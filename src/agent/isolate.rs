@@ -44,9 +44,9 @@ impl Isolation {
 /// One piece of work for a child.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Work {
-    /// The newest record of the Git ledger this agent may run ([`Agent::desired_from_ledger`]).
+    /// The newest record of the Git ledger this agent may run (`Agent::desired_from_ledger`).
     Ledger,
-    /// Apply a verified record ([`Agent::apply_once`]).
+    /// Apply a verified record (`Agent::apply_once`).
     Apply { record: Box<SignedRecord>, etag: Option<String> },
 }
 

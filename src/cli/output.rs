@@ -40,7 +40,7 @@ fn only_colour(params: &str) -> bool {
 }
 
 /// `text` with every control character but newline and tab shown as its Unicode control picture (or
-/// `\u{..}`), except the colour sequences of [`only_colour`].
+/// `\u{..}`), except the colour sequences of `only_colour`.
 pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
     let unsafe_char = |c: char| (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}');
     if !text.chars().any(unsafe_char) {

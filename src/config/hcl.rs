@@ -676,7 +676,7 @@ fn interpolated_bodies(root: &Node) -> Vec<(&str, String, &Node)> {
     out
 }
 
-/// The strings Honua's `ConfigurationProcessor` interpolates ([`is_interpolated`]), with their dotted
+/// The strings Honua's `ConfigurationProcessor` interpolates (`is_interpolated`), with their dotted
 /// place (`data_source.main.connection`).
 pub fn interpolated_strings(root: &Node) -> Vec<(String, &Node)> {
     let mut out = Vec::new();

@@ -127,7 +127,7 @@ impl Fleet<'_> {
     }
 
     /// As [`Fleet::desired`], for a long-poll that was woken (by a decision, or its periodic look):
-    /// it may share a read begun before it was woken (see [`Fleet::offered`]).
+    /// it may share a read begun before it was woken (see `Fleet::offered`).
     pub async fn desired_when_woken(
         &self,
         repository: Option<&str>,

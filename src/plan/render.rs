@@ -144,7 +144,7 @@ fn md_rows(changes: &[&Change]) -> String {
     out
 }
 
-/// One environment's changes in Markdown: breaking first; beyond [`FOLD_AFTER`] rows the rest is folded.
+/// One environment's changes in Markdown: breaking first; beyond `FOLD_AFTER` rows the rest is folded.
 pub fn changes_markdown(cs: &ChangeSet) -> String {
     if cs.is_empty() {
         return "No changes.\n".into();

@@ -40,7 +40,7 @@ const STYLE_GEOMETRY_TYPES: [&str; 5] = ["point", "line", "polyline", "polygon",
 /// Bounds on an `autoFilter` expression, checked by a flat scan before the CQL2 parser sees it. The
 /// parser (pest) recurses per bracket and per operator, deeply: measured in a debug build, one bracket
 /// level costs ~64 KiB of stack and one operator ~4 KiB. So the parser runs on a thread of its own with
-/// [`PARSER_STACK`], where the worst text within these bounds (16 levels, 1,000 negations) needs ~5 MiB;
+/// `PARSER_STACK`, where the worst text within these bounds (16 levels, 1,000 negations) needs ~5 MiB;
 /// the stack of whoever validates never matters. Honua's own filters are one line.
 pub const MAX_CQL_CHARS: usize = 1_000;
 pub const MAX_CQL_NESTING: usize = 16;
