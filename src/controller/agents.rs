@@ -113,6 +113,11 @@ impl Controller {
 }
 
 impl Fleet<'_> {
+    /// An agent asked for its desired state: it is alive.
+    pub async fn agent_seen(&self, agent: &str, environment: &str) -> Result<(), StoreError> {
+        self.store.agent_seen(agent, environment, crate::store::now_ms()).await
+    }
+
     /// What `environment` should run now: the newest approved deployment whose windows are open, or else
     /// the newest one being applied or completed (what runs). `None` before anything was approved. With
     /// `agent` named and a one-at-a-time rollout, an agent whose turn has not come gets what runs.

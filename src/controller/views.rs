@@ -6,9 +6,21 @@ use crate::deployment::wire::{
     AgentView, DeploymentDetail, DeploymentSummary, DeploymentView, EnvironmentApprovals, EnvironmentView,
     PullApproval, PullApprovals, SignedView,
 };
-use crate::store::{AuditEntry, Deployment, DeploymentFilter, DeploymentState, NewAudit, StoreError};
+use crate::store::{AuditEntry, Deployment, DeploymentFilter, DeploymentState, NewAudit, Store, StoreError};
+
+/// The read models, built from the store alone. [`Controller::views`] lends them.
+pub struct Views<'a> {
+    pub store: &'a dyn Store,
+}
 
 impl Controller {
+    /// The read models over the controller's store.
+    pub fn views(&self) -> Views<'_> {
+        Views { store: &*self.store }
+    }
+}
+
+impl Views<'_> {
     /// A deployment with when it ran and who is behind it: `started_at`/`finished_at` (entering
     /// `applying`, reaching an end), `duration_ms` between them, and `by`: its approvers (not the
     /// policy), else who caused it (the pusher, the operator who rolled back).
@@ -125,12 +137,9 @@ impl Controller {
     ) -> Result<Vec<AuditEntry>, StoreError> {
         self.store.audit(after, deployment, limit).await
     }
+}
 
-    /// An agent asked for its desired state: it is alive.
-    pub async fn agent_seen(&self, agent: &str, environment: &str) -> Result<(), StoreError> {
-        self.store.agent_seen(agent, environment, crate::store::now_ms()).await
-    }
-
+impl Controller {
     /// Records a refused attempt on deployment `id` (a caller without the role, an agent naming another
     /// environment's deployment): who, what, and why, under the deployment's repository and environment
     /// (or `environment` when given: the one the caller acted for).

@@ -263,7 +263,7 @@ async fn signing_key(State(c): State<Arc<Controller>>) -> Json<SigningKey> {
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn environments(caller: Caller, State(c): State<Arc<Controller>>) -> Result<Json<Environments>, ApiError> {
     caller.require(Role::Viewer)?;
-    Ok(Json(Environments { environments: c.environment_views(None).await? }))
+    Ok(Json(Environments { environments: c.views().environment_views(None).await? }))
 }
 
 /// One environment (per repository that deploys it): status, sync, health, current, pending, the ten
@@ -278,8 +278,8 @@ async fn environment(
     Path(env): Path<String>,
 ) -> Result<Json<EnvironmentDetail>, ApiError> {
     caller.require(Role::Viewer)?;
-    let views = c.environment_views(Some(&env)).await?;
-    let agents_only = c.agent_views(Some(&env)).await?;
+    let views = c.views().environment_views(Some(&env)).await?;
+    let agents_only = c.views().agent_views(Some(&env)).await?;
     if views.is_empty() && agents_only.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -321,7 +321,7 @@ async fn events(
             tokio::pin!(changed);
             // Enabled now, so a change between this look and the wait below is not missed.
             changed.as_mut().enable();
-            if let Ok(views) = c.environment_views(env.as_deref()).await {
+            if let Ok(views) = c.views().environment_views(env.as_deref()).await {
                 let body = serde_json::to_string(&Environments { environments: views }).expect("views encode");
                 if last.as_deref() != Some(body.as_str()) {
                     let event = axum::response::sse::Event::default().event("environments").data(body.clone());
@@ -366,11 +366,12 @@ async fn deployments(
     };
     let filter =
         DeploymentFilter { repository: q.repository, environment: q.environment, states, limit: q.limit.unwrap_or(20) };
-    Ok(Json(Deployments { deployments: c.deployment_views(&filter).await? }))
+    Ok(Json(Deployments { deployments: c.views().deployment_views(&filter).await? }))
 }
 
 pub(crate) async fn detail(c: &Controller, id: &str) -> Result<DeploymentDetail, ApiError> {
-    c.deployment_detail(id)
+    c.views()
+        .deployment_detail(id)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no deployment `{id}`")))
 }
@@ -682,7 +683,7 @@ async fn audit(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<AuditLog>, ApiError> {
     caller.require(Role::Viewer)?;
-    let entries = c.audit_log(q.after.unwrap_or(0), q.deployment.as_deref(), q.limit.unwrap_or(500)).await?;
+    let entries = c.views().audit_log(q.after.unwrap_or(0), q.deployment.as_deref(), q.limit.unwrap_or(500)).await?;
     Ok(Json(AuditLog { entries }))
 }
 
@@ -702,7 +703,7 @@ async fn agents(
     Query(q): Query<AgentsQuery>,
 ) -> Result<Json<Agents>, ApiError> {
     caller.require(Role::Viewer)?;
-    Ok(Json(Agents { agents: c.agent_views(q.environment.as_deref()).await? }))
+    Ok(Json(Agents { agents: c.views().agent_views(q.environment.as_deref()).await? }))
 }
 
 pub use crate::deployment::AGENT_STALE_AFTER_MS;
@@ -730,7 +731,7 @@ async fn agent_desired(
     headers: axum::http::HeaderMap,
 ) -> Result<axum::response::Response, ApiError> {
     caller.require_agent_of(&q.environment)?;
-    c.agent_seen(&caller.0.name, &q.environment).await?;
+    c.fleet().agent_seen(&caller.0.name, &q.environment).await?;
     let known = headers.get(axum::http::header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(q.wait.unwrap_or(0).min(60));
     let mut woken = false;
@@ -810,7 +811,7 @@ async fn refuse_other_environment(
     deployment: &str,
     what: &str,
 ) -> Result<(), ApiError> {
-    let Some(d) = c.deployment(deployment).await? else { return Ok(()) };
+    let Some(d) = c.views().deployment(deployment).await? else { return Ok(()) };
     if d.environment == environment {
         return Ok(());
     }

@@ -163,7 +163,7 @@ async fn overview(State(pages): State<Pages>, headers: HeaderMap) -> Response {
     if let Err(r) = allowed(&pages, &headers, "/").await {
         return r;
     }
-    let views = match pages.controller.environment_views(None).await {
+    let views = match pages.controller.views().environment_views(None).await {
         Ok(v) => v,
         Err(_) => return failed(StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable; try again"),
     };
