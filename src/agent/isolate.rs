@@ -126,7 +126,8 @@ impl Agent {
         let request = serde_json::to_vec(work).expect("work encodes");
         let mut stdin = child.stdin.take().expect("piped");
         let mut stdout = child.stdout.take().expect("piped");
-        let (written, read) = tokio::join!(
+        // A failed write shows as a child that ends without an answer.
+        let (_written, read) = tokio::join!(
             async move {
                 stdin.write_all(&request).await?;
                 stdin.shutdown().await
@@ -138,10 +139,10 @@ impl Agent {
         );
         let status = child.wait().await.map_err(|e| apply_err(format!("the child process: {e}")))?;
         let answer = read.ok().and_then(|bytes| serde_json::from_slice::<Answer>(&bytes).ok());
-        match (answer, written) {
-            (Some(Answer::Failed(message)), _) => Err(AgentError::Apply(message)),
-            (Some(answer), _) => Ok(answer),
-            (None, _) => Err(apply_err(format!(
+        match answer {
+            Some(Answer::Failed(message)) => Err(AgentError::Apply(message)),
+            Some(answer) => Ok(answer),
+            None => Err(apply_err(format!(
                 "the child process doing the work ended ({status}) without an answer; its log is above, and the next poll converges from the journal"
             ))),
         }
