@@ -212,6 +212,34 @@ async fn a_crash_at_any_apply_phase_converges_after_restart() {
     }
 }
 
+/// Work in a child process: a child that ends without answering fails the poll with its exit status
+/// and applies nothing; a child's own failure is the poll's error; a program that cannot be started
+/// has the work done in the agent's process.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_in_a_child_process_fails_cleanly_and_falls_back_to_this_process() {
+    use honua_gitops::agent::isolate::Isolation;
+    let s = setup("development").await;
+    let base = s.origin.main_sha();
+    push(&s, &"0".repeat(40), &base, "c-1").await;
+    let sh = |script: &str| Isolation::new("/bin/sh".into(), vec!["-c".into(), script.into()]);
+    let mut agent = Agent::new(s.config.clone()).unwrap();
+
+    agent.isolate_work(sh("cat > /dev/null; exit 3"));
+    let e = agent.poll_once(0).await.unwrap_err().to_string();
+    assert!(e.contains("exit status: 3") && e.contains("without an answer"), "{e}");
+    assert!(!s.config.target_dir.join("current").exists(), "nothing was swapped");
+    assert_eq!(s.honua.state.lock().unwrap().reloads, 0);
+
+    agent.isolate_work(sh(r#"cat > /dev/null; printf '{"Failed":"render: the child said why"}'"#));
+    let e = agent.poll_once(0).await.unwrap_err().to_string();
+    assert_eq!(e, "render: the child said why");
+
+    agent.isolate_work(Isolation::new("/nonexistent/honua-agent".into(), Vec::new()));
+    assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
+    assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
+}
+
 fn agent_process(config: &AgentConfig, args: &[&str]) -> std::process::Output {
     agent_command(config, args).output().unwrap()
 }

@@ -34,6 +34,11 @@ pub struct Isolation {
 }
 
 impl Isolation {
+    /// A child started as `program args…` (tests start stand-ins this way).
+    pub fn new(program: PathBuf, args: Vec<OsString>) -> Isolation {
+        Isolation { program, args }
+    }
+
     /// This process's own program and arguments, as the child is to be started.
     pub fn of_this_process() -> Option<Isolation> {
         let program = std::env::current_exe().ok()?;
