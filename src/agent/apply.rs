@@ -236,6 +236,8 @@ impl Agent {
         let output = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(command)
+            // An agent the operator's command starts is an agent, not a child doing this work.
+            .env_remove(super::isolate::ISOLATED_WORK_ENV)
             .stdin(std::process::Stdio::null())
             .output()
             .await
