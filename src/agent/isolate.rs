@@ -70,21 +70,25 @@ impl Agent {
         self.isolation = Some(isolation);
     }
 
-    /// Does `work` here: what a child runs.
-    pub async fn do_work(&self, work: Work) -> Answer {
-        let answer = match work {
-            Work::Ledger => self.desired_from_ledger().await.map(Answer::Ledger),
-            Work::Apply { record, etag } => self.apply_once(&record, etag).await.map(Answer::Applied),
-        };
-        answer.unwrap_or_else(|e| Answer::Failed(e.to_string()))
+    /// Does `work` in this process: what a child runs, and what the agent does without isolation.
+    async fn do_work(&self, work: &Work) -> Result<Answer, AgentError> {
+        Ok(match work {
+            Work::Ledger => Answer::Ledger(self.desired_from_ledger().await?),
+            Work::Apply { record, etag } => Answer::Applied(self.apply_once(record, etag.clone()).await?),
+        })
+    }
+
+    /// Does `work` in a child when work is isolated, else here.
+    async fn run_work(&self, work: Work) -> Result<Answer, AgentError> {
+        match &self.isolation {
+            Some(isolation) => self.in_child(isolation, &work).await,
+            None => self.do_work(&work).await,
+        }
     }
 
     /// The Git ledger's newest record for this agent, read in a child when work is isolated.
     pub(super) async fn read_ledger(&self) -> Result<Option<SignedRecord>, AgentError> {
-        if self.isolation.is_none() {
-            return self.desired_from_ledger().await;
-        }
-        match self.in_child(&Work::Ledger).await? {
+        match self.run_work(Work::Ledger).await? {
             Answer::Ledger(record) => Ok(record),
             other => Err(unexpected(&other)),
         }
@@ -96,17 +100,13 @@ impl Agent {
         record: &SignedRecord,
         etag: Option<String>,
     ) -> Result<PollOutcome, AgentError> {
-        if self.isolation.is_none() {
-            return self.apply_once(record, etag).await;
-        }
-        match self.in_child(&Work::Apply { record: Box::new(record.clone()), etag }).await? {
+        match self.run_work(Work::Apply { record: Box::new(record.clone()), etag }).await? {
             Answer::Applied(outcome) => Ok(outcome),
             other => Err(unexpected(&other)),
         }
     }
 
-    async fn in_child(&self, work: &Work) -> Result<Answer, AgentError> {
-        let Some(isolation) = &self.isolation else { unreachable!("checked by the callers") };
+    async fn in_child(&self, isolation: &Isolation, work: &Work) -> Result<Answer, AgentError> {
         let mut command = tokio::process::Command::new(&isolation.program);
         command
             .args(&isolation.args)
@@ -122,10 +122,7 @@ impl Agent {
             Err(e) => {
                 // The program was replaced or removed (an upgrade in place): do the work here.
                 tracing::warn!(program = %isolation.program.display(), error = %e, "could not start a child for the work; doing it in this process");
-                return Ok(match work {
-                    Work::Ledger => Answer::Ledger(self.desired_from_ledger().await?),
-                    Work::Apply { record, etag } => Answer::Applied(self.apply_once(record, etag.clone()).await?),
-                });
+                return self.do_work(work).await;
             }
         };
         let request = serde_json::to_vec(work).expect("work encodes");
@@ -189,7 +186,7 @@ pub async fn serve_one(agent: &Agent) -> std::io::Result<()> {
     let mut request = Vec::new();
     std::io::stdin().take(MAX_ANSWER).read_to_end(&mut request)?;
     let answer = match serde_json::from_slice::<Work>(&request) {
-        Ok(work) => agent.do_work(work).await,
+        Ok(work) => agent.do_work(&work).await.unwrap_or_else(|e| Answer::Failed(e.to_string())),
         Err(e) => Answer::Failed(format!("the work for this child could not be read: {e}")),
     };
     let mut stdout = std::io::stdout().lock();

@@ -55,6 +55,18 @@ pub enum DecisionError {
     Store(#[from] StoreError),
 }
 
+impl From<crate::git::GitError> for DecisionError {
+    fn from(e: crate::git::GitError) -> Self {
+        DecisionError::Failed(e.to_string())
+    }
+}
+
+impl From<tokio::task::JoinError> for DecisionError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        DecisionError::Failed(format!("mirror task: {e}"))
+    }
+}
+
 impl From<JobError> for DecisionError {
     fn from(e: JobError) -> Self {
         match e {

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::task::JoinError;
 
-use super::JobError;
 use crate::git::mirror::Mirror;
+use crate::git::GitError;
 
 pub struct Mirrors {
     root: PathBuf,
@@ -42,14 +43,12 @@ impl Mirrors {
 
     /// Opens (or creates) the mirror of `url` and runs `work` on it on a blocking thread. The caller
     /// holds the repository's [`lock`](Self::lock) when the work writes, or reads what a fetch may move.
-    pub async fn run<T: Send + 'static>(
-        &self,
-        url: &str,
-        work: impl FnOnce(Mirror) -> Result<T, JobError> + Send + 'static,
-    ) -> Result<T, JobError> {
+    pub async fn run<T, E>(&self, url: &str, work: impl FnOnce(Mirror) -> Result<T, E> + Send + 'static) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<GitError> + From<JoinError> + Send + 'static,
+    {
         let (root, url) = (self.root.clone(), url.to_string());
-        tokio::task::spawn_blocking(move || work(Mirror::open(&root, &url)?))
-            .await
-            .map_err(|e| JobError::Git(format!("mirror task: {e}")))?
+        tokio::task::spawn_blocking(move || work(Mirror::open(&root, &url)?)).await?
     }
 }

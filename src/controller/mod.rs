@@ -66,6 +66,13 @@ impl From<crate::git::GitError> for JobError {
     }
 }
 
+/// A Git task on a blocking thread that panicked or was cancelled.
+impl From<tokio::task::JoinError> for JobError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        JobError::Git(format!("mirror task: {e}"))
+    }
+}
+
 pub use deployments::{DecisionError, DeploySource};
 
 /// The service's domain side as one value the workers, the poller and the API share. Its parts are
@@ -191,29 +198,21 @@ impl Controller {
         if !self.mirrors.exists(&url) {
             return Err(PlanOfHeadError::NoMirror);
         }
-        let read = self
-            .mirrors
+        self.mirrors
             .run(&url, move |mirror| {
                 // The remote's own HEAD, as the last fetch recorded it; a mirror from before that was
                 // recorded is read at `main` or `master`.
-                let Some(base) = mirror
+                let base = mirror
                     .default_branch()
                     .into_iter()
                     .chain(["refs/heads/main".to_string(), "refs/heads/master".to_string()])
                     .find_map(|r| mirror.resolve(&r).ok())
-                else {
-                    return Ok(Err(PlanOfHeadError::NoDefaultBranch));
-                };
-                Ok(match ConfigRepo::load_git(mirror.path(), &base) {
-                    Ok(repo) => read(&mirror, repo),
-                    Err(e) => Err(PlanOfHeadError::Git(e.to_string())),
-                })
+                    .ok_or(PlanOfHeadError::NoDefaultBranch)?;
+                let repo =
+                    ConfigRepo::load_git(mirror.path(), &base).map_err(|e| PlanOfHeadError::Git(e.to_string()))?;
+                read(&mirror, repo)
             })
-            .await;
-        read.map_err(|e| match e {
-            JobError::Git(message) => PlanOfHeadError::Git(message),
-            e => PlanOfHeadError::Git(e.to_string()),
-        })?
+            .await
     }
 }
 
@@ -228,4 +227,16 @@ pub enum PlanOfHeadError {
     NotFetched,
     #[error("{0}")]
     Git(String),
+}
+
+impl From<crate::git::GitError> for PlanOfHeadError {
+    fn from(e: crate::git::GitError) -> Self {
+        PlanOfHeadError::Git(e.to_string())
+    }
+}
+
+impl From<tokio::task::JoinError> for PlanOfHeadError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        PlanOfHeadError::Git(format!("mirror task: {e}"))
+    }
 }

@@ -105,11 +105,8 @@ impl Controller {
         };
 
         let source = self.source_for(&repository);
-        let mirror = self
-            .mirrors
-            .run(&source.url, |mirror| Ok(mirror.path().to_path_buf()))
-            .await
-            .map_err(|e| DecisionError::Failed(e.to_string()))?;
+        let mirror =
+            self.mirrors.run(&source.url, |mirror| Ok::<_, DecisionError>(mirror.path().to_path_buf())).await?;
         let from = load(&mirror, &current.commit).await?;
         let to_repo = load(&mirror, &target.commit).await?;
         let env = EnvName::new(environment);
@@ -321,7 +318,7 @@ impl Controller {
         let commit = target.commit.clone();
         let tree = self
             .mirrors
-            .run(&source.url, move |mirror| {
+            .run(&source.url, move |mirror| -> Result<String, JobError> {
                 let repo = git2::Repository::open_bare(mirror.path())?;
                 let oid = git2::Oid::from_str(&commit)?;
                 let c = repo.find_commit(oid)?;

@@ -131,10 +131,11 @@ impl Controller {
         record_job(&job.event, "quarantined", 0.0);
         let shown = match parse_job(&job.event, &job.payload) {
             Ok(Event::PullRequest { repo, number, head_sha, action, .. }) if action != PullRequestAction::Closed => {
-                match self.github_repo(&repo) {
-                    Ok(gh) => self.pull_requests(&gh).report_quarantine(&repo, number, &head_sha, &reason).await,
-                    Err(e) => Err(e),
-                }
+                let report = async {
+                    let gh = self.github_repo(&repo)?;
+                    self.pull_requests(&gh).report_quarantine(&repo, number, &head_sha, &reason).await
+                };
+                report.await
             }
             _ => Ok(()),
         };
