@@ -15,14 +15,18 @@ fn tmux(args: &[&str]) -> std::process::Output {
     Command::new("tmux").args(args).output().unwrap()
 }
 
+/// The pane once it shows `what` and has settled: two captures in a row alike, so a frame caught while
+/// it was being drawn (its last lines missing) is not taken.
 async fn pane_until(session: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut previous = String::new();
     loop {
         let pane = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", session]).stdout).into_owned();
-        if done(&pane) {
+        if done(&pane) && pane == previous {
             return pane;
         }
         assert!(tokio::time::Instant::now() < deadline, "the dashboard never showed {what}:\n{pane}");
+        previous = pane;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
