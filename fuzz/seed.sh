@@ -6,19 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 rm -rf seeds && mkdir -p seeds/config seeds/policy seeds/webhook seeds/comment seeds/hcl
 python3 - <<'PY'
-import hashlib, hmac, json, pathlib
+import hashlib, hmac, json, pathlib, re
 
 root = pathlib.Path("..").resolve()
 shared = (root / ".." / "shared" / "honua").resolve()
-slots = [
-    ".gitops/deployment-policy.yaml",
-    "environments/common/base-metadata.yaml",
-    "environments/development/metadata.yaml",
-    "environments/development/datasources.yaml",
-    "environments/development/config.yaml",
-    "environments/production/metadata.yaml",
-    "environments/production/datasources.yaml",
-]
+# The config target's slots, read from its source so that the two never disagree.
+target = (pathlib.Path("fuzz_targets") / "config.rs").read_text()
+slots = re.findall(r'"([^"]+)"', target.split("const SLOTS", 1)[1].split("];", 1)[0])
 
 def write(target, name, data):
     (pathlib.Path("seeds") / target / name).write_bytes(data)

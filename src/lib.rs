@@ -7,6 +7,33 @@
 //! approvals), `server` (HTTP: webhooks, API, pages), `git` (mirrors and the ledger), `agent` (the edge
 //! agent beside Honua), `cli`; `standin` is a faithful stand-in Honua for the demo and the tests.
 
+/// An enum whose variants travel as fixed names (in the API, the store, agents' reports, plans): one
+/// `snake_case` rule gives serde's names and strum's, and from strum's derives come the inherent `ALL`
+/// (in the order declared), `as_str`, `parse` and `Display`. Other derives are the caller's.
+macro_rules! named {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        #[derive(serde::Serialize, serde::Deserialize)]
+        #[derive(strum::IntoStaticStr, strum::EnumString, strum::Display, strum::VariantArray)]
+        #[serde(rename_all = "snake_case")]
+        #[strum(serialize_all = "snake_case")]
+        $vis enum $name { $($body)* }
+
+        impl $name {
+            /// Every variant, in the order declared.
+            pub const ALL: &'static [$name] = <$name as strum::VariantArray>::VARIANTS;
+
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                s.parse().ok()
+            }
+        }
+    };
+}
+
 pub mod agent;
 pub mod author;
 pub mod cli;
@@ -25,3 +52,44 @@ pub mod settings;
 pub mod standin;
 pub mod store;
 pub mod validate;
+
+#[cfg(test)]
+mod named_tests {
+    use std::fmt::Debug;
+
+    /// serde's name of every variant is strum's (what `as_str`, `parse` and `Display` use).
+    fn agree<T: Copy + PartialEq + Debug + std::fmt::Display + serde::Serialize>(
+        all: &[T],
+        as_str: fn(T) -> &'static str,
+        parse: fn(&str) -> Option<T>,
+    ) {
+        for &v in all {
+            assert_eq!(serde_json::to_value(v).unwrap(), as_str(v), "{v:?}");
+            assert_eq!(parse(as_str(v)), Some(v));
+            assert_eq!(v.to_string(), as_str(v));
+        }
+    }
+
+    #[test]
+    fn serde_and_strum_give_every_variant_the_same_name() {
+        use crate::deployment::{wire, DeploymentState, Gate, Phase, Role};
+        agree(DeploymentState::ALL, DeploymentState::as_str, DeploymentState::parse);
+        agree(Gate::ALL, Gate::as_str, Gate::parse);
+        agree(Role::ALL, Role::as_str, Role::parse);
+        agree(Phase::ALL, Phase::as_str, Phase::parse);
+        agree(wire::Health::ALL, wire::Health::as_str, wire::Health::parse);
+        agree(wire::Sync::ALL, wire::Sync::as_str, wire::Sync::parse);
+        agree(crate::diff::Action::ALL, crate::diff::Action::as_str, crate::diff::Action::parse);
+        agree(
+            crate::config::ConfigFormat::ALL,
+            crate::config::ConfigFormat::as_str,
+            crate::config::ConfigFormat::parse,
+        );
+        use crate::config::resource::ResourceKind;
+        agree(ResourceKind::ALL, ResourceKind::as_str, ResourceKind::parse);
+        assert_eq!(DeploymentState::AwaitingApproval.as_str(), "awaiting_approval");
+        assert_eq!(ResourceKind::DataSource.as_str(), "data_source");
+        assert_eq!(ResourceKind::Datasource.as_str(), "datasource");
+        assert_eq!(DeploymentState::parse("Approved"), None, "names are exact");
+    }
+}

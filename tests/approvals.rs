@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fake_github::FakeGithub;
-use common::service::Service;
+use common::service::{ExampleScene, Service};
 use common::{Origin, REPO};
 use honua_gitops::store::{Deployment, DeploymentFilter, DeploymentState, Store};
 
@@ -27,9 +27,7 @@ struct World {
 impl World {
     /// The service on the example repository, with every environment running `main` already.
     async fn new(store: Arc<dyn Store>) -> World {
-        let github = FakeGithub::start().await;
-        let origin = Origin::new(&common::examples().join("honua-config"));
-        let service = Service::start(&github, &origin, store.clone()).await;
+        let ExampleScene { github, origin, service } = ExampleScene::start(store.clone()).await;
         let w = World { github, origin, service, store, deliveries: 0.into() };
         let base = w.origin.main_sha();
         w.push(&"0".repeat(40), &base).await;

@@ -5,9 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::fake_github::FakeGithub;
-use common::service::Service;
-use common::Origin;
+use common::service::ExampleScene;
 use honua_gitops::store::{DeploymentFilter, DeploymentState, Role};
 
 fn honua(server: &str, token: &str, args: &[&str]) -> (i32, String, String) {
@@ -41,9 +39,7 @@ async fn run(server: &str, token: &str, args: &[&str]) -> (i32, String, String) 
 async fn every_client_command_works_against_the_service_and_speaks_json() {
     let db = common::db::sqlite().await;
     let store = db.store.clone();
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store.clone()).await;
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
     let token = common::api_token(&store, "operator", Role::Admin, None).await;
     let base = origin.main_sha();
     service.deliver("push", "c-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
@@ -123,8 +119,7 @@ async fn every_client_command_works_against_the_service_and_speaks_json() {
 async fn rollback_shows_what_it_restores_waits_for_the_end_and_resume_lifts_the_pause() {
     let db = common::db::sqlite().await;
     let store = db.store.clone();
-    let common::service::ExampleScene { origin, service, .. } =
-        common::service::ExampleScene::start(store.clone()).await;
+    let ExampleScene { origin, service, .. } = ExampleScene::start(store.clone()).await;
     let token = common::api_token(&store, "operator", Role::Admin, None).await;
     let url = service.url.clone();
     let wait_for = |commit: String| {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::fake_github::FakeGithub;
-use common::service::Service;
+use common::service::{ExampleScene, Service};
 use common::{Origin, REPO};
 use honua_gitops::controller::{Controller, DeploySource};
 use honua_gitops::plan::signing::{parse_public_key, verify};
@@ -80,9 +80,7 @@ impl Api {
 }
 
 async fn a_merge_deploys_development_and_staging_and_production_waits_for_an_approver(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store.clone()).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start(store.clone()).await;
     let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
     let approver = Api::token(&store, "release-bot", Role::Approver, None).await;
     let viewer = Api::token(&store, "dashboard", Role::Viewer, None).await;
@@ -263,9 +261,7 @@ async fn a_merge_deploys_development_and_staging_and_production_waits_for_an_app
 }
 
 async fn a_newer_merge_supersedes_a_deployment_that_has_not_started(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store.clone()).await;
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
     let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
     let approver = Api::token(&store, "mike", Role::Approver, None).await;
     let base = origin.main_sha();
@@ -310,9 +306,7 @@ async fn a_newer_merge_supersedes_a_deployment_that_has_not_started(store: Arc<d
 }
 
 async fn a_push_whose_webhook_was_lost_is_deployed_by_polling(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store.clone()).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start(store.clone()).await;
     github.set_branch(REPO, "main", &origin.main_sha());
     assert_eq!(service.controller.poll_once().await.unwrap(), 1);
     wait_for_deployments(&store, "deployments from polling", |all| all.len() == 3).await;
@@ -387,9 +381,7 @@ async fn one_failing_remote_never_delays_another(store: Arc<dyn Store>) {
 }
 
 async fn a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store.clone()).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start(store.clone()).await;
     let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
     let approver = Api::token(&store, "oncall", Role::Approver, None).await;
     let viewer = Api::token(&store, "dashboard", Role::Viewer, None).await;
@@ -466,8 +458,7 @@ async fn a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr(s
 /// preview says what each restores before it is asked for; the pause is in the environment's view
 /// until `resume` lifts it, which plans the branch head again and is audited.
 async fn rolling_back_twice_goes_further_back_and_resume_lifts_the_pause(store: Arc<dyn Store>) {
-    let common::service::ExampleScene { origin, service, .. } =
-        common::service::ExampleScene::start(store.clone()).await;
+    let ExampleScene { origin, service, .. } = ExampleScene::start(store.clone()).await;
     let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
     let approver = Api::token(&store, "oncall", Role::Approver, None).await;
     let viewer = Api::token(&store, "dashboard", Role::Viewer, None).await;
@@ -520,15 +511,8 @@ async fn rolling_back_twice_goes_further_back_and_resume_lifts_the_pause(store: 
     let dev = views["environments"].as_array().unwrap().iter().find(|e| e["environment"] == "development").unwrap();
     assert_eq!(dev["paused"]["deployment"].as_str(), Some(second_id.as_str()), "{dev:#}");
     // And on the overview page.
-    let page = reqwest::Client::new()
-        .get(format!("{}/", service.url))
-        .header("cookie", format!("honua_session={viewer}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let request = reqwest::Client::new().get(format!("{}/", service.url));
+    let page = common::text_of(request.header("cookie", format!("honua_session={viewer}"))).await;
     assert!(
         page.contains("after the rollback") && page.contains(&second_id) && page.contains("honua resume development"),
         "{page}"
@@ -632,9 +616,7 @@ async fn the_policy_notifies_approvals_required_and_completions_and_records_what
 }
 
 async fn agents_long_poll_their_desired_state_and_report_phases(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store.clone()).await;
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
     let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
     let dev_agent = Api::token(&store, "dev-agent-1", Role::Agent, Some("development")).await;
     let prod_agent = Api::token(&store, "prod-agent-1", Role::Agent, Some("production")).await;
@@ -804,9 +786,7 @@ async fn an_approved_deployment_outside_its_window_starts_when_the_window_opens(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_lists_every_route_with_its_errors() {
     let db = common::db::sqlite().await;
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, db.store.clone()).await;
+    let ExampleScene { github: _github, origin: _origin, service } = ExampleScene::start(db.store.clone()).await;
     let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
     let (status, doc) = api.call("GET", "/api/v1/openapi.json", None, None).await;
     assert_eq!(status, 200);
@@ -869,9 +849,7 @@ fn conforms(schema: &Value, answer: &Value) -> Result<(), String> {
 async fn every_answer_matches_its_documented_schema() {
     let db = common::db::sqlite().await;
     let store = db.store.clone();
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store.clone()).await;
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
     let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
     let (_, doc) = api.call("GET", "/api/v1/openapi.json", None, None).await;
     let viewer = Api::token(&store, "viewer", Role::Viewer, None).await;

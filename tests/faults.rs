@@ -12,7 +12,7 @@ use common::edge::{expected_render, ledger_deployment, push, setup, Setup};
 use common::fake_github::{FakeGithub, Injected};
 use common::fault_proxy::{Fault, FaultProxy};
 use common::git_http::GitHttp;
-use common::service::Service;
+use common::service::{ExampleScene, Service};
 use common::{Origin, REPO};
 use honua_gitops::agent::{Agent, AgentConfig, PollOutcome};
 use honua_gitops::store::{DeploymentFilter, DeploymentState};
@@ -229,9 +229,7 @@ async fn the_agent_reads_the_git_ledger_through_a_blackholed_reset_and_slow_remo
 async fn a_postgresql_restart_mid_burst_loses_nothing_and_doubles_nothing() {
     let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let Some(db) = common::db::postgres_through(Some(proxy.addr.port())).await else { return };
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, db.store.clone()).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start(db.store.clone()).await;
     let base = origin.main_sha();
     let heads: Vec<String> = (1..=12)
         .map(|n| {

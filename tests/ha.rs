@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fake_github::FakeGithub;
+use common::service::webhook;
 use common::{Origin, REPO};
-use honua_gitops::github::webhook::sign;
 use sqlx::Connection;
 
 const SECRET: &str = "ha-secret";
@@ -146,14 +146,7 @@ async fn two_replicas_one_killed_mid_burst_process_every_accepted_delivery_exact
                     target = 1;
                 }
                 loop {
-                    let sent = client
-                        .post(format!("{}/webhooks/github", urls[target]))
-                        .header("X-GitHub-Event", *event)
-                        .header("X-GitHub-Delivery", id.as_str())
-                        .header("X-Hub-Signature-256", sign(SECRET.as_bytes(), body))
-                        .body(body.clone())
-                        .send()
-                        .await;
+                    let sent = webhook(&client, &urls[target], SECRET, event, id, body.clone()).send().await;
                     match sent {
                         Ok(r) if r.status() == 202 => {
                             let status =

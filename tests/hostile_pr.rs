@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fake_github::FakeGithub;
-use common::service::Service;
+use common::service::{webhook, ExampleScene, Service};
 use common::{Origin, REPO};
-use honua_gitops::github::webhook::sign;
 use honua_gitops::store::{now_ms, JobState, Store};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -55,15 +54,7 @@ fn still_running(process: &mut common::Running) {
 }
 
 async fn deliver(client: &reqwest::Client, url: &str, id: &str, body: Vec<u8>) {
-    let r = client
-        .post(format!("{url}/webhooks/github"))
-        .header("X-GitHub-Event", "pull_request")
-        .header("X-GitHub-Delivery", id)
-        .header("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = webhook(client, url, SECRET, "pull_request", id, body).send().await.unwrap();
     assert_eq!(r.status(), 202);
 }
 
@@ -159,15 +150,9 @@ async fn plain_git_mode_plans_a_branch_with_policy_bombs_and_stays_up() {
         .to_string();
     let mut production = serde_json::Value::Null;
     for _ in 0..600 {
-        let list: serde_json::Value = client
-            .get(format!("{url}/api/v1/deployments?environment=production"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list =
+            common::json_of(client.get(format!("{url}/api/v1/deployments?environment=production")).bearer_auth(&token))
+                .await;
         if let Some(d) = list["deployments"].as_array().and_then(|l| l.first()) {
             production = d.clone();
             break;
@@ -235,9 +220,7 @@ const HOSTILE: [&str; 6] = [
 /// Hostile layer titles, ids and field names from a PR: the plan comment and the diff check render them
 /// as text, never as a mention, a link, an image or HTML, and they are still shown.
 async fn hostile_titles_ids_and_field_names_stay_inert_in_the_plan(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start(store).await;
     let tree = tempfile::tempdir().unwrap();
     common::copy_tree(&common::examples().join("honua-config"), tree.path());
     let meta = tree.path().join("environments/common/base-metadata.yaml");
@@ -274,9 +257,7 @@ async fn hostile_titles_ids_and_field_names_stay_inert_in_the_plan(store: Arc<dy
 /// Another bot (a workflow echoing PR text, say) posts a comment that starts with our marker: it is
 /// not ours. The service posts its own plan and leaves that comment alone.
 async fn another_bots_comment_with_our_marker_is_left_alone(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start(store).await;
     let planted = "<!-- honua-gitops:plan -->\nechoed by a workflow";
     let other = github.post_comment_as(REPO, 12, planted, "ci-echo[bot]", "Bot");
     let head = origin.push_pr(12, &common::examples().join("honua-config-pr"));
@@ -344,9 +325,7 @@ async fn call(
 /// agent tokens only; an agent naming a deployment of another environment is refused and audited.
 async fn agent_routes_take_only_agent_tokens_of_their_environment(store: Arc<dyn Store>) {
     use reqwest::Method;
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store.clone()).await;
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
     let client = reqwest::Client::new();
     let admin = common::api_token(&store, "root", honua_gitops::store::Role::Admin, None).await;
     let dev = common::api_token(&store, "dev-agent", honua_gitops::store::Role::Agent, Some("development")).await;
@@ -412,9 +391,7 @@ async fn agent_routes_take_only_agent_tokens_of_their_environment(store: Arc<dyn
 /// Every client error of the API is JSON, the auth scheme is case-insensitive, and the pages carry the
 /// headers that keep them from being framed, sniffed or made to load anything else.
 async fn the_api_answers_every_client_error_in_json_and_pages_carry_security_headers(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store.clone()).await;
+    let ExampleScene { github: _github, origin: _origin, service } = ExampleScene::start(store.clone()).await;
     let client = reqwest::Client::new();
     let viewer = common::api_token(&store, "dash", honua_gitops::store::Role::Viewer, None).await;
     let lower = client
@@ -460,9 +437,7 @@ async fn the_api_answers_every_client_error_in_json_and_pages_carry_security_hea
 /// the API's deployment detail and the deployment page show masks, never the values.
 async fn secrets_committed_by_mistake_are_masked_in_comments_api_and_pages(store: Arc<dyn Store>) {
     use honua_gitops::store::{DeploymentFilter, DeploymentState};
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store.clone()).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start(store.clone()).await;
     let viewer = common::api_token(&store, "dash", honua_gitops::store::Role::Viewer, None).await;
     service.deliver("push", "p-base", common::push_payload(&"0".repeat(40), &origin.main_sha(), "alice")).await;
     // Production runs the base (approved and applied), so the merge's plan diffs the connection string.
@@ -509,27 +484,12 @@ async fn secrets_committed_by_mistake_are_masked_in_comments_api_and_pages(store
     service.deliver("push", "p-leak", common::push_payload(&before, &merged, "alice")).await;
     let id = production_of(merged).await;
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let detail = client
-        .get(format!("{}/api/v1/deployments/{id}", service.url))
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let detail =
+        common::text_of(client.get(format!("{}/api/v1/deployments/{id}", service.url)).bearer_auth(&viewer)).await;
     never_shown("the API's deployment detail", &detail);
     let login = client.post(format!("{}/login", service.url)).form(&[("token", viewer.as_str())]).send().await.unwrap();
     let session = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-    let page = client
-        .get(format!("{}/deployments/{id}", service.url))
-        .header("cookie", session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = common::text_of(client.get(format!("{}/deployments/{id}", service.url)).header("cookie", session)).await;
     never_shown("the deployment page", &page);
 }
 

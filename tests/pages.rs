@@ -6,9 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::fake_github::FakeGithub;
-use common::service::Service;
-use common::Origin;
+use common::service::ExampleScene;
 use honua_gitops::store::{DeploymentFilter, Role};
 
 async fn token(store: &std::sync::Arc<dyn honua_gitops::store::Store>, name: &str, role: Role) -> String {
@@ -19,9 +17,7 @@ async fn token(store: &std::sync::Arc<dyn honua_gitops::store::Store>, name: &st
 async fn pages_need_a_viewer_token_once_and_render_environments_and_deployments_escaped() {
     let db = common::db::sqlite().await;
     let store = db.store.clone();
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store.clone()).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start(store.clone()).await;
     let viewer = token(&store, "viewer", Role::Viewer).await;
     let agent = token(&store, "agent", Role::Agent).await;
     service.deliver("push", "p-1", common::push_payload(&"0".repeat(40), &origin.main_sha(), "alice")).await;
@@ -116,9 +112,7 @@ async fn the_overview_renders_in_headless_chromium() {
     };
     let db = common::db::sqlite().await;
     let store = db.store.clone();
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store.clone()).await;
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
     service.deliver("push", "p-1", common::push_payload(&"0".repeat(40), &origin.main_sha(), "alice")).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while store.deployments(&DeploymentFilter { limit: 10, ..Default::default() }).await.unwrap().len() < 3 {

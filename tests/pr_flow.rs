@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fake_github::FakeGithub;
-use common::service::Service;
+use common::service::{ExampleScene, Service};
 use common::{Origin, REPO};
 use honua_gitops::store::Store;
 
@@ -93,9 +93,7 @@ async fn opening_a_pr_gives_two_checks_and_one_plan_comment_which_a_push_edits(s
 }
 
 async fn an_invalid_config_fails_validation_with_every_annotation(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start(store).await;
 
     // 60 layers lose their geometry type (an error, and a warning on the misspelt key each), more than
     // two requests' worth of annotations.
@@ -138,9 +136,7 @@ async fn an_invalid_config_fails_validation_with_every_annotation(store: Arc<dyn
 }
 
 async fn rerunning_the_checks_plans_the_pr_again(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start(store).await;
     let head = origin.push_pr(3, &common::examples().join("honua-config-pr"));
     github.open_pr(REPO, 3, &head, "main");
     service.pull_request("d-first", "opened", 3, &head, &origin.main_sha()).await;
@@ -158,9 +154,7 @@ async fn rerunning_the_checks_plans_the_pr_again(store: Arc<dyn Store>) {
 }
 
 async fn a_pr_whose_webhook_never_arrived_is_caught_up_by_polling(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start(store).await;
     let head = origin.push_pr(4, &common::examples().join("honua-config-pr"));
     github.open_pr(REPO, 4, &head, "main");
     // No webhook at all: one poll finds the PR and the checks follow.
@@ -180,9 +174,7 @@ async fn a_pr_whose_webhook_never_arrived_is_caught_up_by_polling(store: Arc<dyn
 }
 
 async fn github_errors_are_retried_without_a_second_pair_of_checks(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start(store).await;
     // One 502: octocrab retries the request at once. Five: the job fails and is retried with backoff,
     // and the retry reuses the check runs the first attempt created.
     for (number, failures) in [(6, 1), (7, 5)] {
@@ -230,9 +222,7 @@ async fn a_burst_of_pushes_plans_only_the_newest_head(store: Arc<dyn Store>) {
 }
 
 async fn a_pr_from_a_fork_is_checked_from_the_base_repository_alone(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start(store).await;
     let head = origin.push_pr(9, &common::examples().join("honua-config-pr"));
     // The head lives in a stranger's fork, which does not exist at the Git URL: the service must read
     // the head from the base repository's `refs/pull/9/head`, never fetch from (or send the

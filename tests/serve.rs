@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::fake_github::FakeGithub;
+use common::service::webhook;
 use common::{Origin, REPO};
-use honua_gitops::github::webhook::sign;
 
 const SECRET: &str = "serve-secret";
 
@@ -77,13 +77,7 @@ async fn a_delivery_accepted_before_a_sigkill_is_processed_once_after_restart() 
     let client = reqwest::Client::new();
     let deliver = |id: &'static str| {
         let body = common::pull_request_payload("opened", 1, &head, &origin.main_sha());
-        client
-            .post(format!("{url}/webhooks/github"))
-            .header("X-GitHub-Event", "pull_request")
-            .header("X-GitHub-Delivery", id)
-            .header("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body))
-            .body(body)
-            .send()
+        webhook(&client, &url, SECRET, "pull_request", id, body).send()
     };
 
     // An ingest-only replica answers 202 and records the job, then dies without a chance to clean up.

@@ -6,8 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::fake_github::FakeGithub;
-use common::service::Service;
+use common::service::ExampleScene;
 use common::Origin;
 use tokio::io::AsyncWriteExt;
 
@@ -15,9 +14,7 @@ use tokio::io::AsyncWriteExt;
 async fn thousands_of_stalled_connections_do_not_stop_a_webhook() {
     let connections: usize = std::env::var("SLOWLORIS_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(4000);
     let db = common::db::sqlite().await;
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, db.store.clone()).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start(db.store.clone()).await;
     let addr = service.url.trim_start_matches("http://").to_string();
 
     let mut stalled = Vec::with_capacity(connections);

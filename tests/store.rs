@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use honua_gitops::store::{
-    ApiTokenHash, Approval, AuditLog, DeploymentFilter, DeploymentState, Gate, JobState, NewAudit, NewDelivery,
-    NewDeployment, PrHead, Recorded, Role, Store,
+    ApiTokenHash, Approval, AuditLog, Deployment, DeploymentFilter, DeploymentState, Gate, JobState, NewAudit,
+    NewDelivery, NewDeployment, PrHead, Recorded, Role, Store,
 };
 
 fn delivery(id: &str) -> NewDelivery {
@@ -132,24 +132,28 @@ async fn readiness(s: Arc<dyn Store>) {
 
 fn new_deployment(id: &str, env: &str, sequence: i64, state: DeploymentState) -> NewDeployment {
     NewDeployment {
-        id: id.into(),
-        repository: "city/gis-config".into(),
-        environment: env.into(),
-        sequence,
-        commit: format!("{sequence:040}").into(),
-        from_commit: None,
-        plan_digest: format!("sha256:{sequence}"),
-        plan: serde_json::json!({"environment": env}),
-        state,
-        gate: Gate::Approval,
-        reasons: vec!["autoApprove is false for this environment".into()],
-        windows: Default::default(),
-        safety: None,
+        deployment: Deployment {
+            id: id.into(),
+            repository: "city/gis-config".into(),
+            environment: env.into(),
+            sequence,
+            commit: format!("{sequence:040}").into(),
+            from_commit: None,
+            plan_digest: format!("sha256:{sequence}"),
+            plan: serde_json::json!({"environment": env}),
+            state,
+            gate: Gate::Approval,
+            reasons: vec!["autoApprove is false for this environment".into()],
+            windows: Default::default(),
+            safety: None,
+            cause: "push".into(),
+            record: None,
+            signature: None,
+            created_at: 0,
+            updated_at: 0,
+        },
         notifications: serde_json::Value::Null,
-        cause: "push".into(),
         approvals: Vec::new(),
-        record: None,
-        signature: None,
         actor: "alice".into(),
         message: "planned".into(),
     }

@@ -6,9 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::fake_github::FakeGithub;
-use common::service::Service;
-use common::Origin;
+use common::service::ExampleScene;
 use honua_gitops::store::{DeploymentFilter, Role};
 
 fn tmux(args: &[&str]) -> std::process::Output {
@@ -39,9 +37,7 @@ async fn watch_follows_a_deployment_live_in_a_terminal_and_quits_on_q() {
     }
     let db = common::db::sqlite().await;
     let store = db.store.clone();
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start(&github, &origin, store.clone()).await;
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
     let token = common::api_token(&store, "watcher", Role::Viewer, None).await;
 
     let session = format!("honua-watch-{}", std::process::id());
@@ -105,8 +101,7 @@ fn scopeguard(name: String) -> Session {
 async fn watch_degrades_with_the_terminal_and_keeps_promotion_order() {
     let db = common::db::sqlite().await;
     let store = db.store.clone();
-    let common::service::ExampleScene { origin, service, .. } =
-        common::service::ExampleScene::start(store.clone()).await;
+    let ExampleScene { origin, service, .. } = ExampleScene::start(store.clone()).await;
     let token = common::api_token(&store, "watcher", Role::Viewer, None).await;
     let base = origin.main_sha();
     service.deliver("push", "s-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;

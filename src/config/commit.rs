@@ -33,11 +33,7 @@ const GIT_COMMIT_MODE: i32 = 0o160000;
 pub fn read_commit(repo_path: &Path, rev: &str) -> Result<(ResolvedCommit, RepoFiles), GitError> {
     let repo = Repository::open(repo_path)
         .map_err(|e| GitError::Open { path: repo_path.to_path_buf(), message: e.message().to_string() })?;
-    let commit = resolve(&repo, rev).map_err(|message| GitError::Revision {
-        path: repo_path.to_path_buf(),
-        rev: rev.to_string(),
-        message,
-    })?;
+    let commit = resolve(&repo, rev).map_err(|unresolved| unresolved.at(repo_path, rev))?;
     let sha = commit.id().to_string();
     let read_err = |what: &str, e: git2::Error| GitError::Read {
         path: repo_path.to_path_buf(),
@@ -73,7 +69,7 @@ pub fn read_commit(repo_path: &Path, rev: &str) -> Result<(ResolvedCommit, RepoF
 /// only the remote's branches: `main` is `origin/main` there), else a pull request's ref as GitHub's
 /// checkout writes it (`pull/123/merge`). When nothing matches, the message says how to make it resolve,
 /// knowing a shallow clone (what `actions/checkout` makes by default) when it sees one.
-fn resolve<'r>(repo: &'r Repository, rev: &str) -> Result<git2::Commit<'r>, String> {
+fn resolve<'r>(repo: &'r Repository, rev: &str) -> Result<git2::Commit<'r>, Unresolved> {
     let first = match repo.revparse_single(rev).and_then(|o| o.peel_to_commit()) {
         Ok(commit) => return Ok(commit),
         Err(e) => e.message().to_string(),
@@ -88,14 +84,23 @@ fn resolve<'r>(repo: &'r Repository, rev: &str) -> Result<git2::Commit<'r>, Stri
     }
     let branch = rev.strip_prefix("origin/").unwrap_or(rev);
     let fetch = format!("git fetch --no-tags origin {branch}:refs/remotes/origin/{branch}");
-    Err(if repo.is_shallow() {
+    Err(Unresolved(if repo.is_shallow() {
         format!(
             "{first}. This is a shallow clone (actions/checkout fetches one commit by default), which holds \
              only what was checked out: fetch the branch with `{fetch}`, or check out with `fetch-depth: 0`"
         )
     } else {
         format!("{first}; it is neither a local branch nor `origin/{branch}`: fetch it with `{fetch}`")
-    })
+    }))
+}
+
+/// Why a revision did not resolve, before it is placed in a repository ([`Unresolved::at`]).
+struct Unresolved(String);
+
+impl Unresolved {
+    fn at(self, repo_path: &Path, rev: &str) -> GitError {
+        GitError::Revision { path: repo_path.to_path_buf(), rev: rev.to_string(), message: self.0 }
+    }
 }
 
 fn subtree<'r>(

@@ -116,23 +116,15 @@ pub struct Document {
     pub root: Node,
 }
 
-/// Which configuration generation an environment is written in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConfigFormat {
-    /// JSON-era metadata (`metadata.yaml`/`.json`, `datasources`, `config`), Honua before 2025-11.
-    #[default]
-    Metadata,
-    /// Configuration 2.0: `.hcl`/`.honua` files, what Honua reads since 2025-11-11.
-    Hcl,
-}
-
-impl ConfigFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConfigFormat::Metadata => "metadata",
-            ConfigFormat::Hcl => "hcl",
-        }
+named! {
+    /// Which configuration generation an environment is written in.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    pub enum ConfigFormat {
+        /// JSON-era metadata (`metadata.yaml`/`.json`, `datasources`, `config`), Honua before 2025-11.
+        #[default]
+        Metadata,
+        /// Configuration 2.0: `.hcl`/`.honua` files, what Honua reads since 2025-11-11.
+        Hcl,
     }
 }
 

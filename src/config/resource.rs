@@ -1,53 +1,31 @@
 //! Resources: the addressable entities of an effective configuration, as diff and policy see them.
 
-use serde::Serialize;
-
 use super::node::Node;
 use super::{ConfigFormat, EffectiveConfig};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResourceKind {
-    Catalog,
-    Folder,
-    Datasource,
-    Service,
-    Layer,
-    Style,
-    Raster,
-    Config,
-    Policy,
-    /// Configuration 2.0 blocks: `data_source`, `cache`, the `honua` block (settings), `rate_limit`,
-    /// `variable`. (Services and layers share the JSON era's kinds.)
-    #[serde(rename = "data_source")]
-    DataSource,
-    Cache,
-    Settings,
-    #[serde(rename = "rate_limit")]
-    RateLimit,
-    Variable,
+named! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum ResourceKind {
+        Catalog,
+        Folder,
+        Datasource,
+        Service,
+        Layer,
+        Style,
+        Raster,
+        Config,
+        Policy,
+        /// Configuration 2.0 blocks: `data_source`, `cache`, the `honua` block (settings), `rate_limit`,
+        /// `variable`. (Services and layers share the JSON era's kinds.)
+        DataSource,
+        Cache,
+        Settings,
+        RateLimit,
+        Variable,
+    }
 }
 
 impl ResourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceKind::Catalog => "catalog",
-            ResourceKind::Folder => "folder",
-            ResourceKind::Datasource => "datasource",
-            ResourceKind::Service => "service",
-            ResourceKind::Layer => "layer",
-            ResourceKind::Style => "style",
-            ResourceKind::Raster => "raster",
-            ResourceKind::Config => "config",
-            ResourceKind::Policy => "policy",
-            ResourceKind::DataSource => "data_source",
-            ResourceKind::Cache => "cache",
-            ResourceKind::Settings => "settings",
-            ResourceKind::RateLimit => "rate_limit",
-            ResourceKind::Variable => "variable",
-        }
-    }
-
     /// The kind of the entities held under a top-level metadata list.
     pub fn of_list(key: &str) -> Option<ResourceKind> {
         Some(match key {
@@ -59,12 +37,6 @@ impl ResourceKind {
             "rasterDatasets" => ResourceKind::Raster,
             _ => return None,
         })
-    }
-}
-
-impl std::fmt::Display for ResourceKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -112,6 +112,15 @@ impl Controller {
     }
 }
 
+/// Which look of a long-poll asks for the desired state (see `Fleet::offered`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// The request's first: it is answered only from a read begun since it arrived.
+    First,
+    /// After it was woken (by a decision, or its periodic look): it may share a read begun before.
+    Woken,
+}
+
 impl Fleet<'_> {
     /// An agent asked for its desired state: it is alive.
     pub async fn agent_seen(&self, agent: &str, environment: &str) -> Result<(), StoreError> {
@@ -127,30 +136,12 @@ impl Fleet<'_> {
         environment: &str,
         agent: Option<&str>,
         at: DateTime<Utc>,
+        look: Look,
     ) -> Result<Option<Deployment>, StoreError> {
-        self.desired_from(repository, environment, agent, at, Some(Instant::now())).await
-    }
-
-    /// As [`Fleet::desired`], for a long-poll that was woken (by a decision, or its periodic look):
-    /// it may share a read begun before it was woken (see `Fleet::offered`).
-    pub async fn desired_when_woken(
-        &self,
-        repository: Option<&str>,
-        environment: &str,
-        agent: Option<&str>,
-        at: DateTime<Utc>,
-    ) -> Result<Option<Deployment>, StoreError> {
-        self.desired_from(repository, environment, agent, at, None).await
-    }
-
-    async fn desired_from(
-        &self,
-        repository: Option<&str>,
-        environment: &str,
-        agent: Option<&str>,
-        at: DateTime<Utc>,
-        not_before: Option<Instant>,
-    ) -> Result<Option<Deployment>, StoreError> {
+        let not_before = match look {
+            Look::First => Some(Instant::now()),
+            Look::Woken => None,
+        };
         let Some(d) = self.offered(repository, environment, at, not_before).await? else { return Ok(None) };
         let one_at_a_time = d.safety.as_ref().is_some_and(|s| s.one_at_a_time());
         let (Some(agent), true, false) = (agent, one_at_a_time, d.state == DeploymentState::Completed) else {

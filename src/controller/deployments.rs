@@ -289,24 +289,28 @@ impl Controller {
             blackouts: env_policy.safety.blackout_periods.clone(),
         };
         let mut new = NewDeployment {
-            id,
-            repository: source.repository.clone(),
-            environment: env.clone(),
-            sequence,
-            commit: to.revision.clone().into(),
-            from_commit: last.map(|d| d.commit),
-            plan_digest: plan.digest.clone(),
-            plan: serde_json::to_value(&plan).expect("plans encode"),
-            state,
-            gate,
-            reasons,
-            windows,
+            deployment: Deployment {
+                id,
+                repository: source.repository.clone(),
+                environment: env.clone(),
+                sequence,
+                commit: to.revision.clone().into(),
+                from_commit: last.map(|d| d.commit),
+                plan_digest: plan.digest.clone(),
+                plan: serde_json::to_value(&plan).expect("plans encode"),
+                state,
+                gate,
+                reasons,
+                windows,
+                safety: Some(crate::plan::signing::ApplySafety::of(&env_policy)),
+                cause: "push".into(),
+                record: None,
+                signature: None,
+                created_at: ms(at),
+                updated_at: ms(at),
+            },
             notifications: env_policy.notifications.clone(),
-            safety: Some(crate::plan::signing::ApplySafety::of(&env_policy)),
-            cause: "push".into(),
             approvals: Vec::new(),
-            record: None,
-            signature: None,
             actor: actor.to_string(),
             message: format!("planned from commit {} of {}", short(&to.revision), source.branch),
         };
@@ -319,27 +323,27 @@ impl Controller {
                 at: ms(at),
             };
             let (record, signature) = self.sign(
-                &new.id,
-                &new.environment,
-                &new.repository,
-                &new.commit,
-                &new.plan_digest,
+                &new.deployment.id,
+                &new.deployment.environment,
+                &new.deployment.repository,
+                &new.deployment.commit,
+                &new.deployment.plan_digest,
                 sequence,
                 std::slice::from_ref(&approval),
-                new.safety.as_ref(),
+                new.deployment.safety.as_ref(),
             );
             new.approvals.push(approval);
-            new.record = Some(record);
-            new.signature = Some(signature);
+            new.deployment.record = Some(record);
+            new.deployment.signature = Some(signature);
         }
         let superseded = self.store.create_deployment(&new, ms(at)).await?;
-        tracing::info!(deployment = %new.id, state = %new.state, superseded = superseded.len(), "deployment created");
-        let created = self.store.deployment(&new.id).await?;
+        tracing::info!(deployment = %new.deployment.id, state = %new.deployment.state, superseded = superseded.len(), "deployment created");
+        let created = self.store.deployment(&new.deployment.id).await?;
         if let Some(d) = &created {
             // The merged PR's approval, given on its final head, carries if the plan is the same.
             self.carry_pr_approvals(d).await?;
         }
-        Ok(self.store.deployment(&new.id).await?)
+        Ok(self.store.deployment(&new.deployment.id).await?)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -386,77 +390,75 @@ impl Controller {
         breaking: bool,
         at: DateTime<Utc>,
     ) -> Result<Deployment, DecisionError> {
-        let outcome = self.try_approve(id, actor, via, breaking, at).await;
+        // A refusal is audited (who tried what, and why not); a store failure is not a refusal.
+        let outcome: Result<Deployment, DecisionError> = async {
+            let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))?;
+            match d.state {
+                DeploymentState::AwaitingApproval | DeploymentState::Blocked => {}
+                DeploymentState::Approved => {
+                    return Err(DecisionError::WrongState { id: d.id, state: d.state, hint: "it is approved already" })
+                }
+                DeploymentState::Superseded => {
+                    return Err(DecisionError::WrongState {
+                        id: d.id,
+                        state: d.state,
+                        hint: "a newer deployment of the environment replaced it; approve that one",
+                    })
+                }
+                state => {
+                    return Err(DecisionError::WrongState {
+                        id: d.id,
+                        state,
+                        hint: "only a deployment awaiting approval can be approved",
+                    })
+                }
+            }
+            match d.gate {
+                Gate::Closed => return Err(DecisionError::Closed { id: d.id, reasons: d.reasons.join("; ") }),
+                Gate::Breaking if !breaking => return Err(DecisionError::NeedsBreaking { id: d.id }),
+                _ => {}
+            }
+            let approval = Approval {
+                actor: actor.into(),
+                via: via.into(),
+                plan_digest: d.plan_digest.clone(),
+                breaking,
+                at: ms(at),
+            };
+            let mut approvals = self.store.approvals(&d.id).await?;
+            approvals.push(approval.clone());
+            let (record, signature) = self.sign(
+                &d.id,
+                &d.environment,
+                &d.repository,
+                &d.commit,
+                &d.plan_digest,
+                d.sequence,
+                &approvals,
+                d.safety.as_ref(),
+            );
+            let message = format!(
+                "approved by {actor} via {via}{} (plan {})",
+                if breaking { ", breaking changes acknowledged" } else { "" },
+                d.plan_digest
+            );
+            if !self.store.approve(&d.id, &approval, &record, &signature, &message).await? {
+                let now = self.store.deployment(&d.id).await?.map_or(d.state, |d| d.state);
+                return Err(DecisionError::WrongState {
+                    id: d.id,
+                    state: now,
+                    hint: "it changed while the approval was recorded",
+                });
+            }
+            self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))
+        }
+        .await;
         if let Err(refused) = &outcome {
             if !matches!(refused, DecisionError::Store(_)) {
                 self.audit_refusal(id, actor, "approve", &refused.to_string(), at).await;
             }
         }
         outcome
-    }
-
-    async fn try_approve(
-        &self,
-        id: &str,
-        actor: &str,
-        via: &str,
-        breaking: bool,
-        at: DateTime<Utc>,
-    ) -> Result<Deployment, DecisionError> {
-        let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))?;
-        match d.state {
-            DeploymentState::AwaitingApproval | DeploymentState::Blocked => {}
-            DeploymentState::Approved => {
-                return Err(DecisionError::WrongState { id: d.id, state: d.state, hint: "it is approved already" })
-            }
-            DeploymentState::Superseded => {
-                return Err(DecisionError::WrongState {
-                    id: d.id,
-                    state: d.state,
-                    hint: "a newer deployment of the environment replaced it; approve that one",
-                })
-            }
-            state => {
-                return Err(DecisionError::WrongState {
-                    id: d.id,
-                    state,
-                    hint: "only a deployment awaiting approval can be approved",
-                })
-            }
-        }
-        match d.gate {
-            Gate::Closed => return Err(DecisionError::Closed { id: d.id, reasons: d.reasons.join("; ") }),
-            Gate::Breaking if !breaking => return Err(DecisionError::NeedsBreaking { id: d.id }),
-            _ => {}
-        }
-        let approval =
-            Approval { actor: actor.into(), via: via.into(), plan_digest: d.plan_digest.clone(), breaking, at: ms(at) };
-        let mut approvals = self.store.approvals(&d.id).await?;
-        approvals.push(approval.clone());
-        let (record, signature) = self.sign(
-            &d.id,
-            &d.environment,
-            &d.repository,
-            &d.commit,
-            &d.plan_digest,
-            d.sequence,
-            &approvals,
-            d.safety.as_ref(),
-        );
-        let message = format!(
-            "approved by {actor} via {via}{} (plan {})",
-            if breaking { ", breaking changes acknowledged" } else { "" },
-            d.plan_digest
-        );
-        if !self.store.approve(&d.id, &approval, &record, &signature, &message).await? {
-            let now = self.store.deployment(&d.id).await?.map_or(d.state, |d| d.state);
-            return Err(DecisionError::WrongState {
-                id: d.id,
-                state: now,
-                hint: "it changed while the approval was recorded",
-            });
-        }
-        self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))
     }
 
     /// Rejects a deployment that has not started.

@@ -25,42 +25,25 @@ pub fn duration_text(ms: Option<i64>) -> String {
     }
 }
 
-/// The deployment state machine of DESIGN.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeploymentState {
-    Pending,
-    AwaitingApproval,
-    Approved,
-    Applying,
-    Completed,
-    Failed,
-    RolledBack,
-    Blocked,
-    Rejected,
-    Superseded,
-    Expired,
+named! {
+    /// The deployment state machine of DESIGN.md.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
+    pub enum DeploymentState {
+        Pending,
+        AwaitingApproval,
+        Approved,
+        Applying,
+        Completed,
+        Failed,
+        RolledBack,
+        Blocked,
+        Rejected,
+        Superseded,
+        Expired,
+    }
 }
 
 impl DeploymentState {
-    /// Every state, in the order a deployment meets them.
-    pub const ALL: [DeploymentState; 11] = {
-        use DeploymentState::*;
-        [
-            Pending,
-            AwaitingApproval,
-            Approved,
-            Applying,
-            Completed,
-            Failed,
-            RolledBack,
-            Blocked,
-            Rejected,
-            Superseded,
-            Expired,
-        ]
-    };
-
     /// Not yet picked up by an agent: a newer deployment of the environment supersedes these.
     pub const UNSTARTED: [DeploymentState; 4] = [
         DeploymentState::Pending,
@@ -85,26 +68,6 @@ impl DeploymentState {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeploymentState::Pending => "pending",
-            DeploymentState::AwaitingApproval => "awaiting_approval",
-            DeploymentState::Approved => "approved",
-            DeploymentState::Applying => "applying",
-            DeploymentState::Completed => "completed",
-            DeploymentState::Failed => "failed",
-            DeploymentState::RolledBack => "rolled_back",
-            DeploymentState::Blocked => "blocked",
-            DeploymentState::Rejected => "rejected",
-            DeploymentState::Superseded => "superseded",
-            DeploymentState::Expired => "expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<DeploymentState> {
-        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
-    }
-
     /// Nothing moves out of it (by the transition table): completed, failed, rolled back, rejected,
     /// superseded, expired.
     pub fn is_final(self) -> bool {
@@ -116,68 +79,29 @@ impl DeploymentState {
     }
 }
 
-impl std::fmt::Display for DeploymentState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+named! {
+    /// What it takes to approve a deployment, fixed by the policy when the deployment is created.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+    pub enum Gate {
+        /// The policy approved it.
+        Auto,
+        /// An approver's approval.
+        Approval,
+        /// An approver's approval that acknowledges its breaking changes (`--breaking`).
+        Breaking,
+        /// Nothing: it is blocked for a reason no approval lifts (validation errors, unreadable files).
+        Closed,
     }
 }
 
-/// What it takes to approve a deployment, fixed by the policy when the deployment is created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Gate {
-    /// The policy approved it.
-    Auto,
-    /// An approver's approval.
-    Approval,
-    /// An approver's approval that acknowledges its breaking changes (`--breaking`).
-    Breaking,
-    /// Nothing: it is blocked for a reason no approval lifts (validation errors, unreadable files).
-    Closed,
-}
-
-impl Gate {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Gate::Auto => "auto",
-            Gate::Approval => "approval",
-            Gate::Breaking => "breaking",
-            Gate::Closed => "closed",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Gate {
-        match s {
-            "auto" => Gate::Auto,
-            "approval" => Gate::Approval,
-            "breaking" => Gate::Breaking,
-            _ => Gate::Closed,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Agents only read their own environment's desired state and report on it.
-    Agent,
-    Viewer,
-    Approver,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Agent => "agent",
-            Role::Viewer => "viewer",
-            Role::Approver => "approver",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+named! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    pub enum Role {
+        /// Agents only read their own environment's desired state and report on it.
+        Agent,
+        Viewer,
+        Approver,
+        Admin,
     }
 }
 
@@ -330,55 +254,24 @@ pub fn superseded_message(by: &str, commit: &str) -> String {
     format!("superseded by {by} (commit {})", short_sha(commit))
 }
 
-/// A phase an agent reports for a deployment. The last three end it; any other moves it to `applying`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    Fetching,
-    Rendering,
-    Writing,
-    Swapping,
-    Reloading,
-    Verifying,
-    Applying,
-    Completed,
-    Failed,
-    RolledBack,
+named! {
+    /// A phase an agent reports for a deployment. The last three end it; any other moves it to `applying`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
+    pub enum Phase {
+        Fetching,
+        Rendering,
+        Writing,
+        Swapping,
+        Reloading,
+        Verifying,
+        Applying,
+        Completed,
+        Failed,
+        RolledBack,
+    }
 }
 
 impl Phase {
-    pub const ALL: [Phase; 10] = [
-        Phase::Fetching,
-        Phase::Rendering,
-        Phase::Writing,
-        Phase::Swapping,
-        Phase::Reloading,
-        Phase::Verifying,
-        Phase::Applying,
-        Phase::Completed,
-        Phase::Failed,
-        Phase::RolledBack,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Fetching => "fetching",
-            Phase::Rendering => "rendering",
-            Phase::Writing => "writing",
-            Phase::Swapping => "swapping",
-            Phase::Reloading => "reloading",
-            Phase::Verifying => "verifying",
-            Phase::Applying => "applying",
-            Phase::Completed => "completed",
-            Phase::Failed => "failed",
-            Phase::RolledBack => "rolled_back",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Phase> {
-        Phase::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
     /// The state a deployment moves to when an agent reports this phase.
     pub fn target_state(self) -> DeploymentState {
         match self {
@@ -387,12 +280,6 @@ impl Phase {
             Phase::RolledBack => DeploymentState::RolledBack,
             _ => DeploymentState::Applying,
         }
-    }
-}
-
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -442,7 +329,7 @@ mod tests {
 
     #[test]
     fn phases_and_states_read_back_as_they_are_written() {
-        for phase in Phase::ALL {
+        for &phase in Phase::ALL {
             assert_eq!(Phase::parse(phase.as_str()), Some(phase));
             assert_eq!(serde_json::to_value(phase).unwrap(), phase.as_str());
         }
@@ -455,14 +342,14 @@ mod tests {
     fn the_transition_table_ends_in_final_states_and_never_loops() {
         use DeploymentState::*;
         let all = DeploymentState::ALL;
-        for to in all {
+        for &to in all {
             assert!(!to.comes_from().contains(&to), "{to} never moves to itself");
         }
         // Nothing leaves a final state; the agent's reports move only approved or applying deployments.
         for finished in [Completed, Failed, RolledBack, Rejected, Superseded, Expired] {
             assert!(all.iter().all(|to| !to.comes_from().contains(&finished)), "{finished} is final");
         }
-        for phase in Phase::ALL {
+        for &phase in Phase::ALL {
             assert!(phase.target_state().comes_from().iter().all(|s| [Approved, Applying].contains(s)), "{phase:?}");
         }
         // Only what no agent has started can be superseded or rejected; an approval needs a decision.

@@ -206,47 +206,27 @@ pub struct BreakingView {
     pub reason: String,
 }
 
-/// Is Honua ready, as an agent last said (a stale agent is never healthy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Health {
-    Healthy,
-    /// Honua is ready, but the agent's last deployment failed or was rolled back.
-    Degraded,
-    Unhealthy,
-    /// The agent has not checked in for [`super::AGENT_STALE_AFTER_MS`].
-    Stale,
-    Unknown,
-}
-
-impl Health {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Healthy => "healthy",
-            Health::Degraded => "degraded",
-            Health::Unhealthy => "unhealthy",
-            Health::Stale => "stale",
-            Health::Unknown => "unknown",
-        }
+named! {
+    /// Is Honua ready, as an agent last said (a stale agent is never healthy).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+    pub enum Health {
+        Healthy,
+        /// Honua is ready, but the agent's last deployment failed or was rolled back.
+        Degraded,
+        Unhealthy,
+        /// The agent has not checked in for [`super::AGENT_STALE_AFTER_MS`].
+        Stale,
+        Unknown,
     }
 }
 
-/// Does Honua run byte for byte the release its agent wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Sync {
-    Synced,
-    Drifted,
-    Unknown,
-}
-
-impl Sync {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Sync::Synced => "synced",
-            Sync::Drifted => "drifted",
-            Sync::Unknown => "unknown",
-        }
+named! {
+    /// Does Honua run byte for byte the release its agent wrote.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+    pub enum Sync {
+        Synced,
+        Drifted,
+        Unknown,
     }
 }
 

@@ -14,21 +14,12 @@ use crate::config::{ConfigRepo, EffectiveConfig, EnvName};
 pub use breaking::Breaking;
 pub use values::FieldChange;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Added,
-    Modified,
-    Removed,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Added => "added",
-            Action::Modified => "modified",
-            Action::Removed => "removed",
-        }
+named! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    pub enum Action {
+        Added,
+        Modified,
+        Removed,
     }
 }
 

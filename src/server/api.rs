@@ -16,6 +16,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::controller::agents::Look;
 use crate::controller::{Controller, DecisionError};
 use crate::deployment::wire::{
     Agents, AuditLog, DeploymentDetail, DeploymentSummary, Deployments, DesiredState, EnvironmentDetail, Environments,
@@ -741,10 +742,8 @@ async fn agent_desired(
         tokio::pin!(changed);
         changed.as_mut().enable();
         let (repository, agent, now) = (q.repository.as_deref(), Some(caller.0.name.as_str()), chrono::Utc::now());
-        let desired = match woken {
-            false => c.fleet().desired(repository, &q.environment, agent, now).await?,
-            true => c.fleet().desired_when_woken(repository, &q.environment, agent, now).await?,
-        };
+        let look = if woken { Look::Woken } else { Look::First };
+        let desired = c.fleet().desired(repository, &q.environment, agent, now, look).await?;
         woken = true;
         let etag = desired.as_ref().map(|d| format!("\"{}@{}\"", d.id, d.state)).unwrap_or_else(|| "\"none\"".into());
         if known.as_deref() != Some(etag.as_str()) || tokio::time::Instant::now() >= deadline {

@@ -6,33 +6,17 @@ use sqlx::{Any, Transaction};
 
 use super::sql::{placeholders, Dialect, SqlStore};
 use super::StoreError;
-use crate::deployment::{
-    Approval, CommitSha, Deployment, DeploymentId, DeploymentState, EnvName, EnvironmentPause, Gate,
-};
+use crate::deployment::{Approval, Deployment, DeploymentState, EnvironmentPause, Gate};
 
-/// A deployment to create. The caller assigned its id and sequence (see
-/// [`DeploymentStore::next_sequence`]) so an auto-approved one is created already signed.
+/// A deployment to create: the deployment as it starts (the caller assigned its id and sequence, see
+/// [`DeploymentStore::next_sequence`], so an auto-approved one is created already signed; its
+/// `created_at` and `updated_at` are the store's `now`), and what is written with it.
 #[derive(Debug, Clone)]
 pub struct NewDeployment {
-    pub id: DeploymentId,
-    pub repository: String,
-    pub environment: EnvName,
-    pub sequence: i64,
-    pub commit: CommitSha,
-    pub from_commit: Option<CommitSha>,
-    pub plan_digest: String,
-    pub plan: serde_json::Value,
-    pub state: DeploymentState,
-    pub gate: Gate,
-    pub reasons: Vec<String>,
-    pub windows: crate::policy::window::Rules,
+    pub deployment: Deployment,
     /// The policy's `notifications` block for the environment, as written.
     pub notifications: serde_json::Value,
-    pub safety: Option<crate::plan::signing::ApplySafety>,
-    pub cause: String,
     pub approvals: Vec<Approval>,
-    pub record: Option<String>,
-    pub signature: Option<String>,
     /// Who caused it and why, for the audit log.
     pub actor: String,
     pub message: String,
@@ -84,7 +68,7 @@ impl From<DeploymentRow> for Deployment {
             plan: serde_json::from_str(&r.plan).unwrap_or(serde_json::Value::Null),
             // The column's CHECK constraint admits only known states.
             state: DeploymentState::parse(&r.state).unwrap_or(DeploymentState::Failed),
-            gate: Gate::parse(&r.gate),
+            gate: Gate::parse(&r.gate).unwrap_or(Gate::Closed),
             reasons: serde_json::from_str(&r.reasons).unwrap_or_default(),
             windows: serde_json::from_str(&r.windows).unwrap_or_default(),
             safety: serde_json::from_str(&r.safety).ok(),
@@ -207,8 +191,9 @@ impl DeploymentStore for SqlStore {
         Ok(last)
     }
 
-    async fn create_deployment(&self, d: &NewDeployment, now: i64) -> Result<Vec<String>, StoreError> {
+    async fn create_deployment(&self, new: &NewDeployment, now: i64) -> Result<Vec<String>, StoreError> {
         use DeploymentState as S;
+        let d = &new.deployment;
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO deployments (id, repository, environment, seq, commit_sha, from_sha, plan_digest, plan, state, gate, \
@@ -231,11 +216,11 @@ impl DeploymentStore for SqlStore {
         .bind(&d.record)
         .bind(&d.signature)
         .bind(now)
-        .bind(d.notifications.to_string())
+        .bind(new.notifications.to_string())
         .bind(d.safety.as_ref().map_or_else(|| "{}".to_string(), |s| serde_json::to_string(s).expect("safety encodes")))
         .execute(&mut *tx)
         .await?;
-        for a in &d.approvals {
+        for a in &new.approvals {
             sqlx::query("INSERT INTO approvals (deployment_id, actor, via, plan_digest, breaking, at) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(d.id.as_str())
                 .bind(&a.actor)
@@ -249,7 +234,7 @@ impl DeploymentStore for SqlStore {
         let audit = "INSERT INTO audit (at, actor, action, repository, environment, deployment_id, from_state, to_state, message) \
                      VALUES ($1, $2, 'transition', $3, $4, $5, $6, $7, $8)";
         let steps = [
-            (None, S::Pending, d.actor.as_str(), d.message.clone()),
+            (None, S::Pending, new.actor.as_str(), new.message.clone()),
             (Some(S::Pending), d.state, "policy", crate::deployment::decision_message(&d.reasons)),
         ];
         for (from, to, actor, message) in steps {

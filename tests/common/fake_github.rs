@@ -83,6 +83,20 @@ pub struct State_ {
 
 /// An answer GitHub gives instead of the real one: an error, a rate limit, or (with `after_work`) an
 /// error after it did the work, as when its answer is lost on the way back.
+impl State_ {
+    /// The id of the next object created: one sequence for all, as GitHub's ids never collide here.
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+/// A request body as kept for the assertions: stamped with the repository it was sent to.
+fn in_repo(mut body: Value, owner: &str, name: &str) -> Value {
+    body["repo"] = json!(format!("{owner}/{name}"));
+    body
+}
+
 #[derive(Debug, Clone)]
 pub struct Injected {
     pub status: u16,
@@ -245,8 +259,7 @@ async fn create_check_run(
         return refused;
     }
     let mut s = state.lock().unwrap();
-    s.next_id += 1;
-    let id = s.next_id;
+    let id = s.new_id();
     s.check_runs.insert(
         id,
         CheckRun {
@@ -318,10 +331,8 @@ async fn create_deployment(
     Json(body): Json<Value>,
 ) -> Response {
     let mut s = state.lock().unwrap();
-    s.next_id += 1;
-    let mut body = body;
-    body["repo"] = json!(format!("{o}/{r}"));
-    let id = s.next_id;
+    let id = s.new_id();
+    let body = in_repo(body, &o, &r);
     let d = GhDeployment {
         id,
         environment: body["environment"].as_str().unwrap_or_default().into(),
@@ -357,11 +368,8 @@ async fn create_git_commit(
     Json(body): Json<Value>,
 ) -> Response {
     let mut s = state.lock().unwrap();
-    s.next_id += 1;
-    let mut body = body;
-    body["repo"] = json!(format!("{o}/{r}"));
-    let sha = format!("{:040x}", s.next_id);
-    s.git_commits.insert(sha.clone(), body);
+    let sha = format!("{:040x}", s.new_id());
+    s.git_commits.insert(sha.clone(), in_repo(body, &o, &r));
     created(s, &changed, json!({"sha": sha}))
 }
 
@@ -383,10 +391,8 @@ async fn create_pull(
     Json(body): Json<Value>,
 ) -> Response {
     let mut s = state.lock().unwrap();
-    s.next_id += 1;
-    let mut body = body;
-    body["repo"] = json!(format!("{o}/{r}"));
-    let number = s.next_id;
+    let number = s.new_id();
+    let body = in_repo(body, &o, &r);
     s.opened_pulls.push(body.clone());
     drop(s);
     changed.notify_waiters();
@@ -552,9 +558,8 @@ async fn create_comment(
     Json(body): Json<Value>,
 ) -> Response {
     let mut s = state.lock().unwrap();
-    s.next_id += 1;
     let c = Comment {
-        id: s.next_id,
+        id: s.new_id(),
         repo: format!("{o}/{r}"),
         number: n,
         body: body["body"].as_str().unwrap_or_default().to_string(),
@@ -676,8 +681,7 @@ impl FakeGithub {
 
     pub fn post_comment_as(&self, repo: &str, number: u64, body: &str, login: &str, kind: &str) -> u64 {
         let mut s = self.state.lock().unwrap();
-        s.next_id += 1;
-        let id = s.next_id;
+        let id = s.new_id();
         let comment = Comment {
             id,
             repo: repo.into(),

@@ -142,6 +142,16 @@ pub async fn api_token(
 }
 
 /// Runs the git CLI in `dir` (what CI runs, not git2), with a fixed identity.
+/// The answer to `request` as text (the request must reach the server).
+pub async fn text_of(request: reqwest::RequestBuilder) -> String {
+    request.send().await.unwrap().text().await.unwrap()
+}
+
+/// The answer to `request` as JSON (the request must reach the server and answer JSON).
+pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 pub fn git(dir: &Path, args: &[&str]) {
     let out = std::process::Command::new("git")
         .args(args)

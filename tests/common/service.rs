@@ -111,17 +111,27 @@ impl Service {
 
     /// Delivers and returns the status (0 when the request failed), as GitHub sees it.
     pub async fn try_deliver(&self, event: &str, delivery: &str, body: Vec<u8>) -> u16 {
-        let resp = self
-            .client
-            .post(format!("{}/webhooks/github", self.url))
-            .header("X-GitHub-Event", event)
-            .header("X-GitHub-Delivery", delivery)
-            .header("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body))
-            .body(body)
-            .send()
-            .await;
+        let resp = webhook(&self.client, &self.url, SECRET, event, delivery, body).send().await;
         resp.map_or(0, |r| r.status().as_u16())
     }
+}
+
+/// GitHub's delivery of `event` to the webhook route of the service at `url`, signed with `secret`
+/// as GitHub signs it; ready to send.
+pub fn webhook(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    event: &str,
+    delivery: &str,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{url}/webhooks/github"))
+        .header("X-GitHub-Event", event)
+        .header("X-GitHub-Delivery", delivery)
+        .header("X-Hub-Signature-256", sign(secret.as_bytes(), &body))
+        .body(body)
 }
 
 impl Drop for Service {
