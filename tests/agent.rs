@@ -557,7 +557,7 @@ async fn approve_waiting_if_any(s: &Setup, environment: &str) -> bool {
         .await
         .unwrap();
     let Some(d) = waiting.first() else { return false };
-    s.service.controller.approve(&d.id, "alice", "api", false, chrono::Utc::now()).await.unwrap();
+    s.service.controller.decisions().approve(&d.id, "alice", "api", false, chrono::Utc::now()).await.unwrap();
     true
 }
 
@@ -716,7 +716,7 @@ async fn end_to_end_a_merge_reaches_development_at_once_and_production_after_an_
     let base = s.origin.main_sha();
     push(&s, &"0".repeat(40), &base, "g-1").await;
     let first = deployment_of(&s, "production", &base).await;
-    s.service.controller.approve(&first.id, "operator", "api", true, chrono::Utc::now()).await.unwrap();
+    s.service.controller.decisions().approve(&first.id, "operator", "api", true, chrono::Utc::now()).await.unwrap();
     assert!(matches!(dev.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
     assert!(matches!(prod.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
 

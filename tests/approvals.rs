@@ -34,7 +34,12 @@ impl World {
         let all = w.wait_deployments("bootstrap", |all| all.len() == 3).await;
         for d in &all {
             if d.state != DeploymentState::Approved {
-                w.service.controller.approve(&d.id, "bootstrap", "api", false, chrono::Utc::now()).await.unwrap();
+                w.service
+                    .controller
+                    .decisions()
+                    .approve(&d.id, "bootstrap", "api", false, chrono::Utc::now())
+                    .await
+                    .unwrap();
             }
             w.complete(&d.id).await;
         }

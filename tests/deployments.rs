@@ -768,7 +768,7 @@ async fn an_approved_deployment_outside_its_window_starts_when_the_window_opens(
     let saturday = at("2026-11-28T10:00:00Z");
     let created = controller.deploy_commit(&source, &origin.main_sha(), None, "alice", saturday).await.unwrap();
     let prod = created.iter().find(|d| d.environment == "production").unwrap();
-    controller.approve(&prod.id, "mike", "api", false, saturday).await.unwrap();
+    controller.decisions().approve(&prod.id, "mike", "api", false, saturday).await.unwrap();
     assert!(controller.startable(&source.repository, "production", saturday).await.unwrap().is_none(), "waits");
     assert!(controller
         .startable(&source.repository, "production", at("2026-11-30T08:59:00Z"))

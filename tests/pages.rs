@@ -31,7 +31,12 @@ async fn pages_need_a_viewer_token_once_and_render_environments_and_deployments_
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     // A reason with markup, as anyone with an approver token could write it.
-    service.controller.reject(&prod.id, "mallory", "<script>alert(1)</script>", chrono::Utc::now()).await.unwrap();
+    service
+        .controller
+        .decisions()
+        .reject(&prod.id, "mallory", "<script>alert(1)</script>", chrono::Utc::now())
+        .await
+        .unwrap();
 
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let url = &service.url;

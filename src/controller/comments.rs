@@ -401,8 +401,10 @@ impl Controller {
             }
             let now = Utc::now();
             let result = match &decide {
-                Decide::Approve { breaking } => self.approve(&d.id, &c.author, "comment", *breaking, now).await,
-                Decide::Reject { reason } => self.reject(&d.id, &c.author, reason, now).await,
+                Decide::Approve { breaking } => {
+                    self.decisions().approve(&d.id, &c.author, "comment", *breaking, now).await
+                }
+                Decide::Reject { reason } => self.decisions().reject(&d.id, &c.author, reason, now).await,
             };
             out.push(match result {
                 Ok(d) => Outcome::done(format!("`{env}`: deployment {} is {}", d.id, d.state)),
@@ -453,7 +455,7 @@ impl Controller {
                 tracing::info!(deployment = %d.id, pr = merge.number, "a PR approval does not carry: the deployment's plan differs");
                 continue;
             }
-            match self.approve(&d.id, &a.actor, "comment", a.breaking, Utc::now()).await {
+            match self.decisions().approve(&d.id, &a.actor, "comment", a.breaking, Utc::now()).await {
                 Ok(_) => {
                     tracing::info!(deployment = %d.id, pr = merge.number, approver = %a.actor, "PR approval carried to the deployment");
                     return Ok(());

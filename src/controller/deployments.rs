@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 use super::{Controller, JobError};
 use crate::config::source::RepoFiles;
@@ -15,7 +15,7 @@ use crate::deployment::short_sha as short;
 use crate::deployment::DeploymentId;
 use crate::diff::{diff_environment, values};
 use crate::git::ledger::LedgerEntry;
-use crate::plan::signing::{RecordApproval, SignedRecord, Signer, RECORD_FORMAT};
+use crate::plan::signing::Signer;
 use crate::policy::Decision;
 use crate::store::{
     Approval, Deployment, DeploymentFilter, DeploymentState, Gate, NewAudit, NewDeployment, Store, StoreError,
@@ -109,10 +109,6 @@ pub async fn service_signer(store: &dyn Store) -> Result<Signer, JobError> {
 
 pub(super) fn ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
-}
-
-fn rfc3339(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// The policy `repo` carries for `env` (the cautious default when it has none).
@@ -322,19 +318,8 @@ impl Controller {
                 breaking: false,
                 at: ms(at),
             };
-            let (record, signature) = self.sign(
-                &new.deployment.id,
-                &new.deployment.environment,
-                &new.deployment.repository,
-                &new.deployment.commit,
-                &new.deployment.plan_digest,
-                sequence,
-                std::slice::from_ref(&approval),
-                new.deployment.safety.as_ref(),
-            );
             new.approvals.push(approval);
-            new.deployment.record = Some(record);
-            new.deployment.signature = Some(signature);
+            new = self.decisions().signed(new);
         }
         let superseded = self.store.create_deployment(&new, ms(at)).await?;
         tracing::info!(deployment = %new.deployment.id, state = %new.deployment.state, superseded = superseded.len(), "deployment created");
@@ -344,154 +329,6 @@ impl Controller {
             self.carry_pr_approvals(d).await?;
         }
         Ok(self.store.deployment(&new.deployment.id).await?)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn sign(
-        &self,
-        id: &str,
-        environment: &str,
-        repository: &str,
-        commit: &str,
-        plan_digest: &str,
-        sequence: i64,
-        approvals: &[Approval],
-        safety: Option<&crate::plan::signing::ApplySafety>,
-    ) -> (String, String) {
-        let record = SignedRecord {
-            format: RECORD_FORMAT.into(),
-            deployment: id.into(),
-            environment: environment.into(),
-            repository: repository.into(),
-            commit: commit.into(),
-            plan_digest: plan_digest.into(),
-            approvals: approvals
-                .iter()
-                .map(|a| RecordApproval {
-                    by: a.actor.clone(),
-                    via: a.via.clone(),
-                    at: rfc3339(a.at),
-                    breaking: a.breaking,
-                })
-                .collect(),
-            sequence,
-            safety: safety.cloned(),
-        };
-        self.signer.sign(&record)
-    }
-
-    /// Approves deployment `id` for `actor` (already authorised by the caller: API role, comment
-    /// permission). The approval is bound to the deployment's plan digest and signed with it.
-    pub async fn approve(
-        &self,
-        id: &str,
-        actor: &str,
-        via: &str,
-        breaking: bool,
-        at: DateTime<Utc>,
-    ) -> Result<Deployment, DecisionError> {
-        // A refusal is audited (who tried what, and why not); a store failure is not a refusal.
-        let outcome: Result<Deployment, DecisionError> = async {
-            let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))?;
-            match d.state {
-                DeploymentState::AwaitingApproval | DeploymentState::Blocked => {}
-                DeploymentState::Approved => {
-                    return Err(DecisionError::WrongState { id: d.id, state: d.state, hint: "it is approved already" })
-                }
-                DeploymentState::Superseded => {
-                    return Err(DecisionError::WrongState {
-                        id: d.id,
-                        state: d.state,
-                        hint: "a newer deployment of the environment replaced it; approve that one",
-                    })
-                }
-                state => {
-                    return Err(DecisionError::WrongState {
-                        id: d.id,
-                        state,
-                        hint: "only a deployment awaiting approval can be approved",
-                    })
-                }
-            }
-            match d.gate {
-                Gate::Closed => return Err(DecisionError::Closed { id: d.id, reasons: d.reasons.join("; ") }),
-                Gate::Breaking if !breaking => return Err(DecisionError::NeedsBreaking { id: d.id }),
-                _ => {}
-            }
-            let approval = Approval {
-                actor: actor.into(),
-                via: via.into(),
-                plan_digest: d.plan_digest.clone(),
-                breaking,
-                at: ms(at),
-            };
-            let mut approvals = self.store.approvals(&d.id).await?;
-            approvals.push(approval.clone());
-            let (record, signature) = self.sign(
-                &d.id,
-                &d.environment,
-                &d.repository,
-                &d.commit,
-                &d.plan_digest,
-                d.sequence,
-                &approvals,
-                d.safety.as_ref(),
-            );
-            let message = format!(
-                "approved by {actor} via {via}{} (plan {})",
-                if breaking { ", breaking changes acknowledged" } else { "" },
-                d.plan_digest
-            );
-            if !self.store.approve(&d.id, &approval, &record, &signature, &message).await? {
-                let now = self.store.deployment(&d.id).await?.map_or(d.state, |d| d.state);
-                return Err(DecisionError::WrongState {
-                    id: d.id,
-                    state: now,
-                    hint: "it changed while the approval was recorded",
-                });
-            }
-            self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))
-        }
-        .await;
-        if let Err(refused) = &outcome {
-            if !matches!(refused, DecisionError::Store(_)) {
-                self.audit_refusal(id, actor, "approve", &refused.to_string(), at).await;
-            }
-        }
-        outcome
-    }
-
-    /// Rejects a deployment that has not started.
-    pub async fn reject(
-        &self,
-        id: &str,
-        actor: &str,
-        reason: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Deployment, DecisionError> {
-        let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))?;
-        let message = if reason.trim().is_empty() {
-            format!("rejected by {actor}")
-        } else {
-            format!("rejected by {actor}: {}", reason.trim())
-        };
-        if !self.store.transition(id, DeploymentState::Rejected, actor, &message, ms(at)).await? {
-            let refused = DecisionError::WrongState {
-                id: d.id,
-                state: d.state,
-                hint: "only a deployment that has not started can be rejected",
-            };
-            self.audit_refusal(id, actor, "reject", &refused.to_string(), at).await;
-            return Err(refused);
-        }
-        self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))
-    }
-
-    async fn audit_refusal(&self, id: &str, actor: &str, action: &str, message: &str, at: DateTime<Utc>) {
-        let refused = format!("{action}.refused");
-        if let Err(e) = self.record_refusal(actor, &refused, id, None, message, ms(at)).await {
-            tracing::warn!(error = %e, "could not record a refused {action} in the audit log");
-        }
     }
 
     /// Brings GitHub's Deployments API up to date with our deployments of `repository`: creates the

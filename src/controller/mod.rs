@@ -7,6 +7,7 @@
 
 pub mod agents;
 mod comments;
+pub mod decisions;
 pub mod deployments;
 mod mirrors;
 pub mod notify;

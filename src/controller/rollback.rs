@@ -150,23 +150,13 @@ impl Controller {
             breaking: true,
             at: ms(at),
         };
-        let (record, signature) = self.sign(
-            &id,
-            environment,
-            &repository,
-            &target.commit,
-            &plan.digest,
-            sequence,
-            std::slice::from_ref(&approval),
-            Some(&safety),
-        );
         let message = format!(
             "rollback of {} to {} (commit {}) requested by {actor}",
             current.id,
             target.id,
             target.commit.short()
         );
-        let new = NewDeployment {
+        let new = self.decisions().signed(NewDeployment {
             deployment: Deployment {
                 id: id.clone(),
                 repository: repository.clone(),
@@ -183,8 +173,8 @@ impl Controller {
                 windows: Default::default(),
                 safety: Some(safety),
                 cause: "rollback".into(),
-                record: Some(record),
-                signature: Some(signature),
+                record: None,
+                signature: None,
                 created_at: ms(at),
                 updated_at: ms(at),
             },
@@ -192,7 +182,7 @@ impl Controller {
             approvals: vec![approval],
             actor: actor.into(),
             message: message.clone(),
-        };
+        });
         self.store.create_deployment(&new, ms(at)).await?;
         // The newest commit known on the branch (what would otherwise deploy next); at least the commit
         // rolled back from, which the branch head may not show yet while its push is being processed.

@@ -6,7 +6,7 @@ use crate::deployment::wire::{
     AgentView, DeploymentDetail, DeploymentSummary, DeploymentView, EnvironmentApprovals, EnvironmentView,
     PullApproval, PullApprovals, SignedView,
 };
-use crate::store::{AuditEntry, Deployment, DeploymentFilter, DeploymentState, NewAudit, Store, StoreError};
+use crate::store::{AuditEntry, Deployment, DeploymentFilter, DeploymentState, Store, StoreError};
 
 /// The read models, built from the store alone. [`Controller::views`] lends them.
 pub struct Views<'a> {
@@ -140,30 +140,6 @@ impl Views<'_> {
 }
 
 impl Controller {
-    /// Records a refused attempt on deployment `id` (a caller without the role, an agent naming another
-    /// environment's deployment): who, what, and why, under the deployment's repository and environment
-    /// (or `environment` when given: the one the caller acted for).
-    pub async fn record_refusal(
-        &self,
-        actor: &str,
-        action: &str,
-        id: &str,
-        environment: Option<&str>,
-        message: &str,
-        at_ms: i64,
-    ) -> Result<(), StoreError> {
-        let d = self.store.deployment(id).await.ok().flatten();
-        let entry = NewAudit {
-            actor: actor.to_string(),
-            action: action.to_string(),
-            repository: d.as_ref().map(|d| d.repository.clone()),
-            environment: environment.map(Into::into).or_else(|| d.as_ref().map(|d| d.environment.clone())),
-            deployment: d.map(|d| d.id),
-            message: message.to_string(),
-        };
-        self.store.record_audit(&entry, at_ms).await
-    }
-
     /// A pull request's approvals: per environment, who approved which plan of its newest head, and who
     /// may still approve by the default branch's policy (as the mirror has it). `None` when nothing of
     /// the pull request is known and the repository has no mirror here.

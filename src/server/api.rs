@@ -442,7 +442,7 @@ async fn require_decider(c: &Controller, caller: &Caller, id: &str, action: &str
     let refused = caller.require(Role::Approver);
     if let Err(e) = &refused {
         let (forbidden, now) = (format!("{action}.forbidden"), crate::store::now_ms());
-        c.record_refusal(&caller.0.name, &forbidden, id, None, &e.message, now).await?;
+        c.decisions().record_refusal(&caller.0.name, &forbidden, id, None, &e.message, now).await?;
     }
     refused
 }
@@ -469,7 +469,7 @@ async fn approve(
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("via `{other}`: use api or cli")))
         }
     };
-    let d = c.approve(&id, &caller.0.name, via, b.breaking, chrono::Utc::now()).await?;
+    let d = c.decisions().approve(&id, &caller.0.name, via, b.breaking, chrono::Utc::now()).await?;
     mirror_later(&c, &d.repository);
     Ok(Json(detail(&c, &id).await?))
 }
@@ -495,7 +495,7 @@ async fn reject(
 ) -> Result<Json<DeploymentDetail>, ApiError> {
     require_decider(&c, &caller, &id, "reject").await?;
     let b: RejectBody = body(&bytes)?;
-    let d = c.reject(&id, &caller.0.name, &b.reason, chrono::Utc::now()).await?;
+    let d = c.decisions().reject(&id, &caller.0.name, &b.reason, chrono::Utc::now()).await?;
     mirror_later(&c, &d.repository);
     Ok(Json(detail(&c, &id).await?))
 }
@@ -819,7 +819,9 @@ async fn refuse_other_environment(
         caller.0.name, d.id, d.environment
     );
     let action = format!("agent.{what}.forbidden");
-    c.record_refusal(&caller.0.name, &action, &d.id, Some(environment), &message, crate::store::now_ms()).await?;
+    c.decisions()
+        .record_refusal(&caller.0.name, &action, &d.id, Some(environment), &message, crate::store::now_ms())
+        .await?;
     tracing::warn!(agent = %caller.0.name, environment, deployment = %d.id, "{message}");
     Err(ApiError::new(
         StatusCode::FORBIDDEN,

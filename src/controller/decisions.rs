@@ -1,0 +1,190 @@
+//! Decisions on a deployment: approvals (bound to its plan digest and signed with the record agents
+//! verify) and rejections, each refusal audited. What a decision needs is explicit: the store and the
+//! service's signing key.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::deployments::ms;
+use super::{Controller, DecisionError};
+use crate::plan::signing::{RecordApproval, SignedRecord, Signer, RECORD_FORMAT};
+use crate::store::{Approval, Deployment, DeploymentState, Gate, NewAudit, NewDeployment, Store, StoreError};
+
+/// The decision handlers, over what they use.
+pub struct Decisions<'a> {
+    store: &'a dyn Store,
+    signer: &'a Signer,
+}
+
+impl Controller {
+    pub fn decisions(&self) -> Decisions<'_> {
+        Decisions { store: &*self.store, signer: &self.signer }
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl Decisions<'_> {
+    /// `new` with its record signed over its approvals: it is created approved (by the policy, or by
+    /// whoever asked for a rollback).
+    pub(super) fn signed(&self, mut new: NewDeployment) -> NewDeployment {
+        let (record, signature) = self.sign(&new.deployment, &new.approvals);
+        new.deployment.record = Some(record);
+        new.deployment.signature = Some(signature);
+        new
+    }
+
+    /// The signed record of `d` with `approvals` (canonical JSON) and its signature: what agents verify.
+    fn sign(&self, d: &Deployment, approvals: &[Approval]) -> (String, String) {
+        let record = SignedRecord {
+            format: RECORD_FORMAT.into(),
+            deployment: d.id.to_string(),
+            environment: d.environment.to_string(),
+            repository: d.repository.clone(),
+            commit: d.commit.to_string(),
+            plan_digest: d.plan_digest.clone(),
+            approvals: approvals
+                .iter()
+                .map(|a| RecordApproval {
+                    by: a.actor.clone(),
+                    via: a.via.clone(),
+                    at: rfc3339(a.at),
+                    breaking: a.breaking,
+                })
+                .collect(),
+            sequence: d.sequence,
+            safety: d.safety.clone(),
+        };
+        self.signer.sign(&record)
+    }
+
+    /// Approves deployment `id` for `actor` (already authorised by the caller: API role, comment
+    /// permission). The approval is bound to the deployment's plan digest and signed with it.
+    pub async fn approve(
+        &self,
+        id: &str,
+        actor: &str,
+        via: &str,
+        breaking: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Deployment, DecisionError> {
+        // A refusal is audited (who tried what, and why not); a store failure is not a refusal.
+        let outcome: Result<Deployment, DecisionError> = async {
+            let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))?;
+            match d.state {
+                DeploymentState::AwaitingApproval | DeploymentState::Blocked => {}
+                DeploymentState::Approved => {
+                    return Err(DecisionError::WrongState { id: d.id, state: d.state, hint: "it is approved already" })
+                }
+                DeploymentState::Superseded => {
+                    return Err(DecisionError::WrongState {
+                        id: d.id,
+                        state: d.state,
+                        hint: "a newer deployment of the environment replaced it; approve that one",
+                    })
+                }
+                state => {
+                    return Err(DecisionError::WrongState {
+                        id: d.id,
+                        state,
+                        hint: "only a deployment awaiting approval can be approved",
+                    })
+                }
+            }
+            match d.gate {
+                Gate::Closed => return Err(DecisionError::Closed { id: d.id, reasons: d.reasons.join("; ") }),
+                Gate::Breaking if !breaking => return Err(DecisionError::NeedsBreaking { id: d.id }),
+                _ => {}
+            }
+            let approval = Approval {
+                actor: actor.into(),
+                via: via.into(),
+                plan_digest: d.plan_digest.clone(),
+                breaking,
+                at: ms(at),
+            };
+            let mut approvals = self.store.approvals(&d.id).await?;
+            approvals.push(approval.clone());
+            let (record, signature) = self.sign(&d, &approvals);
+            let message = format!(
+                "approved by {actor} via {via}{} (plan {})",
+                if breaking { ", breaking changes acknowledged" } else { "" },
+                d.plan_digest
+            );
+            if !self.store.approve(&d.id, &approval, &record, &signature, &message).await? {
+                let now = self.store.deployment(&d.id).await?.map_or(d.state, |d| d.state);
+                return Err(DecisionError::WrongState {
+                    id: d.id,
+                    state: now,
+                    hint: "it changed while the approval was recorded",
+                });
+            }
+            self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))
+        }
+        .await;
+        if let Err(refused) = &outcome {
+            if !matches!(refused, DecisionError::Store(_)) {
+                self.audit_refusal(id, actor, "approve", &refused.to_string(), at).await;
+            }
+        }
+        outcome
+    }
+
+    /// Rejects a deployment that has not started.
+    pub async fn reject(
+        &self,
+        id: &str,
+        actor: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Deployment, DecisionError> {
+        let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))?;
+        let message = if reason.trim().is_empty() {
+            format!("rejected by {actor}")
+        } else {
+            format!("rejected by {actor}: {}", reason.trim())
+        };
+        if !self.store.transition(id, DeploymentState::Rejected, actor, &message, ms(at)).await? {
+            let refused = DecisionError::WrongState {
+                id: d.id,
+                state: d.state,
+                hint: "only a deployment that has not started can be rejected",
+            };
+            self.audit_refusal(id, actor, "reject", &refused.to_string(), at).await;
+            return Err(refused);
+        }
+        self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))
+    }
+
+    async fn audit_refusal(&self, id: &str, actor: &str, action: &str, message: &str, at: DateTime<Utc>) {
+        let refused = format!("{action}.refused");
+        if let Err(e) = self.record_refusal(actor, &refused, id, None, message, ms(at)).await {
+            tracing::warn!(error = %e, "could not record a refused {action} in the audit log");
+        }
+    }
+
+    /// Records a refused attempt on deployment `id` (a caller without the role, an agent naming another
+    /// environment's deployment): who, what, and why, under the deployment's repository and environment
+    /// (or `environment` when given: the one the caller acted for).
+    pub async fn record_refusal(
+        &self,
+        actor: &str,
+        action: &str,
+        id: &str,
+        environment: Option<&str>,
+        message: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let d = self.store.deployment(id).await.ok().flatten();
+        let entry = NewAudit {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            repository: d.as_ref().map(|d| d.repository.clone()),
+            environment: environment.map(Into::into).or_else(|| d.as_ref().map(|d| d.environment.clone())),
+            deployment: d.map(|d| d.id),
+            message: message.to_string(),
+        };
+        self.store.record_audit(&entry, at_ms).await
+    }
+}
