@@ -417,6 +417,13 @@ const LAYER_KEYS: [&str; 10] = [
     "storage",
     "fields",
 ];
+/// The keys of `node` (a mapping; anything else has none) that `known` does not take, each written
+/// `{prefix}{key}`: what a conversion leaves behind.
+fn keys_besides(node: Option<&Node>, prefix: &str, known: impl Fn(&str) -> bool) -> Vec<String> {
+    let Some(map) = node.and_then(Node::as_map) else { return Vec::new() };
+    map.iter().map(|(k, _)| k).filter(|k| !known(k)).map(|k| format!("{prefix}{k}")).collect()
+}
+
 const STORAGE_KEYS: [&str; 4] = ["table", "geometryColumn", "primaryKey", "srid"];
 const SERVICE_KEYS: [&str; 4] = ["id", "enabled", "dataSourceId", "ogc"];
 
@@ -533,16 +540,9 @@ fn map_environment(effective: &EffectiveConfig, sources: &super::source::SourceM
             }
         }
         put(&mut honua, "cors", Node::new(loc, Value::Map(c)));
-        let extra: Vec<String> = cors
-            .as_map()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, _)| k)
-                    .filter(|k| !matches!(*k, "enabled" | "allowAnyOrigin" | "allowedOrigins" | "allowCredentials"))
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let extra = keys_besides(Some(cors), "", |k| {
+            matches!(k, "enabled" | "allowAnyOrigin" | "allowedOrigins" | "allowCredentials")
+        });
         lost(
             "cors".into(),
             extra,
@@ -575,16 +575,7 @@ fn map_environment(effective: &EffectiveConfig, sources: &super::source::SourceM
         put(&mut body, "provider", s(ds.loc, &provider(ds.get_str("provider").unwrap_or_default())));
         put(&mut body, "connection", s(ds.loc, &env_syntax(ds.get_str("connectionString").unwrap_or_default())));
         put(&mut data_sources, id, Node::new(ds.loc, Value::Map(body)));
-        let extra: Vec<String> = ds
-            .as_map()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, _)| k)
-                    .filter(|k| !matches!(*k, "id" | "provider" | "connectionString"))
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let extra = keys_besides(Some(ds), "", |k| matches!(k, "id" | "provider" | "connectionString"));
         lost(
             format!("data source {id}"),
             extra,
@@ -606,18 +597,10 @@ fn map_environment(effective: &EffectiveConfig, sources: &super::source::SourceM
             item_limits.push(limit);
         }
         let id = service.get_str("id").unwrap_or_default();
-        let mut extra: Vec<String> = service
-            .as_map()
-            .map(|m| m.iter().map(|(k, _)| k).filter(|k| !SERVICE_KEYS.contains(k)).map(str::to_string).collect())
-            .unwrap_or_default();
-        if let Some(ogc) = service.get("ogc").and_then(Node::as_map) {
-            extra.extend(
-                ogc.iter()
-                    .map(|(k, _)| k)
-                    .filter(|k| !PROTOCOLS.iter().any(|(p, _)| p == k) && *k != "itemLimit")
-                    .map(|k| format!("ogc.{k}")),
-            );
-        }
+        let mut extra = keys_besides(Some(service), "", |k| SERVICE_KEYS.contains(&k));
+        extra.extend(keys_besides(service.get("ogc"), "ogc.", |k| {
+            k == "itemLimit" || PROTOCOLS.iter().any(|(p, _)| *p == k)
+        }));
         lost(
             format!("service {id}"),
             extra,
@@ -677,15 +660,8 @@ fn map_environment(effective: &EffectiveConfig, sources: &super::source::SourceM
             let to = hcl::layer_collections(&label, body).into_iter().map(|(p, c)| format!("{p}::{c}")).collect();
             renamings.push(Renaming { environment: env.clone(), from: old, to });
         }
-        let mut extra: Vec<String> = layer
-            .as_map()
-            .map(|m| m.iter().map(|(k, _)| k).filter(|k| !LAYER_KEYS.contains(k)).map(str::to_string).collect())
-            .unwrap_or_default();
-        if let Some(storage) = layer.get("storage").and_then(Node::as_map) {
-            extra.extend(
-                storage.iter().map(|(k, _)| k).filter(|k| !STORAGE_KEYS.contains(k)).map(|k| format!("storage.{k}")),
-            );
-        }
+        let mut extra = keys_besides(Some(layer), "", |k| LAYER_KEYS.contains(&k));
+        extra.extend(keys_besides(layer.get("storage"), "storage.", |k| STORAGE_KEYS.contains(&k)));
         lost(format!("layer {service_id}::{id}"), extra, "Configuration 2.0 layers have no such setting");
     }
     put(&mut root, "layer", Node::new(loc, Value::Map(layers)));
@@ -761,4 +737,25 @@ fn subtract(node: &Node, common: &Node) -> Option<Node> {
 /// Equal values, wherever they were written.
 fn same(a: &Node, b: &Node) -> bool {
     a.to_json() == b.to_json()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keys_a_conversion_leaves_behind_are_named_with_their_prefix() {
+        let node = crate::config::yaml::parse(
+            "table: a\nsrid: 4326\nschema: gis\nindex: true\n",
+            super::super::node::FileId(0),
+        )
+        .unwrap();
+        assert_eq!(
+            keys_besides(Some(&node), "storage.", |k| STORAGE_KEYS.contains(&k)),
+            ["storage.schema", "storage.index"]
+        );
+        assert!(keys_besides(None, "ogc.", |_| false).is_empty(), "no mapping, no keys");
+        let scalar = crate::config::yaml::parse("7\n", super::super::node::FileId(0)).unwrap();
+        assert!(keys_besides(Some(&scalar), "", |_| false).is_empty());
+    }
 }
