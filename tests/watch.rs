@@ -41,15 +41,7 @@ async fn watch_follows_a_deployment_live_in_a_terminal_and_quits_on_q() {
     let token = common::api_token(&store, "watcher", Role::Viewer, None).await;
 
     let session = format!("honua-watch-{}", std::process::id());
-    let command = format!(
-        "HONUA_SERVER={} HONUA_TOKEN={} HONUA_CLIENT_CONFIG=/nonexistent {} watch",
-        service.url,
-        token,
-        env!("CARGO_BIN_EXE_honua")
-    );
-    let started = tmux(&["new-session", "-d", "-s", &session, "-x", "120", "-y", "50", &command]);
-    assert!(started.status.success(), "{started:?}");
-    let _guard = scopeguard(session.clone());
+    let _guard = watch_in_tmux(&session, &service.url, &token, 120, 50);
     pane_until(&session, "the empty state", |p| p.contains("No environment has a deployment yet")).await;
 
     // A merge: production awaits approval, live on the dashboard.
@@ -89,8 +81,17 @@ impl Drop for Session {
     }
 }
 
-fn scopeguard(name: String) -> Session {
-    Session(name)
+/// `honua watch` against the service at `url` with `token`, in a detached tmux session `name` of
+/// `width`×`height`; the session ends when the returned guard is dropped.
+fn watch_in_tmux(name: &str, url: &str, token: &str, width: u16, height: u16) -> Session {
+    let command = format!(
+        "HONUA_SERVER={url} HONUA_TOKEN={token} HONUA_CLIENT_CONFIG=/nonexistent {} watch",
+        env!("CARGO_BIN_EXE_honua")
+    );
+    let (w, h) = (width.to_string(), height.to_string());
+    let started = tmux(&["new-session", "-d", "-s", name, "-x", &w, "-y", &h, &command]);
+    assert!(started.status.success(), "{started:?}");
+    Session(name.to_string())
 }
 
 /// The dashboard at 80×24 and 120×40 (tmux), three environments: nothing overprinted, every environment's
@@ -139,16 +140,7 @@ async fn watch_degrades_with_the_terminal_and_keeps_promotion_order() {
     }
     for (width, height) in [(80u16, 24u16), (120, 40)] {
         let session = format!("honua-watch-{}-{width}", std::process::id());
-        let command = format!(
-            "HONUA_SERVER={} HONUA_TOKEN={} HONUA_CLIENT_CONFIG=/nonexistent {} watch",
-            service.url,
-            token,
-            env!("CARGO_BIN_EXE_honua")
-        );
-        let (w, h) = (width.to_string(), height.to_string());
-        let started = tmux(&["new-session", "-d", "-s", &session, "-x", &w, "-y", &h, &command]);
-        assert!(started.status.success(), "{started:?}");
-        let _guard = scopeguard(session.clone());
+        let _guard = watch_in_tmux(&session, &service.url, &token, width, height);
         let pane = pane_until(&session, "three environments", |p| {
             p.contains("production ·") && p.contains("staging ·") && p.contains("development ·") && p.contains("● live")
         })
