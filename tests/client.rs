@@ -119,7 +119,7 @@ async fn every_client_command_works_against_the_service_and_speaks_json() {
 async fn rollback_shows_what_it_restores_waits_for_the_end_and_resume_lifts_the_pause() {
     let db = common::db::sqlite().await;
     let store = db.store.clone();
-    let ExampleScene { origin, service, .. } = ExampleScene::start(store.clone()).await;
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
     let token = common::api_token(&store, "operator", Role::Admin, None).await;
     let url = service.url.clone();
     let wait_for = |commit: String| {

@@ -458,7 +458,7 @@ async fn a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr(s
 /// preview says what each restores before it is asked for; the pause is in the environment's view
 /// until `resume` lifts it, which plans the branch head again and is audited.
 async fn rolling_back_twice_goes_further_back_and_resume_lifts_the_pause(store: Arc<dyn Store>) {
-    let ExampleScene { origin, service, .. } = ExampleScene::start(store.clone()).await;
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
     let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
     let approver = Api::token(&store, "oncall", Role::Approver, None).await;
     let viewer = Api::token(&store, "dashboard", Role::Viewer, None).await;

@@ -102,7 +102,7 @@ fn watch_in_tmux(name: &str, url: &str, token: &str, width: u16, height: u16) ->
 async fn watch_degrades_with_the_terminal_and_keeps_promotion_order() {
     let db = common::db::sqlite().await;
     let store = db.store.clone();
-    let ExampleScene { origin, service, .. } = ExampleScene::start(store.clone()).await;
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
     let token = common::api_token(&store, "watcher", Role::Viewer, None).await;
     let base = origin.main_sha();
     service.deliver("push", "s-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
