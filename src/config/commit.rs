@@ -18,6 +18,9 @@ pub enum GitError {
     Revision { path: PathBuf, rev: String, message: String },
     #[error("{path}: could not read `{what}` at {rev}: {message}")]
     Read { path: PathBuf, rev: String, what: String, message: String },
+    /// Git work run off the async threads did not finish: its thread panicked, or the runtime shut down.
+    #[error("mirror task: {0}")]
+    Interrupted(String),
 }
 
 /// A commit resolved from a user-given revision.

@@ -61,12 +61,6 @@ impl From<crate::git::GitError> for DecisionError {
     }
 }
 
-impl From<tokio::task::JoinError> for DecisionError {
-    fn from(e: tokio::task::JoinError) -> Self {
-        DecisionError::Failed(format!("mirror task: {e}"))
-    }
-}
-
 impl From<JobError> for DecisionError {
     fn from(e: JobError) -> Self {
         match e {

@@ -46,9 +46,11 @@ impl Mirrors {
     pub async fn run<T, E>(&self, url: &str, work: impl FnOnce(Mirror) -> Result<T, E> + Send + 'static) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<GitError> + From<JoinError> + Send + 'static,
+        E: From<GitError> + Send + 'static,
     {
         let (root, url) = (self.root.clone(), url.to_string());
-        tokio::task::spawn_blocking(move || work(Mirror::open(&root, &url)?)).await?
+        tokio::task::spawn_blocking(move || work(Mirror::open(&root, &url)?))
+            .await
+            .map_err(|e: JoinError| GitError::Interrupted(e.to_string()))?
     }
 }

@@ -67,13 +67,6 @@ impl From<crate::git::GitError> for JobError {
     }
 }
 
-/// A Git task on a blocking thread that panicked or was cancelled.
-impl From<tokio::task::JoinError> for JobError {
-    fn from(e: tokio::task::JoinError) -> Self {
-        JobError::Git(format!("mirror task: {e}"))
-    }
-}
-
 pub use deployments::{DecisionError, DeploySource};
 
 /// The service's domain side as one value the workers, the poller and the API share. Its parts are
@@ -233,11 +226,5 @@ pub enum PlanOfHeadError {
 impl From<crate::git::GitError> for PlanOfHeadError {
     fn from(e: crate::git::GitError) -> Self {
         PlanOfHeadError::Git(e.to_string())
-    }
-}
-
-impl From<tokio::task::JoinError> for PlanOfHeadError {
-    fn from(e: tokio::task::JoinError) -> Self {
-        PlanOfHeadError::Git(format!("mirror task: {e}"))
     }
 }
