@@ -87,15 +87,6 @@ fn active(agents: &[AgentStatus], environment: &str, now: i64) -> Vec<String> {
 }
 
 /// The newest deployment of `environment` (of `repository`, if given) in one of `states`.
-fn environment_filter(repository: Option<&str>, environment: &str, states: Vec<DeploymentState>) -> DeploymentFilter {
-    DeploymentFilter {
-        repository: repository.map(str::to_string),
-        environment: Some(environment.to_string()),
-        states,
-        limit: 1,
-    }
-}
-
 /// The agents' side of the service, with what it needs: the store, the feed that wakes long-polls, and
 /// the signal dashboards wait on. [`Controller::fleet`] lends one.
 pub struct Fleet<'a> {
@@ -152,7 +143,7 @@ impl Fleet<'_> {
         }
         let completed = self
             .store
-            .deployments(&environment_filter(repository, environment, vec![DeploymentState::Completed]))
+            .deployments(&DeploymentFilter::environment(repository, environment, &[DeploymentState::Completed], 1))
             .await?;
         Ok(completed.into_iter().next())
     }
@@ -181,13 +172,12 @@ impl Fleet<'_> {
         environment: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<Deployment>, StoreError> {
-        let list = |states| environment_filter(repository, environment, states);
-        let approved = self.store.deployments(&list(vec![DeploymentState::Approved])).await?;
+        let list = |states: &[DeploymentState]| DeploymentFilter::environment(repository, environment, states, 1);
+        let approved = self.store.deployments(&list(&[DeploymentState::Approved])).await?;
         if let Some(d) = approved.into_iter().next().filter(|d| d.windows.at(at).allowed_now) {
             return Ok(Some(d));
         }
-        let running =
-            self.store.deployments(&list(vec![DeploymentState::Applying, DeploymentState::Completed])).await?;
+        let running = self.store.deployments(&list(&[DeploymentState::Applying, DeploymentState::Completed])).await?;
         Ok(running.into_iter().next())
     }
 

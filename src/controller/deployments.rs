@@ -193,12 +193,8 @@ impl Controller {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<Deployment>, JobError> {
-        let filter = |states: Vec<DeploymentState>| DeploymentFilter {
-            repository: Some(source.repository.clone()),
-            environment: Some(env.to_string()),
-            states,
-            limit: 50,
-        };
+        let filter =
+            |states: &[DeploymentState]| DeploymentFilter::environment(Some(&source.repository), env, states, 50);
         if let Some(pause) = self.store.environment_pause(&source.repository, env.as_str()).await? {
             if pause.commit == to.revision {
                 tracing::info!(environment = %env, commit = %to.revision, rollback = %pause.deployment, "automatic deployments paused after a rollback");
@@ -219,8 +215,8 @@ impl Controller {
             };
             self.store.record_audit(&entry, ms(at)).await?;
         }
-        let last = self.store.deployments(&filter(vec![DeploymentState::Completed])).await?.into_iter().next();
-        let unstarted = self.store.deployments(&filter(DeploymentState::UNSTARTED.to_vec())).await?;
+        let last = self.store.deployments(&filter(&[DeploymentState::Completed])).await?.into_iter().next();
+        let unstarted = self.store.deployments(&filter(&DeploymentState::UNSTARTED)).await?;
         let from = match &last {
             Some(d) => load(mirror, &d.commit).await?,
             None => Arc::new(ConfigRepo::from_files(RepoFiles::default(), String::new())),
@@ -473,12 +469,7 @@ impl Controller {
     ) -> Result<Option<Deployment>, StoreError> {
         let approved = self
             .store
-            .deployments(&DeploymentFilter {
-                repository: Some(repository.into()),
-                environment: Some(environment.into()),
-                states: vec![DeploymentState::Approved],
-                limit: 1,
-            })
+            .deployments(&DeploymentFilter::environment(Some(repository), environment, &[DeploymentState::Approved], 1))
             .await?;
         Ok(approved.into_iter().next().filter(|d| d.windows.at(at).allowed_now))
     }

@@ -69,12 +69,12 @@ impl Controller {
         };
         let completed = self
             .store
-            .deployments(&DeploymentFilter {
-                repository: Some(repository.clone()),
-                environment: Some(environment.into()),
-                states: vec![DeploymentState::Completed],
-                limit: 200,
-            })
+            .deployments(&DeploymentFilter::environment(
+                Some(&repository),
+                environment,
+                &[DeploymentState::Completed],
+                200,
+            ))
             .await?;
         let history = what_ran(completed);
         let Some(current) = history.last().cloned() else {

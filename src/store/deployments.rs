@@ -31,6 +31,19 @@ pub struct DeploymentFilter {
     pub limit: i64,
 }
 
+impl DeploymentFilter {
+    /// `environment`'s deployments in `states`, at most `limit` (newest first); only `repository`'s when
+    /// it is named.
+    pub fn environment(repository: Option<&str>, environment: &str, states: &[DeploymentState], limit: i64) -> Self {
+        DeploymentFilter {
+            repository: repository.map(str::to_string),
+            environment: Some(environment.to_string()),
+            states: states.to_vec(),
+            limit,
+        }
+    }
+}
+
 pub(super) const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, seq, commit_sha, from_sha, plan_digest, plan, state, gate, reasons, windows, safety, cause, record, signature, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
