@@ -370,7 +370,7 @@ async fn agent_view(s: &Setup, name: &str) -> serde_json::Value {
     let store = s.store.clone();
     let agents = store.agents(Some(&s.config.environment)).await.unwrap();
     let a = agents.into_iter().find(|a| a.name == name).unwrap();
-    serde_json::from_str(a.heartbeat.as_deref().unwrap()).unwrap()
+    serde_json::to_value(a.heartbeat.as_ref().unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,7 +95,7 @@ async fn an_hcl_repository_deploys_rolls_back_and_heals_through_honuas_file_watc
     std::fs::write(hcl_file(&s), text.replace("Property Parcels", "Parcels (edited by hand)")).unwrap();
     assert_eq!(agent.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
     let agents = s.store.agents(Some("production")).await.unwrap();
-    let beat: serde_json::Value = serde_json::from_str(agents[0].heartbeat.as_deref().unwrap()).unwrap();
+    let beat = serde_json::to_value(agents[0].heartbeat.as_ref().unwrap()).unwrap();
     assert_eq!(beat["sync"], "drifted", "{beat}");
     assert!(beat["drifted"].to_string().contains("honua.config.hcl (edited in place)"), "{beat}");
 }

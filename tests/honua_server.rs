@@ -125,7 +125,7 @@ async fn the_example_agent_file_deploys_production_with_a_snapshot_against_honua
     assert_eq!(response.status(), 201);
     assert_eq!(agent.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
     let (_, agents) = (0, s.store.agents(Some("production")).await.unwrap());
-    let beat: serde_json::Value = serde_json::from_str(agents[0].heartbeat.as_deref().unwrap()).unwrap();
+    let beat = serde_json::to_value(agents[0].heartbeat.as_ref().unwrap()).unwrap();
     assert_eq!(beat["sync"], "synced", "{beat}");
 }
 

@@ -203,10 +203,8 @@ impl Fleet<'_> {
         heartbeat: &Heartbeat,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let text = serde_json::to_string(heartbeat).expect("heartbeats encode");
-        let previous = self.store.agent_heartbeat(agent, environment, &text, ms(at)).await?;
+        let previous = self.store.agent_heartbeat(agent, environment, heartbeat, ms(at)).await?;
         self.events.notify_waiters();
-        let previous: Option<Heartbeat> = previous.and_then(|p| serde_json::from_str(&p).ok());
         let drifted = heartbeat.sync == "drifted" || heartbeat.restored.is_some();
         let news = drifted && previous.as_ref().is_none_or(|p| p.sync != "drifted" || p.drifted != heartbeat.drifted);
         if !news {

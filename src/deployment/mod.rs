@@ -177,8 +177,8 @@ pub struct AgentStatus {
     pub last_deployment: Option<DeploymentId>,
     pub last_phase: Option<String>,
     pub last_message: Option<String>,
-    /// The last heartbeat as the agent sent it (JSON): commit, health, version, sync, drifted paths.
-    pub heartbeat: Option<String>,
+    /// The last heartbeat: commit, health, version, sync, drifted paths.
+    pub heartbeat: Option<wire::Heartbeat>,
 }
 
 /// A token as `honua token list` and `GET /api/v1/tokens` show it: never its secret or its hash.

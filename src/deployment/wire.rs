@@ -289,16 +289,16 @@ impl AgentView {
     /// without a check-in, and never healthy then, whatever it last said.
     pub fn of(a: &AgentStatus, now: i64) -> AgentView {
         let stale = now - a.last_seen > super::AGENT_STALE_AFTER_MS;
-        let beat: Option<Heartbeat> = a.heartbeat.as_deref().and_then(|h| serde_json::from_str(h).ok());
+        let beat = a.heartbeat.as_ref();
         let ended_badly = matches!(a.last_phase.as_deref(), Some("failed" | "rolled_back"));
-        let health = match (stale, beat.as_ref().map(|b| b.health.as_str())) {
+        let health = match (stale, beat.map(|b| b.health.as_str())) {
             (true, _) => Health::Stale,
             (false, Some("healthy")) if !ended_badly => Health::Healthy,
             (false, Some("healthy")) => Health::Degraded,
             (false, Some(_)) => Health::Unhealthy,
             (false, None) => Health::Unknown,
         };
-        let sync = match beat.as_ref().map(|b| b.sync.as_str()) {
+        let sync = match beat.map(|b| b.sync.as_str()) {
             _ if stale => Sync::Unknown,
             Some("synced") => Sync::Synced,
             Some("drifted") => Sync::Drifted,
@@ -315,11 +315,11 @@ impl AgentView {
             healthy: health == Health::Healthy,
             health,
             sync,
-            drifted: beat.as_ref().map(|b| b.drifted.clone()),
-            commit: beat.as_ref().and_then(|b| b.commit.clone()),
-            deployment: beat.as_ref().and_then(|b| b.deployment.clone()),
-            version: beat.as_ref().map(|b| b.version.clone()),
-            last_result: beat.and_then(|b| b.last_result),
+            drifted: beat.map(|b| b.drifted.clone()),
+            commit: beat.and_then(|b| b.commit.clone()),
+            deployment: beat.and_then(|b| b.deployment.clone()),
+            version: beat.map(|b| b.version.clone()),
+            last_result: beat.and_then(|b| b.last_result.clone()),
         }
     }
 }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use super::sql::SqlStore;
 use super::StoreError;
+use crate::deployment::wire::Heartbeat;
 use crate::deployment::{AgentReport, AgentStatus};
 
 #[derive(sqlx::FromRow)]
@@ -26,9 +27,14 @@ impl From<AgentRow> for AgentStatus {
             last_deployment: r.last_deployment.map(Into::into),
             last_phase: r.last_phase,
             last_message: r.last_message,
-            heartbeat: r.heartbeat,
+            heartbeat: r.heartbeat.as_deref().and_then(read_heartbeat),
         }
     }
+}
+
+/// A stored heartbeat; one that no longer reads (written by another version) counts as none.
+fn read_heartbeat(text: &str) -> Option<Heartbeat> {
+    serde_json::from_str(text).ok()
 }
 
 #[derive(sqlx::FromRow)]
@@ -69,9 +75,9 @@ pub trait AgentStore: Send + Sync {
         &self,
         name: &str,
         environment: &str,
-        heartbeat: &str,
+        heartbeat: &Heartbeat,
         now: i64,
-    ) -> Result<Option<String>, StoreError>;
+    ) -> Result<Option<Heartbeat>, StoreError>;
 
     async fn agents(&self, environment: Option<&str>) -> Result<Vec<AgentStatus>, StoreError>;
 
@@ -129,9 +135,9 @@ impl AgentStore for SqlStore {
         &self,
         name: &str,
         environment: &str,
-        heartbeat: &str,
+        heartbeat: &Heartbeat,
         now: i64,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<Heartbeat>, StoreError> {
         let mut tx = self.begin().await?;
         let previous: Option<(Option<String>,)> =
             sqlx::query_as(&format!("SELECT heartbeat FROM agents WHERE name = $1{}", self.dialect.lock()))
@@ -146,11 +152,11 @@ impl AgentStore for SqlStore {
         .bind(name)
         .bind(environment)
         .bind(now)
-        .bind(heartbeat)
+        .bind(serde_json::to_string(heartbeat).expect("heartbeats encode"))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(previous.and_then(|(h,)| h))
+        Ok(previous.and_then(|(h,)| h).as_deref().and_then(read_heartbeat))
     }
 
     async fn agents(&self, environment: Option<&str>) -> Result<Vec<AgentStatus>, StoreError> {
