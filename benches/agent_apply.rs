@@ -102,7 +102,7 @@ async fn apply_time() {
         let PollOutcome::Applied { deployment } = agent.poll_once(0).await.unwrap() else { panic!("not applied") };
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         let reports = r.store.agent_reports(&deployment).await.unwrap();
-        let at = |phase: &str| reports.iter().find(|p| p.phase == phase).unwrap().at as f64;
+        let at = |phase: &str| reports.iter().find(|p| p.phase.as_str() == phase).unwrap().at as f64;
         // The first apply warms the mirror (a full clone); it is not counted.
         if n > 0 {
             phases.push(at("reloading") - at("fetching"));

@@ -60,7 +60,8 @@ async fn the_agent_applies_what_was_approved_and_honua_loads_exactly_the_effecti
     push(&s, &base, &merged, "g-2").await;
     let PollOutcome::Applied { deployment } = agent.poll_once(0).await.unwrap() else { panic!("not applied") };
     assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &merged, "development"));
-    let phases: Vec<String> = s.store.agent_reports(&deployment).await.unwrap().into_iter().map(|r| r.phase).collect();
+    let phases: Vec<String> =
+        s.store.agent_reports(&deployment).await.unwrap().into_iter().map(|r| r.phase.to_string()).collect();
     assert_eq!(phases, ["fetching", "writing", "swapping", "reloading", "completed"]);
 }
 

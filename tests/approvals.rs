@@ -284,7 +284,7 @@ async fn a_writer_approves_the_merged_change_for_production_by_comment(store: Ar
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let trail = w.store.audit(0, Some(&prod.id), 100).await.unwrap();
-    let states: Vec<_> = trail.iter().filter_map(|e| e.to_state.clone()).collect();
+    let states: Vec<_> = trail.iter().filter_map(|e| e.to_state.map(|s| s.as_str())).collect();
     assert_eq!(states, ["pending", "awaiting_approval", "approved"]);
     // (The publisher's own entries, such as the ledger's, may follow the transition.)
     let approved_by = trail.iter().rfind(|e| e.to_state.is_some()).unwrap();

@@ -283,7 +283,7 @@ async fn a_newer_merge_supersedes_a_deployment_that_has_not_started(store: Arc<d
     assert!(body["message"].as_str().unwrap().contains("newer deployment"), "{body}");
     let trail = store.audit(0, Some(&waiting), 100).await.unwrap();
     let last = trail.iter().rev().find(|e| e.action == "transition").unwrap();
-    assert_eq!(last.to_state.as_deref(), Some("superseded"));
+    assert_eq!(last.to_state, Some(DeploymentState::Superseded));
     assert!(last.message.contains("superseded by prod-"), "{}", last.message);
 
     // A rejection of the new one is recorded with its reason.
@@ -685,7 +685,13 @@ async fn agents_long_poll_their_desired_state_and_report_phases(store: Arc<dyn S
     );
     let d = store.deployment(&id).await.unwrap().unwrap();
     assert_eq!(d.state, DeploymentState::Completed);
-    let states: Vec<_> = store.audit(0, Some(&id), 100).await.unwrap().into_iter().filter_map(|e| e.to_state).collect();
+    let states: Vec<_> = store
+        .audit(0, Some(&id), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.to_state.map(|s| s.as_str()))
+        .collect();
     assert_eq!(states, ["pending", "approved", "applying", "completed"]);
     let (_, detail) = api.call("GET", &format!("/api/v1/deployments/{id}"), Some(&approver), None).await;
     let phases: Vec<_> =

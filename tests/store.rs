@@ -212,12 +212,13 @@ async fn deployments_supersede_unstarted_ones_and_transitions_are_compare_and_se
         .into_iter()
         .map(|e| (e.from_state, e.to_state, e.actor, e.at))
         .collect();
+    use DeploymentState::{AwaitingApproval, Pending, Superseded};
     assert_eq!(
         trail,
         [
-            (None, Some("pending".into()), "alice".into(), 20),
-            (Some("pending".into()), Some("awaiting_approval".into()), "policy".into(), 20),
-            (Some("awaiting_approval".into()), Some("superseded".into()), "policy".into(), 30),
+            (None, Some(Pending), "alice".into(), 20),
+            (Some(Pending), Some(AwaitingApproval), "policy".into(), 20),
+            (Some(AwaitingApproval), Some(Superseded), "policy".into(), 30),
         ]
     );
     let after = s.audit(0, None, 1000).await.unwrap();

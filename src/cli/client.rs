@@ -408,7 +408,7 @@ pub fn deployment_detail(detail: &DeploymentDetail, colour: bool) -> String {
         out.push_str(&format!(
             "  {} {:<18} {} {}\n",
             at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
-            e.to_state.as_deref().unwrap_or(&e.action),
+            e.to_state.map_or(e.action.as_str(), |s| s.as_str()),
             e.actor,
             e.message,
         ));
@@ -852,14 +852,14 @@ mod tests {
             environment: None,
             deployment: None,
             from_state: None,
-            to_state: Some(to.into()),
+            to_state: crate::deployment::DeploymentState::parse(to),
             message: message.into(),
         };
         let report = |phase: &str, message: &str| crate::store::AgentReport {
             deployment: shown.summary.id.clone(),
             agent: "production-agent".into(),
             environment: "production".into(),
-            phase: phase.into(),
+            phase: crate::deployment::Phase::parse(phase).expect("a phase"),
             message: message.into(),
             at: 0,
         };

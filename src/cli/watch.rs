@@ -242,7 +242,7 @@ fn full(frame: &mut ratatui::Frame, env: &EnvironmentView, area: ratatui::layout
                 ratatui::text::Text::styled(sync, state_style(sync)),
                 ratatui::text::Text::raw(format!(
                     "{} {}",
-                    a.last_phase.as_deref().unwrap_or("-"),
+                    a.last_phase.map_or("-", |p| p.as_str()),
                     a.last_deployment.as_deref().unwrap_or("")
                 )),
                 ratatui::text::Text::raw(age(a.last_seen)),

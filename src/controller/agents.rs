@@ -184,7 +184,7 @@ impl Fleet<'_> {
     /// The agents that reported `completed` for deployment `id`.
     async fn completed_by(&self, id: &str) -> Result<Vec<String>, StoreError> {
         let reports = self.store.agent_reports(id).await?;
-        Ok(reports.into_iter().filter(|r| r.phase == "completed").map(|r| r.agent).collect())
+        Ok(reports.into_iter().filter(|r| r.phase == Phase::Completed).map(|r| r.agent).collect())
     }
 
     /// Whether every active agent before `agent` (by name) completed `d`.
@@ -254,7 +254,7 @@ impl Fleet<'_> {
             deployment: d.id.clone(),
             agent: agent.into(),
             environment: environment.into(),
-            phase: phase.as_str().into(),
+            phase,
             // Bounded: a report is a line, not a log.
             message: message.chars().take(2000).collect(),
             at: ms(at),

@@ -27,10 +27,11 @@ impl Views<'_> {
     pub async fn deployment_view(&self, d: &Deployment) -> Result<DeploymentView, StoreError> {
         let transitions = self.store.audit(0, Some(&d.id), 1000).await?;
         let approvals = self.store.approvals(&d.id).await?;
-        let at = |states: &[&str]| {
-            transitions.iter().find(|e| e.to_state.as_deref().is_some_and(|s| states.contains(&s))).map(|e| e.at)
+        let at = |states: &[DeploymentState]| {
+            transitions.iter().find(|e| e.to_state.is_some_and(|s| states.contains(&s))).map(|e| e.at)
         };
-        let (started, finished) = (at(&["applying"]), at(&["completed", "failed", "rolled_back"]));
+        use DeploymentState::{Applying, Completed, Failed, RolledBack};
+        let (started, finished) = (at(&[Applying]), at(&[Completed, Failed, RolledBack]));
         let approvers: Vec<&str> = approvals.iter().filter(|a| a.via != "policy").map(|a| a.actor.as_str()).collect();
         let by = if approvers.is_empty() {
             transitions.first().map(|e| e.actor.clone())

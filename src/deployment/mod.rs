@@ -152,8 +152,9 @@ pub struct AuditEntry {
     pub repository: Option<String>,
     pub environment: Option<EnvName>,
     pub deployment: Option<DeploymentId>,
-    pub from_state: Option<String>,
-    pub to_state: Option<String>,
+    /// A transition's states (an entry that is not a transition has none).
+    pub from_state: Option<DeploymentState>,
+    pub to_state: Option<DeploymentState>,
     pub message: String,
 }
 
@@ -163,7 +164,7 @@ pub struct AgentReport {
     pub deployment: DeploymentId,
     pub agent: String,
     pub environment: EnvName,
-    pub phase: String,
+    pub phase: Phase,
     pub message: String,
     pub at: i64,
 }
@@ -175,7 +176,7 @@ pub struct AgentStatus {
     pub environment: EnvName,
     pub last_seen: i64,
     pub last_deployment: Option<DeploymentId>,
-    pub last_phase: Option<String>,
+    pub last_phase: Option<Phase>,
     pub last_message: Option<String>,
     /// The last heartbeat: commit, health, version, sync, drifted paths.
     pub heartbeat: Option<wire::Heartbeat>,

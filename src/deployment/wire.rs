@@ -270,7 +270,7 @@ pub struct AgentView {
     pub environment: EnvName,
     pub last_seen: Option<DateTime<Utc>>,
     pub last_deployment: Option<DeploymentId>,
-    pub last_phase: Option<String>,
+    pub last_phase: Option<Phase>,
     pub last_message: Option<String>,
     pub stale: bool,
     pub healthy: bool,
@@ -290,7 +290,7 @@ impl AgentView {
     pub fn of(a: &AgentStatus, now: i64) -> AgentView {
         let stale = now - a.last_seen > super::AGENT_STALE_AFTER_MS;
         let beat = a.heartbeat.as_ref();
-        let ended_badly = matches!(a.last_phase.as_deref(), Some("failed" | "rolled_back"));
+        let ended_badly = matches!(a.last_phase, Some(Phase::Failed | Phase::RolledBack));
         let health = match (stale, beat.map(|b| b.health.as_str())) {
             (true, _) => Health::Stale,
             (false, Some("healthy")) if !ended_badly => Health::Healthy,
@@ -309,7 +309,7 @@ impl AgentView {
             environment: a.environment.clone(),
             last_seen: DateTime::from_timestamp_millis(a.last_seen),
             last_deployment: a.last_deployment.clone(),
-            last_phase: a.last_phase.clone(),
+            last_phase: a.last_phase,
             last_message: a.last_message.clone(),
             stale,
             healthy: health == Health::Healthy,

@@ -262,7 +262,7 @@ async fn deployment(State(pages): State<Pages>, headers: HeaderMap, Path(id): Pa
             @for e in &d.transitions {
                 tr {
                     td { (chrono::DateTime::from_timestamp_millis(e.at).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()) }
-                    td { (state(e.to_state.as_deref().unwrap_or(&e.action))) }
+                    td { (state(e.to_state.map_or(e.action.as_str(), |s| s.as_str()))) }
                     td { (e.actor) }
                     td { (e.message) }
                 }
@@ -272,7 +272,7 @@ async fn deployment(State(pages): State<Pages>, headers: HeaderMap, Path(id): Pa
         @if d.reports.is_empty() { p { "No agent has reported on it." } }
         table {
             @for r in &d.reports {
-                tr { td { (r.agent) } td { (state(&r.phase)) } td { (r.message) } }
+                tr { td { (r.agent) } td { (state(r.phase.as_str())) } td { (r.message) } }
             }
         }
     };

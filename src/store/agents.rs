@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::sql::SqlStore;
 use super::StoreError;
 use crate::deployment::wire::Heartbeat;
-use crate::deployment::{AgentReport, AgentStatus};
+use crate::deployment::{AgentReport, AgentStatus, Phase};
 
 #[derive(sqlx::FromRow)]
 struct AgentRow {
@@ -25,7 +25,7 @@ impl From<AgentRow> for AgentStatus {
             environment: r.environment.into(),
             last_seen: r.last_seen,
             last_deployment: r.last_deployment.map(Into::into),
-            last_phase: r.last_phase,
+            last_phase: r.last_phase.as_deref().and_then(Phase::parse),
             last_message: r.last_message,
             heartbeat: r.heartbeat.as_deref().and_then(read_heartbeat),
         }
@@ -47,16 +47,17 @@ struct ReportRow {
     at: i64,
 }
 
-impl From<ReportRow> for AgentReport {
-    fn from(r: ReportRow) -> AgentReport {
-        AgentReport {
-            deployment: r.deployment_id.into(),
-            agent: r.agent,
-            environment: r.environment.into(),
-            phase: r.phase,
-            message: r.message,
-            at: r.at,
-        }
+impl ReportRow {
+    /// The report, if its phase is one this version knows (the service records only those).
+    fn report(self) -> Option<AgentReport> {
+        Some(AgentReport {
+            deployment: self.deployment_id.into(),
+            agent: self.agent,
+            environment: self.environment.into(),
+            phase: Phase::parse(&self.phase)?,
+            message: self.message,
+            at: self.at,
+        })
     }
 }
 
@@ -94,7 +95,7 @@ impl AgentStore for SqlStore {
         )
         .bind(r.deployment.as_str())
         .bind(&r.agent)
-        .bind(&r.phase)
+        .bind(r.phase.as_str())
         .bind(&r.message)
         .bind(r.at)
         .execute(&mut *tx)
@@ -110,7 +111,7 @@ impl AgentStore for SqlStore {
         .bind(r.environment.as_str())
         .bind(r.at)
         .bind(r.deployment.as_str())
-        .bind(&r.phase)
+        .bind(r.phase.as_str())
         .bind(&r.message)
         .execute(&mut *tx)
         .await?;
@@ -178,6 +179,6 @@ impl AgentStore for SqlStore {
         .bind(deployment)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Ok(rows.into_iter().filter_map(ReportRow::report).collect())
     }
 }

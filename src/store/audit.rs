@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::sql::SqlStore;
 use super::StoreError;
-use crate::deployment::{AuditEntry, DeploymentId, EnvName};
+use crate::deployment::{AuditEntry, DeploymentId, DeploymentState, EnvName};
 
 /// An audit entry that is not a state transition (a refused approval, a token created).
 #[derive(Debug, Clone, Default)]
@@ -41,8 +41,8 @@ impl From<AuditRow> for AuditEntry {
             repository: r.repository,
             environment: r.environment.map(Into::into),
             deployment: r.deployment_id.map(Into::into),
-            from_state: r.from_state,
-            to_state: r.to_state,
+            from_state: r.from_state.as_deref().and_then(DeploymentState::parse),
+            to_state: r.to_state.as_deref().and_then(DeploymentState::parse),
             message: r.message,
         }
     }
