@@ -86,7 +86,6 @@ fn active(agents: &[AgentStatus], environment: &str, now: i64) -> Vec<String> {
         .collect()
 }
 
-/// The newest deployment of `environment` (of `repository`, if given) in one of `states`.
 /// The agents' side of the service, with what it needs: the store, the feed that wakes long-polls, and
 /// the signal dashboards wait on. [`Controller::fleet`] lends one.
 pub struct Fleet<'a> {
