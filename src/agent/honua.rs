@@ -142,8 +142,8 @@ impl HonuaClient {
         let body = json!({ "label": label, "notes": notes });
         match self.admin(Method::POST, url, Some(&body)).await {
             Ok(response) => {
-                let answer: Value = response.json().await.unwrap_or(Value::Null);
-                Ok(answer["snapshot"]["label"].as_str().unwrap_or(label).to_string())
+                let answer: SnapshotAnswer = response.json().await.unwrap_or_default();
+                Ok(answer.snapshot.and_then(|s| s.label).unwrap_or_else(|| label.to_string()))
             }
             Err(HonuaError::Status { url, status: status @ (400 | 404 | 405), detail }) => {
                 Err(HonuaError::NoSnapshotStore { url, status, detail })
@@ -280,9 +280,9 @@ impl HonuaClient {
         let status = response.status();
         let final_url = response.url().to_string();
         if status.is_success() {
-            let answer: Value = response.json().await.map_err(|e| fail(format!("unexpected answer: {e}")))?;
-            let token = answer["token"].as_str().ok_or_else(|| fail("the answer has no token".into()))?.to_string();
-            let roles: Vec<&str> = answer["roles"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let answer: LoginAnswer = response.json().await.map_err(|e| fail(format!("unexpected answer: {e}")))?;
+            let token = answer.token.ok_or_else(|| fail("the answer has no token".into()))?;
+            let roles = answer.roles;
             if !roles.is_empty() && !roles.iter().any(|r| r.eq_ignore_ascii_case("administrator")) {
                 return Err(fail(format!(
                     "`{user}` is not an administrator (roles: {}); the admin routes need the `administrator` role",
@@ -325,7 +325,7 @@ fn renew_at(token: &str) -> Instant {
     let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
         return fallback;
     };
-    let Some(exp) = serde_json::from_slice::<Value>(&bytes).ok().and_then(|c| c["exp"].as_i64()) else {
+    let Some(exp) = serde_json::from_slice::<Claims>(&bytes).ok().and_then(|c| c.exp) else {
         return fallback;
     };
     let left = exp - chrono::Utc::now().timestamp();
@@ -340,13 +340,46 @@ fn transport(url: &str, e: &reqwest::Error) -> HonuaError {
     HonuaError::Unreachable { url: url.to_string(), message }
 }
 
+/// What Honua answers to `POST /admin/metadata/snapshots` (only the label is read).
+#[derive(Debug, Default, serde::Deserialize)]
+struct SnapshotAnswer {
+    snapshot: Option<SnapshotLabel>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SnapshotLabel {
+    label: Option<String>,
+}
+
+/// What Honua's local login answers.
+#[derive(Debug, serde::Deserialize)]
+struct LoginAnswer {
+    token: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// The one claim of Honua's JWT the agent reads.
+#[derive(Debug, serde::Deserialize)]
+struct Claims {
+    exp: Option<i64>,
+}
+
+/// A problem+json answer (RFC 9457), or the `{error}` some of Honua's routes answer.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Problem {
+    title: Option<String>,
+    detail: Option<String>,
+    error: Option<String>,
+}
+
 /// `: <title: detail>` of a problem+json (or `{error}`) answer, for messages; empty when there is none.
 async fn detail(response: reqwest::Response) -> String {
     let text = response.text().await.unwrap_or_default();
     let text: String = text.chars().take(4 * 1024).collect();
-    let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let pick = |k: &str| parsed[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
-    let said = match (pick("title"), pick("detail").or_else(|| pick("error"))) {
+    let parsed: Problem = serde_json::from_str(&text).unwrap_or_default();
+    let given = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let said = match (given(parsed.title), given(parsed.detail).or_else(|| given(parsed.error))) {
         (Some(t), Some(d)) => format!("{t}: {d}"),
         (Some(t), None) => t,
         (None, Some(d)) => d,
