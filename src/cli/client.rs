@@ -148,6 +148,21 @@ impl Client {
         })?;
         Ok((raw, typed))
     }
+
+    /// GETs `path` and prints the answer: as the service sent it with `--output json`, else as `render`
+    /// writes it for a person.
+    async fn print<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        render: impl FnOnce(T) -> String,
+    ) -> Result<ExitCode> {
+        let (raw, typed) = self.fetch::<T>(reqwest::Method::GET, path, None).await?;
+        if self.output == Output::Json {
+            return print_json(&raw);
+        }
+        crate::out!("{}", render(typed));
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 fn print_json(value: &Value) -> Result<ExitCode> {
@@ -431,60 +446,47 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn status(args: &ClientArgs, environment: Option<&str>) -> Result<ExitCode> {
     let client = Client::new(args)?;
     runtime()?.block_on(async {
-        let (envs, path) = match environment {
-            Some(env) => (None, format!("/api/v1/environments/{env}")),
-            None => (Some(()), "/api/v1/environments".to_string()),
-        };
-        let (body, list) = if envs.is_some() {
-            let (raw, typed) = client.fetch::<Environments>(reqwest::Method::GET, &path, None).await?;
-            (raw, typed.environments)
-        } else {
-            let (raw, typed) = client.fetch::<EnvironmentDetail>(reqwest::Method::GET, &path, None).await?;
-            (raw, typed.repositories)
-        };
-        if client.output == Output::Json {
-            return print_json(&body);
+        match environment {
+            Some(env) => {
+                let path = format!("/api/v1/environments/{env}");
+                client.print(&path, |e: EnvironmentDetail| status_boxes(&e.repositories, colour())).await
+            }
+            None => {
+                client.print("/api/v1/environments", |e: Environments| status_boxes(&e.environments, colour())).await
+            }
         }
-        if list.is_empty() {
-            crate::outln!(
-                "No environment has a deployment yet: merge a change to the default branch of a configured repository."
-            );
-        }
-        let colour = colour();
-        for env in &list {
-            crate::out!("{}", status_box(env, colour));
-        }
-        Ok(ExitCode::SUCCESS)
     })
+}
+
+fn status_boxes(list: &[EnvironmentView], colour: bool) -> String {
+    if list.is_empty() {
+        return "No environment has a deployment yet: merge a change to the default branch of a configured repository.\n"
+            .into();
+    }
+    list.iter().map(|env| status_box(env, colour)).collect()
 }
 
 pub fn deployments(args: &ClientArgs, environment: &str, limit: u32) -> Result<ExitCode> {
     let client = Client::new(args)?;
     runtime()?.block_on(async {
         let path = format!("/api/v1/deployments?environment={environment}&limit={limit}");
-        let (body, list) = client.fetch::<Deployments>(reqwest::Method::GET, &path, None).await?;
-        if client.output == Output::Json {
-            return print_json(&body);
-        }
-        if list.deployments.is_empty() {
-            crate::outln!("No deployment of `{environment}` yet.");
-            return Ok(ExitCode::SUCCESS);
-        }
-        crate::outln!("{}", deployments_table(&list.deployments, colour()));
-        Ok(ExitCode::SUCCESS)
+        client
+            .print(&path, |list: Deployments| {
+                if list.deployments.is_empty() {
+                    format!("No deployment of `{environment}` yet.\n")
+                } else {
+                    format!("{}\n", deployments_table(&list.deployments, colour()))
+                }
+            })
+            .await
     })
 }
 
 pub fn show(args: &ClientArgs, id: &str) -> Result<ExitCode> {
     let client = Client::new(args)?;
     runtime()?.block_on(async {
-        let (body, detail) =
-            client.fetch::<DeploymentDetail>(reqwest::Method::GET, &format!("/api/v1/deployments/{id}"), None).await?;
-        if client.output == Output::Json {
-            return print_json(&body);
-        }
-        crate::out!("{}", deployment_detail(&detail, colour()));
-        Ok(ExitCode::SUCCESS)
+        let path = format!("/api/v1/deployments/{id}");
+        client.print(&path, |detail: DeploymentDetail| deployment_detail(&detail, colour())).await
     })
 }
 
@@ -690,16 +692,15 @@ pub fn agents(args: &ClientArgs, environment: Option<&str>) -> Result<ExitCode> 
             Some(env) => format!("/api/v1/agents?environment={env}"),
             None => "/api/v1/agents".to_string(),
         };
-        let (body, list) = client.fetch::<Agents>(reqwest::Method::GET, &path, None).await?;
-        if client.output == Output::Json {
-            return print_json(&body);
-        }
-        if list.agents.is_empty() {
-            crate::outln!("No agent has checked in yet: see `honua agent --help`.");
-            return Ok(ExitCode::SUCCESS);
-        }
-        crate::outln!("{}", agents_table(&list.agents, colour()));
-        Ok(ExitCode::SUCCESS)
+        client
+            .print(&path, |list: Agents| {
+                if list.agents.is_empty() {
+                    "No agent has checked in yet: see `honua agent --help`.\n".to_string()
+                } else {
+                    format!("{}\n", agents_table(&list.agents, colour()))
+                }
+            })
+            .await
     })
 }
 

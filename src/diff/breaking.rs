@@ -50,35 +50,29 @@ pub fn removed(old: &Resource, ctx: &Context) -> Vec<Breaking> {
         ResourceKind::Style => {
             let users =
                 ctx.referenced(ResourceKind::Layer, |n| styles_of(n).iter().any(|s| s.eq_ignore_ascii_case(&old.id)));
-            if users.is_empty() {
-                vec![]
-            } else {
-                vec![b(
-                    "style.removed",
-                    format!(
-                        "style `{id}` is removed while layer(s) {} use it: map clients asking for it fail",
-                        list(&users)
-                    ),
-                )]
-            }
+            while_used(&users, "style.removed", |users| {
+                format!("style `{id}` is removed while layer(s) {users} use it: map clients asking for it fail")
+            })
         }
         ResourceKind::Folder => {
             let users = ctx.referenced(ResourceKind::Service, |n| {
                 n.get_str("folderId").is_some_and(|f| f.eq_ignore_ascii_case(&old.id))
             });
-            if users.is_empty() {
-                vec![]
-            } else {
-                vec![b(
-                    "folder.removed",
-                    format!(
-                        "folder `{id}` is removed while service(s) {} are in it: their Esri URLs change",
-                        list(&users)
-                    ),
-                )]
-            }
+            while_used(&users, "folder.removed", |users| {
+                format!("folder `{id}` is removed while service(s) {users} are in it: their Esri URLs change")
+            })
         }
         _ => vec![],
+    }
+}
+
+/// A removal is breaking only while something still refers to what is removed: `code`, with the reason
+/// naming `users`, unless there are none.
+fn while_used(users: &[String], code: &'static str, reason: impl FnOnce(String) -> String) -> Vec<Breaking> {
+    if users.is_empty() {
+        vec![]
+    } else {
+        vec![b(code, reason(list(users)))]
     }
 }
 
