@@ -79,6 +79,7 @@ mod named_tests {
         agree(Phase::ALL, Phase::as_str, Phase::parse);
         agree(wire::Health::ALL, wire::Health::as_str, wire::Health::parse);
         agree(wire::Sync::ALL, wire::Sync::as_str, wire::Sync::parse);
+        agree(wire::Readiness::ALL, wire::Readiness::as_str, wire::Readiness::parse);
         agree(crate::diff::Action::ALL, crate::diff::Action::as_str, crate::diff::Action::parse);
         agree(
             crate::config::ConfigFormat::ALL,

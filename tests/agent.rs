@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::IntoResponse;
-use common::edge::{agent_token, expected_render, ledger_deployment, push, setup, setup_from, Setup};
+use common::edge::{
+    agent_token, expected_render, ledger_deployment, live_release, push, push_main, setup, setup_from, Setup,
+};
 use common::without_windows;
 use honua_gitops::agent::{Agent, AgentConfig, PollOutcome};
 use honua_gitops::standin::StandIn;
@@ -34,8 +36,7 @@ async fn the_agent_applies_what_was_approved_and_honua_loads_exactly_the_effecti
     let agent = Agent::new(s.config.clone()).unwrap();
     assert_eq!(agent.poll_once(0).await.unwrap(), PollOutcome::Unchanged, "nothing approved yet");
 
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let base = push_main(&s, "g-1").await;
     let PollOutcome::Applied { deployment } = agent.poll_once(0).await.unwrap() else { panic!("not applied") };
     let d = s.store.deployment(&deployment).await.unwrap().unwrap();
     assert_eq!(
@@ -44,7 +45,7 @@ async fn the_agent_applies_what_was_approved_and_honua_loads_exactly_the_effecti
     );
     assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
     // The release is owner-only; `current` points at it.
-    let current = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+    let current = live_release(&s);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -69,11 +70,10 @@ async fn the_agent_applies_what_was_approved_and_honua_loads_exactly_the_effecti
 async fn a_failed_reload_or_a_missing_collection_rolls_back_to_the_previous_release() {
     let s = setup("development").await;
     let agent = Agent::new(s.config.clone()).unwrap();
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let base = push_main(&s, "g-1").await;
     assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
     let good = s.honua.state.lock().unwrap().loaded.clone().unwrap();
-    let good_release = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+    let good_release = live_release(&s);
 
     // The merge adds `transportation::bike_lanes`; Honua does not serve it after the reload.
     let merged = s.origin.merge(&common::examples().join("honua-config-pr"));
@@ -84,7 +84,7 @@ async fn a_failed_reload_or_a_missing_collection_rolls_back_to_the_previous_rele
     };
     assert!(cause.contains("`transportation::bike_lanes` not served"), "{cause}");
     assert!(cause.contains("previous release restored"), "{cause}");
-    assert_eq!(std::fs::read_link(s.config.target_dir.join("current")).unwrap(), good_release);
+    assert_eq!(live_release(&s), good_release);
     assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), good, "Honua runs the previous config again");
     assert_eq!(s.store.deployment(&deployment).await.unwrap().unwrap().state, DeploymentState::RolledBack);
 }
@@ -127,8 +127,7 @@ async fn a_record_that_does_not_verify_is_refused() {
 async fn a_reload_error_or_a_server_that_never_turns_ready_rolls_back() {
     let s = setup("development").await;
     let agent = Agent::new(s.config.clone()).unwrap();
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let base = push_main(&s, "g-1").await;
     assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
 
     // This commit's policy gives development 2 s to turn healthy; as what runs, it judges the next ones.
@@ -142,7 +141,7 @@ async fn a_reload_error_or_a_server_that_never_turns_ready_rolls_back() {
     push(&s, &base, &merged, "g-2").await;
     approve_waiting(&s, "development").await;
     assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
-    let good_release = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+    let good_release = live_release(&s);
     let retitled = |title: &str| {
         let dir = tempfile::tempdir().unwrap();
         common::copy_tree(quick.path(), dir.path());
@@ -160,7 +159,7 @@ async fn a_reload_error_or_a_server_that_never_turns_ready_rolls_back() {
     let PollOutcome::RolledBack { cause, .. } = agent.poll_once(0).await.unwrap() else { panic!("not rolled back") };
     assert!(cause.starts_with("Honua refused the new metadata (HTTP 500"), "{cause}");
     assert!(cause.contains("restoring the previous release failed too"), "{cause}");
-    assert_eq!(std::fs::read_link(s.config.target_dir.join("current")).unwrap(), good_release);
+    assert_eq!(live_release(&s), good_release);
 
     // Reloads work again but Honua never turns ready: the policy's 2 s health timeout rolls back.
     {
@@ -175,7 +174,7 @@ async fn a_reload_error_or_a_server_that_never_turns_ready_rolls_back() {
         panic!("not rolled back")
     };
     assert!(cause.starts_with("not healthy within 2 s"), "{cause}");
-    assert_eq!(std::fs::read_link(s.config.target_dir.join("current")).unwrap(), good_release);
+    assert_eq!(live_release(&s), good_release);
     assert_eq!(s.store.deployment(&deployment).await.unwrap().unwrap().state, DeploymentState::RolledBack);
 }
 
@@ -185,8 +184,7 @@ async fn a_reload_error_or_a_server_that_never_turns_ready_rolls_back() {
 async fn a_crash_at_any_apply_phase_converges_after_restart() {
     for phase in ["writing", "swapping", "swapped"] {
         let s = setup("development").await;
-        let base = s.origin.main_sha();
-        push(&s, &"0".repeat(40), &base, "g-1").await;
+        let base = push_main(&s, "g-1").await;
         let crashing = Agent::new(AgentConfig { crash_after: Some(phase.into()), ..s.config.clone() }).unwrap();
         let err = crashing.poll_once(0).await.unwrap_err().to_string();
         assert!(err.contains("crashed after"), "{phase}: {err}");
@@ -221,8 +219,7 @@ async fn a_crash_at_any_apply_phase_converges_after_restart() {
 async fn work_in_a_child_process_fails_cleanly_and_falls_back_to_this_process() {
     use honua_gitops::agent::isolate::Isolation;
     let s = setup("development").await;
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "c-1").await;
+    let base = push_main(&s, "c-1").await;
     let sh = |script: &str| Isolation::new("/bin/sh".into(), vec!["-c".into(), script.into()]);
     let mut agent = Agent::new(s.config.clone()).unwrap();
 
@@ -341,8 +338,7 @@ async fn honua_agent_checks_its_prerequisites_and_applies_once_as_a_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_service_down_the_agent_applies_from_the_git_ledger_and_reports_later() {
     let s = setup("development").await;
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let base = push_main(&s, "g-1").await;
     let dev = ledger_deployment(&s, "development").await;
 
     // Port 9 (discard) on loopback: nothing listens, the service is unreachable.
@@ -405,8 +401,7 @@ async fn with_self_heal_a_hand_edit_is_restored_and_verified() {
     let tree = tree_with_development_policy("    selfHeal: true\n");
     let s = setup_from("development", tree.path()).await;
     let agent = Agent::new(s.config.clone()).unwrap();
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let base = push_main(&s, "g-1").await;
     assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
 
     hand_edit(&s, "metadata.json");
@@ -457,15 +452,14 @@ async fn a_server_config_change_restarts_honua_and_require_backup_takes_a_snapsh
         s.honua.url
     ));
     let agent = Agent::new(s.config.clone()).unwrap();
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let base = push_main(&s, "g-1").await;
     assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
     // staging says requireBackup, but nothing ran before the first release: no snapshot to take.
     assert_eq!(s.honua.state.lock().unwrap().snapshots, 0);
     let restarts = || std::fs::read_to_string(&marker).unwrap_or_default().lines().count();
     assert_eq!(restarts(), 1, "the first release brings the server configuration");
     let reloads = s.honua.state.lock().unwrap().reloads;
-    let first_release = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+    let first_release = live_release(&s);
 
     // Only metadata changes: a reload, no restart; Honua's snapshot API was called before the swap, and
     // Honua wrote the snapshot through `current`, into the release that was live then.
@@ -525,8 +519,7 @@ async fn one_at_a_time_applies_agent_by_agent_and_stops_at_the_first_failure() {
     assert_eq!(first.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
     assert_eq!(second.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
 
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let base = push_main(&s, "g-1").await;
     assert_eq!(second.poll_once(0).await.unwrap(), PollOutcome::Unchanged, "not its turn yet");
     let PollOutcome::Applied { deployment } = first.poll_once(0).await.unwrap() else { panic!("first") };
     assert_eq!(s.store.deployment(&deployment).await.unwrap().unwrap().state, DeploymentState::Applying);
@@ -564,7 +557,7 @@ async fn approve_waiting_if_any(s: &Setup, environment: &str) -> bool {
 
 /// A service that answers every desired-state request with one fixed signed record (a compromised or
 /// confused service, as far as the agent can tell); the rest of the body says whatever it likes.
-async fn fixed_desired(signed: serde_json::Value) -> String {
+async fn fixed_desired(signed: honua_gitops::plan::signing::Signed) -> String {
     let body = honua_gitops::deployment::wire::DesiredState {
         deployment: "whatever".into(),
         repository: "whatever".into(),
@@ -572,8 +565,8 @@ async fn fixed_desired(signed: serde_json::Value) -> String {
         commit: "0".repeat(40).into(),
         sequence: i64::MAX,
         state: honua_gitops::store::DeploymentState::Approved,
-        record: signed["record"].as_str().map(str::to_string),
-        signature: signed["signature"].as_str().map(str::to_string),
+        record: Some(signed.record),
+        signature: Some(signed.signature),
     };
     fixed_service(axum::Json(body).into_response()).await
 }
@@ -602,13 +595,12 @@ async fn fixed_service(answer: axum::response::Response) -> String {
 async fn a_record_for_another_environment_or_an_older_replayed_one_changes_nothing() {
     let s = setup("development").await;
     let agent = Agent::new(s.config.clone()).unwrap();
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "g-1").await;
+    push_main(&s, "g-1").await;
     let PollOutcome::Applied { deployment } = agent.poll_once(0).await.unwrap() else { panic!("not applied") };
     let applied = s.store.deployment(&deployment).await.unwrap().unwrap();
     let record: honua_gitops::plan::signing::SignedRecord =
-        serde_json::from_str(applied.record.as_deref().unwrap()).unwrap();
-    let release = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+        serde_json::from_str(&applied.signed.as_ref().unwrap().record).unwrap();
+    let release = live_release(&s);
     let signer = &s.service.controller.signer;
 
     // Validly signed, but for staging.
@@ -617,24 +609,22 @@ async fn a_record_for_another_environment_or_an_older_replayed_one_changes_nothi
         sequence: record.sequence + 5,
         ..record.clone()
     };
-    let (text, signature) = signer.sign(&staging);
-    let url = fixed_desired(serde_json::json!({ "record": text, "signature": signature })).await;
+    let url = fixed_desired(signer.sign(&staging)).await;
     let confused = Agent::new(AgentConfig { server: url, ..s.config.clone() }).unwrap();
     let err = confused.poll_once(0).await.unwrap_err().to_string();
     assert!(err.contains("a record for `staging`; this agent serves `development`"), "{err}");
 
     // Validly signed for development, but older than what runs: a replay.
     let older = honua_gitops::plan::signing::SignedRecord { sequence: record.sequence - 1, ..record.clone() };
-    let (text, signature) = signer.sign(&older);
-    let url = fixed_desired(serde_json::json!({ "record": text, "signature": signature })).await;
+    let url = fixed_desired(signer.sign(&older)).await;
     let replayed = Agent::new(AgentConfig { server: url, ..s.config.clone() }).unwrap();
     assert_eq!(replayed.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
     // The very record that was applied, replayed: nothing either.
-    let url = fixed_desired(serde_json::json!({ "record": applied.record, "signature": applied.signature })).await;
+    let url = fixed_desired(applied.signed.clone().unwrap()).await;
     let again = Agent::new(AgentConfig { server: url, ..s.config.clone() }).unwrap();
     assert_eq!(again.poll_once(0).await.unwrap(), PollOutcome::Unchanged);
 
-    assert_eq!(std::fs::read_link(s.config.target_dir.join("current")).unwrap(), release);
+    assert_eq!(live_release(&s), release);
     assert_eq!(s.honua.state.lock().unwrap().reloads, 1);
 }
 
@@ -642,10 +632,9 @@ async fn a_record_for_another_environment_or_an_older_replayed_one_changes_nothi
 async fn with_service_and_git_unreachable_honua_keeps_serving_and_the_agent_recovers() {
     let s = setup("development").await;
     let agent = Agent::new(s.config.clone()).unwrap();
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let base = push_main(&s, "g-1").await;
     assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
-    let release = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+    let release = live_release(&s);
     let merged = s.origin.merge(&common::examples().join("honua-config-pr"));
     push(&s, &base, &merged, "g-2").await;
 
@@ -659,7 +648,7 @@ async fn with_service_and_git_unreachable_honua_keeps_serving_and_the_agent_reco
     for _ in 0..3 {
         let err = cut_off.poll_once(0).await.unwrap_err().to_string();
         assert!(!err.is_empty());
-        assert_eq!(std::fs::read_link(s.config.target_dir.join("current")).unwrap(), release, "untouched");
+        assert_eq!(live_release(&s), release, "untouched");
         let ready = reqwest::get(&s.config.health_url).await.unwrap().status();
         assert!(ready.is_success(), "Honua keeps serving the last good config");
     }
@@ -714,8 +703,7 @@ async fn end_to_end_a_merge_reaches_development_at_once_and_production_after_an_
     let prod = Agent::new(s.config.clone()).unwrap();
 
     // What runs before the PR: main, everywhere (production approved once by an operator).
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let base = push_main(&s, "g-1").await;
     let first = deployment_of(&s, "production", &base).await;
     s.service.controller.decisions().approve(&first.id, "operator", "api", true, chrono::Utc::now()).await.unwrap();
     assert!(matches!(dev.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
@@ -765,8 +753,7 @@ async fn end_to_end_a_merge_reaches_development_at_once_and_production_after_an_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_process_killed_mid_apply_converges_when_restarted() {
     let s = setup("development").await;
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let base = push_main(&s, "g-1").await;
     s.honua.state.lock().unwrap().hang = Some(Duration::from_secs(30));
     let mut child = agent_command(&s.config, &[])
         .stdout(std::process::Stdio::null())
@@ -933,8 +920,7 @@ async fn honuas_gitops_section_dry_runs_then_applies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_planted_in_the_agents_directories_are_never_followed() {
     let s = setup("development").await;
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let base = push_main(&s, "g-1").await;
     let d = deployment_of(&s, "development", &base).await;
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("keep.txt"), "mine").unwrap();
@@ -948,7 +934,7 @@ async fn links_planted_in_the_agents_directories_are_never_followed() {
     let names: Vec<_> = std::fs::read_dir(outside.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["keep.txt"], "nothing was written outside");
     assert_eq!(std::fs::read_to_string(outside.path().join("keep.txt")).unwrap(), "mine");
-    let live = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+    let live = live_release(&s);
     assert!(live.starts_with(&releases) && !std::fs::symlink_metadata(&live).unwrap().file_type().is_symlink());
     assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &base, "development"));
 }
@@ -987,8 +973,7 @@ async fn the_running_agent_applies_each_new_approval_as_it_is_decided() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_git_ledger_is_read_even_while_the_service_answers_and_a_newer_record_wins() {
     let s = setup("development").await;
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "g-1").await;
+    let base = push_main(&s, "g-1").await;
     let dev = ledger_deployment(&s, "development").await;
     let silent = fixed_service(axum::http::StatusCode::NO_CONTENT.into_response()).await;
     let agent =

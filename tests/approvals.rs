@@ -161,7 +161,7 @@ async fn a_writer_approves_production_on_the_pr_and_the_approval_carries_at_merg
         ("bob", "comment", true)
     );
     assert_eq!(approvals[0].plan_digest, prod.plan_digest, "bound to the deployment's own plan");
-    assert!(prod.record.as_deref().unwrap().contains("\"by\":\"bob\""));
+    assert!(prod.signed.as_ref().unwrap().record.contains("\"by\":\"bob\""));
 }
 
 /// Where reviewers look: the API shows, per environment, who approved which plan of the PR's head and
@@ -260,19 +260,14 @@ async fn a_writer_approves_the_merged_change_for_production_by_comment(store: Ar
     let approved = w.store.deployment(&prod.id).await.unwrap().unwrap();
     assert_eq!(approved.state, DeploymentState::Approved);
     let key = honua_gitops::plan::signing::parse_public_key(&w.service.controller.signer.public_key()).unwrap();
-    let record = honua_gitops::plan::signing::verify(
-        &key,
-        approved.record.as_deref().unwrap(),
-        approved.signature.as_deref().unwrap(),
-    )
-    .unwrap();
+    let record = honua_gitops::plan::signing::verify(&key, approved.signed.as_ref().unwrap()).unwrap();
     assert_eq!((record.approvals[0].by.as_str(), record.approvals[0].via.as_str()), ("bob", "comment"));
     // The ledger and GitHub's mirror follow in the background publisher.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let in_ledger = w.origin.repo.refname_to_id(honua_gitops::git::ledger::LEDGER_REF).ok().is_some_and(|head| {
             let entries = honua_gitops::git::ledger::read(&w.origin.repo, head).unwrap();
-            entries.iter().any(|e| e.deployment == prod.id && e.record == approved.record.clone().unwrap())
+            entries.iter().any(|e| e.deployment == prod.id && Some(&e.signed) == approved.signed.as_ref())
         });
         let queued = w.github.deployments().into_iter().any(|d| {
             d.payload["honua_deployment"] == prod.id.as_str() && d.statuses.last().map(String::as_str) == Some("queued")
@@ -312,59 +307,49 @@ async fn a_named_approver_or_team_member_approves_after_merge(store: Arc<dyn Sto
     assert!(reply.contains("approved already"), "{reply}");
 }
 
-async fn refused_a_commenter_without_access(store: Arc<dyn Store>) {
+/// Approvals by comment that are refused for who asks or how: each on its own PR of one world, with the
+/// reply that says why and the reaction on the command. None of them records an approval.
+async fn refused_approvals_by_comment(store: Arc<dyn Store>) {
+    struct Refusal {
+        pr: u64,
+        login: &'static str,
+        /// Permission and role granted on the repository (none: no access at all).
+        access: Option<(&'static str, &'static str)>,
+        kind: &'static str,
+        action: &'static str,
+        reply: &'static str,
+        reaction: &'static str,
+    }
+    let refusal =
+        |pr, login, reply| Refusal { pr, login, access: None, kind: "User", action: "created", reply, reaction: "-1" };
+    let rows = [
+        refusal(20, "eve", "❌ `production`: your role on city/gis-config is `none`"),
+        Refusal { access: Some(("read", "read")), ..refusal(21, "rita", "your role on city/gis-config is `read`") },
+        Refusal { access: Some(("read", "triage")), ..refusal(22, "tom", "is `triage`") },
+        // alice opened the PR and is an admin: production still refuses her own approval.
+        refusal(23, "alice", "you opened this pull request, and `production` has `preventSelfApproval`"),
+        Refusal {
+            access: Some(("write", "write")),
+            kind: "Bot",
+            ..refusal(24, "release-bot[bot]", "bots cannot approve")
+        },
+        Refusal {
+            action: "edited",
+            reaction: "confused",
+            ..refusal(25, "bob", "an edited comment is never a command")
+        },
+    ];
     let w = World::new(store).await;
-    w.open_pr(20, &pr_tree()).await;
-    let reply = w.comment(20, "/honua approve production --breaking", "eve").await;
-    assert!(reply.contains("❌ `production`: your role on city/gis-config is `none`"), "{reply}");
-    assert_eq!(w.reaction_of_last_command(20, "eve"), ["-1"]);
-    w.nothing_approved(20).await;
-}
-
-async fn refused_a_read_only_collaborator(store: Arc<dyn Store>) {
-    let w = World::new(store).await;
-    w.github.grant(REPO, "rita", "read", "read");
-    w.open_pr(21, &pr_tree()).await;
-    let reply = w.comment(21, "/honua approve production --breaking", "rita").await;
-    assert!(reply.contains("your role on city/gis-config is `read`"), "{reply}");
-    w.nothing_approved(21).await;
-}
-
-async fn refused_the_triage_role(store: Arc<dyn Store>) {
-    let w = World::new(store).await;
-    w.github.grant(REPO, "tom", "read", "triage");
-    w.open_pr(22, &pr_tree()).await;
-    let reply = w.comment(22, "/honua approve production --breaking", "tom").await;
-    assert!(reply.contains("is `triage`"), "{reply}");
-    w.nothing_approved(22).await;
-}
-
-async fn refused_the_pr_author_where_self_approval_is_prevented(store: Arc<dyn Store>) {
-    let w = World::new(store).await;
-    w.open_pr(23, &pr_tree()).await;
-    // alice opened the PR and is an admin: production still refuses her own approval.
-    let reply = w.comment(23, "/honua approve production --breaking", "alice").await;
-    assert!(reply.contains("you opened this pull request, and `production` has `preventSelfApproval`"), "{reply}");
-    w.nothing_approved(23).await;
-}
-
-async fn refused_a_bot(store: Arc<dyn Store>) {
-    let w = World::new(store).await;
-    w.github.grant(REPO, "release-bot[bot]", "write", "write");
-    w.open_pr(24, &pr_tree()).await;
-    let reply =
-        w.comment_with(24, "/honua approve production --breaking", "release-bot[bot]", "Bot", "created", None).await;
-    assert!(reply.contains("bots cannot approve"), "{reply}");
-    w.nothing_approved(24).await;
-}
-
-async fn refused_an_edited_comment(store: Arc<dyn Store>) {
-    let w = World::new(store).await;
-    w.open_pr(25, &pr_tree()).await;
-    let reply = w.comment_with(25, "/honua approve production --breaking", "bob", "User", "edited", None).await;
-    assert!(reply.contains("an edited comment is never a command"), "{reply}");
-    assert_eq!(w.reaction_of_last_command(25, "bob"), ["confused"]);
-    w.nothing_approved(25).await;
+    for r in rows {
+        if let Some((permission, role)) = r.access {
+            w.github.grant(REPO, r.login, permission, role);
+        }
+        w.open_pr(r.pr, &pr_tree()).await;
+        let reply = w.comment_with(r.pr, "/honua approve production --breaking", r.login, r.kind, r.action, None).await;
+        assert!(reply.contains(r.reply), "{}: {reply}", r.login);
+        assert_eq!(w.reaction_of_last_command(r.pr, r.login), [r.reaction], "{}", r.login);
+        w.nothing_approved(r.pr).await;
+    }
 }
 
 async fn refused_an_approval_followed_by_a_push(store: Arc<dyn Store>) {
@@ -522,12 +507,7 @@ on_both_stores!(
     a_writer_approves_the_merged_change_for_production_by_comment,
     a_writer_approves_production_on_the_pr_and_the_approval_carries_at_merge,
     a_named_approver_or_team_member_approves_after_merge,
-    refused_a_commenter_without_access,
-    refused_a_read_only_collaborator,
-    refused_the_triage_role,
-    refused_the_pr_author_where_self_approval_is_prevented,
-    refused_a_bot,
-    refused_an_edited_comment,
+    refused_approvals_by_comment,
     refused_an_approval_followed_by_a_push,
     refused_the_approval_of_a_superseded_deployment,
     refused_a_replayed_delivery,

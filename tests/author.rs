@@ -244,6 +244,12 @@ async fn honua(args: &[&str], envs: &[(&str, String)]) -> Output {
     cmd.output().await.unwrap()
 }
 
+/// `honua ai REQUEST --repo REPO --dry-run` without an LLM: its exit code and what it printed.
+async fn dry_run(repo: &str, request: &str) -> (Option<i32>, String) {
+    let out = honua(&["ai", request, "--repo", repo, "--dry-run"], &[]).await;
+    (out.status.code(), text(&out))
+}
+
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -592,27 +598,24 @@ async fn other_requests_edit_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let work = config_repo(dir.path(), false, "Host=127.0.0.1;Database=x");
     let w = work.to_str().unwrap();
-    let out =
-        honua(&["ai", "set the cache ttl of roads to 5 minutes in production", "--repo", w, "--dry-run"], &[]).await;
-    assert!(out.status.success(), "{}", text(&out));
-    let t = text(&out);
+    let (code, t) = dry_run(w, "set the cache ttl of roads to 5 minutes in production").await;
+    assert_eq!(code, Some(0), "{t}");
     assert!(t.contains("+++ b/environments/production/metadata.yaml"), "{t}");
     assert!(t.contains("+layers:\n+  - id: roads\n+    caching:\n+      ttl: 300"), "{t}");
     assert!(t.contains("+      enabled: true") || t.contains("enabled: true"), "{t}");
 
-    let out = honua(&["ai", "set the title of roads to \"Streets & Roads\"", "--repo", w, "--dry-run"], &[]).await;
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("-    title: Roads\n+    title: Streets & Roads"), "{}", text(&out));
+    let (code, t) = dry_run(w, "set the title of roads to \"Streets & Roads\"").await;
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("-    title: Roads\n+    title: Streets & Roads"), "{t}");
 
-    let out = honua(&["ai", "remove roads", "--repo", w, "--dry-run"], &[]).await;
-    assert!(out.status.success(), "{}", text(&out));
-    let t = text(&out);
+    let (code, t) = dry_run(w, "remove roads").await;
+    assert_eq!(code, Some(0), "{t}");
     assert!(t.contains("-  # Streets, as the city maintains them.\n-  - id: roads"), "{t}");
     assert!(t.contains("breaking"), "{t}");
 
-    let out = honua(&["ai", "make it better", "--repo", w, "--dry-run"], &[]).await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("add a layer from schema.table"), "{}", text(&out));
+    let (code, t) = dry_run(w, "make it better").await;
+    assert_eq!(code, Some(2), "{t}");
+    assert!(t.contains("add a layer from schema.table"), "{t}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -722,9 +725,8 @@ async fn a_field_the_table_has_is_added_where_the_layer_lists_its_fields() {
     git(&work, &["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "bike lanes"]);
     let w = work.to_str().unwrap();
 
-    let out = honua(&["ai", "add field surface to bike_lanes", "--repo", w, "--dry-run"], &[]).await;
-    assert!(out.status.success(), "{}", text(&out));
-    let t = text(&out);
+    let (code, t) = dry_run(w, "add field surface to bike_lanes").await;
+    assert_eq!(code, Some(0), "{t}");
     assert!(
         t.contains(
             " {name: lane_id, type: int32, nullable: false}\n+      - {name: surface, type: string, nullable: false}\n"
@@ -732,16 +734,12 @@ async fn a_field_the_table_has_is_added_where_the_layer_lists_its_fields() {
         "{t}"
     );
 
-    let out = honua(&["ai", "add field wheels to bike_lanes", "--repo", w, "--dry-run"], &[]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("has no column `wheels`; its columns: lane_id, name, surface, width_m, opened"),
-        "{}",
-        text(&out)
-    );
-    let out = honua(&["ai", "add field lane_id to bike_lanes", "--repo", w, "--dry-run"], &[]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("already lists field `lane_id`"), "{}", text(&out));
+    let (code, t) = dry_run(w, "add field wheels to bike_lanes").await;
+    assert_eq!(code, Some(2), "{t}");
+    assert!(t.contains("has no column `wheels`; its columns: lane_id, name, surface, width_m, opened"), "{t}");
+    let (code, t) = dry_run(w, "add field lane_id to bike_lanes").await;
+    assert_eq!(code, Some(2), "{t}");
+    assert!(t.contains("already lists field `lane_id`"), "{t}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -750,28 +748,27 @@ async fn configuration_2_0_layers_are_changed_in_their_blocks() {
     let work = config_repo(dir.path(), true, "Host=127.0.0.1;Database=x");
     let w = work.to_str().unwrap();
 
-    let out = honua(&["ai", "disable roads", "--repo", w, "--dry-run"], &[]).await;
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("-  services = [service.ogc_api]\n+  services = []"), "{}", text(&out));
+    let (code, t) = dry_run(w, "disable roads").await;
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("-  services = [service.ogc_api]\n+  services = []"), "{t}");
 
-    let out = honua(&["ai", "set the title of roads to \"Streets\" in staging", "--repo", w, "--dry-run"], &[]).await;
-    assert!(out.status.success(), "{}", text(&out));
-    let t = text(&out);
+    let (code, t) = dry_run(w, "set the title of roads to \"Streets\" in staging").await;
+    assert_eq!(code, Some(0), "{t}");
     assert!(t.contains("+++ b/environments/staging/honua.hcl"), "{t}");
     assert!(t.contains("+layer \"roads\" {\n+  title = \"Streets\"\n+}"), "{t}");
 
-    let out = honua(&["ai", "set the description of roads to \"Centre lines\"", "--repo", w, "--dry-run"], &[]).await;
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains(" layer \"roads\" {\n+  description = \"Centre lines\"\n"), "{}", text(&out));
+    let (code, t) = dry_run(w, "set the description of roads to \"Centre lines\"").await;
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains(" layer \"roads\" {\n+  description = \"Centre lines\"\n"), "{t}");
 
-    let out = honua(&["ai", "set the cache ttl of roads to 60", "--repo", w, "--dry-run"], &[]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("no per-layer cache TTL"), "{}", text(&out));
+    let (code, t) = dry_run(w, "set the cache ttl of roads to 60").await;
+    assert_eq!(code, Some(2), "{t}");
+    assert!(t.contains("no per-layer cache TTL"), "{t}");
 
-    let out = honua(&["ai", "remove roads", "--repo", w, "--dry-run"], &[]).await;
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("-# Streets.\n-layer \"roads\" {"), "{}", text(&out));
-    assert!(text(&out).contains(" # The end."), "{}", text(&out));
+    let (code, t) = dry_run(w, "remove roads").await;
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("-# Streets.\n-layer \"roads\" {"), "{t}");
+    assert!(t.contains(" # The end."), "{t}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

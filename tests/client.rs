@@ -41,17 +41,8 @@ async fn every_client_command_works_against_the_service_and_speaks_json() {
     let store = db.store.clone();
     let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
     let token = common::api_token(&store, "operator", Role::Admin, None).await;
-    let base = origin.main_sha();
-    service.deliver("push", "c-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let prod = loop {
-        let all = store.deployments(&DeploymentFilter { limit: 10, ..Default::default() }).await.unwrap();
-        if let Some(p) = all.iter().find(|d| d.environment == "production") {
-            break p.clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (_, all) = service.push_main(&origin, "c-1").await;
+    let prod = all.iter().find(|d| d.environment == "production").unwrap().clone();
     let url = service.url.clone();
 
     // Every command's JSON parses.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::fake_github::FakeGithub;
-use common::service::{ExampleScene, Service};
+use common::service::{wait_for_deployments, ExampleScene, Service};
 use common::{Origin, REPO};
 use honua_gitops::controller::{Controller, DeploySource};
 use honua_gitops::plan::signing::{parse_public_key, verify};
@@ -21,22 +21,6 @@ use serde_json::{json, Value};
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Polls the store until `done` holds for the repository's deployments.
-async fn wait_for_deployments(
-    store: &Arc<dyn Store>,
-    what: &str,
-    done: impl Fn(&[Deployment]) -> bool,
-) -> Vec<Deployment> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let all = store.deployments(&DeploymentFilter { limit: 1000, ..Default::default() }).await.unwrap();
-        if done(&all) {
-            return all;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}; have {all:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn of<'a>(all: &'a [Deployment], env: &str, commit: &str) -> &'a Deployment {
     all.iter()
         .find(|d| d.environment == env && d.commit == commit)
@@ -87,9 +71,7 @@ async fn a_merge_deploys_development_and_staging_and_production_waits_for_an_app
     let agent = Api::token(&store, "prod-agent", Role::Agent, Some("production")).await;
 
     // The first push deploys what `main` holds: development and staging by policy, production waits.
-    let base = origin.main_sha();
-    service.deliver("push", "d-push-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
-    let all = wait_for_deployments(&store, "three first deployments", |all| all.len() == 3).await;
+    let (base, all) = service.push_main(&origin, "d-push-1").await;
     assert_eq!(of(&all, "development", &base).state, DeploymentState::Approved);
     assert_eq!(of(&all, "staging", &base).state, DeploymentState::Approved);
     let first_prod = of(&all, "production", &base).clone();
@@ -126,7 +108,7 @@ async fn a_merge_deploys_development_and_staging_and_production_waits_for_an_app
     let (status, key) = api.call("GET", "/api/v1/signing-key", None, None).await;
     assert_eq!(status, 200);
     let key = parse_public_key(key["public_key"].as_str().unwrap()).unwrap();
-    let record = verify(&key, dev.record.as_deref().unwrap(), dev.signature.as_deref().unwrap()).unwrap();
+    let record = verify(&key, dev.signed.as_ref().unwrap()).unwrap();
     assert_eq!((record.environment.as_str(), record.commit.as_str()), ("development", merged.as_str()));
     assert_eq!(record.approvals[0].by, "policy");
 
@@ -151,7 +133,7 @@ async fn a_merge_deploys_development_and_staging_and_production_waits_for_an_app
     assert_eq!(body["approvals"][0]["actor"], "release-bot");
     assert_eq!(body["approvals"][0]["plan_digest"], prod.plan_digest.as_str());
     let signed = &body["signed"];
-    let record = verify(&key, signed["record"].as_str().unwrap(), signed["signature"].as_str().unwrap()).unwrap();
+    let record = verify(&key, &serde_json::from_value(signed.clone()).unwrap()).unwrap();
     assert_eq!(record.deployment, prod.id);
     assert_eq!(record.plan_digest, prod.plan_digest);
     assert_eq!(record.sequence, 2, "production's second deployment");
@@ -198,13 +180,13 @@ async fn a_merge_deploys_development_and_staging_and_production_waits_for_an_app
     let entry = ledger.iter().find(|e| e.deployment == prod_id).unwrap();
     assert_eq!((entry.environment.as_str(), entry.sequence), ("production", 2));
     assert_eq!(entry.path(), format!("production/0000000002-{prod_id}.json"));
-    assert_eq!(verify(&key, &entry.record, &entry.signature).unwrap().deployment, prod_id);
+    assert_eq!(verify(&key, &entry.signed).unwrap().deployment, prod_id);
     let signed_count = store
         .deployments(&DeploymentFilter { limit: 100, ..Default::default() })
         .await
         .unwrap()
         .iter()
-        .filter(|d| d.record.is_some())
+        .filter(|d| d.signed.is_some())
         .count();
     assert_eq!(ledger.len(), signed_count, "one ledger entry per signed decision");
     // Approving twice is refused.
@@ -264,9 +246,7 @@ async fn a_newer_merge_supersedes_a_deployment_that_has_not_started(store: Arc<d
     let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
     let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
     let approver = Api::token(&store, "mike", Role::Approver, None).await;
-    let base = origin.main_sha();
-    service.deliver("push", "d-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
-    let all = wait_for_deployments(&store, "first deployments", |all| all.len() == 3).await;
+    let (base, all) = service.push_main(&origin, "d-1").await;
     let waiting = of(&all, "production", &base).id.clone();
 
     let merged = origin.merge(&common::examples().join("honua-config-pr"));
@@ -385,9 +365,7 @@ async fn a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr(s
     let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
     let approver = Api::token(&store, "oncall", Role::Approver, None).await;
     let viewer = Api::token(&store, "dashboard", Role::Viewer, None).await;
-    let base = origin.main_sha();
-    service.deliver("push", "r-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
-    let all = wait_for_deployments(&store, "first deployments", |all| all.len() == 3).await;
+    let (base, all) = service.push_main(&origin, "r-1").await;
     complete(&store, &of(&all, "development", &base).id).await;
     let rollback = "/api/v1/environments/development/rollback";
     let (status, body) = api.call("POST", rollback, Some(&approver), None).await;
@@ -411,7 +389,7 @@ async fn a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr(s
     assert_eq!(body["approvals"][0]["actor"], "oncall");
     let (_, key) = api.call("GET", "/api/v1/signing-key", None, None).await;
     let key = parse_public_key(key["public_key"].as_str().unwrap()).unwrap();
-    verify(&key, body["signed"]["record"].as_str().unwrap(), body["signed"]["signature"].as_str().unwrap()).unwrap();
+    verify(&key, &serde_json::from_value(body["signed"].clone()).unwrap()).unwrap();
     let rollback_id = body["id"].as_str().unwrap().to_string();
 
     // GitHub is brought back to match: a revert PR whose commit carries the old tree, on top of main.
@@ -573,9 +551,7 @@ async fn the_policy_notifies_approvals_required_and_completions_and_records_what
     let origin = Origin::new(tree.path());
     let github = FakeGithub::start().await;
     let service = Service::start(&github, &origin, store.clone()).await;
-    let base = origin.main_sha();
-    service.deliver("push", "n-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
-    let all = wait_for_deployments(&store, "first deployments", |all| all.len() == 3).await;
+    let (base, all) = service.push_main(&origin, "n-1").await;
     let prod = of(&all, "production", &base).id.clone();
 
     // Production awaits approval: Slack hears of it, in its channel.
@@ -652,7 +628,7 @@ async fn agents_long_poll_their_desired_state_and_report_phases(store: Arc<dyn S
     let id = body["deployment"].as_str().unwrap().to_string();
     let (_, key) = api.call("GET", "/api/v1/signing-key", None, None).await;
     let key = parse_public_key(key["public_key"].as_str().unwrap()).unwrap();
-    verify(&key, body["record"].as_str().unwrap(), body["signature"].as_str().unwrap()).unwrap();
+    verify(&key, &serde_json::from_value(body.clone()).unwrap()).unwrap();
 
     // Unchanged: 304 with the same ETag at once when not waiting.
     let resp = api.client.get(format!("{}{desired}", service.url)).bearer_auth(&dev_agent).send().await.unwrap();
@@ -862,9 +838,7 @@ async fn every_answer_matches_its_documented_schema() {
     let approver = Api::token(&store, "oncall", Role::Approver, None).await;
     let agent = Api::token(&store, "dev-agent-1", Role::Agent, Some("development")).await;
 
-    let base = origin.main_sha();
-    service.deliver("push", "s-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
-    let all = wait_for_deployments(&store, "three deployments", |all| all.len() == 3).await;
+    let (base, all) = service.push_main(&origin, "s-1").await;
     let dev = of(&all, "development", &base).id.clone();
     let prod = of(&all, "production", &base).id.clone();
     let heartbeat = json!({"deployment": dev, "commit": base, "sequence": 1, "health": "healthy",

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::edge::{expected_render, ledger_deployment, push, setup, Setup};
+use common::edge::{expected_render, ledger_deployment, push, push_main, setup, Setup};
 use common::fake_github::{FakeGithub, Injected};
 use common::fault_proxy::{Fault, FaultProxy};
 use common::git_http::GitHttp;
@@ -193,8 +193,7 @@ async fn applied_and_reported(s: &Setup, commit: &str, after: &str) {
 async fn the_agent_reads_the_git_ledger_through_a_blackholed_reset_and_slow_remote() {
     honua_gitops::git::mirror::set_network_timeout(Duration::from_secs(2));
     let s = setup("development").await;
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "l-1").await;
+    let base = push_main(&s, "l-1").await;
     let deployment = ledger_deployment(&s, "development").await;
     let git = GitHttp::start(s.origin.git_root.clone(), "ghs_agent_read_token").await;
     let proxy = FaultProxy::for_url(&git.url).await;

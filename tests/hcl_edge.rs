@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::edge::{push, setup_with, Setup};
+use common::edge::{push, push_main, setup_with, Setup};
 use honua_gitops::agent::{Agent, PollOutcome};
 use honua_gitops::standin::HonuaSettings;
 use honua_gitops::store::DeploymentFilter;
@@ -48,8 +48,7 @@ async fn an_hcl_repository_deploys_rolls_back_and_heals_through_honuas_file_watc
     let agent = Agent::new(s.config.clone()).unwrap();
 
     // The first release: the HCL file appears in Honua's directory, its watcher loads it.
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "h-1").await;
+    let base = push_main(&s, "h-1").await;
     let first = approve(&s, &base).await;
     let outcome = agent.poll_once(0).await.unwrap();
     assert_eq!(outcome, PollOutcome::Applied { deployment: first.clone() }, "{:?}", reports(&s, &first).await);
@@ -113,8 +112,7 @@ async fn a_release_honua_does_not_serve_is_restored_in_place() {
     quick_to_fail(&tree);
     let s = setup_with("production", tree.path(), HonuaSettings::configuration_2_0()).await;
     let agent = Agent::new(s.config.clone()).unwrap();
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "f-1").await;
+    let base = push_main(&s, "f-1").await;
     approve(&s, &base).await;
     assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
     let before = std::fs::read_to_string(hcl_file(&s)).unwrap();

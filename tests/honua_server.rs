@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::edge::{push, setup, setup_from, Setup};
+use common::edge::{live_release, push, push_main, setup, setup_from, Setup};
 use honua_gitops::agent::{AdminAuth, Agent, AgentConfig, PollOutcome};
 use honua_gitops::standin::{AuthMode, HonuaSettings, StandIn, ADMIN_PASSWORD, ADMIN_USER};
 use honua_gitops::store::{DeploymentFilter, DeploymentState};
@@ -77,12 +77,11 @@ async fn the_example_agent_file_deploys_production_with_a_snapshot_against_honua
     let agent = Agent::new(config.clone()).unwrap();
 
     // The first release: nothing ran before it, so there is nothing to snapshot.
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "p-1").await;
+    let base = push_main(&s, "p-1").await;
     let first_id = approve(&s, "production", &base).await;
     let outcome = agent.poll_once(0).await.unwrap();
     assert!(matches!(outcome, PollOutcome::Applied { .. }), "{outcome:?} {:?}", reports(&s, &first_id).await);
-    let first = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+    let first = live_release(&s);
 
     // The PR: Honua's snapshot of what runs, then the reload, then each collection by id.
     let pr = with_a_dark_service(&common::examples().join("honua-config-pr"));
@@ -181,8 +180,7 @@ async fn an_expiring_login_token_is_renewed_and_a_refused_one_replaced() {
     let s = setup("development").await;
     let settings = HonuaSettings { session_lifetime: Duration::from_secs(61), ..HonuaSettings::supported() };
     let (agent, honua) = against(&s, settings, |c| c).await;
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "d-1").await;
+    let base = push_main(&s, "d-1").await;
     assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
     assert_eq!(honua.state.lock().unwrap().logins, 1);
     // Past the renewal point (a minute before expiry): the next deployment logs in first.
@@ -214,10 +212,9 @@ async fn an_expiring_login_token_is_renewed_and_a_refused_one_replaced() {
 async fn metadata_honua_refuses_is_a_500_and_rolled_back() {
     let s = setup("development").await;
     let (agent, honua) = against(&s, HonuaSettings::supported(), |c| c).await;
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "d-1").await;
+    let base = push_main(&s, "d-1").await;
     assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
-    let good = std::fs::read_link(s.config.target_dir.join("current")).unwrap();
+    let good = live_release(&s);
     let merged = s.origin.merge(&common::examples().join("honua-config-pr"));
     push(&s, &base, &merged, "d-2").await;
     honua.state.lock().unwrap().fail_reloads = true;
@@ -226,7 +223,7 @@ async fn metadata_honua_refuses_is_a_500_and_rolled_back() {
     };
     assert!(cause.starts_with("Honua refused the new metadata (HTTP 500"), "{cause}");
     assert!(cause.contains("its log names the cause"), "{cause}");
-    assert_eq!(std::fs::read_link(s.config.target_dir.join("current")).unwrap(), good);
+    assert_eq!(live_release(&s), good);
     assert_eq!(s.store.deployment(&deployment).await.unwrap().unwrap().state, DeploymentState::RolledBack);
 }
 
@@ -282,8 +279,7 @@ async fn redirects_are_followed_with_method_body_and_credentials_to_the_same_ori
         ..c
     };
     let agent = Agent::new(legacy(honua.serving(s.config.clone()))).unwrap();
-    let base = s.origin.main_sha();
-    push(&s, &"0".repeat(40), &base, "s-1").await;
+    let base = push_main(&s, "s-1").await;
     assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
     let merged = s.origin.merge(&common::examples().join("honua-config-pr"));
     push(&s, &base, &merged, "s-2").await;
@@ -349,8 +345,7 @@ async fn a_honua_that_starts_only_after_the_first_release_is_waited_for_or_start
             ..honua.serving(s.config.clone())
         };
         let agent = Agent::new(config).unwrap();
-        let base = s.origin.main_sha();
-        push(&s, &"0".repeat(40), &base, "d-1").await;
+        push_main(&s, "d-1").await;
         let PollOutcome::Applied { deployment } = agent.poll_once(0).await.unwrap() else { panic!("not applied") };
         let done = reports(&s, &deployment).await;
         let how = if with_command {

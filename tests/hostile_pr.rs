@@ -329,16 +329,7 @@ async fn agent_routes_take_only_agent_tokens_of_their_environment(store: Arc<dyn
     let client = reqwest::Client::new();
     let admin = common::api_token(&store, "root", honua_gitops::store::Role::Admin, None).await;
     let dev = common::api_token(&store, "dev-agent", honua_gitops::store::Role::Agent, Some("development")).await;
-    service.deliver("push", "p-1", common::push_payload(&"0".repeat(40), &origin.main_sha(), "alice")).await;
-    let mut deployments = Vec::new();
-    for _ in 0..600 {
-        let all = honua_gitops::store::DeploymentFilter { limit: 100, ..Default::default() };
-        deployments = store.deployments(&all).await.unwrap();
-        if deployments.len() == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (_, deployments) = service.push_main(&origin, "p-1").await;
     let of = |env: &str| deployments.iter().find(|d| d.environment == env).unwrap().id.clone();
     let (development, production) = (of("development"), of("production"));
 

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::service::ExampleScene;
-use honua_gitops::store::{DeploymentFilter, Role};
+use honua_gitops::store::Role;
 
 async fn token(store: &std::sync::Arc<dyn honua_gitops::store::Store>, name: &str, role: Role) -> String {
     common::api_token(store, name, role, (role == Role::Agent).then_some("development")).await
@@ -20,16 +20,8 @@ async fn pages_need_a_viewer_token_once_and_render_environments_and_deployments_
     let ExampleScene { github, origin, service } = ExampleScene::start(store.clone()).await;
     let viewer = token(&store, "viewer", Role::Viewer).await;
     let agent = token(&store, "agent", Role::Agent).await;
-    service.deliver("push", "p-1", common::push_payload(&"0".repeat(40), &origin.main_sha(), "alice")).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let prod = loop {
-        let filter = DeploymentFilter { environment: Some("production".into()), limit: 1, ..Default::default() };
-        if let Some(d) = store.deployments(&filter).await.unwrap().pop() {
-            break d;
-        }
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (_, all) = service.push_main(&origin, "p-1").await;
+    let prod = all.into_iter().find(|d| d.environment == "production").unwrap();
     // A reason with markup, as anyone with an approver token could write it.
     service
         .controller
@@ -118,12 +110,7 @@ async fn the_overview_renders_in_headless_chromium() {
     let db = common::db::sqlite().await;
     let store = db.store.clone();
     let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
-    service.deliver("push", "p-1", common::push_payload(&"0".repeat(40), &origin.main_sha(), "alice")).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while store.deployments(&DeploymentFilter { limit: 10, ..Default::default() }).await.unwrap().len() < 3 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    service.push_main(&origin, "p-1").await;
     // The same pages, public (HONUA_PUBLIC_PAGES=true), for a browser without a cookie.
     let pages = honua_gitops::server::pages::Pages { controller: service.controller.clone(), public: true };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

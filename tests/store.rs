@@ -7,6 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use honua_gitops::plan::signing::Signed;
 use honua_gitops::store::{
     ApiTokenHash, Approval, AuditLog, Deployment, DeploymentFilter, DeploymentState, Gate, JobState, NewAudit,
     NewDelivery, NewDeployment, PrHead, Recorded, Role, Store,
@@ -147,8 +148,7 @@ fn new_deployment(id: &str, env: &str, sequence: i64, state: DeploymentState) ->
             windows: Default::default(),
             safety: None,
             cause: "push".into(),
-            record: None,
-            signature: None,
+            signed: None,
             created_at: 0,
             updated_at: 0,
         },
@@ -183,13 +183,11 @@ async fn deployments_supersede_unstarted_ones_and_transitions_are_compare_and_se
     // Approval: recorded with the signed record in one step, only from the expected states.
     let approval =
         Approval { actor: "mike".into(), via: "api".into(), plan_digest: "sha256:3".into(), breaking: false, at: 40 };
-    assert!(s.approve("prod-3", &approval, "{}", "ab", "approved by mike").await.unwrap());
-    assert!(!s.approve("prod-3", &approval, "{}", "ab", "again").await.unwrap());
+    let signed = Signed { record: "{}".into(), signature: "ab".into() };
+    assert!(s.approve("prod-3", &approval, &signed, "approved by mike").await.unwrap());
+    assert!(!s.approve("prod-3", &approval, &signed, "again").await.unwrap());
     let d = s.deployment("prod-3").await.unwrap().unwrap();
-    assert_eq!(
-        (d.state, d.record.as_deref(), d.signature.as_deref()),
-        (DeploymentState::Approved, Some("{}"), Some("ab"))
-    );
+    assert_eq!((d.state, d.signed), (DeploymentState::Approved, Some(signed)));
     assert_eq!(s.approvals("prod-3").await.unwrap(), [approval]);
     assert!(s.deployment("nope").await.unwrap().is_none());
 

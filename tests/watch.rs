@@ -104,13 +104,7 @@ async fn watch_degrades_with_the_terminal_and_keeps_promotion_order() {
     let store = db.store.clone();
     let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
     let token = common::api_token(&store, "watcher", Role::Viewer, None).await;
-    let base = origin.main_sha();
-    service.deliver("push", "s-1", common::push_payload(&"0".repeat(40), &base, "alice")).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while store.deployments(&DeploymentFilter { limit: 10, ..Default::default() }).await.unwrap().len() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "three deployments");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    service.push_main(&origin, "s-1").await;
 
     // For scripts: the state once, as JSON, without a terminal.
     let once = Command::new(env!("CARGO_BIN_EXE_honua"))

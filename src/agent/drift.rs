@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{sha256_hex, Agent, HealError, Manifest, NETWORK_GRACE};
-use crate::deployment::wire::Heartbeat;
+use crate::deployment::wire::{self, Heartbeat, Readiness};
 
 impl Agent {
     /// What differs between the live release and its manifest: changed, added or removed files, or a
@@ -85,17 +85,17 @@ impl Agent {
     pub(super) async fn heartbeat(&self) {
         let state = self.load_state();
         let (sync, drifted, record, mut restored) = match self.drift() {
-            None => ("unknown", Vec::new(), None, None),
-            Some((_, manifest, paths)) if paths.is_empty() => ("synced", paths, Some(manifest.record), None),
+            None => (wire::Sync::Unknown, Vec::new(), None, None),
+            Some((_, manifest, paths)) if paths.is_empty() => (wire::Sync::Synced, paths, Some(manifest.record), None),
             Some((live, manifest, paths)) => {
                 tracing::warn!(paths = ?paths, "the live configuration was edited by hand (drift)");
                 let heal = manifest.record.safety.as_ref().is_some_and(|s| s.self_heal);
                 let restored = if heal { Some(self.heal(&live, &manifest).await) } else { None };
-                ("drifted", paths, Some(manifest.record), restored)
+                (wire::Sync::Drifted, paths, Some(manifest.record), restored)
             }
         };
         let sync = match &restored {
-            Some(Ok(())) => "synced",
+            Some(Ok(())) => wire::Sync::Synced,
             _ => sync,
         };
         let restored_text = restored.take().map(|r| match r {
@@ -106,9 +106,9 @@ impl Agent {
             deployment: record.as_ref().map(|r| r.deployment.clone()).or(state.deployment.clone()).map(Into::into),
             commit: record.as_ref().map(|r| r.commit.as_str().into()),
             sequence: record.as_ref().map(|r| r.sequence),
-            health: if self.healthy().await { "healthy" } else { "unhealthy" }.into(),
+            health: if self.healthy().await { Readiness::Healthy } else { Readiness::Unhealthy },
             version: env!("CARGO_PKG_VERSION").into(),
-            sync: sync.into(),
+            sync,
             drifted,
             restored: restored_text,
             last_result: state.last_result,

@@ -26,7 +26,7 @@ impl Agent {
             let mut best: Option<SignedRecord> = None;
             for e in entries.iter().filter(|e| e.environment == env) {
                 // A forged or altered entry fails here, whoever could write the ref.
-                let Ok(record) = signing::verify(&key, &e.record, &e.signature) else {
+                let Ok(record) = signing::verify(&key, &e.signed) else {
                     tracing::warn!(entry = %e.path(), "ledger entry does not verify; ignored");
                     continue;
                 };

@@ -368,10 +368,11 @@ impl Agent {
             status => return Err(service(format!("HTTP {status}"))),
         }
         let body: DesiredState = response.json().await.map_err(|e| service(format!("bad answer: {e}")))?;
-        let (Some(record), Some(signature)) = (body.record.as_deref(), body.signature.as_deref()) else {
+        let (Some(record), Some(signature)) = (body.record, body.signature) else {
             return Err(AgentError::Refused("the desired state carries no signed record".into()));
         };
-        let record = signing::verify(&self.key, record, signature).map_err(|e| AgentError::Refused(e.to_string()))?;
+        let signed = signing::Signed { record, signature };
+        let record = signing::verify(&self.key, &signed).map_err(|e| AgentError::Refused(e.to_string()))?;
         if record.environment != self.config.environment {
             return Err(AgentError::Refused(format!(
                 "a record for `{}`; this agent serves `{}`",

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use super::deployments::ms;
 use super::{Controller, DecisionError};
-use crate::deployment::wire::Heartbeat;
+use crate::deployment::wire::{self, Heartbeat};
 use crate::deployment::Phase;
 use crate::store::{
     AgentReport, AgentStatus, Deployment, DeploymentFilter, DeploymentState, NewAudit, Store, StoreError,
@@ -204,8 +204,9 @@ impl Fleet<'_> {
     ) -> Result<(), StoreError> {
         let previous = self.store.agent_heartbeat(agent, environment, heartbeat, ms(at)).await?;
         self.events.notify_waiters();
-        let drifted = heartbeat.sync == "drifted" || heartbeat.restored.is_some();
-        let news = drifted && previous.as_ref().is_none_or(|p| p.sync != "drifted" || p.drifted != heartbeat.drifted);
+        let drifted = heartbeat.sync == wire::Sync::Drifted || heartbeat.restored.is_some();
+        let news = drifted
+            && previous.as_ref().is_none_or(|p| p.sync != wire::Sync::Drifted || p.drifted != heartbeat.drifted);
         if !news {
             return Ok(());
         }

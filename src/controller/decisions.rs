@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::deployments::ms;
 use super::{Controller, DecisionError};
-use crate::plan::signing::{RecordApproval, SignedRecord, Signer, RECORD_FORMAT};
+use crate::plan::signing::{RecordApproval, Signed, SignedRecord, Signer, RECORD_FORMAT};
 use crate::store::{Approval, Deployment, DeploymentState, Gate, NewAudit, NewDeployment, Store, StoreError};
 
 /// The decision handlers, over what they use.
@@ -29,14 +29,12 @@ impl Decisions<'_> {
     /// `new` with its record signed over its approvals: it is created approved (by the policy, or by
     /// whoever asked for a rollback).
     pub(super) fn signed(&self, mut new: NewDeployment) -> NewDeployment {
-        let (record, signature) = self.sign(&new.deployment, &new.approvals);
-        new.deployment.record = Some(record);
-        new.deployment.signature = Some(signature);
+        new.deployment.signed = Some(self.sign(&new.deployment, &new.approvals));
         new
     }
 
     /// The signed record of `d` with `approvals` (canonical JSON) and its signature: what agents verify.
-    fn sign(&self, d: &Deployment, approvals: &[Approval]) -> (String, String) {
+    fn sign(&self, d: &Deployment, approvals: &[Approval]) -> Signed {
         let record = SignedRecord {
             format: RECORD_FORMAT.into(),
             deployment: d.id.to_string(),
@@ -106,13 +104,13 @@ impl Decisions<'_> {
             };
             let mut approvals = self.store.approvals(&d.id).await?;
             approvals.push(approval.clone());
-            let (record, signature) = self.sign(&d, &approvals);
+            let signed = self.sign(&d, &approvals);
             let message = format!(
                 "approved by {actor} via {via}{} (plan {})",
                 if breaking { ", breaking changes acknowledged" } else { "" },
                 d.plan_digest
             );
-            if !self.store.approve(&d.id, &approval, &record, &signature, &message).await? {
+            if !self.store.approve(&d.id, &approval, &signed, &message).await? {
                 let now = self.store.deployment(&d.id).await?.map_or(d.state, |d| d.state);
                 return Err(DecisionError::WrongState {
                     id: d.id,

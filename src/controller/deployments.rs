@@ -290,8 +290,7 @@ impl Controller {
                 windows,
                 safety: Some(crate::plan::signing::ApplySafety::of(&env_policy)),
                 cause: "push".into(),
-                record: None,
-                signature: None,
+                signed: None,
                 created_at: ms(at),
                 updated_at: ms(at),
             },
@@ -438,8 +437,7 @@ impl Controller {
                     environment: d.environment.to_string(),
                     sequence: d.sequence,
                     deployment: d.id.to_string(),
-                    record: d.record.clone()?,
-                    signature: d.signature.clone()?,
+                    signed: d.signed.clone()?,
                     windows: d.windows.clone(),
                 })
             })

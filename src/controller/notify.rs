@@ -286,8 +286,7 @@ mod tests {
             windows: Default::default(),
             safety: None,
             cause: "push".into(),
-            record: None,
-            signature: None,
+            signed: None,
             created_at: 0,
             updated_at: 0,
         };

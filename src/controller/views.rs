@@ -4,7 +4,7 @@
 use super::{Controller, PlanOfHeadError};
 use crate::deployment::wire::{
     AgentView, DeploymentDetail, DeploymentSummary, DeploymentView, EnvironmentApprovals, EnvironmentView,
-    PullApproval, PullApprovals, SignedView,
+    PullApproval, PullApprovals,
 };
 use crate::store::{AuditEntry, Deployment, DeploymentFilter, DeploymentState, Store, StoreError};
 
@@ -77,7 +77,7 @@ impl Views<'_> {
             plan,
             approvals: self.store.approvals(id).await?,
             transitions: self.store.audit(0, Some(id), 10_000).await?,
-            signed: d.record.clone().map(|record| SignedView { record, signature: d.signature.clone() }),
+            signed: d.signed.clone(),
             reports: self.store.agent_reports(id).await?,
         }))
     }

@@ -125,9 +125,8 @@ pub struct Deployment {
     pub safety: Option<crate::plan::signing::ApplySafety>,
     /// `push` or `rollback`.
     pub cause: String,
-    /// The signed record (canonical JSON) and its Ed25519 signature (hex), once approved.
-    pub record: Option<String>,
-    pub signature: Option<String>,
+    /// The signed record and its signature, once approved.
+    pub signed: Option<crate::plan::signing::Signed>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -82,13 +82,6 @@ pub struct DeploymentView {
     pub by: Option<String>,
 }
 
-/// The signed record (canonical JSON, as signed) and its Ed25519 signature (hex).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct SignedView {
-    pub record: String,
-    pub signature: Option<String>,
-}
-
 /// `GET /api/v1/deployments/{id}`: the deployment with its plan, approvals, transitions, signed record
 /// and the agents' reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -102,7 +95,8 @@ pub struct DeploymentDetail {
     pub approvals: Vec<Approval>,
     /// The audit entries of this deployment, oldest first.
     pub transitions: Vec<AuditEntry>,
-    pub signed: Option<SignedView>,
+    /// The signed record and its signature, once approved.
+    pub signed: Option<crate::plan::signing::Signed>,
     pub reports: Vec<AgentReport>,
 }
 
@@ -226,7 +220,20 @@ named! {
     pub enum Sync {
         Synced,
         Drifted,
+        /// Also what any other name reads as (an agent of another version may say more).
+        #[serde(other)]
         Unknown,
+    }
+}
+
+named! {
+    /// What Honua's readiness endpoint last told an agent. Anything an agent says other than `healthy`
+    /// reads as unhealthy.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+    pub enum Readiness {
+        Healthy,
+        #[serde(other)]
+        Unhealthy,
     }
 }
 
@@ -237,12 +244,12 @@ pub struct Heartbeat {
     pub deployment: Option<DeploymentId>,
     pub commit: Option<CommitSha>,
     pub sequence: Option<i64>,
-    /// `healthy` or `unhealthy`: what Honua's health endpoint said.
-    pub health: String,
+    /// What Honua's health endpoint said.
+    pub health: Readiness,
     /// The agent's version.
     pub version: String,
-    /// `synced`, `drifted` or `unknown`: whether Honua runs byte-for-byte the release the agent wrote.
-    pub sync: String,
+    /// Whether Honua runs byte-for-byte the release the agent wrote.
+    pub sync: Sync,
     #[serde(default)]
     pub drifted: Vec<String>,
     /// Set when the agent restored a drifted release (`selfHeal`), or failed to.
@@ -291,18 +298,17 @@ impl AgentView {
         let stale = now - a.last_seen > super::AGENT_STALE_AFTER_MS;
         let beat = a.heartbeat.as_ref();
         let ended_badly = matches!(a.last_phase, Some(Phase::Failed | Phase::RolledBack));
-        let health = match (stale, beat.map(|b| b.health.as_str())) {
+        let health = match (stale, beat.map(|b| b.health)) {
             (true, _) => Health::Stale,
-            (false, Some("healthy")) if !ended_badly => Health::Healthy,
-            (false, Some("healthy")) => Health::Degraded,
-            (false, Some(_)) => Health::Unhealthy,
+            (false, Some(Readiness::Healthy)) if !ended_badly => Health::Healthy,
+            (false, Some(Readiness::Healthy)) => Health::Degraded,
+            (false, Some(Readiness::Unhealthy)) => Health::Unhealthy,
             (false, None) => Health::Unknown,
         };
-        let sync = match beat.map(|b| b.sync.as_str()) {
+        let sync = match beat.map(|b| b.sync) {
             _ if stale => Sync::Unknown,
-            Some("synced") => Sync::Synced,
-            Some("drifted") => Sync::Drifted,
-            _ => Sync::Unknown,
+            Some(sync) => sync,
+            None => Sync::Unknown,
         };
         AgentView {
             name: a.name.clone(),
@@ -511,4 +517,24 @@ pub struct PullApprovals {
     /// The newest head the service has seen for it.
     pub head: Option<String>,
     pub environments: Vec<EnvironmentApprovals>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_reads_what_any_agent_says_of_health_and_sync() {
+        let beat = |health: &str, sync: &str| {
+            let body = serde_json::json!({"deployment": null, "commit": null, "sequence": null, "health": health,
+                "version": "0.1.0", "sync": sync, "restored": null, "last_result": null});
+            let beat: Heartbeat = serde_json::from_value(body).unwrap();
+            (beat.health, beat.sync)
+        };
+        assert_eq!(beat("healthy", "synced"), (Readiness::Healthy, Sync::Synced));
+        assert_eq!(beat("unhealthy", "drifted"), (Readiness::Unhealthy, Sync::Drifted));
+        // What this version does not know: unhealthy, and unknown sync, as the views always read them.
+        assert_eq!(beat("starting", "partly"), (Readiness::Unhealthy, Sync::Unknown));
+        assert_eq!(beat("Healthy", "unknown"), (Readiness::Unhealthy, Sync::Unknown), "names are exact");
+    }
 }

@@ -17,10 +17,9 @@ pub struct LedgerEntry {
     pub environment: String,
     pub sequence: i64,
     pub deployment: String,
-    /// The canonical record, exactly the bytes that were signed.
-    pub record: String,
-    /// Ed25519 signature of `record`, hex.
-    pub signature: String,
+    /// The record and its signature, as the fields `record` and `signature` of the file.
+    #[serde(flatten)]
+    pub signed: crate::plan::signing::Signed,
     /// The environment's deployment windows and blackouts when it was approved (not signed: they only
     /// ever delay a deployment), so an agent reading the ledger still waits for its window.
     #[serde(default)]

@@ -89,6 +89,16 @@ impl SignedRecord {
     }
 }
 
+/// A record with its signature: the two travel and are stored together, so one is never found without
+/// the other (and the two strings cannot be passed in each other's place).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Signed {
+    /// The canonical record (JSON), exactly the bytes that were signed.
+    pub record: String,
+    /// Its Ed25519 signature, hex.
+    pub signature: String,
+}
+
 pub struct Signer {
     key: SigningKey,
 }
@@ -112,11 +122,11 @@ impl Signer {
         format!("ed25519:{}", hex::encode(self.key.verifying_key().as_bytes()))
     }
 
-    /// The canonical record and its signature (hex).
-    pub fn sign(&self, record: &SignedRecord) -> (String, String) {
+    /// The canonical record and its signature.
+    pub fn sign(&self, record: &SignedRecord) -> Signed {
         let canonical = record.canonical();
         let signature = self.key.sign(canonical.as_bytes());
-        (canonical, hex::encode(signature.to_bytes()))
+        Signed { record: canonical, signature: hex::encode(signature.to_bytes()) }
     }
 }
 
@@ -129,14 +139,15 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, SigningError> {
     VerifyingKey::from_bytes(&bytes).map_err(|e| SigningError::Key(e.to_string()))
 }
 
-/// Verifies `signature` over the exact bytes of `record` and returns the record. A record that
+/// Verifies the signature over the exact bytes of the record and returns the record. A record that
 /// verifies but is not in canonical form is refused too, so there is one encoding per decision.
-pub fn verify(key: &VerifyingKey, record: &str, signature: &str) -> Result<SignedRecord, SigningError> {
+pub fn verify(key: &VerifyingKey, signed: &Signed) -> Result<SignedRecord, SigningError> {
+    let Signed { record, signature } = signed;
     let bytes: [u8; 64] =
         hex::decode(signature).ok().and_then(|b| b.try_into().ok()).ok_or(SigningError::BadSignature)?;
     key.verify_strict(record.as_bytes(), &Signature::from_bytes(&bytes)).map_err(|_| SigningError::BadSignature)?;
     let parsed: SignedRecord = serde_json::from_str(record).map_err(|e| SigningError::Malformed(e.to_string()))?;
-    if parsed.format != RECORD_FORMAT || parsed.canonical() != record {
+    if parsed.format != RECORD_FORMAT || parsed.canonical() != *record {
         return Err(SigningError::Malformed("not a canonical honua-deployment/1 record".into()));
     }
     Ok(parsed)
@@ -169,8 +180,9 @@ mod tests {
     fn a_signed_record_verifies_with_the_public_key_and_fails_when_any_field_changes() {
         let signer = Signer::from_secret(&Signer::generate_secret().unwrap()).unwrap();
         let key = parse_public_key(&signer.public_key()).unwrap();
-        let (text, signature) = signer.sign(&record());
-        assert_eq!(verify(&key, &text, &signature).unwrap(), record());
+        let signed = signer.sign(&record());
+        assert_eq!(verify(&key, &signed).unwrap(), record());
+        let with = |record: &str, signature: &str| Signed { record: record.into(), signature: signature.into() };
 
         type Tamper = Box<dyn Fn(&mut SignedRecord)>;
         let tampered: Vec<Tamper> = vec![
@@ -198,15 +210,15 @@ mod tests {
         for change in tampered {
             let mut r = record();
             change(&mut r);
-            assert!(verify(&key, &r.canonical(), &signature).is_err(), "{r:?} verified");
+            assert!(verify(&key, &with(&r.canonical(), &signed.signature)).is_err(), "{r:?} verified");
         }
         // Another key's signature, a truncated signature, and a non-canonical re-encoding are refused.
         let other = Signer::from_secret(&Signer::generate_secret().unwrap()).unwrap();
-        assert!(verify(&key, &text, &other.sign(&record()).1).is_err());
-        assert!(verify(&key, &text, &signature[..64]).is_err());
+        assert!(verify(&key, &with(&signed.record, &other.sign(&record()).signature)).is_err());
+        assert!(verify(&key, &with(&signed.record, &signed.signature[..64])).is_err());
         let pretty = serde_json::to_string_pretty(&record()).unwrap();
         let pretty_signature = hex::encode(signer.key.sign(pretty.as_bytes()).to_bytes());
-        assert!(matches!(verify(&key, &pretty, &pretty_signature), Err(SigningError::Malformed(_))));
+        assert!(matches!(verify(&key, &with(&pretty, &pretty_signature)), Err(SigningError::Malformed(_))));
     }
 
     #[test]

@@ -757,8 +757,8 @@ async fn agent_desired(
                     commit: d.commit.clone(),
                     sequence: d.sequence,
                     state: d.state,
-                    record: d.record.clone(),
-                    signature: d.signature.clone(),
+                    record: d.signed.as_ref().map(|s| s.record.clone()),
+                    signature: d.signed.as_ref().map(|s| s.signature.clone()),
                 })
                 .into_response(),
             };

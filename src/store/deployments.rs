@@ -7,6 +7,7 @@ use sqlx::{Any, Transaction};
 use super::sql::{placeholders, Dialect, SqlStore};
 use super::StoreError;
 use crate::deployment::{Approval, Deployment, DeploymentState, EnvironmentPause, Gate};
+use crate::plan::signing::Signed;
 
 /// A deployment to create: the deployment as it starts (the caller assigned its id and sequence, see
 /// [`DeploymentStore::next_sequence`], so an auto-approved one is created already signed; its
@@ -86,8 +87,7 @@ impl From<DeploymentRow> for Deployment {
             windows: serde_json::from_str(&r.windows).unwrap_or_default(),
             safety: serde_json::from_str(&r.safety).ok(),
             cause: r.cause,
-            record: r.record,
-            signature: r.signature,
+            signed: r.record.zip(r.signature).map(|(record, signature)| Signed { record, signature }),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -164,14 +164,7 @@ pub trait DeploymentStore: Send + Sync {
 
     /// Approves a deployment that may be approved (awaiting approval, or blocked): records the approval,
     /// the signed record and the transition to `approved` together. `false` when it moved on meanwhile.
-    async fn approve(
-        &self,
-        id: &str,
-        approval: &Approval,
-        record: &str,
-        signature: &str,
-        message: &str,
-    ) -> Result<bool, StoreError>;
+    async fn approve(&self, id: &str, approval: &Approval, signed: &Signed, message: &str) -> Result<bool, StoreError>;
 
     /// The last commit of `branch` the service deployed from (webhook or poll).
     async fn branch_head(&self, repository: &str, branch: &str) -> Result<Option<String>, StoreError>;
@@ -226,8 +219,8 @@ impl DeploymentStore for SqlStore {
         .bind(serde_json::to_string(&d.reasons).expect("strings encode"))
         .bind(serde_json::to_string(&d.windows).expect("windows encode"))
         .bind(&d.cause)
-        .bind(&d.record)
-        .bind(&d.signature)
+        .bind(d.signed.as_ref().map(|s| &s.record))
+        .bind(d.signed.as_ref().map(|s| &s.signature))
         .bind(now)
         .bind(new.notifications.to_string())
         .bind(d.safety.as_ref().map_or_else(|| "{}".to_string(), |s| serde_json::to_string(s).expect("safety encodes")))
@@ -354,14 +347,7 @@ impl DeploymentStore for SqlStore {
         Ok(true)
     }
 
-    async fn approve(
-        &self,
-        id: &str,
-        a: &Approval,
-        record: &str,
-        signature: &str,
-        message: &str,
-    ) -> Result<bool, StoreError> {
+    async fn approve(&self, id: &str, a: &Approval, signed: &Signed, message: &str) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
         let Some(d) = lock_deployment(self.dialect, &mut tx, id).await? else { return Ok(false) };
         if !DeploymentState::Approved.comes_from().contains(&d.state) {
@@ -370,8 +356,8 @@ impl DeploymentStore for SqlStore {
         sqlx::query(
             "UPDATE deployments SET state = 'approved', record = $1, signature = $2, updated_at = $3 WHERE id = $4",
         )
-        .bind(record)
-        .bind(signature)
+        .bind(&signed.record)
+        .bind(&signed.signature)
         .bind(a.at)
         .bind(id)
         .execute(&mut *tx)

@@ -87,6 +87,18 @@ pub async fn push(s: &Setup, before: &str, after: &str, delivery: &str) {
     }
 }
 
+/// The first push of the branch: main's commit as it stands (returned) is pushed and planned.
+pub async fn push_main(s: &Setup, delivery: &str) -> String {
+    let base = s.origin.main_sha();
+    push(s, &"0".repeat(40), &base, delivery).await;
+    base
+}
+
+/// The release the agent made live (what `current` in Honua's directory points at).
+pub fn live_release(s: &Setup) -> std::path::PathBuf {
+    std::fs::read_link(s.config.target_dir.join("current")).unwrap()
+}
+
 pub fn expected_render(s: &Setup, commit: &str, env: &str) -> serde_json::Value {
     let repo = ConfigRepo::load_git(&s.origin.git_root.join("city/gis-config.git"), commit).unwrap();
     let text = serde_json::to_string(&repo.effective(&EnvName::new(env)).unwrap().metadata.to_json()).unwrap();

@@ -8,7 +8,7 @@ use honua_gitops::controller::Controller;
 use honua_gitops::github::client::GithubApp;
 use honua_gitops::github::webhook::{sign, WebhookSecret};
 use honua_gitops::server::{router, AppState};
-use honua_gitops::store::Store;
+use honua_gitops::store::{Deployment, DeploymentFilter, Store};
 use tokio::sync::watch;
 
 use super::fake_github::FakeGithub;
@@ -33,6 +33,23 @@ impl ExampleScene {
     }
 }
 
+/// Waits (60 s at most) until the deployments in `store` satisfy `done`; returns them all.
+pub async fn wait_for_deployments(
+    store: &Arc<dyn Store>,
+    what: &str,
+    done: impl Fn(&[Deployment]) -> bool,
+) -> Vec<Deployment> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = store.deployments(&DeploymentFilter { limit: 1000, ..Default::default() }).await.unwrap();
+        if done(&all) {
+            return all;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}; have {all:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub struct Service {
     pub url: String,
     pub controller: Arc<Controller>,
@@ -42,6 +59,16 @@ pub struct Service {
 }
 
 impl Service {
+    /// The branch's first push: `origin`'s main as it stands is delivered and planned for the example's
+    /// three environments. Returns main's commit and the deployments.
+    pub async fn push_main(&self, origin: &Origin, delivery: &str) -> (String, Vec<Deployment>) {
+        let base = origin.main_sha();
+        self.deliver("push", delivery, super::push_payload(&"0".repeat(40), &base, "alice")).await;
+        let store = &self.controller.store;
+        let all = wait_for_deployments(store, "the first push's three deployments", |all| all.len() == 3).await;
+        (base, all)
+    }
+
     pub async fn start(github: &FakeGithub, origin: &Origin, store: Arc<dyn Store>) -> Service {
         let service = Service::start_idle(github, origin, store).await;
         service.start_worker("w1");
