@@ -80,6 +80,8 @@ mod named_tests {
         agree(wire::Health::ALL, wire::Health::as_str, wire::Health::parse);
         agree(wire::Sync::ALL, wire::Sync::as_str, wire::Sync::parse);
         agree(wire::Readiness::ALL, wire::Readiness::as_str, wire::Readiness::parse);
+        use crate::agent::JournalPhase;
+        agree(JournalPhase::ALL, JournalPhase::as_str, JournalPhase::parse);
         agree(crate::diff::Action::ALL, crate::diff::Action::as_str, crate::diff::Action::parse);
         agree(
             crate::config::ConfigFormat::ALL,

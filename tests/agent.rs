@@ -11,7 +11,7 @@ use common::edge::{
     agent_token, expected_render, ledger_deployment, live_release, push, push_main, setup, setup_from, Setup,
 };
 use common::without_windows;
-use honua_gitops::agent::{Agent, AgentConfig, PollOutcome};
+use honua_gitops::agent::{Agent, AgentConfig, JournalPhase, PollOutcome};
 use honua_gitops::standin::StandIn;
 use honua_gitops::store::{DeploymentFilter, DeploymentState};
 
@@ -182,10 +182,10 @@ async fn a_reload_error_or_a_server_that_never_turns_ready_rolls_back() {
 /// a restarted agent converges to the new release fully verified, and the service learns it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_at_any_apply_phase_converges_after_restart() {
-    for phase in ["writing", "swapping", "swapped"] {
+    for &phase in JournalPhase::ALL {
         let s = setup("development").await;
         let base = push_main(&s, "g-1").await;
-        let crashing = Agent::new(AgentConfig { crash_after: Some(phase.into()), ..s.config.clone() }).unwrap();
+        let crashing = Agent::new(AgentConfig { crash_after: Some(phase), ..s.config.clone() }).unwrap();
         let err = crashing.poll_once(0).await.unwrap_err().to_string();
         assert!(err.contains("crashed after"), "{phase}: {err}");
         let reloads_before = s.honua.state.lock().unwrap().reloads;

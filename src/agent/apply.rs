@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use super::{
-    apply_err, resolve_hcl_secrets, resolve_secrets, Agent, AgentError, CommandError, HonuaError, Journal, PollOutcome,
+    apply_err, resolve_hcl_secrets, resolve_secrets, Agent, AgentError, CommandError, HonuaError, Journal,
+    JournalPhase, PollOutcome,
 };
 use crate::config::{ConfigRepo, EnvName};
 use crate::deployment::{short_sha, Phase};
@@ -91,7 +92,7 @@ impl Agent {
         let mut journal = Journal {
             deployment: id.clone(),
             sequence: record.sequence,
-            phase: "writing".into(),
+            phase: JournalPhase::Writing,
             release: release.clone(),
             previous,
             expected: rendered.collections.clone(),
@@ -108,11 +109,11 @@ impl Agent {
             self.report(&id, Phase::Failed, &message).await;
             return Err(apply_err(message));
         }
-        journal.phase = "swapping".into();
+        journal.phase = JournalPhase::Swapping;
         self.journal(Some(&journal))?;
         self.report(&id, Phase::Swapping, "current → new release").await;
         self.swap(&release).map_err(|e| apply_err(format!("swap: {e}")))?;
-        journal.phase = "swapped".into();
+        journal.phase = JournalPhase::Swapped;
         self.journal(Some(&journal))?;
         self.finish(&journal).await
     }

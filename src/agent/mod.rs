@@ -50,7 +50,7 @@ pub enum AgentError {
     State { path: PathBuf, message: String },
     /// Only with `crash_after` (tests): the process "died" after this journal phase.
     #[error("crashed after `{0}` (fault injection)")]
-    Crashed(String),
+    Crashed(JournalPhase),
 }
 
 /// An operator's reload or restart command that did not do its job.
@@ -126,6 +126,7 @@ mod verify;
 use apply::Rendered;
 use release::{sha256_hex, sync_dir, write_synced, Manifest};
 use reports::Journal;
+pub use reports::JournalPhase;
 use secrets::{resolve_hcl_secrets, resolve_secrets};
 
 pub use honua::{AdminAuth, HonuaClient, HonuaError};
@@ -198,8 +199,8 @@ pub struct AgentConfig {
     /// Where the bare mirror of the config repository is kept (default: `<state_dir>/mirror`).
     pub mirror_dir: Option<PathBuf>,
     /// Fault injection for crash tests: stop dead (as a SIGKILL would) right after the journal
-    /// records this phase (`writing`, `swapping` or `swapped`).
-    pub crash_after: Option<String>,
+    /// records this phase.
+    pub crash_after: Option<JournalPhase>,
 }
 
 #[derive(Debug, Clone)]

@@ -11,13 +11,26 @@ use crate::deployment::wire::PhaseReport;
 use crate::deployment::Phase;
 use crate::plan::signing;
 
+named! {
+    /// Where an apply stands, as the journal records it before each step.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum JournalPhase {
+        /// The release directory is being written; `current` still points at the previous one.
+        Writing,
+        /// `current` is being switched to the new release (the rename may or may not have happened).
+        Swapping,
+        /// The new release is live; reload and verification follow.
+        Swapped,
+    }
+}
+
 /// Written (fsynced, renamed into place) before each step that touches the release or the `current`
 /// link, so a restart knows exactly where an apply stopped.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Journal {
     pub(super) deployment: String,
     pub(super) sequence: i64,
-    pub(super) phase: String,
+    pub(super) phase: JournalPhase,
     pub(super) release: PathBuf,
     pub(super) previous: Option<PathBuf>,
     /// OGC collections Honua must serve after the reload, and those it must no longer serve.
@@ -125,8 +138,8 @@ impl Agent {
         }
         sync_dir(&self.config.state_dir).map_err(err)?;
         if let (Some(j), Some(crash)) = (entry, &self.config.crash_after) {
-            if &j.phase == crash {
-                return Err(AgentError::Crashed(j.phase.clone()));
+            if j.phase == *crash {
+                return Err(AgentError::Crashed(j.phase));
             }
         }
         Ok(())
@@ -140,7 +153,7 @@ impl Agent {
         let journal: Journal = serde_json::from_slice(&bytes)
             .map_err(|e| AgentError::State { path: self.journal_path(), message: e.to_string() })?;
         tracing::warn!(deployment = %journal.deployment, phase = %journal.phase, "recovering an interrupted apply");
-        if journal.phase == "writing" {
+        if journal.phase == JournalPhase::Writing {
             let _ = std::fs::remove_dir_all(&journal.release);
             self.journal(None)?;
             return Ok(None);
