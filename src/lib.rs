@@ -75,6 +75,7 @@ mod named_tests {
         use crate::deployment::{wire, DeploymentState, Gate, Phase, Role};
         agree(DeploymentState::ALL, DeploymentState::as_str, DeploymentState::parse);
         agree(Gate::ALL, Gate::as_str, Gate::parse);
+        agree(crate::deployment::Cause::ALL, crate::deployment::Cause::as_str, crate::deployment::Cause::parse);
         agree(Role::ALL, Role::as_str, Role::parse);
         agree(Phase::ALL, Phase::as_str, Phase::parse);
         agree(wire::Health::ALL, wire::Health::as_str, wire::Health::parse);

@@ -149,7 +149,9 @@ async fn rollback_shows_what_it_restores_waits_for_the_end_and_resume_lifts_the_
         tokio::spawn(async move {
             loop {
                 let all = store.deployments(&DeploymentFilter { limit: 50, ..Default::default() }).await.unwrap();
-                if let Some(r) = all.iter().find(|d| d.cause == "rollback" && d.state == DeploymentState::Approved) {
+                if let Some(r) = all.iter().find(|d| {
+                    d.cause == honua_gitops::deployment::Cause::Rollback && d.state == DeploymentState::Approved
+                }) {
                     tokio::time::sleep(Duration::from_millis(1500)).await;
                     let now = honua_gitops::store::now_ms();
                     store.transition(&r.id, DeploymentState::Applying, "agent", "applying", now).await.unwrap();

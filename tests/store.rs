@@ -147,7 +147,7 @@ fn new_deployment(id: &str, env: &str, sequence: i64, state: DeploymentState) ->
             reasons: vec!["autoApprove is false for this environment".into()],
             windows: Default::default(),
             safety: None,
-            cause: "push".into(),
+            cause: honua_gitops::deployment::Cause::Push,
             signed: None,
             created_at: 0,
             updated_at: 0,

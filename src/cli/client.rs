@@ -724,7 +724,7 @@ mod tests {
             reasons: Vec::new(),
             plan_digest: "sha256:00ff".into(),
             schedule: crate::policy::window::Schedule { allowed_now: true, reason: None, next_allowed: None },
-            cause: "push".into(),
+            cause: crate::deployment::Cause::Push,
             created_at: None,
             updated_at: None,
         }

@@ -12,7 +12,7 @@ use super::{Controller, JobError};
 use crate::config::source::RepoFiles;
 use crate::config::{ConfigRepo, EnvName};
 use crate::deployment::short_sha as short;
-use crate::deployment::DeploymentId;
+use crate::deployment::{Cause, DeploymentId};
 use crate::diff::{diff_environment, values};
 use crate::git::ledger::LedgerEntry;
 use crate::plan::signing::Signer;
@@ -289,7 +289,7 @@ impl Controller {
                 reasons,
                 windows,
                 safety: Some(crate::plan::signing::ApplySafety::of(&env_policy)),
-                cause: "push".into(),
+                cause: Cause::Push,
                 signed: None,
                 created_at: ms(at),
                 updated_at: ms(at),

@@ -285,7 +285,7 @@ mod tests {
             reasons: vec!["1 breaking change(s)".into()],
             windows: Default::default(),
             safety: None,
-            cause: "push".into(),
+            cause: crate::deployment::Cause::Push,
             signed: None,
             created_at: 0,
             updated_at: 0,

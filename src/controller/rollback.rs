@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::deployments::{deployment_id, load, ms};
 use super::{Controller, DecisionError, DeploySource, JobError};
 use crate::config::EnvName;
-use crate::deployment::{CommitSha, DeploymentId};
+use crate::deployment::{Cause, CommitSha, DeploymentId};
 use crate::store::{
     Approval, Deployment, DeploymentFilter, DeploymentState, EnvironmentPause, Gate, NewAudit, NewDeployment,
 };
@@ -35,7 +35,7 @@ fn what_ran(mut completed: Vec<Deployment>) -> Vec<Deployment> {
     completed.sort_by_key(|d| (d.created_at, d.sequence));
     let mut stack: Vec<Deployment> = Vec::new();
     for d in completed {
-        if d.cause == "rollback" {
+        if d.cause == Cause::Rollback {
             if let Some(at) = stack.iter().rposition(|earlier| earlier.commit == d.commit) {
                 stack.truncate(at);
             }
@@ -172,7 +172,7 @@ impl Controller {
                 // An incident response is not held back by deployment windows.
                 windows: Default::default(),
                 safety: Some(safety),
-                cause: "rollback".into(),
+                cause: Cause::Rollback,
                 signed: None,
                 created_at: ms(at),
                 updated_at: ms(at),

@@ -80,6 +80,17 @@ impl DeploymentState {
 }
 
 named! {
+    /// Why a deployment exists.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+    pub enum Cause {
+        /// A commit reached the deployment branch (webhook, poll, or a resumed environment).
+        Push,
+        /// Someone rolled the environment back to what ran before.
+        Rollback,
+    }
+}
+
+named! {
     /// What it takes to approve a deployment, fixed by the policy when the deployment is created.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
     pub enum Gate {
@@ -123,8 +134,7 @@ pub struct Deployment {
     pub windows: crate::policy::window::Rules,
     /// How agents apply it (from the environment's policy); `None` for deployments made before it was kept.
     pub safety: Option<crate::plan::signing::ApplySafety>,
-    /// `push` or `rollback`.
-    pub cause: String,
+    pub cause: Cause,
     /// The signed record and its signature, once approved.
     pub signed: Option<crate::plan::signing::Signed>,
     pub created_at: i64,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{AgentReport, AgentStatus, Approval, AuditEntry, Deployment, EnvironmentPause};
-use super::{CommitSha, DeploymentId, DeploymentState, EnvName, Gate, Phase};
+use super::{Cause, CommitSha, DeploymentId, DeploymentState, EnvName, Gate, Phase};
 use crate::policy::window::Schedule;
 
 /// Every error the API answers: a stable code and a sentence that says what to do.
@@ -37,8 +37,7 @@ pub struct DeploymentSummary {
     pub plan_digest: String,
     /// Evaluated when answered: an approved deployment outside its window says why it waits, and until when.
     pub schedule: Schedule,
-    /// `push` or `rollback`.
-    pub cause: String,
+    pub cause: Cause,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -57,7 +56,7 @@ impl DeploymentSummary {
             reasons: d.reasons.clone(),
             plan_digest: d.plan_digest.clone(),
             schedule: d.windows.at(now),
-            cause: d.cause.clone(),
+            cause: d.cause,
             created_at: DateTime::from_timestamp_millis(d.created_at),
             updated_at: DateTime::from_timestamp_millis(d.updated_at),
         }

@@ -6,7 +6,7 @@ use sqlx::{Any, Transaction};
 
 use super::sql::{placeholders, Dialect, SqlStore};
 use super::StoreError;
-use crate::deployment::{Approval, Deployment, DeploymentState, EnvironmentPause, Gate};
+use crate::deployment::{Approval, Cause, Deployment, DeploymentState, EnvironmentPause, Gate};
 use crate::plan::signing::Signed;
 
 /// A deployment to create: the deployment as it starts (the caller assigned its id and sequence, see
@@ -86,7 +86,8 @@ impl From<DeploymentRow> for Deployment {
             reasons: serde_json::from_str(&r.reasons).unwrap_or_default(),
             windows: serde_json::from_str(&r.windows).unwrap_or_default(),
             safety: serde_json::from_str(&r.safety).ok(),
-            cause: r.cause,
+            // Written from the enum; a name another version wrote reads as a push.
+            cause: Cause::parse(&r.cause).unwrap_or(Cause::Push),
             signed: r.record.zip(r.signature).map(|(record, signature)| Signed { record, signature }),
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -218,7 +219,7 @@ impl DeploymentStore for SqlStore {
         .bind(d.gate.as_str())
         .bind(serde_json::to_string(&d.reasons).expect("strings encode"))
         .bind(serde_json::to_string(&d.windows).expect("windows encode"))
-        .bind(&d.cause)
+        .bind(d.cause.as_str())
         .bind(d.signed.as_ref().map(|s| &s.record))
         .bind(d.signed.as_ref().map(|s| &s.signature))
         .bind(now)
