@@ -377,6 +377,21 @@ async fn refused_an_approval_followed_by_a_push(store: Arc<dyn Store>) {
     assert_eq!(w.store.deployment(&prod.id).await.unwrap().unwrap().state, DeploymentState::Blocked);
 }
 
+/// `/honua reject ENV` on an open pull request withdraws the environment's approvals of it; a second one
+/// finds none left.
+async fn a_reject_on_the_pr_withdraws_the_environments_approvals(store: Arc<dyn Store>) {
+    let w = World::new(store).await;
+    w.open_pr(29, &pr_tree()).await;
+    let reply = w.comment(29, "/honua approve production --breaking", "bob").await;
+    assert!(reply.contains("✅"), "{reply}");
+    assert_eq!(w.store.pr_approvals(REPO, 29).await.unwrap().len(), 1);
+    let reply = w.comment(29, "/honua reject production", "bob").await;
+    assert!(reply.contains("`production`: 1 approval(s) of this pull request withdrawn"), "{reply}");
+    w.nothing_approved(29).await;
+    let reply = w.comment(29, "/honua reject production", "bob").await;
+    assert!(reply.contains("`production`: 0 approval(s) of this pull request withdrawn"), "{reply}");
+}
+
 async fn refused_the_approval_of_a_superseded_deployment(store: Arc<dyn Store>) {
     let w = World::new(store).await;
     let head = w.open_pr(27, &pr_tree()).await;
@@ -508,6 +523,7 @@ on_both_stores!(
     a_writer_approves_production_on_the_pr_and_the_approval_carries_at_merge,
     a_named_approver_or_team_member_approves_after_merge,
     refused_approvals_by_comment,
+    a_reject_on_the_pr_withdraws_the_environments_approvals,
     refused_an_approval_followed_by_a_push,
     refused_the_approval_of_a_superseded_deployment,
     refused_a_replayed_delivery,

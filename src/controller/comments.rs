@@ -10,6 +10,7 @@ use chrono::Utc;
 use super::{Controller, JobError};
 use crate::config::ConfigRepo;
 use crate::deployment::short_sha as short;
+use crate::deployment::PrInvalidation;
 use crate::github::checks::plan_comment;
 use crate::github::client::{GithubRepo, PullRequestHeads};
 use crate::github::commands::{self, CommentCommand, HELP};
@@ -317,8 +318,8 @@ impl Controller {
             return Ok(vec![Outcome::refused(format!("`{env}`: {why}"))]);
         }
         let now = Utc::now().timestamp_millis();
-        let withdrawn =
-            self.store.invalidate_pr_approvals(&c.repo.full_name(), c.number, None, Some(env), "rejected", now).await?;
+        let rejected = PrInvalidation::Rejected { environment: env };
+        let withdrawn = self.store.invalidate_pr_approvals(&c.repo.full_name(), c.number, rejected, now).await?;
         self.audit(c, "pr.reject", env, None, &format!("{} approval(s) withdrawn", withdrawn.len())).await;
         Ok(vec![Outcome::done(format!(
             "`{env}`: {} approval(s) of this pull request withdrawn; nothing of it is deployed until it is approved again after merge",

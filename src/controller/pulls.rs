@@ -11,6 +11,7 @@ use super::comments::REPLY_MARKER;
 use super::{JobError, Mirrors};
 use crate::config::ConfigRepo;
 use crate::deployment::short_sha as short;
+use crate::deployment::PrInvalidation;
 use crate::github::checks::{
     diff_check, plan_comment, quarantined_check, validate_check, ApprovalLine, DIFF_CHECK, VALIDATE_CHECK,
 };
@@ -118,8 +119,8 @@ impl PullRequests<'_> {
     /// After a push to an open PR: approvals given at an older head no longer hold; say so on the PR.
     async fn invalidate_stale_approvals(&self, repo: &RepoRef, number: u64, head_sha: &str) -> Result<(), JobError> {
         let now = Utc::now().timestamp_millis();
-        let stale =
-            self.store.invalidate_pr_approvals(&repo.full_name(), number, Some(head_sha), None, "push", now).await?;
+        let pushed = PrInvalidation::Pushed { head: head_sha };
+        let stale = self.store.invalidate_pr_approvals(&repo.full_name(), number, pushed, now).await?;
         if stale.is_empty() {
             return Ok(());
         }

@@ -230,6 +230,25 @@ pub struct PrApproval {
     pub at: i64,
 }
 
+/// Which of a pull request's standing approvals stop holding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrInvalidation<'a> {
+    /// A push to the PR: every approval given at another head than `head`.
+    Pushed { head: &'a str },
+    /// `/honua reject ENV` on the PR: the environment's approvals, at any head.
+    Rejected { environment: &'a str },
+}
+
+impl PrInvalidation<'_> {
+    /// Recorded with each approval it ends.
+    pub fn why(&self) -> &'static str {
+        match self {
+            PrInvalidation::Pushed { .. } => "push",
+            PrInvalidation::Rejected { .. } => "rejected",
+        }
+    }
+}
+
 /// A merged pull request: its merge commit and the head it was merged at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrMerge {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::sql::SqlStore;
 use super::StoreError;
-use crate::deployment::{PrApproval, PrMerge};
+use crate::deployment::{PrApproval, PrInvalidation, PrMerge};
 
 pub(super) const PR_APPROVAL_COLUMNS: &str =
     "repository, number, environment, head_sha, plan_digest, change_digest, actor, breaking, at";
@@ -48,15 +48,12 @@ pub trait PullRequestStore: Send + Sync {
     /// The valid (not invalidated) approvals of a PR.
     async fn pr_approvals(&self, repository: &str, number: u64) -> Result<Vec<PrApproval>, StoreError>;
 
-    /// Invalidates the PR's valid approvals given at another head than `head_sha` (or, with
-    /// `environment`, that environment's approvals at any head) and returns them.
+    /// Invalidates the PR's valid approvals that `which` names and returns them.
     async fn invalidate_pr_approvals(
         &self,
         repository: &str,
         number: u64,
-        keep_head: Option<&str>,
-        environment: Option<&str>,
-        why: &str,
+        which: PrInvalidation<'_>,
         now: i64,
     ) -> Result<Vec<PrApproval>, StoreError>;
 
@@ -114,11 +111,13 @@ impl PullRequestStore for SqlStore {
         &self,
         repository: &str,
         number: u64,
-        keep_head: Option<&str>,
-        environment: Option<&str>,
-        why: &str,
+        which: PrInvalidation<'_>,
         now: i64,
     ) -> Result<Vec<PrApproval>, StoreError> {
+        let (keep_head, environment) = match which {
+            PrInvalidation::Pushed { head } => (Some(head), None),
+            PrInvalidation::Rejected { environment } => (None, Some(environment)),
+        };
         let mut tx = self.begin().await?;
         let rows: Vec<PrApprovalRow> = sqlx::query_as(&format!(
             "SELECT {PR_APPROVAL_COLUMNS} FROM pr_approvals WHERE repository = $1 AND number = $2 AND invalidated_at IS NULL \
@@ -136,7 +135,7 @@ impl PullRequestStore for SqlStore {
              AND invalidated_at IS NULL AND ($5 IS NULL OR head_sha <> $5) AND ($6 IS NULL OR environment = $6)",
         )
         .bind(now)
-        .bind(why)
+        .bind(which.why())
         .bind(repository)
         .bind(number as i64)
         .bind(keep_head)
