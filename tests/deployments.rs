@@ -719,6 +719,79 @@ async fn agents_long_poll_their_desired_state_and_report_phases(store: Arc<dyn S
     assert_eq!((quiet["stale"].as_bool(), quiet["healthy"].as_bool()), (Some(true), Some(false)));
 }
 
+/// A deployment that waits for its approval past the environment's `approvalTimeout` expires: an approval
+/// that comes late expires it on the spot and is refused (`expired`, saying how to plan it anew), the sweep
+/// expires the others (audited; GitHub's mirror goes inactive), and what needs no approval never expires.
+async fn a_deployment_waiting_past_its_approval_timeout_expires(store: Arc<dyn Store>) {
+    let tree = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config"), tree.path());
+    let policy = tree.path().join(".gitops/deployment-policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, text.replacen("  production:\n", "  production:\n    approvalTimeout: 1h\n", 1)).unwrap();
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(tree.path());
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
+    let approver = Api::token(&store, "mike", Role::Approver, None).await;
+    let since = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap();
+
+    let (base, all) = service.push_main(&origin, "x-1").await;
+    let prod = of(&all, "production", &base).clone();
+    assert_eq!((prod.state, prod.expires_at), (DeploymentState::AwaitingApproval, Some(prod.created_at + 3_600_000)));
+    assert!(all.iter().filter(|d| d.environment != "production").all(|d| d.expires_at.is_none()), "{all:#?}");
+    let (_, shown) = api.call("GET", &format!("/api/v1/deployments/{}", prod.id), Some(&approver), None).await;
+    assert_eq!(shown["expires_at"].as_str().map(|t| at(t).timestamp_millis()), prod.expires_at, "{shown}");
+
+    // Not before its time; then a late approval expires it, and is refused.
+    assert_eq!(service.controller.expire_overdue(since(prod.created_at + 3_599_000)).await.unwrap(), 0);
+    let decisions = service.controller.decisions();
+    let late = decisions.approve(&prod.id, "mike", "api", true, since(prod.created_at + 7_200_000)).await;
+    let refused = late.unwrap_err().to_string();
+    assert!(refused.contains("expired at") && refused.contains("push again"), "{refused}");
+    assert_eq!(store.deployment(&prod.id).await.unwrap().unwrap().state, DeploymentState::Expired);
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/api/v1/deployments/{}/approve", prod.id),
+            Some(&approver),
+            Some(json!({"breaking": true})),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("expired")), "{body}");
+    let trail = store.audit(0, Some(&prod.id), 100).await.unwrap();
+    let expiry = trail.iter().find(|e| e.to_state == Some(DeploymentState::Expired)).expect("the expiry is audited");
+    assert_eq!(expiry.actor, "service");
+    assert!(expiry.message.contains("approvalTimeout"), "{}", expiry.message);
+
+    // A newer commit waits again; the sweep expires it once its hour is up, and only then.
+    let later = tempfile::tempdir().unwrap();
+    common::copy_tree(tree.path(), later.path());
+    let meta = later.path().join("environments/production/metadata.yaml");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, text.replacen("title:", "title: Later ", 1)).unwrap();
+    let newer = origin.merge(later.path());
+    service.deliver("push", "x-2", common::push_payload(&base, &newer, "alice")).await;
+    let all = wait_for_deployments(&store, "the newer production deployment", |all| {
+        all.iter().any(|d| d.environment == "production" && d.commit == newer)
+    })
+    .await;
+    let waiting = of(&all, "production", &newer).clone();
+    let deadline = waiting.expires_at.expect("it waits for an approval, so it may expire");
+    assert_eq!(service.controller.expire_overdue(since(deadline - 1)).await.unwrap(), 0);
+    assert_eq!(service.controller.expire_overdue(since(deadline)).await.unwrap(), 1);
+    assert_eq!(service.controller.expire_overdue(since(deadline + 60_000)).await.unwrap(), 0, "once");
+    assert_eq!(store.deployment(&waiting.id).await.unwrap().unwrap().state, DeploymentState::Expired);
+    let id = waiting.id.clone();
+    github
+        .wait_for(WAIT, "the expired deployment inactive on GitHub", |gh| {
+            gh.deployments().iter().any(|d| {
+                d.payload["honua_deployment"] == id.as_str()
+                    && d.statuses.last().map(String::as_str) == Some("inactive")
+            })
+        })
+        .await;
+}
+
 on_both_stores!(
     one_failing_remote_never_delays_another,
     agents_long_poll_their_desired_state_and_report_phases,
@@ -729,6 +802,7 @@ on_both_stores!(
     a_newer_merge_supersedes_a_deployment_that_has_not_started,
     a_push_whose_webhook_was_lost_is_deployed_by_polling,
     plain_git_mode_polls_a_remote_without_any_app,
+    a_deployment_waiting_past_its_approval_timeout_expires,
 );
 
 fn at(s: &str) -> DateTime<Utc> {

@@ -149,6 +149,7 @@ fn new_deployment(id: &str, env: &str, sequence: i64, state: DeploymentState) ->
             safety: None,
             cause: honua_gitops::deployment::Cause::Push,
             signed: None,
+            expires_at: None,
             created_at: 0,
             updated_at: 0,
         },

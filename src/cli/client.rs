@@ -392,6 +392,12 @@ pub fn deployment_detail(detail: &DeploymentDetail, colour: bool) -> String {
     for reason in &d.reasons {
         out.push_str(&format!("  Reason: {reason}\n"));
     }
+    if let Some(at) = d.expires_while_waiting() {
+        out.push_str(&format!(
+            "  Expires: {} without an approval (approvalTimeout)\n",
+            at.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
     let plan = PlanView::of(&detail.plan);
     out.push_str(&format!("\nPlan ({} changes, digest {})\n", plan.changes.len(), d.plan_digest));
     let mut t = table(&["", "Type", "Id", "Details"], colour);
@@ -725,6 +731,7 @@ mod tests {
             plan_digest: "sha256:00ff".into(),
             schedule: crate::policy::window::Schedule { allowed_now: true, reason: None, next_allowed: None },
             cause: crate::deployment::Cause::Push,
+            expires_at: None,
             created_at: None,
             updated_at: None,
         }
@@ -894,6 +901,25 @@ mod tests {
             view: shown.clone(),
         };
         insta::assert_snapshot!("deployment_show", deployment_detail(&d, false));
+    }
+
+    #[test]
+    fn a_deployment_waiting_for_its_approval_says_when_it_expires() {
+        let detail = |view: DeploymentView| DeploymentDetail {
+            view,
+            plan: Value::Null,
+            approvals: Vec::new(),
+            transitions: Vec::new(),
+            signed: None,
+            reports: Vec::new(),
+        };
+        let mut waiting = view("prod-1", DeploymentState::AwaitingApproval, None, "alice");
+        waiting.summary.expires_at = chrono::DateTime::from_timestamp_millis(1_764_065_700_000);
+        let shown = deployment_detail(&detail(waiting.clone()), false);
+        assert!(shown.contains("  Expires: 2025-11-25 10:15 UTC without an approval (approvalTimeout)\n"), "{shown}");
+        let mut done = waiting;
+        done.summary.state = DeploymentState::Completed;
+        assert!(!deployment_detail(&detail(done), false).contains("Expires"), "only while it waits");
     }
 
     #[test]

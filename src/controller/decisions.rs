@@ -21,6 +21,12 @@ impl Controller {
     }
 }
 
+/// When `d` expires, to the minute, for people.
+fn expiry_text(d: &Deployment) -> String {
+    let at = d.expires_at.and_then(DateTime::<Utc>::from_timestamp_millis).unwrap_or_default();
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
 fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -70,8 +76,17 @@ impl Decisions<'_> {
         // A refusal is audited (who tried what, and why not); a store failure is not a refusal.
         let outcome: Result<Deployment, DecisionError> = async {
             let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))?;
+            // Past its deadline it expires now, whether or not the sweep has come by yet.
+            let d = match d.expires_at.filter(|&deadline| deadline <= ms(at)) {
+                Some(_) if DeploymentState::Expired.comes_from().contains(&d.state) => self.expire(d, at).await?,
+                _ => d,
+            };
             match d.state {
                 DeploymentState::AwaitingApproval | DeploymentState::Blocked => {}
+                DeploymentState::Expired => {
+                    let at = expiry_text(&d);
+                    return Err(DecisionError::Expired { id: d.id, at });
+                }
                 DeploymentState::Approved => {
                     return Err(DecisionError::WrongState { id: d.id, state: d.state, hint: "it is approved already" })
                 }
@@ -127,6 +142,14 @@ impl Decisions<'_> {
             }
         }
         outcome
+    }
+
+    /// Expires `d` (waiting for its approval past its `expires_at`) and returns it as it is then: expired,
+    /// or as someone else moved it first.
+    pub(super) async fn expire(&self, d: Deployment, at: DateTime<Utc>) -> Result<Deployment, StoreError> {
+        let message = format!("no approval came within the environment's approvalTimeout (by {})", expiry_text(&d));
+        self.store.transition(&d.id, DeploymentState::Expired, "service", &message, ms(at)).await?;
+        Ok(self.store.deployment(&d.id).await?.unwrap_or(d))
     }
 
     /// Rejects a deployment that has not started.

@@ -30,6 +30,10 @@ pub struct DeploySource {
     pub branch: String,
 }
 
+/// How often the service looks for deployments whose approval timed out (an approval that comes late is
+/// refused whenever it comes, so this only decides how soon `expired` shows).
+pub const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Why an approval or rejection was refused, in words for the person who asked.
 #[derive(Debug, thiserror::Error)]
 pub enum DecisionError {
@@ -41,6 +45,8 @@ pub enum DecisionError {
     Closed { id: DeploymentId, reasons: String },
     #[error("deployment {id} has breaking changes and the policy does not allow them: approve again acknowledging them (`--breaking`)")]
     NeedsBreaking { id: DeploymentId },
+    #[error("deployment {id} expired at {at}: no approval came within the environment's approvalTimeout; push again to plan it anew (an empty commit will do: `git commit --allow-empty`)")]
+    Expired { id: DeploymentId, at: String },
     #[error("{0}")]
     Rollback(String),
     #[error("{0}")]
@@ -78,6 +84,7 @@ impl DecisionError {
             DecisionError::WrongState { .. } => "wrong_state",
             DecisionError::Closed { .. } => "not_approvable",
             DecisionError::NeedsBreaking { .. } => "breaking_not_acknowledged",
+            DecisionError::Expired { .. } => "expired",
             DecisionError::Rollback(_) => "no_rollback_target",
             DecisionError::NotPaused(_) => "not_paused",
             DecisionError::BadReport(_) => "bad_report",
@@ -291,6 +298,11 @@ impl Controller {
                 safety: Some(crate::plan::signing::ApplySafety::of(&env_policy)),
                 cause: Cause::Push,
                 signed: None,
+                // Only what an approval can start waits for one, and so may wait too long.
+                expires_at: env_policy
+                    .approval_timeout
+                    .filter(|_| matches!(gate, Gate::Approval | Gate::Breaking))
+                    .map(|secs| ms(at) + secs as i64 * 1000),
                 created_at: ms(at),
                 updated_at: ms(at),
             },
@@ -370,6 +382,51 @@ impl Controller {
         if !queued {
             self.publish_decisions(repository).await;
         }
+    }
+
+    /// Expires the deployments that waited for their approval past their environment's `approvalTimeout`
+    /// (at most 1,000 a call; the next call takes the rest), then publishes the decisions as any other.
+    /// Returns how many expired. Replicas may race for one: the transition is a compare-and-set.
+    pub async fn expire_overdue(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let overdue = self.store.overdue_for_approval(ms(now), 1000).await?;
+        let mut repositories = std::collections::BTreeSet::new();
+        let mut expired = 0;
+        for d in overdue {
+            let d = self.decisions().expire(d, now).await?;
+            if d.state == DeploymentState::Expired {
+                tracing::info!(deployment = %d.id, environment = %d.environment, "expired: no approval in time");
+                expired += 1;
+                repositories.insert(d.repository);
+            }
+        }
+        for repository in repositories {
+            self.decided(&repository).await;
+        }
+        Ok(expired)
+    }
+
+    /// Every [`EXPIRY_SWEEP`], [`Controller::expire_overdue`], until `shutdown`; started once, with the
+    /// first worker.
+    pub(super) fn start_expiry(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        if self.expiry_started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        tokio::spawn(async move {
+            loop {
+                let stop = tokio::select! {
+                    _ = tokio::time::sleep(EXPIRY_SWEEP) => false,
+                    // Shut down, or nobody left to say so.
+                    changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
+                };
+                if stop {
+                    self.expiry_started.store(false, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                if let Err(e) = self.expire_overdue(Utc::now()).await {
+                    tracing::warn!(error = %e, "could not expire overdue deployments; the next sweep retries");
+                }
+            }
+        });
     }
 
     /// Starts the background publisher once (with the first worker): it publishes the decisions of

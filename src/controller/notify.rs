@@ -287,6 +287,7 @@ mod tests {
             safety: None,
             cause: crate::deployment::Cause::Push,
             signed: None,
+            expires_at: None,
             created_at: 0,
             updated_at: 0,
         };

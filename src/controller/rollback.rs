@@ -174,6 +174,7 @@ impl Controller {
                 safety: Some(safety),
                 cause: Cause::Rollback,
                 signed: None,
+                expires_at: None,
                 created_at: ms(at),
                 updated_at: ms(at),
             },

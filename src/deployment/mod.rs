@@ -56,7 +56,7 @@ impl DeploymentState {
     /// a deployment only if it is in one of them (a compare-and-set under a row lock), so of two writers
     /// racing for one deployment (an approval and a newer merge, two agents) exactly one wins. A
     /// deployment is created in `pending`, `awaiting_approval`, `approved` or `blocked`; nothing moves
-    /// into those, or into `expired`, later.
+    /// into those later. One still waiting for its approval past its `expires_at` expires.
     pub fn comes_from(self) -> &'static [DeploymentState] {
         use DeploymentState::*;
         match self {
@@ -64,7 +64,8 @@ impl DeploymentState {
             Applying => &[Approved],
             Completed | Failed | RolledBack => &[Approved, Applying],
             Superseded | Rejected => &Self::UNSTARTED,
-            Pending | AwaitingApproval | Blocked | Expired => &[],
+            Expired => &[AwaitingApproval, Blocked],
+            Pending | AwaitingApproval | Blocked => &[],
         }
     }
 
@@ -137,6 +138,8 @@ pub struct Deployment {
     pub cause: Cause,
     /// The signed record and its signature, once approved.
     pub signed: Option<crate::plan::signing::Signed>,
+    /// Waiting for its approval past this (ms), it expires (the environment's `approvalTimeout`).
+    pub expires_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -384,6 +387,7 @@ mod tests {
         // Only what no agent has started can be superseded or rejected; an approval needs a decision.
         assert_eq!(Superseded.comes_from(), DeploymentState::UNSTARTED);
         assert_eq!(Approved.comes_from(), [AwaitingApproval, Blocked]);
+        assert_eq!(Expired.comes_from(), Approved.comes_from(), "what may still be approved may expire");
     }
 
     #[test]

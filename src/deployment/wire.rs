@@ -38,6 +38,9 @@ pub struct DeploymentSummary {
     /// Evaluated when answered: an approved deployment outside its window says why it waits, and until when.
     pub schedule: Schedule,
     pub cause: Cause,
+    /// Waiting for its approval past this, it expires (the environment's `approvalTimeout`).
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -57,6 +60,7 @@ impl DeploymentSummary {
             plan_digest: d.plan_digest.clone(),
             schedule: d.windows.at(now),
             cause: d.cause,
+            expires_at: d.expires_at.and_then(DateTime::from_timestamp_millis),
             created_at: DateTime::from_timestamp_millis(d.created_at),
             updated_at: DateTime::from_timestamp_millis(d.updated_at),
         }
@@ -64,6 +68,11 @@ impl DeploymentSummary {
 
     pub fn short_commit(&self) -> &str {
         self.commit.short()
+    }
+
+    /// When it expires, while it still waits for its approval.
+    pub fn expires_while_waiting(&self) -> Option<DateTime<Utc>> {
+        self.expires_at.filter(|_| DeploymentState::Expired.comes_from().contains(&self.state))
     }
 }
 

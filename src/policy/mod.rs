@@ -93,6 +93,9 @@ pub struct EnvironmentPolicy {
     pub prevent_self_approval: bool,
     pub self_heal: bool,
     pub rollout: Rollout,
+    /// Seconds a deployment may wait for its approval before it expires (`approvalTimeout`); `None`: it
+    /// waits until it is approved, rejected or superseded.
+    pub approval_timeout: Option<u64>,
 }
 
 impl Default for EnvironmentPolicy {
@@ -108,6 +111,7 @@ impl Default for EnvironmentPolicy {
             prevent_self_approval: false,
             self_heal: false,
             rollout: Rollout::All,
+            approval_timeout: None,
         }
     }
 }
@@ -117,7 +121,7 @@ pub struct Policy {
     pub environments: BTreeMap<String, EnvironmentPolicy>,
 }
 
-const ENV_KEYS: [&str; 10] = [
+const ENV_KEYS: [&str; 11] = [
     "autoApprove",
     "requiresValidation",
     "allowBreakingChanges",
@@ -128,6 +132,7 @@ const ENV_KEYS: [&str; 10] = [
     "preventSelfApproval",
     "selfHeal",
     "rollout",
+    "approvalTimeout",
 ];
 
 impl Policy {
@@ -219,6 +224,17 @@ fn load_environment(node: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>)
     if let Some(n) = map.get("approvers") {
         p.approvers = n.as_seq().unwrap_or_default().iter().filter_map(|a| a.as_str().map(str::to_string)).collect();
     }
+    if let Some(n) = map.get("approvalTimeout") {
+        match duration_seconds(n) {
+            Some(secs) => p.approval_timeout = Some(secs),
+            None => out.push(type_error(
+                sources,
+                n,
+                "`approvalTimeout`",
+                "a duration: seconds, or a whole number with s, m, h or d (`24h`)",
+            )),
+        }
+    }
     if let Some(n) = map.get("rollout") {
         p.rollout = match n.as_str() {
             Some("all") => Rollout::All,
@@ -261,6 +277,30 @@ fn load_safety(node: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>) -> S
             n.as_seq().unwrap_or_default().iter().filter_map(|b| window::Blackout::load(b, sources, out)).collect();
     }
     s
+}
+
+/// A positive duration in seconds: a number of seconds, or a whole number with a unit (`90s`, `30m`, `24h`,
+/// `7d`). At most ten years, so a deadline computed from it never overflows.
+fn duration_seconds(node: &Node) -> Option<u64> {
+    let secs = match node.as_i64() {
+        Some(secs) => u64::try_from(secs).ok()?,
+        None => {
+            let text = node.as_str()?.trim();
+            let unit = match text.chars().last()? {
+                's' => 1,
+                'm' => 60,
+                'h' => 3_600,
+                'd' => 86_400,
+                _ => return None,
+            };
+            let number = &text[..text.len() - 1];
+            if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            number.parse::<u64>().ok()?.checked_mul(unit)?
+        }
+    };
+    (1..=10 * 365 * 86_400).contains(&secs).then_some(secs)
 }
 
 pub(crate) fn type_error(sources: &SourceMap, node: &Node, what: &str, expected: &str) -> Diagnostic {
@@ -320,5 +360,43 @@ pub fn decide(
         Decision::NeedsApproval(approval)
     } else {
         Decision::Auto
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::source::RepoFiles;
+    use crate::config::ConfigRepo;
+
+    /// The production policy written as `lines` (indented under `production:`), loaded with its diagnostics.
+    fn production(lines: &str) -> (EnvironmentPolicy, Vec<Diagnostic>) {
+        let mut files = RepoFiles::default();
+        let policy = format!("environments:\n  production:\n{lines}");
+        files.files.insert(".gitops/deployment-policy.yaml".into(), policy.into_bytes());
+        files.files.insert("environments/production/metadata.yaml".into(), b"layers: []\n".to_vec());
+        files.env_dirs.push("production".into());
+        let repo = ConfigRepo::from_files(files, "test".into());
+        let mut out = Vec::new();
+        let doc = &repo.policy.as_ref().expect("the policy file is read").root;
+        let policy = Policy::load(doc, &repo.sources, &["production".into()], &mut out);
+        (policy.for_env("production").0, out)
+    }
+
+    #[test]
+    fn an_approval_timeout_is_seconds_or_a_whole_number_with_a_unit() {
+        for (written, seconds) in [("3600", 3_600), ("90s", 90), ("30m", 1_800), ("24h", 86_400), ("\"7d\"", 604_800)] {
+            let (p, out) = production(&format!("    approvalTimeout: {written}\n"));
+            assert_eq!((p.approval_timeout, out.len()), (Some(seconds), 0), "{written}: {out:?}");
+        }
+        assert_eq!(production("    autoApprove: false\n").0.approval_timeout, None, "no timeout unless written");
+        for wrong in ["0", "-5", "1.5h", "h", "24 h", "2w", "true", "[1]", "99999999999d", "3651d"] {
+            let (p, out) = production(&format!("    approvalTimeout: {wrong}\n"));
+            assert_eq!(p.approval_timeout, None, "{wrong}");
+            assert_eq!(out.len(), 1, "{wrong}: {out:?}");
+            assert_eq!(out[0].code, "policy.invalid");
+            assert!(out[0].message.contains("`approvalTimeout` must be a duration"), "{}", out[0].message);
+            assert_eq!((out[0].file.as_str(), out[0].line, out[0].column), (".gitops/deployment-policy.yaml", 3, 22));
+        }
     }
 }

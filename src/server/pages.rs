@@ -248,6 +248,9 @@ async fn deployment(State(pages): State<Pages>, headers: HeaderMap, Path(id): Pa
                 " · commit " code { (s.short_commit()) } @if let Some(from) = &s.from_commit { " (from " code { (from.short()) } ")" } }
             p { "Duration " (duration_text(v.duration_ms)) " · by " (or_dash(v.by.as_deref())) " · gate " (s.gate.as_str()) }
             @for r in &s.reasons { p class="wait" { (r) } }
+            @if let Some(at) = s.expires_while_waiting() {
+                p class="wait" { "Expires " (at.format("%Y-%m-%d %H:%M UTC")) " without an approval (approvalTimeout)" }
+            }
         }
         h2 { "Plan (" (plan.changes.len()) " changes, digest " code { (s.plan_digest) } ")" }
         (changes_table(&plan))

@@ -45,7 +45,7 @@ impl DeploymentFilter {
     }
 }
 
-pub(super) const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, seq, commit_sha, from_sha, plan_digest, plan, state, gate, reasons, windows, safety, cause, record, signature, created_at, updated_at";
+pub(super) const DEPLOYMENT_COLUMNS: &str = "id, repository, environment, seq, commit_sha, from_sha, plan_digest, plan, state, gate, reasons, windows, safety, cause, record, signature, expires_at, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct DeploymentRow {
@@ -65,6 +65,7 @@ pub(super) struct DeploymentRow {
     cause: String,
     record: Option<String>,
     signature: Option<String>,
+    expires_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -89,6 +90,7 @@ impl From<DeploymentRow> for Deployment {
             // Written from the enum; a name another version wrote reads as a push.
             cause: Cause::parse(&r.cause).unwrap_or(Cause::Push),
             signed: r.record.zip(r.signature).map(|(record, signature)| Signed { record, signature }),
+            expires_at: r.expires_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -167,6 +169,10 @@ pub trait DeploymentStore: Send + Sync {
     /// the signed record and the transition to `approved` together. `false` when it moved on meanwhile.
     async fn approve(&self, id: &str, approval: &Approval, signed: &Signed, message: &str) -> Result<bool, StoreError>;
 
+    /// Deployments still waiting for their approval (awaiting it, or blocked) whose `expires_at` is not
+    /// after `now`, oldest first, at most `limit`.
+    async fn overdue_for_approval(&self, now: i64, limit: i64) -> Result<Vec<Deployment>, StoreError>;
+
     /// The last commit of `branch` the service deployed from (webhook or poll).
     async fn branch_head(&self, repository: &str, branch: &str) -> Result<Option<String>, StoreError>;
 
@@ -204,8 +210,8 @@ impl DeploymentStore for SqlStore {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO deployments (id, repository, environment, seq, commit_sha, from_sha, plan_digest, plan, state, gate, \
-             reasons, windows, cause, record, signature, created_at, updated_at, notifications, safety) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18)",
+             reasons, windows, cause, record, signature, created_at, updated_at, notifications, safety, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18, $19)",
         )
         .bind(d.id.as_str())
         .bind(&d.repository)
@@ -225,6 +231,7 @@ impl DeploymentStore for SqlStore {
         .bind(now)
         .bind(new.notifications.to_string())
         .bind(d.safety.as_ref().map_or_else(|| "{}".to_string(), |s| serde_json::to_string(s).expect("safety encodes")))
+        .bind(d.expires_at)
         .execute(&mut *tx)
         .await?;
         for a in &new.approvals {
@@ -309,6 +316,20 @@ impl DeploymentStore for SqlStore {
         sql += &format!(" ORDER BY created_at DESC, seq DESC LIMIT {}", f.limit.clamp(1, 1000));
         let mut q = sqlx::query_as::<_, DeploymentRow>(&sql).bind(&f.repository).bind(&f.environment);
         for s in &f.states {
+            q = q.bind(s.as_str());
+        }
+        Ok(q.fetch_all(&self.pool).await?.into_iter().map(Into::into).collect())
+    }
+
+    async fn overdue_for_approval(&self, now: i64, limit: i64) -> Result<Vec<Deployment>, StoreError> {
+        let waiting = DeploymentState::Expired.comes_from();
+        let sql = format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE expires_at <= $1 AND state IN ({}) ORDER BY expires_at LIMIT {}",
+            placeholders(2, waiting.len()),
+            limit.clamp(1, 1000)
+        );
+        let mut q = sqlx::query_as::<_, DeploymentRow>(&sql).bind(now);
+        for s in waiting {
             q = q.bind(s.as_str());
         }
         Ok(q.fetch_all(&self.pool).await?.into_iter().map(Into::into).collect())
