@@ -269,9 +269,7 @@ async fn a_writer_approves_the_merged_change_for_production_by_comment(store: Ar
             let entries = honua_gitops::git::ledger::read(&w.origin.repo, head).unwrap();
             entries.iter().any(|e| e.deployment == prod.id && Some(&e.signed) == approved.signed.as_ref())
         });
-        let queued = w.github.deployments().into_iter().any(|d| {
-            d.payload["honua_deployment"] == prod.id.as_str() && d.statuses.last().map(String::as_str) == Some("queued")
-        });
+        let queued = w.github.deployment_status(&prod.id).as_deref() == Some("queued");
         if in_ledger && queued {
             break;
         }

@@ -142,12 +142,7 @@ async fn a_merge_deploys_development_and_staging_and_production_waits_for_an_app
     // development deployments have ours in their payload.
     let prod_id = prod.id.clone();
     github
-        .wait_for(WAIT, "production queued on GitHub", |gh| {
-            gh.deployments().iter().any(|d| {
-                d.payload["honua_deployment"] == prod_id.as_str()
-                    && d.statuses.last().map(String::as_str) == Some("queued")
-            })
-        })
+        .wait_for(WAIT, "production queued on GitHub", |gh| gh.deployment_status(&prod_id).as_deref() == Some("queued"))
         .await;
     let mirrored = github.deployments();
     let gh_prod = mirrored.iter().find(|d| d.payload["honua_deployment"] == prod_id.as_str()).unwrap();
@@ -784,10 +779,7 @@ async fn a_deployment_waiting_past_its_approval_timeout_expires(store: Arc<dyn S
     let id = waiting.id.clone();
     github
         .wait_for(WAIT, "the expired deployment inactive on GitHub", |gh| {
-            gh.deployments().iter().any(|d| {
-                d.payload["honua_deployment"] == id.as_str()
-                    && d.statuses.last().map(String::as_str) == Some("inactive")
-            })
+            gh.deployment_status(&id).as_deref() == Some("inactive")
         })
         .await;
 }

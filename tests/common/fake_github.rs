@@ -736,6 +736,13 @@ impl FakeGithub {
         self.state.lock().unwrap().deployments.values().cloned().collect()
     }
 
+    /// The last status GitHub holds for the deployment mirroring ours (`payload.honua_deployment`).
+    pub fn deployment_status(&self, ours: &str) -> Option<String> {
+        let state = self.state.lock().unwrap();
+        let mirror = state.deployments.values().find(|d| d.payload["honua_deployment"] == ours)?;
+        mirror.statuses.last().cloned()
+    }
+
     pub fn reactions(&self, comment_id: u64) -> Vec<String> {
         self.state
             .lock()
