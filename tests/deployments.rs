@@ -714,15 +714,56 @@ async fn agents_long_poll_their_desired_state_and_report_phases(store: Arc<dyn S
     assert_eq!((quiet["stale"].as_bool(), quiet["healthy"].as_bool()), (Some(true), Some(false)));
 }
 
-/// A deployment that waits for its approval past the environment's `approvalTimeout` expires: an approval
-/// that comes late expires it on the spot and is refused (`expired`, saying how to plan it anew), the sweep
-/// expires the others (audited; GitHub's mirror goes inactive), and what needs no approval never expires.
-async fn a_deployment_waiting_past_its_approval_timeout_expires(store: Arc<dyn Store>) {
+/// The example repository with production's `approvalTimeout` set to `timeout`.
+fn example_with_production_timeout(timeout: &str) -> tempfile::TempDir {
     let tree = tempfile::tempdir().unwrap();
     common::copy_tree(&common::examples().join("honua-config"), tree.path());
     let policy = tree.path().join(".gitops/deployment-policy.yaml");
     let text = std::fs::read_to_string(&policy).unwrap();
-    std::fs::write(&policy, text.replacen("  production:\n", "  production:\n    approvalTimeout: 1h\n", 1)).unwrap();
+    let text = text.replacen("  production:\n", &format!("  production:\n    approvalTimeout: {timeout}\n"), 1);
+    std::fs::write(&policy, text).unwrap();
+    tree
+}
+
+/// Through the API, on the service's own clock: an approval after the deadline is refused with `expired`,
+/// and the expiry reaches GitHub's mirror without waiting for another decision.
+async fn a_late_approval_through_the_api_is_refused_and_the_expiry_published(store: Arc<dyn Store>) {
+    let tree = example_with_production_timeout("1s");
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(tree.path());
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
+    let approver = Api::token(&store, "mike", Role::Approver, None).await;
+    let (base, all) = service.push_main(&origin, "y-1").await;
+    let prod = of(&all, "production", &base).clone();
+    let deadline = prod.expires_at.expect("production waits for an approval");
+    while Utc::now().timestamp_millis() <= deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/api/v1/deployments/{}/approve", prod.id),
+            Some(&approver),
+            Some(json!({"breaking": true})),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("expired")), "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("push again"), "{body}");
+    assert_eq!(store.deployment(&prod.id).await.unwrap().unwrap().state, DeploymentState::Expired);
+    let id = prod.id.clone();
+    github
+        .wait_for(WAIT, "the expired deployment inactive on GitHub", |gh| {
+            gh.deployment_status(&id).as_deref() == Some("inactive")
+        })
+        .await;
+}
+
+/// A deployment that waits for its approval past the environment's `approvalTimeout` expires: an approval
+/// that comes late expires it on the spot and is refused (`expired`, saying how to plan it anew), the sweep
+/// expires the others (audited; GitHub's mirror goes inactive), and what needs no approval never expires.
+async fn a_deployment_waiting_past_its_approval_timeout_expires(store: Arc<dyn Store>) {
+    let tree = example_with_production_timeout("1h");
     let github = FakeGithub::start().await;
     let origin = Origin::new(tree.path());
     let service = Service::start(&github, &origin, store.clone()).await;
@@ -795,6 +836,7 @@ on_both_stores!(
     a_push_whose_webhook_was_lost_is_deployed_by_polling,
     plain_git_mode_polls_a_remote_without_any_app,
     a_deployment_waiting_past_its_approval_timeout_expires,
+    a_late_approval_through_the_api_is_refused_and_the_expiry_published,
 );
 
 fn at(s: &str) -> DateTime<Utc> {

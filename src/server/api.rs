@@ -469,7 +469,18 @@ async fn approve(
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("via `{other}`: use api or cli")))
         }
     };
-    let d = c.decisions().approve(&id, &caller.0.name, via, b.breaking, chrono::Utc::now()).await?;
+    let d = match c.decisions().approve(&id, &caller.0.name, via, b.breaking, chrono::Utc::now()).await {
+        Ok(d) => d,
+        Err(refused) => {
+            // Refused because it came too late: the deployment expired just now, which is published too.
+            if matches!(refused, DecisionError::Expired { .. }) {
+                if let Ok(Some(d)) = c.store.deployment(&id).await {
+                    mirror_later(&c, &d.repository);
+                }
+            }
+            return Err(refused.into());
+        }
+    };
     mirror_later(&c, &d.repository);
     Ok(Json(detail(&c, &id).await?))
 }
