@@ -17,11 +17,9 @@ use honua_gitops::store::{DeploymentFilter, DeploymentState};
 
 /// The examples' config repository with `edit` applied to development's policy block.
 fn tree_with_development_policy(extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    common::copy_tree(&common::examples().join("honua-config"), dir.path());
+    let dir = common::example_with_policy("development", extra);
     let policy = dir.path().join(".gitops/deployment-policy.yaml");
     let text = std::fs::read_to_string(&policy).unwrap();
-    let text = text.replacen("  development:\n", &format!("  development:\n{extra}"), 1);
     std::fs::write(&policy, text.replacen("healthCheckTimeout: 60", "healthCheckTimeout: 2", 1)).unwrap();
     dir
 }

@@ -714,65 +714,69 @@ async fn agents_long_poll_their_desired_state_and_report_phases(store: Arc<dyn S
     assert_eq!((quiet["stale"].as_bool(), quiet["healthy"].as_bool()), (Some(true), Some(false)));
 }
 
-/// The example repository with production's `approvalTimeout` set to `timeout`.
-fn example_with_production_timeout(timeout: &str) -> tempfile::TempDir {
-    let tree = tempfile::tempdir().unwrap();
-    common::copy_tree(&common::examples().join("honua-config"), tree.path());
-    let policy = tree.path().join(".gitops/deployment-policy.yaml");
-    let text = std::fs::read_to_string(&policy).unwrap();
-    let text = text.replacen("  production:\n", &format!("  production:\n    approvalTimeout: {timeout}\n"), 1);
-    std::fs::write(&policy, text).unwrap();
-    tree
+/// The example with production's `approvalTimeout` set, served, and main pushed: production waits for
+/// its approval.
+struct Waiting {
+    github: FakeGithub,
+    origin: Origin,
+    service: Service,
+    api: Api,
+    /// An approver's token.
+    approver: String,
+    base: String,
+    prod: Deployment,
+    /// Every deployment of the push.
+    all: Vec<Deployment>,
+    _tree: tempfile::TempDir,
+}
+
+async fn production_waiting(store: &Arc<dyn Store>, timeout: &str) -> Waiting {
+    let tree = common::example_with_policy("production", &format!("    approvalTimeout: {timeout}\n"));
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(tree.path());
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
+    let approver = Api::token(store, "mike", Role::Approver, None).await;
+    let (base, all) = service.push_main(&origin, "first-push").await;
+    let prod = of(&all, "production", &base).clone();
+    Waiting { github, origin, service, api, approver, base, prod, all, _tree: tree }
+}
+
+/// The approver approves `d` through the API, acknowledging breaking changes.
+async fn approve_by_api(api: &Api, approver: &str, d: &Deployment) -> (u16, Value) {
+    let path = format!("/api/v1/deployments/{}/approve", d.id);
+    api.call("POST", &path, Some(approver), Some(json!({"breaking": true}))).await
+}
+
+/// Waits until GitHub's mirror of deployment `id` is `inactive` (as an expired one becomes).
+async fn inactive_on_github(github: &FakeGithub, id: &str) {
+    let inactive = |gh: &FakeGithub| gh.deployment_status(id).as_deref() == Some("inactive");
+    github.wait_for(WAIT, &format!("{id} inactive on GitHub"), inactive).await;
 }
 
 /// Through the API, on the service's own clock: an approval after the deadline is refused with `expired`,
 /// and the expiry reaches GitHub's mirror without waiting for another decision.
 async fn a_late_approval_through_the_api_is_refused_and_the_expiry_published(store: Arc<dyn Store>) {
-    let tree = example_with_production_timeout("1s");
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(tree.path());
-    let service = Service::start(&github, &origin, store.clone()).await;
-    let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
-    let approver = Api::token(&store, "mike", Role::Approver, None).await;
-    let (base, all) = service.push_main(&origin, "y-1").await;
-    let prod = of(&all, "production", &base).clone();
+    let Waiting { github, service: _service, origin: _origin, api, approver, prod, _tree, .. } =
+        production_waiting(&store, "1s").await;
     let deadline = prod.expires_at.expect("production waits for an approval");
     while Utc::now().timestamp_millis() <= deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, body) = api
-        .call(
-            "POST",
-            &format!("/api/v1/deployments/{}/approve", prod.id),
-            Some(&approver),
-            Some(json!({"breaking": true})),
-        )
-        .await;
+    let (status, body) = approve_by_api(&api, &approver, &prod).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("expired")), "{body}");
     assert!(body["message"].as_str().unwrap_or_default().contains("push again"), "{body}");
     assert_eq!(store.deployment(&prod.id).await.unwrap().unwrap().state, DeploymentState::Expired);
-    let id = prod.id.clone();
-    github
-        .wait_for(WAIT, "the expired deployment inactive on GitHub", |gh| {
-            gh.deployment_status(&id).as_deref() == Some("inactive")
-        })
-        .await;
+    inactive_on_github(&github, &prod.id).await;
 }
 
 /// A deployment that waits for its approval past the environment's `approvalTimeout` expires: an approval
 /// that comes late expires it on the spot and is refused (`expired`, saying how to plan it anew), the sweep
 /// expires the others (audited; GitHub's mirror goes inactive), and what needs no approval never expires.
 async fn a_deployment_waiting_past_its_approval_timeout_expires(store: Arc<dyn Store>) {
-    let tree = example_with_production_timeout("1h");
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(tree.path());
-    let service = Service::start(&github, &origin, store.clone()).await;
-    let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
-    let approver = Api::token(&store, "mike", Role::Approver, None).await;
+    let Waiting { github, origin, service, api, approver, base, prod, all, _tree: tree } =
+        production_waiting(&store, "1h").await;
     let since = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap();
-
-    let (base, all) = service.push_main(&origin, "x-1").await;
-    let prod = of(&all, "production", &base).clone();
     assert_eq!((prod.state, prod.expires_at), (DeploymentState::AwaitingApproval, Some(prod.created_at + 3_600_000)));
     assert!(all.iter().filter(|d| d.environment != "production").all(|d| d.expires_at.is_none()), "{all:#?}");
     let (_, shown) = api.call("GET", &format!("/api/v1/deployments/{}", prod.id), Some(&approver), None).await;
@@ -785,14 +789,7 @@ async fn a_deployment_waiting_past_its_approval_timeout_expires(store: Arc<dyn S
     let refused = late.unwrap_err().to_string();
     assert!(refused.contains("expired at") && refused.contains("push again"), "{refused}");
     assert_eq!(store.deployment(&prod.id).await.unwrap().unwrap().state, DeploymentState::Expired);
-    let (status, body) = api
-        .call(
-            "POST",
-            &format!("/api/v1/deployments/{}/approve", prod.id),
-            Some(&approver),
-            Some(json!({"breaking": true})),
-        )
-        .await;
+    let (status, body) = approve_by_api(&api, &approver, &prod).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("expired")), "{body}");
     let trail = store.audit(0, Some(&prod.id), 100).await.unwrap();
     let expiry = trail.iter().find(|e| e.to_state == Some(DeploymentState::Expired)).expect("the expiry is audited");
@@ -817,12 +814,7 @@ async fn a_deployment_waiting_past_its_approval_timeout_expires(store: Arc<dyn S
     assert_eq!(service.controller.expire_overdue(since(deadline)).await.unwrap(), 1);
     assert_eq!(service.controller.expire_overdue(since(deadline + 60_000)).await.unwrap(), 0, "once");
     assert_eq!(store.deployment(&waiting.id).await.unwrap().unwrap().state, DeploymentState::Expired);
-    let id = waiting.id.clone();
-    github
-        .wait_for(WAIT, "the expired deployment inactive on GitHub", |gh| {
-            gh.deployment_status(&id).as_deref() == Some("inactive")
-        })
-        .await;
+    inactive_on_github(&github, &waiting.id).await;
 }
 
 on_both_stores!(

@@ -60,6 +60,19 @@ pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
+/// A copy of the example config repository with `lines` added to `environment`'s policy block (each line
+/// indented four spaces, ending in a newline).
+pub fn example_with_policy(environment: &str, lines: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&examples().join("honua-config"), dir.path());
+    let policy = dir.path().join(".gitops/deployment-policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    let block = format!("  {environment}:\n");
+    assert!(text.contains(&block), "the example's policy has no `{environment}` block");
+    std::fs::write(&policy, text.replacen(&block, &format!("{block}{lines}"), 1)).unwrap();
+    dir
+}
+
 /// A repository built from `(path, content)` pairs, as if read from disk.
 pub fn repo(files: &[(&str, &str)]) -> ConfigRepo {
     let mut rf = RepoFiles::default();
