@@ -77,9 +77,11 @@ impl Decisions<'_> {
         let outcome: Result<Deployment, DecisionError> = async {
             let d = self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))?;
             // Past its deadline it expires now, whether or not the sweep has come by yet.
-            let d = match d.expires_at.filter(|&deadline| deadline <= ms(at)) {
-                Some(_) if DeploymentState::Expired.comes_from().contains(&d.state) => self.expire(d, at).await?,
-                _ => d,
+            let overdue = d.expires_at.is_some_and(|deadline| deadline <= ms(at));
+            let d = if overdue && DeploymentState::Expired.comes_from().contains(&d.state) {
+                self.expire(d, at).await?
+            } else {
+                d
             };
             match d.state {
                 DeploymentState::AwaitingApproval | DeploymentState::Blocked => {}

@@ -405,32 +405,9 @@ impl Controller {
         Ok(expired)
     }
 
-    /// Every [`EXPIRY_SWEEP`], [`Controller::expire_overdue`], until `shutdown`; started once, with the
-    /// first worker.
-    pub(super) fn start_expiry(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        if self.expiry_started.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
-        tokio::spawn(async move {
-            loop {
-                let stop = tokio::select! {
-                    _ = tokio::time::sleep(EXPIRY_SWEEP) => false,
-                    // Shut down, or nobody left to say so.
-                    changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
-                };
-                if stop {
-                    self.expiry_started.store(false, std::sync::atomic::Ordering::SeqCst);
-                    return;
-                }
-                if let Err(e) = self.expire_overdue(Utc::now()).await {
-                    tracing::warn!(error = %e, "could not expire overdue deployments; the next sweep retries");
-                }
-            }
-        });
-    }
-
     /// Starts the background publisher once (with the first worker): it publishes the decisions of
-    /// each queued repository, a burst of decisions of one repository at a time, until `shutdown`.
+    /// each queued repository, a burst of decisions of one repository at a time, and every
+    /// [`EXPIRY_SWEEP`] expires what waited too long for its approval, until `shutdown`.
     pub(super) fn start_publisher(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut slot = self.publisher.lock().expect("publisher lock");
         if slot.is_some() {
@@ -440,9 +417,18 @@ impl Controller {
         *slot = Some(queue);
         drop(slot);
         tokio::spawn(async move {
+            let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + EXPIRY_SWEEP, EXPIRY_SWEEP);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let first = tokio::select! {
                     r = pending.recv() => r,
+                    _ = sweep.tick() => {
+                        // What expires is queued for publishing here like any other decision.
+                        if let Err(e) = self.expire_overdue(Utc::now()).await {
+                            tracing::warn!(error = %e, "could not expire overdue deployments; the next sweep retries");
+                        }
+                        continue;
+                    }
                     _ = shutdown.changed() => None,
                 };
                 let Some(first) = first else { break };

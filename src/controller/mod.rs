@@ -103,8 +103,6 @@ pub struct Controller {
     /// Repositories whose decisions the background publisher (started with the first worker) is to
     /// publish; `None` before it runs, and then publishing happens inline.
     publisher: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
-    /// Whether the approval-timeout sweep runs (started with the first worker).
-    expiry_started: std::sync::atomic::AtomicBool,
 }
 
 impl Controller {
@@ -131,7 +129,6 @@ impl Controller {
             public_url,
             jobs_queued: Arc::new(tokio::sync::Notify::new()),
             publisher: std::sync::Mutex::new(None),
-            expiry_started: std::sync::atomic::AtomicBool::new(false),
             job_lease: JOB_LEASE,
         }
     }

@@ -44,7 +44,6 @@ impl Controller {
     /// Runs one worker until `shutdown` turns true; a job in progress is finished first.
     pub async fn run_worker(self: Arc<Self>, worker: String, mut shutdown: watch::Receiver<bool>) {
         self.clone().start_publisher(shutdown.clone());
-        self.clone().start_expiry(shutdown.clone());
         loop {
             if *shutdown.borrow() {
                 return;
