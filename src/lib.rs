@@ -78,6 +78,7 @@ mod named_tests {
         agree(crate::deployment::Cause::ALL, crate::deployment::Cause::as_str, crate::deployment::Cause::parse);
         agree(Role::ALL, Role::as_str, Role::parse);
         agree(Phase::ALL, Phase::as_str, Phase::parse);
+        agree(crate::deployment::Via::ALL, crate::deployment::Via::as_str, crate::deployment::Via::parse);
         agree(wire::Health::ALL, wire::Health::as_str, wire::Health::parse);
         agree(wire::Sync::ALL, wire::Sync::as_str, wire::Sync::parse);
         agree(wire::Readiness::ALL, wire::Readiness::as_str, wire::Readiness::parse);
@@ -92,6 +93,7 @@ mod named_tests {
         use crate::config::resource::ResourceKind;
         agree(ResourceKind::ALL, ResourceKind::as_str, ResourceKind::parse);
         assert_eq!(DeploymentState::AwaitingApproval.as_str(), "awaiting_approval");
+        assert_eq!(crate::deployment::Via::GitOnly.as_str(), "git-only", "the name records have always carried");
         assert_eq!(ResourceKind::DataSource.as_str(), "data_source");
         assert_eq!(ResourceKind::Datasource.as_str(), "datasource");
         assert_eq!(DeploymentState::parse("Approved"), None, "names are exact");

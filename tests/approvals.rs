@@ -37,7 +37,7 @@ impl World {
                 w.service
                     .controller
                     .decisions()
-                    .approve(&d.id, "bootstrap", "api", false, chrono::Utc::now())
+                    .approve(&d.id, "bootstrap", honua_gitops::deployment::Via::Api, false, chrono::Utc::now())
                     .await
                     .unwrap();
             }

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use honua_gitops::plan::signing::Signed;
+use honua_gitops::plan::signing::{Signed, Via};
 use honua_gitops::store::{
     ApiTokenHash, Approval, AuditLog, Deployment, DeploymentFilter, DeploymentState, Gate, JobState, NewAudit,
     NewDelivery, NewDeployment, PrHead, Recorded, Role, Store,
@@ -183,7 +183,7 @@ async fn deployments_supersede_unstarted_ones_and_transitions_are_compare_and_se
 
     // Approval: recorded with the signed record in one step, only from the expected states.
     let approval =
-        Approval { actor: "mike".into(), via: "api".into(), plan_digest: "sha256:3".into(), breaking: false, at: 40 };
+        Approval { actor: "mike".into(), via: Via::Api, plan_digest: "sha256:3".into(), breaking: false, at: 40 };
     let signed = Signed { record: "{}".into(), signature: "ab".into() };
     assert!(s.approve("prod-3", &approval, &signed, "approved by mike").await.unwrap());
     assert!(!s.approve("prod-3", &approval, &signed, "again").await.unwrap());

@@ -110,7 +110,7 @@ impl Agent {
                 plan_digest: plan.digest,
                 approvals: vec![RecordApproval {
                     by: "policy".into(),
-                    via: "git-only".into(),
+                    via: crate::plan::signing::Via::GitOnly,
                     at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     breaking: false,
                 }],

@@ -89,7 +89,7 @@ impl Agent {
             tracing::info!(deployment, %phase, "{message}");
             return;
         }
-        let body = PhaseReport { deployment: deployment.into(), phase: phase.as_str().into(), message: message.into() };
+        let body = PhaseReport { deployment: deployment.into(), phase: phase.into(), message: message.into() };
         let mut pending = self.pending();
         if pending.is_empty() && self.send_report(&body).await {
             return;

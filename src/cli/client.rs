@@ -882,7 +882,7 @@ mod tests {
             ]}),
             approvals: vec![crate::store::Approval {
                 actor: "mike".into(),
-                via: "comment".into(),
+                via: crate::deployment::Via::Comment,
                 plan_digest: "sha256:00ff".into(),
                 breaking: true,
                 at: 0,

@@ -235,14 +235,10 @@ impl Fleet<'_> {
         agent: &str,
         environment: &str,
         deployment: &str,
-        phase: &str,
+        phase: Phase,
         message: &str,
         at: DateTime<Utc>,
     ) -> Result<Deployment, DecisionError> {
-        let Some(phase) = Phase::parse(phase) else {
-            let known: Vec<&str> = Phase::ALL.iter().map(|p| p.as_str()).collect();
-            return Err(DecisionError::BadReport(format!("`{phase}` is not a phase; use one of {}", known.join(", "))));
-        };
         let d = self.store.deployment(deployment).await?.ok_or_else(|| DecisionError::NotFound(deployment.into()))?;
         if d.environment != environment {
             return Err(DecisionError::Forbidden(format!(

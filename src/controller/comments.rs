@@ -10,7 +10,7 @@ use chrono::Utc;
 use super::{Controller, JobError};
 use crate::config::ConfigRepo;
 use crate::deployment::short_sha as short;
-use crate::deployment::PrInvalidation;
+use crate::deployment::{PrInvalidation, Via};
 use crate::github::checks::plan_comment;
 use crate::github::client::{GithubRepo, PullRequestHeads};
 use crate::github::commands::{self, CommentCommand, HELP};
@@ -403,7 +403,7 @@ impl Controller {
             let now = Utc::now();
             let result = match &decide {
                 Decide::Approve { breaking } => {
-                    self.decisions().approve(&d.id, &c.author, "comment", *breaking, now).await
+                    self.decisions().approve(&d.id, &c.author, Via::Comment, *breaking, now).await
                 }
                 Decide::Reject { reason } => self.decisions().reject(&d.id, &c.author, reason, now).await,
             };
@@ -456,7 +456,7 @@ impl Controller {
                 tracing::info!(deployment = %d.id, pr = merge.number, "a PR approval does not carry: the deployment's plan differs");
                 continue;
             }
-            match self.decisions().approve(&d.id, &a.actor, "comment", a.breaking, Utc::now()).await {
+            match self.decisions().approve(&d.id, &a.actor, Via::Comment, a.breaking, Utc::now()).await {
                 Ok(_) => {
                     tracing::info!(deployment = %d.id, pr = merge.number, approver = %a.actor, "PR approval carried to the deployment");
                     return Ok(());

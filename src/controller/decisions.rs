@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::deployments::ms;
 use super::{Controller, DecisionError};
-use crate::plan::signing::{RecordApproval, Signed, SignedRecord, Signer, RECORD_FORMAT};
+use crate::plan::signing::{RecordApproval, Signed, SignedRecord, Signer, Via, RECORD_FORMAT};
 use crate::store::{Approval, Deployment, DeploymentState, Gate, NewAudit, NewDeployment, Store, StoreError};
 
 /// The decision handlers, over what they use.
@@ -50,12 +50,7 @@ impl Decisions<'_> {
             plan_digest: d.plan_digest.clone(),
             approvals: approvals
                 .iter()
-                .map(|a| RecordApproval {
-                    by: a.actor.clone(),
-                    via: a.via.clone(),
-                    at: rfc3339(a.at),
-                    breaking: a.breaking,
-                })
+                .map(|a| RecordApproval { by: a.actor.clone(), via: a.via, at: rfc3339(a.at), breaking: a.breaking })
                 .collect(),
             sequence: d.sequence,
             safety: d.safety.clone(),
@@ -69,7 +64,7 @@ impl Decisions<'_> {
         &self,
         id: &str,
         actor: &str,
-        via: &str,
+        via: Via,
         breaking: bool,
         at: DateTime<Utc>,
     ) -> Result<Deployment, DecisionError> {
@@ -112,13 +107,8 @@ impl Decisions<'_> {
                 Gate::Breaking if !breaking => return Err(DecisionError::NeedsBreaking { id: d.id }),
                 _ => {}
             }
-            let approval = Approval {
-                actor: actor.into(),
-                via: via.into(),
-                plan_digest: d.plan_digest.clone(),
-                breaking,
-                at: ms(at),
-            };
+            let approval =
+                Approval { actor: actor.into(), via, plan_digest: d.plan_digest.clone(), breaking, at: ms(at) };
             let mut approvals = self.store.approvals(&d.id).await?;
             approvals.push(approval.clone());
             let signed = self.sign(&d, &approvals);

@@ -12,7 +12,7 @@ use super::{Controller, JobError};
 use crate::config::source::RepoFiles;
 use crate::config::{ConfigRepo, EnvName};
 use crate::deployment::short_sha as short;
-use crate::deployment::{Cause, DeploymentId};
+use crate::deployment::{Cause, DeploymentId, Via};
 use crate::diff::{diff_environment, values};
 use crate::git::ledger::LedgerEntry;
 use crate::plan::signing::Signer;
@@ -314,7 +314,7 @@ impl Controller {
         if gate == Gate::Auto {
             let approval = Approval {
                 actor: "policy".into(),
-                via: "policy".into(),
+                via: Via::Policy,
                 plan_digest: plan.digest.clone(),
                 breaking: false,
                 at: ms(at),

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::deployments::{deployment_id, load, ms};
 use super::{Controller, DecisionError, DeploySource, JobError};
 use crate::config::EnvName;
-use crate::deployment::{Cause, CommitSha, DeploymentId};
+use crate::deployment::{Cause, CommitSha, DeploymentId, Via};
 use crate::store::{
     Approval, Deployment, DeploymentFilter, DeploymentState, EnvironmentPause, Gate, NewAudit, NewDeployment,
 };
@@ -145,7 +145,7 @@ impl Controller {
         // Asking for a rollback is the approval, breaking changes included: it restores what ran.
         let approval = Approval {
             actor: actor.into(),
-            via: "api".into(),
+            via: Via::Api,
             plan_digest: plan.digest.clone(),
             breaking: true,
             at: ms(at),

@@ -32,7 +32,7 @@ impl Views<'_> {
         };
         use DeploymentState::{Applying, Completed, Failed, RolledBack};
         let (started, finished) = (at(&[Applying]), at(&[Completed, Failed, RolledBack]));
-        let approvers: Vec<&str> = approvals.iter().filter(|a| a.via != "policy").map(|a| a.actor.as_str()).collect();
+        let approvers: Vec<&str> = approvals.iter().filter(|a| a.via.by_a_person()).map(|a| a.actor.as_str()).collect();
         let by = if approvers.is_empty() {
             transitions.first().map(|e| e.actor.clone())
         } else {

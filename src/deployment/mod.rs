@@ -10,6 +10,7 @@ pub mod wire;
 pub use ids::{CommitSha, DeploymentId, EnvName};
 
 pub use crate::config::short_sha;
+pub use crate::plan::signing::Via;
 
 use serde::{Deserialize, Serialize};
 
@@ -147,8 +148,7 @@ pub struct Deployment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Approval {
     pub actor: String,
-    /// `policy`, `comment`, `api` or `cli`.
-    pub via: String,
+    pub via: Via,
     pub plan_digest: String,
     /// Breaking changes acknowledged.
     pub breaking: bool,

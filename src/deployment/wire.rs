@@ -270,11 +270,34 @@ pub struct Heartbeat {
 #[serde(deny_unknown_fields)]
 pub struct PhaseReport {
     pub deployment: DeploymentId,
-    /// fetching, rendering, writing, swapping, reloading, verifying, applying, completed, failed, rolled_back
     #[schema(value_type = Phase)]
-    pub phase: String,
+    pub phase: ReportedPhase,
     #[serde(default)]
     pub message: String,
+}
+
+/// A phase as an agent sends it. An agent of another version may send a name this service does not
+/// know: the service refuses that report naming the phase (`bad_report`), not as a malformed body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReportedPhase {
+    Known(Phase),
+    Unknown(String),
+}
+
+impl From<Phase> for ReportedPhase {
+    fn from(phase: Phase) -> ReportedPhase {
+        ReportedPhase::Known(phase)
+    }
+}
+
+impl std::fmt::Display for ReportedPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReportedPhase::Known(phase) => phase.fmt(f),
+            ReportedPhase::Unknown(name) => f.write_str(name),
+        }
+    }
 }
 
 /// An agent as the API shows it. Health and sync are separate axes.

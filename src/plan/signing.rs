@@ -6,6 +6,8 @@
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use crate::policy::Rollout;
+
 pub const RECORD_FORMAT: &str = "honua-deployment/1";
 
 #[derive(Debug, thiserror::Error)]
@@ -18,11 +20,35 @@ pub enum SigningError {
     Malformed(String),
 }
 
+named! {
+    /// How an approval was given. Part of the signed record, so an agent reads only these names.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+    pub enum Via {
+        /// The environment's policy approved it (`autoApprove`); no person did.
+        Policy,
+        /// `/honua approve` on the pull request.
+        Comment,
+        Api,
+        Cli,
+        /// An agent in Git-only mode: the commit on its branch is the approval.
+        #[serde(rename = "git-only")]
+        #[strum(serialize = "git-only")]
+        GitOnly,
+    }
+}
+
+impl Via {
+    /// Given by a person, as opposed to by the policy or by a branch.
+    pub fn by_a_person(self) -> bool {
+        matches!(self, Via::Comment | Via::Api | Via::Cli)
+    }
+}
+
 /// One approval as the signed record carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordApproval {
     pub by: String,
-    pub via: String,
+    pub via: Via,
     /// RFC 3339, UTC.
     pub at: String,
     pub breaking: bool,
@@ -40,8 +66,9 @@ pub struct ApplySafety {
     pub require_backup: bool,
     /// Restore the release when the live config was edited by hand.
     pub self_heal: bool,
-    /// `all` or `one-at-a-time` across the environment's agents.
-    pub rollout: String,
+    /// `all` or `one-at-a-time` across the environment's agents. A value this agent does not know makes
+    /// the record malformed: an agent never applies more widely than it was told.
+    pub rollout: Rollout,
 }
 
 impl ApplySafety {
@@ -51,15 +78,12 @@ impl ApplySafety {
             rollback_on_failure: policy.safety.rollback_on_failure,
             require_backup: policy.safety.require_backup,
             self_heal: policy.self_heal,
-            rollout: match policy.rollout {
-                crate::policy::Rollout::All => "all".into(),
-                crate::policy::Rollout::OneAtATime => "one-at-a-time".into(),
-            },
+            rollout: policy.rollout,
         }
     }
 
     pub fn one_at_a_time(&self) -> bool {
-        self.rollout == "one-at-a-time"
+        self.rollout == Rollout::OneAtATime
     }
 }
 
@@ -167,7 +191,7 @@ mod tests {
             plan_digest: "sha256:00ff".into(),
             approvals: vec![RecordApproval {
                 by: "alice".into(),
-                via: "comment".into(),
+                via: Via::Comment,
                 at: "2024-10-04T12:34:56Z".into(),
                 breaking: false,
             }],
@@ -203,7 +227,7 @@ mod tests {
                     rollback_on_failure: false,
                     require_backup: false,
                     self_heal: false,
-                    rollout: "all".into(),
+                    rollout: Rollout::All,
                 })
             }),
         ];
@@ -219,6 +243,29 @@ mod tests {
         let pretty = serde_json::to_string_pretty(&record()).unwrap();
         let pretty_signature = hex::encode(signer.key.sign(pretty.as_bytes()).to_bytes());
         assert!(matches!(verify(&key, &with(&pretty, &pretty_signature)), Err(SigningError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_signed_record_with_a_value_this_agent_does_not_know_is_refused_not_read_loosely() {
+        let signer = Signer::from_secret(&[7u8; 32]).unwrap();
+        let key = parse_public_key(&signer.public_key()).unwrap();
+        let mut r = record();
+        r.safety = Some(ApplySafety {
+            health_check_timeout: 60,
+            rollback_on_failure: true,
+            require_backup: false,
+            self_heal: false,
+            rollout: Rollout::OneAtATime,
+        });
+        let known = signer.sign(&r);
+        assert!(verify(&key, &known).unwrap().safety.unwrap().one_at_a_time());
+        for (from, to) in [("\"one-at-a-time\"", "\"sideways\""), ("\"comment\"", "\"carrier-pigeon\"")] {
+            let unknown = known.record.replace(from, to);
+            assert_ne!(unknown, known.record);
+            let signature = hex::encode(signer.key.sign(unknown.as_bytes()).to_bytes());
+            let verdict = verify(&key, &Signed { record: unknown, signature });
+            assert!(matches!(verdict, Err(SigningError::Malformed(_))), "{to}: {verdict:?}");
+        }
     }
 
     #[test]

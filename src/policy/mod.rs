@@ -9,7 +9,7 @@ pub mod window;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::dialect::place;
 use crate::config::node::Node;
@@ -46,7 +46,9 @@ impl Decision {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+/// How a deployment reaches an environment's agents: all at once, or one after another (each waits for the
+/// one before it to complete). Signed with the deployment ([`crate::plan::signing::ApplySafety`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rollout {
     #[default]

@@ -20,8 +20,9 @@ use crate::controller::agents::Look;
 use crate::controller::{Controller, DecisionError};
 use crate::deployment::wire::{
     Agents, AuditLog, DeploymentDetail, DeploymentSummary, Deployments, DesiredState, EnvironmentDetail, Environments,
-    Heartbeat, PhaseReport, PullApprovals, Resumed, RollbackPreview, RotatedToken, SigningKey, Tokens,
+    Heartbeat, PhaseReport, PullApprovals, ReportedPhase, Resumed, RollbackPreview, RotatedToken, SigningKey, Tokens,
 };
+use crate::deployment::{Phase, Via};
 use crate::store::{ApiToken, DeploymentFilter, DeploymentState, Role, StoreError};
 
 /// Largest JSON body the API reads (approve/reject bodies are a few bytes).
@@ -463,8 +464,8 @@ async fn approve(
     require_decider(&c, &caller, &id, "approve").await?;
     let b: ApproveBody = body(&bytes)?;
     let via = match b.via.as_deref() {
-        None | Some("api") => "api",
-        Some("cli") => "cli",
+        None | Some("api") => Via::Api,
+        Some("cli") => Via::Cli,
         Some(other) => {
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("via `{other}`: use api or cli")))
         }
@@ -857,9 +858,17 @@ async fn agent_report(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
     let environment = caller.agent_environment("reports deployments")?;
     refuse_other_environment(&c, &caller, &environment, &b.deployment, "report").await?;
+    let phase = match b.phase {
+        ReportedPhase::Known(phase) => phase,
+        ReportedPhase::Unknown(name) => {
+            let known: Vec<&str> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+            let message = format!("`{name}` is not a phase; use one of {}", known.join(", "));
+            return Err(DecisionError::BadReport(message).into());
+        }
+    };
     let d = c
         .fleet()
-        .agent_report(&caller.0.name, &environment, &b.deployment, &b.phase, &b.message, chrono::Utc::now())
+        .agent_report(&caller.0.name, &environment, &b.deployment, phase, &b.message, chrono::Utc::now())
         .await?;
     // An agent's report never waits for GitHub or the ledger.
     mirror_later(&c, &d.repository);

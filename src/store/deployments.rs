@@ -6,7 +6,7 @@ use sqlx::{Any, Transaction};
 
 use super::sql::{placeholders, Dialect, SqlStore};
 use super::StoreError;
-use crate::deployment::{Approval, Cause, Deployment, DeploymentState, EnvironmentPause, Gate};
+use crate::deployment::{Approval, Cause, Deployment, DeploymentState, EnvironmentPause, Gate, Via};
 use crate::plan::signing::Signed;
 
 /// A deployment to create: the deployment as it starts (the caller assigned its id and sequence, see
@@ -108,7 +108,14 @@ pub(super) struct ApprovalRow {
 
 impl From<ApprovalRow> for Approval {
     fn from(r: ApprovalRow) -> Approval {
-        Approval { actor: r.actor, via: r.via, plan_digest: r.plan_digest, breaking: r.breaking != 0, at: r.at }
+        Approval {
+            actor: r.actor,
+            // Written from the enum; a name another version wrote reads as a person's approval by API.
+            via: Via::parse(&r.via).unwrap_or(Via::Api),
+            plan_digest: r.plan_digest,
+            breaking: r.breaking != 0,
+            at: r.at,
+        }
     }
 }
 
@@ -238,7 +245,7 @@ impl DeploymentStore for SqlStore {
             sqlx::query("INSERT INTO approvals (deployment_id, actor, via, plan_digest, breaking, at) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(d.id.as_str())
                 .bind(&a.actor)
-                .bind(&a.via)
+                .bind(a.via.as_str())
                 .bind(&a.plan_digest)
                 .bind(a.breaking as i64)
                 .bind(a.at)
@@ -387,7 +394,7 @@ impl DeploymentStore for SqlStore {
         sqlx::query("INSERT INTO approvals (deployment_id, actor, via, plan_digest, breaking, at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id)
             .bind(&a.actor)
-            .bind(&a.via)
+            .bind(a.via.as_str())
             .bind(&a.plan_digest)
             .bind(a.breaking as i64)
             .bind(a.at)
