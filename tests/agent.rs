@@ -549,12 +549,7 @@ async fn approve_waiting_if_any(s: &Setup, environment: &str) -> bool {
         .await
         .unwrap();
     let Some(d) = waiting.first() else { return false };
-    s.service
-        .controller
-        .decisions()
-        .approve(&d.id, "alice", honua_gitops::deployment::Via::Api, false, chrono::Utc::now())
-        .await
-        .unwrap();
+    s.service.approve(&d.id, "alice", false).await;
     true
 }
 
@@ -708,12 +703,7 @@ async fn end_to_end_a_merge_reaches_development_at_once_and_production_after_an_
     // What runs before the PR: main, everywhere (production approved once by an operator).
     let base = push_main(&s, "g-1").await;
     let first = deployment_of(&s, "production", &base).await;
-    s.service
-        .controller
-        .decisions()
-        .approve(&first.id, "operator", honua_gitops::deployment::Via::Api, true, chrono::Utc::now())
-        .await
-        .unwrap();
+    s.service.approve(&first.id, "operator", true).await;
     assert!(matches!(dev.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
     assert!(matches!(prod.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
 

@@ -34,12 +34,7 @@ impl World {
         let all = w.wait_deployments("bootstrap", |all| all.len() == 3).await;
         for d in &all {
             if d.state != DeploymentState::Approved {
-                w.service
-                    .controller
-                    .decisions()
-                    .approve(&d.id, "bootstrap", honua_gitops::deployment::Via::Api, false, chrono::Utc::now())
-                    .await
-                    .unwrap();
+                w.service.approve(&d.id, "bootstrap", false).await;
             }
             w.complete(&d.id).await;
         }

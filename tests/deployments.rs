@@ -14,7 +14,7 @@ use common::fake_github::FakeGithub;
 use common::service::{wait_for_deployments, ExampleScene, Service};
 use common::{Origin, REPO};
 use honua_gitops::controller::{Controller, DeploySource};
-use honua_gitops::plan::signing::{parse_public_key, verify};
+use honua_gitops::plan::signing::{parse_public_key, verify, Via};
 use honua_gitops::store::{Deployment, DeploymentFilter, DeploymentState, Gate, Role, Store};
 use serde_json::{json, Value};
 
@@ -785,9 +785,7 @@ async fn a_deployment_waiting_past_its_approval_timeout_expires(store: Arc<dyn S
     // Not before its time; then a late approval expires it, and is refused.
     assert_eq!(service.controller.expire_overdue(since(prod.created_at + 3_599_000)).await.unwrap(), 0);
     let decisions = service.controller.decisions();
-    let late = decisions
-        .approve(&prod.id, "mike", honua_gitops::deployment::Via::Api, true, since(prod.created_at + 7_200_000))
-        .await;
+    let late = decisions.approve(&prod.id, "mike", Via::Api, true, since(prod.created_at + 7_200_000)).await;
     let refused = late.unwrap_err().to_string();
     assert!(refused.contains("expired at") && refused.contains("push again"), "{refused}");
     assert_eq!(store.deployment(&prod.id).await.unwrap().unwrap().state, DeploymentState::Expired);
@@ -852,11 +850,7 @@ async fn an_approved_deployment_outside_its_window_starts_when_the_window_opens(
     let saturday = at("2026-11-28T10:00:00Z");
     let created = controller.deploy_commit(&source, &origin.main_sha(), None, "alice", saturday).await.unwrap();
     let prod = created.iter().find(|d| d.environment == "production").unwrap();
-    controller
-        .decisions()
-        .approve(&prod.id, "mike", honua_gitops::deployment::Via::Api, false, saturday)
-        .await
-        .unwrap();
+    controller.decisions().approve(&prod.id, "mike", Via::Api, false, saturday).await.unwrap();
     assert!(controller.startable(&source.repository, "production", saturday).await.unwrap().is_none(), "waits");
     assert!(controller
         .startable(&source.repository, "production", at("2026-11-30T08:59:00Z"))

@@ -15,12 +15,7 @@ use honua_gitops::store::DeploymentFilter;
 async fn approve(s: &Setup, commit: &str) -> String {
     let filter = DeploymentFilter { environment: Some("production".into()), limit: 10, ..Default::default() };
     let d = s.store.deployments(&filter).await.unwrap().into_iter().find(|d| d.commit == commit).unwrap();
-    s.service
-        .controller
-        .decisions()
-        .approve(&d.id, "ops", honua_gitops::deployment::Via::Api, true, chrono::Utc::now())
-        .await
-        .unwrap();
+    s.service.approve(&d.id, "ops", true).await;
     d.id.to_string()
 }
 

@@ -33,12 +33,7 @@ fn with_a_dark_service(tree: &std::path::Path) -> tempfile::TempDir {
 async fn approve(s: &Setup, environment: &str, commit: &str) -> String {
     let filter = DeploymentFilter { environment: Some(environment.into()), limit: 10, ..Default::default() };
     let d = s.store.deployments(&filter).await.unwrap().into_iter().find(|d| d.commit == commit).unwrap();
-    s.service
-        .controller
-        .decisions()
-        .approve(&d.id, "ops", honua_gitops::deployment::Via::Api, true, chrono::Utc::now())
-        .await
-        .unwrap();
+    s.service.approve(&d.id, "ops", true).await;
     d.id.to_string()
 }
 

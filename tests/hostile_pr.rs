@@ -447,12 +447,7 @@ async fn secrets_committed_by_mistake_are_masked_in_comments_api_and_pages(store
         }
     };
     let first = production_of(origin.main_sha()).await;
-    service
-        .controller
-        .decisions()
-        .approve(&first, "ops", honua_gitops::deployment::Via::Api, true, chrono::Utc::now())
-        .await
-        .unwrap();
+    service.approve(&first, "ops", true).await;
     for to in [DeploymentState::Applying, DeploymentState::Completed] {
         assert!(store.transition(&first, to, "agent", "test", now_ms()).await.unwrap());
     }

@@ -57,12 +57,7 @@ async fn watch_follows_a_deployment_live_in_a_terminal_and_quits_on_q() {
         .unwrap()
         .remove(0);
     // It changes state: the dashboard follows without a keypress.
-    service
-        .controller
-        .decisions()
-        .approve(&prod.id, "mike", honua_gitops::deployment::Via::Api, true, chrono::Utc::now())
-        .await
-        .unwrap();
+    service.approve(&prod.id, "mike", true).await;
     pane_until(&session, "production approved", |p| {
         p.lines()
             .any(|l| l.contains(&format!("Pending {}", prod.id)) && l.contains("approved") && !l.contains("awaiting"))

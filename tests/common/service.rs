@@ -69,6 +69,12 @@ impl Service {
         (base, all)
     }
 
+    /// Approves deployment `id` as `actor` through the API would, now, and returns it approved.
+    pub async fn approve(&self, id: &str, actor: &str, breaking: bool) -> Deployment {
+        let decisions = self.controller.decisions();
+        decisions.approve(id, actor, honua_gitops::deployment::Via::Api, breaking, chrono::Utc::now()).await.unwrap()
+    }
+
     pub async fn start(github: &FakeGithub, origin: &Origin, store: Arc<dyn Store>) -> Service {
         let service = Service::start_idle(github, origin, store).await;
         service.start_worker("w1");
