@@ -18,8 +18,8 @@ use crate::deployment::wire::{
     AgentView, Agents, DeploymentDetail, DeploymentView, Deployments, EnvironmentDetail, EnvironmentView, Environments,
     Health, PlanView, Resumed, RollbackPreview, Sync,
 };
-use crate::deployment::DeploymentState;
 use crate::deployment::{duration_text, short_sha as short};
+use crate::deployment::{DeploymentState, Status, Tone};
 
 /// Tables and the box fit this many columns.
 pub const WIDTH: u16 = 80;
@@ -180,12 +180,14 @@ fn title_case(state: &str) -> String {
     chars.next().map(|c| c.to_uppercase().collect::<String>() + chars.as_str()).unwrap_or_default()
 }
 
-fn state_colour(state: &str) -> Option<Color> {
-    match state {
-        "completed" => Some(Color::Green),
-        "failed" | "rolled_back" | "rejected" => Some(Color::Red),
-        "awaiting_approval" | "blocked" | "applying" | "approved" => Some(Color::Yellow),
-        _ => None,
+/// A status in its tone's colour (the table drops colours without a terminal).
+fn status_cell(status: impl Status, text: String) -> Cell {
+    let cell = Cell::new(text);
+    match status.tone() {
+        Tone::Good => cell.fg(Color::Green),
+        Tone::Bad => cell.fg(Color::Red),
+        Tone::Waiting => cell.fg(Color::Yellow),
+        Tone::Plain => cell,
     }
 }
 
@@ -203,21 +205,13 @@ fn table(header: &[&str], colour: bool) -> Table {
     t
 }
 
-fn state_cell(state: &str) -> Cell {
-    let cell = Cell::new(title_case(state));
-    match state_colour(state) {
-        Some(c) => cell.fg(c),
-        None => cell,
-    }
-}
-
 /// `honua deployments ENV`: id, state, duration, by.
 pub fn deployments_table(list: &[DeploymentView], colour: bool) -> String {
     let mut t = table(&["Deployment ID", "State", "Duration", "By"], colour);
     for d in list {
         t.add_row(vec![
             Cell::new(&d.summary.id),
-            state_cell(d.summary.state.as_str()),
+            status_cell(d.summary.state, title_case(d.summary.state.as_str())),
             Cell::new(duration_text(d.duration_ms)),
             Cell::new(d.by.as_deref().unwrap_or("-")),
         ]);
@@ -229,19 +223,11 @@ pub fn deployments_table(list: &[DeploymentView], colour: bool) -> String {
 pub fn agents_table(list: &[AgentView], colour: bool) -> String {
     let mut t = table(&["Agent", "Environment", "Health", "Sync", "Commit", "Last seen"], colour);
     for a in list {
-        let health = a.health.as_str();
-        let health_cell = match a.health {
-            Health::Healthy => Cell::new(health).fg(Color::Green),
-            Health::Unknown => Cell::new(health),
-            _ => Cell::new(health).fg(Color::Red),
-        };
-        let sync = a.sync.as_str();
-        let sync_cell = if a.sync == Sync::Drifted { Cell::new(sync).fg(Color::Red) } else { Cell::new(sync) };
         t.add_row(vec![
             Cell::new(&a.name),
             Cell::new(&a.environment),
-            if colour { health_cell } else { Cell::new(health) },
-            if colour { sync_cell } else { Cell::new(sync) },
+            status_cell(a.health, a.health.to_string()),
+            status_cell(a.sync, a.sync.to_string()),
             Cell::new(a.commit.as_deref().map(short).unwrap_or("-")),
             Cell::new(a.last_seen.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())),
         ]);
@@ -772,7 +758,7 @@ mod tests {
         EnvironmentView {
             repository: "city/gis-config".into(),
             environment: "production".into(),
-            status: "in_sync".into(),
+            status: crate::deployment::EnvironmentStatus::InSync,
             sync,
             health,
             current: Some(current.clone()),

@@ -7,8 +7,8 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use super::client::ClientArgs;
-use crate::deployment::duration_text;
 use crate::deployment::wire::{EnvironmentView, Environments};
+use crate::deployment::{duration_text, Status, Tone};
 use anyhow::{Context, Result};
 use crossterm::event::{self, Event, KeyCode, KeyModifiers};
 use ratatui::layout::{Constraint, Direction, Layout};
@@ -82,17 +82,15 @@ async fn follow(url: String, token: String, model: tokio::sync::watch::Sender<Mo
     }
 }
 
-fn state_style(state: &str) -> Style {
-    match state {
-        "completed" | "in_sync" | "healthy" | "synced" => Style::default().fg(Color::Green),
-        "failed" | "rolled_back" | "rejected" | "drifted" | "unhealthy" | "stale" => Style::default().fg(Color::Red),
-        "awaiting_approval" | "blocked" | "approved" | "applying" => Style::default().fg(Color::Yellow),
-        _ => Style::default(),
-    }
-}
-
-fn words(state: &str) -> String {
-    state.replace('_', " ")
+/// A status in its tone's colour, in words (`awaiting approval`).
+fn styled(status: impl Status) -> Span<'static> {
+    let style = match status.tone() {
+        Tone::Good => Style::default().fg(Color::Green),
+        Tone::Bad => Style::default().fg(Color::Red),
+        Tone::Waiting => Style::default().fg(Color::Yellow),
+        Tone::Plain => Style::default(),
+    };
+    Span::styled(status.name().replace('_', " "), style)
 }
 
 fn age(seen: Option<chrono::DateTime<chrono::Utc>>) -> String {
@@ -176,15 +174,13 @@ fn draw(frame: &mut ratatui::Frame, model: &Model, server: &str) {
 }
 
 fn status_line(env: &EnvironmentView) -> Line<'static> {
-    let status = env.status.clone();
-    let (sync, health) = (env.sync.as_str(), env.health.as_str());
     let mut spans = vec![
         Span::raw("Status "),
-        Span::styled(words(&status), state_style(&status)),
+        styled(env.status),
         Span::raw("  Sync "),
-        Span::styled(sync, state_style(sync)),
+        styled(env.sync),
         Span::raw("  Health "),
-        Span::styled(health, state_style(health)),
+        styled(env.health),
     ];
     if env.paused.is_some() {
         spans.push(Span::styled("  paused", Style::default().fg(Color::Yellow)));
@@ -216,18 +212,16 @@ fn full(frame: &mut ratatui::Frame, env: &EnvironmentView, area: ratatui::layout
     ];
     for (label, d) in [("Pending", &env.pending), ("Last", &env.last)] {
         if let Some(d) = d {
-            let state = d.summary.state.as_str();
             lines.push(Line::from(vec![
                 Span::raw(format!("{label} {} ", d.summary.id)),
-                Span::styled(words(state), state_style(state)),
+                styled(d.summary.state),
                 Span::raw(format!(" {} by {}", duration_text(d.duration_ms), d.by.as_deref().unwrap_or("-"))),
             ]));
         }
     }
     lines.push(Line::from(Span::styled("Recent", Style::default().add_modifier(Modifier::BOLD))));
     for d in env.recent.iter().take(4) {
-        let state = d.state.as_str();
-        lines.push(Line::from(vec![Span::raw(format!("  {} ", d.id)), Span::styled(words(state), state_style(state))]));
+        lines.push(Line::from(vec![Span::raw(format!("  {} ", d.id)), styled(d.state)]));
     }
     frame.render_widget(Paragraph::new(lines), parts[0]);
 
@@ -235,11 +229,10 @@ fn full(frame: &mut ratatui::Frame, env: &EnvironmentView, area: ratatui::layout
         .agents
         .iter()
         .map(|a| {
-            let (health, sync) = (a.health.as_str(), a.sync.as_str());
             Row::new(vec![
                 ratatui::text::Text::raw(a.name.clone()),
-                ratatui::text::Text::styled(health, state_style(health)),
-                ratatui::text::Text::styled(sync, state_style(sync)),
+                styled(a.health).into(),
+                styled(a.sync).into(),
                 ratatui::text::Text::raw(format!(
                     "{} {}",
                     a.last_phase.map_or("-", |p| p.as_str()),
@@ -271,18 +264,16 @@ fn compact(frame: &mut ratatui::Frame, env: &EnvironmentView, area: ratatui::lay
     let mut runs =
         vec![Span::raw(format!("Current {}", env.current.as_ref().map_or("-", |c| c.summary.commit.short())))];
     if let Some(p) = &env.pending {
-        let state = p.summary.state.as_str();
         runs.push(Span::raw(format!("  Pending {} ", p.summary.id)));
-        runs.push(Span::styled(words(state), state_style(state)));
+        runs.push(styled(p.summary.state));
     }
     let agents = if env.agents.is_empty() {
         Line::from("Agents none yet")
     } else {
         let mut spans = vec![Span::raw("Agents")];
         for a in &env.agents {
-            let health = a.health.as_str();
             spans.push(Span::raw(format!("  {} ", a.name)));
-            spans.push(Span::styled(health, state_style(health)));
+            spans.push(styled(a.health));
         }
         Line::from(spans)
     };
@@ -291,15 +282,13 @@ fn compact(frame: &mut ratatui::Frame, env: &EnvironmentView, area: ratatui::lay
 
 /// The least room: one line an environment.
 fn one_line(env: &EnvironmentView) -> Line<'static> {
-    let status = env.status.clone();
-    let (sync, health) = (env.sync.as_str(), env.health.as_str());
     Line::from(vec![
         Span::styled(format!("{:<12} ", env.environment), Style::default().add_modifier(Modifier::BOLD)),
-        Span::styled(words(&status), state_style(&status)),
+        styled(env.status),
         Span::raw("  "),
-        Span::styled(sync, state_style(sync)),
+        styled(env.sync),
         Span::raw("  "),
-        Span::styled(health, state_style(health)),
+        styled(env.health),
         Span::raw(format!(
             "  {}  {} agent(s)",
             env.current.as_ref().map_or("-", |c| c.summary.commit.short()),

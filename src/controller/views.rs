@@ -6,6 +6,7 @@ use crate::deployment::wire::{
     AgentView, DeploymentDetail, DeploymentSummary, DeploymentView, EnvironmentApprovals, EnvironmentView,
     PullApproval, PullApprovals,
 };
+use crate::deployment::EnvironmentStatus;
 use crate::store::{AuditEntry, Deployment, DeploymentFilter, DeploymentState, Store, StoreError};
 
 /// The read models, built from the store alone. [`Controller::views`] lends them.
@@ -110,7 +111,7 @@ impl Views<'_> {
             let paused = self.store.environment_pause(&repository, &environment).await?;
             out.push(EnvironmentView {
                 paused,
-                status: EnvironmentView::status_of(pending.copied(), last.copied()),
+                status: EnvironmentStatus::of(pending.map(|d| d.state), last.map(|d| d.state)),
                 sync,
                 health,
                 current: self.optional_view(current).await?,

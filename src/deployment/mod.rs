@@ -5,9 +5,11 @@
 //! same ones, so the compiler checks both ends of the contract; the store maps its rows to them.
 
 mod ids;
+pub mod status;
 pub mod wire;
 
 pub use ids::{CommitSha, DeploymentId, EnvName};
+pub use status::{EnvironmentStatus, Status, Tone};
 
 pub use crate::config::short_sha;
 pub use crate::plan::signing::Via;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{AgentReport, AgentStatus, Approval, AuditEntry, Deployment, EnvironmentPause};
-use super::{Cause, CommitSha, DeploymentId, DeploymentState, EnvName, Gate, Phase};
+use super::{Cause, CommitSha, DeploymentId, DeploymentState, EnvName, EnvironmentStatus, Gate, Phase};
 use crate::policy::window::Schedule;
 
 /// Every error the API answers: a stable code and a sentence that says what to do.
@@ -368,7 +368,8 @@ pub struct EnvironmentView {
     pub environment: EnvName,
     /// The pending deployment's state, else `in_sync` when the last one completed, else the last one's
     /// state (`unknown` without any).
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: EnvironmentStatus,
     /// One drifted agent makes the environment drifted; synced when every agent is.
     pub sync: Sync,
     /// Healthy when every agent is; unknown without agents.
@@ -388,16 +389,6 @@ pub struct EnvironmentView {
 }
 
 impl EnvironmentView {
-    /// The status line of an environment from its deployments, newest first.
-    pub fn status_of(pending: Option<&Deployment>, last: Option<&Deployment>) -> String {
-        match (pending, last) {
-            (Some(p), _) => p.state.as_str().to_string(),
-            (None, Some(l)) if l.state == DeploymentState::Completed => "in_sync".into(),
-            (None, Some(l)) => l.state.as_str().to_string(),
-            (None, None) => "unknown".into(),
-        }
-    }
-
     /// Sync and health of an environment from its agents.
     pub fn sync_and_health(agents: &[AgentView]) -> (Sync, Health) {
         let sync = if agents.iter().any(|a| a.sync == Sync::Drifted) {

@@ -18,7 +18,7 @@ use maud::{html, Markup, DOCTYPE};
 use super::api;
 use crate::controller::Controller;
 use crate::deployment::wire::{DeploymentView, PlanView};
-use crate::deployment::{duration_text, short_sha};
+use crate::deployment::{duration_text, short_sha, DeploymentState, Status, Tone};
 use crate::store::Role;
 
 const COOKIE: &str = "honua_session";
@@ -101,17 +101,29 @@ fn page(title: &str, body: Markup) -> Html<String> {
     )
 }
 
-fn class_of(state: &str) -> &'static str {
-    match state {
-        "completed" | "in_sync" | "healthy" | "synced" => "ok",
-        "failed" | "rolled_back" | "rejected" | "drifted" | "unhealthy" | "stale" | "degraded" => "bad",
-        "awaiting_approval" | "blocked" | "approved" | "applying" | "pending" | "paused" => "wait",
-        _ => "",
-    }
+/// Text in a tone's class (`ok` green, `bad` red, `wait` amber), in words (`awaiting approval`).
+fn label(text: &str, tone: Tone) -> Markup {
+    let class = match tone {
+        Tone::Good => "ok",
+        Tone::Bad => "bad",
+        Tone::Waiting => "wait",
+        Tone::Plain => "",
+    };
+    html! { span class=(class) { (text.replace('_', " ")) } }
 }
 
-fn state(value: &str) -> Markup {
-    html! { span class=(class_of(value)) { (value.replace('_', " ")) } }
+fn status(status: impl Status) -> Markup {
+    label(status.name(), status.tone())
+}
+
+/// A plan's decision (`auto`, `needs_approval`, `blocked`): a blocked plan waits for a fix, as a blocked
+/// deployment does.
+fn decision(name: &str) -> Markup {
+    match name {
+        "" => label("unknown", Tone::Plain),
+        "blocked" => label(name, DeploymentState::Blocked.tone()),
+        _ => label(name, Tone::Plain),
+    }
 }
 
 fn or_dash(value: Option<&str>) -> &str {
@@ -180,26 +192,26 @@ async fn overview(State(pages): State<Pages>, headers: HeaderMap) -> Response {
                     td { strong { (e.environment) } }
                     td { (e.repository) }
                     td {
-                        (state(&e.status))
+                        (status(e.status))
                         @if let Some(pause) = &e.paused {
                             div class="paused" {
-                                (state("paused")) " after the rollback " a href={ "/deployments/" (urlencode(&pause.deployment)) } { (pause.deployment) }
+                                (label("paused", Tone::Waiting)) " after the rollback " a href={ "/deployments/" (urlencode(&pause.deployment)) } { (pause.deployment) }
                                 " by " (pause.actor) ": automatic deployments wait for a commit newer than "
                                 code { (crate::deployment::short_sha(&pause.commit)) } " or "
                                 code { "honua resume " (e.environment) }
                             }
                         }
                     }
-                    td { (state(e.sync.as_str())) }
-                    td { (state(e.health.as_str())) }
+                    td { (status(e.sync)) }
+                    td { (status(e.health)) }
                     td { (deployment_link(e.current.as_ref())) " " (or_dash(e.current.as_ref().map(|d| d.summary.short_commit()))) }
-                    td { (deployment_link(e.pending.as_ref())) " " @if let Some(p) = &e.pending { (state(p.summary.state.as_str())) } }
-                    td { (deployment_link(e.last.as_ref())) " " (state(e.last.as_ref().map_or("unknown", |l| l.summary.state.as_str())))
+                    td { (deployment_link(e.pending.as_ref())) " " @if let Some(p) = &e.pending { (status(p.summary.state)) } }
+                    td { (deployment_link(e.last.as_ref())) " " (e.last.as_ref().map_or(label("unknown", Tone::Plain), |l| status(l.summary.state)))
                          " by " (or_dash(e.last.as_ref().and_then(|l| l.by.as_deref()))) }
                     td {
                         @if e.agents.is_empty() { "none yet" }
                         @for a in &e.agents {
-                            div { (a.name) ": " (state(a.health.as_str())) ", " (state(a.sync.as_str())) }
+                            div { (a.name) ": " (status(a.health)) ", " (status(a.sync)) }
                         }
                     }
                 }
@@ -244,7 +256,7 @@ async fn deployment(State(pages): State<Pages>, headers: HeaderMap, Path(id): Pa
     let body = html! {
         h1 { "Deployment " code { (id) } }
         div class="card" {
-            p { (s.repository) " → " strong { (s.environment) } " · " (state(s.state.as_str()))
+            p { (s.repository) " → " strong { (s.environment) } " · " (status(s.state))
                 " · commit " code { (s.short_commit()) } @if let Some(from) = &s.from_commit { " (from " code { (from.short()) } ")" } }
             p { "Duration " (duration_text(v.duration_ms)) " · by " (or_dash(v.by.as_deref())) " · gate " (s.gate.as_str()) }
             @for r in &s.reasons { p class="wait" { (r) } }
@@ -265,7 +277,7 @@ async fn deployment(State(pages): State<Pages>, headers: HeaderMap, Path(id): Pa
             @for e in &d.transitions {
                 tr {
                     td { (chrono::DateTime::from_timestamp_millis(e.at).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()) }
-                    td { (state(e.to_state.map_or(e.action.as_str(), |s| s.as_str()))) }
+                    td { (e.to_state.map_or_else(|| label(&e.action, Tone::Plain), status)) }
                     td { (e.actor) }
                     td { (e.message) }
                 }
@@ -275,7 +287,7 @@ async fn deployment(State(pages): State<Pages>, headers: HeaderMap, Path(id): Pa
         @if d.reports.is_empty() { p { "No agent has reported on it." } }
         table {
             @for r in &d.reports {
-                tr { td { (r.agent) } td { (state(r.phase.as_str())) } td { (r.message) } }
+                tr { td { (r.agent) } td { (status(r.phase)) } td { (r.message) } }
             }
         }
     };
@@ -304,7 +316,7 @@ async fn plan(
         @for p in &plans {
             div class="card" {
                 @let p = PlanView::of(p);
-                h2 { (p.environment) " · " (state(if p.decision.decision.is_empty() { "unknown" } else { &p.decision.decision })) }
+                h2 { (p.environment) " · " (decision(&p.decision.decision)) }
                 @for r in &p.decision.reasons { p class="wait" { (r) } }
                 (changes_table(&p))
                 p { "digest " code { (p.digest) } }
