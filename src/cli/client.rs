@@ -309,7 +309,7 @@ pub fn status_box(env: &EnvironmentView, colour: bool) -> String {
             pause.deployment,
             pause.actor
         ));
-        lines.push(format!("  Automatic deployments wait for a commit newer than {}", short(&pause.commit)));
+        lines.push(format!("  Automatic deployments wait for a commit newer than {}", pause.commit.short()));
         lines.push(format!("  or `honua resume {}`", env.environment));
     }
     if let Some(p) = &env.pending {

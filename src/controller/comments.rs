@@ -273,8 +273,8 @@ impl Controller {
                     let approval = PrApproval {
                         repository: c.repo.full_name(),
                         number: c.number,
-                        environment: env.clone(),
-                        head_sha: pr.head_sha.clone(),
+                        environment: env.as_str().into(),
+                        head_sha: pr.head_sha.as_str().into(),
                         plan_digest: plan.digest.clone(),
                         change_digest: crate::plan::change_digest(&plan_json),
                         actor: c.author.clone(),

@@ -125,7 +125,7 @@ impl PullRequests<'_> {
             return Ok(());
         }
         let lines: Vec<String> =
-            stale.iter().map(|a| format!("- `{}` by @{} at {}", a.environment, a.actor, short(&a.head_sha))).collect();
+            stale.iter().map(|a| format!("- `{}` by @{} at {}", a.environment, a.actor, a.head_sha.short())).collect();
         self.gh
             .comment(
                 number,

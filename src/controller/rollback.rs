@@ -193,8 +193,8 @@ impl Controller {
         let pause = EnvironmentPause {
             repository: repository.clone(),
             environment: environment.into(),
-            commit: head.to_string(),
-            deployment: id.to_string(),
+            commit: head.clone(),
+            deployment: id.clone(),
             actor: actor.into(),
             at: ms(at),
         };
@@ -259,7 +259,7 @@ impl Controller {
             deployment: None,
             message: format!(
                 "automatic deployments resumed by {actor} (paused at commit {} after the rollback {})",
-                crate::deployment::short_sha(&pause.commit),
+                pause.commit.short(),
                 pause.deployment
             ),
         };

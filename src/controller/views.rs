@@ -162,8 +162,8 @@ impl Controller {
         };
         let mut names: Vec<String> = policy.keys().cloned().collect();
         for a in &given {
-            if !names.contains(&a.environment) {
-                names.push(a.environment.clone());
+            if !names.iter().any(|n| *n == a.environment) {
+                names.push(a.environment.to_string());
             }
         }
         let environments = names
@@ -175,7 +175,7 @@ impl Controller {
                     .filter(|a| a.environment == environment)
                     .map(|a| PullApproval {
                         actor: a.actor.clone(),
-                        head_sha: a.head_sha.clone(),
+                        head_sha: a.head_sha.to_string(),
                         plan_digest: a.plan_digest.clone(),
                         breaking: a.breaking,
                         at: a.at,

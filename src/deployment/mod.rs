@@ -202,7 +202,7 @@ pub struct TokenInfo {
     pub name: String,
     #[schema(value_type = String)]
     pub role: Role,
-    pub environment: Option<String>,
+    pub environment: Option<EnvName>,
     /// Milliseconds since the epoch, as every time of the store.
     pub created_at: i64,
     /// To the minute.
@@ -217,7 +217,7 @@ pub struct TokenInfo {
 pub struct ApiToken {
     pub name: String,
     pub role: Role,
-    pub environment: Option<String>,
+    pub environment: Option<EnvName>,
 }
 
 /// An approval given on an open pull request for one environment, bound to the plan of one head.
@@ -225,8 +225,8 @@ pub struct ApiToken {
 pub struct PrApproval {
     pub repository: String,
     pub number: u64,
-    pub environment: String,
-    pub head_sha: String,
+    pub environment: EnvName,
+    pub head_sha: CommitSha,
     pub plan_digest: String,
     /// Digest of the environment, changes and decision (no revisions): what must match at merge.
     pub change_digest: String,
@@ -258,8 +258,8 @@ impl PrInvalidation<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrMerge {
     pub number: u64,
-    pub merge_sha: String,
-    pub head_sha: String,
+    pub merge_sha: CommitSha,
+    pub head_sha: CommitSha,
 }
 
 /// Automatic deployments of an environment are paused after a rollback, until the branch moves past
@@ -267,9 +267,9 @@ pub struct PrMerge {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnvironmentPause {
     pub repository: String,
-    pub environment: String,
-    pub commit: String,
-    pub deployment: String,
+    pub environment: EnvName,
+    pub commit: CommitSha,
+    pub deployment: DeploymentId,
     pub actor: String,
     pub at: i64,
 }

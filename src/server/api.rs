@@ -216,7 +216,7 @@ impl Caller {
     /// The environment of an agent token; any other token is refused.
     fn agent_environment(&self, what: &str) -> Result<String, ApiError> {
         match (&self.0.role, &self.0.environment) {
-            (Role::Agent, Some(env)) => Ok(env.clone()),
+            (Role::Agent, Some(env)) => Ok(env.to_string()),
             _ => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",

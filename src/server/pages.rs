@@ -197,7 +197,7 @@ async fn overview(State(pages): State<Pages>, headers: HeaderMap) -> Response {
                             div class="paused" {
                                 (label("paused", Tone::Waiting)) " after the rollback " a href={ "/deployments/" (urlencode(&pause.deployment)) } { (pause.deployment) }
                                 " by " (pause.actor) ": automatic deployments wait for a commit newer than "
-                                code { (crate::deployment::short_sha(&pause.commit)) } " or "
+                                code { (pause.commit.short()) } " or "
                                 code { "honua resume " (e.environment) }
                             }
                         }

@@ -133,9 +133,9 @@ impl From<PauseRow> for EnvironmentPause {
     fn from(r: PauseRow) -> EnvironmentPause {
         EnvironmentPause {
             repository: r.repository,
-            environment: r.environment,
-            commit: r.commit_sha,
-            deployment: r.deployment,
+            environment: r.environment.into(),
+            commit: r.commit_sha.into(),
+            deployment: r.deployment.into(),
             actor: r.actor,
             at: r.at,
         }
@@ -436,9 +436,9 @@ impl DeploymentStore for SqlStore {
              actor = excluded.actor, at = excluded.at",
         )
         .bind(&p.repository)
-        .bind(&p.environment)
-        .bind(&p.commit)
-        .bind(&p.deployment)
+        .bind(p.environment.as_str())
+        .bind(p.commit.as_str())
+        .bind(p.deployment.as_str())
         .bind(&p.actor)
         .bind(p.at)
         .execute(&self.pool)

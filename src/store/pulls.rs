@@ -27,8 +27,8 @@ impl From<PrApprovalRow> for PrApproval {
         PrApproval {
             repository: r.repository,
             number: r.number as u64,
-            environment: r.environment,
-            head_sha: r.head_sha,
+            environment: r.environment.into(),
+            head_sha: r.head_sha.into(),
             plan_digest: r.plan_digest,
             change_digest: r.change_digest,
             actor: r.actor,
@@ -74,7 +74,7 @@ impl PullRequestStore for SqlStore {
         .bind(a.at)
         .bind(&a.repository)
         .bind(a.number as i64)
-        .bind(&a.environment)
+        .bind(a.environment.as_str())
         .bind(&a.actor)
         .execute(&mut *tx)
         .await?;
@@ -83,8 +83,8 @@ impl PullRequestStore for SqlStore {
         ))
         .bind(&a.repository)
         .bind(a.number as i64)
-        .bind(&a.environment)
-        .bind(&a.head_sha)
+        .bind(a.environment.as_str())
+        .bind(a.head_sha.as_str())
         .bind(&a.plan_digest)
         .bind(&a.change_digest)
         .bind(&a.actor)
@@ -153,8 +153,8 @@ impl PullRequestStore for SqlStore {
         )
         .bind(repository)
         .bind(m.number as i64)
-        .bind(&m.merge_sha)
-        .bind(&m.head_sha)
+        .bind(m.merge_sha.as_str())
+        .bind(m.head_sha.as_str())
         .bind(now)
         .execute(&self.pool)
         .await?;
@@ -169,6 +169,10 @@ impl PullRequestStore for SqlStore {
         .bind(merge_sha)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(number, merge_sha, head_sha)| PrMerge { number: number as u64, merge_sha, head_sha }))
+        Ok(row.map(|(number, merge_sha, head_sha)| PrMerge {
+            number: number as u64,
+            merge_sha: merge_sha.into(),
+            head_sha: head_sha.into(),
+        }))
     }
 }

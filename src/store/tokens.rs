@@ -28,7 +28,11 @@ pub(super) struct TokenRow {
 
 impl TokenRow {
     pub(super) fn into_token(self) -> Option<ApiToken> {
-        Some(ApiToken { name: self.name, role: Role::parse(&self.role)?, environment: self.environment })
+        Some(ApiToken {
+            name: self.name,
+            role: Role::parse(&self.role)?,
+            environment: self.environment.map(Into::into),
+        })
     }
 }
 
@@ -48,7 +52,7 @@ impl TokenInfoRow {
         Some(TokenInfo {
             name: self.name,
             role: Role::parse(&self.role)?,
-            environment: self.environment,
+            environment: self.environment.map(Into::into),
             created_at: self.created_at,
             last_used_at: self.last_used_at,
             revoked_at: self.revoked_at,
