@@ -82,6 +82,17 @@ mod named_tests {
         agree(wire::Health::ALL, wire::Health::as_str, wire::Health::parse);
         agree(wire::Sync::ALL, wire::Sync::as_str, wire::Sync::parse);
         agree(wire::Readiness::ALL, wire::Readiness::as_str, wire::Readiness::parse);
+        agree(wire::Verdict::ALL, wire::Verdict::as_str, wire::Verdict::parse);
+        // The plan's view reads the decision the policy wrote, by the same names.
+        use crate::policy::Decision;
+        for (decision, verdict) in [
+            (Decision::Auto, wire::Verdict::Auto),
+            (Decision::NeedsApproval(vec!["production".into()]), wire::Verdict::NeedsApproval),
+            (Decision::Blocked(vec!["breaking".into()]), wire::Verdict::Blocked),
+        ] {
+            let view: wire::DecisionView = serde_json::from_value(serde_json::to_value(&decision).unwrap()).unwrap();
+            assert_eq!((view.decision, view.reasons.as_slice()), (verdict, decision.reasons()));
+        }
         use crate::agent::JournalPhase;
         agree(JournalPhase::ALL, JournalPhase::as_str, JournalPhase::parse);
         agree(crate::diff::Action::ALL, crate::diff::Action::as_str, crate::diff::Action::parse);

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::wire::{Health, Sync};
+use super::wire::{Health, Sync, Verdict};
 use super::{DeploymentState, Phase};
 
 /// How a status reads at a glance.
@@ -64,6 +64,17 @@ impl Status for Sync {
             Sync::Synced => Tone::Good,
             Sync::Drifted => Tone::Bad,
             Sync::Unknown => Tone::Plain,
+        }
+    }
+}
+
+impl Status for Verdict {
+    fn tone(self) -> Tone {
+        match self {
+            Verdict::Auto => Tone::Good,
+            // As the deployments they make: awaiting approval, or blocked until a fix or an acknowledgement.
+            Verdict::NeedsApproval | Verdict::Blocked => Tone::Waiting,
+            Verdict::Unknown => Tone::Plain,
         }
     }
 }

@@ -155,12 +155,26 @@ pub struct ChangeSummary {
     pub breaking: usize,
 }
 
-/// The policy's decision: `auto`, `approval` or `blocked`, and why.
+/// The policy's decision of a plan, and why.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct DecisionView {
-    pub decision: String,
+    pub decision: Verdict,
     pub reasons: Vec<String>,
+}
+
+named! {
+    /// What the policy decided of a plan ([`crate::policy::Decision`] without its reasons).
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ToSchema)]
+    pub enum Verdict {
+        Auto,
+        NeedsApproval,
+        Blocked,
+        /// A plan stored without one, or a name of another version.
+        #[default]
+        #[serde(other)]
+        Unknown,
+    }
 }
 
 /// One entity added, modified or removed.

@@ -18,7 +18,7 @@ use maud::{html, Markup, DOCTYPE};
 use super::api;
 use crate::controller::Controller;
 use crate::deployment::wire::{DeploymentView, PlanView};
-use crate::deployment::{duration_text, short_sha, DeploymentState, Status, Tone};
+use crate::deployment::{duration_text, short_sha, Status, Tone};
 use crate::store::Role;
 
 const COOKIE: &str = "honua_session";
@@ -114,16 +114,6 @@ fn label(text: &str, tone: Tone) -> Markup {
 
 fn status(status: impl Status) -> Markup {
     label(status.name(), status.tone())
-}
-
-/// A plan's decision (`auto`, `needs_approval`, `blocked`): a blocked plan waits for a fix, as a blocked
-/// deployment does.
-fn decision(name: &str) -> Markup {
-    match name {
-        "" => label("unknown", Tone::Plain),
-        "blocked" => label(name, DeploymentState::Blocked.tone()),
-        _ => label(name, Tone::Plain),
-    }
 }
 
 fn or_dash(value: Option<&str>) -> &str {
@@ -316,7 +306,7 @@ async fn plan(
         @for p in &plans {
             div class="card" {
                 @let p = PlanView::of(p);
-                h2 { (p.environment) " · " (decision(&p.decision.decision)) }
+                h2 { (p.environment) " · " (status(p.decision.decision)) }
                 @for r in &p.decision.reasons { p class="wait" { (r) } }
                 (changes_table(&p))
                 p { "digest " code { (p.digest) } }
