@@ -67,6 +67,7 @@ mod named_tests {
             assert_eq!(serde_json::to_value(v).unwrap(), as_str(v), "{v:?}");
             assert_eq!(parse(as_str(v)), Some(v));
             assert_eq!(v.to_string(), as_str(v));
+            assert_eq!(format!("{v:<40}"), format!("{:<40}", as_str(v)), "{v:?} pads in a column");
         }
     }
 

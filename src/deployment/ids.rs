@@ -105,7 +105,7 @@ impl CommitSha {
 
 impl fmt::Display for CommitSha {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -127,7 +127,7 @@ impl DeploymentId {
 
 impl fmt::Display for DeploymentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -148,5 +148,13 @@ mod tests {
         assert!(env == "production");
         assert_eq!(format!("{env}"), "production");
         assert_eq!(CommitSha::new("abc").short(), "abc");
+    }
+
+    #[test]
+    fn a_name_pads_in_columns_as_a_string_does() {
+        let env = EnvName::from("staging");
+        assert_eq!(format!("[{env:<12}]"), "[staging     ]");
+        assert_eq!(format!("[{:>6}]", DeploymentId::new("d-1")), "[   d-1]");
+        assert_eq!(format!("[{:<4}]", CommitSha::new("ab")), "[ab  ]");
     }
 }
