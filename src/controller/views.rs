@@ -175,15 +175,15 @@ impl Controller {
                     .filter(|a| a.environment == environment)
                     .map(|a| PullApproval {
                         actor: a.actor.clone(),
-                        head_sha: a.head_sha.to_string(),
+                        head_sha: a.head_sha.clone(),
                         plan_digest: a.plan_digest.clone(),
                         breaking: a.breaking,
                         at: a.at,
                     })
                     .collect();
-                EnvironmentApprovals { environment, approvals, approvers, prevent_self_approval }
+                EnvironmentApprovals { environment: environment.into(), approvals, approvers, prevent_self_approval }
             })
             .collect();
-        Ok(Some(PullApprovals { repository, number, head, environments }))
+        Ok(Some(PullApprovals { repository, number, head: head.map(Into::into), environments }))
     }
 }

@@ -522,7 +522,7 @@ pub struct DesiredState {
 pub struct PullApproval {
     pub actor: String,
     /// The head it was given at.
-    pub head_sha: String,
+    pub head_sha: CommitSha,
     /// The plan it binds to: at merge it carries only to a deployment that changes and decides the same.
     pub plan_digest: String,
     /// Breaking changes acknowledged.
@@ -534,7 +534,7 @@ pub struct PullApproval {
 /// A pull request's approvals for one environment, and who may still give one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EnvironmentApprovals {
-    pub environment: String,
+    pub environment: EnvName,
     pub approvals: Vec<PullApproval>,
     /// The base branch's policy `approvers` (users and `org/team`s); anyone with write access to the
     /// repository may approve as well.
@@ -551,7 +551,7 @@ pub struct PullApprovals {
     pub repository: String,
     pub number: u64,
     /// The newest head the service has seen for it.
-    pub head: Option<String>,
+    pub head: Option<CommitSha>,
     pub environments: Vec<EnvironmentApprovals>,
 }
 
