@@ -244,10 +244,15 @@ async fn honua(args: &[&str], envs: &[(&str, String)]) -> Output {
     cmd.output().await.unwrap()
 }
 
-/// `honua ai REQUEST --repo REPO --dry-run` without an LLM: its exit code and what it printed.
-async fn dry_run(repo: &str, request: &str) -> (Option<i32>, String) {
+/// `honua ai REQUEST --repo REPO --dry-run` without an LLM exits with `code`, and its output shows each of
+/// `shows`.
+async fn dry_run(repo: &str, request: &str, code: i32, shows: &[&str]) {
     let out = honua(&["ai", request, "--repo", repo, "--dry-run"], &[]).await;
-    (out.status.code(), text(&out))
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(code), "{request}: {t}");
+    for shown in shows {
+        assert!(t.contains(shown), "{request}: {shown:?} is not in\n{t}");
+    }
 }
 
 fn text(out: &Output) -> String {
@@ -598,24 +603,24 @@ async fn other_requests_edit_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let work = config_repo(dir.path(), false, "Host=127.0.0.1;Database=x");
     let w = work.to_str().unwrap();
-    let (code, t) = dry_run(w, "set the cache ttl of roads to 5 minutes in production").await;
-    assert_eq!(code, Some(0), "{t}");
-    assert!(t.contains("+++ b/environments/production/metadata.yaml"), "{t}");
-    assert!(t.contains("+layers:\n+  - id: roads\n+    caching:\n+      ttl: 300"), "{t}");
-    assert!(t.contains("+      enabled: true") || t.contains("enabled: true"), "{t}");
+    dry_run(
+        w,
+        "set the cache ttl of roads to 5 minutes in production",
+        0,
+        &[
+            "+++ b/environments/production/metadata.yaml",
+            "+layers:\n+  - id: roads\n+    caching:\n+      ttl: 300",
+            "enabled: true",
+        ],
+    )
+    .await;
 
-    let (code, t) = dry_run(w, "set the title of roads to \"Streets & Roads\"").await;
-    assert_eq!(code, Some(0), "{t}");
-    assert!(t.contains("-    title: Roads\n+    title: Streets & Roads"), "{t}");
+    dry_run(w, "set the title of roads to \"Streets & Roads\"", 0, &["-    title: Roads\n+    title: Streets & Roads"])
+        .await;
 
-    let (code, t) = dry_run(w, "remove roads").await;
-    assert_eq!(code, Some(0), "{t}");
-    assert!(t.contains("-  # Streets, as the city maintains them.\n-  - id: roads"), "{t}");
-    assert!(t.contains("breaking"), "{t}");
+    dry_run(w, "remove roads", 0, &["-  # Streets, as the city maintains them.\n-  - id: roads", "breaking"]).await;
 
-    let (code, t) = dry_run(w, "make it better").await;
-    assert_eq!(code, Some(2), "{t}");
-    assert!(t.contains("add a layer from schema.table"), "{t}");
+    dry_run(w, "make it better", 2, &["add a layer from schema.table"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -725,21 +730,22 @@ async fn a_field_the_table_has_is_added_where_the_layer_lists_its_fields() {
     git(&work, &["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "bike lanes"]);
     let w = work.to_str().unwrap();
 
-    let (code, t) = dry_run(w, "add field surface to bike_lanes").await;
-    assert_eq!(code, Some(0), "{t}");
-    assert!(
-        t.contains(
-            " {name: lane_id, type: int32, nullable: false}\n+      - {name: surface, type: string, nullable: false}\n"
-        ),
-        "{t}"
-    );
+    dry_run(
+        w,
+        "add field surface to bike_lanes",
+        0,
+        &[" {name: lane_id, type: int32, nullable: false}\n+      - {name: surface, type: string, nullable: false}\n"],
+    )
+    .await;
 
-    let (code, t) = dry_run(w, "add field wheels to bike_lanes").await;
-    assert_eq!(code, Some(2), "{t}");
-    assert!(t.contains("has no column `wheels`; its columns: lane_id, name, surface, width_m, opened"), "{t}");
-    let (code, t) = dry_run(w, "add field lane_id to bike_lanes").await;
-    assert_eq!(code, Some(2), "{t}");
-    assert!(t.contains("already lists field `lane_id`"), "{t}");
+    dry_run(
+        w,
+        "add field wheels to bike_lanes",
+        2,
+        &["has no column `wheels`; its columns: lane_id, name, surface, width_m, opened"],
+    )
+    .await;
+    dry_run(w, "add field lane_id to bike_lanes", 2, &["already lists field `lane_id`"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -748,27 +754,27 @@ async fn configuration_2_0_layers_are_changed_in_their_blocks() {
     let work = config_repo(dir.path(), true, "Host=127.0.0.1;Database=x");
     let w = work.to_str().unwrap();
 
-    let (code, t) = dry_run(w, "disable roads").await;
-    assert_eq!(code, Some(0), "{t}");
-    assert!(t.contains("-  services = [service.ogc_api]\n+  services = []"), "{t}");
+    dry_run(w, "disable roads", 0, &["-  services = [service.ogc_api]\n+  services = []"]).await;
 
-    let (code, t) = dry_run(w, "set the title of roads to \"Streets\" in staging").await;
-    assert_eq!(code, Some(0), "{t}");
-    assert!(t.contains("+++ b/environments/staging/honua.hcl"), "{t}");
-    assert!(t.contains("+layer \"roads\" {\n+  title = \"Streets\"\n+}"), "{t}");
+    dry_run(
+        w,
+        "set the title of roads to \"Streets\" in staging",
+        0,
+        &["+++ b/environments/staging/honua.hcl", "+layer \"roads\" {\n+  title = \"Streets\"\n+}"],
+    )
+    .await;
 
-    let (code, t) = dry_run(w, "set the description of roads to \"Centre lines\"").await;
-    assert_eq!(code, Some(0), "{t}");
-    assert!(t.contains(" layer \"roads\" {\n+  description = \"Centre lines\"\n"), "{t}");
+    dry_run(
+        w,
+        "set the description of roads to \"Centre lines\"",
+        0,
+        &[" layer \"roads\" {\n+  description = \"Centre lines\"\n"],
+    )
+    .await;
 
-    let (code, t) = dry_run(w, "set the cache ttl of roads to 60").await;
-    assert_eq!(code, Some(2), "{t}");
-    assert!(t.contains("no per-layer cache TTL"), "{t}");
+    dry_run(w, "set the cache ttl of roads to 60", 2, &["no per-layer cache TTL"]).await;
 
-    let (code, t) = dry_run(w, "remove roads").await;
-    assert_eq!(code, Some(0), "{t}");
-    assert!(t.contains("-# Streets.\n-layer \"roads\" {"), "{t}");
-    assert!(t.contains(" # The end."), "{t}");
+    dry_run(w, "remove roads", 0, &["-# Streets.\n-layer \"roads\" {", " # The end."]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
