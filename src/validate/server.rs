@@ -686,89 +686,99 @@ impl Rules<'_> {
     fn stored_queries(&mut self, service: &Node) {
         let sid = text(service, "id");
         let queries = service.get_path(&["ogc", "storedQueries"]).and_then(Node::as_seq).unwrap_or_default();
-        let mut ids = HashSet::new();
-        for query in queries {
-            if query.as_map().is_none() {
-                if matches!(query.value, Value::Null) {
-                    self.refuse_stored_query(
-                        query.loc,
-                        &format!("Service '{sid}' contains a null stored query."),
-                        "; remove the empty entry",
-                    );
+        self.each_keyed(queries, &format!("Service '{sid}'"), &STORED_QUERIES, |this, query, qid| {
+            let owner = format!("Service '{sid}' stored query '{qid}'");
+            this.require_stored_query_keys(
+                query,
+                &owner,
+                &[
+                    ("title", "must have a title."),
+                    ("layerId", "must specify a layerId."),
+                    ("filterCql", "must specify a filterCql expression."),
+                ],
+            );
+            let parameters = query.get("parameters").and_then(Node::as_seq).unwrap_or_default();
+            this.each_keyed(parameters, &owner, &PARAMETERS, |this, param, name| {
+                this.require_stored_query_keys(
+                    param,
+                    &format!("{owner} parameter '{name}'"),
+                    &[("type", "must have a type."), ("title", "must have a title.")],
+                );
+            });
+        });
+    }
+
+    /// Checks a stored-query list's entries as Honua does, in order: a null entry, one without its key and
+    /// one whose key an earlier entry has (compared without case) are refused. `check` then goes on with
+    /// each entry that has a key (a duplicate too, as Honua goes on checking it).
+    fn each_keyed(
+        &mut self,
+        entries: &[Node],
+        owner: &str,
+        list: &KeyedList,
+        mut check: impl FnMut(&mut Self, &Node, &str),
+    ) {
+        let (what, key) = (list.what, list.key);
+        let mut seen = HashSet::new();
+        for entry in entries {
+            if entry.as_map().is_none() {
+                if matches!(entry.value, Value::Null) {
+                    let says = format!("{owner} contains a null {what}.");
+                    self.refuse_stored_query(entry.loc, &says, "; remove the empty entry");
                 }
                 continue;
             }
-            if query.get("id").is_none_or(is_blank) {
-                self.refuse_stored_query(
-                    query.loc,
-                    &format!("Service '{sid}' contains a stored query without an id."),
-                    "; add `id:`",
-                );
+            if entry.get(key).is_none_or(is_blank) {
+                let says = format!("{owner} contains a {what} without {}.", list.without);
+                self.refuse_stored_query(entry.loc, &says, &format!("; add `{key}:`"));
                 continue;
             }
-            let qid = text(query, "id");
-            if !ids.insert(qid.to_lowercase()) {
-                self.refuse_stored_query(
-                    query.get("id").map_or(query.loc, |n| n.loc),
-                    &format!("Service '{sid}' has duplicate stored query id '{qid}'."),
-                    "; give each stored query its own id (compared without case)",
-                );
+            let name = text(entry, key);
+            if !seen.insert(name.to_lowercase()) {
+                let says = format!("{owner} has duplicate {} '{name}'.", list.duplicate);
+                self.refuse_stored_query(entry.get(key).map_or(entry.loc, |n| n.loc), &says, list.duplicate_hint);
             }
-            for (key, says) in [
-                ("title", "must have a title."),
-                ("layerId", "must specify a layerId."),
-                ("filterCql", "must specify a filterCql expression."),
-            ] {
-                if query.get(key).is_none_or(is_blank) {
-                    self.refuse_stored_query(
-                        query.get(key).map_or(query.loc, |n| n.loc),
-                        &format!("Service '{sid}' stored query '{qid}' {says}"),
-                        &format!("; add `{key}:`"),
-                    );
-                }
-            }
-            let mut names = HashSet::new();
-            for param in query.get("parameters").and_then(Node::as_seq).unwrap_or_default() {
-                let prefix = format!("Service '{sid}' stored query '{qid}'");
-                if param.as_map().is_none() {
-                    if matches!(param.value, Value::Null) {
-                        self.refuse_stored_query(
-                            param.loc,
-                            &format!("{prefix} contains a null parameter."),
-                            "; remove the empty entry",
-                        );
-                    }
-                    continue;
-                }
-                if param.get("name").is_none_or(is_blank) {
-                    self.refuse_stored_query(
-                        param.loc,
-                        &format!("{prefix} contains a parameter without a name."),
-                        "; add `name:`",
-                    );
-                    continue;
-                }
-                let name = text(param, "name");
-                if !names.insert(name.to_lowercase()) {
-                    self.refuse_stored_query(
-                        param.get("name").map_or(param.loc, |n| n.loc),
-                        &format!("{prefix} has duplicate parameter '{name}'."),
-                        "; parameter names are compared without case",
-                    );
-                }
-                for (key, says) in [("type", "must have a type."), ("title", "must have a title.")] {
-                    if param.get(key).is_none_or(is_blank) {
-                        self.refuse_stored_query(
-                            param.get(key).map_or(param.loc, |n| n.loc),
-                            &format!("{prefix} parameter '{name}' {says}"),
-                            &format!("; add `{key}:`"),
-                        );
-                    }
-                }
+            check(self, entry, &name);
+        }
+    }
+
+    /// Each of `keys` with a non-blank value in a stored query or parameter, or refused as `{owner} {says}`.
+    fn require_stored_query_keys(&mut self, entry: &Node, owner: &str, keys: &[(&str, &str)]) {
+        for (key, says) in keys {
+            if entry.get(key).is_none_or(is_blank) {
+                let at = entry.get(key).map_or(entry.loc, |n| n.loc);
+                self.refuse_stored_query(at, &format!("{owner} {says}"), &format!("; add `{key}:`"));
             }
         }
     }
 }
+
+/// How Honua names a keyed list's entries in its stored-query messages.
+struct KeyedList {
+    what: &'static str,
+    key: &'static str,
+    /// The key with its article: "without an id".
+    without: &'static str,
+    /// "has duplicate stored query id 'x'".
+    duplicate: &'static str,
+    duplicate_hint: &'static str,
+}
+
+const STORED_QUERIES: KeyedList = KeyedList {
+    what: "stored query",
+    key: "id",
+    without: "an id",
+    duplicate: "stored query id",
+    duplicate_hint: "; give each stored query its own id (compared without case)",
+};
+
+const PARAMETERS: KeyedList = KeyedList {
+    what: "parameter",
+    key: "name",
+    without: "a name",
+    duplicate: "parameter",
+    duplicate_hint: "; parameter names are compared without case",
+};
 
 fn items<'a>(root: &'a Node, list: &str) -> impl Iterator<Item = &'a Node> {
     root.get(list).and_then(Node::as_seq).unwrap_or_default().iter().filter(|n| n.as_map().is_some())
