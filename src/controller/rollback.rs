@@ -339,7 +339,7 @@ impl Controller {
             target.environment,
             source.branch
         );
-        gh.create_pull_request(
+        gh.open_pull_request(
             &format!("Roll back {} to {}", target.environment, target.commit.short()),
             &branch,
             &source.branch,

@@ -735,17 +735,6 @@ impl GithubRepo {
         Ok(())
     }
 
-    /// Opens a pull request; returns its number.
-    pub async fn create_pull_request(
-        &self,
-        title: &str,
-        head: &str,
-        base: &str,
-        body: &str,
-    ) -> Result<u64, GithubError> {
-        Ok(self.open_pull_request(title, head, base, body).await?.0)
-    }
-
     /// Opens a pull request; returns its number and its page (`html_url`, or the usual address when
     /// GitHub does not say).
     pub async fn open_pull_request(
