@@ -392,8 +392,8 @@ pub fn deployment_detail(detail: &DeploymentDetail, colour: bool) -> String {
         let fields: Vec<String> = c.fields.iter().map(|f| format!("{}: {} → {}", f.path, f.from, f.to)).collect();
         let mut details =
             if breaking.is_empty() { String::new() } else { format!("BREAKING {}; ", breaking.join(", ")) };
-        details.push_str(&if fields.is_empty() { c.action.clone() } else { fields.join("; ") });
-        t.add_row(vec![c.sign(), &c.kind, &c.id, &details]);
+        details.push_str(&if fields.is_empty() { c.action.to_string() } else { fields.join("; ") });
+        t.add_row(vec![c.sign(), &c.kind.to_string(), &c.id, &details]);
     }
     out.push_str(&t.to_string());
     out.push('\n');

@@ -4,7 +4,7 @@ use super::node::Node;
 use super::{ConfigFormat, EffectiveConfig};
 
 named! {
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
     pub enum ResourceKind {
         Catalog,
         Folder,

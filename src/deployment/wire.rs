@@ -8,6 +8,8 @@ use utoipa::ToSchema;
 
 use super::{AgentReport, AgentStatus, Approval, AuditEntry, Deployment, EnvironmentPause};
 use super::{Cause, CommitSha, DeploymentId, DeploymentState, EnvName, EnvironmentStatus, Gate, Phase};
+use crate::config::resource::ResourceKind;
+use crate::diff::Action;
 use crate::policy::window::Schedule;
 
 /// Every error the API answers: a stable code and a sentence that says what to do.
@@ -183,10 +185,11 @@ named! {
 pub struct ChangeView {
     /// `layer`, `service`, `datasource`, …
     #[serde(rename = "type")]
-    pub kind: String,
+    #[schema(value_type = ResourceKind)]
+    pub kind: OrUnknown<ResourceKind>,
     pub id: String,
-    /// `added`, `modified` or `removed`.
-    pub action: String,
+    #[schema(value_type = Action)]
+    pub action: OrUnknown<Action>,
     pub fields: Vec<FieldChange>,
     pub breaking: Vec<BreakingView>,
 }
@@ -194,10 +197,10 @@ pub struct ChangeView {
 impl ChangeView {
     /// `!` breaking, `+` added, `-` removed, `~` otherwise.
     pub fn sign(&self) -> &'static str {
-        match (self.breaking.is_empty(), self.action.as_str()) {
+        match (self.breaking.is_empty(), self.action.known()) {
             (false, _) => "!",
-            (_, "added") => "+",
-            (_, "removed") => "-",
+            (_, Some(Action::Added)) => "+",
+            (_, Some(Action::Removed)) => "-",
             _ => "~",
         }
     }
@@ -292,24 +295,45 @@ pub struct PhaseReport {
 
 /// A phase as an agent sends it. An agent of another version may send a name this service does not
 /// know: the service refuses that report naming the phase (`bad_report`), not as a malformed body.
+pub type ReportedPhase = OrUnknown<Phase>;
+
+/// A name of a closed set as another version may have written it: one this version knows, or the
+/// name as written. It writes back the same string either way, so a reader never loses a whole body
+/// (a stored plan, a report) to one name it does not know, and says which name it was.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum ReportedPhase {
-    Known(Phase),
+pub enum OrUnknown<T> {
+    Known(T),
     Unknown(String),
 }
 
-impl From<Phase> for ReportedPhase {
-    fn from(phase: Phase) -> ReportedPhase {
-        ReportedPhase::Known(phase)
+impl<T> OrUnknown<T> {
+    pub fn known(&self) -> Option<&T> {
+        match self {
+            OrUnknown::Known(value) => Some(value),
+            OrUnknown::Unknown(_) => None,
+        }
     }
 }
 
-impl std::fmt::Display for ReportedPhase {
+impl<T> From<T> for OrUnknown<T> {
+    fn from(value: T) -> OrUnknown<T> {
+        OrUnknown::Known(value)
+    }
+}
+
+/// An empty name: what a part missing from a stored body reads as.
+impl<T> Default for OrUnknown<T> {
+    fn default() -> OrUnknown<T> {
+        OrUnknown::Unknown(String::new())
+    }
+}
+
+impl<T: std::fmt::Display> std::fmt::Display for OrUnknown<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ReportedPhase::Known(phase) => phase.fmt(f),
-            ReportedPhase::Unknown(name) => f.write_str(name),
+            OrUnknown::Known(value) => value.fmt(f),
+            OrUnknown::Unknown(name) => f.pad(name),
         }
     }
 }
@@ -572,5 +596,31 @@ mod tests {
         // What this version does not know: unhealthy, and unknown sync, as the views always read them.
         assert_eq!(beat("starting", "partly"), (Readiness::Unhealthy, Sync::Unknown));
         assert_eq!(beat("Healthy", "unknown"), (Readiness::Unhealthy, Sync::Unknown), "names are exact");
+    }
+
+    #[test]
+    fn a_stored_plan_with_a_kind_or_action_of_another_version_still_reads_whole() {
+        let plan = serde_json::json!({"environment": "production", "changes": [
+            {"type": "layer", "id": "transport::roads", "action": "removed", "breaking": [
+                {"code": "layer.removed", "reason": "gone"}]},
+            {"type": "data_source", "id": "db", "action": "added"},
+            {"type": "tile_matrix", "id": "web", "action": "renamed"}]});
+        let view = PlanView::of(&plan);
+        assert_eq!(view.environment, "production");
+        let read: Vec<_> = view.changes.iter().map(|c| (c.kind.known().copied(), c.action.known().copied())).collect();
+        assert_eq!(
+            read,
+            [
+                (Some(ResourceKind::Layer), Some(Action::Removed)),
+                (Some(ResourceKind::DataSource), Some(Action::Added)),
+                (None, None)
+            ]
+        );
+        let signs: Vec<_> = view.changes.iter().map(ChangeView::sign).collect();
+        assert_eq!(signs, ["!", "+", "~"]);
+        // The names this version does not know show and write back as they were written.
+        assert_eq!(format!("{} {}", view.changes[2].kind, view.changes[2].action), "tile_matrix renamed");
+        assert_eq!(format!("[{:<8}]", view.changes[1].action), "[added   ]");
+        assert_eq!(serde_json::to_value(&view.changes[2]).unwrap()["type"], "tile_matrix");
     }
 }

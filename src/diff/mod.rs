@@ -15,7 +15,7 @@ pub use breaking::Breaking;
 pub use values::FieldChange;
 
 named! {
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, utoipa::ToSchema)]
     pub enum Action {
         Added,
         Modified,
