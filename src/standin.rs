@@ -22,8 +22,10 @@
 //!    `GET|POST /v1/admin/metadata/snapshots`, `GET …/snapshots/{label}`, `POST …/snapshots/{label}/restore`
 //!    (`Metadata/Snapshots/FileMetadataSnapshotStore.cs`: the metadata file copied to
 //!    `<dir of the metadata path>/<stem>-snapshots/<label>/`, the path not resolved, so through
-//!    `current` into the live release); `POST /api/auth/local/login` (`Authentication/LocalAuthController.cs`:
-//!    `{token, roles}`, a uniform 401, 503 outside Local mode; un-versioned, so with legacy redirects on it
+//!    `current` into the live release; a body that does not bind is a bare 400); `POST
+//!    /api/auth/local/login` (`Authentication/LocalAuthController.cs`: `{token, roles}`, a uniform 401, a
+//!    body that does not bind or validate a 400 in any mode, then 503 outside Local mode; bodies bind as
+//!    ASP.NET Core's do, property names without case; un-versioned, so with legacy redirects on it
 //!    is redirected to `/v1/api/auth/local/login`, where no route exists); local tokens are HS256 JWTs
 //!    that expire after `Local:SessionLifetime`, 30 minutes (`Authentication/LocalTokenService.cs`);
 //!    `GET /healthz/ready` (200 Healthy, 503 Unhealthy); `GET /v1/ogc/collections` and
@@ -188,6 +190,29 @@ fn problem(status: StatusCode, title: &str, detail: &str, instance: &str) -> Res
     (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
 }
 
+/// How ASP.NET Core binds a JSON body (System.Text.Json's web defaults, .NET 9): property names match
+/// without case and unknown ones are ignored; a body that is not a JSON object, or a property of the
+/// wrong type, does not bind. `T`'s fields are named in lower case.
+fn bind_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    let object: serde_json::Map<String, Value> = serde_json::from_slice(body)?;
+    serde_json::from_value(Value::Object(object.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect()))
+}
+
+/// `LocalAuthController.LocalLoginRequest`: both `[Required]`, with lengths; absent reads as empty
+/// here, which the length check refuses as `[Required]` would.
+#[derive(Debug, Default, serde::Deserialize)]
+struct LocalLoginRequest {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// `MetadataAdministrationEndpointRouteBuilderExtensions.SnapshotCreateRequest(string? Label, string? Notes)`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct SnapshotCreateRequest {
+    label: Option<String>,
+    notes: Option<String>,
+}
+
 fn starts_with_segment(path: &str, prefix: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     lower == prefix || lower.starts_with(&format!("{prefix}/"))
@@ -307,11 +332,11 @@ impl Honua {
     }
 
     /// `FileMetadataSnapshotStore.CreateAsync`: the file copied under a sanitized, unique label.
-    fn create_snapshot(&mut self, request: &Value) -> Response {
+    fn create_snapshot(&mut self, request: SnapshotCreateRequest) -> Response {
         if !self.metadata_path.exists() {
             return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "Metadata file not found."}))).into_response();
         }
-        let requested = request["label"].as_str().unwrap_or_default();
+        let requested = request.label.unwrap_or_default();
         let sanitized: String = requested
             .trim()
             .chars()
@@ -347,7 +372,7 @@ impl Honua {
             "label": folder,
             "createdAtUtc": chrono::Utc::now().to_rfc3339(),
             "sizeBytes": size,
-            "notes": request["notes"],
+            "notes": request.notes,
             "checksum": checksum,
         });
         let _ = std::fs::write(dir.join("manifest.json"), descriptor.to_string());
@@ -463,21 +488,23 @@ async fn pipeline(
         if method != Method::POST {
             return StatusCode::METHOD_NOT_ALLOWED.into_response();
         }
-        if !matches!(s.settings.mode, AuthMode::Local { .. }) {
-            return problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Local authentication disabled",
-                "Local authentication is not enabled on this server.",
-                &path,
-            );
-        }
-        let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let (name, password) = (request["username"].as_str().unwrap_or(""), request["password"].as_str().unwrap_or(""));
+        // `[ApiController]` validates the bound body before the action runs, so a bad body is a 400 in
+        // every mode; only then does `Login` look at the mode.
+        let request = bind_json::<LocalLoginRequest>(&body).unwrap_or_default();
+        let (name, password) = (request.username.unwrap_or_default(), request.password.unwrap_or_default());
         if !(3..=256).contains(&name.chars().count()) || !(8..=128).contains(&password.chars().count()) {
             return problem(
                 StatusCode::BAD_REQUEST,
                 "One or more validation errors occurred.",
                 "Username must be between 3 and 256 characters; password between 8 and 128",
+                &path,
+            );
+        }
+        if !matches!(s.settings.mode, AuthMode::Local { .. }) {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Local authentication disabled",
+                "Local authentication is not enabled on this server.",
                 &path,
             );
         }
@@ -563,8 +590,13 @@ async fn pipeline(
             axum::Json(json!({ "snapshots": labels })).into_response()
         }
         (Method::POST, "/snapshots") => {
-            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            s.create_snapshot(&request)
+            // A nullable parameter: no body (or `null`) is a request without label or notes; a body the
+            // minimal API cannot bind is a bare 400 (it does not throw outside Development).
+            let empty = body.trim_ascii().is_empty() || body.trim_ascii() == b"null";
+            match if empty { Ok(SnapshotCreateRequest::default()) } else { bind_json(&body) } {
+                Ok(request) => s.create_snapshot(request),
+                Err(_) => StatusCode::BAD_REQUEST.into_response(),
+            }
         }
         _ => StatusCode::NOT_FOUND.into_response(),
     }

@@ -399,3 +399,50 @@ async fn the_check_probes_honuas_admin_api_as_a_deployment_will_use_it() {
     let err = admin_line(agent.check().await).unwrap_err();
     assert!(err.starts_with("HONUA_AGENT_API_KEY is empty") && err.contains("X-API-Key"), "{err}");
 }
+
+/// Bodies bind as ASP.NET Core binds them: property names without case, and a body that does not bind
+/// is a 400 (for the login in any mode, before the mode is looked at; for a snapshot, a bare 400 and no
+/// snapshot). No body at all is a snapshot request without a label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stand_ins_bodies_bind_as_honuas_do() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("current")).unwrap();
+    std::fs::write(dir.path().join("current/metadata.json"), "{}").unwrap();
+    let client = reqwest::Client::new();
+    let post = |honua: &StandIn, path: &str, token: Option<&str>, body: &str| {
+        let mut request = client.post(format!("{}{path}", honua.url)).header("X-API-Key", "t").body(body.to_string());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let honua = StandIn::start_with(dir.path().to_path_buf(), HonuaSettings::supported()).await;
+    let login = format!(r#"{{"Username": "{ADMIN_USER}", "PASSWORD": "{ADMIN_PASSWORD}"}}"#);
+    let answer = post(&honua, "/api/auth/local/login", None, &login).await.unwrap();
+    assert_eq!(answer.status(), 200, "names match without case");
+    let token = answer.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+
+    let snapshots = "/v1/admin/metadata/snapshots";
+    for unbound in ["not json", r#"{"label": 7}"#, "[]"] {
+        let answer = post(&honua, snapshots, Some(&token), unbound).await.unwrap();
+        assert_eq!(answer.status(), 400, "{unbound}");
+        assert_eq!(answer.text().await.unwrap(), "", "a bare 400 for {unbound}");
+    }
+    assert!(!dir.path().join("current/metadata-snapshots").exists(), "no snapshot was made");
+    let answer = post(&honua, snapshots, Some(&token), r#"{"LABEL": "before release 7", "Notes": "n"}"#).await.unwrap();
+    assert_eq!(answer.status(), 201);
+    let created: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(
+        (created["snapshot"]["label"].as_str(), created["snapshot"]["notes"].as_str()),
+        (Some("before-release-7"), Some("n"))
+    );
+    let answer = post(&honua, snapshots, Some(&token), "").await.unwrap();
+    assert_eq!(answer.status(), 201, "no body is a request without a label");
+    let created: serde_json::Value = answer.json().await.unwrap();
+    assert!(created["snapshot"]["label"].as_str().unwrap().starts_with("snapshot-"), "{created}");
+
+    let quickstart = HonuaSettings { mode: AuthMode::QuickStart, ..HonuaSettings::supported() };
+    let honua = StandIn::start_with(dir.path().to_path_buf(), quickstart).await;
+    assert_eq!(post(&honua, "/api/auth/local/login", None, "{}").await.unwrap().status(), 400, "validated first");
+    assert_eq!(post(&honua, "/api/auth/local/login", None, &login).await.unwrap().status(), 503);
+}
