@@ -3,7 +3,7 @@
 //! Lists of mappings that carry a `name` or `id` (fields, links by id, …) are matched by that key, so a
 //! field inserted in the middle shows as one added field, not as every later field changed.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::config::node::{Node, Value};
@@ -78,18 +78,40 @@ fn diff_under(path: &str, key: &str, secret: bool, old: Option<&Node>, new: Opti
 
 /// Masks the secrets in the `changes` of a plan as stored (plans made before masking existed keep
 /// literals in the database; they are masked when shown). The key is the last segment of each path.
+/// A change that does not read as one is left as it is; every other part of a change is kept.
 pub fn mask_stored_changes(changes: &mut Json) {
     for change in changes.as_array_mut().into_iter().flatten() {
-        for field in change["fields"].as_array_mut().into_iter().flatten() {
-            let path = field["path"].as_str().unwrap_or_default();
-            let last = path.rsplit('.').next().unwrap_or_default();
+        let Ok(mut stored) = StoredChange::deserialize(&*change) else { continue };
+        for field in &mut stored.fields {
+            let last = field.path.rsplit('.').next().unwrap_or_default();
             let key = last.split('[').next().unwrap_or_default().to_string();
-            let secret = path.split(['.', '[']).any(is_secret_key);
-            for side in ["from", "to"] {
-                mask_json(&key, &mut field[side], secret);
-            }
+            let secret = field.path.split(['.', '[']).any(is_secret_key);
+            mask_json(&key, &mut field.from, secret);
+            mask_json(&key, &mut field.to, secret);
         }
+        *change = serde_json::to_value(stored).expect("a stored change encodes");
     }
+}
+
+/// A change as stored with a plan: its fields, and whatever else it carries, untouched.
+#[derive(Serialize, Deserialize)]
+struct StoredChange {
+    #[serde(default)]
+    fields: Vec<StoredField>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Json>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredField {
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    from: Json,
+    #[serde(default)]
+    to: Json,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Json>,
 }
 
 /// A value as a diff shows it: JSON, with secrets masked.
@@ -171,5 +193,31 @@ mod tests {
     #[test]
     fn locations_and_key_order_do_not_count() {
         assert!(changes("a: 1\nb: {c: 2, d: 3}\n", "b: {d: 3.0, c: 2}\na: 1\n").is_empty());
+    }
+
+    #[test]
+    fn stored_changes_are_masked_and_keep_every_other_part() {
+        let mut stored = serde_json::json!([
+            {"type": "datasource", "id": "db", "action": "modified", "later": 1, "fields": [
+                {"path": "password", "from": "hunter2-old", "to": "hunter2-new"},
+                {"path": "title", "from": "A", "to": "B", "note": "kept"}]},
+            "not a change",
+            {"type": "datasource", "id": "db2", "fields": [{"path": "auth.token", "to": "s3cr3t-token"}]},
+        ]);
+        mask_stored_changes(&mut stored);
+        let text = stored.to_string();
+        for leaked in ["hunter2", "s3cr3t"] {
+            assert!(!text.contains(leaked), "{text}");
+        }
+        assert_eq!(
+            stored[0]["fields"][1],
+            serde_json::json!({"path": "title", "from": "A", "to": "B", "note": "kept"})
+        );
+        assert_eq!(
+            (stored[0]["later"].clone(), stored[0]["action"].clone()),
+            (serde_json::json!(1), "modified".into())
+        );
+        assert_eq!(stored[1], "not a change");
+        assert!(stored[2]["fields"][0]["to"].as_str().unwrap().starts_with("•••• ("), "{stored}");
     }
 }

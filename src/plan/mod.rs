@@ -5,7 +5,7 @@ pub mod render;
 pub mod signing;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigRepo, EnvName};
@@ -161,11 +161,20 @@ pub fn digest(env: &EnvName, from: &str, to: &str, changes: &ChangeSet, decision
 /// SHA-256 over what a plan changes and decides in one environment, without the revisions: an approval
 /// given on a pull request's head carries to the merge commit's deployment only when this matches.
 pub fn change_digest(plan: &serde_json::Value) -> String {
+    /// The parts of a plan, as written or as stored, that the digest covers, each as it stands.
+    #[derive(Default, serde::Deserialize)]
+    #[serde(default)]
+    struct Covered {
+        environment: serde_json::Value,
+        changes: serde_json::Value,
+        decision: serde_json::Value,
+    }
+    let covered = Covered::deserialize(plan).unwrap_or_default();
     let value = serde_json::json!({
         "format": "honua-change/1",
-        "environment": plan["environment"],
-        "changes": plan["changes"],
-        "decision": plan["decision"],
+        "environment": covered.environment,
+        "changes": covered.changes,
+        "decision": covered.decision,
     });
     format!("sha256:{}", hex::encode(Sha256::digest(canonical_json(&value))))
 }
@@ -205,5 +214,26 @@ fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
             out.push(b']');
         }
         scalar => out.extend(serde_json::to_vec(scalar).expect("scalar encodes")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Approvals stored with a change digest must keep matching: the digest is pinned, computed apart
+    /// (Python's `json.dumps(sort_keys=True, separators=(",", ":"))` and SHA-256 over the same parts).
+    #[test]
+    fn a_change_digest_covers_environment_changes_and_decision_as_stored() {
+        let plan = serde_json::json!({"environment": "production", "from": "a", "to": "b",
+            "changes": [{"type": "layer", "id": "t::r", "action": "removed"}],
+            "decision": {"decision": "needs_approval", "reasons": ["x"]}, "digest": "ignored"});
+        let pinned = "sha256:61246d53f0f84407325eee1571e9ed0b9096db0bc6e10af601f2b4700930fe35";
+        assert_eq!(super::change_digest(&plan), pinned);
+        let mut moved = plan.clone();
+        moved["from"] = "c".into();
+        assert_eq!(super::change_digest(&moved), pinned, "the revisions are not covered");
+        // What is not a plan digests as one with none of the parts, as it always did.
+        let none = "sha256:24fedf483b14b0b12a2f6869e6b2130df106444897e710e41e538dc512d5d5cc";
+        assert_eq!(super::change_digest(&serde_json::json!("not a plan")), none);
+        assert_eq!(super::change_digest(&serde_json::json!({})), none);
     }
 }
