@@ -241,16 +241,36 @@ struct OllamaAnswer {
     message: ChatMessage,
 }
 
-fn chat_body(model: Option<&str>, system: &str, user: &str) -> Value {
-    let mut body = json!({
-        "temperature": TEMPERATURE,
-        "response_format": {"type": "json_object"},
-        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-    });
-    if let Some(m) = model {
-        body["model"] = json!(m);
+/// The chat-completions request (OpenAI's; Azure names the model in the URL instead). Fields in
+/// alphabetical order, as the body has always been written.
+#[derive(Serialize)]
+struct ChatRequest<'a> {
+    messages: [ChatTurn<'a>; 2],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    response_format: ResponseFormat,
+    temperature: f64,
+}
+
+#[derive(Serialize)]
+struct ChatTurn<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+/// `{"type": "json_object"}`: JSON mode.
+#[derive(Serialize)]
+struct ResponseFormat {
+    r#type: &'static str,
+}
+
+fn chat_body<'a>(model: Option<&'a str>, system: &'a str, user: &'a str) -> ChatRequest<'a> {
+    ChatRequest {
+        messages: [ChatTurn { role: "system", content: system }, ChatTurn { role: "user", content: user }],
+        model,
+        response_format: ResponseFormat { r#type: "json_object" },
+        temperature: TEMPERATURE,
     }
-    body
 }
 
 async fn read_bounded(mut response: reqwest::Response, provider: &'static str) -> Result<Vec<u8>, LlmError> {
@@ -297,18 +317,26 @@ pub fn intent_message(request: &str, environments: &[String], services: &[String
 /// The user message for a proposal: names and types only, and the table's comment.
 /// With `services`, the proposal also chooses the one the layer joins.
 pub fn proposal_message(request: &str, table: &super::introspect::TableInfo, services: &[String]) -> String {
-    let columns: Vec<Value> = table.columns.iter().map(|c| json!({"name": c.name, "type": c.field_type})).collect();
-    let mut message = json!({
-        "request": request,
-        "table": table.qualified(),
-        "geometry": {"type": table.geometry.geometry_type, "column": table.geometry.column},
-        "columns": columns,
-        "comment": table.comment,
-    });
-    if !services.is_empty() {
-        message["services"] = json!(services);
+    /// Fields in alphabetical order, as the message has always been written.
+    #[derive(Serialize)]
+    struct ProposalMessage<'a> {
+        columns: Vec<Value>,
+        comment: Option<&'a str>,
+        geometry: Value,
+        request: &'a str,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        services: &'a [String],
+        table: String,
     }
-    message.to_string()
+    let message = ProposalMessage {
+        columns: table.columns.iter().map(|c| json!({"name": c.name, "type": c.field_type})).collect(),
+        comment: table.comment.as_deref(),
+        geometry: json!({"type": table.geometry.geometry_type, "column": table.geometry.column}),
+        request,
+        services,
+        table: table.qualified(),
+    };
+    serde_json::to_string(&message).expect("a proposal message encodes")
 }
 
 /// A proposed title, description and keywords: the exact shape, bounded single lines, or nothing.

@@ -169,11 +169,7 @@ impl Notifier {
                 Ok(url) => {
                     message.url = Some(url);
                     message.payload = if kind == "slack" {
-                        let mut p = json!({ "text": text });
-                        if let Some(channel) = &entry.channel {
-                            p["channel"] = json!(channel);
-                        }
-                        p
+                        json!(SlackMessage { channel: entry.channel.as_deref(), text: &text })
                     } else {
                         json!({
                             "event": event,
@@ -248,6 +244,14 @@ impl Notifier {
         }
         Ok(sent)
     }
+}
+
+/// A Slack-compatible incoming-webhook message; without a channel, the webhook's own.
+#[derive(serde::Serialize)]
+struct SlackMessage<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    text: &'a str,
 }
 
 #[cfg(test)]
