@@ -241,15 +241,14 @@ struct OllamaAnswer {
     message: ChatMessage,
 }
 
-/// The chat-completions request (OpenAI's; Azure names the model in the URL instead). Fields in
-/// alphabetical order, as the body has always been written.
+/// The chat-completions request (OpenAI's; Azure names the model in the URL instead).
 #[derive(Serialize)]
 struct ChatRequest<'a> {
+    temperature: f64,
+    response_format: ResponseFormat,
     messages: [ChatTurn<'a>; 2],
     #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<&'a str>,
-    response_format: ResponseFormat,
-    temperature: f64,
 }
 
 #[derive(Serialize)]
@@ -266,10 +265,10 @@ struct ResponseFormat {
 
 fn chat_body<'a>(model: Option<&'a str>, system: &'a str, user: &'a str) -> ChatRequest<'a> {
     ChatRequest {
+        temperature: TEMPERATURE,
+        response_format: ResponseFormat { r#type: "json_object" },
         messages: [ChatTurn { role: "system", content: system }, ChatTurn { role: "user", content: user }],
         model,
-        response_format: ResponseFormat { r#type: "json_object" },
-        temperature: TEMPERATURE,
     }
 }
 
@@ -317,24 +316,23 @@ pub fn intent_message(request: &str, environments: &[String], services: &[String
 /// The user message for a proposal: names and types only, and the table's comment.
 /// With `services`, the proposal also chooses the one the layer joins.
 pub fn proposal_message(request: &str, table: &super::introspect::TableInfo, services: &[String]) -> String {
-    /// Fields in alphabetical order, as the message has always been written.
     #[derive(Serialize)]
     struct ProposalMessage<'a> {
+        request: &'a str,
+        table: String,
+        geometry: Value,
         columns: Vec<Value>,
         comment: Option<&'a str>,
-        geometry: Value,
-        request: &'a str,
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         services: &'a [String],
-        table: String,
     }
     let message = ProposalMessage {
+        request,
+        table: table.qualified(),
+        geometry: json!({"type": table.geometry.geometry_type, "column": table.geometry.column}),
         columns: table.columns.iter().map(|c| json!({"name": c.name, "type": c.field_type})).collect(),
         comment: table.comment.as_deref(),
-        geometry: json!({"type": table.geometry.geometry_type, "column": table.geometry.column}),
-        request,
         services,
-        table: table.qualified(),
     };
     serde_json::to_string(&message).expect("a proposal message encodes")
 }
@@ -390,6 +388,16 @@ impl Proposal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The chat-completions body as OpenAI documents it; Azure's has no `model` (its URL names it).
+    #[test]
+    fn the_chat_body_is_openais_and_names_the_model_only_when_given() {
+        let body = |model| serde_json::to_string(&chat_body(model, "sys", "req")).unwrap();
+        let turns = r#""messages":[{"role":"system","content":"sys"},{"role":"user","content":"req"}]"#;
+        let head = r#"{"temperature":0.2,"response_format":{"type":"json_object"},"#;
+        assert_eq!(body(Some("gpt-x")), format!(r#"{head}{turns},"model":"gpt-x"}}"#));
+        assert_eq!(body(None), format!("{head}{turns}}}"));
+    }
 
     #[test]
     fn proposals_are_held_to_their_shape() {

@@ -169,7 +169,7 @@ impl Notifier {
                 Ok(url) => {
                     message.url = Some(url);
                     message.payload = if kind == "slack" {
-                        json!(SlackMessage { channel: entry.channel.as_deref(), text: &text })
+                        json!(SlackMessage { text: &text, channel: entry.channel.as_deref() })
                     } else {
                         json!({
                             "event": event,
@@ -249,9 +249,9 @@ impl Notifier {
 /// A Slack-compatible incoming-webhook message; without a channel, the webhook's own.
 #[derive(serde::Serialize)]
 struct SlackMessage<'a> {
+    text: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<&'a str>,
-    text: &'a str,
 }
 
 #[cfg(test)]
