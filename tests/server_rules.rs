@@ -357,6 +357,36 @@ fn rule_7_stored_queries() {
         pos(&doc, "{name: s"),
         "Service 'transport' stored query 'q' parameter 's' must have a type.",
     );
+
+    // Empty entries, missing keys and duplicate parameters, each with what to do.
+    let doc = queries(
+        "        - null\n        - {title: T, layerId: roads, filterCql: x}\n        - {id: p, title: P, layerId: roads, filterCql: x, parameters: [null, {type: string, title: N}, {name: s, type: string, title: S}, {name: S, type: string, title: S2}]}\n",
+    );
+    let said = |at: (u32, u32), words: &str, what_to_do: &str| {
+        let d = finding(&doc, "honua.stored_query", Severity::Error, at, words);
+        assert!(d.message.ends_with(what_to_do), "{d:#?}");
+    };
+    said(pos(&doc, "null"), "Service 'transport' contains a null stored query.", "; remove the empty entry");
+    said(pos(&doc, "{title: T"), "Service 'transport' contains a stored query without an id.", "; add `id:`");
+    said(
+        pos_in(&doc, "parameters:", "null"),
+        "Service 'transport' stored query 'p' contains a null parameter.",
+        "; remove the empty entry",
+    );
+    said(
+        pos(&doc, "{type: string, title: N}"),
+        "Service 'transport' stored query 'p' contains a parameter without a name.",
+        "; add `name:`",
+    );
+    said(
+        pos(&doc, "S, type: string, title: S2"),
+        "Service 'transport' stored query 'p' has duplicate parameter 'S'.",
+        "; parameter names are compared without case",
+    );
+    let doc = queries("        - {id: q, title: Q, layerId: roads, filterCql: x}\n        - {id: Q, title: Q2, layerId: roads, filterCql: y}\n");
+    let d =
+        finding(&doc, "honua.stored_query", Severity::Error, pos(&doc, "Q, title: Q2"), "duplicate stored query id");
+    assert!(d.message.ends_with("; give each stored query its own id (compared without case)"), "{d:#?}");
 }
 
 #[test]
