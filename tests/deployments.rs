@@ -1010,7 +1010,12 @@ async fn every_answer_matches_its_documented_schema() {
     let mut broken = environments.clone();
     broken["environments"][0]["agents"] = json!([{"name": "x"}]);
     assert!(conforms(&environments_schema, &broken).is_err(), "an agent without its fields passes");
-    let mut broken = detail;
+    let mut broken = detail.clone();
     broken["state"] = json!("exploded");
     assert!(conforms(&detail_schema, &broken).is_err(), "a state outside the enum passes");
+    // The plan's changes are checked too: their kinds and actions are the enums this version writes.
+    assert!(detail["plan"]["changes"].as_array().is_some_and(|c| !c.is_empty()), "{detail}");
+    let mut broken = detail;
+    broken["plan"]["changes"][0]["type"] = json!("tile_matrix");
+    assert!(conforms(&detail_schema, &broken).is_err(), "a change kind outside the enum passes");
 }

@@ -180,17 +180,22 @@ named! {
 }
 
 /// One entity added, modified or removed.
+// Each part has a default, given per field: a container default would document the kind's and the
+// action's as `""`, which is neither.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(default)]
 pub struct ChangeView {
     /// `layer`, `service`, `datasource`, …
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default)]
     #[schema(value_type = ResourceKind)]
     pub kind: OrUnknown<ResourceKind>,
+    #[serde(default)]
     pub id: String,
+    #[serde(default)]
     #[schema(value_type = Action)]
     pub action: OrUnknown<Action>,
+    #[serde(default)]
     pub fields: Vec<FieldChange>,
+    #[serde(default)]
     pub breaking: Vec<BreakingView>,
 }
 
