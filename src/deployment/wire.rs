@@ -116,7 +116,7 @@ pub struct DeploymentDetail {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct PlanView {
-    pub environment: String,
+    pub environment: EnvName,
     /// The revisions compared: a commit, or `dir:<digest>` for a directory.
     pub from: String,
     pub to: String,
