@@ -11,12 +11,14 @@
 //!    `honua:authentication:enforce`, `RequireAdministrator` wants a bearer JWT or HTTP Basic
 //!    (`Authentication/LocalBasicAuthenticationHandler.cs`: over HTTPS only, challenge `Basic
 //!    realm="Honua"`) with the `administrator` role: 401 with challenges when unauthenticated, 403 for
-//!    another role. In QuickStart mode every admin route answers a bare 401 (an endpoint filter,
-//!    `Metadata/MetadataAdministrationEndpointRouteBuilderExtensions.cs`).
+//!    another role. QuickStart mode requires nothing here (see 5).
 //! 4. `Middleware/CsrfValidationMiddleware.cs`: a POST outside `/healthz`, `/livez`, `/readyz`,
 //!    `/metrics`, `/swagger`, `/api-docs` without an `X-API-Key` header is 403 "CSRF Token Validation
 //!    Failed".
-//! 5. The endpoints: `POST /v1/admin/metadata/reload` (200 `{"status":"reloaded"}`; metadata Honua refuses
+//! 5. In QuickStart mode every admin endpoint answers a bare 401: an endpoint filter on the group
+//!    (`Metadata/MetadataAdministrationEndpointRouteBuilderExtensions.cs`), so it comes after CSRF, an
+//!    unknown admin path stays a 404, and a snapshot body that does not bind stays a 400 (the minimal
+//!    API binds parameters before it runs filters). The endpoints: `POST /v1/admin/metadata/reload` (200 `{"status":"reloaded"}`; metadata Honua refuses
 //!    is a 500 problem+json, "An unexpected error occurred while processing your request.", and the
 //!    previous snapshot stays: `Metadata/MetadataRegistry.cs`, `ExceptionHandlers/GlobalExceptionHandler.cs`);
 //!    `GET|POST /v1/admin/metadata/snapshots`, `GET …/snapshots/{label}`, `POST …/snapshots/{label}/restore`
@@ -204,6 +206,16 @@ fn bind_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_jso
 struct LocalLoginRequest {
     username: Option<String>,
     password: Option<String>,
+}
+
+/// The snapshot route's `SnapshotCreateRequest?` parameter: no body (or `null`) is a request without label
+/// or notes.
+fn snapshot_request(body: &[u8]) -> Result<SnapshotCreateRequest, serde_json::Error> {
+    let body = body.trim_ascii();
+    if body.is_empty() || body == b"null" {
+        return Ok(SnapshotCreateRequest::default());
+    }
+    bind_json(body)
 }
 
 /// `MetadataAdministrationEndpointRouteBuilderExtensions.SnapshotCreateRequest(string? Label, string? Notes)`.
@@ -448,10 +460,10 @@ async fn pipeline(
         return StatusCode::NOT_FOUND.into_response();
     }
 
-    // 3. Authentication and authorization (admin routes), QuickStart's filter.
+    // 3. Authentication and authorization (admin routes; QuickStart's filter runs at the endpoint).
     if admin.is_some() {
         match s.settings.mode {
-            AuthMode::QuickStart => return StatusCode::UNAUTHORIZED.into_response(),
+            AuthMode::QuickStart => {}
             AuthMode::Local { enforce } => match (s.authenticate(&headers), enforce) {
                 (Identity::User(roles), _) if !roles.iter().any(|r| r == "administrator") => {
                     return StatusCode::FORBIDDEN.into_response()
@@ -543,7 +555,16 @@ async fn pipeline(
         };
     }
     let hcl = s.settings.hcl_file.is_some();
-    match (method.clone(), admin.as_deref().unwrap_or_default()) {
+    let route = admin.as_deref().unwrap_or_default();
+    let endpoint =
+        matches!((&method, route), (&Method::POST, "/reload") | (&Method::GET | &Method::POST, "/snapshots"));
+    if admin.is_some() && endpoint && s.settings.mode == AuthMode::QuickStart {
+        if method == Method::POST && route == "/snapshots" && snapshot_request(&body).is_err() {
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    match (method.clone(), route) {
         // Configuration 2.0: the reload rebuilds from the configuration held in memory.
         (Method::POST, "/reload") if hcl => {
             s.reloads += 1;
@@ -589,15 +610,11 @@ async fn pipeline(
                 .collect();
             axum::Json(json!({ "snapshots": labels })).into_response()
         }
-        (Method::POST, "/snapshots") => {
-            // A nullable parameter: no body (or `null`) is a request without label or notes; a body the
-            // minimal API cannot bind is a bare 400 (it does not throw outside Development).
-            let empty = body.trim_ascii().is_empty() || body.trim_ascii() == b"null";
-            match if empty { Ok(SnapshotCreateRequest::default()) } else { bind_json(&body) } {
-                Ok(request) => s.create_snapshot(request),
-                Err(_) => StatusCode::BAD_REQUEST.into_response(),
-            }
-        }
+        (Method::POST, "/snapshots") => match snapshot_request(&body) {
+            Ok(request) => s.create_snapshot(request),
+            // The minimal API does not throw outside Development: a bare 400.
+            Err(_) => StatusCode::BAD_REQUEST.into_response(),
+        },
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }

@@ -402,7 +402,7 @@ async fn the_check_probes_honuas_admin_api_as_a_deployment_will_use_it() {
 
 /// Bodies bind as ASP.NET Core binds them: property names without case, and a body that does not bind
 /// is a 400 (for the login in any mode, before the mode is looked at; for a snapshot, a bare 400 and no
-/// snapshot). No body at all is a snapshot request without a label.
+/// snapshot, in QuickStart too). No body at all is a snapshot request without a label.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stand_ins_bodies_bind_as_honuas_do() {
     let dir = tempfile::tempdir().unwrap();
@@ -445,4 +445,10 @@ async fn the_stand_ins_bodies_bind_as_honuas_do() {
     let honua = StandIn::start_with(dir.path().to_path_buf(), quickstart).await;
     assert_eq!(post(&honua, "/api/auth/local/login", None, "{}").await.unwrap().status(), 400, "validated first");
     assert_eq!(post(&honua, "/api/auth/local/login", None, &login).await.unwrap().status(), 503);
+    // QuickStart's 401 is an endpoint filter: after CSRF, routing and the binding of the body.
+    assert_eq!(post(&honua, snapshots, None, "{}").await.unwrap().status(), 401);
+    assert_eq!(post(&honua, snapshots, None, "not json").await.unwrap().status(), 400, "bound before the filter");
+    assert_eq!(post(&honua, "/v1/admin/metadata/nowhere", None, "{}").await.unwrap().status(), 404);
+    let without_key = client.post(format!("{}{snapshots}", honua.url)).body("{}").send().await.unwrap();
+    assert_eq!(without_key.status(), 403, "CSRF before the filter");
 }
