@@ -17,21 +17,26 @@
 //!    Failed".
 //! 5. In QuickStart mode every admin endpoint answers a bare 401: an endpoint filter on the group
 //!    (`Metadata/MetadataAdministrationEndpointRouteBuilderExtensions.cs`), so it comes after CSRF, an
-//!    unknown admin path stays a 404, and a snapshot body that does not bind stays a 400 (the minimal
-//!    API binds parameters before it runs filters). The endpoints: `POST /v1/admin/metadata/reload` (200 `{"status":"reloaded"}`; metadata Honua refuses
-//!    is a 500 problem+json, "An unexpected error occurred while processing your request.", and the
-//!    previous snapshot stays: `Metadata/MetadataRegistry.cs`, `ExceptionHandlers/GlobalExceptionHandler.cs`);
-//!    `GET|POST /v1/admin/metadata/snapshots`, `GET …/snapshots/{label}`, `POST …/snapshots/{label}/restore`
+//!    unknown admin path stays a 404, and a snapshot body that is not read stays a 415 or 400 (the
+//!    minimal API reads the body before it runs filters).
+//!
+//!    The endpoints: `POST /v1/admin/metadata/reload` (200 `{"status":"reloaded"}`; metadata Honua
+//!    refuses is a 500 problem+json, "An unexpected error occurred while processing your request.", and
+//!    the previous snapshot stays: `Metadata/MetadataRegistry.cs`,
+//!    `ExceptionHandlers/GlobalExceptionHandler.cs`); `GET|POST /v1/admin/metadata/snapshots`,
+//!    `GET …/snapshots/{label}`, `POST …/snapshots/{label}/restore`
 //!    (`Metadata/Snapshots/FileMetadataSnapshotStore.cs`: the metadata file copied to
-//!    `<dir of the metadata path>/<stem>-snapshots/<label>/`, the path not resolved, so through
-//!    `current` into the live release; a body that does not bind is a bare 400); `POST
-//!    /api/auth/local/login` (`Authentication/LocalAuthController.cs`: `{token, roles}`, a uniform 401, a
-//!    body that does not bind or validate a 400 in any mode, then 503 outside Local mode; bodies bind as
-//!    ASP.NET Core's do, property names without case; un-versioned, so with legacy redirects on it
-//!    is redirected to `/v1/api/auth/local/login`, where no route exists); local tokens are HS256 JWTs
-//!    that expire after `Local:SessionLifetime`, 30 minutes (`Authentication/LocalTokenService.cs`);
-//!    `GET /healthz/ready` (200 Healthy, 503 Unhealthy); `GET /v1/ogc/collections` and
-//!    `GET /v1/ogc/collections/{id}` by Honua's collection rule (`crate::config::served`).
+//!    `<dir of the metadata path>/<stem>-snapshots/<label>/`, the path not resolved, so through `current`
+//!    into the live release; a body without a JSON content type is a bare 415, one that does not bind a
+//!    bare 400, as `RequestDelegateFactory.TryReadBodyAsync` answers); `POST /api/auth/local/login`
+//!    (`Authentication/LocalAuthController.cs`: `{token, roles}`, a uniform 401, a body that does not
+//!    bind or validate a 400 in any mode, then 503 outside Local mode; un-versioned, so with legacy
+//!    redirects on it is redirected to `/v1/api/auth/local/login`, where no route exists); local tokens
+//!    are HS256 JWTs that expire after `Local:SessionLifetime`, 30 minutes
+//!    (`Authentication/LocalTokenService.cs`); `GET /healthz/ready` (200 Healthy, 503 Unhealthy);
+//!    `GET /v1/ogc/collections` and `GET /v1/ogc/collections/{id}` by Honua's collection rule
+//!    (`crate::config::served`). Request bodies bind as ASP.NET Core's do (.NET 9): property names match
+//!    without case.
 //!
 //! **Configuration 2.0** ([`HonuaSettings::configuration_2_0`]): Honua.Server at HEAD (`00710654`,
 //! REAL-SERVER.md §6). It reads one HCL file (`HONUA_CONFIG_PATH`, here `<dir>/honua.config.hcl`) with
@@ -194,10 +199,35 @@ fn problem(status: StatusCode, title: &str, detail: &str, instance: &str) -> Res
 
 /// How ASP.NET Core binds a JSON body (System.Text.Json's web defaults, .NET 9): property names match
 /// without case and unknown ones are ignored; a body that is not a JSON object, or a property of the
-/// wrong type, does not bind. `T`'s fields are named in lower case.
-fn bind_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
-    let object: serde_json::Map<String, Value> = serde_json::from_slice(body)?;
+/// wrong type, does not bind (400). `T`'s fields are named in lower case. A body sent without a JSON
+/// content type is not read at all (415): `json_types` says which the endpoint reads.
+fn bind_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+    json_types: fn(&str) -> bool,
+) -> Result<T, StatusCode> {
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    if !essence.is_some_and(|t| json_types(&t)) {
+        return Err(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+    let object: serde_json::Map<String, Value> = serde_json::from_slice(body).map_err(|_| StatusCode::BAD_REQUEST)?;
     serde_json::from_value(Value::Object(object.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect()))
+        .map_err(|_| StatusCode::BAD_REQUEST)
+}
+
+/// A minimal API's JSON body (`HttpRequestJsonExtensions.HasJsonContentType`): `application/json` or
+/// any `+json` type.
+fn minimal_api_json(essence: &str) -> bool {
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+/// A controller's (`SystemTextJsonInputFormatter`): `application/json`, `text/json`, `application/*+json`.
+fn controller_json(essence: &str) -> bool {
+    matches!(essence, "application/json" | "text/json")
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// `LocalAuthController.LocalLoginRequest`: both `[Required]`, with lengths; absent reads as empty
@@ -208,14 +238,18 @@ struct LocalLoginRequest {
     password: Option<String>,
 }
 
-/// The snapshot route's `SnapshotCreateRequest?` parameter: no body (or `null`) is a request without label
-/// or notes.
-fn snapshot_request(body: &[u8]) -> Result<SnapshotCreateRequest, serde_json::Error> {
-    let body = body.trim_ascii();
-    if body.is_empty() || body == b"null" {
+/// The snapshot route's `SnapshotCreateRequest?` parameter: no body (`Content-Length: 0`), or `null`, is a
+/// request without label or notes. The minimal API does not throw outside Development: a failure is a
+/// bare status.
+fn snapshot_request(headers: &HeaderMap, body: &[u8]) -> Result<SnapshotCreateRequest, StatusCode> {
+    if body.is_empty() {
         return Ok(SnapshotCreateRequest::default());
     }
-    bind_json(body)
+    let request: Option<SnapshotCreateRequest> = match bind_json(headers, body, minimal_api_json) {
+        Err(StatusCode::BAD_REQUEST) if body.trim_ascii() == b"null" => None,
+        bound => Some(bound?),
+    };
+    Ok(request.unwrap_or_default())
 }
 
 /// `MetadataAdministrationEndpointRouteBuilderExtensions.SnapshotCreateRequest(string? Label, string? Notes)`.
@@ -502,7 +536,12 @@ async fn pipeline(
         }
         // `[ApiController]` validates the bound body before the action runs, so a bad body is a 400 in
         // every mode; only then does `Login` look at the mode.
-        let request = bind_json::<LocalLoginRequest>(&body).unwrap_or_default();
+        let request = match bind_json::<LocalLoginRequest>(&headers, &body, controller_json) {
+            Err(StatusCode::UNSUPPORTED_MEDIA_TYPE) if !body.is_empty() => {
+                return problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type", "", &path)
+            }
+            bound => bound.unwrap_or_default(),
+        };
         let (name, password) = (request.username.unwrap_or_default(), request.password.unwrap_or_default());
         if !(3..=256).contains(&name.chars().count()) || !(8..=128).contains(&password.chars().count()) {
             return problem(
@@ -559,8 +598,10 @@ async fn pipeline(
     let endpoint =
         matches!((&method, route), (&Method::POST, "/reload") | (&Method::GET | &Method::POST, "/snapshots"));
     if admin.is_some() && endpoint && s.settings.mode == AuthMode::QuickStart {
-        if method == Method::POST && route == "/snapshots" && snapshot_request(&body).is_err() {
-            return StatusCode::BAD_REQUEST.into_response();
+        if method == Method::POST && route == "/snapshots" {
+            if let Err(refused) = snapshot_request(&headers, &body) {
+                return refused.into_response();
+            }
         }
         return StatusCode::UNAUTHORIZED.into_response();
     }
@@ -610,10 +651,9 @@ async fn pipeline(
                 .collect();
             axum::Json(json!({ "snapshots": labels })).into_response()
         }
-        (Method::POST, "/snapshots") => match snapshot_request(&body) {
+        (Method::POST, "/snapshots") => match snapshot_request(&headers, &body) {
             Ok(request) => s.create_snapshot(request),
-            // The minimal API does not throw outside Development: a bare 400.
-            Err(_) => StatusCode::BAD_REQUEST.into_response(),
+            Err(refused) => refused.into_response(),
         },
         _ => StatusCode::NOT_FOUND.into_response(),
     }

@@ -400,9 +400,10 @@ async fn the_check_probes_honuas_admin_api_as_a_deployment_will_use_it() {
     assert!(err.starts_with("HONUA_AGENT_API_KEY is empty") && err.contains("X-API-Key"), "{err}");
 }
 
-/// Bodies bind as ASP.NET Core binds them: property names without case, and a body that does not bind
-/// is a 400 (for the login in any mode, before the mode is looked at; for a snapshot, a bare 400 and no
-/// snapshot, in QuickStart too). No body at all is a snapshot request without a label.
+/// Bodies bind as ASP.NET Core binds them: only as JSON (415 otherwise), property names without case, and
+/// a body that does not bind is a 400 (for the login in any mode, before the mode is looked at; for a
+/// snapshot, a bare 400 and no snapshot, in QuickStart too). No body at all is a snapshot request without
+/// a label.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stand_ins_bodies_bind_as_honuas_do() {
     let dir = tempfile::tempdir().unwrap();
@@ -410,7 +411,11 @@ async fn the_stand_ins_bodies_bind_as_honuas_do() {
     std::fs::write(dir.path().join("current/metadata.json"), "{}").unwrap();
     let client = reqwest::Client::new();
     let post = |honua: &StandIn, path: &str, token: Option<&str>, body: &str| {
-        let mut request = client.post(format!("{}{path}", honua.url)).header("X-API-Key", "t").body(body.to_string());
+        let mut request = client
+            .post(format!("{}{path}", honua.url))
+            .header("X-API-Key", "t")
+            .header("Content-Type", "application/json; charset=utf-8")
+            .body(body.to_string());
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -428,6 +433,12 @@ async fn the_stand_ins_bodies_bind_as_honuas_do() {
         assert_eq!(answer.status(), 400, "{unbound}");
         assert_eq!(answer.text().await.unwrap(), "", "a bare 400 for {unbound}");
     }
+    let untyped = |path: &str, body: &str| {
+        client.post(format!("{}{path}", honua.url)).header("X-API-Key", "t").bearer_auth(&token).body(body.to_string())
+    };
+    let answer = untyped(snapshots, r#"{"label": "x"}"#).send().await.unwrap();
+    assert_eq!(answer.status(), 415, "a body is read only as JSON");
+    assert_eq!(untyped("/api/auth/local/login", &login).send().await.unwrap().status(), 415);
     assert!(!dir.path().join("current/metadata-snapshots").exists(), "no snapshot was made");
     let answer = post(&honua, snapshots, Some(&token), r#"{"LABEL": "before release 7", "Notes": "n"}"#).await.unwrap();
     assert_eq!(answer.status(), 201);
@@ -436,8 +447,9 @@ async fn the_stand_ins_bodies_bind_as_honuas_do() {
         (created["snapshot"]["label"].as_str(), created["snapshot"]["notes"].as_str()),
         (Some("before-release-7"), Some("n"))
     );
-    let answer = post(&honua, snapshots, Some(&token), "").await.unwrap();
-    assert_eq!(answer.status(), 201, "no body is a request without a label");
+    assert_eq!(post(&honua, snapshots, Some(&token), "null").await.unwrap().status(), 201, "a null request");
+    let answer = untyped(snapshots, "").send().await.unwrap();
+    assert_eq!(answer.status(), 201, "no body (and no content type) is a request without a label");
     let created: serde_json::Value = answer.json().await.unwrap();
     assert!(created["snapshot"]["label"].as_str().unwrap().starts_with("snapshot-"), "{created}");
 
