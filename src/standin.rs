@@ -245,11 +245,10 @@ fn snapshot_request(headers: &HeaderMap, body: &[u8]) -> Result<SnapshotCreateRe
     if body.is_empty() {
         return Ok(SnapshotCreateRequest::default());
     }
-    let request: Option<SnapshotCreateRequest> = match bind_json(headers, body, minimal_api_json) {
-        Err(StatusCode::BAD_REQUEST) if body.trim_ascii() == b"null" => None,
-        bound => Some(bound?),
-    };
-    Ok(request.unwrap_or_default())
+    match bind_json(headers, body, minimal_api_json) {
+        Err(StatusCode::BAD_REQUEST) if body.trim_ascii() == b"null" => Ok(SnapshotCreateRequest::default()),
+        bound => bound,
+    }
 }
 
 /// `MetadataAdministrationEndpointRouteBuilderExtensions.SnapshotCreateRequest(string? Label, string? Notes)`.
