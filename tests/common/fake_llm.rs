@@ -99,6 +99,13 @@ impl FakeLlm {
 /// The scripted mode and every `(path, body)` received.
 type Shared = Arc<Mutex<(Mode, Vec<(String, String)>)>>;
 
+/// Keeps the request for the test to read and returns how to answer it.
+fn record(state: &Shared, path: &str, body: &str) -> Mode {
+    let mut s = state.lock().unwrap();
+    s.1.push((path.to_string(), body.to_string()));
+    s.0
+}
+
 fn unauthorized() -> Response {
     (StatusCode::UNAUTHORIZED, Json(json!({"error": {"message": "invalid api key"}}))).into_response()
 }
@@ -143,11 +150,7 @@ async fn anthropic(State(state): State<Shared>, headers: HeaderMap, body: String
     }
     let json: Value = serde_json::from_str(&body).unwrap();
     assert!(json["max_tokens"].is_u64(), "the Messages API requires max_tokens");
-    let mode = {
-        let mut s = state.lock().unwrap();
-        s.1.push(("/v1/messages".into(), body.clone()));
-        s.0
-    };
+    let mode = record(&state, "/v1/messages", &body);
     let text = answer(
         mode,
         json["system"].as_str().unwrap_or_default(),
@@ -172,11 +175,7 @@ async fn openai(State(state): State<Shared>, headers: HeaderMap, body: String) -
     }
     let json: Value = serde_json::from_str(&body).unwrap();
     assert!(json["model"].is_string(), "chat completions require a model");
-    let mode = {
-        let mut s = state.lock().unwrap();
-        s.1.push(("/chat/completions".into(), body.clone()));
-        s.0
-    };
+    let mode = record(&state, "/chat/completions", &body);
     Json(chat_answer(mode, &json)).into_response()
 }
 
@@ -194,21 +193,13 @@ async fn azure(
         return (StatusCode::NOT_FOUND, "api-version is required").into_response();
     }
     let json: Value = serde_json::from_str(&body).unwrap();
-    let mode = {
-        let mut s = state.lock().unwrap();
-        s.1.push((format!("/openai/deployments/{deployment}/chat/completions"), body.clone()));
-        s.0
-    };
+    let mode = record(&state, &format!("/openai/deployments/{deployment}/chat/completions"), &body);
     Json(chat_answer(mode, &json)).into_response()
 }
 
 async fn ollama(State(state): State<Shared>, body: String) -> Response {
     let json: Value = serde_json::from_str(&body).unwrap();
-    let mode = {
-        let mut s = state.lock().unwrap();
-        s.1.push(("/api/chat".into(), body.clone()));
-        s.0
-    };
+    let mode = record(&state, "/api/chat", &body);
     let content = chat_answer(mode, &json)["choices"][0]["message"]["content"].clone();
     Json(json!({"model": json["model"], "message": {"role": "assistant", "content": content}, "done": true}))
         .into_response()
