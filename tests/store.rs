@@ -153,7 +153,7 @@ fn new_deployment(id: &str, env: &str, sequence: i64, state: DeploymentState) ->
             created_at: 0,
             updated_at: 0,
         },
-        notifications: serde_json::Value::Null,
+        notifications: honua_gitops::policy::Notifications::default(),
         approvals: Vec::new(),
         actor: "alice".into(),
         message: "planned".into(),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::JobError;
+use crate::policy::{NotificationEntry, NotificationEvent};
 use crate::store::{Deployment, DeploymentState, NewAudit, NewNotification, NotificationOutcome, Store};
 
 /// Attempts before a message is marked failed; waits double from 10 s up to an hour.
@@ -20,11 +21,11 @@ fn retry_wait(attempts: i64) -> Duration {
     Duration::from_secs((10u64 << attempts.clamp(0, 12)).min(3600))
 }
 
-fn event_of(state: DeploymentState) -> Option<&'static str> {
+fn event_of(state: DeploymentState) -> Option<NotificationEvent> {
     match state {
-        DeploymentState::AwaitingApproval | DeploymentState::Blocked => Some("onApprovalRequired"),
-        DeploymentState::Completed => Some("onDeploymentCompleted"),
-        DeploymentState::Failed | DeploymentState::RolledBack => Some("onDeploymentFailed"),
+        DeploymentState::AwaitingApproval | DeploymentState::Blocked => Some(NotificationEvent::ApprovalRequired),
+        DeploymentState::Completed => Some(NotificationEvent::DeploymentCompleted),
+        DeploymentState::Failed | DeploymentState::RolledBack => Some(NotificationEvent::DeploymentFailed),
         _ => None,
     }
 }
@@ -58,7 +59,7 @@ pub fn resolve_placeholders(text: &str, env: impl Fn(&str) -> Option<String>) ->
 /// A Slack message: reasons quote the repository's content, so everything but our own markup is escaped.
 /// `github`: the service runs as a GitHub App, so a pull request can be approved by comment; in plain-Git
 /// mode only the CLI (or the API) approves.
-fn text(d: &Deployment, event: &str, github: bool) -> String {
+fn text(d: &Deployment, event: NotificationEvent, github: bool) -> String {
     use crate::markdown::slack_text;
     let head = format!(
         "*{}* deployment `{}` of {} at `{}`",
@@ -68,7 +69,7 @@ fn text(d: &Deployment, event: &str, github: bool) -> String {
         d.commit.short()
     );
     match event {
-        "onApprovalRequired" => {
+        NotificationEvent::ApprovalRequired => {
             let breaking = if d.gate == crate::deployment::Gate::Breaking { " --breaking" } else { "" };
             let how = if github {
                 format!(
@@ -84,20 +85,9 @@ fn text(d: &Deployment, event: &str, github: bool) -> String {
                 slack_text(&d.reasons.join("; ")),
             )
         }
-        "onDeploymentCompleted" => format!("✅ {head} completed."),
-        _ => format!("❌ {head} {}.", d.state.as_str().replace('_', " ")),
+        NotificationEvent::DeploymentCompleted => format!("✅ {head} completed."),
+        NotificationEvent::DeploymentFailed => format!("❌ {head} {}.", d.state.as_str().replace('_', " ")),
     }
-}
-
-/// One entry of a list in the policy's `notifications` block, as the policy file writes it.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Entry {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    webhook_url: Option<String>,
-    url: Option<String>,
-    channel: Option<String>,
 }
 
 /// Queues and delivers notifications; what it needs besides the store.
@@ -126,10 +116,10 @@ impl Notifier {
         for (d, block) in store.unnotified(repository, 200).await? {
             let mut messages = Vec::new();
             if let Some(event) = event_of(d.state) {
-                for entry in block.get(event).and_then(Value::as_array).into_iter().flatten() {
-                    // An entry of the wrong shape is kept, as undeliverable, rather than dropped.
-                    let entry = serde_json::from_value(entry.clone()).unwrap_or_default();
-                    messages.push(self.message(&d, event, &entry));
+                // An entry of the wrong shape is kept (with nothing set), as undeliverable, rather than
+                // dropped.
+                for entry in block.entries(event) {
+                    messages.push(self.message(&d, event, entry));
                 }
             }
             for m in messages.iter().filter(|m| m.undeliverable.is_some()) {
@@ -148,11 +138,11 @@ impl Notifier {
         Ok(())
     }
 
-    fn message(&self, d: &Deployment, event: &str, entry: &Entry) -> NewNotification {
+    fn message(&self, d: &Deployment, event: NotificationEvent, entry: &NotificationEntry) -> NewNotification {
         let kind = entry.kind.clone().unwrap_or_else(|| "unknown".into());
         let text = text(d, event, self.github_mode);
         let mut message = NewNotification {
-            event: event.into(),
+            event: event.as_str().into(),
             kind: kind.clone(),
             url: None,
             payload: Value::Null,
@@ -172,7 +162,7 @@ impl Notifier {
                         json!(SlackMessage { text: &text, channel: entry.channel.as_deref() })
                     } else {
                         json!({
-                            "event": event,
+                            "event": event.as_str(),
                             "text": text,
                             "deployment": {
                                 "id": d.id, "repository": d.repository, "environment": d.environment,
@@ -295,10 +285,10 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         };
-        let plain = text(&d, "onApprovalRequired", false);
+        let plain = text(&d, NotificationEvent::ApprovalRequired, false);
         assert!(plain.contains("`honua deployment approve prod-20261201101500-a1b2c3d --breaking`"), "{plain}");
         assert!(!plain.contains("/honua") && !plain.contains("pull request"), "{plain}");
-        let app = text(&d, "onApprovalRequired", true);
+        let app = text(&d, NotificationEvent::ApprovalRequired, true);
         assert!(app.contains("`/honua approve production --breaking` on the pull request"), "{app}");
     }
 

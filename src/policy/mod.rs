@@ -4,6 +4,7 @@
 //! from the change itself: a PR must not be able to loosen its own gate. An environment the policy does
 //! not mention gets the safe default: approval required.
 
+pub mod notifications;
 pub mod rules;
 pub mod window;
 
@@ -17,6 +18,7 @@ use crate::config::source::SourceMap;
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::diff::ChangeSet;
 
+pub use notifications::{NotificationEntry, NotificationEvent, Notifications};
 pub use rules::ApprovalRule;
 pub use window::{Schedule, Window};
 
@@ -88,8 +90,8 @@ pub struct EnvironmentPolicy {
     pub allow_breaking_changes: bool,
     pub approval_rules: Vec<ApprovalRule>,
     pub safety: Safety,
-    /// Kept as written; delivery is the service's job.
-    pub notifications: serde_json::Value,
+    /// What to send on which event; delivery is the service's job.
+    pub notifications: Notifications,
     /// GitHub users or `org/team` slugs allowed to approve, besides writers of the repository.
     pub approvers: Vec<String>,
     pub prevent_self_approval: bool,
@@ -108,7 +110,7 @@ impl Default for EnvironmentPolicy {
             allow_breaking_changes: true,
             approval_rules: Vec::new(),
             safety: Safety::default(),
-            notifications: serde_json::Value::Null,
+            notifications: Notifications::default(),
             approvers: Vec::new(),
             prevent_self_approval: false,
             self_heal: false,
@@ -221,7 +223,7 @@ fn load_environment(node: &Node, sources: &SourceMap, out: &mut Vec<Diagnostic>)
         p.safety = load_safety(safety, sources, out);
     }
     if let Some(n) = map.get("notifications") {
-        p.notifications = n.to_json();
+        p.notifications = Notifications::from_json(n.to_json());
     }
     if let Some(n) = map.get("approvers") {
         p.approvers = n.as_seq().unwrap_or_default().iter().filter_map(|a| a.as_str().map(str::to_string)).collect();

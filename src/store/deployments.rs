@@ -15,8 +15,8 @@ use crate::plan::signing::Signed;
 #[derive(Debug, Clone)]
 pub struct NewDeployment {
     pub deployment: Deployment,
-    /// The policy's `notifications` block for the environment, as written.
-    pub notifications: serde_json::Value,
+    /// The policy's `notifications` block for the environment, kept for delivery.
+    pub notifications: crate::policy::Notifications,
     pub approvals: Vec<Approval>,
     /// Who caused it and why, for the audit log.
     pub actor: String,
@@ -236,7 +236,7 @@ impl DeploymentStore for SqlStore {
         .bind(d.signed.as_ref().map(|s| &s.record))
         .bind(d.signed.as_ref().map(|s| &s.signature))
         .bind(now)
-        .bind(new.notifications.to_string())
+        .bind(serde_json::to_string(&new.notifications).expect("a notifications block encodes"))
         .bind(d.safety.as_ref().map_or_else(|| "{}".to_string(), |s| serde_json::to_string(s).expect("safety encodes")))
         .bind(d.expires_at)
         .execute(&mut *tx)

@@ -8,6 +8,7 @@ use super::deployments::{DeploymentRow, DEPLOYMENT_COLUMNS};
 use super::sql::SqlStore;
 use super::StoreError;
 use crate::deployment::{Deployment, DeploymentId, DeploymentState};
+use crate::policy::Notifications;
 
 /// A message to queue.
 #[derive(Debug, Clone)]
@@ -79,11 +80,7 @@ pub trait Outboxes: Send + Sync {
 
     /// Deployments of `repository` whose current state has not been considered for notifications,
     /// with the policy's `notifications` block they were planned under.
-    async fn unnotified(
-        &self,
-        repository: &str,
-        limit: i64,
-    ) -> Result<Vec<(Deployment, serde_json::Value)>, StoreError>;
+    async fn unnotified(&self, repository: &str, limit: i64) -> Result<Vec<(Deployment, Notifications)>, StoreError>;
 
     /// Queues `messages` for deployment `id` and marks `state` as notified, in one transaction.
     async fn queue_notifications(
@@ -153,11 +150,7 @@ impl Outboxes for SqlStore {
         Ok(())
     }
 
-    async fn unnotified(
-        &self,
-        repository: &str,
-        limit: i64,
-    ) -> Result<Vec<(Deployment, serde_json::Value)>, StoreError> {
+    async fn unnotified(&self, repository: &str, limit: i64) -> Result<Vec<(Deployment, Notifications)>, StoreError> {
         let sql = format!(
             "SELECT {DEPLOYMENT_COLUMNS}, notifications FROM deployments WHERE repository = $1 \
              AND (notified_state IS NULL OR notified_state <> state) ORDER BY created_at, seq LIMIT $2"
@@ -166,8 +159,12 @@ impl Outboxes for SqlStore {
         Ok(rows
             .into_iter()
             .map(|r| {
-                let block =
-                    r.notifications.and_then(|n| serde_json::from_str(&n).ok()).unwrap_or(serde_json::Value::Null);
+                // Rows written before the block was typed hold it as the policy wrote it: the same keys.
+                let block = r
+                    .notifications
+                    .and_then(|n| serde_json::from_str(&n).ok())
+                    .map(Notifications::from_json)
+                    .unwrap_or_default();
                 (r.deployment.into(), block)
             })
             .collect())
