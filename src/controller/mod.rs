@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 use crate::config::ConfigRepo;
+use crate::deployment::wire::PlanView;
 use crate::git::mirror::Mirror;
 use crate::github::client::{GithubApp, GithubError, GithubRepo};
 use crate::github::webhook::RepoRef;
@@ -149,18 +150,14 @@ impl Controller {
     }
 
     /// The plans of a PR head already fetched into the mirror (the check runs' details page), against
-    /// the default branch as the mirror has it now. Nothing is fetched: a page view costs no Git traffic.
-    pub async fn plan_of_head(
-        &self,
-        owner: &str,
-        name: &str,
-        sha: &str,
-    ) -> Result<Vec<serde_json::Value>, PlanOfHeadError> {
+    /// the default branch as the mirror has it now, as a stored plan reads. Nothing is fetched: a page
+    /// view costs no Git traffic.
+    pub async fn plan_of_head(&self, owner: &str, name: &str, sha: &str) -> Result<Vec<PlanView>, PlanOfHeadError> {
         let sha = sha.to_string();
         self.on_default_branch(owner, name, move |mirror, from| {
             let to = ConfigRepo::load_git(mirror.path(), &sha).map_err(|_| PlanOfHeadError::NotFetched)?;
             let set = crate::plan::build(&from, &to, None, chrono::Utc::now());
-            Ok(set.plans.iter().map(|p| serde_json::to_value(p).expect("plans encode")).collect())
+            Ok(set.plans.iter().map(|p| PlanView::of(&serde_json::to_value(p).expect("plans encode"))).collect())
         })
         .await
     }

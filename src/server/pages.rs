@@ -305,10 +305,9 @@ async fn plan(
         p { "Against the default branch, judged by its policy; the same plan the PR comment shows." }
         @for p in &plans {
             div class="card" {
-                @let p = PlanView::of(p);
                 h2 { (p.environment) " · " (status(p.decision.decision)) }
                 @for r in &p.decision.reasons { p class="wait" { (r) } }
-                (changes_table(&p))
+                (changes_table(p))
                 p { "digest " code { (p.digest) } }
             }
         }
