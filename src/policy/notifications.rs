@@ -3,7 +3,7 @@
 //! Only delivery reads it (`controller::notify`), long after the policy was loaded: the block travels
 //! with each deployment in the store. An entry of the wrong shape is kept, as an entry with nothing set,
 //! so that delivery records it as undeliverable instead of dropping it without a word; a block or an
-//! event that is not what the policy format says reads as empty, as it did when it was looked up by key.
+//! event that is not what the policy format says reads as empty (there is nothing to send).
 
 use serde::{Deserialize, Deserializer, Serialize};
 
