@@ -14,6 +14,7 @@ use common::fake_github::FakeGithub;
 use common::service::{wait_for_deployments, ExampleScene, Service};
 use common::{Origin, REPO};
 use honua_gitops::controller::{Controller, DeploySource};
+use honua_gitops::git::GitError;
 use honua_gitops::plan::signing::{parse_public_key, verify, Via};
 use honua_gitops::store::{Deployment, DeploymentFilter, DeploymentState, Gate, Role, Store};
 use serde_json::{json, Value};
@@ -505,6 +506,58 @@ async fn rolling_back_twice_goes_further_back_and_resume_lifts_the_pause(store: 
     assert!(audit.iter().any(|e| e.action == "environment.resume" && e.actor == "oncall"), "{audit:#?}");
 }
 
+/// A repository whose default branch is `trunk`: its pushes deploy, a rollback's revert pull request
+/// targets `trunk`, and `resume` plans `trunk`'s head, the branch the mirror recorded as the remote's
+/// HEAD. A mirror that has not recorded it (one made by an earlier version) asks GitHub; a branch that
+/// cannot be fetched leaves the environment paused.
+async fn a_repository_whose_default_branch_is_not_main_rolls_back_and_resumes_on_that_branch(store: Arc<dyn Store>) {
+    let github = FakeGithub::start().await;
+    github.set_default_branch(REPO, "trunk");
+    let origin = Origin::on_branch(&common::examples().join("honua-config"), "trunk");
+    let service = Service::start(&github, &origin, store.clone()).await;
+    let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
+    let approver = Api::token(&store, "oncall", Role::Approver, None).await;
+    let base = origin.main_sha();
+    service.deliver("push", "b-1", common::push_payload_on("trunk", &"0".repeat(40), &base, "alice")).await;
+    let all = wait_for_deployments(&store, "the first push's three deployments", |all| all.len() == 3).await;
+    complete(&store, &of(&all, "development", &base).id).await;
+    let merged = origin.merge(&common::examples().join("honua-config-pr"));
+    service.deliver("push", "b-2", common::push_payload_on("trunk", &base, &merged, "bob")).await;
+    let all = wait_for_deployments(&store, "the merge in development", |all| {
+        all.iter().any(|d| d.environment == "development" && d.commit == merged)
+    })
+    .await;
+    complete(&store, &of(&all, "development", &merged).id).await;
+
+    let (status, rollback) = api.call("POST", "/api/v1/environments/development/rollback", Some(&approver), None).await;
+    assert_eq!((status, rollback["commit"].as_str()), (201, Some(base.as_str())), "{rollback}");
+    let failed =
+        store.audit(0, None, 1000).await.unwrap().into_iter().find(|e| e.action == "rollback.revert_pr_failed");
+    assert!(failed.is_none(), "{failed:?}");
+    github.wait_for(WAIT, "the revert pull request", |gh| !gh.opened_pulls().is_empty()).await;
+    let (pull, commit) = github.opened_pulls().remove(0);
+    assert_eq!(pull["base"], "trunk", "{pull}");
+    assert_eq!(commit["parents"][0], merged.as_str(), "on top of trunk's head");
+    complete(&store, rollback["id"].as_str().unwrap()).await;
+
+    // The mirror forgets which branch is the default, as a mirror made before it was recorded.
+    let url = service.controller.mirrors.url_of(REPO);
+    let mirror = service.controller.mirrors.run(&url, |m| Ok::<_, GitError>(m.path().to_path_buf())).await.unwrap();
+    let bare = git2::Repository::open_bare(&mirror).unwrap();
+    bare.find_reference("refs/mirror/default-branch").unwrap().delete().unwrap();
+    // GitHub first names a branch the remote does not have: nothing is lifted, the operator can ask again.
+    github.set_default_branch(REPO, "renamed");
+    let resume = "/api/v1/environments/development/resume";
+    let (status, refused) = api.call("POST", resume, Some(&approver), None).await;
+    assert_eq!(status, 502, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("refs/heads/renamed"), "{refused}");
+    assert!(store.environment_pause(REPO, "development").await.unwrap().is_some(), "still paused");
+    github.set_default_branch(REPO, "trunk");
+    let (status, resumed) = api.call("POST", resume, Some(&approver), None).await;
+    assert_eq!(status, 200, "{resumed}");
+    assert_eq!(resumed["deployment"]["commit"].as_str(), Some(merged.as_str()), "trunk's head again: {resumed}");
+}
+
 /// A webhook receiver: records every JSON body; answers 500 to the first `fail_first` requests.
 async fn receiver(fail_first: usize) -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
     let got = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -823,6 +876,7 @@ on_both_stores!(
     the_policy_notifies_approvals_required_and_completions_and_records_what_it_cannot_send,
     a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr,
     rolling_back_twice_goes_further_back_and_resume_lifts_the_pause,
+    a_repository_whose_default_branch_is_not_main_rolls_back_and_resumes_on_that_branch,
     a_merge_deploys_development_and_staging_and_production_waits_for_an_approver,
     a_newer_merge_supersedes_a_deployment_that_has_not_started,
     a_push_whose_webhook_was_lost_is_deployed_by_polling,

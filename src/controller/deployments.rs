@@ -15,6 +15,7 @@ use crate::deployment::short_sha as short;
 use crate::deployment::{Cause, DeploymentId, Via};
 use crate::diff::{diff_environment, values};
 use crate::git::ledger::LedgerEntry;
+use crate::github::client::GithubRepo;
 use crate::plan::signing::Signer;
 use crate::policy::Decision;
 use crate::store::{
@@ -167,12 +168,50 @@ impl Controller {
     /// repository, none for a plain-Git remote (its URL carries what it needs).
     pub(super) async fn git_token_for(&self, repository: &str) -> Result<Option<String>, JobError> {
         match (&self.github, crate::deployment::RepoId::parse(repository).github()) {
-            (Some(github), Some((owner, name))) => {
-                let installation = github.repo_installation(owner, name).await?;
-                Ok(Some(github.repo(installation, owner, name)?.git_token().await?))
-            }
+            (Some(_), Some(_)) => Ok(Some(self.github_repo_of(repository).await?.git_token().await?)),
             _ => Ok(None),
         }
+    }
+
+    /// The clone URL of `repository`: the plain-Git remote it was configured with, or its GitHub URL.
+    pub fn url_for(&self, repository: &str) -> String {
+        match self.repositories.iter().find(|r| r.repository == repository) {
+            Some(source) => source.url.clone(),
+            None => self.mirrors.url_of(repository),
+        }
+    }
+
+    /// Where `repository` deploys from: a plain-Git remote's configured branch, or a GitHub repository's
+    /// default branch (a rollback's revert pull request targets it, `resume` plans its head). That is
+    /// the branch the mirror's last fetch recorded as the remote's HEAD; a mirror that has not recorded
+    /// it yet (made by an earlier version) asks GitHub.
+    pub async fn source_for(&self, repository: &str) -> Result<DeploySource, JobError> {
+        if let Some(source) = self.repositories.iter().find(|r| r.repository == repository) {
+            return Ok(source.clone());
+        }
+        let url = self.mirrors.url_of(repository);
+        let recorded = match self.mirrors.exists(&url) {
+            true => self.mirrors.run(&url, |mirror| Ok::<_, JobError>(mirror.default_branch())).await?,
+            false => None,
+        };
+        let branch = match recorded.as_deref().and_then(|r| r.strip_prefix("refs/heads/")) {
+            Some(branch) => branch.to_string(),
+            None => self.github_repo_of(repository).await?.default_branch().await?,
+        };
+        Ok(DeploySource { repository: repository.to_string(), url, branch })
+    }
+
+    /// The GitHub client of `repository` (`owner/name`), through the App's installation on it.
+    pub(super) async fn github_repo_of(&self, repository: &str) -> Result<GithubRepo, JobError> {
+        let not_github = || {
+            JobError::Permanent(format!(
+                "{repository} is neither a configured plain-Git repository nor a GitHub repository of the App; add it to `repositories` or install the App on it"
+            ))
+        };
+        let github = self.github.as_ref().ok_or_else(not_github)?;
+        let (owner, name) = crate::deployment::RepoId::parse(repository).github().ok_or_else(not_github)?;
+        let installation = github.repo_installation(owner, name).await?;
+        Ok(github.repo(installation, owner, name)?)
     }
 
     /// Fetches the branch into the mirror; returns the mirror's path and the branch's head.
@@ -336,17 +375,15 @@ impl Controller {
     /// mirror of each new one (environment, commit, our id in the payload) and posts a status for each
     /// state GitHub has not seen. Plain-Git repositories and the service without an App have none.
     pub async fn sync_github_deployments(&self, repository: &str) -> Result<(), JobError> {
-        let Some(github) = &self.github else { return Ok(()) };
-        let Some((owner, name)) = crate::deployment::RepoId::parse(repository).github() else {
+        if self.github.is_none() || crate::deployment::RepoId::parse(repository).github().is_none() {
             return Ok(());
-        };
+        }
         let _one_at_a_time = self.github_sync.lock().await;
         let pending = self.store.unsynced_github_deployments(repository, 100).await?;
         if pending.is_empty() {
             return Ok(());
         }
-        let installation = github.repo_installation(owner, name).await?;
-        let gh = github.repo(installation, owner, name)?;
+        let gh = self.github_repo_of(repository).await?;
         for (d, github_id) in pending {
             let github_id = match github_id {
                 Some(id) => id as u64,
@@ -486,10 +523,10 @@ impl Controller {
             })
             .collect();
         let token = self.git_token_for(repository).await?;
-        let source = self.source_for(repository);
+        let url = self.url_for(repository);
         let _held = self.mirrors.lock(repository).await;
         self.mirrors
-            .run(&source.url, move |mirror| {
+            .run(&url, move |mirror| {
                 crate::git::ledger::publish(&mirror, &entries, token.as_deref())
                     .map_err(|e| JobError::Git(e.to_string()))
             })

@@ -46,14 +46,6 @@ fn what_ran(mut completed: Vec<Deployment>) -> Vec<Deployment> {
 }
 
 impl Controller {
-    /// Where the service fetches `repository` from: a plain-Git remote it polls, or GitHub.
-    pub fn source_for(&self, repository: &str) -> DeploySource {
-        if let Some(source) = self.repositories.iter().find(|r| r.repository == repository) {
-            return source.clone();
-        }
-        DeploySource { repository: repository.to_string(), url: self.mirrors.url_of(repository), branch: "main".into() }
-    }
-
     /// What a rollback of `environment` would do, without doing it: what runs, what it restores, and the
     /// plan of the change back. `honua rollback` shows it before asking.
     pub async fn plan_rollback(
@@ -104,7 +96,7 @@ impl Controller {
             })?,
         };
 
-        let source = self.source_for(&repository);
+        let source = self.source_for(&repository).await?;
         let mirror =
             self.mirrors.run(&source.url, |mirror| Ok::<_, DecisionError>(mirror.path().to_path_buf())).await?;
         let from = load(&mirror, &current.commit).await?;
@@ -250,6 +242,11 @@ impl Controller {
                 "`{environment}` of {repository} is not paused: automatic deployments run"
             )));
         };
+        // The branch is fetched before the pause is lifted: a remote that cannot be reached (or a branch
+        // that is gone) leaves the environment paused, and the operator can ask again.
+        let source = self.source_for(&repository).await?;
+        let token = self.git_token_for(&repository).await?;
+        let (_, head) = self.fetch_branch(&source, token.clone()).await?;
         self.store.resume_environment(&repository, environment).await?;
         let entry = NewAudit {
             actor: actor.into(),
@@ -264,9 +261,6 @@ impl Controller {
             ),
         };
         self.store.record_audit(&entry, ms(at)).await?;
-        let source = self.source_for(&repository);
-        let token = self.git_token_for(&repository).await?;
-        let (_, head) = self.fetch_branch(&source, token.clone()).await?;
         let created = self.deploy_commit(&source, &head, token, actor, at).await?;
         self.events.notify_waiters();
         Ok((pause, created.into_iter().find(|d| d.environment == environment)))
@@ -303,12 +297,7 @@ impl Controller {
         rollback_id: &str,
         actor: &str,
     ) -> Result<(), JobError> {
-        let github = self.github.as_ref().expect("checked by the caller");
-        let (owner, name) = crate::deployment::RepoId::parse(&source.repository)
-            .github()
-            .ok_or_else(|| JobError::Permanent(format!("{} is not owner/name", source.repository)))?;
-        let installation = github.repo_installation(owner, name).await?;
-        let gh = github.repo(installation, owner, name)?;
+        let gh = self.github_repo_of(&source.repository).await?;
         let commit = target.commit.clone();
         let tree = self
             .mirrors

@@ -134,13 +134,13 @@ impl Mirror {
         }
     }
 
-    /// The commit a local ref or revision names.
     /// The remote's default branch (`refs/heads/main`) as its last fetch advertised it; `None` before a
     /// fetch recorded it.
     pub fn default_branch(&self) -> Option<String> {
         self.repo.find_reference(DEFAULT_BRANCH_REF).ok()?.symbolic_target().map(str::to_string)
     }
 
+    /// The commit a local ref or revision names.
     pub fn resolve(&self, rev: &str) -> Result<String, GitError> {
         self.repo.revparse_single(rev).and_then(|o| o.peel_to_commit()).map(|c| c.id().to_string()).map_err(|e| {
             GitError::Revision { path: self.path.clone(), rev: rev.to_string(), message: e.message().to_string() }

@@ -620,6 +620,17 @@ impl GithubRepo {
         Ok(out)
     }
 
+    /// The repository's default branch (`main`, `trunk`, …), as GitHub names it now.
+    pub async fn default_branch(&self) -> Result<String, GithubError> {
+        #[derive(Deserialize)]
+        struct Repository {
+            default_branch: String,
+        }
+        let route = format!("/repos/{}/{}", self.owner, self.name);
+        let r: Repository = call(&self.client, Some(&self.limits), Method::GET, &route, None, "repository").await?;
+        Ok(r.default_branch)
+    }
+
     /// The commit a branch points at.
     pub async fn branch_head(&self, branch: &str) -> Result<String, GithubError> {
         #[derive(Deserialize)]

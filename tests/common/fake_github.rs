@@ -60,6 +60,8 @@ pub struct State_ {
     pub failing_updates: u32,
     /// Branch heads: (repo, branch) → sha.
     pub branches: BTreeMap<(String, String), String>,
+    /// Default branches other than `main`: repo → branch.
+    pub default_branches: BTreeMap<String, String>,
     /// PR authors (default `alice`) and merges: (repo, number) → login / merge commit.
     pub pr_authors: BTreeMap<(String, u64), String>,
     pub merged: BTreeMap<(String, u64), String>,
@@ -84,6 +86,10 @@ pub struct State_ {
 /// An answer GitHub gives instead of the real one: an error, a rate limit, or (with `after_work`) an
 /// error after it did the work, as when its answer is lost on the way back.
 impl State_ {
+    fn default_branch(&self, repo: &str) -> String {
+        self.default_branches.get(repo).cloned().unwrap_or_else(|| "main".into())
+    }
+
     /// The id of the next object created: one sequence for all, as GitHub's ids never collide here.
     fn new_id(&mut self) -> u64 {
         self.next_id += 1;
@@ -318,6 +324,13 @@ async fn get_pull(State((state, _)): State<Shared>, Path((o, r, n)): Path<(Strin
     }
 }
 
+/// `GET /repos/{owner}/{repo}`: the few fields of GitHub's repository object the service reads.
+async fn get_repository(State((state, _)): State<Shared>, Path((o, r)): Path<(String, String)>) -> Response {
+    let full_name = format!("{o}/{r}");
+    let branch = state.lock().unwrap().default_branch(&full_name);
+    Json(json!({"name": r, "full_name": full_name, "owner": {"login": o}, "default_branch": branch})).into_response()
+}
+
 async fn get_branch(State((state, _)): State<Shared>, Path((o, r, b)): Path<(String, String, String)>) -> Response {
     match state.lock().unwrap().branches.get(&(format!("{o}/{r}"), b.clone())) {
         Some(sha) => Json(json!({"name": b, "commit": {"sha": sha}})).into_response(),
@@ -425,7 +438,7 @@ async fn installation_repositories(State((state, _)): State<Shared>) -> Response
         .iter()
         .map(|r| {
             let (owner, name) = r.split_once('/').unwrap();
-            json!({"name": name, "full_name": r, "owner": {"login": owner}, "default_branch": "main"})
+            json!({"name": name, "full_name": r, "owner": {"login": owner}, "default_branch": s.default_branch(r)})
         })
         .collect();
     Json(json!({"total_count": list.len(), "repositories": list})).into_response()
@@ -622,6 +635,7 @@ impl FakeGithub {
             .route("/repos/{o}/{r}/git/commits", post(create_git_commit))
             .route("/repos/{o}/{r}/git/refs", post(create_git_ref))
             .route("/repos/{o}/{r}/commits/{sha}/check-runs", get(list_commit_check_runs))
+            .route("/repos/{o}/{r}", get(get_repository))
             .route("/repos/{o}/{r}/branches/{b}", get(get_branch))
             .route("/repos/{o}/{r}/collaborators/{u}/permission", get(get_permission))
             .route("/orgs/{org}/teams/{team}/memberships/{u}", get(get_membership))
@@ -668,6 +682,11 @@ impl FakeGithub {
     /// Records an open pull request, as GitHub knows it.
     pub fn open_pr(&self, repo: &str, number: u64, head_sha: &str, base_ref: &str) {
         self.state.lock().unwrap().pulls.insert((repo.into(), number), (head_sha.into(), base_ref.into()));
+    }
+
+    /// Makes `branch` the default branch of `repo` (GitHub's `default_branch`; `main` otherwise).
+    pub fn set_default_branch(&self, repo: &str, branch: &str) {
+        self.state.lock().unwrap().default_branches.insert(repo.to_string(), branch.to_string());
     }
 
     pub fn set_branch(&self, repo: &str, branch: &str, sha: &str) {

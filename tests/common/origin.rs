@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 pub const REPO: &str = "city/gis-config";
 
 /// A config repository "on GitHub": a bare Git repository at `{git_root}/city/gis-config.git` (bare, as
-/// on GitHub, so the service can push its ledger to it), with `main` and PR heads published as
-/// `refs/pull/N/head`, as GitHub does.
+/// on GitHub, so the service can push its ledger to it), with its default branch (`main` unless made
+/// [`Origin::on_branch`]) and PR heads published as `refs/pull/N/head`, as GitHub does.
 pub struct Origin {
     pub repo: git2::Repository,
     _dir: tempfile::TempDir,
     pub git_root: PathBuf,
+    /// The default branch: its HEAD, where merges land.
+    pub branch: String,
 }
 
 /// Writes the files under `dir` as a tree of `repo` (no index, no work tree).
@@ -33,13 +35,23 @@ fn write_tree(repo: &git2::Repository, dir: &Path) -> git2::Oid {
 
 impl Origin {
     pub fn new(base: &Path) -> Origin {
+        Origin::on_branch(base, "main")
+    }
+
+    /// An origin whose default branch (its HEAD) is `branch`; it has no other branch.
+    pub fn on_branch(base: &Path, branch: &str) -> Origin {
         let dir = tempfile::tempdir().unwrap();
         let git_root = dir.path().to_path_buf();
         let repo = git2::Repository::init_bare(git_root.join("city/gis-config.git")).unwrap();
-        let origin = Origin { repo, _dir: dir, git_root };
-        origin.commit("refs/heads/main", None, base, "base");
-        origin.repo.set_head("refs/heads/main").unwrap();
+        let origin = Origin { repo, _dir: dir, git_root, branch: branch.to_string() };
+        let head = origin.head_ref();
+        origin.commit(&head, None, base, "base");
+        origin.repo.set_head(&head).unwrap();
         origin
+    }
+
+    fn head_ref(&self) -> String {
+        format!("refs/heads/{}", self.branch)
     }
 
     fn commit(&self, refname: &str, parent: Option<git2::Oid>, tree: &Path, message: &str) -> String {
@@ -52,21 +64,24 @@ impl Origin {
         oid.to_string()
     }
 
-    /// Commits `tree` on top of the PR's previous head (or of main's tip) and publishes it as PR `number`.
+    /// Commits `tree` on top of the PR's previous head (or of the default branch's tip) and publishes it
+    /// as PR `number`.
     pub fn push_pr(&self, number: u64, tree: &Path) -> String {
         let refname = format!("refs/pull/{number}/head");
-        let parent = self.repo.refname_to_id(&refname).or_else(|_| self.repo.refname_to_id("refs/heads/main")).ok();
+        let parent = self.repo.refname_to_id(&refname).or_else(|_| self.repo.refname_to_id(&self.head_ref())).ok();
         self.commit(&refname, parent, tree, &format!("PR {number}"))
     }
 
-    /// Commits `tree` on `main` (a merge, as far as the service can tell) and returns the new head.
+    /// Commits `tree` on the default branch (a merge, as far as the service can tell) and returns the new
+    /// head.
     pub fn merge(&self, tree: &Path) -> String {
-        let parent = self.repo.refname_to_id("refs/heads/main").ok();
-        self.commit("refs/heads/main", parent, tree, "merge")
+        let parent = self.repo.refname_to_id(&self.head_ref()).ok();
+        self.commit(&self.head_ref(), parent, tree, "merge")
     }
 
+    /// The head of the default branch (`main` unless the origin was made on another).
     pub fn main_sha(&self) -> String {
-        self.repo.refname_to_id("refs/heads/main").unwrap().to_string()
+        self.repo.refname_to_id(&self.head_ref()).unwrap().to_string()
     }
 }
 
@@ -89,12 +104,17 @@ pub fn pull_request_payload(action: &str, number: u64, head_sha: &str, base_sha:
 
 /// The body of GitHub's `push` delivery to `main` of `REPO`, installation 7.
 pub fn push_payload(before: &str, after: &str, pusher: &str) -> Vec<u8> {
+    push_payload_on("main", before, after, pusher)
+}
+
+/// The body of a `push` delivery to `branch`, the default branch of `REPO`.
+pub fn push_payload_on(branch: &str, before: &str, after: &str, pusher: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
-        "ref": "refs/heads/main",
+        "ref": format!("refs/heads/{branch}"),
         "before": before,
         "after": after,
         "deleted": false,
-        "repository": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}, "default_branch": "main"},
+        "repository": {"name": "gis-config", "full_name": REPO, "owner": {"login": "city"}, "default_branch": branch},
         "installation": {"id": 7},
         "sender": {"login": pusher, "type": "User"}
     }))
