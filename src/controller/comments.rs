@@ -4,20 +4,24 @@
 //! approval binds to the plan of its head: a push invalidates it, and at merge it carries to the
 //! deployment of the merge commit only when that deployment changes and decides exactly the same.
 //! Every command is answered with a reaction and a reply that says what happened or why not.
+//!
+//! The handler takes what it works with explicitly ([`Comments`]), as the pull-request handlers do.
 
 use chrono::Utc;
 
-use super::{Controller, JobError};
+use super::decisions::Decisions;
+use super::pulls::PullRequests;
+use super::{JobError, Mirrors};
 use crate::config::ConfigRepo;
 use crate::deployment::short_sha as short;
 use crate::deployment::{PrInvalidation, Via};
 use crate::github::checks::plan_comment;
 use crate::github::client::{GithubRepo, PullRequestHeads};
-use crate::github::commands::{self, CommentCommand, HELP};
+use crate::github::commands::{CommentCommand, HELP};
 use crate::github::webhook::RepoRef;
 use crate::markdown;
 use crate::policy::{Decision, EnvironmentPolicy, Policy};
-use crate::store::{Deployment, DeploymentFilter, DeploymentState, NewAudit, PrApproval, PrMerge};
+use crate::store::{Deployment, DeploymentFilter, DeploymentState, NewAudit, PrApproval, Store};
 
 /// Marks the service's replies (never a command: commands start a line with `/honua`).
 pub const REPLY_MARKER: &str = "<!-- honua-gitops:reply -->";
@@ -27,7 +31,6 @@ pub(super) struct CommentEvent {
     pub number: u64,
     pub on_pull_request: bool,
     pub comment_id: u64,
-    pub body: String,
     pub author: String,
     pub author_is_bot: bool,
     pub edited: bool,
@@ -62,14 +65,37 @@ enum Refusal {
     Role { repo: String, role: String, env: String },
 }
 
-impl Controller {
-    pub(super) async fn handle_comment(&self, c: CommentEvent) -> Result<(), JobError> {
-        let Some(command) = commands::parse(&c.body) else { return Ok(()) };
-        let gh = self.github_repo(&c.repo)?;
+/// Told once a command decided something, before the reply is posted: agents are woken and the ledger,
+/// GitHub's deployments and the notifications follow ([`super::Controller::decided`]).
+#[async_trait::async_trait]
+pub(crate) trait AfterDecision: Send + Sync {
+    async fn decided(&self, repository: &str);
+}
+
+/// What the comment commands work with, for the repository `gh` speaks to.
+pub(crate) struct Comments<'a> {
+    pub store: &'a dyn Store,
+    /// The policy a deployment is judged by is read from the mirror; a promotion is made on it.
+    pub mirrors: &'a Mirrors,
+    pub gh: &'a GithubRepo,
+    /// Base of the service's public URL, for the plan comment's links.
+    pub public_url: Option<&'a str>,
+    pub decisions: Decisions<'a>,
+    pub after: &'a dyn AfterDecision,
+}
+
+impl Comments<'_> {
+    /// The pull-request handlers, over the same store, mirrors and repository.
+    fn pull_requests(&self) -> PullRequests<'_> {
+        PullRequests { store: self.store, mirrors: self.mirrors, gh: self.gh, public_url: self.public_url }
+    }
+
+    /// Runs `command`, parsed from the comment `c`, and answers it.
+    pub async fn handle(&self, c: CommentEvent, command: CommentCommand) -> Result<(), JobError> {
+        let gh = self.gh;
         if c.edited {
             return self
                 .answer(
-                    &gh,
                     &c,
                     "confused",
                     "an edited comment is never a command: nothing was done. Post the command as a new comment.",
@@ -77,51 +103,47 @@ impl Controller {
                 .await;
         }
         if !c.on_pull_request {
-            return self
-                .answer(&gh, &c, "confused", "Honua commands work on pull requests of the config repository.")
-                .await;
+            return self.answer(&c, "confused", "Honua commands work on pull requests of the config repository.").await;
         }
         match command {
-            CommentCommand::Help => self.answer(&gh, &c, "+1", HELP).await,
+            CommentCommand::Help => self.answer(&c, "+1", HELP).await,
             CommentCommand::Invalid(why) => {
-                self.answer(&gh, &c, "confused", &format!("{}.\n\n{HELP}", markdown::prose(&why))).await
+                self.answer(&c, "confused", &format!("{}.\n\n{HELP}", markdown::prose(&why))).await
             }
             CommentCommand::Plan => {
                 let pr = gh.pull_request(c.number).await?;
                 if !pr.open {
-                    return self
-                        .answer(&gh, &c, "confused", "this pull request is closed: there is nothing to plan.")
-                        .await;
+                    return self.answer(&c, "confused", "this pull request is closed: there is nothing to plan.").await;
                 }
                 gh.react(c.comment_id, "eyes").await?;
                 let retry = super::worker::retrying();
-                self.pull_requests(&gh).check(&c.repo, c.number, &pr.head_sha, &pr.base_ref, retry).await?;
+                self.pull_requests().check(&c.repo, c.number, &pr.head_sha, &pr.base_ref, retry).await?;
                 gh.react(c.comment_id, "+1").await?;
                 Ok(())
             }
             CommentCommand::Approve { environments, breaking } => {
                 let pr = gh.pull_request(c.number).await?;
                 let outcomes = if pr.open {
-                    self.approve_open_pr(&gh, &c, &pr, &environments, breaking).await?
+                    self.approve_open_pr(&c, &pr, &environments, breaking).await?
                 } else if pr.merged {
-                    self.decide_merged_pr(&gh, &c, &pr, &environments, Decide::Approve { breaking }).await?
+                    self.decide_merged_pr(&c, &pr, &environments, Decide::Approve { breaking }).await?
                 } else {
                     vec![Outcome::note(
                         "this pull request was closed without merging: there is nothing to approve.".into(),
                     )]
                 };
-                self.decided(&c.repo.full_name()).await;
-                self.answer_outcomes(&gh, &c, outcomes).await
+                self.after.decided(&c.repo.full_name()).await;
+                self.answer_outcomes(&c, outcomes).await
             }
             CommentCommand::Promote { from, to } => {
                 let pr = gh.pull_request(c.number).await?;
                 if !pr.merged {
                     return self
-                        .answer(&gh, &c, "confused", "`/honua promote` runs on a merged pull request: merge this one first, or run `honua promote FROM TO` locally.")
+                        .answer(&c, "confused", "`/honua promote` runs on a merged pull request: merge this one first, or run `honua promote FROM TO` locally.")
                         .await;
                 }
                 if c.author_is_bot {
-                    return self.answer(&gh, &c, "-1", "bots cannot promote environments.").await;
+                    return self.answer(&c, "-1", "bots cannot promote environments.").await;
                 }
                 let permission = gh.permission(&c.author).await?;
                 if !permission.can_approve() {
@@ -132,10 +154,10 @@ impl Controller {
                         c.repo.full_name(),
                         role
                     );
-                    return self.answer(&gh, &c, "-1", &markdown::prose(&text)).await;
+                    return self.answer(&c, "-1", &markdown::prose(&text)).await;
                 }
                 gh.react(c.comment_id, "eyes").await?;
-                let reply = match self.promote_by_comment(&gh, &c, &pr.base_ref, &from, &to).await? {
+                let reply = match self.promote_by_comment(&c, &pr.base_ref, &from, &to).await? {
                     super::promote::Promoted::Opened { number, url, branch } => {
                         self.audit(
                             &c,
@@ -150,37 +172,38 @@ impl Controller {
                     super::promote::Promoted::Refused(why) => format!("❌ {}", markdown::prose(&why)),
                 };
                 let reaction = if reply.starts_with('✅') { "+1" } else { "-1" };
-                self.answer(&gh, &c, reaction, &reply).await
+                self.answer(&c, reaction, &reply).await
             }
             CommentCommand::Reject { environment, reason } => {
                 let pr = gh.pull_request(c.number).await?;
                 let outcomes = if pr.open {
-                    self.withdraw_on_open_pr(&gh, &c, &pr, &environment).await?
+                    self.withdraw_on_open_pr(&c, &pr, &environment).await?
                 } else if pr.merged {
-                    self.decide_merged_pr(&gh, &c, &pr, std::slice::from_ref(&environment), Decide::Reject { reason })
+                    self.decide_merged_pr(&c, &pr, std::slice::from_ref(&environment), Decide::Reject { reason })
                         .await?
                 } else {
                     vec![Outcome::note(
                         "this pull request was closed without merging: there is nothing to reject.".into(),
                     )]
                 };
-                self.decided(&c.repo.full_name()).await;
-                self.answer_outcomes(&gh, &c, outcomes).await
+                self.after.decided(&c.repo.full_name()).await;
+                self.answer_outcomes(&c, outcomes).await
             }
         }
     }
 
-    async fn answer(&self, gh: &GithubRepo, c: &CommentEvent, reaction: &str, text: &str) -> Result<(), JobError> {
+    async fn answer(&self, c: &CommentEvent, reaction: &str, text: &str) -> Result<(), JobError> {
+        let gh = self.gh;
         gh.react(c.comment_id, reaction).await?;
         gh.comment(c.number, &format!("{REPLY_MARKER}\n@{}: {text}", c.author)).await?;
         Ok(())
     }
 
-    async fn answer_outcomes(&self, gh: &GithubRepo, c: &CommentEvent, outcomes: Vec<Outcome>) -> Result<(), JobError> {
+    async fn answer_outcomes(&self, c: &CommentEvent, outcomes: Vec<Outcome>) -> Result<(), JobError> {
         let reaction = if outcomes.iter().any(|o| o.ok) { "+1" } else { "-1" };
         // Outcome lines quote environments, reasons and errors, some from the repository or the comment.
         let lines: Vec<String> = outcomes.into_iter().map(|o| format!("- {}", markdown::prose(&o.line))).collect();
-        self.answer(gh, c, reaction, &format!("\n{}", lines.join("\n"))).await
+        self.answer(c, reaction, &format!("\n{}", lines.join("\n"))).await
     }
 
     async fn audit(&self, c: &CommentEvent, action: &str, environment: &str, deployment: Option<&str>, message: &str) {
@@ -200,7 +223,6 @@ impl Controller {
     /// May `c.author` approve or reject `env`? The inner `Err` says why not, in words for the PR.
     async fn authorise(
         &self,
-        gh: &GithubRepo,
         c: &CommentEvent,
         env: &str,
         policy: &EnvironmentPolicy,
@@ -212,6 +234,7 @@ impl Controller {
         if policy.prevent_self_approval && c.author.eq_ignore_ascii_case(pr_author) {
             return Ok(Err(Refusal::SelfApproval { env: env.to_string() }));
         }
+        let gh = self.gh;
         let permission = gh.permission(&c.author).await?;
         if permission.can_approve() {
             return Ok(Ok(()));
@@ -231,13 +254,12 @@ impl Controller {
 
     async fn approve_open_pr(
         &self,
-        gh: &GithubRepo,
         c: &CommentEvent,
         pr: &PullRequestHeads,
         environments: &[String],
         breaking: bool,
     ) -> Result<Vec<Outcome>, JobError> {
-        let planned = self.pull_requests(gh).plan(&c.repo, c.number, &pr.head_sha, &pr.base_ref).await?;
+        let planned = self.pull_requests().plan(&c.repo, c.number, &pr.head_sha, &pr.base_ref).await?;
         let policy = Policy::of(&planned.base);
         let targets: Vec<String> = if environments.is_empty() {
             planned.plans.iter().filter(|p| p.decision != Decision::Auto).map(|p| p.environment.to_string()).collect()
@@ -255,7 +277,7 @@ impl Controller {
                 continue;
             };
             let (env_policy, _) = policy.for_env(&env);
-            if let Err(why) = self.authorise(gh, c, &env, &env_policy, &pr.author).await? {
+            if let Err(why) = self.authorise(c, &env, &env_policy, &pr.author).await? {
                 self.audit(c, "approve.refused", &env, None, &why.to_string()).await;
                 out.push(Outcome::refused(format!("`{env}`: {why}")));
                 continue;
@@ -297,23 +319,23 @@ impl Controller {
         // The sticky plan comment shows who approved what: it is rendered again with the new approvals.
         if approved_any {
             let approvals =
-                super::pulls::approval_lines(&*self.store, &c.repo.full_name(), c.number, &pr.head_sha, &planned)
-                    .await?;
-            let details = self.pull_requests(gh).details_url(&c.repo, c.number, &pr.head_sha);
-            gh.upsert_plan_comment(c.number, &plan_comment(&planned.plans, details.as_deref(), &approvals)).await?;
+                super::pulls::approval_lines(self.store, &c.repo.full_name(), c.number, &pr.head_sha, &planned).await?;
+            let details = self.pull_requests().details_url(&c.repo, c.number, &pr.head_sha);
+            self.gh
+                .upsert_plan_comment(c.number, &plan_comment(&planned.plans, details.as_deref(), &approvals))
+                .await?;
         }
         Ok(out)
     }
 
     async fn withdraw_on_open_pr(
         &self,
-        gh: &GithubRepo,
         c: &CommentEvent,
         pr: &PullRequestHeads,
         env: &str,
     ) -> Result<Vec<Outcome>, JobError> {
-        let base = self.base_policy(gh, &c.repo, c.number, pr).await?;
-        if let Err(why) = self.authorise(gh, c, env, &base.for_env(env).0, &pr.author).await? {
+        let base = self.base_policy(&c.repo, c.number, pr).await?;
+        if let Err(why) = self.authorise(c, env, &base.for_env(env).0, &pr.author).await? {
             self.audit(c, "reject.refused", env, None, &why.to_string()).await;
             return Ok(vec![Outcome::refused(format!("`{env}`: {why}"))]);
         }
@@ -327,14 +349,8 @@ impl Controller {
         ))])
     }
 
-    async fn base_policy(
-        &self,
-        gh: &GithubRepo,
-        repo: &RepoRef,
-        number: u64,
-        pr: &PullRequestHeads,
-    ) -> Result<Policy, JobError> {
-        let planned = self.pull_requests(gh).plan(repo, number, &pr.head_sha, &pr.base_ref).await?;
+    async fn base_policy(&self, repo: &RepoRef, number: u64, pr: &PullRequestHeads) -> Result<Policy, JobError> {
+        let planned = self.pull_requests().plan(repo, number, &pr.head_sha, &pr.base_ref).await?;
         Ok(Policy::of(&planned.base))
     }
 
@@ -347,7 +363,6 @@ impl Controller {
 
     async fn decide_merged_pr(
         &self,
-        gh: &GithubRepo,
         c: &CommentEvent,
         pr: &PullRequestHeads,
         environments: &[String],
@@ -395,7 +410,7 @@ impl Controller {
         for d in targets {
             let policy = self.deployment_policy(d, &url).await?;
             let env = d.environment.as_str();
-            if let Err(why) = self.authorise(gh, c, env, &policy.for_env(env).0, &pr.author).await? {
+            if let Err(why) = self.authorise(c, env, &policy.for_env(env).0, &pr.author).await? {
                 self.audit(c, &format!("{}.refused", decide.verb()), env, Some(&d.id), &why.to_string()).await;
                 out.push(Outcome::refused(format!("`{env}` ({}): {why}", d.id)));
                 continue;
@@ -403,9 +418,9 @@ impl Controller {
             let now = Utc::now();
             let result = match &decide {
                 Decide::Approve { breaking } => {
-                    self.decisions().approve(&d.id, &c.author, Via::Comment, *breaking, now).await
+                    self.decisions.approve(&d.id, &c.author, Via::Comment, *breaking, now).await
                 }
-                Decide::Reject { reason } => self.decisions().reject(&d.id, &c.author, reason, now).await,
+                Decide::Reject { reason } => self.decisions.reject(&d.id, &c.author, reason, now).await,
             };
             out.push(match result {
                 Ok(d) => Outcome::done(format!("`{env}`: deployment {} is {}", d.id, d.state)),
@@ -413,58 +428,6 @@ impl Controller {
             });
         }
         Ok(out)
-    }
-
-    /// A PR was merged: remember its merge commit, and carry its approvals to deployments of that
-    /// commit that already exist (the push may have been processed first).
-    pub(super) async fn pull_request_merged(
-        &self,
-        repo: &RepoRef,
-        number: u64,
-        merge_sha: &str,
-        head_sha: &str,
-    ) -> Result<(), JobError> {
-        let merge = PrMerge { number, merge_sha: merge_sha.into(), head_sha: head_sha.into() };
-        self.store.record_pr_merge(&repo.full_name(), &merge, Utc::now().timestamp_millis()).await?;
-        let waiting = self
-            .store
-            .deployments(&DeploymentFilter {
-                repository: Some(repo.full_name()),
-                states: vec![DeploymentState::AwaitingApproval, DeploymentState::Blocked],
-                limit: 100,
-                ..Default::default()
-            })
-            .await?;
-        for d in waiting.iter().filter(|d| d.commit == merge_sha) {
-            self.carry_pr_approvals(d).await?;
-        }
-        self.decided(&repo.full_name()).await;
-        Ok(())
-    }
-
-    /// Applies a still-valid approval given on the merged PR's final head to `d`, if `d` changes and
-    /// decides exactly what was approved. Otherwise the deployment waits for a new approval.
-    pub(crate) async fn carry_pr_approvals(&self, d: &Deployment) -> Result<(), JobError> {
-        if !matches!(d.state, DeploymentState::AwaitingApproval | DeploymentState::Blocked) {
-            return Ok(());
-        }
-        let Some(merge) = self.store.pr_merge_of(&d.repository, &d.commit).await? else { return Ok(()) };
-        let digest = crate::plan::change_digest(&d.plan);
-        let approvals = self.store.pr_approvals(&d.repository, merge.number).await?;
-        for a in approvals.iter().filter(|a| a.environment == d.environment && a.head_sha == merge.head_sha) {
-            if a.change_digest != digest {
-                tracing::info!(deployment = %d.id, pr = merge.number, "a PR approval does not carry: the deployment's plan differs");
-                continue;
-            }
-            match self.decisions().approve(&d.id, &a.actor, Via::Comment, a.breaking, Utc::now()).await {
-                Ok(_) => {
-                    tracing::info!(deployment = %d.id, pr = merge.number, approver = %a.actor, "PR approval carried to the deployment");
-                    return Ok(());
-                }
-                Err(e) => tracing::info!(deployment = %d.id, error = %e, "a PR approval could not be carried"),
-            }
-        }
-        Ok(())
     }
 }
 

@@ -1,13 +1,16 @@
 //! Decisions on a deployment: approvals (bound to its plan digest and signed with the record agents
-//! verify) and rejections, each refusal audited. What a decision needs is explicit: the store and the
-//! service's signing key.
+//! verify) and rejections, each refusal audited, and the approvals a merged pull request carries to the
+//! deployments of its merge commit. What a decision needs is explicit: the store and the service's
+//! signing key.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::deployments::ms;
 use super::{Controller, DecisionError};
 use crate::plan::signing::{RecordApproval, Signed, SignedRecord, Signer, Via, RECORD_FORMAT};
-use crate::store::{Approval, Deployment, DeploymentState, Gate, NewAudit, NewDeployment, Store, StoreError};
+use crate::store::{
+    Approval, Deployment, DeploymentFilter, DeploymentState, Gate, NewAudit, NewDeployment, PrMerge, Store, StoreError,
+};
 
 /// The decision handlers, over what they use.
 pub struct Decisions<'a> {
@@ -168,6 +171,50 @@ impl Decisions<'_> {
             return Err(refused);
         }
         self.store.deployment(id).await?.ok_or_else(|| DecisionError::NotFound(id.into()))
+    }
+
+    /// A pull request of `repository` was merged: its merge commit is remembered, and its approvals carry
+    /// to the deployments of that commit that exist already (the push may have been processed first).
+    pub async fn pull_request_merged(&self, repository: &str, merge: &PrMerge) -> Result<(), StoreError> {
+        self.store.record_pr_merge(repository, merge, Utc::now().timestamp_millis()).await?;
+        let waiting = self
+            .store
+            .deployments(&DeploymentFilter {
+                repository: Some(repository.to_string()),
+                states: vec![DeploymentState::AwaitingApproval, DeploymentState::Blocked],
+                limit: 100,
+                ..Default::default()
+            })
+            .await?;
+        for d in waiting.iter().filter(|d| d.commit == merge.merge_sha) {
+            self.carry_pr_approvals(d).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies a still-valid approval given on the merged PR's final head to `d`, if `d` changes and
+    /// decides exactly what was approved. Otherwise the deployment waits for a new approval.
+    pub async fn carry_pr_approvals(&self, d: &Deployment) -> Result<(), StoreError> {
+        if !matches!(d.state, DeploymentState::AwaitingApproval | DeploymentState::Blocked) {
+            return Ok(());
+        }
+        let Some(merge) = self.store.pr_merge_of(&d.repository, &d.commit).await? else { return Ok(()) };
+        let digest = crate::plan::change_digest(&d.plan);
+        let approvals = self.store.pr_approvals(&d.repository, merge.number).await?;
+        for a in approvals.iter().filter(|a| a.environment == d.environment && a.head_sha == merge.head_sha) {
+            if a.change_digest != digest {
+                tracing::info!(deployment = %d.id, pr = merge.number, "a PR approval does not carry: the deployment's plan differs");
+                continue;
+            }
+            match self.approve(&d.id, &a.actor, Via::Comment, a.breaking, Utc::now()).await {
+                Ok(_) => {
+                    tracing::info!(deployment = %d.id, pr = merge.number, approver = %a.actor, "PR approval carried to the deployment");
+                    return Ok(());
+                }
+                Err(e) => tracing::info!(deployment = %d.id, error = %e, "a PR approval could not be carried"),
+            }
+        }
+        Ok(())
     }
 
     async fn audit_refusal(&self, id: &str, actor: &str, action: &str, message: &str, at: DateTime<Utc>) {

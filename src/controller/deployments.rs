@@ -366,7 +366,7 @@ impl Controller {
         let created = self.store.deployment(&new.deployment.id).await?;
         if let Some(d) = &created {
             // The merged PR's approval, given on its final head, carries if the plan is the same.
-            self.carry_pr_approvals(d).await?;
+            self.decisions().carry_pr_approvals(d).await?;
         }
         Ok(self.store.deployment(&new.deployment.id).await?)
     }
@@ -550,6 +550,13 @@ impl Controller {
             .deployments(&DeploymentFilter::environment(Some(repository), environment, &[DeploymentState::Approved], 1))
             .await?;
         Ok(approved.into_iter().next().filter(|d| d.windows.at(at).allowed_now))
+    }
+}
+
+#[async_trait::async_trait]
+impl super::comments::AfterDecision for Controller {
+    async fn decided(&self, repository: &str) {
+        Controller::decided(self, repository).await
     }
 }
 

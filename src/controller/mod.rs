@@ -1,8 +1,9 @@
 //! The domain side of the service. Workers take jobs from the durable queue and run the handler of their
 //! event (`worker`); the poller queues what webhooks missed (`poller`). Pull requests are checked and
 //! planned against their base with the base branch's policy (`pulls`); pushes to a deployment branch
-//! become deployments (`deployments`); comment commands approve, reject, promote and roll back
-//! (`comments`, `promote`, `rollback`); agents' polls and reports move deployments (`agents`);
+//! become deployments (`deployments`), decided by the policy or by people (`decisions`); comment
+//! commands plan, approve, reject and promote (`comments`, `promote`); the API rolls back and resumes
+//! (`rollback`); agents' polls and reports move deployments (`agents`);
 //! notifications leave through an outbox (`notify`). Git work goes through the mirrors (`mirrors`).
 
 pub mod agents;
@@ -72,7 +73,8 @@ pub use deployments::{DecisionError, DeploySource};
 
 /// The service's domain side as one value the workers, the poller and the API share. Its parts are
 /// what the handlers take: the store, the mirrors (`Mirrors`), the notifier (`Notifier`), the agents'
-/// feed (`DesiredFeed`), the GitHub App; the pull-request handlers get them explicitly (`PullRequests`).
+/// feed (`DesiredFeed`), the GitHub App; the pull-request handlers, the comment commands and the
+/// decisions get theirs explicitly (`PullRequests`, `Comments`, `Decisions`).
 pub struct Controller {
     pub store: Arc<dyn Store>,
     /// The GitHub App; `None` in plain-Git mode (no PR features, approvals by API only).
@@ -137,6 +139,18 @@ impl Controller {
     /// The pull-request handlers' dependencies, for the repository `gh` speaks to.
     pub(crate) fn pull_requests<'a>(&'a self, gh: &'a GithubRepo) -> PullRequests<'a> {
         PullRequests { store: &*self.store, mirrors: &self.mirrors, gh, public_url: self.public_url.as_deref() }
+    }
+
+    /// The comment commands' dependencies, for the repository `gh` speaks to.
+    fn comments<'a>(&'a self, gh: &'a GithubRepo) -> comments::Comments<'a> {
+        comments::Comments {
+            store: &*self.store,
+            mirrors: &self.mirrors,
+            gh,
+            public_url: self.public_url.as_deref(),
+            decisions: self.decisions(),
+            after: self,
+        }
     }
 
     fn github_repo(&self, repo: &RepoRef) -> Result<GithubRepo, JobError> {

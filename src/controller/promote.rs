@@ -3,12 +3,11 @@
 //! included), proved and validated, committed on a branch `honua/promote-FROM-to-TO-<sha>` pushed with
 //! the installation's token, and opened as a pull request whose body is TO's plan; the reply links it.
 
-use super::comments::CommentEvent;
-use super::{Controller, JobError};
+use super::comments::{CommentEvent, Comments};
+use super::JobError;
 use crate::author::{new_errors, promote, publish};
 use crate::config::source::RepoFiles;
 use crate::config::{short_sha, ConfigRepo, EnvName};
-use crate::github::client::GithubRepo;
 use crate::markdown;
 
 /// The promotion computed on the mirror: pushed and ready to be opened as a pull request, or refused
@@ -24,15 +23,15 @@ pub(super) enum Promoted {
     Refused(String),
 }
 
-impl Controller {
+impl Comments<'_> {
     pub(super) async fn promote_by_comment(
         &self,
-        gh: &GithubRepo,
         c: &CommentEvent,
         base_ref: &str,
         from: &str,
         to: &str,
     ) -> Result<Promoted, JobError> {
+        let gh = self.gh;
         let token = gh.git_token().await.ok();
         let held = self.mirrors.lock(&c.repo.full_name()).await;
         let url = self.mirrors.url_of(&c.repo.full_name());
@@ -68,8 +67,7 @@ impl Controller {
             let plan = crate::plan::build(&repo, &after, Some(&to_env), chrono::Utc::now());
             let message = format!("promote {from_env} to {to_env}\n\nRequested by {author} on #{number}.");
             let git_repo = git2::Repository::open_bare(mirror.path())?;
-            let oid = publish::build_commit(&git_repo, &base, &message, &promotion.changes)
-                ?;
+            let oid = publish::build_commit(&git_repo, &base, &message, &promotion.changes)?;
             let branch = format!("honua/promote-{from_env}-to-{to_env}-{}", short_sha(&base));
             let local = format!("refs/honua/promote/{branch}");
             git_repo.reference(&local, oid, true, "promotion")?;

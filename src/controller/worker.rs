@@ -11,8 +11,9 @@ use tracing::Instrument;
 use super::comments::CommentEvent;
 use super::poller::{PolledHead, GIT_POLL_EVENT};
 use super::{Controller, DeploySource, JobError};
+use crate::github::commands;
 use crate::github::webhook::{parse_job, Event, PullRequestAction};
-use crate::store::{now_ms, retry_delay, Job};
+use crate::store::{now_ms, retry_delay, Job, PrMerge};
 
 /// Jobs run, by event and outcome (`honua_jobs_total`), and how long they took.
 pub const JOBS: &str = "honua_jobs_total";
@@ -174,7 +175,12 @@ impl Controller {
                         self.pull_requests(&gh).check(&repo, number, &head_sha, &base_ref, retry).await
                     }
                     PullRequestAction::Closed => match (merged, merge_commit_sha) {
-                        (true, Some(merge_sha)) => self.pull_request_merged(&repo, number, &merge_sha, &head_sha).await,
+                        (true, Some(merge_sha)) => {
+                            let merge = PrMerge { number, merge_sha: merge_sha.into(), head_sha: head_sha.into() };
+                            self.decisions().pull_request_merged(&repo.full_name(), &merge).await?;
+                            self.decided(&repo.full_name()).await;
+                            Ok(())
+                        }
                         _ => Ok(()),
                     },
                 }
@@ -198,9 +204,11 @@ impl Controller {
                 Ok(())
             }
             Event::Comment { repo, number, on_pull_request, comment_id, body, author, author_is_bot, edited } => {
-                let comment =
-                    CommentEvent { repo, number, on_pull_request, comment_id, body, author, author_is_bot, edited };
-                self.handle_comment(comment).await
+                // Most comments are conversation: only a command needs the repository's GitHub client.
+                let Some(command) = commands::parse(&body) else { return Ok(()) };
+                let gh = self.github_repo(&repo)?;
+                let comment = CommentEvent { repo, number, on_pull_request, comment_id, author, author_is_bot, edited };
+                self.comments(&gh).handle(comment, command).await
             }
             _ => Ok(()),
         }
