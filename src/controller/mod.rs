@@ -31,6 +31,7 @@ use crate::deployment::wire::PlanView;
 use crate::git::mirror::Mirror;
 use crate::github::client::{GithubApp, GithubError, GithubRepo};
 use crate::github::webhook::RepoRef;
+use crate::policy::EnvironmentPolicy;
 use crate::store::Store;
 pub use mirrors::Mirrors;
 pub use poller::{poll_backoff, PollTarget, GIT_POLL_EVENT};
@@ -176,18 +177,14 @@ impl Controller {
         .await
     }
 
-    /// Who may decide for each environment of `owner/name` by the default branch's policy, as the mirror
-    /// has it: `(approvers, preventSelfApproval)` per environment. Nothing is fetched.
-    pub async fn approvers(
+    /// The policy of each environment of `owner/name` by the default branch, as the mirror has it (who
+    /// may decide, and whether a PR's author may). Nothing is fetched.
+    pub async fn environment_policies(
         &self,
         owner: &str,
         name: &str,
-    ) -> Result<std::collections::BTreeMap<String, (Vec<String>, bool)>, PlanOfHeadError> {
-        self.on_default_branch(owner, name, |_, repo| {
-            let policy = crate::policy::Policy::of(&repo);
-            Ok(policy.environments.into_iter().map(|(env, p)| (env, (p.approvers, p.prevent_self_approval))).collect())
-        })
-        .await
+    ) -> Result<std::collections::BTreeMap<String, EnvironmentPolicy>, PlanOfHeadError> {
+        self.on_default_branch(owner, name, |_, repo| Ok(crate::policy::Policy::of(&repo).environments)).await
     }
 
     /// Runs `read` on the repository's mirror and its default branch as the mirror has it (no fetch),

@@ -155,7 +155,7 @@ impl Controller {
         let head = self.store.latest_pr_head(&repository, number).await?;
         let given = self.store.pr_approvals(&repository, number).await?;
         // Without a mirror yet (no PR of this repository was checked here) nobody is listed.
-        let policy = match self.approvers(owner, repo).await {
+        let policy = match self.environment_policies(owner, repo).await {
             Ok(policy) => policy,
             Err(PlanOfHeadError::NoMirror) if head.is_none() && given.is_empty() => return Ok(None),
             Err(_) => Default::default(),
@@ -169,7 +169,9 @@ impl Controller {
         let environments = names
             .into_iter()
             .map(|environment| {
-                let (approvers, prevent_self_approval) = policy.get(&environment).cloned().unwrap_or_default();
+                let (approvers, prevent_self_approval) = policy
+                    .get(&environment)
+                    .map_or((Vec::new(), false), |p| (p.approvers.clone(), p.prevent_self_approval));
                 let approvals = given
                     .iter()
                     .filter(|a| a.environment == environment)
