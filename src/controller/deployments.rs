@@ -175,10 +175,15 @@ impl Controller {
 
     /// The clone URL of `repository`: the plain-Git remote it was configured with, or its GitHub URL.
     pub fn url_for(&self, repository: &str) -> String {
-        match self.repositories.iter().find(|r| r.repository == repository) {
+        match self.configured(repository) {
             Some(source) => source.url.clone(),
             None => self.mirrors.url_of(repository),
         }
+    }
+
+    /// The plain-Git remote `repository` names, if it is one the service polls.
+    fn configured(&self, repository: &str) -> Option<&DeploySource> {
+        self.repositories.iter().find(|r| r.repository == repository)
     }
 
     /// Where `repository` deploys from: a plain-Git remote's configured branch, or a GitHub repository's
@@ -186,7 +191,7 @@ impl Controller {
     /// the branch the mirror's last fetch recorded as the remote's HEAD; a mirror that has not recorded
     /// it yet (made by an earlier version) asks GitHub.
     pub async fn source_for(&self, repository: &str) -> Result<DeploySource, JobError> {
-        if let Some(source) = self.repositories.iter().find(|r| r.repository == repository) {
+        if let Some(source) = self.configured(repository) {
             return Ok(source.clone());
         }
         let url = self.mirrors.url_of(repository);
