@@ -902,7 +902,8 @@ async fn an_approved_deployment_outside_its_window_starts_when_the_window_opens(
     let source = DeploySource { repository: url.clone(), url, branch: "main".into() };
 
     let saturday = at("2026-11-28T10:00:00Z");
-    let created = controller.deploy_commit(&source, &origin.main_sha(), None, "alice", saturday).await.unwrap();
+    let created =
+        controller.pushes().deploy_commit(&source, &origin.main_sha(), None, "alice", saturday).await.unwrap();
     let prod = created.iter().find(|d| d.environment == "production").unwrap();
     controller.decisions().approve(&prod.id, "mike", Via::Api, false, saturday).await.unwrap();
     assert!(controller.startable(&source.repository, "production", saturday).await.unwrap().is_none(), "waits");

@@ -9,7 +9,7 @@
 
 use chrono::Utc;
 
-use super::decisions::Decisions;
+use super::decisions::{AfterDecision, Decisions};
 use super::pulls::PullRequests;
 use super::{JobError, Mirrors};
 use crate::config::ConfigRepo;
@@ -63,13 +63,6 @@ enum Refusal {
     SelfApproval { env: String },
     #[error("your role on {repo} is `{role}`; deciding for `{env}` needs write, maintain or admin, or a place in its `approvers`")]
     Role { repo: String, role: String, env: String },
-}
-
-/// Told once a command decided something, before the reply is posted: agents are woken and the ledger,
-/// GitHub's deployments and the notifications follow ([`super::Controller::decided`]).
-#[async_trait::async_trait]
-pub(crate) trait AfterDecision: Send + Sync {
-    async fn decided(&self, repository: &str);
 }
 
 /// What the comment commands work with, for the repository `gh` speaks to.

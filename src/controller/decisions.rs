@@ -12,6 +12,14 @@ use crate::store::{
     Approval, Deployment, DeploymentFilter, DeploymentState, Gate, NewAudit, NewDeployment, PrMerge, Store, StoreError,
 };
 
+/// Told once something was decided (a comment command, a commit's plans), before the handler answers:
+/// agents are woken and the ledger, GitHub's deployments and the notifications follow
+/// ([`super::Controller::decided`]).
+#[async_trait::async_trait]
+pub(crate) trait AfterDecision: Send + Sync {
+    async fn decided(&self, repository: &str);
+}
+
 /// The decision handlers, over what they use.
 pub struct Decisions<'a> {
     store: &'a dyn Store,

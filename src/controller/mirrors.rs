@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio::task::JoinError;
 
+use super::DeploySource;
 use crate::git::mirror::Mirror;
 use crate::git::GitError;
 
@@ -52,5 +53,17 @@ impl Mirrors {
         tokio::task::spawn_blocking(move || work(Mirror::open(&root, &url)?))
             .await
             .map_err(|e: JoinError| GitError::Interrupted(e.to_string()))?
+    }
+
+    /// Fetches `source`'s branch into its mirror, holding the repository's lock; returns the branch's
+    /// head.
+    pub async fn fetch_branch(&self, source: &DeploySource, token: Option<String>) -> Result<String, GitError> {
+        let branch = format!("refs/heads/{}", source.branch);
+        let _held = self.lock(&source.repository).await;
+        self.run(&source.url, move |mirror| {
+            mirror.fetch(&[&branch], token.as_deref())?;
+            mirror.resolve(&branch)
+        })
+        .await
     }
 }

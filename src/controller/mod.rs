@@ -15,6 +15,7 @@ pub mod notify;
 pub mod poller;
 mod promote;
 mod pulls;
+pub mod pushes;
 mod rollback;
 pub mod tokens;
 pub mod views;
@@ -74,8 +75,9 @@ pub use deployments::{DecisionError, DeploySource};
 
 /// The service's domain side as one value the workers, the poller and the API share. Its parts are
 /// what the handlers take: the store, the mirrors (`Mirrors`), the notifier (`Notifier`), the agents'
-/// feed (`DesiredFeed`), the GitHub App; the pull-request handlers, the comment commands and the
-/// decisions get theirs explicitly (`PullRequests`, `Comments`, `Decisions`).
+/// feed (`DesiredFeed`), the GitHub App; the pull-request handlers, the comment commands, the
+/// decisions and the planning of a deployment branch's commits get theirs explicitly
+/// (`PullRequests`, `Comments`, `Decisions`, `Pushes`).
 pub struct Controller {
     pub store: Arc<dyn Store>,
     /// The GitHub App; `None` in plain-Git mode (no PR features, approvals by API only).
@@ -152,6 +154,11 @@ impl Controller {
             decisions: self.decisions(),
             after: self,
         }
+    }
+
+    /// The handler of a deployment branch's commits and its dependencies.
+    pub fn pushes(&self) -> pushes::Pushes<'_> {
+        pushes::Pushes { store: &*self.store, mirrors: &self.mirrors, decisions: self.decisions(), after: self }
     }
 
     fn github_repo(&self, repo: &RepoRef) -> Result<GithubRepo, JobError> {

@@ -170,7 +170,7 @@ impl Controller {
     /// Plain-Git mode: fetches one remote's branch and queues a job for a head not yet deployed from.
     /// The delivery id names the head, so replicas polling together queue it once.
     async fn poll_git_remote(&self, source: &DeploySource) -> Result<usize, JobError> {
-        let (_, head) = self.fetch_branch(source, None).await?;
+        let head = self.mirrors.fetch_branch(source, None).await?;
         if self.store.branch_head(&source.repository, &source.branch).await?.as_deref() == Some(head.as_str()) {
             return Ok(0);
         }

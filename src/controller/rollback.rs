@@ -246,7 +246,7 @@ impl Controller {
         // that is gone) leaves the environment paused, and the operator can ask again.
         let source = self.source_for(&repository).await?;
         let token = self.git_token_for(&repository).await?;
-        let (_, head) = self.fetch_branch(&source, token.clone()).await?;
+        let head = self.mirrors.fetch_branch(&source, token).await?;
         self.store.resume_environment(&repository, environment).await?;
         let entry = NewAudit {
             actor: actor.into(),
@@ -261,7 +261,7 @@ impl Controller {
             ),
         };
         self.store.record_audit(&entry, ms(at)).await?;
-        let created = self.deploy_commit(&source, &head, token, actor, at).await?;
+        let created = self.pushes().deploy_fetched(&source, &head, actor, at).await?;
         self.events.notify_waiters();
         Ok((pause, created.into_iter().find(|d| d.environment == environment)))
     }

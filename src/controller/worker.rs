@@ -154,7 +154,7 @@ impl Controller {
             let polled: PolledHead =
                 serde_json::from_slice(&job.payload).map_err(|e| JobError::Permanent(e.to_string()))?;
             let source = DeploySource { repository: polled.repository, url: polled.url, branch: polled.branch };
-            self.deploy_commit(&source, &polled.sha, None, "poller", chrono::Utc::now()).await?;
+            self.pushes().deploy_commit(&source, &polled.sha, None, "poller", chrono::Utc::now()).await?;
             return Ok(());
         }
         let event = parse_job(&job.event, &job.payload).map_err(|e| JobError::Permanent(e.to_string()))?;
@@ -200,7 +200,9 @@ impl Controller {
                     branch: repo.default_branch.clone(),
                 };
                 let actor = if pusher.is_empty() { "github" } else { pusher.as_str() };
-                self.deploy_commit(&source, &after, gh.git_token().await.ok(), actor, chrono::Utc::now()).await?;
+                self.pushes()
+                    .deploy_commit(&source, &after, gh.git_token().await.ok(), actor, chrono::Utc::now())
+                    .await?;
                 Ok(())
             }
             Event::Comment { repo, number, on_pull_request, comment_id, body, author, author_is_bot, edited } => {

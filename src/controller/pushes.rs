@@ -1,0 +1,230 @@
+//! A commit on a repository's deployment branch (a push webhook, a plain-Git poll, or `honua resume`)
+//! becomes one Deployment per environment whose effective config differs from what that environment
+//! last completed. The policy decides its state: what the policy lets through is approved and signed at
+//! once, the rest waits for its gate. A newer plan supersedes what no agent picked up yet; a commit that
+//! lands after a rollback lifts the pause the rollback left.
+//!
+//! The handler takes what it works with explicitly ([`Pushes`]), as the pull-request handlers and the
+//! comment commands do.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::decisions::{AfterDecision, Decisions};
+use super::deployments::{deployment_id, env_policy, load, ms, DeploySource};
+use super::{JobError, Mirrors};
+use crate::config::source::RepoFiles;
+use crate::config::{ConfigRepo, EnvName};
+use crate::deployment::short_sha as short;
+use crate::deployment::{Cause, DeploymentId, Via};
+use crate::diff::{diff_environment, values};
+use crate::policy::Decision;
+use crate::store::{Approval, Deployment, DeploymentFilter, DeploymentState, Gate, NewAudit, NewDeployment, Store};
+
+/// What planning a deployment branch's commit works with.
+pub struct Pushes<'a> {
+    pub(crate) store: &'a dyn Store,
+    /// The commit is read from the repository's mirror, under the repository's lock.
+    pub(crate) mirrors: &'a Mirrors,
+    /// Signs what the policy approves, and carries a merged pull request's approvals.
+    pub(crate) decisions: Decisions<'a>,
+    /// Told once the deployments are created (agents are woken, the ledger and GitHub follow).
+    pub(crate) after: &'a dyn AfterDecision,
+}
+
+impl Pushes<'_> {
+    /// Fetches `source`'s branch into its mirror and plans every environment of `sha`, creating the
+    /// deployments the changes call for. Safe to run twice for one commit (a retried job, a webhook
+    /// and a poll): an environment whose newest unstarted deployment already plans this config gets
+    /// nothing new.
+    pub async fn deploy_commit(
+        &self,
+        source: &DeploySource,
+        sha: &str,
+        token: Option<String>,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Deployment>, JobError> {
+        self.mirrors.fetch_branch(source, token).await?;
+        self.deploy_fetched(source, sha, actor, at).await
+    }
+
+    /// [`deploy_commit`](Self::deploy_commit) of a commit the mirror already has (nothing is fetched).
+    /// Planning holds the repository's lock, so two plans of one commit never race to create its
+    /// deployments.
+    pub async fn deploy_fetched(
+        &self,
+        source: &DeploySource,
+        sha: &str,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Deployment>, JobError> {
+        let created = {
+            let _held = self.mirrors.lock(&source.repository).await;
+            let mirror = self.mirrors.run(&source.url, |mirror| Ok::<_, JobError>(mirror.path().to_path_buf())).await?;
+            let to = load(&mirror, sha).await?;
+            let mut created = Vec::new();
+            for env in to.environments().cloned().collect::<Vec<_>>() {
+                if let Some(d) = self.deploy_environment(source, &mirror, &to, &env, actor, at).await? {
+                    created.push(d);
+                }
+            }
+            self.store.set_branch_head(&source.repository, &source.branch, sha, ms(at)).await?;
+            created
+        };
+        self.after.decided(&source.repository).await;
+        Ok(created)
+    }
+
+    async fn deploy_environment(
+        &self,
+        source: &DeploySource,
+        mirror: &Path,
+        to: &Arc<ConfigRepo>,
+        env: &EnvName,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Deployment>, JobError> {
+        let filter =
+            |states: &[DeploymentState]| DeploymentFilter::environment(Some(&source.repository), env, states, 50);
+        if let Some(pause) = self.store.environment_pause(&source.repository, env.as_str()).await? {
+            if pause.commit == to.revision {
+                tracing::info!(environment = %env, commit = %to.revision, rollback = %pause.deployment, "automatic deployments paused after a rollback");
+                return Ok(None);
+            }
+            self.store.resume_environment(&source.repository, env.as_str()).await?;
+            let entry = NewAudit {
+                actor: actor.to_string(),
+                action: "environment.resume".into(),
+                repository: Some(source.repository.clone()),
+                environment: Some(env.clone()),
+                deployment: None,
+                message: format!(
+                    "commit {} landed after the rollback {}: automatic deployments resume",
+                    short(&to.revision),
+                    pause.deployment
+                ),
+            };
+            self.store.record_audit(&entry, ms(at)).await?;
+        }
+        let last = self.store.deployments(&filter(&[DeploymentState::Completed])).await?.into_iter().next();
+        let unstarted = self.store.deployments(&filter(&DeploymentState::UNSTARTED)).await?;
+        let from = match &last {
+            Some(d) => load(mirror, &d.commit).await?,
+            None => Arc::new(ConfigRepo::from_files(RepoFiles::default(), String::new())),
+        };
+        // The policy of what runs judges the change; nothing runs yet: the merged commit's own policy.
+        let policy_source = if last.is_some() { from.clone() } else { to.clone() };
+        let unchanged = |base: &ConfigRepo| {
+            diff_environment(env, base.effective(env), to.effective(env)).is_empty() && same_policy(base, to)
+        };
+        if last.is_some() && unchanged(&from) {
+            for d in &unstarted {
+                self.store
+                    .transition(
+                        &d.id,
+                        DeploymentState::Superseded,
+                        actor,
+                        &format!("commit {} brings {env} back to what it runs", short(&to.revision)),
+                        ms(at),
+                    )
+                    .await?;
+            }
+            return Ok(None);
+        }
+        if let Some(newest) = unstarted.first() {
+            if newest.commit == to.revision || unchanged(&*load(mirror, &newest.commit).await?) {
+                return Ok(None);
+            }
+        }
+
+        let (from2, to2, policy2, env2) = (from.clone(), to.clone(), policy_source.clone(), env.clone());
+        let plan = tokio::task::spawn_blocking(move || {
+            crate::plan::build_with_policy(&from2, &to2, &policy2, Some(&env2), at)
+                .plans
+                .into_iter()
+                .find(|p| p.environment == env2)
+        })
+        .await
+        .map_err(|e| JobError::Git(format!("planning task: {e}")))?;
+        let Some(plan) = plan else { return Ok(None) };
+
+        let sequence = self.store.next_sequence(&source.repository, env.as_str()).await?;
+        let mut id = deployment_id(env, at, &to.revision);
+        if self.store.deployment(&id).await?.is_some() {
+            id = DeploymentId::new(format!("{id}-{sequence}"));
+        }
+        let (state, gate) = match &plan.decision {
+            Decision::Auto => (DeploymentState::Approved, Gate::Auto),
+            Decision::NeedsApproval(_) => (DeploymentState::AwaitingApproval, Gate::Approval),
+            Decision::Blocked(_) if plan.acknowledgeable => (DeploymentState::Blocked, Gate::Breaking),
+            Decision::Blocked(_) => (DeploymentState::Blocked, Gate::Closed),
+        };
+        let reasons = plan.decision.reasons().to_vec();
+        let env_policy = env_policy(&policy_source, env.as_str());
+        let windows = crate::policy::window::Rules {
+            windows: env_policy.safety.deployment_windows.clone(),
+            blackouts: env_policy.safety.blackout_periods.clone(),
+        };
+        let mut new = NewDeployment {
+            deployment: Deployment {
+                id,
+                repository: source.repository.clone(),
+                environment: env.clone(),
+                sequence,
+                commit: to.revision.clone().into(),
+                from_commit: last.map(|d| d.commit),
+                plan_digest: plan.digest.clone(),
+                plan: serde_json::to_value(&plan).expect("plans encode"),
+                state,
+                gate,
+                reasons,
+                windows,
+                safety: Some(crate::plan::signing::ApplySafety::of(&env_policy)),
+                cause: Cause::Push,
+                signed: None,
+                // Only what an approval can start waits for one, and so may wait too long.
+                expires_at: env_policy
+                    .approval_timeout
+                    .filter(|_| matches!(gate, Gate::Approval | Gate::Breaking))
+                    .map(|secs| ms(at) + secs as i64 * 1000),
+                created_at: ms(at),
+                updated_at: ms(at),
+            },
+            notifications: env_policy.notifications.clone(),
+            approvals: Vec::new(),
+            actor: actor.to_string(),
+            message: format!("planned from commit {} of {}", short(&to.revision), source.branch),
+        };
+        if gate == Gate::Auto {
+            let approval = Approval {
+                actor: "policy".into(),
+                via: Via::Policy,
+                plan_digest: plan.digest.clone(),
+                breaking: false,
+                at: ms(at),
+            };
+            new.approvals.push(approval);
+            new = self.decisions.signed(new);
+        }
+        let superseded = self.store.create_deployment(&new, ms(at)).await?;
+        tracing::info!(deployment = %new.deployment.id, state = %new.deployment.state, superseded = superseded.len(), "deployment created");
+        let created = self.store.deployment(&new.deployment.id).await?;
+        if let Some(d) = &created {
+            // The merged PR's approval, given on its final head, carries if the plan is the same.
+            self.decisions.carry_pr_approvals(d).await?;
+        }
+        Ok(self.store.deployment(&new.deployment.id).await?)
+    }
+}
+
+/// Whether two commits carry the same policy (a policy change alone is a change to plan).
+fn same_policy(a: &ConfigRepo, b: &ConfigRepo) -> bool {
+    match (&a.policy, &b.policy) {
+        (Some(x), Some(y)) => values::same(&x.root, &y.root),
+        (None, None) => true,
+        _ => false,
+    }
+}
