@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Polls the store until `done` holds for the repository's deployments.
+/// The deployment of `env` at `commit` among `all`.
 fn of<'a>(all: &'a [Deployment], env: &str, commit: &str) -> &'a Deployment {
     all.iter()
         .find(|d| d.environment == env && d.commit == commit)
@@ -1073,4 +1073,123 @@ async fn every_answer_matches_its_documented_schema() {
     let mut broken = detail;
     broken["plan"]["changes"][0]["type"] = json!("tile_matrix");
     assert!(conforms(&detail_schema, &broken).is_err(), "a change kind outside the enum passes");
+}
+
+/// A refused request: the method, the path called, the token, the body, and the status it is refused
+/// with.
+type Refusal<'a> = (&'a str, String, &'a str, Option<String>, u16);
+
+/// The documented route `path` is an instance of (`/api/v1/deployments/{id}` of
+/// `/api/v1/deployments/x`; the query is not part of it).
+fn route_of(doc: &Value, path: &str) -> String {
+    let path: Vec<&str> = path.split('?').next().unwrap().split('/').collect();
+    let fits = |route: &str| {
+        let route: Vec<&str> = route.split('/').collect();
+        route.len() == path.len() && route.iter().zip(&path).all(|(r, p)| r == p || r.starts_with('{'))
+    };
+    let mut routes: Vec<&String> = doc["paths"].as_object().unwrap().keys().filter(|r| fits(r)).collect();
+    // A literal segment is more specific than a parameter (`/environments/{env}/rollback` over none).
+    routes.sort_by_key(|r| r.matches('{').count());
+    routes.first().unwrap_or_else(|| panic!("no documented route fits {}", path.join("/"))).to_string()
+}
+
+/// The statuses `method path` documents.
+fn documented_statuses(doc: &Value, path: &str, method: &str) -> Vec<String> {
+    let responses = doc["paths"][path][method]["responses"].as_object();
+    let responses = responses.unwrap_or_else(|| panic!("{method} {path} is not in the document"));
+    responses.keys().cloned().collect()
+}
+
+/// Every error the API answers is in its OpenAPI document: each route's refusals on real requests (a
+/// query, path or body that does not parse, a body over the limit, a role that may not, an unknown id, a
+/// wrong state) and every route while the database is gone are documented for that route, each as the
+/// one error body, so a client generated from the document knows every answer it can get.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_the_api_answers_is_documented_for_its_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("honua.db").display());
+    let sql = Arc::new(honua_gitops::store::SqlStore::open(&url).await.unwrap());
+    let store: Arc<dyn Store> = sql.clone();
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
+    let client = reqwest::Client::new();
+    let (_, doc) =
+        Api { url: service.url.clone(), client: client.clone() }.call("GET", "/api/v1/openapi.json", None, None).await;
+    let viewer = Api::token(&store, "viewer", Role::Viewer, None).await;
+    let admin = Api::token(&store, "root", Role::Admin, None).await;
+    let agent = Api::token(&store, "dev-agent-1", Role::Agent, Some("development")).await;
+    let (base, all) = service.push_main(&origin, "e-1").await;
+    let dev = of(&all, "development", &base).id.to_string();
+    let prod = of(&all, "production", &base).id.to_string();
+
+    let answer = |method: &str, path: String, token: &str, body: Option<String>| {
+        let (client, url, token) = (client.clone(), format!("{}{path}", service.url), token.to_string());
+        let get = method == "get";
+        async move {
+            let req = if get { client.get(url) } else { client.post(url) };
+            let mut req = req.bearer_auth(token);
+            if let Some(body) = body {
+                req = req.header("content-type", "application/json").body(body);
+            }
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let check = |method: &str, route: &str, status: u16, text: &str| {
+        let statuses = documented_statuses(&doc, route, method);
+        assert!(
+            statuses.contains(&status.to_string()),
+            "{method} {route} answered {status}, which its documentation ({statuses:?}) does not list: {text}"
+        );
+        let body: Value = serde_json::from_str(text).unwrap_or_else(|_| panic!("{method} {route} {status}: {text}"));
+        let schema = documented(&doc, route, method, &status.to_string());
+        conforms(&schema, &body).unwrap_or_else(|e| panic!("{method} {route} {status}: {e}\n{body:#}"));
+    };
+
+    let big = format!("{{\"reason\": \"{}\"}}", "x".repeat(70 * 1024));
+    let refusals: Vec<Refusal> = vec![
+        ("get", "/api/v1/environments/nowhere".into(), &viewer, None, 404),
+        ("get", "/api/v1/deployments?limit=many".into(), &viewer, None, 400),
+        ("get", "/api/v1/deployments/nope".into(), &viewer, None, 404),
+        ("get", "/api/v1/pulls/o/r/first".into(), &viewer, None, 400),
+        ("get", "/api/v1/pulls/o/r/1".into(), &viewer, None, 404),
+        ("post", format!("/api/v1/deployments/{prod}/approve"), &viewer, None, 403),
+        ("post", format!("/api/v1/deployments/{prod}/approve"), &admin, Some("{".into()), 400),
+        ("post", format!("/api/v1/deployments/{dev}/approve"), &admin, None, 409),
+        ("post", format!("/api/v1/deployments/{prod}/reject"), &admin, Some(big.clone()), 413),
+        ("post", format!("/api/v1/deployments/{prod}/reject"), &admin, Some("{\"why\": 1}".into()), 400),
+        ("post", "/api/v1/environments/development/rollback".into(), &admin, None, 409),
+        ("get", "/api/v1/environments/development/rollback".into(), &viewer, None, 409),
+        ("post", "/api/v1/environments/development/resume".into(), &admin, None, 409),
+        ("get", "/api/v1/tokens".into(), &viewer, None, 403),
+        ("post", "/api/v1/tokens/nobody/revoke".into(), &admin, None, 404),
+        ("post", "/api/v1/tokens/viewer/rotate".into(), &admin, Some("[".into()), 400),
+        ("get", "/api/v1/audit?after=yesterday".into(), &viewer, None, 400),
+        ("get", "/api/v1/agent/desired?environment=development".into(), &viewer, None, 403),
+        ("get", "/api/v1/agent/desired".into(), &agent, None, 400),
+        ("post", "/api/v1/agent/report".into(), &agent, Some("{}".into()), 400),
+        ("post", "/api/v1/agent/heartbeat".into(), &agent, Some("\"up\"".into()), 400),
+    ];
+    for (method, path, token, body, expected) in refusals {
+        let (status, text) = answer(method, path.clone(), token, body).await;
+        assert_eq!(status, expected, "{method} {path}: {text}");
+        check(method, &route_of(&doc, &path), status, &text);
+    }
+
+    // The database gone: every route behind a token answers 503, documented as such.
+    sql.close().await;
+    let mut routes = 0;
+    for (route, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "post"].into_iter().filter(|m| item[*m]["security"].is_array()) {
+            let path = route
+                .replace("{id}", &prod)
+                .replace("{env}", "development")
+                .replace("{name}", "viewer")
+                .replace("{owner}/{repo}/{number}", "o/r/1");
+            let (status, text) = answer(method, path, &admin, None).await;
+            assert_eq!(status, 503, "{method} {route} with the database gone: {text}");
+            check(method, route, status, &text);
+            routes += 1;
+        }
+    }
+    assert!(routes >= 19, "only {routes} routes behind a token were called");
 }

@@ -51,13 +51,43 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .routes(routes!(events))
         .split_for_parts();
     // The document is built from the routes themselves: a route cannot exist without its entry.
-    let openapi = Arc::new(openapi);
+    let openapi = Arc::new(with_common_errors(openapi));
     routes
         .route("/api/v1/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
         .route("/api/{*rest}", axum::routing::any(unknown_route))
         .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(controller)
+}
+
+/// The errors that whole kinds of routes answer, documented in one place so that no route forgets one:
+/// a route behind a token reads the store to authenticate its caller (503 while the database is out of
+/// reach), a route with parameters or a body refuses what does not parse (400), and a body over
+/// [`MAX_BODY`] is refused before it is read (413). A route's own annotation, where it has one, stays.
+fn with_common_errors(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+        ResponseBuilder::new().description(description).content("application/json", content).build()
+    };
+    for item in openapi.paths.paths.values_mut() {
+        for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            let mut common = Vec::new();
+            if op.security.is_some() {
+                common.push(("503", "the database is out of reach; try again"));
+            }
+            if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) || op.request_body.is_some() {
+                common.push(("400", "a parameter or the body does not parse"));
+            }
+            if op.request_body.is_some() {
+                common.push(("413", "the body is over the API's 64 KiB limit"));
+            }
+            for (status, description) in common {
+                op.responses.responses.entry(status.to_string()).or_insert_with(|| error(description).into());
+            }
+        }
+    }
+    openapi
 }
 
 async fn unknown_route(uri: axum::http::Uri) -> ApiError {
@@ -529,7 +559,8 @@ struct RollbackBody {
     params(("env" = String, Path)), request_body(content = RollbackBody, description = "optional"),
     responses((status = 201, description = "the rollback deployment", body = DeploymentDetail),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 409, body = ErrorBody),
+        (status = 502, description = "the config repository could not be fetched or read, or GitHub did not answer", body = ErrorBody)))]
 async fn rollback(
     caller: Caller,
     State(c): State<Arc<Controller>>,
@@ -558,7 +589,8 @@ struct RollbackQuery {
     params(("env" = String, Path), RollbackQuery),
     responses((status = 200, description = "what a rollback would restore", body = RollbackPreview),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 502, description = "the config repository could not be read", body = ErrorBody)))]
 async fn rollback_preview(
     caller: Caller,
     State(c): State<Arc<Controller>>,
@@ -596,7 +628,8 @@ struct ResumeBody {
     params(("env" = String, Path)), request_body(content = ResumeBody, description = "optional"),
     responses((status = 200, description = "the pause lifted and the deployment planned", body = Resumed),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 409, body = ErrorBody),
+        (status = 502, description = "the config repository could not be fetched or read, or GitHub did not answer", body = ErrorBody)))]
 async fn resume(
     caller: Caller,
     State(c): State<Arc<Controller>>,
