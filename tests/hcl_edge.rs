@@ -78,7 +78,13 @@ async fn an_hcl_repository_deploys_rolls_back_and_heals_through_honuas_file_watc
     assert!(std::fs::read_to_string(hcl_file(&s)).unwrap().contains("requests = 2000"));
 
     // A rollback: the previous commit deployed again, the file back to what it was.
-    let rollback = s.service.controller.rollback(None, "production", None, "oncall", chrono::Utc::now()).await.unwrap();
+    let rollback = s
+        .service
+        .controller
+        .rollbacks()
+        .rollback(None, "production", None, "oncall", chrono::Utc::now())
+        .await
+        .unwrap();
     assert_eq!(rollback.commit, base);
     let outcome = agent.poll_once(0).await.unwrap();
     assert_eq!(

@@ -1,5 +1,4 @@
-//! Deployments once planned ([`super::pushes`] plans them): where a repository deploys from, the
-//! deployment ids, the service's signing key, what happens after a decision (agents woken, the Git
+//! Deployments once planned ([`super::pushes`] plans them): the deployment ids, the service's signing key, what happens after a decision (agents woken, the Git
 //! ledger published, GitHub's Deployments API mirrored, notifications queued), the sweep that expires
 //! what waited too long for its approval, and which approved deployment an agent may start now. Every
 //! step is in the audit log (the store writes a transition and its audit entry in one transaction).
@@ -13,18 +12,8 @@ use crate::config::{ConfigRepo, EnvName};
 use crate::deployment::short_sha as short;
 use crate::deployment::DeploymentId;
 use crate::git::ledger::LedgerEntry;
-use crate::github::client::GithubRepo;
 use crate::plan::signing::Signer;
 use crate::store::{Deployment, DeploymentFilter, DeploymentState, Store, StoreError};
-
-/// Where a deployment branch lives: the repository's name in the service (`owner/name` on GitHub, the
-/// remote URL in plain-Git mode), its clone URL, and the branch.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DeploySource {
-    pub repository: String,
-    pub url: String,
-    pub branch: String,
-}
 
 /// How often the service looks for deployments whose approval timed out (an approval that comes late is
 /// refused whenever it comes, so this only decides how soon `expired` shows).
@@ -122,61 +111,6 @@ pub(super) async fn load(mirror: &Path, rev: &str) -> Result<Arc<ConfigRepo>, Jo
 }
 
 impl Controller {
-    /// The token Git needs to fetch or push `repository`: the App's installation token for a GitHub
-    /// repository, none for a plain-Git remote (its URL carries what it needs).
-    pub(super) async fn git_token_for(&self, repository: &str) -> Result<Option<String>, JobError> {
-        match (&self.github, crate::deployment::RepoId::parse(repository).github()) {
-            (Some(_), Some(_)) => Ok(Some(self.github_repo_of(repository).await?.git_token().await?)),
-            _ => Ok(None),
-        }
-    }
-
-    /// The clone URL of `repository`: the plain-Git remote it was configured with, or its GitHub URL.
-    pub fn url_for(&self, repository: &str) -> String {
-        match self.configured(repository) {
-            Some(source) => source.url.clone(),
-            None => self.mirrors.url_of(repository),
-        }
-    }
-
-    /// The plain-Git remote `repository` names, if it is one the service polls.
-    fn configured(&self, repository: &str) -> Option<&DeploySource> {
-        self.repositories.iter().find(|r| r.repository == repository)
-    }
-
-    /// Where `repository` deploys from: a plain-Git remote's configured branch, or a GitHub repository's
-    /// default branch (a rollback's revert pull request targets it, `resume` plans its head). That is
-    /// the branch the mirror's last fetch recorded as the remote's HEAD; a mirror that has not recorded
-    /// it yet (made by an earlier version) asks GitHub.
-    pub async fn source_for(&self, repository: &str) -> Result<DeploySource, JobError> {
-        if let Some(source) = self.configured(repository) {
-            return Ok(source.clone());
-        }
-        let url = self.mirrors.url_of(repository);
-        let recorded = match self.mirrors.exists(&url) {
-            true => self.mirrors.run(&url, |mirror| Ok::<_, JobError>(mirror.default_branch())).await?,
-            false => None,
-        };
-        let branch = match recorded.as_deref().and_then(|r| r.strip_prefix("refs/heads/")) {
-            Some(branch) => branch.to_string(),
-            None => self.github_repo_of(repository).await?.default_branch().await?,
-        };
-        Ok(DeploySource { repository: repository.to_string(), url, branch })
-    }
-
-    /// The GitHub client of `repository` (`owner/name`), through the App's installation on it.
-    pub(super) async fn github_repo_of(&self, repository: &str) -> Result<GithubRepo, JobError> {
-        let not_github = || {
-            JobError::Permanent(format!(
-                "{repository} is neither a configured plain-Git repository nor a GitHub repository of the App; add it to `repositories` or install the App on it"
-            ))
-        };
-        let github = self.github.as_ref().ok_or_else(not_github)?;
-        let (owner, name) = crate::deployment::RepoId::parse(repository).github().ok_or_else(not_github)?;
-        let installation = github.repo_installation(owner, name).await?;
-        Ok(github.repo(installation, owner, name)?)
-    }
-
     /// Brings GitHub's Deployments API up to date with our deployments of `repository`: creates the
     /// mirror of each new one (environment, commit, our id in the payload) and posts a status for each
     /// state GitHub has not seen. Plain-Git repositories and the service without an App have none.
@@ -189,7 +123,7 @@ impl Controller {
         if pending.is_empty() {
             return Ok(());
         }
-        let gh = self.github_repo_of(repository).await?;
+        let gh = self.sources().github_repo_of(repository).await?;
         for (d, github_id) in pending {
             let github_id = match github_id {
                 Some(id) => id as u64,
@@ -328,8 +262,8 @@ impl Controller {
                 })
             })
             .collect();
-        let token = self.git_token_for(repository).await?;
-        let url = self.url_for(repository);
+        let token = self.sources().git_token_for(repository).await?;
+        let url = self.sources().url_for(repository);
         let _held = self.mirrors.lock(repository).await;
         self.mirrors
             .run(&url, move |mirror| {

@@ -16,7 +16,8 @@ pub mod poller;
 mod promote;
 mod pulls;
 pub mod pushes;
-mod rollback;
+pub mod rollback;
+mod sources;
 pub mod tokens;
 pub mod views;
 mod worker;
@@ -71,13 +72,14 @@ impl From<crate::git::GitError> for JobError {
     }
 }
 
-pub use deployments::{DecisionError, DeploySource};
+pub use deployments::DecisionError;
+pub use sources::DeploySource;
 
 /// The service's domain side as one value the workers, the poller and the API share. Its parts are
 /// what the handlers take: the store, the mirrors (`Mirrors`), the notifier (`Notifier`), the agents'
 /// feed (`DesiredFeed`), the GitHub App; the pull-request handlers, the comment commands, the
-/// decisions and the planning of a deployment branch's commits get theirs explicitly
-/// (`PullRequests`, `Comments`, `Decisions`, `Pushes`).
+/// decisions, the planning of a deployment branch's commits, rollback and resume get theirs explicitly
+/// (`PullRequests`, `Comments`, `Decisions`, `Pushes`, `Rollbacks`, over `Sources`).
 pub struct Controller {
     pub store: Arc<dyn Store>,
     /// The GitHub App; `None` in plain-Git mode (no PR features, approvals by API only).
@@ -154,6 +156,23 @@ impl Controller {
             decisions: self.decisions(),
             after: self,
         }
+    }
+
+    /// Rollback and resume, over what they use.
+    pub fn rollbacks(&self) -> rollback::Rollbacks<'_> {
+        rollback::Rollbacks {
+            store: &*self.store,
+            mirrors: &self.mirrors,
+            sources: self.sources(),
+            decisions: self.decisions(),
+            pushes: self.pushes(),
+            revert_pull_requests: self.revert_pull_requests && self.github.is_some(),
+        }
+    }
+
+    /// Where each repository lives and how to reach it.
+    pub(crate) fn sources(&self) -> sources::Sources<'_> {
+        sources::Sources { github: self.github.as_deref(), repositories: &self.repositories, mirrors: &self.mirrors }
     }
 
     /// The handler of a deployment branch's commits and its dependencies.

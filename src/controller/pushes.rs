@@ -13,8 +13,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::decisions::{AfterDecision, Decisions};
-use super::deployments::{deployment_id, env_policy, load, ms, DeploySource};
-use super::{JobError, Mirrors};
+use super::deployments::{deployment_id, env_policy, load, ms};
+use super::{DeploySource, JobError, Mirrors};
 use crate::config::source::RepoFiles;
 use crate::config::{ConfigRepo, EnvName};
 use crate::deployment::short_sha as short;

@@ -5,15 +5,18 @@
 
 use chrono::{DateTime, Utc};
 
+use super::decisions::Decisions;
 use super::deployments::{deployment_id, load, ms};
-use super::{Controller, DecisionError, DeploySource, JobError};
+use super::pushes::Pushes;
+use super::sources::Sources;
+use super::{DecisionError, DeploySource, JobError, Mirrors};
 use crate::config::EnvName;
 use crate::deployment::{Cause, CommitSha, DeploymentId, Via};
 use crate::store::{
-    Approval, Deployment, DeploymentFilter, DeploymentState, EnvironmentPause, Gate, NewAudit, NewDeployment,
+    Approval, Deployment, DeploymentFilter, DeploymentState, EnvironmentPause, Gate, NewAudit, NewDeployment, Store,
 };
 
-/// A rollback before it is made: see [`Controller::plan_rollback`].
+/// A rollback before it is made: see [`Rollbacks::plan_rollback`].
 pub struct RollbackPlan {
     pub repository: String,
     pub source: DeploySource,
@@ -45,7 +48,22 @@ fn what_ran(mut completed: Vec<Deployment>) -> Vec<Deployment> {
     stack
 }
 
-impl Controller {
+/// What rollback and resume work with.
+pub struct Rollbacks<'a> {
+    pub(crate) store: &'a dyn Store,
+    /// What ran is read from the repository's mirror; the revert pull request's tree too.
+    pub(crate) mirrors: &'a Mirrors,
+    /// Where the repository deploys from, and its GitHub client for the revert pull request.
+    pub(crate) sources: Sources<'a>,
+    /// Signs the rollback, approved by whoever asked for it.
+    pub(crate) decisions: Decisions<'a>,
+    /// `resume` plans the branch head as a push would.
+    pub(crate) pushes: Pushes<'a>,
+    /// Whether a rollback opens a revert pull request (GitHub mode, unless turned off).
+    pub(crate) revert_pull_requests: bool,
+}
+
+impl Rollbacks<'_> {
     /// What a rollback of `environment` would do, without doing it: what runs, what it restores, and the
     /// plan of the change back. `honua rollback` shows it before asking.
     pub async fn plan_rollback(
@@ -96,7 +114,7 @@ impl Controller {
             })?,
         };
 
-        let source = self.source_for(&repository).await?;
+        let source = self.sources.source_for(&repository).await?;
         let mirror =
             self.mirrors.run(&source.url, |mirror| Ok::<_, DecisionError>(mirror.path().to_path_buf())).await?;
         let from = load(&mirror, &current.commit).await?;
@@ -148,7 +166,7 @@ impl Controller {
             target.id,
             target.commit.short()
         );
-        let new = self.decisions().signed(NewDeployment {
+        let new = self.decisions.signed(NewDeployment {
             deployment: Deployment {
                 id: id.clone(),
                 repository: repository.clone(),
@@ -204,7 +222,7 @@ impl Controller {
                 ms(at),
             )
             .await?;
-        if self.revert_pull_requests && self.github.is_some() && head != target.commit {
+        if self.revert_pull_requests && head != target.commit {
             if let Err(e) = self.open_revert_pull_request(&source, &head, &target, &id, actor).await {
                 // The rollback stands; Git is brought back by hand.
                 tracing::warn!(deployment = %id, error = %e, "could not open the revert pull request");
@@ -244,8 +262,8 @@ impl Controller {
         };
         // The branch is fetched before the pause is lifted: a remote that cannot be reached (or a branch
         // that is gone) leaves the environment paused, and the operator can ask again.
-        let source = self.source_for(&repository).await?;
-        let token = self.git_token_for(&repository).await?;
+        let source = self.sources.source_for(&repository).await?;
+        let token = self.sources.git_token_for(&repository).await?;
         let head = self.mirrors.fetch_branch(&source, token).await?;
         self.store.resume_environment(&repository, environment).await?;
         let entry = NewAudit {
@@ -261,8 +279,8 @@ impl Controller {
             ),
         };
         self.store.record_audit(&entry, ms(at)).await?;
-        let created = self.pushes().deploy_fetched(&source, &head, actor, at).await?;
-        self.events.notify_waiters();
+        // Planning tells the dashboards and the agents, the pause lifted included.
+        let created = self.pushes.deploy_fetched(&source, &head, actor, at).await?;
         Ok((pause, created.into_iter().find(|d| d.environment == environment)))
     }
 
@@ -297,7 +315,7 @@ impl Controller {
         rollback_id: &str,
         actor: &str,
     ) -> Result<(), JobError> {
-        let gh = self.github_repo_of(&source.repository).await?;
+        let gh = self.sources.github_repo_of(&source.repository).await?;
         let commit = target.commit.clone();
         let tree = self
             .mirrors

@@ -569,7 +569,10 @@ async fn rollback(
 ) -> Result<(StatusCode, Json<DeploymentDetail>), ApiError> {
     require_decider(&c, &caller, "", "rollback").await?;
     let b: RollbackBody = body(&bytes)?;
-    let d = c.rollback(b.repository.as_deref(), &env, b.to.as_deref(), &caller.0.name, chrono::Utc::now()).await?;
+    let d = c
+        .rollbacks()
+        .rollback(b.repository.as_deref(), &env, b.to.as_deref(), &caller.0.name, chrono::Utc::now())
+        .await?;
     mirror_later(&c, &d.repository);
     Ok((StatusCode::CREATED, Json(detail(&c, &d.id).await?)))
 }
@@ -599,7 +602,7 @@ async fn rollback_preview(
 ) -> Result<Json<RollbackPreview>, ApiError> {
     caller.require(Role::Viewer)?;
     let now = chrono::Utc::now();
-    let p = c.plan_rollback(q.repository.as_deref(), &env, q.to.as_deref(), now).await?;
+    let p = c.rollbacks().plan_rollback(q.repository.as_deref(), &env, q.to.as_deref(), now).await?;
     let (plan, breaking) = (
         crate::plan::render::plan_text(std::slice::from_ref(&p.plan), 100),
         p.plan.changes.changes.iter().any(|c| !c.breaking.is_empty()),
@@ -639,7 +642,7 @@ async fn resume(
     require_decider(&c, &caller, "", "resume").await?;
     let b: ResumeBody = body(&bytes)?;
     let now = chrono::Utc::now();
-    let (paused, deployment) = c.resume(b.repository.as_deref(), &env, &caller.0.name, now).await?;
+    let (paused, deployment) = c.rollbacks().resume(b.repository.as_deref(), &env, &caller.0.name, now).await?;
     if let Some(d) = &deployment {
         mirror_later(&c, &d.repository);
     }
