@@ -979,6 +979,30 @@ fn conforms(schema: &Value, answer: &Value) -> Result<(), String> {
     }
 }
 
+/// The example scene after main's first push, with the API's OpenAPI document: what the API contract
+/// tests start from.
+struct Pushed {
+    scene: ExampleScene,
+    api: Api,
+    doc: Value,
+    /// Main's commit, and its development and production deployments.
+    base: String,
+    dev: String,
+    prod: String,
+}
+
+impl Pushed {
+    async fn start(store: &Arc<dyn Store>) -> Pushed {
+        let scene = ExampleScene::start(store.clone()).await;
+        let api = Api { url: scene.service.url.clone(), client: reqwest::Client::new() };
+        let (_, doc) = api.call("GET", "/api/v1/openapi.json", None, None).await;
+        let (base, all) = scene.service.push_main(&scene.origin, "first-push").await;
+        let dev = of(&all, "development", &base).id.to_string();
+        let prod = of(&all, "production", &base).id.to_string();
+        Pushed { scene, api, doc, base, dev, prod }
+    }
+}
+
 /// Every body the API answers is what its OpenAPI document says, checked with a JSON Schema validator
 /// on real answers: environments with a completed deployment, its agent's heartbeat, an approval, the
 /// audit log. A body that breaks the contract (a required key gone, a wrong type) is refused.
@@ -986,16 +1010,10 @@ fn conforms(schema: &Value, answer: &Value) -> Result<(), String> {
 async fn every_answer_matches_its_documented_schema() {
     let db = common::db::sqlite().await;
     let store = db.store.clone();
-    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
-    let api = Api { url: service.url.clone(), client: reqwest::Client::new() };
-    let (_, doc) = api.call("GET", "/api/v1/openapi.json", None, None).await;
+    let Pushed { scene: _scene, api, doc, base, dev, prod } = Pushed::start(&store).await;
     let viewer = Api::token(&store, "viewer", Role::Viewer, None).await;
     let approver = Api::token(&store, "oncall", Role::Approver, None).await;
     let agent = Api::token(&store, "dev-agent-1", Role::Agent, Some("development")).await;
-
-    let (base, all) = service.push_main(&origin, "s-1").await;
-    let dev = of(&all, "development", &base).id.clone();
-    let prod = of(&all, "production", &base).id.clone();
     let heartbeat = json!({"deployment": dev, "commit": base, "sequence": 1, "health": "healthy",
         "version": "test", "sync": "drifted", "drifted": ["metadata.json"], "restored": null, "last_result": "ok"});
     assert_eq!(api.call("POST", "/api/v1/agent/heartbeat", Some(&agent), Some(heartbeat)).await.0, 204);
@@ -1110,19 +1128,13 @@ async fn every_error_the_api_answers_is_documented_for_its_route() {
     let url = format!("sqlite://{}", dir.path().join("honua.db").display());
     let sql = Arc::new(honua_gitops::store::SqlStore::open(&url).await.unwrap());
     let store: Arc<dyn Store> = sql.clone();
-    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
-    let client = reqwest::Client::new();
-    let (_, doc) =
-        Api { url: service.url.clone(), client: client.clone() }.call("GET", "/api/v1/openapi.json", None, None).await;
+    let Pushed { scene: _scene, api, doc, base: _, dev, prod } = Pushed::start(&store).await;
     let viewer = Api::token(&store, "viewer", Role::Viewer, None).await;
     let admin = Api::token(&store, "root", Role::Admin, None).await;
     let agent = Api::token(&store, "dev-agent-1", Role::Agent, Some("development")).await;
-    let (base, all) = service.push_main(&origin, "e-1").await;
-    let dev = of(&all, "development", &base).id.to_string();
-    let prod = of(&all, "production", &base).id.to_string();
 
     let answer = |method: &str, path: String, token: &str, body: Option<String>| {
-        let (client, url, token) = (client.clone(), format!("{}{path}", service.url), token.to_string());
+        let (client, url, token) = (api.client.clone(), format!("{}{path}", api.url), token.to_string());
         let get = method == "get";
         async move {
             let req = if get { client.get(url) } else { client.post(url) };
