@@ -281,6 +281,36 @@ async fn a_newer_merge_supersedes_a_deployment_that_has_not_started(store: Arc<d
     assert!(body["transitions"].as_array().unwrap().iter().any(|t| t["message"] == "rejected by mike: not this week"));
 }
 
+/// GitHub does not promise the order of its deliveries, and a push whose job failed is retried later: a
+/// push processed after a newer commit landed on the branch plans nothing, so an environment never goes
+/// back to an older commit by itself (a rollback does that, on purpose).
+async fn a_late_push_of_an_older_commit_never_supersedes_a_newer_one(store: Arc<dyn Store>) {
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
+    service.push_main(&origin, "l-1").await;
+    let older = origin.merge(&common::examples().join("honua-config-pr"));
+    let tree = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::examples().join("honua-config-pr"), tree.path());
+    let meta = tree.path().join("environments/development/metadata.yaml");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, text.replacen("title:", "title: Newer ", 1)).unwrap();
+    let newer = origin.merge(tree.path());
+
+    service.deliver("push", "l-3", common::push_payload(&older, &newer, "bob")).await;
+    let all = wait_for_deployments(&store, "the newer commit in development", |all| {
+        all.iter().any(|d| d.environment == "development" && d.commit == newer)
+    })
+    .await;
+    let planned = of(&all, "development", &newer).clone();
+
+    // The older commit's push comes last.
+    let job = service.deliver_and_wait("push", "l-2", common::push_payload(&newer, &older, "bob")).await;
+    assert_eq!(job.state, honua_gitops::store::JobState::Done, "{job:?}");
+    let all = store.deployments(&DeploymentFilter { limit: 1000, ..Default::default() }).await.unwrap();
+    assert!(!all.iter().any(|d| d.commit == older), "the older commit was planned after the newer: {all:#?}");
+    let still = store.deployment(&planned.id).await.unwrap().unwrap();
+    assert_eq!(still.state, planned.state, "{still:#?}");
+}
+
 async fn a_push_whose_webhook_was_lost_is_deployed_by_polling(store: Arc<dyn Store>) {
     let ExampleScene { github, origin, service } = ExampleScene::start(store.clone()).await;
     github.set_branch(REPO, "main", &origin.main_sha());
@@ -879,6 +909,7 @@ on_both_stores!(
     a_repository_whose_default_branch_is_not_main_rolls_back_and_resumes_on_that_branch,
     a_merge_deploys_development_and_staging_and_production_waits_for_an_approver,
     a_newer_merge_supersedes_a_deployment_that_has_not_started,
+    a_late_push_of_an_older_commit_never_supersedes_a_newer_one,
     a_push_whose_webhook_was_lost_is_deployed_by_polling,
     plain_git_mode_polls_a_remote_without_any_app,
     a_deployment_waiting_past_its_approval_timeout_expires,

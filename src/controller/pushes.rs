@@ -38,7 +38,10 @@ impl Pushes<'_> {
     /// Fetches `source`'s branch into its mirror and plans every environment of `sha`, creating the
     /// deployments the changes call for. Safe to run twice for one commit (a retried job, a webhook
     /// and a poll): an environment whose newest unstarted deployment already plans this config gets
-    /// nothing new.
+    /// nothing new. A commit that is no longer the branch's head plans nothing: GitHub does not promise
+    /// the order of its deliveries and a failed job is retried later, and planning an older commit
+    /// after a newer one would take the environments back by themselves. The head's own push (or the
+    /// poller, when that push is lost) plans what the branch holds.
     pub async fn deploy_commit(
         &self,
         source: &DeploySource,
@@ -47,7 +50,17 @@ impl Pushes<'_> {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<Deployment>, JobError> {
-        self.mirrors.fetch_branch(source, token).await?;
+        let head = self.mirrors.fetch_branch(source, token).await?;
+        if head != sha {
+            let wanted = sha.to_string();
+            // A commit the fetch did not bring is not known to be older: it fails below, and is retried.
+            let known = self.mirrors.run(&source.url, move |m| Ok::<_, JobError>(m.resolve(&wanted).is_ok())).await?;
+            if known {
+                tracing::info!(repository = %source.repository, commit = %sha, head = %head, branch = %source.branch, "the branch has moved on from this commit; its head is planned instead");
+                metrics::counter!("honua_push_heads_coalesced_total").increment(1);
+                return Ok(Vec::new());
+            }
+        }
         self.deploy_fetched(source, sha, actor, at).await
     }
 

@@ -8,7 +8,7 @@ use honua_gitops::controller::Controller;
 use honua_gitops::github::client::GithubApp;
 use honua_gitops::github::webhook::{sign, WebhookSecret};
 use honua_gitops::server::{router, AppState};
-use honua_gitops::store::{Deployment, DeploymentFilter, Store};
+use honua_gitops::store::{Deployment, DeploymentFilter, JobState, JobStatus, Store};
 use tokio::sync::watch;
 
 use super::fake_github::FakeGithub;
@@ -140,6 +140,24 @@ impl Service {
 
     pub async fn deliver(&self, event: &str, delivery: &str, body: Vec<u8>) {
         assert_eq!(self.try_deliver(event, delivery, body).await, 202);
+    }
+
+    /// Delivers, and waits (60 s at most) until the service has processed the delivery's job; returns
+    /// how the job ended.
+    pub async fn deliver_and_wait(&self, event: &str, delivery: &str, body: Vec<u8>) -> JobStatus {
+        let resp = webhook(&self.client, &self.url, SECRET, event, delivery, body).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 202);
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        let id = answer["job"].as_i64().unwrap_or_else(|| panic!("no job in {answer}"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let job = self.controller.store.job(id).await.unwrap().expect("the queued job");
+            if matches!(job.state, JobState::Done | JobState::Failed) {
+                return job;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for job {id}: {job:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Delivers and returns the status (0 when the request failed), as GitHub sees it.
