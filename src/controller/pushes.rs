@@ -50,33 +50,49 @@ impl Pushes<'_> {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<Deployment>, JobError> {
-        let head = self.mirrors.fetch_branch(source, token).await?;
-        if head != sha {
-            let wanted = sha.to_string();
-            // A commit the fetch did not bring is not known to be older: it fails below, and is retried.
-            let known = self.mirrors.run(&source.url, move |m| Ok::<_, JobError>(m.resolve(&wanted).is_ok())).await?;
-            if known {
-                tracing::info!(repository = %source.repository, commit = %sha, head = %head, branch = %source.branch, "the branch has moved on from this commit; its head is planned instead");
-                metrics::counter!("honua_push_heads_coalesced_total").increment(1);
-                return Ok(Vec::new());
-            }
-        }
-        self.deploy_fetched(source, sha, actor, at).await
+        self.mirrors.fetch_branch(source, token).await?;
+        self.plan(source, Some(sha), actor, at).await
     }
 
-    /// [`deploy_commit`](Self::deploy_commit) of a commit the mirror already has (nothing is fetched).
-    /// Planning holds the repository's lock, so two plans of one commit never race to create its
-    /// deployments.
-    pub async fn deploy_fetched(
+    /// Plans the head of `source`'s branch as the mirror's last fetch left it (nothing is fetched), as
+    /// [`deploy_commit`](Self::deploy_commit) plans a commit.
+    pub async fn deploy_head(
         &self,
         source: &DeploySource,
-        sha: &str,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Deployment>, JobError> {
+        self.plan(source, None, actor, at).await
+    }
+
+    /// Plans `wanted` (else the branch's head) while holding the repository's lock, so two plans never
+    /// race to create one commit's deployments, and the head a concurrent fetch moved is seen here.
+    async fn plan(
+        &self,
+        source: &DeploySource,
+        wanted: Option<&str>,
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<Deployment>, JobError> {
         let created = {
             let _held = self.mirrors.lock(&source.repository).await;
-            let mirror = self.mirrors.run(&source.url, |mirror| Ok::<_, JobError>(mirror.path().to_path_buf())).await?;
+            let (branch, wanted_owned) = (format!("refs/heads/{}", source.branch), wanted.map(str::to_string));
+            let (mirror, head, known) = self
+                .mirrors
+                .run(&source.url, move |m| {
+                    let head = m.resolve(&branch)?;
+                    // A commit the fetch did not bring is not known to be older: it fails below, and is
+                    // retried.
+                    let known = wanted_owned.is_some_and(|w| m.resolve(&w).is_ok());
+                    Ok::<_, JobError>((m.path().to_path_buf(), head, known))
+                })
+                .await?;
+            let sha = wanted.unwrap_or(&head);
+            if sha != head && known {
+                tracing::info!(repository = %source.repository, commit = %sha, head = %head, branch = %source.branch, "the branch has moved on from this commit; its head is planned instead");
+                metrics::counter!("honua_push_heads_coalesced_total").increment(1);
+                return Ok(Vec::new());
+            }
             let to = load(&mirror, sha).await?;
             let mut created = Vec::new();
             for env in to.environments().cloned().collect::<Vec<_>>() {

@@ -264,7 +264,7 @@ impl Rollbacks<'_> {
         // that is gone) leaves the environment paused, and the operator can ask again.
         let source = self.sources.source_for(&repository).await?;
         let token = self.sources.git_token_for(&repository).await?;
-        let head = self.mirrors.fetch_branch(&source, token).await?;
+        self.mirrors.fetch_branch(&source, token).await?;
         self.store.resume_environment(&repository, environment).await?;
         let entry = NewAudit {
             actor: actor.into(),
@@ -280,7 +280,7 @@ impl Rollbacks<'_> {
         };
         self.store.record_audit(&entry, ms(at)).await?;
         // Planning tells the dashboards and the agents, the pause lifted included.
-        let created = self.pushes.deploy_fetched(&source, &head, actor, at).await?;
+        let created = self.pushes.deploy_head(&source, actor, at).await?;
         Ok((pause, created.into_iter().find(|d| d.environment == environment)))
     }
 
