@@ -217,8 +217,36 @@ async fn a_burst_of_pushes_plans_only_the_newest_head(store: Arc<dyn Store>) {
     assert_eq!(github.comments(REPO, 8).len(), 1);
 
     // A force-push back to an older head makes that head current again: it is planned.
+    let oid = git2::Oid::from_str(&first).unwrap();
+    origin.repo.reference("refs/pull/8/head", oid, true, "force-push").unwrap();
     service.pull_request("d-8d", "synchronize", 8, &first, &origin.main_sha()).await;
     github.wait_for(WAIT, "checks on the head pushed again", |gh| completed(gh, &first)).await;
+}
+
+/// GitHub does not promise the order of its deliveries: when the newer push of a PR arrives first and
+/// the older one after it, the PR's head as it is now is what gets the checks and the plan comment,
+/// never the older head (whose plan reviewers would read as current).
+async fn pushes_delivered_out_of_order_check_the_head_the_pr_has(store: Arc<dyn Store>) {
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let service = Service::start_idle(&github, &origin, store).await;
+    let older = origin.push_pr(10, &common::examples().join("honua-config-pr"));
+    let newer = origin.push_pr(10, &common::examples().join("honua-config"));
+    service.pull_request("d-10b", "synchronize", 10, &newer, &origin.main_sha()).await;
+    service.pull_request("d-10a", "opened", 10, &older, &origin.main_sha()).await;
+    service.start_worker("w1");
+    github.wait_for(WAIT, "checks on the PR's head", |gh| completed(gh, &newer)).await;
+    for _ in 0..600 {
+        if service.controller.store.queue_depth().await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(service.controller.store.queue_depth().await.unwrap(), 0);
+    assert!(github.check_runs(&older).is_empty(), "the older head was checked");
+    let comments = github.comments(REPO, 10);
+    assert_eq!(comments.len(), 1, "{comments:#?}");
+    assert!(!comments[0].body.contains("bike_lanes"), "the comment shows the older head's plan: {}", comments[0].body);
 }
 
 async fn a_pr_from_a_fork_is_checked_from_the_base_repository_alone(store: Arc<dyn Store>) {
@@ -242,6 +270,7 @@ async fn a_pr_from_a_fork_is_checked_from_the_base_repository_alone(store: Arc<d
 
 on_both_stores!(
     a_burst_of_pushes_plans_only_the_newest_head,
+    pushes_delivered_out_of_order_check_the_head_the_pr_has,
     a_pr_from_a_fork_is_checked_from_the_base_repository_alone,
     opening_a_pr_gives_two_checks_and_one_plan_comment_which_a_push_edits,
     an_invalid_config_fails_validation_with_every_annotation,

@@ -1,7 +1,8 @@
 //! The pull-request flow, as handlers with explicit dependencies (the pattern of bors's `handlers/`):
 //! each takes the store, the mirrors and the repository's GitHub client it works with, and nothing else
 //! of the service. A PR opened, pushed to or re-run gets its two check runs, the sticky plan comment
-//! with its approvals table, and approvals given at an older head withdrawn.
+//! with its approvals table, and approvals given at an older head withdrawn; always for the head the PR
+//! has when its job runs, whatever order the deliveries came in.
 
 use std::sync::Arc;
 
@@ -58,10 +59,22 @@ impl PullRequests<'_> {
         retry: bool,
     ) -> Result<(), JobError> {
         let gh = self.gh;
+        let (current, known) = self.fetch(repo, number, base_ref, head_sha).await?;
+        // GitHub does not promise the order of its deliveries: a push that arrives after a newer one
+        // would put an older plan in the comment and withdraw the approvals of the newer head. What the
+        // PR holds now is checked instead (reusing runs its own delivery may have made already).
+        let (head_sha, retry) = match current != head_sha && known {
+            true => {
+                tracing::info!(repository = %repo.full_name(), number, delivered = %head_sha, head = %current, "the PR has moved on from this head; its head is checked instead");
+                metrics::counter!("honua_pr_heads_coalesced_total").increment(1);
+                (current.as_str(), true)
+            }
+            false => (head_sha, retry),
+        };
         let details = self.details_url(repo, number, head_sha);
         let validate_id = gh.create_check_run(VALIDATE_CHECK, head_sha, details.as_deref(), retry).await?;
         let diff_id = gh.create_check_run(DIFF_CHECK, head_sha, details.as_deref(), retry).await?;
-        let planned = self.plan(repo, number, head_sha, base_ref).await?;
+        let planned = self.plan_fetched(repo, head_sha, base_ref).await?;
 
         gh.complete_check_run(validate_id, &validate_check(&planned.diagnostics)).await?;
         gh.complete_check_run(diff_id, &diff_check(&planned.plans)).await?;
@@ -99,6 +112,20 @@ impl PullRequests<'_> {
         head_sha: &str,
         base_ref: &str,
     ) -> Result<PlannedPr, JobError> {
+        self.fetch(repo, number, base_ref, head_sha).await?;
+        self.plan_fetched(repo, head_sha, base_ref).await
+    }
+
+    /// Fetches the PR's base branch and head into the mirror. Returns the PR's head as fetched, and
+    /// whether the mirror has `head_sha` (a commit the fetch did not bring is newer than GitHub's
+    /// `refs/pull/N/head` showed, or gone).
+    async fn fetch(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        base_ref: &str,
+        head_sha: &str,
+    ) -> Result<(String, bool), JobError> {
         let token = self.gh.git_token().await.ok();
         let _held = self.mirrors.lock(&repo.full_name()).await;
         let (head, base_ref, head_sha) =
@@ -106,6 +133,17 @@ impl PullRequests<'_> {
         self.mirrors
             .run(&self.mirrors.url_of(&repo.full_name()), move |mirror| {
                 mirror.fetch(&[&base_ref, &head], token.as_deref())?;
+                Ok((mirror.resolve(&head)?, mirror.resolve(&head_sha).is_ok()))
+            })
+            .await
+    }
+
+    /// Plans `head_sha` against the base branch as the mirror has it (nothing is fetched).
+    async fn plan_fetched(&self, repo: &RepoRef, head_sha: &str, base_ref: &str) -> Result<PlannedPr, JobError> {
+        let _held = self.mirrors.lock(&repo.full_name()).await;
+        let (base_ref, head_sha) = (format!("refs/heads/{base_ref}"), head_sha.to_string());
+        self.mirrors
+            .run(&self.mirrors.url_of(&repo.full_name()), move |mirror| {
                 let base_sha = mirror.resolve(&base_ref)?;
                 // The policy comes from the base: `from` is the base branch as it is now.
                 let from = ConfigRepo::load_git(mirror.path(), &base_sha)?;
