@@ -391,11 +391,7 @@ async fn refused_the_approval_of_a_superseded_deployment(store: Arc<dyn Store>) 
     let merged = w.merge(27, &head, &pr_tree()).await;
     w.wait_deployments("first merge", |all| all.iter().filter(|d| d.commit == merged).count() == 3).await;
     // Another change lands on main before anyone approved production.
-    let later = tempfile::tempdir().unwrap();
-    common::copy_tree(&pr_tree(), later.path());
-    let meta = later.path().join("environments/production/metadata.yaml");
-    let text = std::fs::read_to_string(&meta).unwrap();
-    std::fs::write(&meta, text.replacen("title:", "title: Later ", 1)).unwrap();
+    let later = common::retitled(&pr_tree(), "production", "Later");
     let before = w.origin.main_sha();
     let newer = w.origin.merge(later.path());
     w.push(&before, &newer).await;

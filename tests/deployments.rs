@@ -288,11 +288,7 @@ async fn a_late_push_of_an_older_commit_never_supersedes_a_newer_one(store: Arc<
     let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
     service.push_main(&origin, "l-1").await;
     let older = origin.merge(&common::examples().join("honua-config-pr"));
-    let tree = tempfile::tempdir().unwrap();
-    common::copy_tree(&common::examples().join("honua-config-pr"), tree.path());
-    let meta = tree.path().join("environments/development/metadata.yaml");
-    let text = std::fs::read_to_string(&meta).unwrap();
-    std::fs::write(&meta, text.replacen("title:", "title: Newer ", 1)).unwrap();
+    let tree = common::retitled(&common::examples().join("honua-config-pr"), "development", "Newer");
     let newer = origin.merge(tree.path());
 
     service.deliver("push", "l-3", common::push_payload(&older, &newer, "bob")).await;
@@ -441,11 +437,7 @@ async fn a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr(s
     assert_eq!(dev.len(), 3, "{dev:#?}");
 
     // A newer commit lands: automatic deployments resume.
-    let fixed = tempfile::tempdir().unwrap();
-    common::copy_tree(&common::examples().join("honua-config"), fixed.path());
-    let meta = fixed.path().join("environments/development/metadata.yaml");
-    let text = std::fs::read_to_string(&meta).unwrap();
-    std::fs::write(&meta, text.replacen("title:", "title: Fixed ", 1)).unwrap();
+    let fixed = common::retitled(&common::examples().join("honua-config"), "development", "Fixed");
     let newer = origin.merge(fixed.path());
     service.deliver("push", "r-4", common::push_payload(&merged, &newer, "bob")).await;
     wait_for_deployments(&store, "development resumes", |all| {
@@ -477,10 +469,7 @@ async fn rolling_back_twice_goes_further_back_and_resume_lifts_the_pause(store: 
     service.deliver("push", "t-2", common::push_payload(&c0, &c1, "bob")).await;
     let all = wait_for_deployments(&store, "c1", |all| in_dev(all, &c1).is_some()).await;
     complete(&store, &in_dev(&all, &c1).unwrap()).await;
-    let newer = tempfile::tempdir().unwrap();
-    common::copy_tree(&common::examples().join("honua-config-pr"), newer.path());
-    let meta = newer.path().join("environments/development/metadata.yaml");
-    std::fs::write(&meta, std::fs::read_to_string(&meta).unwrap().replacen("title:", "title: Newer ", 1)).unwrap();
+    let newer = common::retitled(&common::examples().join("honua-config-pr"), "development", "Newer");
     let c2 = origin.merge(newer.path());
     service.deliver("push", "t-3", common::push_payload(&c1, &c2, "bob")).await;
     let all = wait_for_deployments(&store, "c2", |all| in_dev(all, &c2).is_some()).await;
@@ -880,11 +869,7 @@ async fn a_deployment_waiting_past_its_approval_timeout_expires(store: Arc<dyn S
     assert!(expiry.message.contains("approvalTimeout"), "{}", expiry.message);
 
     // A newer commit waits again; the sweep expires it once its hour is up, and only then.
-    let later = tempfile::tempdir().unwrap();
-    common::copy_tree(tree.path(), later.path());
-    let meta = later.path().join("environments/production/metadata.yaml");
-    let text = std::fs::read_to_string(&meta).unwrap();
-    std::fs::write(&meta, text.replacen("title:", "title: Later ", 1)).unwrap();
+    let later = common::retitled(tree.path(), "production", "Later");
     let newer = origin.merge(later.path());
     service.deliver("push", "x-2", common::push_payload(&base, &newer, "alice")).await;
     let all = wait_for_deployments(&store, "the newer production deployment", |all| {

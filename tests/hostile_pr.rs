@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fake_github::FakeGithub;
-use common::service::{webhook, ExampleScene, Service};
+use common::service::{webhook, ExampleScene};
 use common::{Origin, REPO};
 use honua_gitops::store::{now_ms, JobState, Store};
 
@@ -274,9 +274,7 @@ async fn another_bots_comment_with_our_marker_is_left_alone(store: Arc<dyn Store
 /// A job whose worker vanished twice (simulated: two claims whose leases ran out) is not run a third
 /// time: it is failed as quarantined, and the PR's checks say so, neutral.
 async fn a_job_that_stopped_its_worker_twice_is_quarantined(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start_idle(&github, &origin, store.clone()).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start_idle(store.clone()).await;
     let head = origin.push_pr(13, &common::examples().join("honua-config-pr"));
     service.pull_request("d-crash", "opened", 13, &head, &origin.main_sha()).await;
     // Two workers claim the job and die with it (their leases run out at once).

@@ -192,9 +192,7 @@ async fn github_errors_are_retried_without_a_second_pair_of_checks(store: Arc<dy
 }
 
 async fn a_burst_of_pushes_plans_only_the_newest_head(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start_idle(&github, &origin, store).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start_idle(store).await;
     // Three pushes arrive before any worker is free: only the last head is worth GitHub's requests.
     let first = origin.push_pr(8, &common::examples().join("honua-config-pr"));
     let second = origin.push_pr(8, &common::examples().join("honua-config"));
@@ -205,13 +203,7 @@ async fn a_burst_of_pushes_plans_only_the_newest_head(store: Arc<dyn Store>) {
     service.start_worker("w1");
     github.wait_for(WAIT, "checks on the newest head", |gh| completed(gh, &third)).await;
     // Every job has finished once the queue is empty; the older heads got nothing.
-    for _ in 0..600 {
-        if service.controller.store.queue_depth().await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(service.controller.store.queue_depth().await.unwrap(), 0);
+    service.wait_until_idle().await;
     assert!(github.check_runs(&first).is_empty(), "superseded head planned");
     assert!(github.check_runs(&second).is_empty(), "superseded head planned");
     assert_eq!(github.comments(REPO, 8).len(), 1);
@@ -227,22 +219,14 @@ async fn a_burst_of_pushes_plans_only_the_newest_head(store: Arc<dyn Store>) {
 /// the older one after it, the PR's head as it is now is what gets the checks and the plan comment,
 /// never the older head (whose plan reviewers would read as current).
 async fn pushes_delivered_out_of_order_check_the_head_the_pr_has(store: Arc<dyn Store>) {
-    let github = FakeGithub::start().await;
-    let origin = Origin::new(&common::examples().join("honua-config"));
-    let service = Service::start_idle(&github, &origin, store).await;
+    let ExampleScene { github, origin, service } = ExampleScene::start_idle(store).await;
     let older = origin.push_pr(10, &common::examples().join("honua-config-pr"));
     let newer = origin.push_pr(10, &common::examples().join("honua-config"));
     service.pull_request("d-10b", "synchronize", 10, &newer, &origin.main_sha()).await;
     service.pull_request("d-10a", "opened", 10, &older, &origin.main_sha()).await;
     service.start_worker("w1");
     github.wait_for(WAIT, "checks on the PR's head", |gh| completed(gh, &newer)).await;
-    for _ in 0..600 {
-        if service.controller.store.queue_depth().await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(service.controller.store.queue_depth().await.unwrap(), 0);
+    service.wait_until_idle().await;
     assert!(github.check_runs(&older).is_empty(), "the older head was checked");
     let comments = github.comments(REPO, 10);
     assert_eq!(comments.len(), 1, "{comments:#?}");

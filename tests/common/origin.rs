@@ -153,6 +153,17 @@ pub fn check_suite_rerequested(head_sha: &str, number: u64) -> Vec<u8> {
     .unwrap()
 }
 
+/// A copy of the config tree `from` whose `env` metadata has its first title prefixed with `prefix`: a
+/// change to that environment alone, for a newer commit that must plan something there.
+pub fn retitled(from: &Path, env: &str, prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(from, dir.path());
+    let meta = dir.path().join(format!("environments/{env}/metadata.yaml"));
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, text.replacen("title:", &format!("title: {prefix} "), 1)).unwrap();
+    dir
+}
+
 pub fn copy_tree(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

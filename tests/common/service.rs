@@ -31,6 +31,14 @@ impl ExampleScene {
         let service = Service::start(&github, &origin, store).await;
         ExampleScene { github, origin, service }
     }
+
+    /// As [`start`](Self::start), with no worker yet: deliveries queue until the test starts one.
+    pub async fn start_idle(store: Arc<dyn Store>) -> ExampleScene {
+        let github = FakeGithub::start().await;
+        let origin = Origin::new(&super::examples().join("honua-config"));
+        let service = Service::start_idle(&github, &origin, store).await;
+        ExampleScene { github, origin, service }
+    }
 }
 
 /// Waits (60 s at most) until the deployments in `store` satisfy `done`; returns them all.
@@ -140,6 +148,17 @@ impl Service {
 
     pub async fn deliver(&self, event: &str, delivery: &str, body: Vec<u8>) {
         assert_eq!(self.try_deliver(event, delivery, body).await, 202);
+    }
+
+    /// Waits (30 s at most) until every queued job has finished.
+    pub async fn wait_until_idle(&self) {
+        for _ in 0..600 {
+            if self.controller.store.queue_depth().await.unwrap() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("jobs still queued after 30 s: {}", self.controller.store.queue_depth().await.unwrap());
     }
 
     /// Delivers, and waits (60 s at most) until the service has processed the delivery's job; returns
