@@ -422,6 +422,8 @@ async fn a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr(s
     let (pull, commit) = github.opened_pulls().remove(0);
     assert_eq!(pull["base"], "main");
     assert_eq!(pull["head"], format!("honua/rollback-{rollback_id}").as_str());
+    let body = pull["body"].as_str().unwrap_or_default();
+    assert!(body.contains(&format!("by `oncall`: deployment `{rollback_id}`")), "{body}");
     let base_tree = origin.repo.find_commit(git2::Oid::from_str(&base).unwrap()).unwrap().tree_id().to_string();
     assert_eq!(commit["tree"], base_tree.as_str());
     assert_eq!(commit["parents"][0], merged.as_str());

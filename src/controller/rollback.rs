@@ -12,6 +12,7 @@ use super::sources::Sources;
 use super::{DecisionError, DeploySource, JobError, Mirrors};
 use crate::config::EnvName;
 use crate::deployment::{Cause, CommitSha, DeploymentId, Via};
+use crate::markdown;
 use crate::store::{
     Approval, Deployment, DeploymentFilter, DeploymentState, EnvironmentPause, Gate, NewAudit, NewDeployment, Store,
 };
@@ -335,17 +336,8 @@ impl Rollbacks<'_> {
         );
         let commit = gh.create_commit(&message, &tree, head).await?;
         gh.create_branch(&branch, &commit).await?;
-        let body = format!(
-            "`{}` was rolled back to commit {} (deployment `{}`) by {actor}: deployment `{rollback_id}`.\n\n\
-             Merging this pull request makes `{}` match what runs again. Automatic deployments of `{}` are paused \
-             until a newer commit lands on `{}`.",
-            target.environment,
-            target.commit.short(),
-            target.id,
-            source.branch,
-            target.environment,
-            source.branch
-        );
+        let restored = (target.environment.as_str(), target.commit.short(), target.id.as_str());
+        let body = revert_body(restored, rollback_id, actor, &source.branch);
         gh.open_pull_request(
             &format!("Roll back {} to {}", target.environment, target.commit.short()),
             &branch,
@@ -354,5 +346,38 @@ impl Rollbacks<'_> {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// The revert pull request's description, for `restored` (environment, short commit, deployment). The
+/// requester is a token's name and the branch a Git ref: values, quoted so that neither becomes a
+/// mention, a link or markup in the pull request.
+fn revert_body(restored: (&str, &str, &str), rollback_id: &str, actor: &str, branch: &str) -> String {
+    let (environment, commit, target) = restored;
+    let (environment, branch) = (markdown::code(environment), markdown::code(branch));
+    format!(
+        "{environment} was rolled back to commit {commit} (deployment {}) by {}: deployment {}.\n\n\
+         Merging this pull request makes {branch} match what runs again. Automatic deployments of {environment} \
+         are paused until a newer commit lands on {branch}.",
+        markdown::code(target),
+        markdown::code(actor),
+        markdown::code(rollback_id),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::revert_body;
+
+    #[test]
+    fn the_revert_pull_request_quotes_the_requester_and_the_branch() {
+        let restored = ("production", "abc1234", "prod-20261202010000-abc1234");
+        let body = revert_body(restored, "prod-20261202020000-abc1234", "@city/ops [docs](https://x.example)", "main");
+        assert!(body.contains("by `@city/ops [docs](https://x.example)`:"), "{body}");
+        assert!(body.starts_with("`production` was rolled back to commit abc1234"), "{body}");
+        assert!(body.contains("makes `main` match"), "{body}");
+        // A name with a backtick cannot close its code span.
+        let body = revert_body(restored, "r", "a`b", "main");
+        assert!(body.contains("by ``a`b``:"), "{body}");
     }
 }
