@@ -160,6 +160,40 @@ fn new_deployment(id: &str, env: &str, sequence: i64, state: DeploymentState) ->
     }
 }
 
+/// A commit planned twice at once (a webhook and a poll, or two replicas) makes one deployment per
+/// environment: a push deployment of a commit and plan that has not started is not created again,
+/// however many try at once. A rollback to that commit is (it is asked for).
+async fn a_commit_planned_twice_at_once_makes_one_deployment(s: Arc<dyn Store>) {
+    use honua_gitops::store::Created;
+    let awaiting = DeploymentState::AwaitingApproval;
+    s.next_sequence("city/gis-config", "production").await.unwrap();
+    let attempts = (0..8).map(|i| {
+        let s = s.clone();
+        let mut new = new_deployment(&format!("prod-{i}"), "production", 7, awaiting);
+        new.deployment.sequence = 7 + i;
+        tokio::spawn(async move { s.create_deployment(&new, 10).await.unwrap() })
+    });
+    let outcomes: Vec<Created> =
+        futures_util::future::join_all(attempts).await.into_iter().map(Result::unwrap).collect();
+    let created = outcomes.iter().filter(|o| matches!(o, Created::New { .. })).count();
+    assert_eq!(created, 1, "{outcomes:?}");
+    let all = s.deployments(&DeploymentFilter { limit: 100, ..Default::default() }).await.unwrap();
+    let live: Vec<_> = all.iter().filter(|d| d.state == awaiting).collect();
+    assert_eq!(live.len(), 1, "{all:#?}");
+    assert!(outcomes.iter().all(|o| match o {
+        Created::AlreadyPlanned(id) => id == live[0].id.as_str(),
+        Created::New { superseded } => superseded.is_empty(),
+    }));
+
+    let mut rollback = new_deployment("prod-rollback", "production", 7, DeploymentState::Approved);
+    rollback.deployment.cause = honua_gitops::deployment::Cause::Rollback;
+    rollback.deployment.sequence = 20;
+    assert_eq!(
+        s.create_deployment(&rollback, 20).await.unwrap(),
+        Created::New { superseded: vec![live[0].id.to_string()] }
+    );
+}
+
 async fn deployments_supersede_unstarted_ones_and_transitions_are_compare_and_set(s: Arc<dyn Store>) {
     let seq = [
         s.next_sequence("city/gis-config", "production").await.unwrap(),
@@ -169,14 +203,29 @@ async fn deployments_supersede_unstarted_ones_and_transitions_are_compare_and_se
     assert_eq!(seq, [1, 2, 1], "per environment, never handed out twice");
 
     let awaiting = DeploymentState::AwaitingApproval;
-    assert!(s.create_deployment(&new_deployment("prod-1", "production", 1, awaiting), 10).await.unwrap().is_empty());
-    assert!(s.create_deployment(&new_deployment("stage-1", "staging", 1, awaiting), 10).await.unwrap().is_empty());
+    assert!(s
+        .create_deployment(&new_deployment("prod-1", "production", 1, awaiting), 10)
+        .await
+        .unwrap()
+        .superseded()
+        .is_empty());
+    assert!(s
+        .create_deployment(&new_deployment("stage-1", "staging", 1, awaiting), 10)
+        .await
+        .unwrap()
+        .superseded()
+        .is_empty());
     // A started one is never superseded; an unstarted one is.
     assert!(s.transition("prod-1", DeploymentState::Rejected, "bob", "no", 11).await.unwrap());
     assert!(!s.transition("prod-1", DeploymentState::Approved, "bob", "late", 12).await.unwrap(), "CAS");
-    assert!(s.create_deployment(&new_deployment("prod-2", "production", 2, awaiting), 20).await.unwrap().is_empty());
+    assert!(s
+        .create_deployment(&new_deployment("prod-2", "production", 2, awaiting), 20)
+        .await
+        .unwrap()
+        .superseded()
+        .is_empty());
     let superseded = s.create_deployment(&new_deployment("prod-3", "production", 3, awaiting), 30).await.unwrap();
-    assert_eq!(superseded, ["prod-2"]);
+    assert_eq!(superseded.superseded(), ["prod-2"]);
     assert_eq!(s.deployment("prod-2").await.unwrap().unwrap().state, DeploymentState::Superseded);
     assert_eq!(s.deployment("prod-1").await.unwrap().unwrap().state, DeploymentState::Rejected);
     assert_eq!(s.deployment("stage-1").await.unwrap().unwrap().state, awaiting, "other environments untouched");
@@ -323,6 +372,7 @@ on_both_stores!(
     takeovers_are_counted_and_the_second_quarantines,
     replicas_share_one_github_write_budget_per_installation,
     deployments_supersede_unstarted_ones_and_transitions_are_compare_and_set,
+    a_commit_planned_twice_at_once_makes_one_deployment,
     tokens_keys_and_branch_heads,
     a_delivery_is_recorded_once_and_its_job_claimed_once,
     an_expired_lease_is_taken_over_and_the_old_holder_refused,

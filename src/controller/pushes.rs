@@ -21,7 +21,9 @@ use crate::deployment::short_sha as short;
 use crate::deployment::{Cause, DeploymentId, Via};
 use crate::diff::{diff_environment, values};
 use crate::policy::Decision;
-use crate::store::{Approval, Deployment, DeploymentFilter, DeploymentState, Gate, NewAudit, NewDeployment, Store};
+use crate::store::{
+    Approval, Created, Deployment, DeploymentFilter, DeploymentState, Gate, NewAudit, NewDeployment, Store,
+};
 
 /// What planning a deployment branch's commit works with.
 pub struct Pushes<'a> {
@@ -238,8 +240,15 @@ impl Pushes<'_> {
             new.approvals.push(approval);
             new = self.decisions.signed(new);
         }
-        let superseded = self.store.create_deployment(&new, ms(at)).await?;
-        tracing::info!(deployment = %new.deployment.id, state = %new.deployment.state, superseded = superseded.len(), "deployment created");
+        match self.store.create_deployment(&new, ms(at)).await? {
+            Created::New { superseded } => {
+                tracing::info!(deployment = %new.deployment.id, state = %new.deployment.state, superseded = superseded.len(), "deployment created");
+            }
+            Created::AlreadyPlanned(id) => {
+                tracing::info!(deployment = %id, commit = %to.revision, environment = %env, "planned at the same time elsewhere; nothing new");
+                return Ok(None);
+            }
+        }
         let created = self.store.deployment(&new.deployment.id).await?;
         if let Some(d) = &created {
             // The merged PR's approval, given on its final head, carries if the plan is the same.

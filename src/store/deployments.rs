@@ -23,6 +23,25 @@ pub struct NewDeployment {
     pub message: String,
 }
 
+/// What [`DeploymentStore::create_deployment`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// Created; the ids of the environment's deployments it superseded.
+    New { superseded: Vec<String> },
+    /// Not created: this unstarted deployment plans the same commit and plan already.
+    AlreadyPlanned(String),
+}
+
+impl Created {
+    /// The deployments superseded (none when nothing was created).
+    pub fn superseded(&self) -> &[String] {
+        match self {
+            Created::New { superseded } => superseded,
+            Created::AlreadyPlanned(_) => &[],
+        }
+    }
+}
+
 /// Which deployments to list.
 #[derive(Debug, Clone, Default)]
 pub struct DeploymentFilter {
@@ -150,8 +169,10 @@ pub trait DeploymentStore: Send + Sync {
     async fn next_sequence(&self, repository: &str, environment: &str) -> Result<i64, StoreError>;
 
     /// Creates a deployment with its approvals and audit entries, and supersedes the environment's
-    /// older deployments that have not started. Returns the ids superseded.
-    async fn create_deployment(&self, new: &NewDeployment, now: i64) -> Result<Vec<String>, StoreError>;
+    /// older deployments that have not started; unless it is a push's and one of the same commit and
+    /// plan has not started either (another replica, or a webhook and a poll, planned the commit at
+    /// the same time): then nothing is written. Creations of one environment are serialised.
+    async fn create_deployment(&self, new: &NewDeployment, now: i64) -> Result<Created, StoreError>;
 
     async fn deployment(&self, id: &str) -> Result<Option<Deployment>, StoreError>;
 
@@ -211,10 +232,37 @@ impl DeploymentStore for SqlStore {
         Ok(last)
     }
 
-    async fn create_deployment(&self, new: &NewDeployment, now: i64) -> Result<Vec<String>, StoreError> {
+    async fn create_deployment(&self, new: &NewDeployment, now: i64) -> Result<Created, StoreError> {
         use DeploymentState as S;
         let d = &new.deployment;
         let mut tx = self.begin().await?;
+        // The environment's sequence row is the lock that serialises its creations across replicas
+        // (SQLite's write transaction is one already), so the look below sees what a concurrent
+        // creation committed.
+        let lock = format!(
+            "SELECT last FROM deployment_sequences WHERE repository = $1 AND environment = $2{}",
+            self.dialect.lock()
+        );
+        sqlx::query(&lock).bind(&d.repository).bind(d.environment.as_str()).fetch_optional(&mut *tx).await?;
+        if d.cause == crate::deployment::Cause::Push {
+            let unstarted = placeholders(5, S::UNSTARTED.len());
+            let sql = format!(
+                "SELECT id FROM deployments WHERE repository = $1 AND environment = $2 AND commit_sha = $3 \
+                 AND plan_digest = $4 AND cause = 'push' AND state IN ({unstarted}) LIMIT 1"
+            );
+            let mut same = sqlx::query_as::<_, (String,)>(&sql)
+                .bind(&d.repository)
+                .bind(d.environment.as_str())
+                .bind(d.commit.as_str())
+                .bind(&d.plan_digest);
+            for state in S::UNSTARTED {
+                same = same.bind(state.as_str());
+            }
+            if let Some((id,)) = same.fetch_optional(&mut *tx).await? {
+                tx.rollback().await?;
+                return Ok(Created::AlreadyPlanned(id));
+            }
+        }
         sqlx::query(
             "INSERT INTO deployments (id, repository, environment, seq, commit_sha, from_sha, plan_digest, plan, state, gate, \
              reasons, windows, cause, record, signature, created_at, updated_at, notifications, safety, expires_at) \
@@ -303,7 +351,7 @@ impl DeploymentStore for SqlStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(older.into_iter().map(|(id, _)| id).collect())
+        Ok(Created::New { superseded: older.into_iter().map(|(id, _)| id).collect() })
     }
 
     async fn deployment(&self, id: &str) -> Result<Option<Deployment>, StoreError> {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 pub use agents::AgentStore;
 pub use audit::{AuditLog, NewAudit};
-pub use deployments::{DeploymentFilter, DeploymentStore, NewDeployment};
+pub use deployments::{Created, DeploymentFilter, DeploymentStore, NewDeployment};
 pub use outbox::{NewNotification, Notification, NotificationOutcome, Outboxes};
 pub use pulls::PullRequestStore;
 pub use queue::{
