@@ -160,6 +160,12 @@ fn new_deployment(id: &str, env: &str, sequence: i64, state: DeploymentState) ->
     }
 }
 
+/// Creates a deployment awaiting approval (`new_deployment`) at `at`; returns what it superseded.
+async fn superseding(s: &Arc<dyn Store>, id: &str, env: &str, sequence: i64, at: i64) -> Vec<String> {
+    let new = new_deployment(id, env, sequence, DeploymentState::AwaitingApproval);
+    s.create_deployment(&new, at).await.unwrap().superseded().to_vec()
+}
+
 /// A commit planned twice at once (a webhook and a poll, or two replicas) makes one deployment per
 /// environment: a push deployment of a commit and plan that has not started is not created again,
 /// however many try at once. A rollback to that commit is (it is asked for).
@@ -203,29 +209,13 @@ async fn deployments_supersede_unstarted_ones_and_transitions_are_compare_and_se
     assert_eq!(seq, [1, 2, 1], "per environment, never handed out twice");
 
     let awaiting = DeploymentState::AwaitingApproval;
-    assert!(s
-        .create_deployment(&new_deployment("prod-1", "production", 1, awaiting), 10)
-        .await
-        .unwrap()
-        .superseded()
-        .is_empty());
-    assert!(s
-        .create_deployment(&new_deployment("stage-1", "staging", 1, awaiting), 10)
-        .await
-        .unwrap()
-        .superseded()
-        .is_empty());
+    assert!(superseding(&s, "prod-1", "production", 1, 10).await.is_empty());
+    assert!(superseding(&s, "stage-1", "staging", 1, 10).await.is_empty());
     // A started one is never superseded; an unstarted one is.
     assert!(s.transition("prod-1", DeploymentState::Rejected, "bob", "no", 11).await.unwrap());
     assert!(!s.transition("prod-1", DeploymentState::Approved, "bob", "late", 12).await.unwrap(), "CAS");
-    assert!(s
-        .create_deployment(&new_deployment("prod-2", "production", 2, awaiting), 20)
-        .await
-        .unwrap()
-        .superseded()
-        .is_empty());
-    let superseded = s.create_deployment(&new_deployment("prod-3", "production", 3, awaiting), 30).await.unwrap();
-    assert_eq!(superseded.superseded(), ["prod-2"]);
+    assert!(superseding(&s, "prod-2", "production", 2, 20).await.is_empty());
+    assert_eq!(superseding(&s, "prod-3", "production", 3, 30).await, ["prod-2"]);
     assert_eq!(s.deployment("prod-2").await.unwrap().unwrap().state, DeploymentState::Superseded);
     assert_eq!(s.deployment("prod-1").await.unwrap().unwrap().state, DeploymentState::Rejected);
     assert_eq!(s.deployment("stage-1").await.unwrap().unwrap().state, awaiting, "other environments untouched");
