@@ -1,7 +1,9 @@
-//! Deployments once planned ([`super::pushes`] plans them): the deployment ids, the service's signing key, what happens after a decision (agents woken, the Git
-//! ledger published, GitHub's Deployments API mirrored, notifications queued), the sweep that expires
-//! what waited too long for its approval, and which approved deployment an agent may start now. Every
-//! step is in the audit log (the store writes a transition and its audit entry in one transaction).
+//! Deployments once planned ([`super::pushes`] plans them): the deployment ids, the service's signing
+//! key, what happens after a decision (agents woken, the Git ledger published, GitHub's Deployments API
+//! mirrored, notifications queued), the sweep that expires what waited too long for its approval, and
+//! which approved deployment an agent may start now. Every step is in the audit log (the store writes a
+//! transition and its audit entry in one transaction).
+
 use std::path::Path;
 use std::sync::Arc;
 

@@ -245,16 +245,17 @@ impl DeploymentStore for SqlStore {
         );
         sqlx::query(&lock).bind(&d.repository).bind(d.environment.as_str()).fetch_optional(&mut *tx).await?;
         if d.cause == crate::deployment::Cause::Push {
-            let unstarted = placeholders(5, S::UNSTARTED.len());
+            let unstarted = placeholders(6, S::UNSTARTED.len());
             let sql = format!(
                 "SELECT id FROM deployments WHERE repository = $1 AND environment = $2 AND commit_sha = $3 \
-                 AND plan_digest = $4 AND cause = 'push' AND state IN ({unstarted}) LIMIT 1"
+                 AND plan_digest = $4 AND cause = $5 AND state IN ({unstarted}) LIMIT 1"
             );
             let mut same = sqlx::query_as::<_, (String,)>(&sql)
                 .bind(&d.repository)
                 .bind(d.environment.as_str())
                 .bind(d.commit.as_str())
-                .bind(&d.plan_digest);
+                .bind(&d.plan_digest)
+                .bind(d.cause.as_str());
             for state in S::UNSTARTED {
                 same = same.bind(state.as_str());
             }
