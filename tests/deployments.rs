@@ -307,6 +307,62 @@ async fn a_late_push_of_an_older_commit_never_supersedes_a_newer_one(store: Arc<
     assert_eq!(still.state, planned.state, "{still:#?}");
 }
 
+/// Replicas plan one repository one at a time: a push that arrives while another replica plans the
+/// repository (here the test holds it, as that replica would) waits, then fetches and plans what the
+/// branch holds. Without the hold, a replica that fetched an older commit could create its deployments
+/// after another replica fetched and planned a newer one, and take the environments back.
+async fn a_push_waits_while_another_replica_plans_the_repository(store: Arc<dyn Store>) {
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
+    let (base, _) = service.push_main(&origin, "h-1").await;
+    let other_replica = store.hold_repository(REPO).await.unwrap();
+    let merged = origin.merge(&common::examples().join("honua-config-pr"));
+    service.deliver("push", "h-2", common::push_payload(&base, &merged, "bob")).await;
+    // Time for a plan that ignored the hold to create its deployments; one that waits creates nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = store.deployments(&DeploymentFilter { limit: 1000, ..Default::default() }).await.unwrap();
+    assert!(!all.iter().any(|d| d.commit == merged), "planned while another replica held the repository: {all:#?}");
+    assert_eq!(store.branch_head(REPO, "main").await.unwrap().as_deref(), Some(base.as_str()));
+
+    other_replica.release().await.unwrap();
+    wait_for_deployments(&store, "the merge's deployments once the hold is released", |all| {
+        all.iter().any(|d| d.commit == merged)
+    })
+    .await;
+    wait_for_branch_head(&store, REPO, &merged).await;
+}
+
+/// A rollback is planned and created while no push of its repository is (here or on another replica):
+/// a push planned at the same time would otherwise create its deployment after the rollback's and
+/// supersede it before any agent took it.
+async fn a_rollback_waits_while_a_push_of_its_repository_is_planned(store: Arc<dyn Store>) {
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start(store.clone()).await;
+    let (base, all) = service.push_main(&origin, "w-1").await;
+    complete(&store, &of(&all, "development", &base).id).await;
+    let merged = origin.merge(&common::examples().join("honua-config-pr"));
+    service.deliver("push", "w-2", common::push_payload(&base, &merged, "bob")).await;
+    let all = wait_for_deployments(&store, "the merge in development", |all| {
+        all.iter().any(|d| d.environment == "development" && d.commit == merged)
+    })
+    .await;
+    complete(&store, &of(&all, "development", &merged).id).await;
+
+    let push_being_planned = store.hold_repository(REPO).await.unwrap();
+    let rollback = tokio::spawn({
+        let controller = service.controller.clone();
+        async move { controller.rollbacks().rollback(None, "development", None, "oncall", Utc::now()).await }
+    });
+    // Time for a rollback that ignored the hold to be created; one that waits creates nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = store.deployments(&DeploymentFilter { limit: 1000, ..Default::default() }).await.unwrap();
+    assert!(
+        !all.iter().any(|d| d.cause == honua_gitops::deployment::Cause::Rollback),
+        "created while a push was being planned: {all:#?}"
+    );
+    push_being_planned.release().await.unwrap();
+    let rolled_back = rollback.await.unwrap().unwrap();
+    assert_eq!((rolled_back.commit.as_str(), rolled_back.state), (base.as_str(), DeploymentState::Approved));
+}
+
 async fn a_push_whose_webhook_was_lost_is_deployed_by_polling(store: Arc<dyn Store>) {
     let ExampleScene { github, origin, service } = ExampleScene::start(store.clone()).await;
     github.set_branch(REPO, "main", &origin.main_sha());
@@ -897,6 +953,8 @@ on_both_stores!(
     a_merge_deploys_development_and_staging_and_production_waits_for_an_approver,
     a_newer_merge_supersedes_a_deployment_that_has_not_started,
     a_late_push_of_an_older_commit_never_supersedes_a_newer_one,
+    a_push_waits_while_another_replica_plans_the_repository,
+    a_rollback_waits_while_a_push_of_its_repository_is_planned,
     a_push_whose_webhook_was_lost_is_deployed_by_polling,
     plain_git_mode_polls_a_remote_without_any_app,
     a_deployment_waiting_past_its_approval_timeout_expires,

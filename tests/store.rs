@@ -200,6 +200,36 @@ async fn a_commit_planned_twice_at_once_makes_one_deployment(s: Arc<dyn Store>) 
     );
 }
 
+/// One planner at a time per repository: a second hold waits until the first is released, or dropped
+/// (a task cancelled, a replica gone); another repository's hold does not wait.
+async fn a_repository_is_held_by_one_planner_at_a_time(s: Arc<dyn Store>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Advisory locks are shared by every schema of one database: a name no other test plans.
+    let repo = format!("city/held-{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+    let first = s.hold_repository(&repo).await.unwrap();
+    s.hold_repository(&format!("{repo}-other")).await.unwrap().release().await.unwrap();
+
+    let released = Arc::new(AtomicBool::new(false));
+    let second = tokio::spawn({
+        let (s, repo, released) = (s.clone(), repo.clone(), released.clone());
+        async move {
+            let hold = s.hold_repository(&repo).await.unwrap();
+            (hold, released.load(Ordering::SeqCst))
+        }
+    });
+    // Time for a hold that does not wait to be taken; one that waits is not.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "the second planner waits for the first");
+    released.store(true, Ordering::SeqCst);
+    first.release().await.unwrap();
+    let (hold, after_release) = second.await.unwrap();
+    assert!(after_release, "taken only once the first was released");
+
+    drop(hold);
+    let third = tokio::time::timeout(Duration::from_secs(60), s.hold_repository(&repo)).await;
+    third.expect("a dropped hold lets go").unwrap().release().await.unwrap();
+}
+
 async fn deployments_supersede_unstarted_ones_and_transitions_are_compare_and_set(s: Arc<dyn Store>) {
     let seq = [
         s.next_sequence("city/gis-config", "production").await.unwrap(),
@@ -363,6 +393,7 @@ on_both_stores!(
     replicas_share_one_github_write_budget_per_installation,
     deployments_supersede_unstarted_ones_and_transitions_are_compare_and_set,
     a_commit_planned_twice_at_once_makes_one_deployment,
+    a_repository_is_held_by_one_planner_at_a_time,
     tokens_keys_and_branch_heads,
     a_delivery_is_recorded_once_and_its_job_claimed_once,
     an_expired_lease_is_taken_over_and_the_old_holder_refused,

@@ -38,6 +38,7 @@ use crate::store::Store;
 pub use mirrors::Mirrors;
 pub use poller::{poll_backoff, PollTarget, GIT_POLL_EVENT};
 pub(crate) use pulls::PullRequests;
+pub use pushes::PLANNING_HOLD_SECONDS;
 pub use worker::{JOBS, JOB_LEASE, JOB_SECONDS};
 
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,9 @@ use crate::store::{
     Approval, Created, Deployment, DeploymentFilter, DeploymentState, Gate, NewAudit, NewDeployment, Store,
 };
 
+/// How long a plan waited for another replica's plan of its repository (a histogram).
+pub const PLANNING_HOLD_SECONDS: &str = "honua_planning_hold_wait_seconds";
+
 /// What planning a deployment branch's commit works with.
 pub struct Pushes<'a> {
     pub(crate) store: &'a dyn Store,
@@ -52,36 +55,43 @@ impl Pushes<'_> {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<Deployment>, JobError> {
-        self.mirrors.fetch_branch(source, token).await?;
-        self.plan(source, Some(sha), actor, at).await
+        self.plan(source, Some(sha), token, actor, at).await
     }
 
-    /// Plans the head of `source`'s branch as the mirror's last fetch left it (nothing is fetched), as
-    /// [`deploy_commit`](Self::deploy_commit) plans a commit.
+    /// Fetches `source`'s branch and plans its head, as [`deploy_commit`](Self::deploy_commit) plans a
+    /// commit.
     pub async fn deploy_head(
         &self,
         source: &DeploySource,
+        token: Option<String>,
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<Deployment>, JobError> {
-        self.plan(source, None, actor, at).await
+        self.plan(source, None, token, actor, at).await
     }
 
-    /// Plans `wanted` (else the branch's head) while holding the repository's lock, so two plans never
-    /// race to create one commit's deployments, and the head a concurrent fetch moved is seen here.
+    /// Fetches the branch and plans `wanted` (else the branch's head) while holding the repository, in
+    /// this process (its mirror's lock) and across replicas ([`crate::store::PlanningHolds`]): two plans
+    /// never race to create one commit's deployments, and a plan never creates what it fetched after
+    /// another replica planned something it fetched later.
     async fn plan(
         &self,
         source: &DeploySource,
         wanted: Option<&str>,
+        token: Option<String>,
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<Deployment>, JobError> {
         let created = {
             let _held = self.mirrors.lock(&source.repository).await;
+            let waiting = std::time::Instant::now();
+            let hold = self.store.hold_repository(&source.repository).await?;
+            metrics::histogram!(PLANNING_HOLD_SECONDS).record(waiting.elapsed().as_secs_f64());
             let (branch, wanted_owned) = (format!("refs/heads/{}", source.branch), wanted.map(str::to_string));
             let (mirror, head, known) = self
                 .mirrors
                 .run(&source.url, move |m| {
+                    m.fetch(&[&branch], token.as_deref())?;
                     let head = m.resolve(&branch)?;
                     // A commit the fetch did not bring is not known to be older: it fails below, and is
                     // retried.
@@ -93,6 +103,7 @@ impl Pushes<'_> {
             if sha != head && known {
                 tracing::info!(repository = %source.repository, commit = %sha, head = %head, branch = %source.branch, "the branch has moved on from this commit; its head is planned instead");
                 metrics::counter!("honua_push_heads_coalesced_total").increment(1);
+                hold.release().await?;
                 return Ok(Vec::new());
             }
             let to = load(&mirror, sha).await?;
@@ -103,6 +114,7 @@ impl Pushes<'_> {
                 }
             }
             self.store.set_branch_head(&source.repository, &source.branch, sha, ms(at)).await?;
+            hold.release().await?;
             created
         };
         self.after.decided(&source.repository).await;

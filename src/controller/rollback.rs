@@ -141,8 +141,15 @@ impl Rollbacks<'_> {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Deployment, DecisionError> {
+        let repository = match repository {
+            Some(r) => r.to_string(),
+            None => self.only_repository_of(environment).await?,
+        };
+        // Planned and created while no push is planned (here or on another replica): a push planned at
+        // the same time would otherwise create its deployment after this one and supersede it.
+        let hold = self.store.hold_repository(&repository).await?;
         let RollbackPlan { repository, source, current, target, plan, running: from } =
-            self.plan_rollback(repository, environment, to, at).await?;
+            self.plan_rollback(Some(&repository), environment, to, at).await?;
         let env = EnvName::new(environment);
 
         let sequence = self.store.next_sequence(&repository, environment).await?;
@@ -223,6 +230,7 @@ impl Rollbacks<'_> {
                 ms(at),
             )
             .await?;
+        hold.release().await?;
         if self.revert_pull_requests && head != target.commit {
             if let Err(e) = self.open_revert_pull_request(&source, &head, &target, &id, actor).await {
                 // The rollback stands; Git is brought back by hand.
@@ -265,7 +273,7 @@ impl Rollbacks<'_> {
         // that is gone) leaves the environment paused, and the operator can ask again.
         let source = self.sources.source_for(&repository).await?;
         let token = self.sources.git_token_for(&repository).await?;
-        self.mirrors.fetch_branch(&source, token).await?;
+        self.mirrors.fetch_branch(&source, token.clone()).await?;
         self.store.resume_environment(&repository, environment).await?;
         let entry = NewAudit {
             actor: actor.into(),
@@ -281,7 +289,7 @@ impl Rollbacks<'_> {
         };
         self.store.record_audit(&entry, ms(at)).await?;
         // Planning tells the dashboards and the agents, the pause lifted included.
-        let created = self.pushes.deploy_head(&source, actor, at).await?;
+        let created = self.pushes.deploy_head(&source, token, actor, at).await?;
         Ok((pause, created.into_iter().find(|d| d.environment == environment)))
     }
 

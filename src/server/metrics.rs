@@ -2,14 +2,15 @@
 //! outcome, job duration, and the queue depth (read from the store at each scrape). The GitHub client
 //! adds `honua_github_api_calls_total{method,status}`, `honua_github_rate_limit_remaining{resource}`,
 //! `honua_github_retries_total`, `honua_github_rate_limited_total` and
-//! `honua_github_content_limit_waits_total`; the controller `honua_pr_heads_coalesced_total`.
+//! `honua_github_content_limit_waits_total`; the controller `honua_pr_heads_coalesced_total`,
+//! `honua_push_heads_coalesced_total` and `honua_planning_hold_wait_seconds`.
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub const DELIVERIES: &str = "honua_webhook_deliveries_total";
-pub use crate::controller::{JOBS, JOB_SECONDS};
+pub use crate::controller::{JOBS, JOB_SECONDS, PLANNING_HOLD_SECONDS};
 pub const QUEUE_DEPTH: &str = "honua_queue_depth";
 
 /// The process-wide recorder, installed on first use. If another recorder is already installed (an
@@ -21,6 +22,12 @@ pub fn handle() -> &'static PrometheusHandle {
             .set_buckets_for_metric(
                 metrics_exporter_prometheus::Matcher::Full(JOB_SECONDS.into()),
                 &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0],
+            )
+            .expect("static buckets are valid")
+            // Mostly zero (nobody else plans the repository); otherwise as long as another replica's plan.
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(PLANNING_HOLD_SECONDS.into()),
+                &[0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 300.0],
             )
             .expect("static buckets are valid")
             .build_recorder();

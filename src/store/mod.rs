@@ -1,7 +1,8 @@
 //! Durable state of the service. One trait per aggregate, each small enough to read in one sitting:
 //! the delivery queue ([`JobQueue`]), deployments ([`DeploymentStore`]), pull requests
 //! ([`PullRequestStore`]), agents ([`AgentStore`]), tokens ([`TokenStore`]), the audit log ([`AuditLog`])
-//! and the outboxes ([`Outboxes`]). [`Store`] is all of them. One implementation, [`SqlStore`], serves
+//! the outboxes ([`Outboxes`]), and the holds that let one replica at a time plan a repository
+//! ([`PlanningHolds`]). [`Store`] is all of them. One implementation, [`SqlStore`], serves
 //! SQLite (the embedded default, WAL) and PostgreSQL (several replicas on one database); one conformance
 //! suite runs against both (`tests/store.rs`). The store maps rows to the domain types of
 //! [`crate::deployment`] and writes no wording of its own.
@@ -9,6 +10,7 @@
 mod agents;
 mod audit;
 mod deployments;
+mod holds;
 mod outbox;
 mod pulls;
 mod queue;
@@ -20,6 +22,7 @@ use std::sync::Arc;
 pub use agents::AgentStore;
 pub use audit::{AuditLog, NewAudit};
 pub use deployments::{Created, DeploymentFilter, DeploymentStore, NewDeployment};
+pub use holds::{PlanningHolds, RepositoryHold, HOLD_WAIT};
 pub use outbox::{NewNotification, Notification, NotificationOutcome, Outboxes};
 pub use pulls::PullRequestStore;
 pub use queue::{
@@ -42,16 +45,36 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
+    #[error("another replica has been planning {repository} for {}s; the job is retried later", waited.as_secs())]
+    Held { repository: String, waited: std::time::Duration },
 }
 
 /// Everything the service keeps.
 pub trait Store:
-    JobQueue + DeploymentStore + PullRequestStore + AgentStore + TokenStore + AuditLog + Outboxes + Send + Sync
+    JobQueue
+    + DeploymentStore
+    + PlanningHolds
+    + PullRequestStore
+    + AgentStore
+    + TokenStore
+    + AuditLog
+    + Outboxes
+    + Send
+    + Sync
 {
 }
 
 impl<T> Store for T where
-    T: JobQueue + DeploymentStore + PullRequestStore + AgentStore + TokenStore + AuditLog + Outboxes + Send + Sync
+    T: JobQueue
+        + DeploymentStore
+        + PlanningHolds
+        + PullRequestStore
+        + AgentStore
+        + TokenStore
+        + AuditLog
+        + Outboxes
+        + Send
+        + Sync
 {
 }
 

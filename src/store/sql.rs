@@ -59,6 +59,8 @@ impl Dialect {
 pub struct SqlStore {
     pub(super) pool: AnyPool,
     pub(super) dialect: Dialect,
+    /// SQLite's [`PlanningHolds`](super::PlanningHolds): one replica, so locks in this process.
+    pub(super) holds: super::holds::ProcessHolds,
 }
 
 /// SQLite settings for every connection: WAL so readers never block the writer; `synchronous=NORMAL`,
@@ -90,11 +92,11 @@ impl SqlStore {
                 .connect(&url)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-            Ok(SqlStore { pool, dialect: Dialect::Sqlite })
+            Ok(SqlStore { pool, dialect: Dialect::Sqlite, holds: Default::default() })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = AnyPoolOptions::new().max_connections(16).connect(url).await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-            Ok(SqlStore { pool, dialect: Dialect::Postgres })
+            Ok(SqlStore { pool, dialect: Dialect::Postgres, holds: Default::default() })
         } else {
             Err(StoreError::UnsupportedUrl(url.to_string()))
         }

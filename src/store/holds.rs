@@ -1,0 +1,119 @@
+//! Planning holds: while one replica fetches a repository's branch and plans its head, no other replica
+//! plans that repository. Without it, a replica that fetched commit X could create X's deployments after
+//! another replica fetched and planned the newer Y, and X would supersede Y: the environments would go
+//! back by themselves. With it, fetch, plan and creation are one step per repository across replicas,
+//! and whoever comes second fetches what the first saw or newer.
+//!
+//! On PostgreSQL a hold is a session advisory lock on a connection of its own: a replica that dies
+//! holding it loses its connection, and the server lets go at once. SQLite is one replica's database
+//! (the Helm chart and the README say so), so a hold there is a lock in this process.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use sqlx::pool::PoolConnection;
+use sqlx::Any;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::sql::{Dialect, SqlStore};
+use super::StoreError;
+
+/// How long a plan waits for another replica's plan of the same repository before it gives up (its
+/// job is retried later). A plan takes milliseconds to seconds; a first clone of a large repository
+/// longer.
+pub const HOLD_WAIT: Duration = Duration::from_secs(300);
+
+#[async_trait]
+pub trait PlanningHolds {
+    /// Waits until no other replica plans `repository`, then holds it until the hold is released or
+    /// dropped. [`StoreError::Held`] after [`HOLD_WAIT`].
+    async fn hold_repository(&self, repository: &str) -> Result<RepositoryHold, StoreError>;
+}
+
+/// One repository held for planning. [`release`](Self::release) lets go and says whether that worked;
+/// dropping it lets go as well (on PostgreSQL by closing its connection).
+#[must_use = "the repository is held only while this lives"]
+pub struct RepositoryHold {
+    inner: Inner,
+}
+
+enum Inner {
+    Process { _held: OwnedMutexGuard<()> },
+    Postgres(PoolConnection<Any>),
+}
+
+impl RepositoryHold {
+    pub async fn release(self) -> Result<(), StoreError> {
+        match self.inner {
+            Inner::Process { .. } => Ok(()),
+            // Ending the session ends its advisory locks; the connection is not reused, as one that failed
+            // to unlock must not go back to the pool still holding.
+            Inner::Postgres(conn) => Ok(conn.close().await?),
+        }
+    }
+}
+
+/// The in-process holds of an SQLite store, one lock per repository.
+#[derive(Default)]
+pub(super) struct ProcessHolds(Mutex<HashMap<String, Arc<Mutex<()>>>>);
+
+/// The advisory lock key of `repository`: the first eight bytes of a SHA-256 of a name no other user of
+/// the database is likely to lock (advisory keys are shared by everything on one database).
+fn advisory_key(repository: &str) -> i64 {
+    let digest = Sha256::digest(format!("honua-gitops/plan/{repository}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 has eight bytes"))
+}
+
+#[async_trait]
+impl PlanningHolds for SqlStore {
+    async fn hold_repository(&self, repository: &str) -> Result<RepositoryHold, StoreError> {
+        let held = || StoreError::Held { repository: repository.to_string(), waited: HOLD_WAIT };
+        match self.dialect {
+            Dialect::Sqlite => {
+                let lock = self.holds.0.lock().await.entry(repository.to_string()).or_default().clone();
+                let guard = tokio::time::timeout(HOLD_WAIT, lock.lock_owned()).await.map_err(|_| held())?;
+                Ok(RepositoryHold { inner: Inner::Process { _held: guard } })
+            }
+            Dialect::Postgres => {
+                let key = advisory_key(repository);
+                let deadline = tokio::time::Instant::now() + HOLD_WAIT;
+                let mut conn = self.pool.acquire().await?;
+                // Closed when dropped: a hold dropped without `release` (its task cancelled, a panic)
+                // must not return to the pool still holding the lock.
+                conn.close_on_drop();
+                // Polled with `pg_try_advisory_lock` rather than waited for in `pg_advisory_lock`: a
+                // waiting statement cannot be given up on without cancelling it on the server.
+                let mut pause = Duration::from_millis(20);
+                loop {
+                    let (got,): (bool,) =
+                        sqlx::query_as("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut *conn).await?;
+                    if got {
+                        return Ok(RepositoryHold { inner: Inner::Postgres(conn) });
+                    }
+                    if tokio::time::Instant::now() + pause > deadline {
+                        return Err(held());
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advisory_key;
+
+    #[test]
+    fn keys_differ_by_repository_and_stay_the_same_across_builds() {
+        assert_ne!(advisory_key("city/gis-config"), advisory_key("city/gis-config2"));
+        // A replica of another version must lock the same key for the same repository: the key is the
+        // digest's first bytes, nothing of this build.
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(b"honua-gitops/plan/city/gis-config");
+        assert_eq!(advisory_key("city/gis-config").to_be_bytes(), digest[..8]);
+    }
+}
