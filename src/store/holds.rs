@@ -33,25 +33,46 @@ pub trait PlanningHolds {
     async fn hold_repository(&self, repository: &str) -> Result<RepositoryHold, StoreError>;
 }
 
-/// One repository held for planning. [`release`](Self::release) lets go and says whether that worked;
-/// dropping it lets go as well (on PostgreSQL by closing its connection).
+/// One repository held for planning. [`release`](Self::release) lets go; dropping it lets go as well (on
+/// PostgreSQL by closing its connection).
 #[must_use = "the repository is held only while this lives"]
 pub struct RepositoryHold {
     inner: Inner,
 }
 
 enum Inner {
-    Process { _held: OwnedMutexGuard<()> },
-    Postgres(PoolConnection<Any>),
+    Process {
+        _held: OwnedMutexGuard<()>,
+    },
+    /// `None` once released.
+    Postgres {
+        conn: Option<PoolConnection<Any>>,
+        key: i64,
+    },
 }
 
 impl RepositoryHold {
-    pub async fn release(self) -> Result<(), StoreError> {
-        match self.inner {
-            Inner::Process { .. } => Ok(()),
-            // Ending the session ends its advisory locks; the connection is not reused, as one that failed
-            // to unlock must not go back to the pool still holding.
-            Inner::Postgres(conn) => Ok(conn.close().await?),
+    pub async fn release(mut self) -> Result<(), StoreError> {
+        let Inner::Postgres { conn, key } = &mut self.inner else { return Ok(()) };
+        let Some(mut conn) = conn.take() else { return Ok(()) };
+        let unlocked =
+            sqlx::query_as::<_, (bool,)>("SELECT pg_advisory_unlock($1)").bind(*key).fetch_one(&mut *conn).await;
+        match unlocked {
+            // Back to the pool, holding nothing.
+            Ok((true,)) => Ok(()),
+            // Ending the session ends its advisory locks: a connection that may still hold one never goes
+            // back to the pool.
+            _ => Ok(conn.close().await?),
+        }
+    }
+}
+
+impl Drop for RepositoryHold {
+    /// A hold dropped without `release` (its task cancelled, an error on the way): the connection is
+    /// closed rather than returned to the pool still holding the lock.
+    fn drop(&mut self) {
+        if let Inner::Postgres { conn: Some(conn), .. } = &mut self.inner {
+            conn.close_on_drop();
         }
     }
 }
@@ -81,9 +102,6 @@ impl PlanningHolds for SqlStore {
                 let key = advisory_key(repository);
                 let deadline = tokio::time::Instant::now() + HOLD_WAIT;
                 let mut conn = self.pool.acquire().await?;
-                // Closed when dropped: a hold dropped without `release` (its task cancelled, a panic)
-                // must not return to the pool still holding the lock.
-                conn.close_on_drop();
                 // Polled with `pg_try_advisory_lock` rather than waited for in `pg_advisory_lock`: a
                 // waiting statement cannot be given up on without cancelling it on the server.
                 let mut pause = Duration::from_millis(20);
@@ -91,7 +109,7 @@ impl PlanningHolds for SqlStore {
                     let (got,): (bool,) =
                         sqlx::query_as("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut *conn).await?;
                     if got {
-                        return Ok(RepositoryHold { inner: Inner::Postgres(conn) });
+                        return Ok(RepositoryHold { inner: Inner::Postgres { conn: Some(conn), key } });
                     }
                     if tokio::time::Instant::now() + pause > deadline {
                         return Err(held());
