@@ -45,7 +45,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
-    #[error("another replica has been planning {repository} for {}s; the job is retried later", waited.as_secs())]
+    /// [`PlanningHolds::hold_repository`] waited [`HOLD_WAIT`] in vain.
+    #[error("another plan of {repository} (a push or a rollback, here or on another replica) has held it for {}s; a job retries by itself, a rollback can be asked for again", waited.as_secs())]
     Held { repository: String, waited: std::time::Duration },
 }
 
