@@ -410,7 +410,11 @@ async fn one_failing_remote_never_delays_another(store: Arc<dyn Store>) {
     let origin = Origin::new(&common::examples().join("honua-config"));
     let data = tempfile::tempdir().unwrap();
     let good = format!("file://{}/city/gis-config.git", origin.git_root.display());
-    let refused = format!("http://127.0.0.1:{}/city/refused.git", common::free_port());
+    // Bound and never listening: the port stays this test's (a port freed for the test could be taken by
+    // another test's server meanwhile, which answers, or never does), and a connection to it is refused.
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let refused = format!("http://{}/city/refused.git", refusing.local_addr().unwrap());
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_url = format!("http://{}/city/silent.git", silent.local_addr().unwrap());
     let held = tokio::spawn(async move {
@@ -436,6 +440,7 @@ async fn one_failing_remote_never_delays_another(store: Arc<dyn Store>) {
     let failures = format!("honua_poll_failures_total{{target=\"git:{refused}#main\"}}");
     assert!(metrics.contains(&failures), "{failures} missing from:\n{metrics}");
     held.abort();
+    drop(refusing);
 }
 
 async fn a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr(store: Arc<dyn Store>) {
