@@ -204,8 +204,7 @@ async fn a_commit_planned_twice_at_once_makes_one_deployment(s: Arc<dyn Store>) 
 /// (a task cancelled, a replica gone); another repository's hold does not wait.
 async fn a_repository_is_held_by_one_planner_at_a_time(s: Arc<dyn Store>) {
     use std::sync::atomic::{AtomicBool, Ordering};
-    // Advisory locks are shared by every schema of one database: a name no other test plans.
-    let repo = format!("city/held-{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+    let repo = "city/gis-config".to_string();
     let first = s.hold_repository(&repo).await.unwrap();
     s.hold_repository(&format!("{repo}-other")).await.unwrap().release().await.unwrap();
 

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 use sqlx::pool::PoolConnection;
 use sqlx::Any;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -47,16 +46,18 @@ enum Inner {
     /// `None` once released.
     Postgres {
         conn: Option<PoolConnection<Any>>,
-        key: i64,
+        repository: String,
     },
 }
 
 impl RepositoryHold {
     pub async fn release(mut self) -> Result<(), StoreError> {
-        let Inner::Postgres { conn, key } = &mut self.inner else { return Ok(()) };
+        let Inner::Postgres { conn, repository } = &mut self.inner else { return Ok(()) };
         let Some(mut conn) = conn.take() else { return Ok(()) };
-        let unlocked =
-            sqlx::query_as::<_, (bool,)>("SELECT pg_advisory_unlock($1)").bind(*key).fetch_one(&mut *conn).await;
+        let unlocked = sqlx::query_as::<_, (bool,)>(&format!("SELECT pg_advisory_unlock({ADVISORY_KEY})"))
+            .bind(repository.as_str())
+            .fetch_one(&mut *conn)
+            .await;
         match unlocked {
             // Back to the pool, holding nothing.
             Ok((true,)) => Ok(()),
@@ -81,12 +82,11 @@ impl Drop for RepositoryHold {
 #[derive(Default)]
 pub(super) struct ProcessHolds(Mutex<HashMap<String, Arc<Mutex<()>>>>);
 
-/// The advisory lock key of `repository`: the first eight bytes of a SHA-256 of a name no other user of
-/// the database is likely to lock (advisory keys are shared by everything on one database).
-fn advisory_key(repository: &str) -> i64 {
-    let digest = Sha256::digest(format!("honua-gitops/plan/{repository}").as_bytes());
-    i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 has eight bytes"))
-}
+/// The advisory lock key of the repository bound as `$1`: a 64-bit hash, on the server, of a name no
+/// other user of the database is likely to lock (advisory keys are shared by everything on one database),
+/// with the schema in it (two services on two schemas of one database do not wait for each other).
+/// `hashtextextended` is what hash partitioning stores rows by, so it stays the same across versions.
+const ADVISORY_KEY: &str = "hashtextextended('honua-gitops/plan/' || current_schema() || '/' || $1, 0)";
 
 #[async_trait]
 impl PlanningHolds for SqlStore {
@@ -99,17 +99,17 @@ impl PlanningHolds for SqlStore {
                 Ok(RepositoryHold { inner: Inner::Process { _held: guard } })
             }
             Dialect::Postgres => {
-                let key = advisory_key(repository);
+                let lock = format!("SELECT pg_try_advisory_lock({ADVISORY_KEY})");
                 let deadline = tokio::time::Instant::now() + HOLD_WAIT;
                 let mut conn = self.pool.acquire().await?;
                 // Polled with `pg_try_advisory_lock` rather than waited for in `pg_advisory_lock`: a
                 // waiting statement cannot be given up on without cancelling it on the server.
                 let mut pause = Duration::from_millis(20);
                 loop {
-                    let (got,): (bool,) =
-                        sqlx::query_as("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut *conn).await?;
+                    let (got,): (bool,) = sqlx::query_as(&lock).bind(repository).fetch_one(&mut *conn).await?;
                     if got {
-                        return Ok(RepositoryHold { inner: Inner::Postgres { conn: Some(conn), key } });
+                        let repository = repository.to_string();
+                        return Ok(RepositoryHold { inner: Inner::Postgres { conn: Some(conn), repository } });
                     }
                     if tokio::time::Instant::now() + pause > deadline {
                         return Err(held());
@@ -119,19 +119,5 @@ impl PlanningHolds for SqlStore {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::advisory_key;
-
-    #[test]
-    fn keys_differ_by_repository_and_stay_the_same_across_builds() {
-        assert_ne!(advisory_key("city/gis-config"), advisory_key("city/gis-config2"));
-        // A replica of another version must lock the same key for the same repository: the key is the
-        // digest's first bytes, nothing of this build.
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(b"honua-gitops/plan/city/gis-config");
-        assert_eq!(advisory_key("city/gis-config").to_be_bytes(), digest[..8]);
     }
 }
