@@ -108,8 +108,9 @@ async fn apply_time() {
             phases.push(at("reloading") - at("fetching"));
             whole.push(elapsed);
             println!(
-                "  run {n}: fetch+render {:.0} ms, write {:.0} ms, swap {:.0} ms",
-                at("writing") - at("fetching"),
+                "  run {n}: fetch {:.0} ms, render {:.0} ms, write {:.0} ms, swap {:.0} ms",
+                at("rendering") - at("fetching"),
+                at("writing") - at("rendering"),
                 at("swapping") - at("writing"),
                 at("reloading") - at("swapping")
             );

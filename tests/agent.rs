@@ -61,7 +61,7 @@ async fn the_agent_applies_what_was_approved_and_honua_loads_exactly_the_effecti
     assert_eq!(s.honua.state.lock().unwrap().loaded.clone().unwrap(), expected_render(&s, &merged, "development"));
     let phases: Vec<String> =
         s.store.agent_reports(&deployment).await.unwrap().into_iter().map(|r| r.phase.to_string()).collect();
-    assert_eq!(phases, ["fetching", "writing", "swapping", "reloading", "completed"]);
+    assert_eq!(phases, ["fetching", "rendering", "writing", "swapping", "reloading", "completed"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,7 +53,14 @@ impl Agent {
     pub(super) async fn apply(&self, record: &SignedRecord) -> Result<PollOutcome, AgentError> {
         let id = record.deployment.clone();
         self.report(&id, Phase::Fetching, &format!("commit {}", short_sha(&record.commit))).await;
-        let rendered = match self.render(record).await {
+        let fetched_and_rendered = match self.fetch().await {
+            Ok(()) => {
+                self.report(&id, Phase::Rendering, "validating and rendering the environment").await;
+                self.render_fetched(record).await
+            }
+            Err(e) => Err(e),
+        };
+        let rendered = match fetched_and_rendered {
             Ok(r) => r,
             Err(e) => {
                 // Nothing was touched: Honua keeps what it runs.
@@ -175,18 +182,31 @@ impl Agent {
         }
     }
 
+    /// Fetches the config repository's branches into the agent's mirror, then renders `record`'s commit.
     pub(super) async fn render(&self, record: &SignedRecord) -> Result<Rendered, AgentError> {
-        let (dir, url, token, commit, env) = (
-            self.mirror_root(),
-            self.config.git_url.clone(),
-            self.config.git_token.clone(),
-            record.commit.clone(),
-            EnvName::new(&record.environment),
-        );
+        self.fetch().await?;
+        self.render_fetched(record).await
+    }
+
+    /// Fetches the config repository's branches into the agent's mirror.
+    async fn fetch(&self) -> Result<(), AgentError> {
+        let (dir, url, token) = (self.mirror_root(), self.config.git_url.clone(), self.config.git_token.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), AgentError> {
+            let mirror = Mirror::open(&dir, &url).map_err(apply_err)?;
+            mirror.fetch(&["refs/heads/*"], token.as_deref()).map(|_| ()).map_err(apply_err)
+        })
+        .await
+        .map_err(|e| apply_err(format!("fetch task: {e}")))?
+    }
+
+    /// Loads `record`'s commit from the mirror a [`fetch`](Self::fetch) brought it into, validates the
+    /// environment and renders what Honua reads, secrets resolved.
+    async fn render_fetched(&self, record: &SignedRecord) -> Result<Rendered, AgentError> {
+        let (dir, url, commit, env) =
+            (self.mirror_root(), self.config.git_url.clone(), record.commit.clone(), EnvName::new(&record.environment));
         let rendered =
             tokio::task::spawn_blocking(move || -> Result<(String, Option<String>, Vec<String>, bool), AgentError> {
                 let mirror = Mirror::open(&dir, &url).map_err(apply_err)?;
-                mirror.fetch(&["refs/heads/*"], token.as_deref()).map_err(apply_err)?;
                 let repo = ConfigRepo::load_git(mirror.path(), &commit).map_err(apply_err)?;
                 let errors: Vec<String> = crate::validate::validate_repo(&repo, Some(&env))
                     .into_iter()
