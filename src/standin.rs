@@ -141,7 +141,11 @@ pub struct Honua {
     pub settings: HonuaSettings,
     /// The metadata loaded by the last successful reload (or at start), as parsed.
     pub loaded: Option<Value>,
-    loaded_node: Option<Node>,
+    /// The collections the loaded metadata serves, worked out once per load (Honua builds its catalog
+    /// at load too): every collection request would otherwise walk all the layers again.
+    served: Vec<String>,
+    /// `served`, lowercased, for the by-id lookup (ids are matched ignoring ASCII case).
+    served_ids: std::collections::HashSet<String>,
     pub reloads: u32,
     /// Configuration 2.0: loads made by the file watcher.
     pub watcher_loads: u32,
@@ -155,6 +159,9 @@ pub struct Honua {
     pub fail_reloads: bool,
     pub unhealthy: bool,
     pub hide_collection: Option<String>,
+    /// A collection every later load keeps serving whatever the metadata says: a reload that does not
+    /// drop a layer the new metadata removed.
+    pub keep_collection: Option<String>,
     /// Every request waits this long before it is answered (a hung server).
     pub hang: Option<Duration>,
     /// The metadata file (`honua:metadata:path`), through `current`.
@@ -362,13 +369,29 @@ impl Honua {
         Ok((value, node))
     }
 
-    fn collections(&self) -> Vec<String> {
-        let served = match (&self.loaded_node, self.settings.hcl_file.is_some()) {
-            (Some(node), true) => crate::config::hcl::served_collections(node),
-            (Some(node), false) => crate::config::served::collections(node),
-            (None, _) => Vec::new(),
+    /// What a successful load serves from now on.
+    fn set_loaded(&mut self, value: Value, node: &Node) {
+        self.served = if self.settings.hcl_file.is_some() {
+            crate::config::hcl::served_collections(node)
+        } else {
+            crate::config::served::collections(node)
         };
-        served.into_iter().filter(|id| self.hide_collection.as_deref() != Some(id.as_str())).collect()
+        self.served_ids = self.served.iter().map(|id| id.to_ascii_lowercase()).collect();
+        if let Some(kept) = &self.keep_collection {
+            if self.served_ids.insert(kept.to_ascii_lowercase()) {
+                self.served.push(kept.clone());
+            }
+        }
+        self.loaded = Some(value);
+    }
+
+    fn collections(&self) -> impl Iterator<Item = &String> {
+        self.served.iter().filter(|id| self.hide_collection.as_deref() != Some(id.as_str()))
+    }
+
+    fn serves(&self, id: &str) -> bool {
+        self.served_ids.contains(&id.to_ascii_lowercase())
+            && !self.hide_collection.as_deref().is_some_and(|hidden| hidden.eq_ignore_ascii_case(id))
     }
 
     fn snapshots_root(&self) -> PathBuf {
@@ -581,12 +604,12 @@ async fn pipeline(
         return (status, axum::Json(body)).into_response();
     }
     if lower == "/v1/ogc/collections" {
-        let list: Vec<Value> = s.collections().into_iter().map(|id| json!({ "id": id, "title": id })).collect();
+        let list: Vec<Value> = s.collections().map(|id| json!({ "id": id, "title": id })).collect();
         return axum::Json(json!({ "collections": list, "links": [] })).into_response();
     }
     if let Some(id) = path.strip_prefix("/v1/ogc/collections/") {
         let id = percent_decode(id);
-        return if s.collections().iter().any(|c| c.eq_ignore_ascii_case(&id)) {
+        return if s.serves(&id) {
             axum::Json(json!({ "id": id, "title": id, "links": [] })).into_response()
         } else {
             problem(StatusCode::NOT_FOUND, "Not Found", &format!("Collection '{id}' was not found."), &path)
@@ -623,8 +646,7 @@ async fn pipeline(
             }
             match s.load() {
                 Ok((value, node)) => {
-                    s.loaded = Some(value);
-                    s.loaded_node = Some(node);
+                    s.set_loaded(value, &node);
                     axum::Json(json!({ "status": "reloaded" })).into_response()
                 }
                 // MetadataRegistry keeps the previous snapshot; the global handler hides the cause.
@@ -737,8 +759,7 @@ impl StandIn {
                 if let Some((value, node)) = loaded {
                     {
                         let mut s = starting.lock().expect("stand-in state");
-                        s.loaded = Some(value);
-                        s.loaded_node = Some(node);
+                        s.set_loaded(value, &node);
                     }
                     match tokio::net::TcpListener::bind(addr).await {
                         Ok(listener) => return StandIn::serve(listener, starting),
@@ -758,7 +779,8 @@ impl StandIn {
         let mut honua = Honua {
             settings,
             loaded: None,
-            loaded_node: None,
+            served: Vec::new(),
+            served_ids: Default::default(),
             reloads: 0,
             watcher_loads: 0,
             snapshots: 0,
@@ -769,6 +791,7 @@ impl StandIn {
             fail_reloads: false,
             unhealthy: false,
             hide_collection: None,
+            keep_collection: None,
             hang: None,
             metadata_path: match &settings_hcl {
                 Some(name) => dir.join(name),
@@ -778,8 +801,7 @@ impl StandIn {
         };
         // Honua loads its metadata at start.
         if let Ok((value, node)) = honua.load() {
-            honua.loaded = Some(value);
-            honua.loaded_node = Some(node);
+            honua.set_loaded(value, &node);
         }
         let shared = Arc::new(Mutex::new(honua));
         if let Some(name) = settings_hcl {
@@ -816,8 +838,7 @@ impl StandIn {
                     let mut s = state.lock().expect("stand-in state");
                     match loaded {
                         Ok((value, node)) => {
-                            s.loaded = Some(value);
-                            s.loaded_node = Some(node);
+                            s.set_loaded(value, &node);
                             s.watcher_loads += 1;
                         }
                         Err(cause) => tracing::warn!(cause = %cause, "the stand-in Honua kept its configuration"),

@@ -87,6 +87,42 @@ async fn a_failed_reload_or_a_missing_collection_rolls_back_to_the_previous_rele
     assert_eq!(s.store.deployment(&deployment).await.unwrap().unwrap().state, DeploymentState::RolledBack);
 }
 
+/// A merge removes `transportation::bike_lanes` and Honua still serves it after the reload: the agent
+/// rolls back. What the live release served is read from its manifest, or, for a manifest an older agent
+/// wrote (no `collections`), from the live file itself; both must find the collection that is to go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_collection_still_served_after_the_reload_rolls_back() {
+    for manifest_lists_collections in [true, false] {
+        let s = setup("development").await;
+        let agent = Agent::new(s.config.clone()).unwrap();
+        let base = push_main(&s, "g-1").await;
+        let with_lanes = s.origin.merge(&common::examples().join("honua-config-pr"));
+        push(&s, &base, &with_lanes, "g-2").await;
+        assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
+        let lanes_release = live_release(&s);
+        if !manifest_lists_collections {
+            let name = lanes_release.file_name().unwrap().to_string_lossy().into_owned();
+            let path = s.config.state_dir.join("manifests").join(format!("{name}.json"));
+            let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            assert!(manifest.as_object_mut().unwrap().remove("collections").is_some(), "{manifest}");
+            std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+        }
+
+        // Back to the configuration without the layer; Honua's reload does not drop it.
+        let without_lanes = s.origin.merge(&common::examples().join("honua-config"));
+        push(&s, &with_lanes, &without_lanes, "g-3").await;
+        approve_waiting_if_any(&s, "development").await;
+        s.honua.state.lock().unwrap().keep_collection = Some("transportation::bike_lanes".into());
+        let outcome = agent.poll_once(0).await.unwrap();
+        let PollOutcome::RolledBack { deployment, cause } = outcome else {
+            panic!("not rolled back (manifest lists collections: {manifest_lists_collections}): {outcome:?}")
+        };
+        assert!(cause.contains("`transportation::bike_lanes` still served after their removal"), "{cause}");
+        assert_eq!(live_release(&s), lanes_release);
+        assert_eq!(s.store.deployment(&deployment).await.unwrap().unwrap().state, DeploymentState::RolledBack);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_secret_refuses_the_deployment_before_anything_is_touched() {
     let s = setup("development").await;

@@ -92,10 +92,9 @@ impl Agent {
             && (previous.is_some() || rendered.server_config.is_some());
         // What the live release publishes and the new one does not: it must be gone after the reload.
         let served_before = previous.as_deref().map(|p| self.collections_in(p)).unwrap_or_default();
-        let gone = served_before
-            .into_iter()
-            .filter(|c| !rendered.collections.iter().any(|n| n.eq_ignore_ascii_case(c)))
-            .collect();
+        let served_after: std::collections::HashSet<String> =
+            rendered.collections.iter().map(|c| c.to_ascii_lowercase()).collect();
+        let gone = served_before.into_iter().filter(|c| !served_after.contains(&c.to_ascii_lowercase())).collect();
         let mut journal = Journal {
             deployment: id.clone(),
             sequence: record.sequence,

@@ -15,6 +15,11 @@ use crate::plan::signing::SignedRecord;
 pub(super) struct Manifest {
     pub(super) record: SignedRecord,
     pub(super) files: std::collections::BTreeMap<String, String>,
+    /// The collections the release serves by Honua's rule, worked out when it was rendered: the next
+    /// apply checks they are gone without parsing the live file again (~40 ms for 1,000 layers).
+    /// Absent from manifests written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) collections: Option<Vec<String>>,
 }
 
 /// Writes `bytes` to `path` owner-only and fsyncs it.
@@ -98,6 +103,7 @@ impl Agent {
         let manifest = Manifest {
             record: record.clone(),
             files: files.iter().map(|(name, bytes)| (name.to_string(), sha256_hex(bytes))).collect(),
+            collections: Some(rendered.collections.clone()),
         };
         self.save_manifest(release, &manifest)
     }

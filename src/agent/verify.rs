@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{honua, Agent, CheckFailure, HonuaError, VerifyError, QUICKSTART_WITH_COMMAND, WATCHER_SETTLE};
+use super::{honua, sha256_hex, Agent, CheckFailure, HonuaError, VerifyError, QUICKSTART_WITH_COMMAND, WATCHER_SETTLE};
 use crate::git::mirror::Mirror;
 
 impl Agent {
@@ -122,6 +122,9 @@ impl Agent {
 
     /// The OGC collections the metadata of `release` publishes, by Honua's rule.
     pub(super) fn collections_in(&self, release: &Path) -> Vec<String> {
+        if let Some(recorded) = self.recorded_collections(release) {
+            return recorded;
+        }
         if let Ok(text) = std::fs::read_to_string(release.join(&self.config.hcl_file)) {
             let file = crate::config::node::FileId(0);
             return crate::config::hcl::parse(&text, file, &self.config.hcl_file)
@@ -133,6 +136,19 @@ impl Agent {
             .ok()
             .and_then(|text| crate::config::yaml::parse(text, crate::config::node::FileId(0)).ok());
         node.map(|n| crate::config::served::collections(&n)).unwrap_or_default()
+    }
+
+    /// The collections `release`'s manifest recorded when it was written, while its file is still the
+    /// one written: a file edited by hand (drift) may serve others, and is parsed instead.
+    fn recorded_collections(&self, release: &Path) -> Option<Vec<String>> {
+        let manifest = self.load_manifest(release)?;
+        let recorded = manifest.collections?;
+        let (name, sha) = manifest
+            .files
+            .iter()
+            .find(|(name, _)| **name == self.config.hcl_file || **name == self.config.metadata_file)?;
+        let bytes = std::fs::read(release.join(name)).ok()?;
+        (sha256_hex(&bytes) == *sha).then_some(recorded)
     }
 
     /// `honua agent --check`: one line per prerequisite, `Err` with what to do.
