@@ -123,6 +123,31 @@ async fn a_removed_collection_still_served_after_the_reload_rolls_back() {
     }
 }
 
+/// A layer added by hand to the live release (drift, not healed) is served: the release's manifest no
+/// longer describes the file, so the agent reads what the file serves. The next merge does not have the
+/// layer, Honua's reload does not drop it, and the agent rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_added_by_hand_to_the_live_release_must_be_gone_after_the_next_apply() {
+    let s = setup("development").await;
+    let agent = Agent::new(s.config.clone()).unwrap();
+    let base = push_main(&s, "g-1").await;
+    assert!(matches!(agent.poll_once(0).await.unwrap(), PollOutcome::Applied { .. }));
+    let live = live_release(&s).join("metadata.json");
+    let mut metadata: serde_json::Value = serde_json::from_slice(&std::fs::read(&live).unwrap()).unwrap();
+    let layers = metadata["layers"].as_array_mut().unwrap();
+    let mut copy = layers.iter().find(|l| l["serviceId"] == "transportation").unwrap().clone();
+    copy["id"] = "hand_added".into();
+    layers.push(copy);
+    std::fs::write(&live, serde_json::to_vec_pretty(&metadata).unwrap()).unwrap();
+
+    let merged = s.origin.merge(&common::examples().join("honua-config-pr"));
+    push(&s, &base, &merged, "g-2").await;
+    s.honua.state.lock().unwrap().keep_collection = Some("transportation::hand_added".into());
+    let outcome = agent.poll_once(0).await.unwrap();
+    let PollOutcome::RolledBack { cause, .. } = outcome else { panic!("not rolled back: {outcome:?}") };
+    assert!(cause.contains("`transportation::hand_added` still served after their removal"), "{cause}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_secret_refuses_the_deployment_before_anything_is_touched() {
     let s = setup("development").await;
