@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use honua_gitops::agent::AgentConfig;
+use honua_gitops::agent::{AgentConfig, PollOutcome};
 use honua_gitops::config::{ConfigRepo, EnvName};
 use honua_gitops::standin::StandIn;
-use honua_gitops::store::{DeploymentFilter, Role, Store};
+use honua_gitops::store::{DeploymentFilter, DeploymentState, Role, Store};
 
 use super::fake_github::FakeGithub;
 use super::service::Service;
@@ -97,6 +97,15 @@ pub async fn push_main(s: &Setup, delivery: &str) -> String {
 /// The release the agent made live (what `current` in Honua's directory points at).
 pub fn live_release(s: &Setup) -> std::path::PathBuf {
     std::fs::read_link(s.config.target_dir.join("current")).unwrap()
+}
+
+/// `outcome` rolled back to `good`: that release is live again and the deployment is `rolled_back`.
+/// Returns the cause the agent reported.
+pub async fn rolled_back_to(s: &Setup, outcome: PollOutcome, good: &std::path::Path) -> String {
+    let PollOutcome::RolledBack { deployment, cause } = outcome else { panic!("not rolled back: {outcome:?}") };
+    assert_eq!(live_release(s), good, "the previous release is live again ({cause})");
+    assert_eq!(s.store.deployment(&deployment).await.unwrap().unwrap().state, DeploymentState::RolledBack);
+    cause
 }
 
 pub fn expected_render(s: &Setup, commit: &str, env: &str) -> serde_json::Value {
