@@ -386,12 +386,15 @@ impl Honua {
     }
 
     fn collections(&self) -> impl Iterator<Item = &String> {
-        self.served.iter().filter(|id| self.hide_collection.as_deref() != Some(id.as_str()))
+        self.served.iter().filter(|id| !self.hidden(id))
     }
 
     fn serves(&self, id: &str) -> bool {
-        self.served_ids.contains(&id.to_ascii_lowercase())
-            && !self.hide_collection.as_deref().is_some_and(|hidden| hidden.eq_ignore_ascii_case(id))
+        self.served_ids.contains(&id.to_ascii_lowercase()) && !self.hidden(id)
+    }
+
+    fn hidden(&self, id: &str) -> bool {
+        self.hide_collection.as_deref().is_some_and(|hidden| hidden.eq_ignore_ascii_case(id))
     }
 
     fn snapshots_root(&self) -> PathBuf {
