@@ -335,6 +335,41 @@ async fn tokens_keys_and_branch_heads(s: Arc<dyn Store>) {
     assert_eq!(s.branch_head("city/gis-config", "main").await.unwrap().as_deref(), Some("def"));
 }
 
+/// On PostgreSQL a hold is a session advisory lock, and such locks are re-entrant within a session: a
+/// connection that went back to the pool still holding one would let its next user of the pool take
+/// the "same" hold again. So the server's lock table is read directly: held while the hold lives, gone
+/// once it is released (its connection back in the pool) or dropped (its connection closed).
+#[tokio::test]
+async fn on_postgresql_a_released_or_dropped_hold_leaves_no_advisory_lock() {
+    use sqlx::Connection;
+    let Some(db) = common::db::postgres().await else { return };
+    let (url, schema) = db.postgres_schema().unwrap();
+    let mut watcher = sqlx::PgConnection::connect(url).await.unwrap();
+    let repo = "city/gis-config";
+    // The key as `store::holds` derives it for this schema; the first count proves it is the one held.
+    let locks = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND granted \
+                 AND ((classid::bigint << 32) | objid::bigint) \
+                   = hashtextextended('honua-gitops/plan/' || $1 || '/' || $2, 0)";
+    let mut held =
+        async || -> i64 { sqlx::query_scalar(locks).bind(schema).bind(repo).fetch_one(&mut watcher).await.unwrap() };
+    let hold = db.store.hold_repository(repo).await.unwrap();
+    assert_eq!(held().await, 1, "a hold is an advisory lock on the repository's key");
+    hold.release().await.unwrap();
+    assert_eq!(held().await, 0, "a released hold is unlocked before its connection goes back to the pool");
+
+    let hold = db.store.hold_repository(repo).await.unwrap();
+    assert_eq!(held().await, 1);
+    drop(hold);
+    // The connection is closed as the pool drops it: the server lets go once it sees the session end.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while held().await != 0 {
+        assert!(std::time::Instant::now() < deadline, "a dropped hold's session still holds its lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(watcher);
+    db.cleanup().await;
+}
+
 /// The audit table refuses changes at the database level, not only in our code.
 #[tokio::test]
 async fn the_audit_log_is_append_only_in_sqlite() {

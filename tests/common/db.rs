@@ -41,6 +41,13 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// PostgreSQL: the database URL (without the schema) and the test's schema.
+    pub fn postgres_schema(&self) -> Option<(&str, &str)> {
+        self.schema.as_ref().map(|(url, schema)| (url.as_str(), schema.as_str()))
+    }
+}
+
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("honua.db").display());
