@@ -512,6 +512,56 @@ async fn a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr(s
     assert!(audit.iter().any(|e| e.action == "environment.resume"), "{audit:#?}");
 }
 
+/// A push GitHub delivered before the rollback was asked for, whose job runs only after it (a busy
+/// queue, a retry), is not the newer commit that lifts the pause: development stays on the rollback
+/// while the other environments plan the commit. A push delivered after the rollback lifts it.
+async fn a_push_delivered_before_a_rollback_leaves_its_pause_in_place(store: Arc<dyn Store>) {
+    let ExampleScene { github: _github, origin, service } = ExampleScene::start_idle(store.clone()).await;
+    let controller = service.controller.clone();
+    let source = DeploySource { repository: REPO.into(), url: controller.mirrors.url_of(REPO), branch: "main".into() };
+    let plan = |sha: String| {
+        let (controller, source) = (controller.clone(), source.clone());
+        async move {
+            let now = Utc::now();
+            controller.pushes().deploy_commit(&source, &sha, now.timestamp_millis(), None, "bob", now).await.unwrap()
+        }
+    };
+    let base = origin.main_sha();
+    complete(&store, &of(&plan(base.clone()).await, "development", &base).id).await;
+    let merged = origin.merge(&common::examples().join("honua-config-pr"));
+    complete(&store, &of(&plan(merged.clone()).await, "development", &merged).id).await;
+
+    // Another commit lands and GitHub delivers its push; no worker has taken it yet when the rollback
+    // is asked for.
+    let landed = common::retitled(&common::examples().join("honua-config"), "development", "Landed");
+    let landed = origin.merge(landed.path());
+    service.deliver("push", "b-1", common::push_payload(&merged, &landed, "bob")).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let rollback = controller.rollbacks().rollback(None, "development", None, "oncall", Utc::now()).await.unwrap();
+    assert_eq!(rollback.commit.as_str(), base);
+
+    service.start_worker("w1");
+    let all = wait_for_deployments(&store, "the landed commit in staging", |all| {
+        all.iter().any(|d| d.environment == "staging" && d.commit == landed)
+    })
+    .await;
+    assert!(
+        !all.iter().any(|d| d.environment == "development" && d.commit == landed),
+        "a push delivered before the rollback lifted its pause: {all:#?}"
+    );
+    assert!(store.environment_pause(REPO, "development").await.unwrap().is_some(), "still paused");
+
+    // A commit whose push comes after the rollback is the newer one: development deploys it.
+    let fixed = common::retitled(&common::examples().join("honua-config"), "development", "Fixed");
+    let fixed = origin.merge(fixed.path());
+    service.deliver("push", "b-2", common::push_payload(&landed, &fixed, "bob")).await;
+    wait_for_deployments(&store, "development resumes", |all| {
+        all.iter().any(|d| d.environment == "development" && d.commit == fixed)
+    })
+    .await;
+    assert!(store.environment_pause(REPO, "development").await.unwrap().is_none(), "the pause is lifted");
+}
+
 /// Three commits completed in development, then two rollbacks: the first restores the middle one, the
 /// second the first (never forward to the commit just rolled back), a third finds nothing earlier. The
 /// preview says what each restores before it is asked for; the pause is in the environment's view
@@ -953,6 +1003,7 @@ on_both_stores!(
     agents_long_poll_their_desired_state_and_report_phases,
     the_policy_notifies_approvals_required_and_completions_and_records_what_it_cannot_send,
     a_rollback_redeploys_the_previous_commit_pauses_and_opens_a_revert_pr,
+    a_push_delivered_before_a_rollback_leaves_its_pause_in_place,
     rolling_back_twice_goes_further_back_and_resume_lifts_the_pause,
     a_repository_whose_default_branch_is_not_main_rolls_back_and_resumes_on_that_branch,
     a_merge_deploys_development_and_staging_and_production_waits_for_an_approver,
@@ -984,7 +1035,7 @@ async fn an_approved_deployment_outside_its_window_starts_when_the_window_opens(
 
     let saturday = at("2026-11-28T10:00:00Z");
     let created =
-        controller.pushes().deploy_commit(&source, &origin.main_sha(), None, "alice", saturday).await.unwrap();
+        controller.pushes().deploy_commit(&source, &origin.main_sha(), 0, None, "alice", saturday).await.unwrap();
     let prod = created.iter().find(|d| d.environment == "production").unwrap();
     controller.decisions().approve(&prod.id, "mike", Via::Api, false, saturday).await.unwrap();
     assert!(controller.startable(&source.repository, "production", saturday).await.unwrap().is_none(), "waits");

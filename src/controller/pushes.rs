@@ -1,8 +1,8 @@
 //! A commit on a repository's deployment branch (a push webhook, a plain-Git poll, or `honua resume`)
 //! becomes one Deployment per environment whose effective config differs from what that environment
 //! last completed. The policy decides its state: what the policy lets through is approved and signed at
-//! once, the rest waits for its gate. A newer plan supersedes what no agent picked up yet; a commit that
-//! lands after a rollback lifts the pause the rollback left.
+//! once, the rest waits for its gate. A newer plan supersedes what no agent picked up yet; a commit heard
+//! of after a rollback (its push delivered later) lifts the pause the rollback left.
 //!
 //! The handler takes what it works with explicitly ([`Pushes`]), as the pull-request handlers and the
 //! comment commands do.
@@ -28,6 +28,15 @@ use crate::store::{
 /// How long a plan waited for another replica's plan of its repository (a histogram).
 pub const PLANNING_HOLD_SECONDS: &str = "honua_planning_hold_wait_seconds";
 
+/// One plan of a commit: when the service heard of the commit (Unix ms; see
+/// [`Pushes::deploy_commit`]), who plans it, and when.
+#[derive(Clone, Copy)]
+struct Planning<'a> {
+    heard: i64,
+    actor: &'a str,
+    at: DateTime<Utc>,
+}
+
 /// What planning a deployment branch's commit works with.
 pub struct Pushes<'a> {
     pub(crate) store: &'a dyn Store,
@@ -47,15 +56,21 @@ impl Pushes<'_> {
     /// the order of its deliveries and a failed job is retried later, and planning an older commit
     /// after a newer one would take the environments back by themselves. The head's own push (or the
     /// poller, when that push is lost) plans what the branch holds.
+    ///
+    /// `heard` (Unix ms) is when the service learned of the commit: its push delivery was received, or
+    /// the poller saw it. A rollback's pause taken after that stays: the commit was on the branch
+    /// before anyone asked for the rollback, so it is not the newer commit that lifts the pause, even
+    /// when its job runs (or is retried) after the rollback.
     pub async fn deploy_commit(
         &self,
         source: &DeploySource,
         sha: &str,
+        heard: i64,
         token: Option<String>,
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<Deployment>, JobError> {
-        self.plan(source, Some(sha), token, actor, at).await
+        self.plan(source, Some(sha), heard, token, actor, at).await
     }
 
     /// Fetches `source`'s branch and plans its head, as [`deploy_commit`](Self::deploy_commit) plans a
@@ -67,7 +82,7 @@ impl Pushes<'_> {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<Deployment>, JobError> {
-        self.plan(source, None, token, actor, at).await
+        self.plan(source, None, ms(at), token, actor, at).await
     }
 
     /// Fetches the branch and plans `wanted` (else the branch's head) while holding the repository, in
@@ -78,6 +93,7 @@ impl Pushes<'_> {
         &self,
         source: &DeploySource,
         wanted: Option<&str>,
+        heard: i64,
         token: Option<String>,
         actor: &str,
         at: DateTime<Utc>,
@@ -109,7 +125,9 @@ impl Pushes<'_> {
             let to = load(&mirror, sha).await?;
             let mut created = Vec::new();
             for env in to.environments().cloned().collect::<Vec<_>>() {
-                if let Some(d) = self.deploy_environment(source, &mirror, &to, &env, actor, at).await? {
+                if let Some(d) =
+                    self.deploy_environment(source, &mirror, &to, &env, Planning { heard, actor, at }).await?
+                {
                     created.push(d);
                 }
             }
@@ -127,14 +145,18 @@ impl Pushes<'_> {
         mirror: &Path,
         to: &Arc<ConfigRepo>,
         env: &EnvName,
-        actor: &str,
-        at: DateTime<Utc>,
+        planning: Planning<'_>,
     ) -> Result<Option<Deployment>, JobError> {
+        let Planning { heard, actor, at } = planning;
         let filter =
             |states: &[DeploymentState]| DeploymentFilter::environment(Some(&source.repository), env, states, 50);
         if let Some(pause) = self.store.environment_pause(&source.repository, env.as_str()).await? {
             if pause.commit == to.revision {
                 tracing::info!(environment = %env, commit = %to.revision, rollback = %pause.deployment, "automatic deployments paused after a rollback");
+                return Ok(None);
+            }
+            if heard < pause.at {
+                tracing::info!(environment = %env, commit = %to.revision, rollback = %pause.deployment, "a commit heard of before the rollback leaves its pause in place");
                 return Ok(None);
             }
             self.store.resume_environment(&source.repository, env.as_str()).await?;

@@ -154,7 +154,9 @@ impl Controller {
             let polled: PolledHead =
                 serde_json::from_slice(&job.payload).map_err(|e| JobError::Permanent(e.to_string()))?;
             let source = DeploySource { repository: polled.repository, url: polled.url, branch: polled.branch };
-            self.pushes().deploy_commit(&source, &polled.sha, None, "poller", chrono::Utc::now()).await?;
+            self.pushes()
+                .deploy_commit(&source, &polled.sha, job.received_at, None, "poller", chrono::Utc::now())
+                .await?;
             return Ok(());
         }
         let event = parse_job(&job.event, &job.payload).map_err(|e| JobError::Permanent(e.to_string()))?;
@@ -201,7 +203,14 @@ impl Controller {
                 };
                 let actor = if pusher.is_empty() { "github" } else { pusher.as_str() };
                 self.pushes()
-                    .deploy_commit(&source, &after, gh.git_token().await.ok(), actor, chrono::Utc::now())
+                    .deploy_commit(
+                        &source,
+                        &after,
+                        job.received_at,
+                        gh.git_token().await.ok(),
+                        actor,
+                        chrono::Utc::now(),
+                    )
                     .await?;
                 Ok(())
             }

@@ -71,6 +71,8 @@ pub struct Job {
     pub attempts: i32,
     /// How often the job was claimed again after its worker vanished mid-job (see [`QUARANTINE_AFTER`]).
     pub takeovers: i32,
+    /// When its delivery was received (Unix ms): what the service knew by then, whenever the job runs.
+    pub received_at: i64,
 }
 
 /// Takeovers after which a job is not run again: a job whose worker vanished this many times probably
@@ -105,6 +107,7 @@ struct ClaimRow {
     event: String,
     repository: Option<String>,
     payload: Vec<u8>,
+    received_at: i64,
 }
 
 impl From<ClaimRow> for Job {
@@ -117,6 +120,7 @@ impl From<ClaimRow> for Job {
             payload: r.payload,
             attempts: r.attempts,
             takeovers: r.takeovers,
+            received_at: r.received_at,
         }
     }
 }
@@ -384,7 +388,8 @@ const CLAIM_SQLITE: &str = "UPDATE jobs SET state = 'running', locked_by = $1, l
      RETURNING id, delivery_id, attempts, takeovers, \
        (SELECT event FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS event, \
        (SELECT repository FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS repository, \
-       (SELECT payload FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS payload";
+       (SELECT payload FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS payload, \
+       (SELECT received_at FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS received_at";
 
 /// Claims on PostgreSQL: concurrent claimers skip each other's rows (`FOR UPDATE SKIP LOCKED`).
 const CLAIM_POSTGRES: &str = "WITH next AS ( \
@@ -393,7 +398,7 @@ const CLAIM_POSTGRES: &str = "WITH next AS ( \
              UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = jobs.attempts + 1, updated_at = $3, \
                takeovers = jobs.takeovers + (CASE WHEN jobs.state = 'running' THEN 1 ELSE 0 END) \
              FROM next, deliveries d WHERE jobs.id = next.id AND d.id = jobs.delivery_id \
-             RETURNING jobs.id, jobs.delivery_id, jobs.attempts, jobs.takeovers, d.event, d.repository, d.payload";
+             RETURNING jobs.id, jobs.delivery_id, jobs.attempts, jobs.takeovers, d.event, d.repository, d.payload, d.received_at";
 
 /// Two GCRA buckets ("generic cell rate algorithm", as the `governor` crate uses in one process): each
 /// allows `burst` writes at once, then one every `period_ms`. A bucket's state is the theoretical arrival
