@@ -53,14 +53,12 @@ impl Agent {
     pub(super) async fn apply(&self, record: &SignedRecord) -> Result<PollOutcome, AgentError> {
         let id = record.deployment.clone();
         self.report(&id, Phase::Fetching, &format!("commit {}", short_sha(&record.commit))).await;
-        let fetched_and_rendered = match self.fetch().await {
-            Ok(()) => {
-                self.report(&id, Phase::Rendering, "validating and rendering the environment").await;
-                self.render_fetched(record).await
-            }
-            Err(e) => Err(e),
+        let fetched_and_rendered = async {
+            self.fetch().await?;
+            self.report(&id, Phase::Rendering, "validating and rendering the environment").await;
+            self.render_fetched(record).await
         };
-        let rendered = match fetched_and_rendered {
+        let rendered = match fetched_and_rendered.await {
             Ok(r) => r,
             Err(e) => {
                 // Nothing was touched: Honua keeps what it runs.
