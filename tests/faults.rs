@@ -120,6 +120,74 @@ async fn the_service_fetches_pr_heads_through_a_blackholed_reset_and_slow_git_re
     db.cleanup().await;
 }
 
+/// The signed records in the Git ledger of `origin`, by environment.
+fn ledger_records(origin: &Origin) -> Vec<(String, String)> {
+    let Ok(head) = origin.repo.refname_to_id(honua_gitops::git::ledger::LEDGER_REF) else { return Vec::new() };
+    let entries = honua_gitops::git::ledger::read(&origin.repo, head).unwrap();
+    entries.into_iter().map(|e| (e.environment, e.deployment)).collect()
+}
+
+/// Plain-Git mode over smart HTTP, credentials in the remote's URL, through the proxy. An approval given
+/// while the remote is blackholed stands, signed, but its record cannot reach the Git ledger (the push
+/// gives up after the Git timeout); a poll while the remote resets connections fails and loses nothing;
+/// the first poll after the remote answers again publishes the record, although the branch brought
+/// nothing new (no decision follows to publish it). Agents cut off from the service read that ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_record_the_remote_refused_is_published_by_the_next_poll() {
+    use honua_gitops::controller::{deployments::service_signer, Controller, DeploySource};
+    honua_gitops::git::mirror::set_network_timeout(Duration::from_secs(2));
+    let db = common::db::sqlite().await;
+    let store = db.store.clone();
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let secret = "plain-git-password";
+    let git = GitHttp::start(origin.git_root.clone(), secret).await;
+    let proxy = FaultProxy::for_url(&git.url).await;
+    let repository = format!("{}/city/gis-config.git", proxy.rewrite(&git.url));
+    let url = repository.replacen("http://", &format!("http://x-access-token:{secret}@"), 1);
+    let source = DeploySource { repository: repository.clone(), url, branch: "main".into() };
+    let data = tempfile::tempdir().unwrap();
+    let signer = service_signer(store.as_ref()).await.unwrap();
+    // No worker, so no background publisher: each decision publishes inline, and the test knows when
+    // an attempt is over.
+    let mut controller = Controller::new(store.clone(), None, signer, String::new(), data.path().join("m"), None);
+    controller.repositories = vec![source.clone()];
+    let controller = Arc::new(controller);
+
+    let all = controller.pushes().deploy_head(&source, None, "poller", chrono::Utc::now()).await.unwrap();
+    let production = all.iter().find(|d| d.environment == "production").unwrap().id.clone();
+    let published = ledger_records(&origin);
+    assert_eq!(published.len(), 2, "development and staging, approved by the policy: {published:?}");
+    assert!(git.authorised_requests() > 0, "the fetch and the ledger push went over HTTP");
+
+    proxy.set(Fault::Blackhole);
+    let decisions = controller.decisions();
+    let approved = decisions
+        .approve(&production, "oncall", honua_gitops::deployment::Via::Api, true, chrono::Utc::now())
+        .await
+        .unwrap();
+    controller.decided(&repository).await;
+    assert_eq!(approved.state, DeploymentState::Approved);
+    assert!(approved.signed.is_some(), "the approval stands, signed");
+    let pending = store.unpublished_records(&repository, 10).await.unwrap();
+    assert_eq!(pending.iter().map(|d| d.id.to_string()).collect::<Vec<_>>(), [production.to_string()]);
+    assert!(!ledger_records(&origin).iter().any(|(env, _)| env == "production"), "the remote took nothing");
+
+    proxy.set(Fault::Reset);
+    assert!(controller.poll_once().await.is_err(), "the poll could not fetch");
+    assert_eq!(store.unpublished_records(&repository, 10).await.unwrap().len(), 1, "still to publish");
+
+    proxy.set(Fault::Pass);
+    assert_eq!(controller.poll_once().await.unwrap(), 0, "the branch brought nothing new");
+    let published = ledger_records(&origin);
+    assert!(
+        published.contains(&("production".to_string(), production.to_string())),
+        "the poll published production's record: {published:?}"
+    );
+    assert_eq!(published.len(), 3, "each record once: {published:?}");
+    assert!(store.unpublished_records(&repository, 10).await.unwrap().is_empty());
+    db.cleanup().await;
+}
+
 /// The agent's link to the service gets latency, a blackhole, resets and a slow body while deployments
 /// are decided: each one is applied once (from the service, or from the Git ledger while the service is
 /// out of reach), and the service hears every outcome.

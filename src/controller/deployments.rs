@@ -154,6 +154,14 @@ impl Controller {
     pub async fn decided(&self, repository: &str) {
         self.feed.changed();
         self.events.notify_waiters();
+        self.catch_up(repository).await;
+    }
+
+    /// Brings `repository`'s Git ledger, GitHub's Deployments mirror and its notifications up to the
+    /// store, in the background publisher (inline without one), waking no one: nothing was decided. The
+    /// poller calls it on every poll, so what could not be published after a decision (the remote or
+    /// GitHub out of reach) follows once they answer, even when no decision comes after it.
+    pub async fn catch_up(&self, repository: &str) {
         let queued = match self.publisher.lock().expect("publisher lock").as_ref() {
             Some(queue) => queue.send(repository.to_string()).is_ok(),
             None => false,
@@ -228,10 +236,6 @@ impl Controller {
     /// Failing must not fail the caller (the decision is recorded); each catches up on the next
     /// decision or poll.
     pub async fn publish_decisions(&self, repository: &str) {
-        // Agents long-polling their desired state look again at once: the decision is in the store;
-        // the ledger and GitHub (rate-limited) follow.
-        self.feed.changed();
-        self.events.notify_waiters();
         if let Err(e) = self.publish_ledger(repository).await {
             tracing::warn!(repository, error = %e, "ledger not published yet; the next decision or poll retries");
         }

@@ -98,7 +98,7 @@ impl Controller {
         let mut queued = 0;
         let gh = github.repo(installation, owner, name)?;
         let full_name = format!("{owner}/{name}");
-        self.decided(&full_name).await;
+        self.catch_up(&full_name).await;
         // The default branch: a push whose webhook was lost still becomes deployments.
         let head = match gh.branch_head(default_branch).await {
             Ok(head) => Some(head),
@@ -168,9 +168,11 @@ impl Controller {
     }
 
     /// Plain-Git mode: fetches one remote's branch and queues a job for a head not yet deployed from.
-    /// The delivery id names the head, so replicas polling together queue it once.
+    /// The delivery id names the head, so replicas polling together queue it once. Once the remote
+    /// answers, what it could not take after a decision (ledger records) follows, as on GitHub.
     async fn poll_git_remote(&self, source: &DeploySource) -> Result<usize, JobError> {
         let head = self.mirrors.fetch_branch(source, None).await?;
+        self.catch_up(&source.repository).await;
         if self.store.branch_head(&source.repository, &source.branch).await?.as_deref() == Some(head.as_str()) {
             return Ok(0);
         }
