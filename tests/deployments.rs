@@ -381,6 +381,39 @@ async fn wait_for_branch_head(store: &Arc<dyn Store>, repository: &str, sha: &st
     }
 }
 
+/// GitHub's content-creation budget of the installation is spent for the next hour (another replica's
+/// burst, say): every pull-request job waits for it, holding its worker. A merge's push queued behind
+/// them is planned all the same, by the worker `honua serve` keeps for the deployment branches' commits.
+async fn pull_requests_waiting_on_github_never_hold_back_a_merges_deployments(store: Arc<dyn Store>) {
+    use honua_gitops::store::{now_ms, WriteBudget};
+    let ExampleScene { github, origin, service } = ExampleScene::start_idle(store.clone()).await;
+    let hour = 3_600_000;
+    let spent = WriteBudget { minute_period_ms: hour, minute_burst: 1, hour_period_ms: hour, hour_burst: 1 };
+    assert_eq!(store.take_write_budget(7, spent, now_ms()).await.unwrap(), None);
+    let heads: Vec<String> = (1..=2).map(|n| origin.push_pr(n, &common::examples().join("honua-config-pr"))).collect();
+    for (n, head) in (1..=2).zip(&heads) {
+        service.pull_request(&format!("held-pr-{n}"), "opened", n, head, &origin.main_sha()).await;
+    }
+    let base = origin.main_sha();
+    service.deliver("push", "held-push", common::push_payload(&"0".repeat(40), &base, "alice")).await;
+
+    // Two workers, as `honua serve --workers 2` runs them: the queue holds the two PRs, then the push.
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(service.controller.clone().run_deployment_worker("deploy".into(), rx));
+    service.start_worker("w1");
+    let all = wait_for_deployments(&store, "the push's deployments", |all| all.len() == 3).await;
+    assert!(all.iter().all(|d| d.commit == base));
+    for head in &heads {
+        assert!(github.check_runs(head).is_empty(), "the PR jobs still wait for GitHub's budget");
+    }
+    // The push's job finishes; both PR jobs are still to.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while store.queue_depth().await.unwrap() != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the push's job never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn plain_git_mode_polls_a_remote_without_any_app(store: Arc<dyn Store>) {
     let origin = Origin::new(&common::examples().join("honua-config"));
     let data = tempfile::tempdir().unwrap();
@@ -1013,6 +1046,7 @@ on_both_stores!(
     a_rollback_waits_while_a_push_of_its_repository_is_planned,
     a_push_whose_webhook_was_lost_is_deployed_by_polling,
     plain_git_mode_polls_a_remote_without_any_app,
+    pull_requests_waiting_on_github_never_hold_back_a_merges_deployments,
     a_deployment_waiting_past_its_approval_timeout_expires,
     a_late_approval_through_the_api_is_refused_and_the_expiry_published,
 );

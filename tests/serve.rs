@@ -261,3 +261,60 @@ async fn app_create_runs_the_manifest_flow_and_writes_the_credentials() {
     assert_ne!(common::code(&used), 0);
     assert!(String::from_utf8_lossy(&used.stderr).contains("GitHub refused the code"), "{used:?}");
 }
+
+/// `honua serve --workers 2` keeps one worker for the deployment branch's commits. With the
+/// installation's GitHub write budget spent for the next hour, the two PRs' jobs wait for it, each holding
+/// a worker it could take; the merge's push queued behind them is deployed all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_workers_a_push_is_deployed_while_pull_requests_wait_on_github() {
+    use honua_gitops::store::{now_ms, DeploymentFilter, DeploymentStore, JobQueue, SqlStore, WriteBudget};
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let heads: Vec<String> = (1..=2).map(|n| origin.push_pr(n, &common::examples().join("honua-config-pr"))).collect();
+    let data = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", data.path().join("honua.db").display());
+    let store = SqlStore::open(&database).await.unwrap();
+    let hour = 3_600_000;
+    let spent = WriteBudget { minute_period_ms: hour, minute_burst: 1, hour_period_ms: hour, hour_burst: 1 };
+    assert_eq!(store.take_write_budget(7, spent, now_ms()).await.unwrap(), None);
+
+    let port = common::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let env = vec![
+        ("HONUA_LISTEN", format!("127.0.0.1:{port}")),
+        ("HONUA_DATABASE_URL", database),
+        ("HONUA_GITHUB_APP_ID", "4242".into()),
+        ("HONUA_GITHUB_PRIVATE_KEY_PATH", common::test_app_key().display().to_string()),
+        ("HONUA_GITHUB_WEBHOOK_SECRET", SECRET.into()),
+        ("HONUA_GITHUB_API_URL", github.url()),
+        ("HONUA_GIT_URL", format!("file://{}", origin.git_root.display())),
+        ("HONUA_DATA_DIR", data.path().display().to_string()),
+        ("HONUA_POLL_INTERVAL", "0".into()),
+        ("HONUA_WORKERS", "2".into()),
+    ];
+    let _serve = common::Running(serve(&env).stderr(Stdio::null()).spawn().unwrap());
+    let client = reqwest::Client::new();
+    common::wait_ready(&client, &url).await;
+    for (n, head) in (1..=2).zip(&heads) {
+        let body = common::pull_request_payload("opened", n, head, &origin.main_sha());
+        let sent = webhook(&client, &url, SECRET, "pull_request", &format!("held-{n}"), body).send().await.unwrap();
+        assert_eq!(sent.status(), 202);
+    }
+    let base = origin.main_sha();
+    let body = common::push_payload(&"0".repeat(40), &base, "alice");
+    assert_eq!(webhook(&client, &url, SECRET, "push", "merge", body).send().await.unwrap().status(), 202);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = store.deployments(&DeploymentFilter { limit: 10, ..Default::default() }).await.unwrap();
+        if all.len() == 3 {
+            assert!(all.iter().all(|d| d.commit == base));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the push was never planned: {all:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for head in &heads {
+        assert!(github.check_runs(head).is_empty(), "the PR jobs still wait for GitHub's budget");
+    }
+}

@@ -39,7 +39,7 @@ pub use mirrors::Mirrors;
 pub use poller::{poll_backoff, PollTarget, GIT_POLL_EVENT};
 pub(crate) use pulls::PullRequests;
 pub use pushes::PLANNING_HOLD_SECONDS;
-pub use worker::{JOBS, JOB_LEASE, JOB_SECONDS};
+pub use worker::{JobsQueued, DEPLOYMENT_EVENTS, JOBS, JOB_LEASE, JOB_SECONDS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -104,8 +104,9 @@ pub struct Controller {
     pub mirrors: Arc<Mirrors>,
     /// Base of the service's public URL, for the check runs' `details_url`.
     pub public_url: Option<String>,
-    /// Signalled by the webhook route when it queues a job, so an idle worker starts at once.
-    pub jobs_queued: Arc<tokio::sync::Notify>,
+    /// Signalled by the webhook route and the poller when they queue a job, so an idle worker starts at
+    /// once.
+    pub jobs_queued: Arc<worker::JobsQueued>,
     /// How long a claimed job is a worker's before another replica may take it over (default
     /// [`JOB_LEASE`]; a job longer than this must fit in it).
     pub job_lease: Duration,
@@ -136,7 +137,7 @@ impl Controller {
             events: Arc::new(tokio::sync::Notify::new()),
             mirrors: Arc::new(Mirrors::new(mirrors, &git_url)),
             public_url,
-            jobs_queued: Arc::new(tokio::sync::Notify::new()),
+            jobs_queued: Default::default(),
             publisher: std::sync::Mutex::new(None),
             job_lease: JOB_LEASE,
         }

@@ -52,7 +52,7 @@ impl Controller {
             }
         }
         if queued > 0 {
-            self.jobs_queued.notify_waiters();
+            self.jobs_queued.queued_some();
         }
         if self.github.is_some() {
             if let Err(e) = self.notifier.deliver(&*self.store).await {
@@ -252,7 +252,7 @@ impl Controller {
                     }
                     failures = 0;
                     if queued > 0 {
-                        self.jobs_queued.notify_waiters();
+                        self.jobs_queued.queued_some();
                     }
                     interval
                 }

@@ -33,7 +33,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub webhook_secrets: Arc<Vec<WebhookSecret>>,
     /// Wakes this process's workers when a job is queued (other replicas find it by polling).
-    pub jobs_queued: Arc<tokio::sync::Notify>,
+    pub jobs_queued: Arc<crate::controller::JobsQueued>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -135,7 +135,7 @@ async fn github_webhook(State(state): State<AppState>, headers: HeaderMap, body:
     };
     match state.store.record_delivery(&record, now_ms()).await {
         Ok(Recorded::New(job)) => {
-            state.jobs_queued.notify_waiters();
+            state.jobs_queued.queued(event);
             metrics::delivery(event, "queued");
             tracing::info!(
                 delivery,
@@ -237,7 +237,13 @@ pub async fn start(
     // Unique per process: a replica restarted after a crash must not pass for the holder of old leases.
     let instance = format!("{}-{}", std::process::id(), now_ms());
     for i in 0..settings.workers {
-        workers.spawn(controller.clone().run_worker(format!("{instance}-{i}"), stop.clone()));
+        let (worker, stop) = (format!("{instance}-{i}"), stop.clone());
+        // One is kept for the deployment branches' commits, so PR checks never hold back a deployment.
+        if i == 0 && settings.workers > 1 {
+            workers.spawn(controller.clone().run_deployment_worker(worker, stop));
+        } else {
+            workers.spawn(controller.clone().run_worker(worker, stop));
+        }
     }
     if let Some(interval) = settings.poll_interval {
         workers.spawn(controller.clone().run_poller(interval, stop.clone()));

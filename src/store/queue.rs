@@ -154,9 +154,16 @@ pub trait JobQueue: Send + Sync {
     /// and so is a delivery whose `pr_head` is `only_if_new` and already seen.
     async fn record_delivery(&self, delivery: &NewDelivery, now: i64) -> Result<Recorded, StoreError>;
 
-    /// Claims the oldest ready job (queued and due, or running with an expired lease) for `worker`.
+    /// Claims the oldest ready job (queued and due, or running with an expired lease) for `worker`; with
+    /// `events`, the oldest ready job of a delivery of one of those events (`None`: any job).
     /// On PostgreSQL concurrent claimers skip each other's rows (`FOR UPDATE SKIP LOCKED`).
-    async fn claim_job(&self, worker: &str, lease: Duration, now: i64) -> Result<Option<Job>, StoreError>;
+    async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        now: i64,
+        events: Option<&[&str]>,
+    ) -> Result<Option<Job>, StoreError>;
 
     /// Marks a job done. Only its current holder may: a worker whose lease was taken over is refused.
     async fn complete_job(&self, id: i64, worker: &str, now: i64) -> Result<bool, StoreError>;
@@ -242,17 +249,34 @@ impl JobQueue for SqlStore {
         Ok(Recorded::New(job))
     }
 
-    async fn claim_job(&self, worker: &str, lease: Duration, now: i64) -> Result<Option<Job>, StoreError> {
-        let row: Option<ClaimRow> = sqlx::query_as(match self.dialect {
-            Dialect::Sqlite => CLAIM_SQLITE,
-            Dialect::Postgres => CLAIM_POSTGRES,
-        })
-        .bind(worker)
-        .bind(now + lease.as_millis() as i64)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(Job::from))
+    async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        now: i64,
+        events: Option<&[&str]>,
+    ) -> Result<Option<Job>, StoreError> {
+        if events.is_some_and(|e| e.is_empty()) {
+            return Ok(None);
+        }
+        // The event is the delivery's: looked up for each ready job in id order, by primary key.
+        let only = match events {
+            Some(events) => format!(
+                "AND EXISTS (SELECT 1 FROM deliveries e WHERE e.id = jobs.delivery_id AND e.event IN ({}))",
+                super::sql::placeholders(4, events.len())
+            ),
+            None => String::new(),
+        };
+        let statement = match self.dialect {
+            Dialect::Sqlite => claim_sqlite(&only),
+            Dialect::Postgres => claim_postgres(&only),
+        };
+        let mut query =
+            sqlx::query_as::<_, ClaimRow>(&statement).bind(worker).bind(now + lease.as_millis() as i64).bind(now);
+        for event in events.unwrap_or_default() {
+            query = query.bind(*event);
+        }
+        Ok(query.fetch_optional(&self.pool).await?.map(Job::from))
     }
 
     async fn take_write_budget(
@@ -380,25 +404,34 @@ impl JobQueue for SqlStore {
 }
 
 /// Claims on SQLite: one `UPDATE` statement; SQLite serializes writers, so two claimers cannot take the
-/// same row.
-const CLAIM_SQLITE: &str = "UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = attempts + 1, updated_at = $3, \
-       takeovers = takeovers + (CASE WHEN state = 'running' THEN 1 ELSE 0 END) \
-     WHERE id = (SELECT id FROM jobs WHERE (state = 'queued' AND run_after <= $3) OR (state = 'running' AND locked_until < $3) \
-                 ORDER BY id LIMIT 1) \
-     RETURNING id, delivery_id, attempts, takeovers, \
-       (SELECT event FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS event, \
-       (SELECT repository FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS repository, \
-       (SELECT payload FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS payload, \
-       (SELECT received_at FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS received_at";
+/// same row. `only` narrows the ready jobs (`AND …`, or empty).
+fn claim_sqlite(only: &str) -> String {
+    format!(
+        "UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = attempts + 1, updated_at = $3, \
+           takeovers = takeovers + (CASE WHEN state = 'running' THEN 1 ELSE 0 END) \
+         WHERE id = (SELECT id FROM jobs WHERE ((state = 'queued' AND run_after <= $3) OR (state = 'running' AND locked_until < $3)) {only} \
+                     ORDER BY id LIMIT 1) \
+         RETURNING id, delivery_id, attempts, takeovers, \
+           (SELECT event FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS event, \
+           (SELECT repository FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS repository, \
+           (SELECT payload FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS payload, \
+           (SELECT received_at FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS received_at"
+    )
+}
 
-/// Claims on PostgreSQL: concurrent claimers skip each other's rows (`FOR UPDATE SKIP LOCKED`).
-const CLAIM_POSTGRES: &str = "WITH next AS ( \
-               SELECT id FROM jobs WHERE (state = 'queued' AND run_after <= $3) OR (state = 'running' AND locked_until < $3) \
-               ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = jobs.attempts + 1, updated_at = $3, \
-               takeovers = jobs.takeovers + (CASE WHEN jobs.state = 'running' THEN 1 ELSE 0 END) \
-             FROM next, deliveries d WHERE jobs.id = next.id AND d.id = jobs.delivery_id \
-             RETURNING jobs.id, jobs.delivery_id, jobs.attempts, jobs.takeovers, d.event, d.repository, d.payload, d.received_at";
+/// Claims on PostgreSQL: concurrent claimers skip each other's rows (`FOR UPDATE SKIP LOCKED`). `only` as
+/// on SQLite.
+fn claim_postgres(only: &str) -> String {
+    format!(
+        "WITH next AS ( \
+           SELECT id FROM jobs WHERE ((state = 'queued' AND run_after <= $3) OR (state = 'running' AND locked_until < $3)) {only} \
+           ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = jobs.attempts + 1, updated_at = $3, \
+           takeovers = jobs.takeovers + (CASE WHEN jobs.state = 'running' THEN 1 ELSE 0 END) \
+         FROM next, deliveries d WHERE jobs.id = next.id AND d.id = jobs.delivery_id \
+         RETURNING jobs.id, jobs.delivery_id, jobs.attempts, jobs.takeovers, d.event, d.repository, d.payload, d.received_at"
+    )
+}
 
 /// Two GCRA buckets ("generic cell rate algorithm", as the `governor` crate uses in one process): each
 /// allows `burst` writes at once, then one every `period_ms`. A bucket's state is the theoretical arrival
