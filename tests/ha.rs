@@ -78,20 +78,11 @@ async fn two_replicas_one_killed_mid_burst_process_every_accepted_delivery_exact
         std::fs::create_dir_all(&dir).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_honua"));
         cmd.arg("serve").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-        for (k, v) in [
-            ("HONUA_LISTEN", format!("127.0.0.1:{port}")),
-            ("HONUA_DATABASE_URL", url.to_string()),
-            ("HONUA_GITHUB_APP_ID", "4242".into()),
-            ("HONUA_GITHUB_PRIVATE_KEY_PATH", common::test_app_key().display().to_string()),
-            ("HONUA_GITHUB_WEBHOOK_SECRET", SECRET.into()),
-            ("HONUA_GITHUB_API_URL", github.url()),
-            ("HONUA_GIT_URL", format!("file://{}", origin.git_root.display())),
-            ("HONUA_DATA_DIR", dir.display().to_string()),
-            ("HONUA_WORKERS", "2".into()),
-            ("HONUA_POLL_INTERVAL", "0".into()),
-            // The killed replica's jobs are taken over after this many seconds.
-            ("HONUA_JOB_LEASE", "5".into()),
-        ] {
+        let mut env = common::github_mode(port, url.as_str(), &dir, &github.url(), &origin, SECRET);
+        env.push(("HONUA_WORKERS", "2".into()));
+        // The killed replica's jobs are taken over after this many seconds.
+        env.push(("HONUA_JOB_LEASE", "5".into()));
+        for (k, v) in env {
             cmd.env(k, v);
         }
         let log = std::fs::File::create(data.path().join(format!("{tag}.log"))).unwrap();

@@ -70,17 +70,8 @@ async fn a_pr_adding_policy_depth_bombs_fails_its_check_and_the_service_stays_up
     let data = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let env = vec![
-        ("HONUA_LISTEN", format!("127.0.0.1:{port}")),
-        ("HONUA_DATABASE_URL", format!("sqlite://{}", data.path().join("honua.db").display())),
-        ("HONUA_GITHUB_APP_ID", common::fake_github::APP_ID.to_string()),
-        ("HONUA_GITHUB_PRIVATE_KEY_PATH", common::test_app_key().display().to_string()),
-        ("HONUA_GITHUB_WEBHOOK_SECRET", SECRET.into()),
-        ("HONUA_GITHUB_API_URL", github.url()),
-        ("HONUA_GIT_URL", format!("file://{}", origin.git_root.display())),
-        ("HONUA_DATA_DIR", data.path().display().to_string()),
-        ("HONUA_POLL_INTERVAL", "0".into()),
-    ];
+    let database = format!("sqlite://{}", data.path().join("honua.db").display());
+    let env = common::github_mode(port, &database, data.path(), &github.url(), &origin, SECRET);
     let client = reqwest::Client::new();
     let mut service = serve(&env);
     common::wait_ready(&client, &url).await;

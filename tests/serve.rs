@@ -61,18 +61,11 @@ async fn a_delivery_accepted_before_a_sigkill_is_processed_once_after_restart() 
     let data = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}");
+    let database = format!("sqlite://{}", data.path().join("honua.db").display());
     let env = |workers: &str| {
-        vec![
-            ("HONUA_LISTEN", format!("127.0.0.1:{port}")),
-            ("HONUA_DATABASE_URL", format!("sqlite://{}", data.path().join("honua.db").display())),
-            ("HONUA_GITHUB_APP_ID", "4242".into()),
-            ("HONUA_GITHUB_PRIVATE_KEY_PATH", common::test_app_key().display().to_string()),
-            ("HONUA_GITHUB_WEBHOOK_SECRET", SECRET.into()),
-            ("HONUA_GITHUB_API_URL", github.url()),
-            ("HONUA_GIT_URL", format!("file://{}", origin.git_root.display())),
-            ("HONUA_DATA_DIR", data.path().display().to_string()),
-            ("HONUA_WORKERS", workers.into()),
-        ]
+        let mut env = common::github_mode(port, &database, data.path(), &github.url(), &origin, SECRET);
+        env.push(("HONUA_WORKERS", workers.into()));
+        env
     };
     let client = reqwest::Client::new();
     let deliver = |id: &'static str| {
@@ -280,18 +273,8 @@ async fn with_two_workers_a_push_is_deployed_while_pull_requests_wait_on_github(
 
     let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let env = vec![
-        ("HONUA_LISTEN", format!("127.0.0.1:{port}")),
-        ("HONUA_DATABASE_URL", database),
-        ("HONUA_GITHUB_APP_ID", "4242".into()),
-        ("HONUA_GITHUB_PRIVATE_KEY_PATH", common::test_app_key().display().to_string()),
-        ("HONUA_GITHUB_WEBHOOK_SECRET", SECRET.into()),
-        ("HONUA_GITHUB_API_URL", github.url()),
-        ("HONUA_GIT_URL", format!("file://{}", origin.git_root.display())),
-        ("HONUA_DATA_DIR", data.path().display().to_string()),
-        ("HONUA_POLL_INTERVAL", "0".into()),
-        ("HONUA_WORKERS", "2".into()),
-    ];
+    let mut env = common::github_mode(port, &database, data.path(), &github.url(), &origin, SECRET);
+    env.push(("HONUA_WORKERS", "2".into()));
     let _serve = common::Running(serve(&env).stderr(Stdio::null()).spawn().unwrap());
     let client = reqwest::Client::new();
     common::wait_ready(&client, &url).await;

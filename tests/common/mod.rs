@@ -207,3 +207,28 @@ pub fn ci_clone() -> (tempfile::TempDir, tempfile::TempDir, PathBuf) {
     let ci = work.path().join("ci");
     (origin, work, ci)
 }
+
+/// The settings of a `honua serve` process in GitHub mode on loopback: listening on `port`, the fake
+/// GitHub at `github_url` (its App, webhooks signed with `secret`), repositories fetched from `origin`,
+/// the database at `database`, mirrors under `data`, no polling. A test adds what it needs (a setting given
+/// twice takes the later value).
+pub fn github_mode(
+    port: u16,
+    database: &str,
+    data: &std::path::Path,
+    github_url: &str,
+    origin: &Origin,
+    secret: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("HONUA_LISTEN", format!("127.0.0.1:{port}")),
+        ("HONUA_DATABASE_URL", database.to_string()),
+        ("HONUA_GITHUB_APP_ID", fake_github::APP_ID.to_string()),
+        ("HONUA_GITHUB_PRIVATE_KEY_PATH", test_app_key().display().to_string()),
+        ("HONUA_GITHUB_WEBHOOK_SECRET", secret.to_string()),
+        ("HONUA_GITHUB_API_URL", github_url.to_string()),
+        ("HONUA_GIT_URL", format!("file://{}", origin.git_root.display())),
+        ("HONUA_DATA_DIR", data.display().to_string()),
+        ("HONUA_POLL_INTERVAL", "0".into()),
+    ]
+}
