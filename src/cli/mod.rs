@@ -31,7 +31,8 @@ pub const EXIT_USAGE: u8 = 2;
     about = "GitOps for Honua geospatial servers: validate, plan, approve and deploy configuration changes",
     long_about = "GitOps for Honua geospatial servers.\n\n\
         A config repository holds environments/common/base-metadata.yaml, environments/<env>/metadata.yaml \
-        (+ datasources.yaml, config.yaml) and .gitops/deployment-policy.yaml. `honua validate` checks it \
+        (+ datasources.yaml, config.yaml), or Honua's Configuration 2.0 as environments/<env>/honua.hcl, and \
+        .gitops/deployment-policy.yaml. `honua validate` checks it \
         against the Honua server's schema and rules, `honua diff` shows semantic and breaking changes between \
         two revisions, and `honua plan` adds the policy's decision and a digest that approvals bind to. \
         `honua serve` runs the service (PR checks, deployments, approvals), `honua agent` applies approved \
