@@ -383,7 +383,7 @@ async fn wait_for_branch_head(store: &Arc<dyn Store>, repository: &str, sha: &st
 
 /// GitHub's content-creation budget of the installation is spent for the next hour (another replica's
 /// burst, say): every pull-request job waits for it, holding its worker. A merge's push queued behind
-/// them is planned all the same, by the worker `honua serve` keeps for the deployment branches' commits.
+/// them is planned all the same, by the worker `honua serve` keeps for deployment work.
 async fn pull_requests_waiting_on_github_never_hold_back_a_merges_deployments(store: Arc<dyn Store>) {
     use honua_gitops::store::{now_ms, WriteBudget};
     let ExampleScene { github, origin, service } = ExampleScene::start_idle(store.clone()).await;

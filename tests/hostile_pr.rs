@@ -269,9 +269,9 @@ async fn a_job_that_stopped_its_worker_twice_is_quarantined(store: Arc<dyn Store
     let head = origin.push_pr(13, &common::examples().join("honua-config-pr"));
     service.pull_request("d-crash", "opened", 13, &head, &origin.main_sha()).await;
     // Two workers claim the job and die with it (their leases run out at once).
-    let first = store.claim_job("dead-1", Duration::ZERO, now_ms(), None).await.unwrap().unwrap();
+    let first = store.claim_job("dead-1", Duration::ZERO, now_ms(), false).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let second = store.claim_job("dead-2", Duration::ZERO, now_ms(), None).await.unwrap().unwrap();
+    let second = store.claim_job("dead-2", Duration::ZERO, now_ms(), false).await.unwrap().unwrap();
     assert_eq!((first.id, second.takeovers), (second.id, 1));
     tokio::time::sleep(Duration::from_millis(5)).await;
     service.start_worker("w1");

@@ -255,9 +255,9 @@ async fn app_create_runs_the_manifest_flow_and_writes_the_credentials() {
     assert!(String::from_utf8_lossy(&used.stderr).contains("GitHub refused the code"), "{used:?}");
 }
 
-/// `honua serve --workers 2` keeps one worker for the deployment branch's commits. With the
-/// installation's GitHub write budget spent for the next hour, the two PRs' jobs wait for it, each holding
-/// a worker it could take; the merge's push queued behind them is deployed all the same.
+/// `honua serve --workers 2` keeps one worker for deployment work. With the installation's GitHub write
+/// budget spent for the next hour, the two PRs' jobs wait for it, each holding a worker it could take;
+/// the merged pull request's job and its push, queued behind them, are done all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_workers_a_push_is_deployed_while_pull_requests_wait_on_github() {
     use honua_gitops::store::{now_ms, DeploymentFilter, DeploymentStore, JobQueue, SqlStore, WriteBudget};
@@ -284,6 +284,8 @@ async fn with_two_workers_a_push_is_deployed_while_pull_requests_wait_on_github(
         assert_eq!(sent.status(), 202);
     }
     let base = origin.main_sha();
+    let body = common::merged_payload(3, &heads[0], &base);
+    assert_eq!(webhook(&client, &url, SECRET, "pull_request", "merged", body).send().await.unwrap().status(), 202);
     let body = common::push_payload(&"0".repeat(40), &base, "alice");
     assert_eq!(webhook(&client, &url, SECRET, "push", "merge", body).send().await.unwrap().status(), 202);
 
@@ -295,6 +297,11 @@ async fn with_two_workers_a_push_is_deployed_while_pull_requests_wait_on_github(
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "the push was never planned: {all:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Both deployment jobs finish; the two PR checks are still to.
+    while store.queue_depth().await.unwrap() != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the merged pull request's job never ran");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for head in &heads {

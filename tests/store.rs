@@ -20,6 +20,7 @@ fn delivery(id: &str) -> NewDelivery {
         repository: Some("city/gis-config".into()),
         payload: br#"{"n":1}"#.to_vec(),
         pr_head: None,
+        deploys: false,
     }
 }
 
@@ -33,51 +34,49 @@ async fn a_delivery_is_recorded_once_and_its_job_claimed_once(s: Arc<dyn Store>)
     let Recorded::New(job) = s.record_delivery(&delivery("d-1"), 1_000).await.unwrap() else { panic!("new") };
     assert_eq!(s.record_delivery(&delivery("d-1"), 2_000).await.unwrap(), Recorded::Duplicate);
     assert_eq!(s.queue_depth().await.unwrap(), 1);
-    let claimed = s.claim_job("w1", LEASE, 3_000, None).await.unwrap().expect("a job");
+    let claimed = s.claim_job("w1", LEASE, 3_000, false).await.unwrap().expect("a job");
     assert_eq!((claimed.id, claimed.delivery_id.as_str(), claimed.attempts), (job, "d-1", 1));
     assert_eq!(claimed.payload, br#"{"n":1}"#);
     assert_eq!(claimed.repository.as_deref(), Some("city/gis-config"));
-    assert!(s.claim_job("w2", LEASE, 3_001, None).await.unwrap().is_none(), "a running job is not claimed twice");
+    assert!(s.claim_job("w2", LEASE, 3_001, false).await.unwrap().is_none(), "a running job is not claimed twice");
     assert!(s.complete_job(job, "w1", 4_000).await.unwrap());
     assert_eq!(s.job(job).await.unwrap().unwrap().state, JobState::Done);
     assert_eq!(s.queue_depth().await.unwrap(), 0);
-    assert!(s.claim_job("w2", LEASE, 5_000, None).await.unwrap().is_none());
+    assert!(s.claim_job("w2", LEASE, 5_000, false).await.unwrap().is_none());
 }
 
 async fn an_expired_lease_is_taken_over_and_the_old_holder_refused(s: Arc<dyn Store>) {
     s.record_delivery(&delivery("d-2"), 0).await.unwrap();
-    let first = s.claim_job("dead-worker", LEASE, 1_000, None).await.unwrap().unwrap();
-    assert!(s.claim_job("w2", LEASE, 1_000 + 29_000, None).await.unwrap().is_none());
-    let again = s.claim_job("w2", LEASE, 1_000 + 31_000, None).await.unwrap().expect("lease expired");
+    let first = s.claim_job("dead-worker", LEASE, 1_000, false).await.unwrap().unwrap();
+    assert!(s.claim_job("w2", LEASE, 1_000 + 29_000, false).await.unwrap().is_none());
+    let again = s.claim_job("w2", LEASE, 1_000 + 31_000, false).await.unwrap().expect("lease expired");
     assert_eq!((again.id, again.attempts), (first.id, 2));
     assert!(!s.complete_job(first.id, "dead-worker", 40_000).await.unwrap(), "the old holder no longer owns it");
     assert!(s.complete_job(first.id, "w2", 40_000).await.unwrap());
 }
 
-/// A claim narrowed to some events takes the oldest ready job of those events, past older jobs of
-/// others, and an expired lease of one of them too; nothing of them ready is `None`. An unnarrowed claim
-/// still takes the oldest of all.
-async fn a_claim_narrowed_to_events_skips_the_others(s: Arc<dyn Store>) {
-    let only: &[&str] = &["push", "honua.git_poll"];
+/// The deployment lane's claim takes the oldest ready job of deployment work, past older jobs of other
+/// work, and one whose lease ran out too; none of it ready is `None`. An unnarrowed claim still takes
+/// the oldest of all.
+async fn the_deployment_lane_claims_deployment_work_only(s: Arc<dyn Store>) {
     s.record_delivery(&delivery("pr-1"), 0).await.unwrap();
-    let push = NewDelivery { event: "push".into(), ..delivery("push-1") };
+    let push = NewDelivery { event: "push".into(), deploys: true, ..delivery("push-1") };
     let Recorded::New(push_job) = s.record_delivery(&push, 1).await.unwrap() else { panic!("new") };
     s.record_delivery(&delivery("pr-2"), 2).await.unwrap();
-    let polled = NewDelivery { event: "honua.git_poll".into(), ..delivery("poll-1") };
-    let Recorded::New(polled_job) = s.record_delivery(&polled, 3).await.unwrap() else { panic!("new") };
+    let merged = NewDelivery { deploys: true, ..delivery("merged-1") };
+    let Recorded::New(merged_job) = s.record_delivery(&merged, 3).await.unwrap() else { panic!("new") };
 
-    let first = s.claim_job("deploy", LEASE, 1_000, Some(only)).await.unwrap().expect("the push");
+    let first = s.claim_job("deploy", LEASE, 1_000, true).await.unwrap().expect("the push");
     assert_eq!((first.id, first.event.as_str()), (push_job, "push"));
-    let second = s.claim_job("deploy", LEASE, 1_000, Some(only)).await.unwrap().expect("the polled head");
-    assert_eq!((second.id, second.event.as_str()), (polled_job, "honua.git_poll"));
-    assert!(s.claim_job("deploy", LEASE, 1_000, Some(only)).await.unwrap().is_none(), "only PR jobs are left");
-    assert!(s.claim_job("deploy", LEASE, 1_000, Some(&[])).await.unwrap().is_none(), "no event, no job");
+    let second = s.claim_job("deploy", LEASE, 1_000, true).await.unwrap().expect("the merged pull request");
+    assert_eq!((second.id, second.delivery_id.as_str()), (merged_job, "merged-1"));
+    assert!(s.claim_job("deploy", LEASE, 1_000, true).await.unwrap().is_none(), "only PR checks are left");
     assert!(s.complete_job(second.id, "deploy", 1_000).await.unwrap());
 
-    // The push's worker vanished: its lease runs out, and a narrowed claim takes it over.
-    let again = s.claim_job("deploy-2", LEASE, 1_000 + 31_000, Some(only)).await.unwrap().expect("taken over");
+    // The push's worker vanished: its lease runs out, and the lane takes it over.
+    let again = s.claim_job("deploy-2", LEASE, 1_000 + 31_000, true).await.unwrap().expect("taken over");
     assert_eq!((again.id, again.attempts), (push_job, 2));
-    let any = s.claim_job("w", LEASE, 32_000, None).await.unwrap().expect("a PR job");
+    let any = s.claim_job("w", LEASE, 32_000, false).await.unwrap().expect("a PR job");
     assert_eq!((any.delivery_id.as_str(), any.event.as_str()), ("pr-1", "pull_request"));
 }
 
@@ -85,36 +84,36 @@ async fn a_claim_narrowed_to_events_skips_the_others(s: Arc<dyn Store>) {
 /// retries after failures are not takeovers.
 async fn takeovers_are_counted_and_the_second_quarantines(s: Arc<dyn Store>) {
     s.record_delivery(&delivery("d-q"), 0).await.unwrap();
-    let first = s.claim_job("w1", LEASE, 0, None).await.unwrap().unwrap();
+    let first = s.claim_job("w1", LEASE, 0, false).await.unwrap().unwrap();
     assert_eq!((first.takeovers, first.quarantined()), (0, false));
     // A failure with a retry is not a takeover.
     assert!(s.fail_job(first.id, "w1", "GitHub 502", Some(1_000), 1).await.unwrap());
-    let retried = s.claim_job("w1", LEASE, 1_000, None).await.unwrap().unwrap();
+    let retried = s.claim_job("w1", LEASE, 1_000, false).await.unwrap().unwrap();
     assert_eq!((retried.attempts, retried.takeovers), (2, 0));
     // The worker dies: its lease runs out and another takes the job over, twice.
-    let once = s.claim_job("w2", LEASE, 1_000 + 31_000, None).await.unwrap().unwrap();
+    let once = s.claim_job("w2", LEASE, 1_000 + 31_000, false).await.unwrap().unwrap();
     assert_eq!((once.takeovers, once.quarantined()), (1, false));
-    let twice = s.claim_job("w3", LEASE, 1_000 + 62_000, None).await.unwrap().unwrap();
+    let twice = s.claim_job("w3", LEASE, 1_000 + 62_000, false).await.unwrap().unwrap();
     assert_eq!((twice.id, twice.takeovers, twice.quarantined()), (first.id, 2, true));
     assert!(s.fail_job(twice.id, "w3", "the job stopped its worker 2 times; quarantined", None, 70_000).await.unwrap());
     let status = s.job(twice.id).await.unwrap().unwrap();
     assert_eq!(status.state, JobState::Failed);
-    assert!(s.claim_job("w4", LEASE, 99_999_999, None).await.unwrap().is_none(), "never run again");
+    assert!(s.claim_job("w4", LEASE, 99_999_999, false).await.unwrap().is_none(), "never run again");
 }
 
 async fn failures_retry_later_then_fail_visibly(s: Arc<dyn Store>) {
     s.record_delivery(&delivery("d-3"), 0).await.unwrap();
-    let job = s.claim_job("w", LEASE, 0, None).await.unwrap().unwrap();
+    let job = s.claim_job("w", LEASE, 0, false).await.unwrap().unwrap();
     assert!(s.fail_job(job.id, "w", "GitHub 502", Some(10_000), 1).await.unwrap());
-    assert!(s.claim_job("w", LEASE, 9_999, None).await.unwrap().is_none(), "not before its retry time");
-    let job = s.claim_job("w", LEASE, 10_000, None).await.unwrap().unwrap();
+    assert!(s.claim_job("w", LEASE, 9_999, false).await.unwrap().is_none(), "not before its retry time");
+    let job = s.claim_job("w", LEASE, 10_000, false).await.unwrap().unwrap();
     assert_eq!(job.attempts, 2);
     assert!(s.fail_job(job.id, "w", "payload no longer valid", None, 10_001).await.unwrap());
     let status = s.job(job.id).await.unwrap().unwrap();
     assert_eq!(status.state, JobState::Failed);
     assert_eq!(status.last_error.as_deref(), Some("payload no longer valid"));
     assert_eq!(s.queue_depth().await.unwrap(), 0);
-    assert!(s.claim_job("w", LEASE, 99_999_999, None).await.unwrap().is_none());
+    assert!(s.claim_job("w", LEASE, 99_999_999, false).await.unwrap().is_none());
 }
 
 async fn concurrent_claimers_never_share_a_job(s: Arc<dyn Store>) {
@@ -126,7 +125,7 @@ async fn concurrent_claimers_never_share_a_job(s: Arc<dyn Store>) {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
-            while let Some(job) = s.claim_job(&format!("w{w}"), LEASE, 1, None).await.unwrap() {
+            while let Some(job) = s.claim_job(&format!("w{w}"), LEASE, 1, false).await.unwrap() {
                 assert!(s.complete_job(job.id, &format!("w{w}"), 2).await.unwrap());
                 mine.push(job.id);
             }
@@ -450,7 +449,7 @@ async fn replicas_share_one_github_write_budget_per_installation(store: Arc<dyn 
 }
 
 on_both_stores!(
-    a_claim_narrowed_to_events_skips_the_others,
+    the_deployment_lane_claims_deployment_work_only,
     takeovers_are_counted_and_the_second_quarantines,
     replicas_share_one_github_write_budget_per_installation,
     deployments_supersede_unstarted_ones_and_transitions_are_compare_and_set,

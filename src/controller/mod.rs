@@ -39,7 +39,7 @@ pub use mirrors::Mirrors;
 pub use poller::{poll_backoff, PollTarget, GIT_POLL_EVENT};
 pub(crate) use pulls::PullRequests;
 pub use pushes::PLANNING_HOLD_SECONDS;
-pub use worker::{JobsQueued, DEPLOYMENT_EVENTS, JOBS, JOB_LEASE, JOB_SECONDS};
+pub use worker::{JobsQueued, JOBS, JOB_LEASE, JOB_SECONDS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {

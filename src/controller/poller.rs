@@ -52,7 +52,8 @@ impl Controller {
             }
         }
         if queued > 0 {
-            self.jobs_queued.queued_some();
+            // Some may be deployment work: both lanes look.
+            self.jobs_queued.queued(true);
         }
         if self.github.is_some() {
             if let Err(e) = self.notifier.deliver(&*self.store).await {
@@ -131,6 +132,7 @@ impl Controller {
                 repository: Some(full_name.clone()),
                 payload,
                 pr_head: None,
+                deploys: push.deploys(),
             };
             if let crate::store::Recorded::New(_) = self.store.record_delivery(&delivery, now_ms()).await? {
                 tracing::info!(repository = %full_name, head = %head, "polling: queued a default-branch head whose push was not processed");
@@ -158,6 +160,7 @@ impl Controller {
                 repository: Some(full_name.clone()),
                 payload,
                 pr_head: Some(crate::store::PrHead { number: pr.number, sha: pr.head_sha.clone(), only_if_new: true }),
+                deploys: false,
             };
             if let crate::store::Recorded::New(_) = self.store.record_delivery(&delivery, now_ms()).await? {
                 tracing::info!(repository = %full_name, number = pr.number, head = %pr.head_sha, "polling: queued a PR whose webhook never arrived");
@@ -188,6 +191,7 @@ impl Controller {
             repository: Some(source.repository.clone()),
             payload: serde_json::to_vec(&polled).expect("JSON encodes"),
             pr_head: None,
+            deploys: true,
         };
         if let crate::store::Recorded::New(_) = self.store.record_delivery(&delivery, now_ms()).await? {
             tracing::info!(repository = %source.repository, head = %head, "polling: new head on the deployment branch");
@@ -252,7 +256,7 @@ impl Controller {
                     }
                     failures = 0;
                     if queued > 0 {
-                        self.jobs_queued.queued_some();
+                        self.jobs_queued.queued(true);
                     }
                     interval
                 }

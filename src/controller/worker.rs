@@ -41,12 +41,9 @@ pub(super) fn retrying() -> bool {
 /// other replicas, and retries coming due, are found this way.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
-/// The events of a deployment branch's commits: a push webhook, and a new head a plain-Git poll found.
-pub const DEPLOYMENT_EVENTS: [&str; 2] = ["push", GIT_POLL_EVENT];
-
 /// Wakes idle workers when a job is queued: every worker for any job, the deployment worker
-/// ([`Controller::run_deployment_worker`]) only for a deployment branch's commit, so a busy queue of
-/// other jobs does not keep it looking.
+/// ([`Controller::run_deployment_worker`]) only for deployment work, so a busy queue of other jobs does
+/// not keep it looking.
 #[derive(Default)]
 pub struct JobsQueued {
     any: Notify,
@@ -54,46 +51,41 @@ pub struct JobsQueued {
 }
 
 impl JobsQueued {
-    /// A job of `event` was queued.
-    pub fn queued(&self, event: &str) {
+    /// A job was queued; `deploys`: of the deployment lane ([`crate::store::NewDelivery::deploys`]).
+    pub fn queued(&self, deploys: bool) {
         self.any.notify_waiters();
-        if DEPLOYMENT_EVENTS.contains(&event) {
+        if deploys {
             self.deployments.notify_waiters();
         }
-    }
-
-    /// Jobs of any events were queued.
-    pub fn queued_some(&self) {
-        self.any.notify_waiters();
-        self.deployments.notify_waiters();
     }
 }
 
 impl Controller {
     /// Runs one worker, for any job, until `shutdown` turns true; a job in progress is finished first.
     pub async fn run_worker(self: Arc<Self>, worker: String, shutdown: watch::Receiver<bool>) {
-        self.work(worker, None, shutdown).await
+        self.work(worker, false, shutdown).await
     }
 
-    /// Runs one worker for the deployment branches' commits only ([`DEPLOYMENT_EVENTS`]), oldest first:
-    /// pull-request checks waiting on GitHub (its content-creation limits, a slow answer) can hold every
-    /// other worker, never a merge's deployments. `honua serve` keeps one when it runs two workers or more.
+    /// Runs one worker for deployment work only (a default-branch commit to plan, a merged pull
+    /// request's approvals to carry), oldest first: pull-request checks waiting on GitHub (its
+    /// content-creation limits, a slow answer) can hold every other worker, never a merge's deployments.
+    /// `honua serve` keeps one when it runs two workers or more.
     pub async fn run_deployment_worker(self: Arc<Self>, worker: String, shutdown: watch::Receiver<bool>) {
-        self.work(worker, Some(&DEPLOYMENT_EVENTS), shutdown).await
+        self.work(worker, true, shutdown).await
     }
 
-    async fn work(self: Arc<Self>, worker: String, events: Option<&[&str]>, mut shutdown: watch::Receiver<bool>) {
+    async fn work(self: Arc<Self>, worker: String, deploys_only: bool, mut shutdown: watch::Receiver<bool>) {
         self.clone().start_publisher(shutdown.clone());
         loop {
             if *shutdown.borrow() {
                 return;
             }
             // Registered before looking at the queue, so a job queued in between is not missed.
-            let woken = match events {
-                None => self.jobs_queued.any.notified(),
-                Some(_) => self.jobs_queued.deployments.notified(),
+            let woken = match deploys_only {
+                false => self.jobs_queued.any.notified(),
+                true => self.jobs_queued.deployments.notified(),
             };
-            match self.store.claim_job(&worker, self.job_lease, now_ms(), events).await {
+            match self.store.claim_job(&worker, self.job_lease, now_ms(), deploys_only).await {
                 Ok(Some(job)) => {
                     // Every line logged while the job runs (GitHub client and Git included) names it.
                     let span = tracing::info_span!("job", delivery = %job.delivery_id, repository = job.repository.as_deref().unwrap_or("-"));

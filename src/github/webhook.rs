@@ -164,6 +164,18 @@ impl Event {
     pub fn is_actionable(&self) -> bool {
         !matches!(self, Event::Ignored(_) | Event::Ping { .. })
     }
+
+    /// Whether its job is deployment work, which `honua serve` keeps a worker for: a commit on the
+    /// default branch to plan, or a merged pull request whose approvals carry to its merge commit.
+    pub fn deploys(&self) -> bool {
+        match self {
+            Event::Push { repo, git_ref, deleted, .. } => {
+                !deleted && git_ref.strip_prefix("refs/heads/") == Some(repo.default_branch.as_str())
+            }
+            Event::PullRequest { action: PullRequestAction::Closed, merged, .. } => *merged,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -531,6 +543,30 @@ mod tests {
         let deleted = br#"{"action":"deleted","issue":{"number":1},"comment":{"id":2,"body":"/honua approve","user":{"login":"a","type":"User"}},"repository":{"name":"r","owner":{"login":"o"}}}"#;
         assert_eq!(parse_event("issue_comment", deleted).unwrap(), Event::Ignored("issue_comment.deleted".into()));
         assert_eq!(parse_event("star", br#"{"action":"created"}"#).unwrap(), Event::Ignored("star.created".into()));
+    }
+
+    #[test]
+    fn deployment_work_is_a_default_branch_commit_or_a_merged_pull_request() {
+        let repo = r#""repository":{"name":"r","owner":{"login":"o"},"default_branch":"trunk"}"#;
+        let push = |r: &str, deleted: bool| {
+            let body = format!(
+                r#"{{"ref":"{r}","before":"","after":"a","deleted":{deleted},"pusher":{{"name":"p"}},{repo}}}"#
+            );
+            parse_event("push", body.as_bytes()).unwrap()
+        };
+        assert!(push("refs/heads/trunk", false).deploys());
+        assert!(!push("refs/heads/trunk", true).deploys(), "a deleted branch plans nothing");
+        assert!(!push("refs/heads/feature", false).deploys());
+        assert!(!push("refs/tags/trunk", false).deploys());
+        let pull = |action: &str, merged: bool| {
+            let body = format!(
+                r#"{{"action":"{action}","number":1,"pull_request":{{"merged":{merged},"merge_commit_sha":"m","head":{{"sha":"h","ref":"f"}},"base":{{"sha":"b","ref":"trunk"}},"user":{{"login":"u"}}}},{repo}}}"#
+            );
+            parse_event("pull_request", body.as_bytes()).unwrap()
+        };
+        assert!(pull("closed", true).deploys());
+        assert!(!pull("closed", false).deploys());
+        assert!(!pull("opened", false).deploys());
     }
 
     #[test]

@@ -132,10 +132,11 @@ async fn github_webhook(State(state): State<AppState>, headers: HeaderMap, body:
         repository: parsed.repository(),
         payload: body.to_vec(),
         pr_head,
+        deploys: parsed.deploys(),
     };
     match state.store.record_delivery(&record, now_ms()).await {
         Ok(Recorded::New(job)) => {
-            state.jobs_queued.queued(event);
+            state.jobs_queued.queued(record.deploys);
             metrics::delivery(event, "queued");
             tracing::info!(
                 delivery,
@@ -238,7 +239,7 @@ pub async fn start(
     let instance = format!("{}-{}", std::process::id(), now_ms());
     for i in 0..settings.workers {
         let (worker, stop) = (format!("{instance}-{i}"), stop.clone());
-        // One is kept for the deployment branches' commits, so PR checks never hold back a deployment.
+        // One is kept for deployment work, so PR checks waiting on GitHub never hold back a deployment.
         if i == 0 && settings.workers > 1 {
             workers.spawn(controller.clone().run_deployment_worker(worker, stop));
         } else {

@@ -48,9 +48,9 @@ pub struct ServeArgs {
     /// Seconds between polls of GitHub for open PRs whose webhook never arrived; 0 turns polling off.
     #[arg(long, env = "HONUA_POLL_INTERVAL")]
     pub poll_interval: Option<u64>,
-    /// Jobs processed at once (default 8); with 2 or more, one worker takes only the deployment branch's
-    /// commits, so PR checks waiting on GitHub never hold back a deployment; 0 runs an ingest-only replica
-    /// (webhooks are recorded, other replicas work).
+    /// Jobs processed at once (default 8); with 2 or more, one worker takes only deployment work (pushes,
+    /// merged PRs), so PR checks waiting on GitHub never hold back a deployment; 0 runs an ingest-only
+    /// replica (webhooks are recorded, other replicas work).
     #[arg(long, env = "HONUA_WORKERS")]
     pub workers: Option<usize>,
     /// Seconds a claimed job belongs to a worker before another replica may take it over (default 120).

@@ -19,6 +19,9 @@ pub struct NewDelivery {
     pub payload: Vec<u8>,
     /// The pull-request head this delivery plans, remembered with it (see [`PrHead`]).
     pub pr_head: Option<PrHead>,
+    /// Its job is deployment work (a deployment branch's commit to plan, a merged pull request's
+    /// approvals to carry): the deployment lane's worker takes it, besides any other.
+    pub deploys: bool,
 }
 
 /// A pull request at one head commit.
@@ -154,15 +157,15 @@ pub trait JobQueue: Send + Sync {
     /// and so is a delivery whose `pr_head` is `only_if_new` and already seen.
     async fn record_delivery(&self, delivery: &NewDelivery, now: i64) -> Result<Recorded, StoreError>;
 
-    /// Claims the oldest ready job (queued and due, or running with an expired lease) for `worker`; with
-    /// `events`, the oldest ready job of a delivery of one of those events (`None`: any job).
+    /// Claims the oldest ready job (queued and due, or running with an expired lease) for `worker`, of
+    /// the deployment lane alone ([`NewDelivery::deploys`]) with `deploys_only`.
     /// On PostgreSQL concurrent claimers skip each other's rows (`FOR UPDATE SKIP LOCKED`).
     async fn claim_job(
         &self,
         worker: &str,
         lease: Duration,
         now: i64,
-        events: Option<&[&str]>,
+        deploys_only: bool,
     ) -> Result<Option<Job>, StoreError>;
 
     /// Marks a job done. Only its current holder may: a worker whose lease was taken over is refused.
@@ -239,10 +242,11 @@ impl JobQueue for SqlStore {
             }
         }
         let (job,): (i64,) = sqlx::query_as(
-            "INSERT INTO jobs (delivery_id, state, run_after, created_at, updated_at) VALUES ($1, 'queued', $2, $2, $2) RETURNING id",
+            "INSERT INTO jobs (delivery_id, state, run_after, created_at, updated_at, deploys) VALUES ($1, 'queued', $2, $2, $2, $3) RETURNING id",
         )
         .bind(d.id.as_str())
         .bind(now)
+        .bind(i32::from(d.deploys))
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -254,29 +258,20 @@ impl JobQueue for SqlStore {
         worker: &str,
         lease: Duration,
         now: i64,
-        events: Option<&[&str]>,
+        deploys_only: bool,
     ) -> Result<Option<Job>, StoreError> {
-        if events.is_some_and(|e| e.is_empty()) {
-            return Ok(None);
-        }
-        // The event is the delivery's: looked up for each ready job in id order, by primary key.
-        let only = match events {
-            Some(events) => format!(
-                "AND EXISTS (SELECT 1 FROM deliveries e WHERE e.id = jobs.delivery_id AND e.event IN ({}))",
-                super::sql::placeholders(4, events.len())
-            ),
-            None => String::new(),
-        };
+        let only = if deploys_only { "deploys = 1 AND " } else { "" };
         let statement = match self.dialect {
-            Dialect::Sqlite => claim_sqlite(&only),
-            Dialect::Postgres => claim_postgres(&only),
+            Dialect::Sqlite => claim_sqlite(only),
+            Dialect::Postgres => claim_postgres(only),
         };
-        let mut query =
-            sqlx::query_as::<_, ClaimRow>(&statement).bind(worker).bind(now + lease.as_millis() as i64).bind(now);
-        for event in events.unwrap_or_default() {
-            query = query.bind(*event);
-        }
-        Ok(query.fetch_optional(&self.pool).await?.map(Job::from))
+        let row: Option<ClaimRow> = sqlx::query_as(&statement)
+            .bind(worker)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(Job::from))
     }
 
     async fn take_write_budget(
@@ -404,12 +399,12 @@ impl JobQueue for SqlStore {
 }
 
 /// Claims on SQLite: one `UPDATE` statement; SQLite serializes writers, so two claimers cannot take the
-/// same row. `only` narrows the ready jobs (`AND …`, or empty).
+/// same row. `only` narrows the ready jobs (`… AND `, or empty).
 fn claim_sqlite(only: &str) -> String {
     format!(
         "UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = attempts + 1, updated_at = $3, \
            takeovers = takeovers + (CASE WHEN state = 'running' THEN 1 ELSE 0 END) \
-         WHERE id = (SELECT id FROM jobs WHERE ((state = 'queued' AND run_after <= $3) OR (state = 'running' AND locked_until < $3)) {only} \
+         WHERE id = (SELECT id FROM jobs WHERE {only}((state = 'queued' AND run_after <= $3) OR (state = 'running' AND locked_until < $3)) \
                      ORDER BY id LIMIT 1) \
          RETURNING id, delivery_id, attempts, takeovers, \
            (SELECT event FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS event, \
@@ -424,7 +419,7 @@ fn claim_sqlite(only: &str) -> String {
 fn claim_postgres(only: &str) -> String {
     format!(
         "WITH next AS ( \
-           SELECT id FROM jobs WHERE ((state = 'queued' AND run_after <= $3) OR (state = 'running' AND locked_until < $3)) {only} \
+           SELECT id FROM jobs WHERE {only}((state = 'queued' AND run_after <= $3) OR (state = 'running' AND locked_until < $3)) \
            ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
          UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = jobs.attempts + 1, updated_at = $3, \
            takeovers = jobs.takeovers + (CASE WHEN jobs.state = 'running' THEN 1 ELSE 0 END) \
