@@ -414,6 +414,39 @@ async fn pull_requests_waiting_on_github_never_hold_back_a_merges_deployments(st
     }
 }
 
+/// The deployments of `origin`'s Git ledger.
+fn in_ledger(origin: &Origin) -> Vec<String> {
+    let Ok(head) = origin.repo.refname_to_id(honua_gitops::git::ledger::LEDGER_REF) else { return Vec::new() };
+    honua_gitops::git::ledger::read(&origin.repo, head).unwrap().into_iter().map(|e| e.deployment).collect()
+}
+
+/// GitHub's content-creation budget of the installation is spent for the next hour: mirroring the
+/// deployments to GitHub's Deployments API waits for it. The Git ledger does not: production's record,
+/// approved after the mirror started waiting, reaches it all the same.
+async fn a_github_that_makes_writes_wait_never_holds_back_the_ledger(store: Arc<dyn Store>) {
+    use honua_gitops::store::{now_ms, WriteBudget};
+    let ExampleScene { github, origin, service } = ExampleScene::start(store.clone()).await;
+    let hour = 3_600_000;
+    let spent = WriteBudget { minute_period_ms: hour, minute_burst: 1, hour_period_ms: hour, hour_burst: 1 };
+    assert_eq!(store.take_write_budget(7, spent, now_ms()).await.unwrap(), None);
+    let (base, all) = service.push_main(&origin, "w-1").await;
+    let development = of(&all, "development", &base).id.to_string();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !in_ledger(&origin).contains(&development) {
+        assert!(tokio::time::Instant::now() < deadline, "development's record never reached the ledger");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let production = of(&all, "production", &base).id.to_string();
+    service.approve(&production, "oncall", true).await;
+    service.controller.decided(REPO).await;
+    while !in_ledger(&origin).contains(&production) {
+        assert!(tokio::time::Instant::now() < deadline, "production's record never reached the ledger");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(github.deployments().is_empty(), "GitHub's Deployments mirror still waits for the budget");
+}
+
 async fn plain_git_mode_polls_a_remote_without_any_app(store: Arc<dyn Store>) {
     let origin = Origin::new(&common::examples().join("honua-config"));
     let data = tempfile::tempdir().unwrap();
@@ -1047,6 +1080,7 @@ on_both_stores!(
     a_push_whose_webhook_was_lost_is_deployed_by_polling,
     plain_git_mode_polls_a_remote_without_any_app,
     pull_requests_waiting_on_github_never_hold_back_a_merges_deployments,
+    a_github_that_makes_writes_wait_never_holds_back_the_ledger,
     a_deployment_waiting_past_its_approval_timeout_expires,
     a_late_approval_through_the_api_is_refused_and_the_expiry_published,
 );

@@ -112,6 +112,13 @@ pub(super) async fn load(mirror: &Path, rev: &str) -> Result<Arc<ConfigRepo>, Jo
         .map_err(|e| JobError::Git(e.to_string()))
 }
 
+/// The background publisher's queues of repositories: the Git ledger and the notifications on one,
+/// GitHub's Deployments mirror on the other (see [`Controller::start_publisher`]).
+pub(crate) struct Publisher {
+    ledger: tokio::sync::mpsc::UnboundedSender<String>,
+    github: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
 impl Controller {
     /// Brings GitHub's Deployments API up to date with our deployments of `repository`: creates the
     /// mirror of each new one (environment, commit, our id in the payload) and posts a status for each
@@ -163,7 +170,7 @@ impl Controller {
     /// GitHub out of reach) follows once they answer, even when no decision comes after it.
     pub async fn catch_up(&self, repository: &str) {
         let queued = match self.publisher.lock().expect("publisher lock").as_ref() {
-            Some(queue) => queue.send(repository.to_string()).is_ok(),
+            Some(p) => p.ledger.send(repository.to_string()).is_ok() && p.github.send(repository.to_string()).is_ok(),
             None => false,
         };
         if !queued {
@@ -192,17 +199,33 @@ impl Controller {
         Ok(expired)
     }
 
-    /// Starts the background publisher once (with the first worker): it publishes the decisions of
-    /// each queued repository, a burst of decisions of one repository at a time, and every
-    /// [`EXPIRY_SWEEP`] expires what waited too long for its approval, until `shutdown`.
+    /// Starts the background publisher once (with the first worker), until `shutdown`. One loop publishes
+    /// each queued repository's ledger and notifications, a burst of decisions of one repository at a
+    /// time, and every [`EXPIRY_SWEEP`] expires what waited too long for its approval. Another mirrors the
+    /// deployments to GitHub: a GitHub that makes writes wait (its content-creation limits, a slow answer)
+    /// holds back only that mirror, never the ledger agents fall back on or the notifications.
     pub(super) fn start_publisher(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut slot = self.publisher.lock().expect("publisher lock");
         if slot.is_some() {
             return;
         }
         let (queue, mut pending) = tokio::sync::mpsc::unbounded_channel::<String>();
-        *slot = Some(queue);
+        let (github, mut github_pending) = tokio::sync::mpsc::unbounded_channel::<String>();
+        *slot = Some(Publisher { ledger: queue, github });
         drop(slot);
+        let this = self.clone();
+        // Ends once the senders are dropped (at shutdown, below) and what it took is mirrored.
+        tokio::spawn(async move {
+            while let Some(first) = github_pending.recv().await {
+                let mut batch = std::collections::BTreeSet::from([first]);
+                while let Ok(more) = github_pending.try_recv() {
+                    batch.insert(more);
+                }
+                for repository in batch {
+                    this.publish_github(&repository).await;
+                }
+            }
+        });
         tokio::spawn(async move {
             let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + EXPIRY_SWEEP, EXPIRY_SWEEP);
             sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -224,7 +247,7 @@ impl Controller {
                     batch.insert(more);
                 }
                 for repository in batch {
-                    self.publish_decisions(&repository).await;
+                    self.publish_ledger_and_notifications(&repository).await;
                 }
             }
             // Whatever was queued at shutdown is published on the next decision or poll.
@@ -236,11 +259,19 @@ impl Controller {
     /// Failing must not fail the caller (the decision is recorded); each catches up on the next
     /// decision or poll.
     pub async fn publish_decisions(&self, repository: &str) {
-        if let Err(e) = self.publish_ledger(repository).await {
-            tracing::warn!(repository, error = %e, "ledger not published yet; the next decision or poll retries");
-        }
+        self.publish_ledger_and_notifications(repository).await;
+        self.publish_github(repository).await;
+    }
+
+    async fn publish_github(&self, repository: &str) {
         if let Err(e) = self.sync_github_deployments(repository).await {
             tracing::warn!(repository, error = %e, "GitHub deployments not updated yet; the next poll retries");
+        }
+    }
+
+    async fn publish_ledger_and_notifications(&self, repository: &str) {
+        if let Err(e) = self.publish_ledger(repository).await {
+            tracing::warn!(repository, error = %e, "ledger not published yet; the next decision or poll retries");
         }
         if let Err(e) = self.notifier.queue(&*self.store, repository).await {
             tracing::warn!(repository, error = %e, "notifications not queued yet; the next decision or poll retries");

@@ -112,7 +112,7 @@ pub struct Controller {
     pub job_lease: Duration,
     /// Repositories whose decisions the background publisher (started with the first worker) is to
     /// publish; `None` before it runs, and then publishing happens inline.
-    publisher: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
+    publisher: std::sync::Mutex<Option<deployments::Publisher>>,
 }
 
 impl Controller {
