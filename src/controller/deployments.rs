@@ -112,6 +112,19 @@ pub(super) async fn load(mirror: &Path, rev: &str) -> Result<Arc<ConfigRepo>, Jo
         .map_err(|e| JobError::Git(e.to_string()))
 }
 
+/// `first` and every repository queued behind it, each once: a burst of decisions of one repository is
+/// published once.
+fn burst(
+    first: String,
+    queue: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> std::collections::BTreeSet<String> {
+    let mut batch = std::collections::BTreeSet::from([first]);
+    while let Ok(more) = queue.try_recv() {
+        batch.insert(more);
+    }
+    batch
+}
+
 /// The background publisher's queues of repositories: the Git ledger and the notifications on one,
 /// GitHub's Deployments mirror on the other (see [`Controller::start_publisher`]).
 pub(crate) struct Publisher {
@@ -217,11 +230,7 @@ impl Controller {
         // Ends once the senders are dropped (at shutdown, below) and what it took is mirrored.
         tokio::spawn(async move {
             while let Some(first) = github_pending.recv().await {
-                let mut batch = std::collections::BTreeSet::from([first]);
-                while let Ok(more) = github_pending.try_recv() {
-                    batch.insert(more);
-                }
-                for repository in batch {
+                for repository in burst(first, &mut github_pending) {
                     this.publish_github(&repository).await;
                 }
             }
@@ -242,11 +251,7 @@ impl Controller {
                     _ = shutdown.changed() => None,
                 };
                 let Some(first) = first else { break };
-                let mut batch = std::collections::BTreeSet::from([first]);
-                while let Ok(more) = pending.try_recv() {
-                    batch.insert(more);
-                }
-                for repository in batch {
+                for repository in burst(first, &mut pending) {
                     self.publish_ledger_and_notifications(&repository).await;
                 }
             }

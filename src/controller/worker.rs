@@ -81,10 +81,8 @@ impl Controller {
                 return;
             }
             // Registered before looking at the queue, so a job queued in between is not missed.
-            let woken = match deploys_only {
-                false => self.jobs_queued.any.notified(),
-                true => self.jobs_queued.deployments.notified(),
-            };
+            let woken =
+                if deploys_only { self.jobs_queued.deployments.notified() } else { self.jobs_queued.any.notified() };
             match self.store.claim_job(&worker, self.job_lease, now_ms(), deploys_only).await {
                 Ok(Some(job)) => {
                     // Every line logged while the job runs (GitHub client and Git included) names it.
