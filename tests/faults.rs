@@ -295,7 +295,10 @@ async fn the_agent_reads_the_git_ledger_through_a_blackholed_reset_and_slow_remo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgresql_restart_mid_burst_loses_nothing_and_doubles_nothing() {
     let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let Some(db) = common::db::postgres_through(Some(proxy.addr.port())).await else { return };
+    let Some(db) = common::db::postgres_through(Some(proxy.addr.port()), honua_gitops::store::STATEMENT_TIMEOUT).await
+    else {
+        return;
+    };
     let ExampleScene { github, origin, service } = ExampleScene::start(db.store.clone()).await;
     let base = origin.main_sha();
     let heads: Vec<String> = (1..=12)
@@ -346,6 +349,61 @@ async fn a_postgresql_restart_mid_burst_loses_nothing_and_doubles_nothing() {
         assert!(checked_once(&github, i as u64 + 1, head), "PR {}: one pair of checks, one comment", i + 1);
     }
     assert!(proxy.connections() > 1, "PostgreSQL was reached through the proxy, and again after the restart");
+    drop(service);
+    db.cleanup().await;
+}
+
+/// What a statement may take in [`a_silent_postgresql_costs_a_statement_its_limit_and_the_store_recovers`].
+const LIMIT: Duration = Duration::from_secs(1);
+
+/// Runs `call`, which must give up by itself: far sooner than this bound, which only catches a call
+/// waiting for the operating system's TCP timeouts (about 15 minutes).
+async fn given_up<T>(what: &str, call: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), call)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still waiting on a silent database after 60 s"))
+}
+
+/// PostgreSQL goes silent (blackholed: connected, nothing answers or resets, as when its host is
+/// powered off or a failover moves its name elsewhere). A webhook is refused, a store call fails and a
+/// held repository's release returns, each after the store's statement limit instead of the TCP
+/// timeouts; once the database answers again the same store works without a restart, the refused
+/// delivery is accepted on redelivery, and each PR is checked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_postgresql_costs_a_statement_its_limit_and_the_store_recovers() {
+    let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let Some(db) = common::db::postgres_through(Some(proxy.addr.port()), LIMIT).await else { return };
+    let ExampleScene { github, origin, service } = ExampleScene::start(db.store.clone()).await;
+    let base = origin.main_sha();
+    let first = origin.push_pr(1, &common::examples().join("honua-config"));
+    service.pull_request("silent-1", "opened", 1, &first, &base).await;
+    github.wait_for(WAIT, "PR 1 before the silence", |gh| checked_once(gh, 1, &first)).await;
+    drained(&service).await;
+
+    // A connection in use when the database goes silent: the hold's own, which its release unlocks on.
+    let hold = db.store.hold_repository("silent/repository").await.unwrap();
+    proxy.set(Fault::Blackhole);
+    given_up("the hold's release", hold.release()).await.unwrap();
+    let second = origin.push_pr(2, &common::examples().join("honua-config-pr"));
+    let body = common::pull_request_payload("opened", 2, &second, &base);
+    let refused = given_up("a webhook", service.try_deliver("pull_request", "silent-2", body.clone())).await;
+    assert!(refused == 0 || refused >= 500, "a delivery the database cannot record is refused: {refused}");
+    let failed = given_up("a store call", db.store.queue_depth()).await;
+    assert!(failed.is_err(), "a silent database answers nothing: {failed:?}");
+    let failed = given_up("planning hold", db.store.hold_repository("silent/repository")).await;
+    assert!(failed.is_err(), "a hold cannot be taken on a silent database");
+
+    proxy.set(Fault::Pass);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while given_up("redelivery", service.try_deliver("pull_request", "silent-2", body.clone())).await != 202 {
+        assert!(tokio::time::Instant::now() < deadline, "the redelivery was never accepted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    github.wait_for(WAIT, "PR 2 after the silence", |gh| checked_once(gh, 2, &second)).await;
+    drained(&service).await;
+    assert!(checked_once(&github, 1, &first) && checked_once(&github, 2, &second), "each PR checked once");
+    let hold = db.store.hold_repository("silent/repository").await.expect("the hold of the silent connection let go");
+    hold.release().await.unwrap();
     drop(service);
     db.cleanup().await;
 }

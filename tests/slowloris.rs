@@ -55,6 +55,7 @@ async fn the_service_closes_a_connection_that_stalls_in_its_headers() {
     let settings = honua_gitops::server::settings::Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}", data.path().join("h.db").display()),
+        database_timeout: honua_gitops::store::STATEMENT_TIMEOUT,
         github: None,
         repositories: vec![honua_gitops::controller::DeploySource {
             repository: url.clone(),

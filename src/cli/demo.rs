@@ -405,6 +405,7 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
     let settings = crate::server::settings::Settings {
         listen: "127.0.0.1:0".parse().expect("address"),
         database_url: format!("sqlite://{}", dir.join("honua.db").display()),
+        database_timeout: crate::store::STATEMENT_TIMEOUT,
         github: None,
         repositories: vec![DeploySource { repository: url.clone(), url: url.clone(), branch: "main".into() }],
         revert_pull_requests: false,

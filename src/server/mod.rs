@@ -204,7 +204,7 @@ pub async fn start(
     settings: Settings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ServeError> {
-    let store = crate::store::open(&settings.database_url)
+    let store = crate::store::open_with(&settings.database_url, settings.database_timeout)
         .await
         .map_err(|source| ServeError::Store { url: settings.database_url.clone(), source })?;
     let github = match &settings.github {

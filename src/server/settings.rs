@@ -21,6 +21,11 @@ pub struct ServeArgs {
     /// `sqlite://PATH` (created if missing; the default is sqlite://honua.db) or `postgres://USER@HOST/DB`.
     #[arg(long, env = "HONUA_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Seconds a database statement (or waiting for a connection) may take before it is given up
+    /// (default 30): a PostgreSQL that goes silent fails requests and jobs, to be retried, instead of
+    /// holding them for the operating system's TCP timeouts (about 15 minutes).
+    #[arg(long, env = "HONUA_DATABASE_TIMEOUT")]
+    pub database_timeout: Option<u64>,
     /// The GitHub App's id.
     #[arg(long, env = "HONUA_GITHUB_APP_ID")]
     pub github_app_id: Option<u64>,
@@ -83,6 +88,7 @@ pub struct ServeArgs {
 pub struct Settings {
     pub listen: SocketAddr,
     pub database_url: String,
+    pub database_timeout: std::time::Duration,
     /// `None` in plain-Git mode.
     pub github: Option<GithubSettings>,
     pub repositories: Vec<crate::controller::DeploySource>,
@@ -115,6 +121,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
             .field("database_url", &redact_url(&self.database_url))
+            .field("database_timeout", &self.database_timeout)
             .field("github_app_id", &self.github.as_ref().map(|g| g.app_id))
             .field("github_api_url", &self.github.as_ref().map(|g| g.api_url.as_str()))
             .field("repositories", &self.repositories.iter().map(|r| r.repository.as_str()).collect::<Vec<_>>())
@@ -207,6 +214,7 @@ impl Settings {
         Ok(Settings {
             listen,
             database_url,
+            database_timeout: std::time::Duration::from_secs(a.database_timeout.unwrap_or(30).max(1)),
             github,
             repositories,
             revert_pull_requests: a.rollback_revert_pull_request.unwrap_or(true),

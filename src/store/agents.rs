@@ -98,7 +98,7 @@ impl AgentStore for SqlStore {
         .bind(r.phase.as_str())
         .bind(&r.message)
         .bind(r.at)
-        .execute(&mut *tx)
+        .execute(tx.db())
         .await?
         .rows_affected()
             == 1;
@@ -113,7 +113,7 @@ impl AgentStore for SqlStore {
         .bind(r.deployment.as_str())
         .bind(r.phase.as_str())
         .bind(&r.message)
-        .execute(&mut *tx)
+        .execute(tx.db())
         .await?;
         tx.commit().await?;
         Ok(inserted)
@@ -127,7 +127,7 @@ impl AgentStore for SqlStore {
         .bind(name)
         .bind(environment)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -143,7 +143,7 @@ impl AgentStore for SqlStore {
         let previous: Option<(Option<String>,)> =
             sqlx::query_as(&format!("SELECT heartbeat FROM agents WHERE name = $1{}", self.dialect.lock()))
                 .bind(name)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(tx.db())
                 .await?;
         sqlx::query(
             "INSERT INTO agents (name, environment, last_seen, heartbeat) VALUES ($1, $2, $3, $4) \
@@ -154,7 +154,7 @@ impl AgentStore for SqlStore {
         .bind(environment)
         .bind(now)
         .bind(serde_json::to_string(heartbeat).expect("heartbeats encode"))
-        .execute(&mut *tx)
+        .execute(tx.db())
         .await?;
         tx.commit().await?;
         Ok(previous.and_then(|(h,)| h).as_deref().and_then(read_heartbeat))
@@ -166,7 +166,7 @@ impl AgentStore for SqlStore {
              WHERE ($1 IS NULL OR environment = $1) ORDER BY environment, name",
         )
         .bind(environment)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
@@ -177,7 +177,7 @@ impl AgentStore for SqlStore {
              JOIN deployments d ON d.id = r.deployment_id WHERE r.deployment_id = $1 ORDER BY r.id",
         )
         .bind(deployment)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await?;
         Ok(rows.into_iter().filter_map(ReportRow::report).collect())
     }

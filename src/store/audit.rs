@@ -67,7 +67,7 @@ impl AuditLog for SqlStore {
         .bind(after)
         .bind(deployment)
         .bind(limit.clamp(1, 10_000))
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
@@ -83,7 +83,7 @@ impl AuditLog for SqlStore {
         .bind(e.environment.as_deref())
         .bind(e.deployment.as_deref())
         .bind(&e.message)
-        .execute(&self.pool)
+        .execute(self.db())
         .await?;
         Ok(())
     }

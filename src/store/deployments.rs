@@ -2,9 +2,8 @@
 //! allows them, approvals, the deployed branch heads, and the pauses a rollback leaves.
 
 use async_trait::async_trait;
-use sqlx::{Any, Transaction};
 
-use super::sql::{placeholders, Dialect, SqlStore};
+use super::sql::{placeholders, Dialect, SqlStore, Tx};
 use super::StoreError;
 use crate::deployment::{Approval, Cause, Deployment, DeploymentState, EnvironmentPause, Gate, Via};
 use crate::plan::signing::Signed;
@@ -227,7 +226,7 @@ impl DeploymentStore for SqlStore {
         )
         .bind(repository)
         .bind(environment)
-        .fetch_one(&self.pool)
+        .fetch_one(self.db())
         .await?;
         Ok(last)
     }
@@ -243,7 +242,7 @@ impl DeploymentStore for SqlStore {
             "SELECT last FROM deployment_sequences WHERE repository = $1 AND environment = $2{}",
             self.dialect.lock()
         );
-        sqlx::query(&lock).bind(&d.repository).bind(d.environment.as_str()).fetch_optional(&mut *tx).await?;
+        sqlx::query(&lock).bind(&d.repository).bind(d.environment.as_str()).fetch_optional(tx.db()).await?;
         if d.cause == crate::deployment::Cause::Push {
             let unstarted = placeholders(6, S::UNSTARTED.len());
             let sql = format!(
@@ -259,7 +258,7 @@ impl DeploymentStore for SqlStore {
             for state in S::UNSTARTED {
                 same = same.bind(state.as_str());
             }
-            if let Some((id,)) = same.fetch_optional(&mut *tx).await? {
+            if let Some((id,)) = same.fetch_optional(tx.db()).await? {
                 tx.rollback().await?;
                 return Ok(Created::AlreadyPlanned(id));
             }
@@ -288,7 +287,7 @@ impl DeploymentStore for SqlStore {
         .bind(serde_json::to_string(&new.notifications).expect("a notifications block encodes"))
         .bind(d.safety.as_ref().map_or_else(|| "{}".to_string(), |s| serde_json::to_string(s).expect("safety encodes")))
         .bind(d.expires_at)
-        .execute(&mut *tx)
+        .execute(tx.db())
         .await?;
         for a in &new.approvals {
             sqlx::query("INSERT INTO approvals (deployment_id, actor, via, plan_digest, breaking, at) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -298,7 +297,7 @@ impl DeploymentStore for SqlStore {
                 .bind(&a.plan_digest)
                 .bind(a.breaking as i64)
                 .bind(a.at)
-                .execute(&mut *tx)
+                .execute(tx.db())
                 .await?;
         }
         let audit = "INSERT INTO audit (at, actor, action, repository, environment, deployment_id, from_state, to_state, message) \
@@ -317,7 +316,7 @@ impl DeploymentStore for SqlStore {
                 .bind(from.map(S::as_str))
                 .bind(to.as_str())
                 .bind(message)
-                .execute(&mut *tx)
+                .execute(tx.db())
                 .await?;
         }
         let unstarted = placeholders(4, S::UNSTARTED.len());
@@ -332,12 +331,12 @@ impl DeploymentStore for SqlStore {
         for s in S::UNSTARTED {
             older = older.bind(s.as_str());
         }
-        let older = older.fetch_all(&mut *tx).await?;
+        let older = older.fetch_all(tx.db()).await?;
         for (id, state) in &older {
             sqlx::query("UPDATE deployments SET state = 'superseded', updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(id)
-                .execute(&mut *tx)
+                .execute(tx.db())
                 .await?;
             sqlx::query(audit)
                 .bind(now)
@@ -348,7 +347,7 @@ impl DeploymentStore for SqlStore {
                 .bind(state)
                 .bind(S::Superseded.as_str())
                 .bind(crate::deployment::superseded_message(&d.id, &d.commit))
-                .execute(&mut *tx)
+                .execute(tx.db())
                 .await?;
         }
         tx.commit().await?;
@@ -357,7 +356,7 @@ impl DeploymentStore for SqlStore {
 
     async fn deployment(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
         let sql = format!("SELECT {} FROM deployments WHERE id = $1", DEPLOYMENT_COLUMNS);
-        let row: Option<DeploymentRow> = sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?;
+        let row: Option<DeploymentRow> = sqlx::query_as(&sql).bind(id).fetch_optional(self.db()).await?;
         Ok(row.map(Into::into))
     }
 
@@ -374,7 +373,7 @@ impl DeploymentStore for SqlStore {
         for s in &f.states {
             q = q.bind(s.as_str());
         }
-        Ok(q.fetch_all(&self.pool).await?.into_iter().map(Into::into).collect())
+        Ok(q.fetch_all(self.db()).await?.into_iter().map(Into::into).collect())
     }
 
     async fn overdue_for_approval(&self, now: i64, limit: i64) -> Result<Vec<Deployment>, StoreError> {
@@ -388,7 +387,7 @@ impl DeploymentStore for SqlStore {
         for s in waiting {
             q = q.bind(s.as_str());
         }
-        Ok(q.fetch_all(&self.pool).await?.into_iter().map(Into::into).collect())
+        Ok(q.fetch_all(self.db()).await?.into_iter().map(Into::into).collect())
     }
 
     async fn approvals(&self, id: &str) -> Result<Vec<Approval>, StoreError> {
@@ -396,7 +395,7 @@ impl DeploymentStore for SqlStore {
             "SELECT actor, via, plan_digest, breaking, at FROM approvals WHERE deployment_id = $1 ORDER BY id",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
@@ -418,7 +417,7 @@ impl DeploymentStore for SqlStore {
             .bind(to.as_str())
             .bind(now)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(tx.db())
             .await?;
         insert_transition(&mut tx, &d, to, actor, message, now).await?;
         tx.commit().await?;
@@ -438,7 +437,7 @@ impl DeploymentStore for SqlStore {
         .bind(&signed.signature)
         .bind(a.at)
         .bind(id)
-        .execute(&mut *tx)
+        .execute(tx.db())
         .await?;
         sqlx::query("INSERT INTO approvals (deployment_id, actor, via, plan_digest, breaking, at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id)
@@ -447,7 +446,7 @@ impl DeploymentStore for SqlStore {
             .bind(&a.plan_digest)
             .bind(a.breaking as i64)
             .bind(a.at)
-            .execute(&mut *tx)
+            .execute(tx.db())
             .await?;
         insert_transition(&mut tx, &d, DeploymentState::Approved, &a.actor, message, a.at).await?;
         tx.commit().await?;
@@ -459,7 +458,7 @@ impl DeploymentStore for SqlStore {
             sqlx::query_as("SELECT sha FROM branch_heads WHERE repository = $1 AND branch = $2")
                 .bind(repository)
                 .bind(branch)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.db())
                 .await?;
         Ok(row.map(|(sha,)| sha))
     }
@@ -473,7 +472,7 @@ impl DeploymentStore for SqlStore {
         .bind(branch)
         .bind(sha)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -490,7 +489,7 @@ impl DeploymentStore for SqlStore {
         .bind(p.deployment.as_str())
         .bind(&p.actor)
         .bind(p.at)
-        .execute(&self.pool)
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -505,7 +504,7 @@ impl DeploymentStore for SqlStore {
         )
         .bind(repository)
         .bind(environment)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await?;
         Ok(row.map(Into::into))
     }
@@ -514,24 +513,20 @@ impl DeploymentStore for SqlStore {
         sqlx::query("DELETE FROM environment_pauses WHERE repository = $1 AND environment = $2")
             .bind(repository)
             .bind(environment)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(())
     }
 }
 
-async fn lock_deployment(
-    dialect: Dialect,
-    tx: &mut Transaction<'_, Any>,
-    id: &str,
-) -> Result<Option<Deployment>, StoreError> {
+async fn lock_deployment(dialect: Dialect, tx: &mut Tx<'_>, id: &str) -> Result<Option<Deployment>, StoreError> {
     let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1{}", dialect.lock());
-    let row: Option<DeploymentRow> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut **tx).await?;
+    let row: Option<DeploymentRow> = sqlx::query_as(&sql).bind(id).fetch_optional(tx.db()).await?;
     Ok(row.map(Into::into))
 }
 
 async fn insert_transition(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut Tx<'_>,
     d: &Deployment,
     to: DeploymentState,
     actor: &str,
@@ -550,7 +545,7 @@ async fn insert_transition(
     .bind(d.state.as_str())
     .bind(to.as_str())
     .bind(message)
-    .execute(&mut **tx)
+    .execute(tx.db())
     .await?;
     Ok(())
 }

@@ -17,7 +17,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::Any;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::sql::{Dialect, SqlStore};
+use super::sql::{Bounded, Dialect, SqlStore};
 use super::StoreError;
 
 /// How long a plan waits for another replica's plan of the same repository before it gives up (its
@@ -47,23 +47,29 @@ enum Inner {
     Postgres {
         conn: Option<PoolConnection<Any>>,
         repository: String,
+        /// The store's statement limit.
+        limit: Duration,
     },
 }
 
 impl RepositoryHold {
     pub async fn release(mut self) -> Result<(), StoreError> {
-        let Inner::Postgres { conn, repository } = &mut self.inner else { return Ok(()) };
+        let Inner::Postgres { conn, repository, limit } = &mut self.inner else { return Ok(()) };
         let Some(mut conn) = conn.take() else { return Ok(()) };
         let unlocked = sqlx::query_as::<_, (bool,)>(&format!("SELECT pg_advisory_unlock({ADVISORY_KEY})"))
             .bind(repository.as_str())
-            .fetch_one(&mut *conn)
+            .fetch_one(Bounded::new(&mut *conn, *limit))
             .await;
         match unlocked {
             // Back to the pool, holding nothing.
             Ok((true,)) => Ok(()),
             // Ending the session ends its advisory locks: a connection that may still hold one never goes
-            // back to the pool.
-            _ => Ok(conn.close().await?),
+            // back to the pool. Closed in the background, within sqlx's own bound, as a silent
+            // server would keep a polite close waiting.
+            _ => {
+                conn.close_on_drop();
+                Ok(())
+            }
         }
     }
 }
@@ -101,15 +107,16 @@ impl PlanningHolds for SqlStore {
             Dialect::Postgres => {
                 let lock = format!("SELECT pg_try_advisory_lock({ADVISORY_KEY})");
                 let deadline = tokio::time::Instant::now() + HOLD_WAIT;
-                let mut conn = self.pool.acquire().await?;
+                let mut conn = self.acquire().await?;
                 // Polled with `pg_try_advisory_lock` rather than waited for in `pg_advisory_lock`: a
                 // waiting statement cannot be given up on without cancelling it on the server.
                 let mut pause = Duration::from_millis(20);
                 loop {
-                    let (got,): (bool,) = sqlx::query_as(&lock).bind(repository).fetch_one(&mut *conn).await?;
+                    let (got,): (bool,) =
+                        sqlx::query_as(&lock).bind(repository).fetch_one(Bounded::new(&mut *conn, self.limit)).await?;
                     if got {
-                        let repository = repository.to_string();
-                        return Ok(RepositoryHold { inner: Inner::Postgres { conn: Some(conn), repository } });
+                        let (repository, limit) = (repository.to_string(), self.limit);
+                        return Ok(RepositoryHold { inner: Inner::Postgres { conn: Some(conn), repository, limit } });
                     }
                     if tokio::time::Instant::now() + pause > deadline {
                         return Err(held());

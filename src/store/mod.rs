@@ -29,7 +29,7 @@ pub use queue::{
     retry_delay, Job, JobQueue, JobState, JobStatus, NewDelivery, PrHead, Recorded, WriteBudget, MAX_ATTEMPTS,
     QUARANTINE_AFTER,
 };
-pub use sql::{Dialect, SqlStore};
+pub use sql::{Dialect, SqlStore, STATEMENT_TIMEOUT};
 pub use tokens::{ApiTokenHash, TokenStore};
 
 pub use crate::deployment::{
@@ -86,5 +86,10 @@ pub fn now_ms() -> i64 {
 
 /// Opens the store a URL names (`sqlite://path` creates the file; `postgres://…`) and migrates it.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(SqlStore::open(url).await?))
+    open_with(url, STATEMENT_TIMEOUT).await
+}
+
+/// As [`open`], every statement given up after `limit` (see [`SqlStore::open_with`]).
+pub async fn open_with(url: &str, limit: std::time::Duration) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SqlStore::open_with(url, limit).await?))
 }

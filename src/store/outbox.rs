@@ -116,7 +116,7 @@ impl Outboxes for SqlStore {
             "SELECT {DEPLOYMENT_COLUMNS}, github_id FROM deployments WHERE repository = $1 \
              AND (github_state IS NULL OR github_state <> state) ORDER BY created_at, seq LIMIT $2"
         );
-        let rows: Vec<GithubSyncRow> = sqlx::query_as(&sql).bind(repository).bind(limit).fetch_all(&self.pool).await?;
+        let rows: Vec<GithubSyncRow> = sqlx::query_as(&sql).bind(repository).bind(limit).fetch_all(self.db()).await?;
         Ok(rows.into_iter().map(|r| (r.deployment.into(), r.github_id)).collect())
     }
 
@@ -125,7 +125,7 @@ impl Outboxes for SqlStore {
             .bind(github_id)
             .bind(state.as_str())
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(())
     }
@@ -135,7 +135,7 @@ impl Outboxes for SqlStore {
             "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE repository = $1 AND record IS NOT NULL \
              AND ledger_at IS NULL ORDER BY environment, seq LIMIT $2"
         );
-        let rows: Vec<DeploymentRow> = sqlx::query_as(&sql).bind(repository).bind(limit).fetch_all(&self.pool).await?;
+        let rows: Vec<DeploymentRow> = sqlx::query_as(&sql).bind(repository).bind(limit).fetch_all(self.db()).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
@@ -144,7 +144,7 @@ impl Outboxes for SqlStore {
             sqlx::query("UPDATE deployments SET ledger_at = $1 WHERE id = $2 AND ledger_at IS NULL")
                 .bind(now)
                 .bind(id.as_str())
-                .execute(&self.pool)
+                .execute(self.db())
                 .await?;
         }
         Ok(())
@@ -155,7 +155,7 @@ impl Outboxes for SqlStore {
             "SELECT {DEPLOYMENT_COLUMNS}, notifications FROM deployments WHERE repository = $1 \
              AND (notified_state IS NULL OR notified_state <> state) ORDER BY created_at, seq LIMIT $2"
         );
-        let rows: Vec<UnnotifiedRow> = sqlx::query_as(&sql).bind(repository).bind(limit).fetch_all(&self.pool).await?;
+        let rows: Vec<UnnotifiedRow> = sqlx::query_as(&sql).bind(repository).bind(limit).fetch_all(self.db()).await?;
         Ok(rows
             .into_iter()
             .map(|r| {
@@ -195,13 +195,13 @@ impl Outboxes for SqlStore {
             .bind(state)
             .bind(now)
             .bind(error)
-            .execute(&mut *tx)
+            .execute(tx.db())
             .await?;
         }
         sqlx::query("UPDATE deployments SET notified_state = $1 WHERE id = $2")
             .bind(state.as_str())
             .bind(id)
-            .execute(&mut *tx)
+            .execute(tx.db())
             .await?;
         tx.commit().await?;
         Ok(())
@@ -213,12 +213,12 @@ impl Outboxes for SqlStore {
             "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE state = 'pending' AND next_at <= $1 ORDER BY id LIMIT $2{}",
             self.dialect.skip_locked()
         );
-        let due: Vec<Notification> = sqlx::query_as(&sql).bind(now).bind(limit).fetch_all(&mut *tx).await?;
+        let due: Vec<Notification> = sqlx::query_as(&sql).bind(now).bind(limit).fetch_all(tx.db()).await?;
         for n in &due {
             sqlx::query("UPDATE notifications SET next_at = $1 WHERE id = $2")
                 .bind(now + lease_ms)
                 .bind(n.id)
-                .execute(&mut *tx)
+                .execute(tx.db())
                 .await?;
         }
         tx.commit().await?;
@@ -244,13 +244,13 @@ impl Outboxes for SqlStore {
         .bind(error)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.db())
         .await?;
         Ok(())
     }
 
     async fn notifications_of(&self, deployment: &str) -> Result<Vec<Notification>, StoreError> {
         let sql = format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE deployment_id = $1 ORDER BY id");
-        Ok(sqlx::query_as(&sql).bind(deployment).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(&sql).bind(deployment).fetch_all(self.db()).await?)
     }
 }

@@ -76,7 +76,7 @@ impl PullRequestStore for SqlStore {
         .bind(a.number as i64)
         .bind(a.environment.as_str())
         .bind(&a.actor)
-        .execute(&mut *tx)
+        .execute(tx.db())
         .await?;
         sqlx::query(&format!(
             "INSERT INTO pr_approvals ({PR_APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -90,7 +90,7 @@ impl PullRequestStore for SqlStore {
         .bind(&a.actor)
         .bind(a.breaking as i64)
         .bind(a.at)
-        .execute(&mut *tx)
+        .execute(tx.db())
         .await?;
         tx.commit().await?;
         Ok(())
@@ -102,7 +102,7 @@ impl PullRequestStore for SqlStore {
         ))
         .bind(repository)
         .bind(number as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
@@ -128,7 +128,7 @@ impl PullRequestStore for SqlStore {
         .bind(number as i64)
         .bind(keep_head)
         .bind(environment)
-        .fetch_all(&mut *tx)
+        .fetch_all(tx.db())
         .await?;
         sqlx::query(
             "UPDATE pr_approvals SET invalidated_at = $1, invalidated_by = $2 WHERE repository = $3 AND number = $4 \
@@ -140,7 +140,7 @@ impl PullRequestStore for SqlStore {
         .bind(number as i64)
         .bind(keep_head)
         .bind(environment)
-        .execute(&mut *tx)
+        .execute(tx.db())
         .await?;
         tx.commit().await?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -156,7 +156,7 @@ impl PullRequestStore for SqlStore {
         .bind(m.merge_sha.as_str())
         .bind(m.head_sha.as_str())
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -167,7 +167,7 @@ impl PullRequestStore for SqlStore {
         )
         .bind(repository)
         .bind(merge_sha)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await?;
         Ok(row.map(|(number, merge_sha, head_sha)| PrMerge {
             number: number as u64,

@@ -219,7 +219,7 @@ impl JobQueue for SqlStore {
         .bind(&d.repository)
         .bind(&d.payload)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(tx.db())
         .await?
         .rows_affected();
         if inserted == 0 {
@@ -232,7 +232,7 @@ impl JobQueue for SqlStore {
                 .bind(head.number as i64)
                 .bind(&head.sha)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(tx.db())
                 .await?
                 .rows_affected()
                 == 1;
@@ -247,7 +247,7 @@ impl JobQueue for SqlStore {
         .bind(d.id.as_str())
         .bind(now)
         .bind(i32::from(d.deploys))
-        .fetch_one(&mut *tx)
+        .fetch_one(tx.db())
         .await?;
         tx.commit().await?;
         Ok(Recorded::New(job))
@@ -269,7 +269,7 @@ impl JobQueue for SqlStore {
             .bind(worker)
             .bind(now + lease.as_millis() as i64)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?;
         Ok(row.map(Job::from))
     }
@@ -294,7 +294,7 @@ impl JobQueue for SqlStore {
             .bind(installation)
             .bind(budget.minute_tolerance())
             .bind(budget.hour_tolerance())
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
             if taken.rows_affected() == 1 {
                 return Ok(None);
@@ -302,7 +302,7 @@ impl JobQueue for SqlStore {
             let tats: Option<(i64, i64)> =
                 sqlx::query_as("SELECT minute_tat, hour_tat FROM write_budgets WHERE installation = $1")
                     .bind(installation)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.db())
                     .await?;
             match tats {
                 Some((minute_tat, hour_tat)) => return Ok(Some(budget.wait(minute_tat, hour_tat, now))),
@@ -310,7 +310,7 @@ impl JobQueue for SqlStore {
                 None => {
                     sqlx::query("INSERT INTO write_budgets (installation, minute_tat, hour_tat) VALUES ($1, 0, 0) ON CONFLICT (installation) DO NOTHING")
                         .bind(installation)
-                        .execute(&self.pool)
+                        .execute(self.db())
                         .await?;
                 }
             }
@@ -323,7 +323,7 @@ impl JobQueue for SqlStore {
                 .bind(locked_until)
                 .bind(id)
                 .bind(worker)
-                .execute(&self.pool)
+                .execute(self.db())
                 .await?;
         Ok(renewed.rows_affected() == 1)
     }
@@ -336,7 +336,7 @@ impl JobQueue for SqlStore {
         .bind(now)
         .bind(id)
         .bind(worker)
-        .execute(&self.pool)
+        .execute(self.db())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -360,7 +360,7 @@ impl JobQueue for SqlStore {
         .bind(now)
         .bind(id)
         .bind(worker)
-        .execute(&self.pool)
+        .execute(self.db())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -369,7 +369,7 @@ impl JobQueue for SqlStore {
         let row: Option<StatusRow> =
             sqlx::query_as("SELECT id, delivery_id, state, attempts, last_error FROM jobs WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.db())
                 .await?;
         Ok(row.map(JobStatus::from))
     }
@@ -380,20 +380,20 @@ impl JobQueue for SqlStore {
         )
         .bind(repository)
         .bind(number as i64)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await?;
         Ok(row.map(|(sha,)| sha))
     }
 
     async fn queue_depth(&self) -> Result<i64, StoreError> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')")
-            .fetch_one(&self.pool)
+            .fetch_one(self.db())
             .await?;
         Ok(n)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT COUNT(*) FROM jobs").fetch_one(&self.pool).await?;
+        sqlx::query("SELECT COUNT(*) FROM jobs").fetch_one(self.db()).await?;
         Ok(())
     }
 }

@@ -4,11 +4,18 @@
 //! in one place.
 
 use std::sync::Once;
+use std::time::Duration;
 
-use sqlx::any::AnyPoolOptions;
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, BoxStream};
+use futures_util::StreamExt;
+use sqlx::any::{AnyPoolOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Describe, Either, Execute, Executor, Transaction};
 
 use super::StoreError;
+
+/// How long one statement may take by default before it is given up (see [`SqlStore::open_with`]).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the two databases differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +64,10 @@ impl Dialect {
 
 /// The service's database.
 pub struct SqlStore {
-    pub(super) pool: AnyPool,
+    pool: AnyPool,
     pub(super) dialect: Dialect,
+    /// How long a statement, a transaction's begin or end, or waiting for a connection may take.
+    pub(super) limit: Duration,
     /// SQLite's [`PlanningHolds`](super::PlanningHolds): one replica, so locks in this process.
     pub(super) holds: super::holds::ProcessHolds,
 }
@@ -69,10 +78,30 @@ pub struct SqlStore {
 const SQLITE_PRAGMAS: &str =
     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000";
 
+/// PostgreSQL settings for every session: the server probes a connection idle for 30 s (three probes 10 s
+/// apart) instead of after the operating system's two hours. A session whose client vanished without its
+/// close reaching the server (a partition, a crashed host) then ends within about a minute, and with it
+/// any planning hold (advisory lock) it held. Any user may set these for their own session.
+const POSTGRES_SESSION: &str =
+    "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3";
+
 impl SqlStore {
     /// Opens and migrates the database at `url`: `sqlite://PATH` (the file is created if missing) or
     /// `postgres://USER@HOST/DB` (PostgreSQL connection parameters such as `options` go in the query).
+    /// Statements are given up after [`STATEMENT_TIMEOUT`].
     pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
+        SqlStore::open_with(url, STATEMENT_TIMEOUT).await
+    }
+
+    /// As [`SqlStore::open`], every statement (and every wait for a connection) given up after `limit`
+    /// with an I/O time-out error that names `HONUA_DATABASE_TIMEOUT`.
+    ///
+    /// Why a client-side limit: a PostgreSQL that goes silent (its host powered off, a partition, a
+    /// failover that moves the name to another address) answers nothing and resets nothing, and the
+    /// operating system gives up on such a connection only after its TCP retransmissions, about 15
+    /// minutes on Linux. sqlx sets no socket timeout, and PostgreSQL's own `statement_timeout` is
+    /// enforced by the server that no longer answers.
+    pub async fn open_with(url: &str, limit: Duration) -> Result<SqlStore, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         if url.starts_with("sqlite:") {
@@ -83,6 +112,7 @@ impl SqlStore {
             };
             let pool = AnyPoolOptions::new()
                 .max_connections(4)
+                .acquire_timeout(limit)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute(SQLITE_PRAGMAS).await?;
@@ -92,11 +122,34 @@ impl SqlStore {
                 .connect(&url)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-            Ok(SqlStore { pool, dialect: Dialect::Sqlite, holds: Default::default() })
+            Ok(SqlStore { pool, dialect: Dialect::Sqlite, limit, holds: Default::default() })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = AnyPoolOptions::new().max_connections(16).connect(url).await?;
+            let pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(limit)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(POSTGRES_SESSION).await?;
+                        Ok(())
+                    })
+                })
+                // A statement given up leaves its connection waiting for an answer; sqlx tests every
+                // connection that comes back with a ping that would wait as long (the TCP timeouts)
+                // and hold its place in the pool meanwhile. This bounded ping comes first: a
+                // connection that does not answer it is dropped, and a new one can be opened (to
+                // wherever the database's name now points).
+                .after_release(move |conn, _| {
+                    Box::pin(async move {
+                        match tokio::time::timeout(limit, conn.ping()).await {
+                            Ok(answered) => answered.map(|()| true),
+                            Err(_) => Err(timed_out(limit)),
+                        }
+                    })
+                })
+                .connect(url)
+                .await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-            Ok(SqlStore { pool, dialect: Dialect::Postgres, holds: Default::default() })
+            Ok(SqlStore { pool, dialect: Dialect::Postgres, limit, holds: Default::default() })
         } else {
             Err(StoreError::UnsupportedUrl(url.to_string()))
         }
@@ -109,9 +162,124 @@ impl SqlStore {
         self.pool.close().await;
     }
 
+    /// The pool, every statement on it bounded.
+    pub(super) fn db(&self) -> Bounded<&AnyPool> {
+        Bounded { inner: &self.pool, limit: self.limit }
+    }
+
+    /// A connection of the pool's own, for a session that spans statements (an advisory lock).
+    pub(super) async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
     /// A writing transaction, begun as [`Dialect`] says.
-    pub(super) async fn begin(&self) -> Result<Transaction<'_, Any>, StoreError> {
-        Ok(self.pool.begin_with(self.dialect.begin()).await?)
+    pub(super) async fn begin(&self) -> Result<Tx<'_>, StoreError> {
+        let tx = bounded(self.limit, self.pool.begin_with(self.dialect.begin())).await?;
+        Ok(Tx { tx, limit: self.limit })
+    }
+}
+
+/// A transaction whose statements, commit and rollback are bounded like the pool's. Dropped without
+/// either, it rolls back (sqlx queues the `ROLLBACK`; the connection's release is bounded too).
+pub(super) struct Tx<'a> {
+    tx: Transaction<'a, Any>,
+    limit: Duration,
+}
+
+impl Tx<'_> {
+    /// The transaction's connection, for one statement.
+    pub(super) fn db(&mut self) -> Bounded<&mut AnyConnection> {
+        Bounded { inner: &mut *self.tx, limit: self.limit }
+    }
+
+    pub(super) async fn commit(self) -> Result<(), StoreError> {
+        Ok(bounded(self.limit, self.tx.commit()).await?)
+    }
+
+    pub(super) async fn rollback(self) -> Result<(), StoreError> {
+        Ok(bounded(self.limit, self.tx.rollback()).await?)
+    }
+}
+
+/// The error of a statement given up after `limit`: an I/O time-out, like a lost connection's, so it
+/// takes the same way (a request answers 5xx, a job is retried).
+pub(super) fn timed_out(limit: Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "no answer within {}s, the statement was given up: check that the database is reachable \
+             (the limit is HONUA_DATABASE_TIMEOUT)",
+            limit.as_secs_f64()
+        ),
+    ))
+}
+
+async fn bounded<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| Err(timed_out(limit)))
+}
+
+/// An executor (the pool, or one connection) whose every statement must answer within `limit`.
+/// Dropping a statement's future on the limit is how it is given up: sqlx then tests the connection
+/// before it is used again (the pool's `after_release`), and a transaction's is rolled back or closed.
+#[derive(Debug)]
+pub(super) struct Bounded<E> {
+    inner: E,
+    limit: Duration,
+}
+
+impl<E> Bounded<E> {
+    pub(super) fn new(inner: E, limit: Duration) -> Bounded<E> {
+        Bounded { inner, limit }
+    }
+}
+
+impl<'c, E> Executor<'c> for Bounded<E>
+where
+    E: Executor<'c, Database = Any>,
+{
+    type Database = Any;
+
+    /// The whole result is read within the limit, then handed on: the store's statements return a
+    /// handful of rows, and a deadline on the whole is what bounds a silent server.
+    fn fetch_many<'e, 'q: 'e, Q>(self, query: Q) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        Q: 'q + Execute<'q, Any>,
+    {
+        let limit = self.limit;
+        let all = tokio::time::timeout(limit, self.inner.fetch_many(query).collect::<Vec<_>>());
+        stream::once(all)
+            .flat_map(move |read| stream::iter(read.unwrap_or_else(|_| vec![Err(timed_out(limit))])))
+            .boxed()
+    }
+
+    fn fetch_optional<'e, 'q: 'e, Q>(self, query: Q) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        Q: 'q + Execute<'q, Any>,
+    {
+        Box::pin(bounded(self.limit, self.inner.fetch_optional(query)))
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        Box::pin(bounded(self.limit, self.inner.prepare_with(sql, parameters)))
+    }
+
+    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        Box::pin(bounded(self.limit, self.inner.describe(sql)))
     }
 }
 

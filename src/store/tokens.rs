@@ -97,7 +97,7 @@ impl TokenStore for SqlStore {
         .bind(t.environment)
         .bind(t.hash)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db())
         .await?
         .rows_affected();
         Ok(inserted == 1)
@@ -110,14 +110,14 @@ impl TokenStore for SqlStore {
         )
         .bind(hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await?;
         let Some(row) = row else { return Ok(None) };
         if row.last_used_at.is_none_or(|at| at < now - LAST_USED_RESOLUTION_MS) {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE name = $2")
                 .bind(now)
                 .bind(&row.name)
-                .execute(&self.pool)
+                .execute(self.db())
                 .await?;
         }
         Ok(row.into_token())
@@ -127,7 +127,7 @@ impl TokenStore for SqlStore {
         let rows: Vec<TokenInfoRow> = sqlx::query_as(
             "SELECT name, role, environment, created_at, last_used_at, revoked_at, previous_expires_at FROM api_tokens ORDER BY name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await?;
         Ok(rows.into_iter().filter_map(TokenInfoRow::into_info).collect())
     }
@@ -139,7 +139,7 @@ impl TokenStore for SqlStore {
         )
         .bind(now)
         .bind(name)
-        .execute(&self.pool)
+        .execute(self.db())
         .await?;
         Ok(revoked.rows_affected() == 1)
     }
@@ -152,7 +152,7 @@ impl TokenStore for SqlStore {
         .bind(grace_until)
         .bind(hash)
         .bind(name)
-        .execute(&self.pool)
+        .execute(self.db())
         .await?;
         Ok(rotated.rows_affected() == 1)
     }
@@ -162,10 +162,10 @@ impl TokenStore for SqlStore {
             .bind(name)
             .bind(candidate)
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         let (secret,): (Vec<u8>,) =
-            sqlx::query_as("SELECT secret FROM service_keys WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
+            sqlx::query_as("SELECT secret FROM service_keys WHERE name = $1").bind(name).fetch_one(self.db()).await?;
         Ok(secret)
     }
 }

@@ -56,11 +56,12 @@ pub async fn sqlite() -> TestDb {
 
 /// A PostgreSQL store in a fresh schema, or `None` (with a notice) when no test database is configured.
 pub async fn postgres() -> Option<TestDb> {
-    postgres_through(None).await
+    postgres_through(None, honua_gitops::store::STATEMENT_TIMEOUT).await
 }
 
-/// As [`postgres`], the store connecting through `port` on loopback (a fault proxy) instead.
-pub async fn postgres_through(port: Option<u16>) -> Option<TestDb> {
+/// As [`postgres`], the store connecting through `port` on loopback (a fault proxy) instead, its
+/// statements given up after `limit`.
+pub async fn postgres_through(port: Option<u16>, limit: std::time::Duration) -> Option<TestDb> {
     let Ok(url) = std::env::var("HONUA_TEST_DATABASE_URL") else {
         // Written to the stderr handle, not with eprintln!, so the test harness does not swallow it.
         static NOTICE: std::sync::Once = std::sync::Once::new();
@@ -90,6 +91,6 @@ pub async fn postgres_through(port: Option<u16>) -> Option<TestDb> {
         store_url.set_host(Some("127.0.0.1")).unwrap();
         store_url.set_port(Some(port)).unwrap();
     }
-    let store = Arc::new(SqlStore::open(store_url.as_str()).await.unwrap());
+    let store = Arc::new(SqlStore::open_with(store_url.as_str(), limit).await.unwrap());
     Some(TestDb { store, _dir: None, schema: Some((url, schema)) })
 }
