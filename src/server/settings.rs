@@ -286,7 +286,7 @@ mod tests {
         std::fs::write(
             &file,
             format!(
-                "listen: 0.0.0.0:9000\ngithub_app_id: 11\ngithub_private_key_path: {}\ngithub_webhook_secret: from-file\nworkers: 4\n",
+                "listen: 0.0.0.0:9000\ngithub_app_id: 11\ngithub_private_key_path: {}\ngithub_webhook_secret: from-file\nworkers: 4\ndatabase_timeout: 5\n",
                 key_path().display()
             ),
         )
@@ -299,6 +299,7 @@ mod tests {
         assert_eq!(s.workers, 1, "the flag wins");
         assert_eq!(s.webhook_secrets.len(), 2, "the flag wins");
         assert_eq!(s.database_url, "sqlite://honua.db");
+        assert_eq!(s.database_timeout, std::time::Duration::from_secs(5), "from the file");
         assert_eq!(s.github.as_ref().unwrap().api_url, "https://api.github.com");
         assert_eq!(s.poll_interval, Some(std::time::Duration::from_secs(60)));
         let shown = format!("{s:?}");
@@ -324,6 +325,7 @@ mod tests {
         };
         let s = Settings::resolve(given, None).unwrap();
         assert!(s.github.is_none());
+        assert_eq!(s.database_timeout, std::time::Duration::from_secs(30), "the default");
         assert_eq!(s.repositories.len(), 2);
         assert_eq!(s.repositories[0].repository, "https://git.example.org/gis/config.git");
         assert_eq!(s.repositories[0].branch, "release");
