@@ -1405,3 +1405,75 @@ async fn every_error_the_api_answers_is_documented_for_its_route() {
     }
     assert!(routes >= 19, "only {routes} routes behind a token were called");
 }
+
+/// Plain-Git mode with two repositories. The remote of one goes silent (blackholed: connected, nothing
+/// answers) after its deployments were made, and production is approved there: publishing that record to
+/// its Git ledger waits on the silent remote. Production of the other repository, approved next, reaches
+/// its own ledger meanwhile. Once the silent remote's connections are reset and it answers again, a poll
+/// publishes the record that waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_remote_never_holds_back_another_repositorys_ledger() {
+    use common::fault_proxy::{Fault, FaultProxy};
+    use common::git_http::GitHttp;
+    let db = common::db::sqlite().await;
+    let store = db.store.clone();
+    let quiet = Origin::new(&common::examples().join("honua-config"));
+    let git = GitHttp::start(quiet.git_root.clone(), "secret").await;
+    let proxy = FaultProxy::for_url(&git.url).await;
+    let silent = format!("{}/city/gis-config.git", proxy.rewrite(&git.url));
+    let with_credentials = silent.replacen("http://", "http://x-access-token:secret@", 1);
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let good = format!("file://{}/city/gis-config.git", origin.git_root.display());
+    let data = tempfile::tempdir().unwrap();
+    let signer = honua_gitops::controller::deployments::service_signer(store.as_ref()).await.unwrap();
+    let mut controller = Controller::new(store.clone(), None, signer, String::new(), data.path().join("m"), None);
+    controller.repositories = vec![
+        DeploySource { repository: silent.clone(), url: with_credentials, branch: "main".into() },
+        DeploySource { repository: good.clone(), url: good.clone(), branch: "main".into() },
+    ];
+    let controller = Arc::new(controller);
+    // The worker starts the background publisher.
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(controller.clone().run_worker("w".into(), rx));
+    assert_eq!(controller.poll_once().await.unwrap(), 2);
+    let all = wait_for_deployments(&store, "both repositories' deployments", |all| all.len() == 6).await;
+    let production = |repository: &str| {
+        all.iter().find(|d| d.repository == repository && d.environment == "production").unwrap().id.to_string()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while in_ledger(&quiet).len() < 2 || in_ledger(&origin).len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "development's and staging's records never published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    proxy.set(Fault::Blackhole);
+    let connections = proxy.connections();
+    let decisions = controller.decisions();
+    let approve = |id: String| {
+        let decisions = &decisions;
+        async move { decisions.approve(&id, "oncall", Via::Api, true, Utc::now()).await.unwrap() }
+    };
+    approve(production(&silent)).await;
+    controller.decided(&silent).await;
+    while proxy.connections() == connections {
+        assert!(tokio::time::Instant::now() < deadline, "the silent remote's ledger was never tried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    approve(production(&good)).await;
+    controller.decided(&good).await;
+    while !in_ledger(&origin).contains(&production(&good)) {
+        assert!(tokio::time::Instant::now() < deadline, "the other repository's record waited on the silent remote");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!in_ledger(&quiet).contains(&production(&silent)), "the silent remote took nothing");
+
+    proxy.set(Fault::Pass);
+    proxy.cut();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !in_ledger(&quiet).contains(&production(&silent)) {
+        assert!(tokio::time::Instant::now() < deadline, "the record that waited was never published");
+        let _ = controller.poll_once().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(in_ledger(&quiet).len(), 3, "each record once");
+}

@@ -125,6 +125,46 @@ fn burst(
     batch
 }
 
+/// How many repositories the publisher brings to their Git ledgers at once. A remote that accepts
+/// connections and then says nothing costs its own repository the Git timeouts, not the others.
+pub const LEDGERS_AT_ONCE: usize = 8;
+
+/// The repositories whose ledger and notifications are being published, one task each, and those
+/// waiting for a turn. A repository is never published twice at once (its mirror is one), and one
+/// queued while its publication runs is published again after it: the decision may have come after that
+/// run read the store.
+#[derive(Default)]
+struct LedgerTasks {
+    running: tokio::task::JoinSet<()>,
+    busy: std::collections::HashMap<tokio::task::Id, String>,
+    waiting: std::collections::BTreeSet<String>,
+}
+
+impl LedgerTasks {
+    fn queue(&mut self, repository: String, controller: &Arc<Controller>) {
+        self.waiting.insert(repository);
+        self.start(controller);
+    }
+
+    /// A task ended (its publication done, or panicked): its repository is free again.
+    fn ended(&mut self, task: tokio::task::Id, controller: &Arc<Controller>) {
+        self.busy.remove(&task);
+        self.start(controller);
+    }
+
+    fn start(&mut self, controller: &Arc<Controller>) {
+        let free = LEDGERS_AT_ONCE.saturating_sub(self.busy.len());
+        let ready: Vec<String> =
+            self.waiting.iter().filter(|r| !self.busy.values().any(|b| b == *r)).take(free).cloned().collect();
+        for repository in ready {
+            self.waiting.remove(&repository);
+            let (controller, name) = (controller.clone(), repository.clone());
+            let task = self.running.spawn(async move { controller.publish_ledger_and_notifications(&name).await }).id();
+            self.busy.insert(task, repository);
+        }
+    }
+}
+
 /// The background publisher's queues of repositories: the Git ledger and the notifications on one,
 /// GitHub's Deployments mirror on the other (see [`Controller::start_publisher`]).
 pub(crate) struct Publisher {
@@ -213,10 +253,11 @@ impl Controller {
     }
 
     /// Starts the background publisher once (with the first worker), until `shutdown`. One loop publishes
-    /// each queued repository's ledger and notifications, a burst of decisions of one repository at a
-    /// time, and every [`EXPIRY_SWEEP`] expires what waited too long for its approval. Another mirrors the
-    /// deployments to GitHub: a GitHub that makes writes wait (its content-creation limits, a slow answer)
-    /// holds back only that mirror, never the ledger agents fall back on or the notifications.
+    /// each queued repository's ledger and notifications, up to [`LEDGERS_AT_ONCE`] repositories at once
+    /// (a burst of decisions of one repository once), and every [`EXPIRY_SWEEP`] expires what waited too
+    /// long for its approval. Another mirrors the deployments to GitHub: a GitHub that makes writes wait
+    /// (its content-creation limits, a slow answer) holds back only that mirror, never the ledger agents
+    /// fall back on or the notifications.
     pub(super) fn start_publisher(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut slot = self.publisher.lock().expect("publisher lock");
         if slot.is_some() {
@@ -238,24 +279,35 @@ impl Controller {
         tokio::spawn(async move {
             let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + EXPIRY_SWEEP, EXPIRY_SWEEP);
             sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut tasks = LedgerTasks::default();
             loop {
-                let first = tokio::select! {
-                    r = pending.recv() => r,
+                tokio::select! {
+                    queued = pending.recv() => match queued {
+                        Some(repository) => tasks.queue(repository, &self),
+                        None => break,
+                    },
+                    Some(ended) = tasks.running.join_next_with_id() => {
+                        let task = match ended {
+                            Ok((task, ())) => task,
+                            Err(e) => {
+                                tracing::error!(error = %e, "a ledger publication ended abnormally; the next decision or poll retries");
+                                e.id()
+                            }
+                        };
+                        tasks.ended(task, &self);
+                    }
                     _ = sweep.tick() => {
                         // What expires is queued for publishing here like any other decision.
                         if let Err(e) = self.expire_overdue(Utc::now()).await {
                             tracing::warn!(error = %e, "could not expire overdue deployments; the next sweep retries");
                         }
-                        continue;
                     }
-                    _ = shutdown.changed() => None,
-                };
-                let Some(first) = first else { break };
-                for repository in burst(first, &mut pending) {
-                    self.publish_ledger_and_notifications(&repository).await;
+                    _ = shutdown.changed() => break,
                 }
             }
-            // Whatever was queued at shutdown is published on the next decision or poll.
+            // What is being published finishes; whatever else was queued at shutdown is published on the
+            // next decision or poll.
+            while tasks.running.join_next().await.is_some() {}
             *self.publisher.lock().expect("publisher lock") = None;
         });
     }
