@@ -519,14 +519,14 @@ impl DeploymentStore for SqlStore {
     }
 }
 
-async fn lock_deployment(dialect: Dialect, tx: &mut Tx<'_>, id: &str) -> Result<Option<Deployment>, StoreError> {
+async fn lock_deployment(dialect: Dialect, tx: &mut Tx, id: &str) -> Result<Option<Deployment>, StoreError> {
     let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1{}", dialect.lock());
     let row: Option<DeploymentRow> = sqlx::query_as(&sql).bind(id).fetch_optional(tx.db()).await?;
     Ok(row.map(Into::into))
 }
 
 async fn insert_transition(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     d: &Deployment,
     to: DeploymentState,
     actor: &str,

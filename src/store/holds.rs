@@ -112,8 +112,17 @@ impl PlanningHolds for SqlStore {
                 // waiting statement cannot be given up on without cancelling it on the server.
                 let mut pause = Duration::from_millis(20);
                 loop {
-                    let (got,): (bool,) =
-                        sqlx::query_as(&lock).bind(repository).fetch_one(Bounded::new(&mut *conn, self.limit)).await?;
+                    let tried =
+                        sqlx::query_as(&lock).bind(repository).fetch_one(Bounded::new(&mut *conn, self.limit)).await;
+                    let (got,): (bool,) = match tried {
+                        Ok(got) => got,
+                        // Not back to the pool: it may not answer (its test there would wait as long), or
+                        // hold the lock after all.
+                        Err(e) => {
+                            conn.close_on_drop();
+                            return Err(e.into());
+                        }
+                    };
                     if got {
                         let (repository, limit) = (repository.to_string(), self.limit);
                         return Ok(RepositoryHold { inner: Inner::Postgres { conn: Some(conn), repository, limit } });

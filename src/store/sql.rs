@@ -10,7 +10,8 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream};
 use futures_util::StreamExt;
 use sqlx::any::{AnyPoolOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Describe, Either, Execute, Executor, Transaction};
+use sqlx::pool::{PoolConnection, PoolConnectionMetadata};
+use sqlx::{Any, AnyConnection, AnyPool, Describe, Either, Execute, Executor};
 
 use super::StoreError;
 
@@ -113,12 +114,7 @@ impl SqlStore {
             let pool = AnyPoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(limit)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute(SQLITE_PRAGMAS).await?;
-                        Ok(())
-                    })
-                })
+                .after_connect(run_on_connect(SQLITE_PRAGMAS))
                 .connect(&url)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
@@ -127,25 +123,7 @@ impl SqlStore {
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(limit)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute(POSTGRES_SESSION).await?;
-                        Ok(())
-                    })
-                })
-                // A statement given up leaves its connection waiting for an answer; sqlx tests every
-                // connection that comes back with a ping that would wait as long (the TCP timeouts)
-                // and hold its place in the pool meanwhile. This bounded ping comes first: a
-                // connection that does not answer it is dropped, and a new one can be opened (to
-                // wherever the database's name now points).
-                .after_release(move |conn, _| {
-                    Box::pin(async move {
-                        match tokio::time::timeout(limit, conn.ping()).await {
-                            Ok(answered) => answered.map(|()| true),
-                            Err(_) => Err(timed_out(limit)),
-                        }
-                    })
-                })
+                .after_connect(run_on_connect(POSTGRES_SESSION))
                 .connect(url)
                 .await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
@@ -168,37 +146,80 @@ impl SqlStore {
     }
 
     /// A connection of the pool's own, for a session that spans statements (an advisory lock).
-    pub(super) async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
+    pub(super) async fn acquire(&self) -> Result<PoolConnection<Any>, StoreError> {
         Ok(self.pool.acquire().await?)
     }
 
     /// A writing transaction, begun as [`Dialect`] says.
-    pub(super) async fn begin(&self) -> Result<Tx<'_>, StoreError> {
-        let tx = bounded(self.limit, self.pool.begin_with(self.dialect.begin())).await?;
-        Ok(Tx { tx, limit: self.limit })
+    pub(super) async fn begin(&self) -> Result<Tx, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        if let Err(e) = Bounded::new(&mut *conn, self.limit).execute(self.dialect.begin()).await {
+            conn.close_on_drop();
+            return Err(e.into());
+        }
+        Ok(Tx { conn: Some(conn), limit: self.limit })
     }
 }
 
-/// A transaction whose statements, commit and rollback are bounded like the pool's. Dropped without
-/// either, it rolls back (sqlx queues the `ROLLBACK`; the connection's release is bounded too).
-pub(super) struct Tx<'a> {
-    tx: Transaction<'a, Any>,
+/// A transaction on a connection of its own, its statements, commit and rollback bounded like the
+/// pool's. Dropped without either (an early return, an error, a statement given up), it is rolled back
+/// in the background within the limit, and its connection closed if the rollback does not answer.
+pub(super) struct Tx {
+    /// `None` once committed or rolled back.
+    conn: Option<PoolConnection<Any>>,
     limit: Duration,
 }
 
-impl Tx<'_> {
+impl Tx {
     /// The transaction's connection, for one statement.
     pub(super) fn db(&mut self) -> Bounded<&mut AnyConnection> {
-        Bounded { inner: &mut *self.tx, limit: self.limit }
+        let conn = self.conn.as_mut().expect("a transaction is used until it ends");
+        Bounded { inner: &mut **conn, limit: self.limit }
     }
 
     pub(super) async fn commit(self) -> Result<(), StoreError> {
-        Ok(bounded(self.limit, self.tx.commit()).await?)
+        self.end("COMMIT").await
     }
 
     pub(super) async fn rollback(self) -> Result<(), StoreError> {
-        Ok(bounded(self.limit, self.tx.rollback()).await?)
+        self.end("ROLLBACK").await
     }
+
+    async fn end(mut self, statement: &'static str) -> Result<(), StoreError> {
+        let limit = self.limit;
+        let mut conn = self.conn.take().expect("a transaction ends once");
+        match Bounded::new(&mut *conn, limit).execute(statement).await {
+            Ok(_) => Ok(()),
+            // Failed or given up (then whether it took, only the server knows): the session ends, and
+            // with it whatever is left of the transaction.
+            Err(e) => {
+                conn.close_on_drop();
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else { return };
+        let limit = self.limit;
+        tokio::spawn(async move {
+            if Bounded::new(&mut *conn, limit).execute("ROLLBACK").await.is_err() {
+                conn.close_on_drop();
+            }
+        });
+    }
+}
+
+/// Runs `settings` on every new connection of a pool.
+fn run_on_connect(
+    settings: &'static str,
+) -> impl for<'c> Fn(&'c mut AnyConnection, PoolConnectionMetadata) -> BoxFuture<'c, Result<(), sqlx::Error>>
+       + Send
+       + Sync
+       + 'static {
+    move |conn, _| Box::pin(async move { conn.execute(settings).await.map(drop) })
 }
 
 /// The error of a statement given up after `limit`: an I/O time-out, like a lost connection's, so it
@@ -222,8 +243,10 @@ async fn bounded<T>(
 }
 
 /// An executor (the pool, or one connection) whose every statement must answer within `limit`.
-/// Dropping a statement's future on the limit is how it is given up: sqlx then tests the connection
-/// before it is used again (the pool's `after_release`), and a transaction's is rolled back or closed.
+/// Dropping a statement's future on the limit is how it is given up, and its connection is then never
+/// used again: on the pool the statement's connection is closed at once; a connection of its own
+/// (a transaction's, a hold's) is closed by its owner. Returned to the pool instead, it would be tested
+/// with a ping that waits for the TCP timeouts, holding its place in the pool meanwhile.
 #[derive(Debug)]
 pub(super) struct Bounded<E> {
     inner: E,
@@ -236,10 +259,7 @@ impl<E> Bounded<E> {
     }
 }
 
-impl<'c, E> Executor<'c> for Bounded<E>
-where
-    E: Executor<'c, Database = Any>,
-{
+impl<'c> Executor<'c> for Bounded<&'c mut AnyConnection> {
     type Database = Any;
 
     /// The whole result is read within the limit, then handed on: the store's statements return a
@@ -262,6 +282,66 @@ where
         Q: 'q + Execute<'q, Any>,
     {
         Box::pin(bounded(self.limit, self.inner.fetch_optional(query)))
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        Box::pin(bounded(self.limit, self.inner.prepare_with(sql, parameters)))
+    }
+
+    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        Box::pin(bounded(self.limit, self.inner.describe(sql)))
+    }
+}
+
+/// On the pool: a connection is taken (within the pool's acquire time-out, the same limit), the
+/// statement runs on it bounded, and a connection whose statement was given up is closed.
+impl<'c> Executor<'c> for Bounded<&'c AnyPool> {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, Q>(self, query: Q) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        Q: 'q + Execute<'q, Any>,
+    {
+        let (pool, limit) = (self.inner, self.limit);
+        let all = async move {
+            let mut conn = match pool.acquire().await {
+                Ok(conn) => conn,
+                Err(e) => return vec![Err(e)],
+            };
+            let read = tokio::time::timeout(limit, conn.fetch_many(query).collect::<Vec<_>>()).await;
+            read.unwrap_or_else(|_| {
+                conn.close_on_drop();
+                vec![Err(timed_out(limit))]
+            })
+        };
+        stream::once(all).flat_map(stream::iter).boxed()
+    }
+
+    fn fetch_optional<'e, 'q: 'e, Q>(self, query: Q) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        Q: 'q + Execute<'q, Any>,
+    {
+        let (pool, limit) = (self.inner, self.limit);
+        Box::pin(async move {
+            let mut conn = pool.acquire().await?;
+            let read = tokio::time::timeout(limit, conn.fetch_optional(query)).await;
+            read.unwrap_or_else(|_| {
+                conn.close_on_drop();
+                Err(timed_out(limit))
+            })
+        })
     }
 
     fn prepare_with<'e, 'q: 'e>(
