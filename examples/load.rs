@@ -20,6 +20,9 @@
 //!   service cuts them, while real deliveries and a PR keep coming. Pass: all of those answered.
 //!
 //! Each prints its figures (with the service's RSS and CPU time from /proc) and exits 1 if it failed.
+//!
+//! With `HONUA_LOAD_DATABASE_URL=postgres://USER@HOST/DB` the service runs on PostgreSQL instead, in a
+//! schema of its own (`honua_load_<pid>`); the schemas of earlier runs are dropped when a run starts.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -128,7 +131,10 @@ async fn serve(github_url: &str, origin: &Origin, extra: &[(&str, &str)]) -> Ser
     let dir = tempfile::tempdir().unwrap();
     let port = processes::free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let db_url = format!("sqlite://{}", dir.path().join("honua.db").display());
+    let db_url = match std::env::var("HONUA_LOAD_DATABASE_URL") {
+        Ok(postgres) => postgres_schema(&postgres).await,
+        Err(_) => format!("sqlite://{}", dir.path().join("honua.db").display()),
+    };
     let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
     let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-app-key.pem");
     let child = std::process::Command::new(honua_binary())
@@ -155,6 +161,27 @@ async fn serve(github_url: &str, origin: &Origin, extra: &[(&str, &str)]) -> Ser
     let process = Running(child);
     processes::wait_ready(&reqwest::Client::new(), &url).await;
     Service { url, pid, db_url, dir, _process: process }
+}
+
+/// A fresh schema in the PostgreSQL database at `url` (earlier runs' schemas dropped), as the service's
+/// database URL.
+async fn postgres_schema(url: &str) -> String {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("HONUA_LOAD_DATABASE_URL is reachable");
+    let old = sqlx::query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'honua\\_load\\_%'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    for row in old {
+        let name: String = row.get(0);
+        sqlx::query(&format!("DROP SCHEMA {name} CASCADE")).execute(&mut conn).await.unwrap();
+    }
+    let schema = format!("honua_load_{}", std::process::id());
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
+    let mut with_schema = url::Url::parse(url).expect("HONUA_LOAD_DATABASE_URL is a URL");
+    with_schema.query_pairs_mut().append_pair("options", &format!("-c search_path={schema}"));
+    println!("PostgreSQL, schema {schema}");
+    with_schema.to_string()
 }
 
 /// Resident memory (MB) and CPU time used so far (s) of a process, from /proc.
