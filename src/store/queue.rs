@@ -393,38 +393,55 @@ impl JobQueue for SqlStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT COUNT(*) FROM jobs").fetch_one(self.db()).await?;
+        // The schema is there and answers; counting the table would read every job ever run.
+        sqlx::query("SELECT id FROM jobs LIMIT 1").fetch_optional(self.db()).await?;
         Ok(())
     }
 }
 
+/// The ready jobs of the claims below, each found by walking an index in id order from its first entry
+/// (`jobs_in_order`, or `jobs_lane_in_order` for the deployment lane), so a claim costs the same with
+/// 50,000 jobs queued as with one. One condition with an `OR` over both kinds made the planner collect
+/// every due row and sort them per claim: a backlog made each claim slower, and the backlog grew.
+/// `only` narrows the ready jobs (`… AND `, or empty).
+fn ready_queued(only: &str) -> String {
+    format!("SELECT id FROM jobs WHERE {only}state = 'queued' AND run_after <= $3 ORDER BY id LIMIT 1")
+}
+
+/// See [`ready_queued`]: a running job whose holder's lease ran out, for another worker to take over.
+fn ready_expired(only: &str) -> String {
+    format!("SELECT id FROM jobs WHERE {only}state = 'running' AND locked_until < $3 ORDER BY id LIMIT 1")
+}
+
 /// Claims on SQLite: one `UPDATE` statement; SQLite serializes writers, so two claimers cannot take the
-/// same row. `only` narrows the ready jobs (`… AND `, or empty).
+/// same row. The oldest of the first due job and the first expired one.
 fn claim_sqlite(only: &str) -> String {
     format!(
         "UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = attempts + 1, updated_at = $3, \
            takeovers = takeovers + (CASE WHEN state = 'running' THEN 1 ELSE 0 END) \
-         WHERE id = (SELECT id FROM jobs WHERE {only}((state = 'queued' AND run_after <= $3) OR (state = 'running' AND locked_until < $3)) \
-                     ORDER BY id LIMIT 1) \
+         WHERE id = (SELECT MIN(id) FROM (SELECT id FROM ({queued}) UNION ALL SELECT id FROM ({expired}))) \
          RETURNING id, delivery_id, attempts, takeovers, \
            (SELECT event FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS event, \
            (SELECT repository FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS repository, \
            (SELECT payload FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS payload, \
-           (SELECT received_at FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS received_at"
+           (SELECT received_at FROM deliveries WHERE deliveries.id = jobs.delivery_id) AS received_at",
+        queued = ready_queued(only),
+        expired = ready_expired(only),
     )
 }
 
-/// Claims on PostgreSQL: concurrent claimers skip each other's rows (`FOR UPDATE SKIP LOCKED`). `only` as
-/// on SQLite.
+/// Claims on PostgreSQL: concurrent claimers skip each other's rows (`FOR UPDATE SKIP LOCKED`; a locking
+/// clause is not allowed on a `UNION`, so each kind is locked in a CTE of its own). `only` as on SQLite.
 fn claim_postgres(only: &str) -> String {
     format!(
-        "WITH next AS ( \
-           SELECT id FROM jobs WHERE {only}((state = 'queued' AND run_after <= $3) OR (state = 'running' AND locked_until < $3)) \
-           ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+        "WITH queued AS ({queued} FOR UPDATE SKIP LOCKED), expired AS ({expired} FOR UPDATE SKIP LOCKED), \
+           next AS (SELECT MIN(id) AS id FROM (SELECT id FROM queued UNION ALL SELECT id FROM expired) AS ready) \
          UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = jobs.attempts + 1, updated_at = $3, \
            takeovers = jobs.takeovers + (CASE WHEN jobs.state = 'running' THEN 1 ELSE 0 END) \
          FROM next, deliveries d WHERE jobs.id = next.id AND d.id = jobs.delivery_id \
-         RETURNING jobs.id, jobs.delivery_id, jobs.attempts, jobs.takeovers, d.event, d.repository, d.payload, d.received_at"
+         RETURNING jobs.id, jobs.delivery_id, jobs.attempts, jobs.takeovers, d.event, d.repository, d.payload, d.received_at",
+        queued = ready_queued(only),
+        expired = ready_expired(only),
     )
 }
 
@@ -473,5 +490,87 @@ mod tests {
         assert_eq!(retry_delay(2), Some(Duration::from_secs(4)));
         assert!(retry_delay(7).unwrap() <= Duration::from_secs(600));
         assert_eq!(retry_delay(MAX_ATTEMPTS), None);
+    }
+
+    /// 2,000 jobs done and 2,000 queued, one in 50 of them deployment work, as a store under load has them.
+    async fn backlog(store: &SqlStore) {
+        let numbers = match store.dialect {
+            Dialect::Sqlite => "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) SELECT i FROM n",
+            Dialect::Postgres => "SELECT i FROM generate_series(1, 4000) AS n(i)",
+        };
+        for statement in [
+            format!("INSERT INTO deliveries (id, event, payload, received_at) SELECT 'd' || i, 'push', '', i FROM ({numbers}) AS n"),
+            format!(
+                "INSERT INTO jobs (delivery_id, state, run_after, created_at, updated_at, deploys) \
+                 SELECT 'd' || i, CASE WHEN i <= 2000 THEN 'done' ELSE 'queued' END, i, i, i, CASE WHEN i % 50 = 0 THEN 1 ELSE 0 END FROM ({numbers}) AS n"
+            ),
+            "ANALYZE".to_string(),
+        ] {
+            sqlx::query(&statement).execute(store.db()).await.unwrap();
+        }
+    }
+
+    /// The planner's plan of a claim, one line per step.
+    async fn claim_plan(store: &SqlStore, only: &str) -> Vec<String> {
+        let (explain, claim) = match store.dialect {
+            Dialect::Sqlite => ("EXPLAIN QUERY PLAN", claim_sqlite(only)),
+            Dialect::Postgres => ("EXPLAIN", claim_postgres(only)),
+        };
+        let rows = sqlx::query(&format!("{explain} {claim}"))
+            .bind("w")
+            .bind(10_000i64)
+            .bind(5_000i64)
+            .fetch_all(store.db())
+            .await
+            .unwrap();
+        let column = match store.dialect {
+            Dialect::Sqlite => "detail",
+            Dialect::Postgres => "QUERY PLAN",
+        };
+        rows.iter().map(|row| sqlx::Row::get::<String, _>(row, column)).collect()
+    }
+
+    /// A claim finds its job at the front of an index in id order, on either backend: no sort of every
+    /// due job, no scan of the jobs done, so a backlog does not make each claim slower (which grew it).
+    async fn claims_walk_an_index_in_order(store: SqlStore) {
+        backlog(&store).await;
+        for only in ["", "deploys = 1 AND "] {
+            let plan = claim_plan(&store, only).await;
+            // Either index, as the planner weighs them: both walk a state's entries in id order.
+            let walks = |line: &&String| {
+                ["jobs_in_order", "jobs_lane_in_order"].iter().any(|index| match store.dialect {
+                    Dialect::Sqlite => line.contains(&format!("SEARCH jobs USING INDEX {index} (")),
+                    Dialect::Postgres => line.contains(&format!("Index Scan using {index} on jobs")),
+                })
+            };
+            assert_eq!(plan.iter().filter(walks).count(), 2, "{only}: {plan:#?}");
+            for refused in ["TEMP B-TREE", "MULTI-INDEX", "SCAN jobs", "Sort", "Seq Scan on jobs", "Bitmap"] {
+                assert!(!plan.iter().any(|line| line.contains(refused)), "{only}: {refused} in {plan:#?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_walk_an_index_in_order_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("honua.db").display());
+        claims_walk_an_index_in_order(SqlStore::open(&url).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn claims_walk_an_index_in_order_on_postgresql() {
+        let Ok(url) = std::env::var("HONUA_TEST_DATABASE_URL") else {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "notice: HONUA_TEST_DATABASE_URL is not set; the PostgreSQL claim plan is not checked");
+            return;
+        };
+        let schema = format!("honua_claim_plan_{}_{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+        // Not a store: opening one migrates, and this connection is to the database's own schema.
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut admin).await.unwrap();
+        let mut in_schema = url::Url::parse(&url).unwrap();
+        in_schema.query_pairs_mut().append_pair("options", &format!("-c search_path={schema}"));
+        claims_walk_an_index_in_order(SqlStore::open(in_schema.as_str()).await.unwrap()).await;
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut admin).await.unwrap();
     }
 }
