@@ -495,7 +495,9 @@ mod tests {
     /// 2,000 jobs done and 2,000 queued, one in 50 of them deployment work, as a store under load has them.
     async fn backlog(store: &SqlStore) {
         let numbers = match store.dialect {
-            Dialect::Sqlite => "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) SELECT i FROM n",
+            Dialect::Sqlite => {
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) SELECT i FROM n"
+            }
             Dialect::Postgres => "SELECT i FROM generate_series(1, 4000) AS n(i)",
         };
         for statement in [
@@ -561,7 +563,10 @@ mod tests {
     async fn claims_walk_an_index_in_order_on_postgresql() {
         let Ok(url) = std::env::var("HONUA_TEST_DATABASE_URL") else {
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "notice: HONUA_TEST_DATABASE_URL is not set; the PostgreSQL claim plan is not checked");
+            let _ = writeln!(
+                std::io::stderr(),
+                "notice: HONUA_TEST_DATABASE_URL is not set; the PostgreSQL claim plan is not checked"
+            );
             return;
         };
         let schema = format!("honua_claim_plan_{}_{}", std::process::id(), chrono::Utc::now().timestamp_micros());
