@@ -737,6 +737,15 @@ async fn a_repository_whose_default_branch_is_not_main_rolls_back_and_resumes_on
     assert_eq!(pull["base"], "trunk", "{pull}");
     assert_eq!(commit["parents"][0], merged.as_str(), "on top of trunk's head");
     complete(&store, rollback["id"].as_str().unwrap()).await;
+    // The rollback's record reaches the Git ledger in the background, through a fetch that records the
+    // default branch again (a CI run failed so: resume found `trunk` recorded again and answered 200): the
+    // mirror forgets it once that is done.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !store.unpublished_records(REPO, 10).await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the rollback's record never reached the ledger");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    service.wait_until_idle().await;
 
     // The mirror forgets which branch is the default, as a mirror made before it was recorded.
     let url = service.controller.mirrors.url_of(REPO);
