@@ -5,7 +5,7 @@
 //! ```text
 //! cargo build --release --bin honua --example load
 //! target/release/examples/load agents [--agents 10000] [--wait 30]
-//! target/release/examples/load webhooks [--rate 1000] [--seconds 60] [--faults]
+//! target/release/examples/load webhooks [--rate 1000] [--seconds 60] [--faults] [--history 0]
 //! target/release/examples/load slowloris [--connections 10000] [--seconds 30]
 //! ```
 //!
@@ -15,6 +15,8 @@
 //! - `webhooks`: signed deliveries sent open-loop at a fixed rate (pushes to feature branches, and a few
 //!   PRs whose checks run against the fake GitHub); time to 202, then the time for the queue to drain.
 //!   `--faults` puts a fault proxy between the service and GitHub (latency, resets, 502s and rate limits).
+//!   `--history N` writes N jobs that ended 40 days ago (each with a 4 KB delivery) into the database
+//!   before the service starts, for its retention sweep to delete while the deliveries come.
 //!   Pass: every delivery accepted, every job done once, the queue drained, the PRs checked.
 //! - `slowloris`: connections that send part of a request header and trickle the rest, re-opened as the
 //!   service cuts them, while real deliveries and a PR keep coming. Pass: all of those answered.
@@ -86,6 +88,10 @@ enum Scenario {
         /// The service's workers (`HONUA_WORKERS`, default 8).
         #[arg(long, default_value_t = 8)]
         workers: usize,
+        /// Jobs that ended 40 days ago, in the database before the service starts (for the retention
+        /// sweep to delete during the run).
+        #[arg(long, default_value_t = 0)]
+        history: u64,
     },
     /// Stalled connections while real deliveries keep coming.
     Slowloris {
@@ -100,7 +106,9 @@ enum Scenario {
 async fn main() -> ExitCode {
     let passed = match Args::parse().scenario {
         Scenario::Agents { agents: n, wait } => agents(n, wait).await,
-        Scenario::Webhooks { rate, seconds, faults, workers } => webhooks(rate, seconds, faults, workers).await,
+        Scenario::Webhooks { rate, seconds, faults, workers, history } => {
+            webhooks(rate, seconds, faults, workers, history).await
+        }
         Scenario::Slowloris { connections, seconds } => slowloris(connections, seconds).await,
     };
     if passed {
@@ -127,7 +135,7 @@ fn honua_binary() -> PathBuf {
     bin
 }
 
-async fn serve(github_url: &str, origin: &Origin, extra: &[(&str, &str)]) -> Service {
+async fn serve(github_url: &str, origin: &Origin, extra: &[(&str, &str)], history: u64) -> Service {
     let dir = tempfile::tempdir().unwrap();
     let port = processes::free_port();
     let url = format!("http://127.0.0.1:{port}");
@@ -135,6 +143,9 @@ async fn serve(github_url: &str, origin: &Origin, extra: &[(&str, &str)]) -> Ser
         Ok(postgres) => postgres_schema(&postgres).await,
         Err(_) => format!("sqlite://{}", dir.path().join("honua.db").display()),
     };
+    if history > 0 {
+        fill_history(&db_url, history).await;
+    }
     let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
     let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-app-key.pem");
     let child = std::process::Command::new(honua_binary())
@@ -161,6 +172,38 @@ async fn serve(github_url: &str, origin: &Origin, extra: &[(&str, &str)]) -> Ser
     let process = Running(child);
     processes::wait_ready(&reqwest::Client::new(), &url).await;
     Service { url, pid, db_url, dir, _process: process }
+}
+
+/// `n` jobs that ended 40 days ago, each with a 4 KB delivery, written straight into the database before
+/// the service starts: what more than a month of webhooks leaves for the retention sweep.
+async fn fill_history(db_url: &str, n: u64) {
+    honua_gitops::store::SqlStore::open(db_url).await.expect("the service's database migrates");
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(db_url).await.expect("the service's database opens");
+    let payload = if db_url.starts_with("postgres") {
+        "convert_to(repeat(md5(i::text), 128), 'UTF8')"
+    } else {
+        "randomblob(4096)"
+    };
+    let at = honua_gitops::store::now_ms() - 40 * 86_400_000;
+    let started = Instant::now();
+    sqlx::query(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+         INSERT INTO deliveries (id, event, repository, payload, received_at) \
+         SELECT 'history-' || i, 'push', 'city/gis-config', {payload}, {at} FROM n"
+    ))
+    .execute(&pool)
+    .await
+    .expect("history deliveries");
+    sqlx::query(
+        "INSERT INTO jobs (delivery_id, state, attempts, run_after, created_at, updated_at) \
+         SELECT id, 'done', 1, received_at, received_at, received_at FROM deliveries WHERE id LIKE 'history-%'",
+    )
+    .execute(&pool)
+    .await
+    .expect("history jobs");
+    pool.close().await;
+    println!("{n} jobs that ended 40 days ago written in {:.1} s", started.elapsed().as_secs_f64());
 }
 
 /// A fresh schema in the PostgreSQL database at `url` (earlier runs' schemas dropped), as the service's
@@ -252,7 +295,7 @@ async fn agents(n: usize, wait: u64) -> bool {
     let github = FakeGithub::start().await;
     let tree = origin::without_windows(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/honua-config"));
     let origin = Origin::new(tree.path());
-    let service = serve(&github.url(), &origin, &[]).await;
+    let service = serve(&github.url(), &origin, &[], 0).await;
     let store = honua_gitops::store::open(&service.db_url).await.unwrap();
     let approver = token(&store, "mike", Role::Approver, None).await;
     let mut tokens = Vec::with_capacity(n);
@@ -402,19 +445,41 @@ async fn metrics(client: &reqwest::Client, url: &str) -> (f64, f64, f64) {
     (depth, sum("done"), sum("failed"))
 }
 
+/// Polls `honua_jobs_pruned_total` until it reaches `n`; how long that took from the call.
+async fn swept(client: reqwest::Client, url: String, n: u64) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(1800) {
+        let text = match client.get(format!("{url}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let pruned = text
+            .lines()
+            .find_map(|l| l.strip_prefix("honua_jobs_pruned_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if pruned as u64 >= n {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 fn checked(github: &FakeGithub, sha: &str) -> bool {
     let runs = github.check_runs(sha);
     runs.len() == 2 && runs.iter().all(|r| r.status == "completed")
 }
 
-async fn webhooks(rate: u64, seconds: u64, faults: bool, workers: usize) -> bool {
+async fn webhooks(rate: u64, seconds: u64, faults: bool, workers: usize, history: u64) -> bool {
     let github = FakeGithub::start().await;
     let origin = Origin::new(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/honua-config"));
     let proxy = FaultProxy::for_url(&github.url()).await;
     let workers = workers.to_string();
     let extra = [("HONUA_GITHUB_TIMEOUT", "2"), ("HONUA_WORKERS", workers.as_str())];
-    let service = serve(&proxy.rewrite(&github.url()), &origin, &extra).await;
+    let service = serve(&proxy.rewrite(&github.url()), &origin, &extra, history).await;
     let client = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build().unwrap();
+    let sweep = (history > 0).then(|| tokio::spawn(swept(client.clone(), service.url.clone(), history)));
     let prs: Vec<(u64, String)> = (1..=5)
         .map(|n| {
             let tree = if n % 2 == 0 { "examples/honua-config-pr" } else { "examples/honua-config" };
@@ -497,7 +562,23 @@ async fn webhooks(rate: u64, seconds: u64, faults: bool, workers: usize) -> bool
     if refused > 0 {
         println!("{refused} deliveries were not accepted");
     }
-    refused == 0 && depth == 0.0 && done as u64 == total && failed == 0.0 && all_checked
+    let swept = match sweep {
+        Some(sweep) => match sweep.await.unwrap() {
+            Some(took) => {
+                println!(
+                    "retention sweep: {history} ended jobs deleted {:.1} s after the service was ready",
+                    took.as_secs_f64()
+                );
+                true
+            }
+            None => {
+                println!("retention sweep: not every ended job was deleted in 30 minutes");
+                false
+            }
+        },
+        None => true,
+    };
+    refused == 0 && depth == 0.0 && done as u64 == total && failed == 0.0 && all_checked && swept
 }
 
 /// Opens connections that send part of a request header, then one more byte every 5 s; each one the
@@ -542,7 +623,7 @@ fn stalled_connections(addr: std::net::SocketAddr, n: usize, open: Arc<AtomicUsi
 async fn slowloris(connections: usize, seconds: u64) -> bool {
     let github = FakeGithub::start().await;
     let origin = Origin::new(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/honua-config"));
-    let service = serve(&github.url(), &origin, &[]).await;
+    let service = serve(&github.url(), &origin, &[], 0).await;
     let addr: std::net::SocketAddr = service.url.trim_start_matches("http://").parse().unwrap();
     let (open, cut) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     stalled_connections(addr, connections, open.clone(), cut.clone());

@@ -308,3 +308,57 @@ async fn with_two_workers_a_push_is_deployed_while_pull_requests_wait_on_github(
         assert!(github.check_runs(head).is_empty(), "the PR jobs still wait for GitHub's budget");
     }
 }
+
+/// The retention sweep runs at start (then hourly): a job that ended more than `HONUA_JOB_RETENTION_DAYS`
+/// ago is deleted with its delivery, a newer one stays, and `/metrics` counts what went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_that_ended_before_the_retention_are_deleted_from_the_start() {
+    use honua_gitops::store::{now_ms, JobQueue, NewDelivery, Recorded, SqlStore};
+    let github = FakeGithub::start().await;
+    let origin = Origin::new(&common::examples().join("honua-config"));
+    let data = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", data.path().join("honua.db").display());
+    let store = SqlStore::open(&database).await.unwrap();
+    let (day, now) = (86_400_000, now_ms());
+    let mut ended = Vec::new();
+    for (id, at) in [("ended-31-days-ago", now - 31 * day), ("ended-29-days-ago", now - 29 * day)] {
+        let delivery = NewDelivery {
+            id: id.into(),
+            event: "pull_request".into(),
+            repository: Some(REPO.into()),
+            payload: b"{}".to_vec(),
+            pr_head: None,
+            deploys: false,
+        };
+        let Recorded::New(job) = store.record_delivery(&delivery, at).await.unwrap() else { panic!("new") };
+        assert_eq!(store.claim_job("w", Duration::from_secs(60), at, false).await.unwrap().unwrap().id, job);
+        assert!(store.complete_job(job, "w", at).await.unwrap());
+        ended.push(job);
+    }
+
+    let port = common::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut env = common::github_mode(port, &database, data.path(), &github.url(), &origin, SECRET);
+    env.push(("HONUA_WORKERS", "0".into()));
+    env.push(("HONUA_JOB_RETENTION_DAYS", "30".into()));
+    let _serve = common::Running(serve(&env).stderr(Stdio::null()).spawn().unwrap());
+    let client = reqwest::Client::new();
+    common::wait_ready(&client, &url).await;
+    // Counted once its batch is committed.
+    let pruned =
+        |metrics: &str| metrics.lines().find(|l| l.starts_with("honua_jobs_pruned_total ")).map(str::to_string);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = client.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+        match pruned(&metrics) {
+            Some(line) if line != "honua_jobs_pruned_total 0" => {
+                assert_eq!(line, "honua_jobs_pruned_total 1");
+                break;
+            }
+            _ => assert!(tokio::time::Instant::now() < deadline, "no job was pruned in 30 s: {metrics}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(store.job(ended[0]).await.unwrap().is_none(), "the job that ended 31 days ago is deleted");
+    assert!(store.job(ended[1]).await.unwrap().is_some(), "the job that ended 29 days ago stays");
+}

@@ -71,6 +71,7 @@ async fn the_service_closes_a_connection_that_stalls_in_its_headers() {
         public_pages: false,
         workers: 1,
         job_lease: Duration::from_secs(120),
+        job_retention: None,
         header_read_timeout: Duration::from_secs(1),
         body_read_timeout: Duration::from_secs(2),
         poll_interval: Some(Duration::from_secs(1)),

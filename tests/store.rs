@@ -153,6 +153,46 @@ async fn a_polled_head_is_queued_only_if_never_seen(s: Arc<dyn Store>) {
     assert_eq!(s.queue_depth().await.unwrap(), 3);
 }
 
+/// Jobs that ended before the cut are deleted with their deliveries, a batch at a time; a job that ended
+/// later, or has not ended (queued, running, even if older), stays with its delivery.
+async fn ended_jobs_are_pruned_with_their_deliveries(s: Arc<dyn Store>) {
+    async fn claimed(s: &Arc<dyn Store>, id: &str) -> i64 {
+        let Recorded::New(job) = s.record_delivery(&delivery(id), 100).await.unwrap() else { panic!("new") };
+        assert_eq!(s.claim_job("w", LEASE, 100, false).await.unwrap().unwrap().id, job);
+        job
+    }
+    let mut ended_early = Vec::new();
+    for i in 0..5 {
+        let job = claimed(&s, &format!("e-{i}")).await;
+        if i % 2 == 0 {
+            assert!(s.complete_job(job, "w", 200).await.unwrap());
+        } else {
+            assert!(s.fail_job(job, "w", "for good", None, 200).await.unwrap());
+        }
+        ended_early.push(job);
+    }
+    let ended_late = claimed(&s, "late").await;
+    assert!(s.complete_job(ended_late, "w", 5_000).await.unwrap());
+    let running = claimed(&s, "running").await;
+    let Recorded::New(queued) = s.record_delivery(&delivery("queued"), 100).await.unwrap() else { panic!("new") };
+
+    assert_eq!(s.prune_jobs(1_000, 3).await.unwrap(), 3, "a batch at most");
+    assert_eq!(s.prune_jobs(1_000, 3).await.unwrap(), 2, "then the rest");
+    assert_eq!(s.prune_jobs(1_000, 3).await.unwrap(), 0);
+    for job in ended_early {
+        assert!(s.job(job).await.unwrap().is_none(), "job {job} ended before the cut");
+    }
+    for job in [ended_late, running, queued] {
+        assert!(s.job(job).await.unwrap().is_some(), "job {job} stays");
+    }
+    assert_eq!(s.queue_depth().await.unwrap(), 2);
+    // The deliveries went with their jobs (their ids are new again); the others' are still known.
+    assert!(matches!(s.record_delivery(&delivery("e-0"), 6_000).await.unwrap(), Recorded::New(_)));
+    for kept in ["late", "running", "queued"] {
+        assert_eq!(s.record_delivery(&delivery(kept), 6_000).await.unwrap(), Recorded::Duplicate, "{kept}");
+    }
+}
+
 async fn readiness(s: Arc<dyn Store>) {
     s.ping().await.unwrap();
 }
@@ -461,5 +501,6 @@ on_both_stores!(
     failures_retry_later_then_fail_visibly,
     concurrent_claimers_never_share_a_job,
     a_polled_head_is_queued_only_if_never_seen,
+    ended_jobs_are_pruned_with_their_deliveries,
     readiness
 );

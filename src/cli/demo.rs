@@ -417,6 +417,7 @@ async fn tour(args: DemoArgs) -> Result<std::process::ExitCode> {
         public_pages: true,
         workers: 1,
         job_lease: Duration::from_secs(120),
+        job_retention: None,
         header_read_timeout: Duration::from_secs(10),
         body_read_timeout: Duration::from_secs(30),
         poll_interval: Some(Duration::from_secs(1)),

@@ -16,6 +16,7 @@ pub mod poller;
 mod promote;
 mod pulls;
 pub mod pushes;
+pub mod retention;
 pub mod rollback;
 mod sources;
 pub mod tokens;

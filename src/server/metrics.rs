@@ -3,7 +3,7 @@
 //! adds `honua_github_api_calls_total{method,status}`, `honua_github_rate_limit_remaining{resource}`,
 //! `honua_github_retries_total`, `honua_github_rate_limited_total` and
 //! `honua_github_content_limit_waits_total`; the controller `honua_pr_heads_coalesced_total`,
-//! `honua_push_heads_coalesced_total` and `honua_planning_hold_wait_seconds`.
+//! `honua_push_heads_coalesced_total`, `honua_planning_hold_wait_seconds` and `honua_jobs_pruned_total`.
 
 use std::sync::OnceLock;
 

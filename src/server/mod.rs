@@ -204,6 +204,9 @@ pub async fn start(
     settings: Settings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ServeError> {
+    // The recorder first: what the workers, the poller and the sweeps count before the first scrape or
+    // webhook (jobs left queued by a previous run, a retention sweep) would otherwise go uncounted.
+    let _ = metrics::handle();
     let store = crate::store::open_with(&settings.database_url, settings.database_timeout)
         .await
         .map_err(|source| ServeError::Store { url: settings.database_url.clone(), source })?;
@@ -248,6 +251,9 @@ pub async fn start(
     }
     if let Some(interval) = settings.poll_interval {
         workers.spawn(controller.clone().run_poller(interval, stop.clone()));
+    }
+    if let Some(retention) = settings.job_retention {
+        workers.spawn(controller.clone().run_retention(retention, stop.clone()));
     }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

@@ -61,6 +61,11 @@ pub struct ServeArgs {
     /// Seconds a claimed job belongs to a worker before another replica may take it over (default 120).
     #[arg(long, env = "HONUA_JOB_LEASE")]
     pub job_lease: Option<u64>,
+    /// Days a job that ended (done, or failed for good) is kept, with the webhook delivery it ran, before
+    /// an hourly sweep deletes it (default 30; 0 keeps every job forever). GitHub redelivers only the
+    /// last three days' deliveries.
+    #[arg(long, env = "HONUA_JOB_RETENTION_DAYS")]
+    pub job_retention_days: Option<u64>,
     /// Seconds GitHub has to accept a connection, and then for each read and write of a request, before
     /// the request fails and its job is retried (default 30).
     #[arg(long, env = "HONUA_GITHUB_TIMEOUT")]
@@ -103,6 +108,8 @@ pub struct Settings {
     pub public_pages: bool,
     pub workers: usize,
     pub job_lease: std::time::Duration,
+    /// How long an ended job is kept; `None`: forever.
+    pub job_retention: Option<std::time::Duration>,
     pub header_read_timeout: std::time::Duration,
     pub body_read_timeout: std::time::Duration,
     /// `None`: polling off.
@@ -130,6 +137,7 @@ impl std::fmt::Debug for Settings {
             .field("data_dir", &self.data_dir)
             .field("workers", &self.workers)
             .field("poll_interval", &self.poll_interval)
+            .field("job_retention", &self.job_retention)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
             .finish()
@@ -211,6 +219,16 @@ impl Settings {
         if workers > 64 {
             return Err(bad("HONUA_WORKERS", format!("{workers}: give 0 (ingest only) to 64")));
         }
+        let job_retention = match a.job_retention_days.unwrap_or(30) {
+            0 => None,
+            days @ 1..=36_500 => Some(std::time::Duration::from_secs(days * 86_400)),
+            days => {
+                return Err(bad(
+                    "HONUA_JOB_RETENTION_DAYS",
+                    format!("{days}: give 1 to 36500 days, or 0 to keep every job"),
+                ))
+            }
+        };
         Ok(Settings {
             listen,
             database_url,
@@ -229,6 +247,7 @@ impl Settings {
             public_pages: a.public_pages.unwrap_or(false),
             workers,
             job_lease: std::time::Duration::from_secs(a.job_lease.unwrap_or(120).max(5)),
+            job_retention,
             header_read_timeout: std::time::Duration::from_secs(a.header_read_timeout.unwrap_or(10).max(1)),
             body_read_timeout: std::time::Duration::from_secs(a.body_read_timeout.unwrap_or(30).max(1)),
             poll_interval: match a.poll_interval.unwrap_or(60) {
@@ -302,8 +321,25 @@ mod tests {
         assert_eq!(s.database_timeout, std::time::Duration::from_secs(5), "from the file");
         assert_eq!(s.github.as_ref().unwrap().api_url, "https://api.github.com");
         assert_eq!(s.poll_interval, Some(std::time::Duration::from_secs(60)));
+        assert_eq!(s.job_retention, Some(std::time::Duration::from_secs(30 * 86_400)), "30 days by default");
         let shown = format!("{s:?}");
         assert!(!shown.contains("new") && !shown.contains("BEGIN"), "secrets are not printed: {shown}");
+    }
+
+    #[test]
+    fn job_retention_is_days_and_zero_keeps_every_job() {
+        let github = |days| ServeArgs {
+            github_app_id: Some(1),
+            github_private_key_path: Some(key_path()),
+            github_webhook_secret: Some("s".into()),
+            job_retention_days: Some(days),
+            ..ServeArgs::default()
+        };
+        let resolved = |days| Settings::resolve(github(days), None).map(|s| s.job_retention);
+        assert_eq!(resolved(7).unwrap(), Some(std::time::Duration::from_secs(7 * 86_400)));
+        assert_eq!(resolved(0).unwrap(), None);
+        let err = resolved(36_501).unwrap_err().to_string();
+        assert!(err.contains("HONUA_JOB_RETENTION_DAYS") && err.contains("0 to keep every job"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::sql::{Dialect, SqlStore};
+use super::sql::{placeholders, Dialect, SqlStore};
 use super::StoreError;
 
 /// A verified delivery to record.
@@ -193,6 +193,13 @@ pub trait JobQueue: Send + Sync {
 
     /// Jobs queued or running.
     async fn queue_depth(&self) -> Result<i64, StoreError>;
+
+    /// Deletes up to `limit` jobs that ended (done, or failed for good) before `ended_before`, with their
+    /// deliveries (the verified bodies, the bulk of the queue's size), in one transaction; returns how
+    /// many. Queued and running jobs are never deleted. A delivery id that is deleted is no longer known
+    /// as a duplicate; GitHub redelivers only the last three days' deliveries, and the poller's heads are
+    /// known by `pr_heads` and the branch heads, which stay.
+    async fn prune_jobs(&self, ended_before: i64, limit: u32) -> Result<u64, StoreError>;
 
     /// Takes one write from `installation`'s GitHub budget, shared by every replica, if both of its
     /// buckets allow one at `now`; otherwise leaves it untouched and says how many ms to wait.
@@ -390,6 +397,29 @@ impl JobQueue for SqlStore {
             .fetch_one(self.db())
             .await?;
         Ok(n)
+    }
+
+    async fn prune_jobs(&self, ended_before: i64, limit: u32) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        // No ORDER BY: the walk of `jobs_in_order` meets the oldest ids first anyway, without a sort.
+        let pruned: Vec<(String,)> = sqlx::query_as(
+            "DELETE FROM jobs WHERE id IN \
+             (SELECT id FROM jobs WHERE state IN ('done', 'failed') AND updated_at < $1 LIMIT $2) RETURNING delivery_id",
+        )
+        .bind(ended_before)
+        .bind(i64::from(limit))
+        .fetch_all(tx.db())
+        .await?;
+        if !pruned.is_empty() {
+            let statement = format!("DELETE FROM deliveries WHERE id IN ({})", placeholders(1, pruned.len()));
+            let mut delete = sqlx::query(&statement);
+            for (delivery,) in &pruned {
+                delete = delete.bind(delivery.as_str());
+            }
+            delete.execute(tx.db()).await?;
+        }
+        tx.commit().await?;
+        Ok(pruned.len() as u64)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
